@@ -1,0 +1,160 @@
+#include "app.hpp"
+
+#include "core/asio.hpp"
+#include "core/log.hpp"
+#include "forward/proxy_state.hpp"
+#include "server/listener.hpp"
+#include "server/worker_pool.hpp"
+#include "upstream/resolver.hpp"
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <build_info.hpp>
+#include <nlohmann/json.hpp>
+
+#include <cstdlib>
+#include <thread>
+
+namespace breakerbox {
+namespace {
+
+class application {
+public:
+    explicit application(config::config cfg)
+        : state_(std::move(cfg)), pool_(worker_count(state_.cfg), state_), signals_(main_, SIGTERM, SIGINT, SIGHUP)
+    {
+    }
+
+    int run()
+    {
+        try {
+            resolve_upstreams();
+            bind_listeners();
+        } catch (const std::exception& e) {
+            log::error("start-up failed", {{"error", e.what()}});
+            return 1;
+        }
+        pool_.start();
+        for (auto& l : listeners_)
+            l->start();
+        wait_for_signals();
+        log::info("breakerbox ready", {{"version", build::version}, {"workers", pool_.size()}, {"config", state_.cfg.source_file}});
+        main_.run();
+        pool_.stop();
+        log::info("breakerbox stopped", {});
+        return 0;
+    }
+
+private:
+    static std::size_t worker_count(const config::config& cfg)
+    {
+        if (cfg.workers > 0)
+            return cfg.workers;
+        auto n = std::thread::hardware_concurrency();
+        return n > 0 ? n : 1;
+    }
+
+    void resolve_upstreams()
+    {
+        for (std::size_t i = 0; i < state_.cfg.upstreams.size(); ++i) {
+            const auto& up = state_.cfg.upstreams[i];
+            auto resolved = upstream::resolve_now(up);
+            for (const auto& e : resolved.errors)
+                log::error("endpoint did not resolve; requests get 503 no_endpoint until it does",
+                           {{"upstream", up.name}, {"error", e}});
+            // Workers are not running yet: setting their state directly is safe.
+            for (std::size_t w = 0; w < pool_.size(); ++w)
+                pool_.at(w).context.upstreams[i].set_endpoints(resolved.addresses);
+            if (upstream::all_literal(up))
+                continue;
+            auto publish = [this, i](std::vector<tcp::endpoint> addresses) {
+                for (std::size_t w = 0; w < pool_.size(); ++w) {
+                    auto& wk = pool_.at(w);
+                    asio::post(wk.ioc, [&wk, i, addresses] { wk.context.upstreams[i].set_endpoints(addresses); });
+                }
+            };
+            asio::co_spawn(main_, upstream::keep_resolving(up, resolved.addresses, publish), asio::detached);
+        }
+    }
+
+    void bind_listeners()
+    {
+        for (std::size_t i = 0; i < state_.cfg.listeners.size(); ++i) {
+            auto l = std::make_unique<server::listener>(main_, state_.cfg.listeners[i], i, pool_, state_);
+            l->bind();
+            auto ep = l->local_endpoint();
+            log::info("listening", {{"listener", l->cfg().name},
+                                    {"address", ep.address().to_string() + ":" + std::to_string(ep.port())},
+                                    {"port", ep.port()},
+                                    {"upstream", l->cfg().upstream}});
+            listeners_.push_back(std::move(l));
+        }
+    }
+
+    void wait_for_signals()
+    {
+        signals_.async_wait([this](const error_code& ec, int signo) {
+            if (ec)
+                return;
+            if (signo == SIGHUP) {
+                log::warn("SIGHUP received: configuration reload is not supported yet; restart to apply changes", {});
+                wait_for_signals();
+                return;
+            }
+            if (state_.draining.load()) {
+                log::warn("second signal: exiting immediately", {{"signal", signo}});
+                std::_Exit(1);
+            }
+            start_drain(signo);
+            wait_for_signals();
+        });
+    }
+
+    // Stop accepting, let in-flight requests finish (bounded by drain_timeout), close idle
+    // keep-alive connections, then stop.
+    void start_drain(int signo)
+    {
+        log::info("draining", {{"signal", signo}, {"active_connections", state_.active_connections.load()},
+                               {"drain_timeout_ms", state_.cfg.limits.drain_timeout / millis(1)}});
+        state_.draining.store(true);
+        for (auto& l : listeners_)
+            l->close();
+        pool_.close_idle_connections();
+        drain_deadline_ = std::chrono::steady_clock::now() + as_duration(state_.cfg.limits.drain_timeout);
+        asio::co_spawn(main_, wait_drained(), asio::detached);
+    }
+
+    asio::awaitable<void> wait_drained()
+    {
+        asio::steady_timer timer(main_);
+        while (state_.active_connections.load() > 0 && std::chrono::steady_clock::now() < drain_deadline_) {
+            pool_.close_idle_connections(); // connections that finished a request since the last pass
+            timer.expires_after(std::chrono::milliseconds(20));
+            co_await timer.async_wait(nothrow_awaitable);
+        }
+        auto left = state_.active_connections.load();
+        if (left > 0)
+            log::warn("drain timeout: closing remaining connections", {{"active_connections", left}});
+        main_.stop();
+    }
+
+    asio::io_context main_{1};
+    forward::proxy_state state_;
+    server::worker_pool pool_;
+    std::vector<std::unique_ptr<server::listener>> listeners_;
+    asio::signal_set signals_;
+    std::chrono::steady_clock::time_point drain_deadline_{};
+};
+
+} // namespace
+
+int run_proxy(config::config cfg)
+{
+    log::level lvl = log::level::info;
+    log::parse_level(cfg.logging.level, lvl);
+    log::set_level(lvl);
+    application app(std::move(cfg));
+    return app.run();
+}
+
+} // namespace breakerbox

@@ -1,0 +1,143 @@
+// The configuration, parsed once into plain const structs. Defaults live in the member initialisers
+// below and nowhere else; the loader (loader.hpp) fills these from YAML and validates everything
+// before anything starts. Durations are nanoseconds, sizes bytes.
+#pragma once
+#include "core/clock.hpp"
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace breakerbox::config {
+
+struct host_port {
+    std::string host;
+    std::uint16_t port = 0;
+    std::string text() const { return host + ":" + std::to_string(port); }
+};
+
+struct listener_config {
+    std::string name;
+    host_port address;
+    std::string upstream; // non-empty: a dedicated listener that forwards everything to this upstream
+};
+
+struct limits_config {
+    std::uint32_t max_connections = 10000;
+    std::uint64_t max_header_bytes = 16 * 1024;
+    std::uint64_t max_request_body = 1024 * 1024;
+    std::uint64_t max_response_body = 8 * 1024 * 1024;
+    nanos header_timeout = seconds(10);
+    nanos body_timeout = seconds(30);
+    nanos idle_timeout = seconds(60);
+    nanos write_timeout = seconds(30);
+    nanos drain_timeout = seconds(15);
+};
+
+struct forwarding_config {
+    bool via = true;
+    bool x_forwarded_for = true;
+    bool x_forwarded_proto = true;
+    bool x_forwarded_host = true;
+};
+
+struct logging_config {
+    std::string level = "info";
+    bool access_log = false;
+};
+
+struct admin_config {
+    host_port address{"127.0.0.1", 9901};
+    std::string token;
+    bool enabled = true;
+};
+
+enum class lb_policy { round_robin, least_outstanding };
+
+struct pool_config {
+    std::uint32_t max_idle_per_endpoint = 64;
+    nanos idle_timeout = seconds(60);
+    std::uint32_t max_requests_per_connection = 10000;
+};
+
+enum class window_type { count_based, time_based };
+
+// Which outcomes count as failures for the breaker. Everything not listed as a failure and not
+// ignored counts as a success.
+struct classification_config {
+    std::vector<unsigned> failure_statuses;   // filled by the loader's default when absent: 5xx minus 501, 505
+    std::vector<unsigned> ignored_statuses;   // counted neither way
+    bool status_429_is_failure = false;
+    bool connect_failure = true;
+    bool connect_timeout = true;
+    bool request_timeout = true;
+    bool connection_reset = true;
+    bool invalid_response = true;
+};
+
+struct breaker_config {
+    bool enabled = true;
+    std::uint32_t consecutive_failures = 5;     // 0 disables the rule
+    bool failure_rate_enabled = true;
+    double failure_rate_threshold = 50.0;       // percent
+    window_type window = window_type::time_based;
+    std::uint32_t window_size = 100;            // calls, for count_based
+    nanos window_duration = seconds(10);        // for time_based
+    std::uint32_t window_buckets = 10;          // for time_based
+    std::uint32_t minimum_calls = 20;
+    std::uint32_t minimum_failures = 0;         // > 0: trip also when failures >= this even below minimum_calls
+    bool slow_call_enabled = false;
+    nanos slow_call_duration = seconds(2);
+    double slow_call_rate_threshold = 100.0;    // percent
+    nanos open_duration = seconds(5);
+    double open_duration_multiplier = 2.0;
+    nanos max_open_duration = seconds(300);
+    double open_duration_jitter = 0.1;          // +-10 %
+    nanos open_backoff_reset_after = seconds(60); // closed this long: the open time goes back to the base
+    std::uint32_t half_open_max_probes = 1;
+    std::uint32_t half_open_successes_to_close = 1;
+    nanos half_open_max_wait = seconds(10);
+    nanos recovery_ramp = 0;                    // 0: no ramp
+    classification_config classify;
+};
+
+struct routes_config {
+    std::vector<std::string> hosts;      // Host header / absolute-form authority matches (case-insensitive)
+    std::string path_prefix;             // "" = no prefix route
+    bool strip_prefix = false;
+};
+
+struct upstream_config {
+    std::string name;
+    std::vector<host_port> endpoints;
+    lb_policy load_balancing = lb_policy::round_robin;
+    nanos connect_timeout = seconds(1);
+    nanos request_timeout = seconds(15);
+    nanos resolve_interval = seconds(30);
+    pool_config pool;
+    routes_config routes;
+    std::string host_rewrite;            // "" = keep the client's Host
+    breaker_config breaker;
+};
+
+struct config {
+    std::string source_file;
+    std::uint32_t workers = 0;           // 0 = number of cores
+    std::vector<listener_config> listeners;
+    admin_config admin;
+    limits_config limits;
+    forwarding_config forwarding;
+    logging_config logging;
+    std::vector<upstream_config> upstreams;
+
+    const upstream_config* find_upstream(std::string_view name) const
+    {
+        for (const auto& u : upstreams)
+            if (u.name == name)
+                return &u;
+        return nullptr;
+    }
+};
+
+} // namespace breakerbox::config

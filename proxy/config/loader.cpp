@@ -1,0 +1,634 @@
+#include "config/loader.hpp"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cctype>
+#include <fstream>
+#include <initializer_list>
+#include <set>
+#include <sstream>
+
+namespace breakerbox::config {
+
+std::string config_error::text() const
+{
+    std::ostringstream os;
+    os << file << ':' << line << ':' << column << ": ";
+    if (!path.empty())
+        os << path << ": ";
+    os << message;
+    return os.str();
+}
+
+namespace {
+
+// Walks the YAML tree, collecting errors. One instance per load.
+class reader {
+public:
+    reader(std::string file, const env_lookup& env) : file_(std::move(file)), env_(env) {}
+
+    std::vector<config_error> errors;
+
+    void fail(const YAML::Node& at, const std::string& path, const std::string& message)
+    {
+        config_error e;
+        e.file = file_;
+        if (at.IsDefined()) {
+            auto mark = at.Mark();
+            e.line = mark.line >= 0 ? mark.line + 1 : 0;
+            e.column = mark.column >= 0 ? mark.column + 1 : 0;
+        }
+        e.path = path;
+        e.message = message;
+        errors.push_back(std::move(e));
+    }
+
+    // Reports keys of `map` that are not in `allowed`. Returns false if `map` is not a mapping.
+    bool check_map(const YAML::Node& map, const std::string& path, std::initializer_list<std::string_view> allowed)
+    {
+        if (!map.IsMap()) {
+            fail(map, path, "expected a mapping");
+            return false;
+        }
+        for (auto it = map.begin(); it != map.end(); ++it) {
+            std::string key = it->first.Scalar();
+            if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
+                std::string known;
+                for (auto k : allowed)
+                    known += (known.empty() ? "" : ", ") + std::string(k);
+                fail(it->first, join(path, key), "unknown key \"" + key + "\" (known keys: " + known + ")");
+            }
+        }
+        return true;
+    }
+
+    static std::string join(const std::string& path, std::string_view key)
+    {
+        return path.empty() ? std::string(key) : path + "." + std::string(key);
+    }
+
+    // A scalar with ${VAR} substitution applied; nullopt (and an error) otherwise.
+    std::optional<std::string> scalar(const YAML::Node& node, const std::string& path)
+    {
+        if (!node.IsScalar()) {
+            fail(node, path, "expected a scalar value");
+            return std::nullopt;
+        }
+        std::string error;
+        auto value = substitute_env(node.Scalar(), env_, error);
+        if (!value)
+            fail(node, path, error);
+        return value;
+    }
+
+    void read_bool(const YAML::Node& map, std::string_view key, const std::string& path, bool& out)
+    {
+        auto node = map[std::string(key)];
+        if (!node)
+            return;
+        auto p = join(path, key);
+        auto s = scalar(node, p);
+        if (!s)
+            return;
+        if (*s == "true" || *s == "yes" || *s == "on")
+            out = true;
+        else if (*s == "false" || *s == "no" || *s == "off")
+            out = false;
+        else
+            fail(node, p, "expected true or false, got \"" + *s + "\"");
+    }
+
+    template <class Int>
+    void read_uint(const YAML::Node& map, std::string_view key, const std::string& path, Int& out,
+                   std::uint64_t min, std::uint64_t max)
+    {
+        auto node = map[std::string(key)];
+        if (!node)
+            return;
+        auto p = join(path, key);
+        auto s = scalar(node, p);
+        if (!s)
+            return;
+        std::uint64_t v = 0;
+        bool ok = !s->empty() && std::all_of(s->begin(), s->end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)); });
+        if (ok) {
+            try {
+                v = std::stoull(*s);
+            } catch (...) {
+                ok = false;
+            }
+        }
+        if (!ok || v < min || v > max) {
+            fail(node, p, "expected an integer in [" + std::to_string(min) + ", " + std::to_string(max) + "], got \"" + *s + "\"");
+            return;
+        }
+        out = static_cast<Int>(v);
+    }
+
+    void read_percent(const YAML::Node& map, std::string_view key, const std::string& path, double& out)
+    {
+        read_double(map, key, path, out, 0.0, 100.0, "a percentage in (0, 100]", true);
+    }
+
+    void read_double(const YAML::Node& map, std::string_view key, const std::string& path, double& out,
+                     double min, double max, const std::string& expected, bool exclusive_min = false)
+    {
+        auto node = map[std::string(key)];
+        if (!node)
+            return;
+        auto p = join(path, key);
+        auto s = scalar(node, p);
+        if (!s)
+            return;
+        std::string text = *s;
+        if (!text.empty() && text.back() == '%')
+            text.pop_back();
+        char* end = nullptr;
+        double v = std::strtod(text.c_str(), &end);
+        bool ok = !text.empty() && end == text.c_str() + text.size() && v <= max && (exclusive_min ? v > min : v >= min);
+        if (!ok) {
+            fail(node, p, "expected " + expected + ", got \"" + *s + "\"");
+            return;
+        }
+        out = v;
+    }
+
+    void read_duration(const YAML::Node& map, std::string_view key, const std::string& path, nanos& out,
+                       nanos min, nanos max)
+    {
+        auto node = map[std::string(key)];
+        if (!node)
+            return;
+        auto p = join(path, key);
+        auto s = scalar(node, p);
+        if (!s)
+            return;
+        auto d = parse_duration(*s);
+        if (!d) {
+            fail(node, p, "expected a duration such as 250ms, 5s, 2m or 1h, got \"" + *s + "\"");
+            return;
+        }
+        if (*d < min || *d > max) {
+            fail(node, p, "duration " + *s + " is out of range [" + describe(min) + ", " + describe(max) + "]");
+            return;
+        }
+        out = *d;
+    }
+
+    void read_size(const YAML::Node& map, std::string_view key, const std::string& path, std::uint64_t& out,
+                   std::uint64_t min, std::uint64_t max)
+    {
+        auto node = map[std::string(key)];
+        if (!node)
+            return;
+        auto p = join(path, key);
+        auto s = scalar(node, p);
+        if (!s)
+            return;
+        auto v = parse_size(*s);
+        if (!v) {
+            fail(node, p, "expected a size such as 512, 64KiB or 1MiB, got \"" + *s + "\"");
+            return;
+        }
+        if (*v < min || *v > max) {
+            fail(node, p, "size " + *s + " is out of range [" + std::to_string(min) + ", " + std::to_string(max) + "] bytes");
+            return;
+        }
+        out = *v;
+    }
+
+    void read_string(const YAML::Node& map, std::string_view key, const std::string& path, std::string& out)
+    {
+        auto node = map[std::string(key)];
+        if (!node)
+            return;
+        if (auto s = scalar(node, join(path, key)))
+            out = *s;
+    }
+
+    // Listening addresses may use port 0 (an ephemeral port, reported in the "listening" log line).
+    bool read_host_port(const YAML::Node& node, const std::string& path, host_port& out, bool allow_port_zero = false)
+    {
+        auto s = scalar(node, path);
+        if (!s)
+            return false;
+        auto hp = parse_host_port(*s);
+        if (!hp || (hp->port == 0 && !allow_port_zero)) {
+            fail(node, path, std::string("expected host:port with a port in [") + (allow_port_zero ? "0" : "1") +
+                                 ", 65535], got \"" + *s + "\"");
+            return false;
+        }
+        out = *hp;
+        return true;
+    }
+
+    std::vector<std::string> read_string_list(const YAML::Node& map, std::string_view key, const std::string& path)
+    {
+        std::vector<std::string> out;
+        auto node = map[std::string(key)];
+        if (!node)
+            return out;
+        auto p = join(path, key);
+        if (!node.IsSequence()) {
+            fail(node, p, "expected a list");
+            return out;
+        }
+        for (std::size_t i = 0; i < node.size(); ++i)
+            if (auto s = scalar(node[i], p + "[" + std::to_string(i) + "]"))
+                out.push_back(*s);
+        return out;
+    }
+
+    std::optional<std::vector<unsigned>> read_status_list(const YAML::Node& map, std::string_view key,
+                                                          const std::string& path)
+    {
+        auto node = map[std::string(key)];
+        if (!node)
+            return std::nullopt;
+        auto p = join(path, key);
+        std::vector<unsigned> out;
+        if (!node.IsSequence()) {
+            fail(node, p, "expected a list of status codes or ranges such as 500-599");
+            return out;
+        }
+        for (std::size_t i = 0; i < node.size(); ++i) {
+            auto ip = p + "[" + std::to_string(i) + "]";
+            auto s = scalar(node[i], ip);
+            if (!s)
+                continue;
+            unsigned lo = 0, hi = 0;
+            char dash = 0;
+            std::istringstream is(*s);
+            is >> lo;
+            if (is >> dash) {
+                is >> hi;
+            } else {
+                hi = lo;
+            }
+            if (!is.eof() || (dash && dash != '-') || lo < 100 || hi > 599 || lo > hi) {
+                fail(node[i], ip, "expected a status code (100-599) or a range such as 500-599, got \"" + *s + "\"");
+                continue;
+            }
+            for (unsigned c = lo; c <= hi; ++c)
+                out.push_back(c);
+        }
+        return out;
+    }
+
+    static std::string describe(nanos d)
+    {
+        if (d % seconds(1) == 0)
+            return std::to_string(d / seconds(1)) + "s";
+        return std::to_string(d / millis(1)) + "ms";
+    }
+
+private:
+    std::string file_;
+    const env_lookup& env_;
+};
+
+constexpr nanos hour = seconds(3600);
+
+void read_pool(reader& r, const YAML::Node& node, const std::string& path, pool_config& pool)
+{
+    if (!r.check_map(node, path, {"max_idle_per_endpoint", "idle_timeout", "max_requests_per_connection"}))
+        return;
+    r.read_uint(node, "max_idle_per_endpoint", path, pool.max_idle_per_endpoint, 0, 100000);
+    r.read_duration(node, "idle_timeout", path, pool.idle_timeout, millis(1), hour);
+    r.read_uint(node, "max_requests_per_connection", path, pool.max_requests_per_connection, 1, 100000000);
+}
+
+void read_classification(reader& r, const YAML::Node& node, const std::string& path, classification_config& c)
+{
+    if (!r.check_map(node, path, {"failure_statuses", "ignored_statuses", "status_429_is_failure", "connect_failure",
+                                  "connect_timeout", "request_timeout", "connection_reset", "invalid_response"}))
+        return;
+    if (auto v = r.read_status_list(node, "failure_statuses", path))
+        c.failure_statuses = *v;
+    if (auto v = r.read_status_list(node, "ignored_statuses", path))
+        c.ignored_statuses = *v;
+    r.read_bool(node, "status_429_is_failure", path, c.status_429_is_failure);
+    r.read_bool(node, "connect_failure", path, c.connect_failure);
+    r.read_bool(node, "connect_timeout", path, c.connect_timeout);
+    r.read_bool(node, "request_timeout", path, c.request_timeout);
+    r.read_bool(node, "connection_reset", path, c.connection_reset);
+    r.read_bool(node, "invalid_response", path, c.invalid_response);
+}
+
+void read_breaker(reader& r, const YAML::Node& node, const std::string& path, breaker_config& b)
+{
+    if (!r.check_map(node, path,
+                     {"enabled", "consecutive_failures", "failure_rate", "slow_calls", "open_duration",
+                      "open_duration_multiplier", "max_open_duration", "open_duration_jitter",
+                      "open_backoff_reset_after", "half_open", "recovery_ramp", "classify"}))
+        return;
+    r.read_bool(node, "enabled", path, b.enabled);
+    r.read_uint(node, "consecutive_failures", path, b.consecutive_failures, 0, 1000000);
+    if (auto fr = node["failure_rate"]) {
+        auto p = reader::join(path, "failure_rate");
+        if (r.check_map(fr, p, {"enabled", "threshold", "window", "window_size", "window_duration", "window_buckets",
+                                "minimum_calls", "minimum_failures"})) {
+            r.read_bool(fr, "enabled", p, b.failure_rate_enabled);
+            r.read_percent(fr, "threshold", p, b.failure_rate_threshold);
+            if (auto w = fr["window"]) {
+                if (auto s = r.scalar(w, reader::join(p, "window"))) {
+                    if (*s == "count")
+                        b.window = window_type::count_based;
+                    else if (*s == "time")
+                        b.window = window_type::time_based;
+                    else
+                        r.fail(w, reader::join(p, "window"), "expected \"count\" or \"time\", got \"" + *s + "\"");
+                }
+            }
+            r.read_uint(fr, "window_size", p, b.window_size, 1, 100000);
+            r.read_duration(fr, "window_duration", p, b.window_duration, millis(100), hour);
+            r.read_uint(fr, "window_buckets", p, b.window_buckets, 1, 1000);
+            r.read_uint(fr, "minimum_calls", p, b.minimum_calls, 1, 1000000);
+            r.read_uint(fr, "minimum_failures", p, b.minimum_failures, 0, 1000000);
+        }
+    }
+    if (auto sc = node["slow_calls"]) {
+        auto p = reader::join(path, "slow_calls");
+        if (r.check_map(sc, p, {"enabled", "duration", "rate_threshold"})) {
+            b.slow_call_enabled = true;
+            r.read_bool(sc, "enabled", p, b.slow_call_enabled);
+            r.read_duration(sc, "duration", p, b.slow_call_duration, millis(1), hour);
+            r.read_percent(sc, "rate_threshold", p, b.slow_call_rate_threshold);
+        }
+    }
+    r.read_duration(node, "open_duration", path, b.open_duration, millis(1), hour);
+    r.read_double(node, "open_duration_multiplier", path, b.open_duration_multiplier, 1.0, 100.0, "a number in [1, 100]");
+    r.read_duration(node, "max_open_duration", path, b.max_open_duration, millis(1), 24 * hour);
+    r.read_double(node, "open_duration_jitter", path, b.open_duration_jitter, 0.0, 1.0, "a fraction in [0, 1]");
+    r.read_duration(node, "open_backoff_reset_after", path, b.open_backoff_reset_after, 0, 24 * hour);
+    if (auto ho = node["half_open"]) {
+        auto p = reader::join(path, "half_open");
+        if (r.check_map(ho, p, {"max_probes", "successes_to_close", "max_wait"})) {
+            r.read_uint(ho, "max_probes", p, b.half_open_max_probes, 1, 10000);
+            r.read_uint(ho, "successes_to_close", p, b.half_open_successes_to_close, 1, 10000);
+            r.read_duration(ho, "max_wait", p, b.half_open_max_wait, millis(1), hour);
+        }
+    }
+    r.read_duration(node, "recovery_ramp", path, b.recovery_ramp, 0, hour);
+    if (auto c = node["classify"])
+        read_classification(r, c, reader::join(path, "classify"), b.classify);
+}
+
+// Keys an upstream shares with the defaults block.
+#define BREAKERBOX_POLICY_KEYS "load_balancing", "connect_timeout", "request_timeout", "resolve_interval", "pool", "circuit_breaker"
+
+void read_policies(reader& r, const YAML::Node& node, const std::string& path, upstream_config& u)
+{
+    if (auto lb = node["load_balancing"]) {
+        auto p = reader::join(path, "load_balancing");
+        if (auto s = r.scalar(lb, p)) {
+            if (*s == "round_robin")
+                u.load_balancing = lb_policy::round_robin;
+            else if (*s == "least_outstanding")
+                u.load_balancing = lb_policy::least_outstanding;
+            else
+                r.fail(lb, p, "expected round_robin or least_outstanding, got \"" + *s + "\"");
+        }
+    }
+    r.read_duration(node, "connect_timeout", path, u.connect_timeout, millis(1), hour);
+    r.read_duration(node, "request_timeout", path, u.request_timeout, millis(1), hour);
+    r.read_duration(node, "resolve_interval", path, u.resolve_interval, seconds(1), 24 * hour);
+    if (auto p = node["pool"])
+        read_pool(r, p, reader::join(path, "pool"), u.pool);
+    if (auto b = node["circuit_breaker"])
+        read_breaker(r, b, reader::join(path, "circuit_breaker"), u.breaker);
+}
+
+bool valid_name(const std::string& name)
+{
+    return !name.empty() && name.size() <= 64 && std::all_of(name.begin(), name.end(), [](char c) {
+        return std::islower(static_cast<unsigned char>(c)) || std::isdigit(static_cast<unsigned char>(c)) || c == '_' || c == '-';
+    });
+}
+
+std::string lower(std::string s)
+{
+    std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    return s;
+}
+
+bool is_loopback(const std::string& host)
+{
+    return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
+}
+
+void validate_breaker(reader& r, const YAML::Node& at, const std::string& path, breaker_config& b)
+{
+    if (b.max_open_duration < b.open_duration)
+        r.fail(at, path + ".max_open_duration", "must be at least open_duration");
+    if (b.half_open_successes_to_close > b.half_open_max_probes * 1000u)
+        r.fail(at, path + ".half_open.successes_to_close", "unreasonably large compared with max_probes");
+    if (b.window == window_type::time_based && b.window_duration / b.window_buckets < millis(10))
+        r.fail(at, path + ".failure_rate.window_buckets", "buckets must be at least 10ms wide");
+    if (b.classify.failure_statuses.empty()) {
+        for (unsigned s = 500; s <= 599; ++s)
+            if (s != 501 && s != 505)
+                b.classify.failure_statuses.push_back(s);
+    }
+}
+
+void read_root(reader& r, const YAML::Node& root, config& cfg)
+{
+    if (!r.check_map(root, "", {"workers", "listeners", "admin", "limits", "forwarding", "logging", "defaults", "upstreams"}))
+        return;
+    r.read_uint(root, "workers", "", cfg.workers, 0, 256);
+
+    if (auto l = root["limits"]) {
+        auto& lim = cfg.limits;
+        if (r.check_map(l, "limits", {"max_connections", "max_header_bytes", "max_request_body", "max_response_body",
+                                      "header_timeout", "body_timeout", "idle_timeout", "write_timeout", "drain_timeout"})) {
+            r.read_uint(l, "max_connections", "limits", lim.max_connections, 1, 1000000);
+            r.read_size(l, "max_header_bytes", "limits", lim.max_header_bytes, 1024, 1024 * 1024);
+            r.read_size(l, "max_request_body", "limits", lim.max_request_body, 0, 1ull << 32);
+            r.read_size(l, "max_response_body", "limits", lim.max_response_body, 1024, 1ull << 32);
+            r.read_duration(l, "header_timeout", "limits", lim.header_timeout, millis(10), hour);
+            r.read_duration(l, "body_timeout", "limits", lim.body_timeout, millis(10), hour);
+            r.read_duration(l, "idle_timeout", "limits", lim.idle_timeout, millis(10), 24 * hour);
+            r.read_duration(l, "write_timeout", "limits", lim.write_timeout, millis(10), hour);
+            r.read_duration(l, "drain_timeout", "limits", lim.drain_timeout, 0, hour);
+        }
+    }
+    if (auto f = root["forwarding"]) {
+        if (r.check_map(f, "forwarding", {"via", "x_forwarded_for", "x_forwarded_proto", "x_forwarded_host"})) {
+            r.read_bool(f, "via", "forwarding", cfg.forwarding.via);
+            r.read_bool(f, "x_forwarded_for", "forwarding", cfg.forwarding.x_forwarded_for);
+            r.read_bool(f, "x_forwarded_proto", "forwarding", cfg.forwarding.x_forwarded_proto);
+            r.read_bool(f, "x_forwarded_host", "forwarding", cfg.forwarding.x_forwarded_host);
+        }
+    }
+    if (auto lg = root["logging"]) {
+        if (r.check_map(lg, "logging", {"level", "access_log"})) {
+            r.read_string(lg, "level", "logging", cfg.logging.level);
+            if (cfg.logging.level != "debug" && cfg.logging.level != "info" && cfg.logging.level != "warn" &&
+                cfg.logging.level != "error")
+                r.fail(lg["level"], "logging.level", "expected debug, info, warn or error");
+            r.read_bool(lg, "access_log", "logging", cfg.logging.access_log);
+        }
+    }
+    if (auto a = root["admin"]) {
+        if (r.check_map(a, "admin", {"enabled", "address", "token"})) {
+            r.read_bool(a, "enabled", "admin", cfg.admin.enabled);
+            if (auto addr = a["address"])
+                r.read_host_port(addr, "admin.address", cfg.admin.address, true);
+            r.read_string(a, "token", "admin", cfg.admin.token);
+        }
+    }
+    if (cfg.admin.enabled && !is_loopback(cfg.admin.address.host) && cfg.admin.token.empty())
+        r.fail(root["admin"], "admin.address",
+               "the admin listener is on a non-loopback address (" + cfg.admin.address.host +
+                   ") without a token: set admin.token (e.g. ${BREAKERBOX_ADMIN_TOKEN})");
+
+    upstream_config defaults;
+    if (auto d = root["defaults"]) {
+        if (r.check_map(d, "defaults", {BREAKERBOX_POLICY_KEYS}))
+            read_policies(r, d, "defaults", defaults);
+    }
+
+    auto ups = root["upstreams"];
+    if (!ups) {
+        r.fail(root, "upstreams", "at least one upstream is required");
+    } else if (!ups.IsMap()) {
+        r.fail(ups, "upstreams", "expected a mapping of upstream name to its settings");
+    } else {
+        for (auto it = ups.begin(); it != ups.end(); ++it) {
+            std::string name = it->first.Scalar();
+            std::string path = "upstreams." + name;
+            if (!valid_name(name))
+                r.fail(it->first, path, "upstream names use lowercase letters, digits, '-' and '_' (at most 64)");
+            upstream_config u = defaults;
+            u.name = name;
+            YAML::Node node = it->second;
+            if (!r.check_map(node, path, {"endpoints", "routes", "host_rewrite", BREAKERBOX_POLICY_KEYS}))
+                continue;
+            auto eps = node["endpoints"];
+            if (!eps || !eps.IsSequence() || eps.size() == 0) {
+                r.fail(eps ? eps : node, path + ".endpoints", "expected a non-empty list of host:port");
+            } else {
+                for (std::size_t i = 0; i < eps.size(); ++i) {
+                    host_port hp;
+                    if (r.read_host_port(eps[i], path + ".endpoints[" + std::to_string(i) + "]", hp))
+                        u.endpoints.push_back(hp);
+                }
+            }
+            if (auto rt = node["routes"]) {
+                auto rp = path + ".routes";
+                if (r.check_map(rt, rp, {"hosts", "path_prefix", "strip_prefix"})) {
+                    for (auto& h : r.read_string_list(rt, "hosts", rp))
+                        u.routes.hosts.push_back(lower(h));
+                    r.read_string(rt, "path_prefix", rp, u.routes.path_prefix);
+                    r.read_bool(rt, "strip_prefix", rp, u.routes.strip_prefix);
+                    if (!u.routes.path_prefix.empty() && u.routes.path_prefix.front() != '/')
+                        r.fail(rt["path_prefix"], rp + ".path_prefix", "must start with '/'");
+                    if (u.routes.strip_prefix && u.routes.path_prefix.empty())
+                        r.fail(rt["strip_prefix"], rp + ".strip_prefix", "needs a path_prefix");
+                }
+            }
+            r.read_string(node, "host_rewrite", path, u.host_rewrite);
+            read_policies(r, node, path, u);
+            validate_breaker(r, node, path + ".circuit_breaker", u.breaker);
+            cfg.upstreams.push_back(std::move(u));
+        }
+    }
+
+    auto ls = root["listeners"];
+    if (!ls || !ls.IsSequence() || ls.size() == 0) {
+        r.fail(ls ? ls : root, "listeners", "expected a non-empty list of listeners");
+    } else {
+        for (std::size_t i = 0; i < ls.size(); ++i) {
+            std::string path = "listeners[" + std::to_string(i) + "]";
+            listener_config l;
+            if (!r.check_map(ls[i], path, {"name", "address", "upstream"}))
+                continue;
+            r.read_string(ls[i], "name", path, l.name);
+            if (l.name.empty())
+                l.name = "listener-" + std::to_string(i);
+            if (auto addr = ls[i]["address"])
+                r.read_host_port(addr, path + ".address", l.address, true);
+            else
+                r.fail(ls[i], path + ".address", "missing required key \"address\"");
+            r.read_string(ls[i], "upstream", path, l.upstream);
+            if (!l.upstream.empty() && !cfg.find_upstream(l.upstream))
+                r.fail(ls[i]["upstream"], path + ".upstream", "no upstream named \"" + l.upstream + "\"");
+            for (const auto& other : cfg.listeners) {
+                if (other.name == l.name)
+                    r.fail(ls[i], path + ".name", "duplicate listener name \"" + l.name + "\"");
+                if (l.address.port && other.address.text() == l.address.text())
+                    r.fail(ls[i], path + ".address", "address " + l.address.text() + " is used by listener \"" + other.name + "\"");
+            }
+            if (l.address.port && cfg.admin.enabled && l.address.text() == cfg.admin.address.text())
+                r.fail(ls[i], path + ".address", "address is used by the admin listener");
+            cfg.listeners.push_back(std::move(l));
+        }
+    }
+
+    // Every upstream must be reachable somehow, and no two may claim the same host or prefix.
+    std::set<std::string> hosts, prefixes;
+    for (const auto& u : cfg.upstreams) {
+        auto node = ups ? ups[u.name] : root;
+        bool dedicated = std::any_of(cfg.listeners.begin(), cfg.listeners.end(),
+                                     [&](const listener_config& l) { return l.upstream == u.name; });
+        if (!dedicated && u.routes.hosts.empty() && u.routes.path_prefix.empty())
+            r.fail(node, "upstreams." + u.name + ".routes",
+                   "upstream is unreachable: give it routes (hosts or path_prefix) or a dedicated listener");
+        for (const auto& h : u.routes.hosts)
+            if (!hosts.insert(h).second)
+                r.fail(node, "upstreams." + u.name + ".routes.hosts", "host \"" + h + "\" is routed to another upstream too");
+        if (!u.routes.path_prefix.empty() && !prefixes.insert(u.routes.path_prefix).second)
+            r.fail(node, "upstreams." + u.name + ".routes.path_prefix",
+                   "prefix \"" + u.routes.path_prefix + "\" is routed to another upstream too");
+    }
+}
+
+} // namespace
+
+load_result load_string(const std::string& yaml, const std::string& file_name, const env_lookup& env)
+{
+    load_result result;
+    reader r(file_name, env);
+    YAML::Node root;
+    try {
+        root = YAML::Load(yaml);
+    } catch (const YAML::Exception& e) {
+        config_error err;
+        err.file = file_name;
+        err.line = e.mark.line >= 0 ? e.mark.line + 1 : 0;
+        err.column = e.mark.column >= 0 ? e.mark.column + 1 : 0;
+        err.message = "invalid YAML: " + e.msg;
+        result.errors.push_back(err);
+        return result;
+    }
+    config cfg;
+    cfg.source_file = file_name;
+    try {
+        read_root(r, root, cfg);
+    } catch (const YAML::Exception& e) {
+        r.fail(root, "", std::string("unexpected YAML structure: ") + e.what());
+    }
+    result.errors = std::move(r.errors);
+    std::stable_sort(result.errors.begin(), result.errors.end(),
+                     [](const config_error& a, const config_error& b) { return std::tie(a.line, a.column) < std::tie(b.line, b.column); });
+    if (result.errors.empty())
+        result.cfg = std::move(cfg);
+    return result;
+}
+
+load_result load_file(const std::string& path, const env_lookup& env)
+{
+    std::ifstream in(path, std::ios::binary);
+    if (!in) {
+        load_result result;
+        result.errors.push_back({path, 0, 0, "", "cannot read the file"});
+        return result;
+    }
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return load_string(ss.str(), path, env);
+}
+
+} // namespace breakerbox::config

@@ -1,0 +1,83 @@
+#include "core/log.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <ctime>
+#include <unistd.h>
+
+namespace breakerbox::log {
+namespace {
+std::atomic<int> g_level{static_cast<int>(level::info)};
+std::atomic<int> g_fd{2};
+
+constexpr std::string_view level_name(level l)
+{
+    switch (l) {
+    case level::debug: return "debug";
+    case level::info: return "info";
+    case level::warn: return "warn";
+    case level::error: return "error";
+    }
+    return "info";
+}
+
+std::string timestamp()
+{
+    using namespace std::chrono;
+    auto now = system_clock::now();
+    auto secs = time_point_cast<seconds>(now);
+    auto ms = duration_cast<milliseconds>(now - secs).count();
+    std::time_t t = system_clock::to_time_t(secs);
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char buf[40];
+    std::size_t n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+    std::snprintf(buf + n, sizeof buf - n, ".%03dZ", static_cast<int>(ms));
+    return buf;
+}
+} // namespace
+
+void set_level(level l) noexcept { g_level.store(static_cast<int>(l)); }
+level current_level() noexcept { return static_cast<level>(g_level.load(std::memory_order_relaxed)); }
+void set_output_fd(int fd) noexcept { g_fd.store(fd); }
+
+bool parse_level(std::string_view text, level& out) noexcept
+{
+    for (level l : {level::debug, level::info, level::warn, level::error}) {
+        if (text == level_name(l)) {
+            out = l;
+            return true;
+        }
+    }
+    return false;
+}
+
+void write(level l, std::string_view msg, const nlohmann::json& fields)
+{
+    nlohmann::json line = nlohmann::json::object();
+    line["ts"] = timestamp();
+    line["level"] = level_name(l);
+    line["msg"] = msg;
+    if (fields.is_object())
+        for (auto it = fields.begin(); it != fields.end(); ++it)
+            line[it.key()] = it.value();
+    std::string text = line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    text.push_back('\n');
+    // One write per line: lines from concurrent workers never interleave.
+    const char* p = text.data();
+    std::size_t left = text.size();
+    int fd = g_fd.load(std::memory_order_relaxed);
+    while (left > 0) {
+        ssize_t n = ::write(fd, p, left);
+        if (n <= 0)
+            return;
+        p += n;
+        left -= static_cast<std::size_t>(n);
+    }
+}
+
+void write(level l, std::string_view msg) { write(l, msg, nlohmann::json::object()); }
+
+} // namespace breakerbox::log

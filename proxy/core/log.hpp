@@ -1,0 +1,29 @@
+// Structured logging: one JSON object per line on stderr (or a file), with levels.
+// Shared, thread-safe: each line is formatted on the caller's thread and emitted with one write(2),
+// so lines from different workers never interleave. Not for the hot path except the opt-in access log.
+#pragma once
+#include <nlohmann/json_fwd.hpp>
+#include <string_view>
+
+namespace breakerbox::log {
+
+enum class level { debug = 0, info = 1, warn = 2, error = 3 };
+
+void set_level(level l) noexcept;
+level current_level() noexcept;
+bool parse_level(std::string_view text, level& out) noexcept;
+// Where lines go: a file descriptor (default 2, stderr).
+void set_output_fd(int fd) noexcept;
+
+inline bool enabled(level l) noexcept { return l >= current_level(); }
+
+// `fields` must be a JSON object (or null); "ts", "level" and "msg" are added.
+void write(level l, std::string_view msg, const nlohmann::json& fields);
+void write(level l, std::string_view msg);
+
+inline void debug(std::string_view m, const nlohmann::json& f) { if (enabled(level::debug)) write(level::debug, m, f); }
+inline void info(std::string_view m, const nlohmann::json& f) { if (enabled(level::info)) write(level::info, m, f); }
+inline void warn(std::string_view m, const nlohmann::json& f) { if (enabled(level::warn)) write(level::warn, m, f); }
+inline void error(std::string_view m, const nlohmann::json& f) { if (enabled(level::error)) write(level::error, m, f); }
+
+} // namespace breakerbox::log

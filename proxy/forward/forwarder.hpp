@@ -1,0 +1,28 @@
+// One request's journey to its upstream and back: prepare the upstream request, pick an endpoint,
+// take a pooled connection (or open one), write and read under the request deadline, classify what
+// happened, and produce exactly one response for the client — the upstream's or an explicit error.
+#pragma once
+#include "core/asio.hpp"
+#include "core/error.hpp"
+#include "forward/worker_context.hpp"
+#include "http/message.hpp"
+#include "routing/router.hpp"
+
+#include <string_view>
+
+namespace breakerbox::forward {
+
+struct client_info {
+    std::string_view ip;
+};
+
+struct forward_result {
+    http::response response;
+    proxy_error error = proxy_error::ok; // ok: the response came from the upstream
+};
+
+// `req` is consumed (rewritten for the upstream). Never throws; every failure becomes a response.
+asio::awaitable<forward_result> forward_request(worker_context& worker, http::request& req,
+                                                const routing::route_match& route, const client_info& client);
+
+} // namespace breakerbox::forward

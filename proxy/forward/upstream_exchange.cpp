@@ -1,0 +1,120 @@
+#include "forward/upstream_exchange.hpp"
+
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/write.hpp>
+
+#include <optional>
+
+namespace breakerbox::forward {
+namespace {
+
+namespace bhttp = boost::beast::http;
+using steady = std::chrono::steady_clock;
+
+nanos now_nanos() { return std::chrono::duration_cast<std::chrono::nanoseconds>(steady::now().time_since_epoch()).count(); }
+
+bool is_connection_closed(const error_code& ec)
+{
+    return ec == bhttp::error::end_of_stream || ec == asio::error::eof || ec == asio::error::connection_reset ||
+           ec == asio::error::broken_pipe || ec == asio::error::connection_aborted;
+}
+
+exchange_result failure(proxy_error e, std::string detail)
+{
+    exchange_result r;
+    r.error = e;
+    r.detail = std::move(detail);
+    return r;
+}
+
+// Maps a read error to the documented reason.
+exchange_result read_failure(const error_code& ec, const std::string& endpoint)
+{
+    if (ec == beast::error::timeout)
+        return failure(proxy_error::upstream_timeout, "no complete response from " + endpoint + " before the deadline");
+    if (ec == bhttp::error::body_limit)
+        return failure(proxy_error::upstream_response_too_large, "response body from " + endpoint + " exceeds max_response_body");
+    if (is_connection_closed(ec) || ec == bhttp::error::partial_message)
+        return failure(proxy_error::upstream_reset, endpoint + " closed the connection: " + ec.message());
+    if (ec.category() == make_error_code(bhttp::error::bad_version).category())
+        return failure(proxy_error::upstream_invalid_response, "invalid response from " + endpoint + ": " + ec.message());
+    return failure(proxy_error::upstream_reset, "reading from " + endpoint + " failed: " + ec.message());
+}
+
+asio::awaitable<std::optional<exchange_result>> connect(upstream::upstream_connection& conn, const upstream::endpoint_slot& ep,
+                                                        const exchange_limits& limits)
+{
+    auto connect_deadline = std::min(limits.deadline, steady::now() + as_duration(limits.connect_timeout));
+    conn.stream.expires_at(connect_deadline);
+    auto [ec] = co_await conn.stream.async_connect(ep.address, nothrow_awaitable);
+    if (!ec) {
+        conn.stream.socket().set_option(tcp::no_delay(true), ec);
+        co_return std::nullopt;
+    }
+    if (ec == beast::error::timeout) {
+        if (connect_deadline >= limits.deadline)
+            co_return failure(proxy_error::upstream_timeout, "request deadline passed while connecting to " + ep.label);
+        co_return failure(proxy_error::upstream_connect_timeout, "connecting to " + ep.label + " timed out");
+    }
+    co_return failure(proxy_error::upstream_connect_failed, "connecting to " + ep.label + " failed: " + ec.message());
+}
+
+} // namespace
+
+asio::awaitable<exchange_result> exchange(upstream::worker_upstream& up, upstream::endpoint_slot& ep,
+                                          const http::request& req, const exchange_limits& limits)
+{
+    const bool head = req.method() == bhttp::verb::head;
+    // A pooled connection the peer closed meanwhile fails before any response byte arrives; then,
+    // and only then, the request is sent again on a fresh connection (it never reached the upstream).
+    for (int attempt = 0; attempt < 2; ++attempt) {
+        auto conn = attempt == 0 ? up.take_idle(ep, now_nanos()) : nullptr;
+        if (!conn) {
+            conn = std::make_unique<upstream::upstream_connection>(co_await asio::this_coro::executor);
+            if (auto failed = co_await connect(*conn, ep, limits))
+                co_return std::move(*failed);
+        }
+        conn->stream.expires_at(limits.deadline);
+        ++conn->requests;
+
+        auto [wec, written] = co_await bhttp::async_write(conn->stream, req, nothrow_awaitable);
+        if (wec) {
+            if (conn->reused && is_connection_closed(wec))
+                continue;
+            if (wec == beast::error::timeout)
+                co_return failure(proxy_error::upstream_timeout, "writing the request to " + ep.label + " timed out");
+            co_return failure(proxy_error::upstream_reset, "writing the request to " + ep.label + " failed: " + wec.message());
+        }
+
+        std::optional<bhttp::response_parser<bhttp::string_body>> parser;
+        for (;;) { // skip interim 1xx responses (except 101, which we never ask for)
+            parser.emplace();
+            parser->body_limit(limits.max_response_body);
+            parser->header_limit(64 * 1024);
+            if (head)
+                parser->skip(true);
+            auto [rec, read] = co_await bhttp::async_read(conn->stream, conn->buffer, *parser, nothrow_awaitable);
+            if (rec) {
+                if (conn->reused && !parser->got_some() && is_connection_closed(rec))
+                    break; // stale pooled connection: retry on a fresh one
+                co_return read_failure(rec, ep.label);
+            }
+            unsigned status = parser->get().result_int();
+            if (status >= 100 && status < 200 && status != 101)
+                continue;
+            if (status == 101)
+                co_return failure(proxy_error::upstream_invalid_response, ep.label + " switched protocols, which is not supported");
+            const bool reusable = parser->keep_alive() && conn->buffer.size() == 0;
+            exchange_result result;
+            result.response = parser->release();
+            if (reusable)
+                up.give_back(ep, std::move(conn), now_nanos());
+            co_return result;
+        }
+    }
+    co_return failure(proxy_error::upstream_reset, ep.label + " closed the connection before responding");
+}
+
+} // namespace breakerbox::forward

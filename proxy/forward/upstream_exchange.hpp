@@ -1,0 +1,29 @@
+// One request/response exchange with one endpoint, under a deadline: connect (or reuse a pooled
+// connection), write, read. Returns the response or the reason it failed; the connection goes back to
+// the pool only after a complete, reusable exchange.
+#pragma once
+#include "core/asio.hpp"
+#include "core/error.hpp"
+#include "http/message.hpp"
+#include "upstream/worker_upstream.hpp"
+
+#include <chrono>
+
+namespace breakerbox::forward {
+
+struct exchange_result {
+    proxy_error error = proxy_error::ok;
+    std::string detail;          // human-readable cause (for the JSON body and logs)
+    http::response response;     // valid when error == ok
+};
+
+struct exchange_limits {
+    std::chrono::steady_clock::time_point deadline;
+    nanos connect_timeout;
+    std::uint64_t max_response_body;
+};
+
+asio::awaitable<exchange_result> exchange(upstream::worker_upstream& up, upstream::endpoint_slot& ep,
+                                          const http::request& req, const exchange_limits& limits);
+
+} // namespace breakerbox::forward

@@ -1,0 +1,27 @@
+// What one worker needs to forward requests: its io_context, the shared proxy state, and its own view
+// of every upstream (endpoints, load balancing, connection pools). Worker-owned: only the thread
+// running `ioc` touches it.
+#pragma once
+#include "core/asio.hpp"
+#include "forward/proxy_state.hpp"
+#include "upstream/worker_upstream.hpp"
+
+#include <vector>
+
+namespace breakerbox::forward {
+
+class worker_context {
+public:
+    worker_context(asio::io_context& ioc, proxy_state& state) : ioc(ioc), state(state)
+    {
+        upstreams.reserve(state.cfg.upstreams.size());
+        for (const auto& u : state.cfg.upstreams)
+            upstreams.emplace_back(u);
+    }
+
+    asio::io_context& ioc;
+    proxy_state& state;
+    std::vector<upstream::worker_upstream> upstreams; // same order as cfg.upstreams
+};
+
+} // namespace breakerbox::forward

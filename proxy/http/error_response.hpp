@@ -1,0 +1,17 @@
+// Responses the proxy generates itself: a small JSON body {"error", "upstream", "detail"} and an
+// X-Breakerbox-Error header carrying the reason token, so clients can tell them from upstream answers.
+#pragma once
+#include "core/error.hpp"
+#include "http/message.hpp"
+
+#include <string_view>
+
+namespace breakerbox::http {
+
+inline constexpr std::string_view error_header = "X-Breakerbox-Error";
+inline constexpr std::string_view upstream_header = "X-Breakerbox-Upstream";
+
+response make_error_response(proxy_error reason, std::string_view upstream, std::string_view detail,
+                             unsigned version = 11);
+
+} // namespace breakerbox::http

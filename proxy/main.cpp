@@ -1,0 +1,38 @@
+// breakerbox: a sidecar HTTP reverse proxy with circuit breakers, bulkheads, retries and fallbacks.
+#include "app.hpp"
+#include "config/loader.hpp"
+
+#include <CLI/CLI.hpp>
+#include <build_info.hpp>
+
+#include <iostream>
+
+int main(int argc, char** argv)
+{
+    CLI::App cli{"breakerbox: a sidecar HTTP reverse proxy that stops cascading failures"};
+    std::string config_path = "/etc/breakerbox/breakerbox.yaml";
+    std::string check_path;
+    bool version = false;
+    cli.add_option("-c,--config", config_path, "configuration file (YAML)")->capture_default_str();
+    cli.add_option("--check-config", check_path, "validate FILE, print every error, exit 0 when valid and 1 otherwise");
+    cli.add_flag("--version", version, "print the version and exit");
+    CLI11_PARSE(cli, argc, argv);
+
+    if (version) {
+        std::cout << "breakerbox " << breakerbox::build::version << "\n";
+        return 0;
+    }
+    const std::string& path = check_path.empty() ? config_path : check_path;
+    auto loaded = breakerbox::config::load_file(path);
+    for (const auto& e : loaded.errors)
+        std::cerr << e.text() << "\n";
+    if (!loaded.cfg) {
+        std::cerr << path << ": " << loaded.errors.size() << " error(s); breakerbox did not start\n";
+        return 1;
+    }
+    if (!check_path.empty()) {
+        std::cout << path << ": configuration OK\n";
+        return 0;
+    }
+    return breakerbox::run_proxy(std::move(*loaded.cfg));
+}

@@ -1,0 +1,203 @@
+#include "server/downstream_session.hpp"
+
+#include "core/log.hpp"
+#include "forward/forwarder.hpp"
+#include "http/error_response.hpp"
+
+#include <boost/asio/write.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/write.hpp>
+#include <nlohmann/json.hpp>
+
+#include <optional>
+
+namespace breakerbox::server {
+namespace {
+
+namespace bhttp = boost::beast::http;
+using request_parser = bhttp::request_parser<bhttp::string_body>;
+
+// Decrements the process-wide connection count however the session ends.
+struct connection_count_guard {
+    explicit connection_count_guard(forward::proxy_state& s) : state(s) {}
+    ~connection_count_guard() { state.active_connections.fetch_sub(1, std::memory_order_relaxed); }
+    forward::proxy_state& state;
+};
+
+// Registers the stream as idle (between requests) for the duration of one wait.
+struct idle_mark {
+    idle_mark(idle_registry& r, beast::tcp_stream& s) : registry(r), stream(&s) { registry.streams.insert(stream); }
+    ~idle_mark() { registry.streams.erase(stream); }
+    idle_registry& registry;
+    beast::tcp_stream* stream;
+};
+
+// Maps a failure while reading the client's request to the status the client gets.
+proxy_error request_read_error(const error_code& ec, const beast::flat_buffer& buffer)
+{
+    if (ec == beast::error::timeout)
+        return proxy_error::request_timeout;
+    if (ec == bhttp::error::body_limit)
+        return proxy_error::body_too_large;
+    if (ec == bhttp::error::header_limit) {
+        // The limit was hit before the request line ended: the target itself is too long.
+        std::string_view data(static_cast<const char*>(buffer.data().data()), buffer.size());
+        return data.find("\r\n") == std::string_view::npos ? proxy_error::uri_too_long : proxy_error::header_too_large;
+    }
+    return proxy_error::bad_request;
+}
+
+bool expects_continue(const http::request& req)
+{
+    auto expect = req[bhttp::field::expect];
+    return expect.size() == 12 && beast::iequals(expect, "100-continue");
+}
+
+class downstream_session {
+public:
+    downstream_session(tcp::socket socket, worker& w, std::size_t listener_index)
+        : stream_(std::move(socket)), worker_(w), state_(w.context.state), limits_(state_.cfg.limits),
+          listener_index_(listener_index)
+    {
+        error_code ec;
+        auto remote = stream_.socket().remote_endpoint(ec);
+        if (!ec)
+            client_ip_ = remote.address().to_string();
+        stream_.socket().set_option(tcp::no_delay(true), ec);
+    }
+
+    asio::awaitable<void> run()
+    {
+        bool first = true;
+        for (;;) {
+            if (buffer_.size() == 0) {
+                if (!co_await wait_for_request(first))
+                    break;
+            }
+            first = false;
+            bool keep_alive = co_await serve_one();
+            if (!keep_alive)
+                break;
+        }
+        error_code ignored;
+        stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+        stream_.socket().close(ignored);
+    }
+
+private:
+    // Waits for the first byte of the next request: the header timeout for a new connection, the
+    // idle timeout between keep-alive requests. False when the connection should just close.
+    asio::awaitable<bool> wait_for_request(bool first)
+    {
+        if (!first && (state_.draining.load(std::memory_order_relaxed) || worker_.idle.closing))
+            co_return false;
+        std::optional<idle_mark> mark;
+        if (!first)
+            mark.emplace(worker_.idle, stream_);
+        stream_.expires_after(as_duration(first ? limits_.header_timeout : limits_.idle_timeout));
+        auto [ec, n] = co_await stream_.async_read_some(buffer_.prepare(4096), nothrow_awaitable);
+        if (ec)
+            co_return false; // idle timeout, client closed, or drain: nothing is owed to anyone
+        buffer_.commit(n);
+        co_return true;
+    }
+
+    // Reads, handles and answers one request. Returns whether the connection stays open.
+    asio::awaitable<bool> serve_one()
+    {
+        request_parser parser;
+        parser.header_limit(static_cast<std::uint32_t>(limits_.max_header_bytes));
+        parser.body_limit(limits_.max_request_body);
+
+        stream_.expires_after(as_duration(limits_.header_timeout));
+        auto [hec, hn] = co_await bhttp::async_read_header(stream_, buffer_, parser, nothrow_awaitable);
+        if (hec) {
+            if (hec == bhttp::error::end_of_stream || hec == asio::error::connection_reset)
+                co_return false;
+            co_await send_and_close(request_read_error(hec, buffer_), 11);
+            co_return false;
+        }
+        const unsigned version = parser.get().version() == 10 ? 10 : 11;
+        if (!parser.is_done()) {
+            if (expects_continue(parser.get()) && version == 11) {
+                static constexpr std::string_view go_on = "HTTP/1.1 100 Continue\r\n\r\n";
+                stream_.expires_after(as_duration(limits_.write_timeout));
+                auto [cec, cn] = co_await asio::async_write(stream_, asio::buffer(go_on), nothrow_awaitable);
+                if (cec)
+                    co_return false;
+            }
+            stream_.expires_after(as_duration(limits_.body_timeout));
+            auto [bec, bn] = co_await bhttp::async_read(stream_, buffer_, parser, nothrow_awaitable);
+            if (bec) {
+                if (bec == asio::error::connection_reset || bec == bhttp::error::partial_message)
+                    co_return false; // the client went away mid-body: nobody to answer
+                co_await send_and_close(request_read_error(bec, buffer_), version);
+                co_return false;
+            }
+        }
+
+        http::request req = parser.release();
+        bool keep_alive = req.keep_alive();
+        const auto started = std::chrono::steady_clock::now();
+        std::string method(req.method_string()), target(req.target());
+
+        forward::forward_result result = co_await dispatch(req);
+
+        keep_alive = keep_alive && !state_.draining.load(std::memory_order_relaxed) && !worker_.idle.closing;
+        http::response& res = result.response;
+        res.version(version);
+        res.keep_alive(keep_alive);
+        stream_.expires_after(as_duration(limits_.write_timeout));
+        auto [wec, wn] = co_await bhttp::async_write(stream_, res, nothrow_awaitable);
+
+        if (state_.cfg.logging.access_log)
+            log::info("access", {{"client", client_ip_}, {"method", method}, {"target", target},
+                                 {"status", res.result_int()}, {"error", result.error == proxy_error::ok ? "" : token(result.error)},
+                                 {"upstream", std::string(res[http::upstream_header])},
+                                 {"duration_ms", std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count()}});
+        co_return !wec && keep_alive;
+    }
+
+    asio::awaitable<forward::forward_result> dispatch(http::request& req)
+    {
+        if (req.method() == bhttp::verb::connect)
+            co_return forward::forward_result{http::make_error_response(proxy_error::method_not_allowed, {}, "CONNECT is not supported: breakerbox is not a tunnel"),
+                                              proxy_error::method_not_allowed};
+        auto route = state_.router.match(listener_index_, req.target(), req[bhttp::field::host]);
+        if (!route)
+            co_return forward::forward_result{http::make_error_response(proxy_error::no_route, {}, "no configured upstream matches this request"),
+                                              proxy_error::no_route};
+        co_return co_await forward::forward_request(worker_.context, req, *route, {client_ip_});
+    }
+
+    // Answers a request that could not be read and closes: after a framing error the rest of the
+    // byte stream cannot be trusted.
+    asio::awaitable<void> send_and_close(proxy_error reason, unsigned version)
+    {
+        auto res = http::make_error_response(reason, {}, {}, version);
+        res.keep_alive(false);
+        stream_.expires_after(as_duration(limits_.write_timeout));
+        co_await bhttp::async_write(stream_, res, nothrow_awaitable);
+    }
+
+    beast::tcp_stream stream_;
+    beast::flat_buffer buffer_;
+    worker& worker_;
+    forward::proxy_state& state_;
+    const config::limits_config& limits_;
+    std::size_t listener_index_;
+    std::string client_ip_;
+};
+
+} // namespace
+
+asio::awaitable<void> run_downstream_session(tcp::socket socket, worker& w, std::size_t listener_index)
+{
+    connection_count_guard counted(w.context.state);
+    downstream_session session(std::move(socket), w, listener_index);
+    co_await session.run();
+}
+
+} // namespace breakerbox::server

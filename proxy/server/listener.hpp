@@ -1,0 +1,43 @@
+// A data-path listening socket. Accepts on the application's main io_context and hands each
+// connection to a worker for its whole life. An accept error never stops accepting: it is logged
+// (at most once a second), counted, and followed by a short back-off before the next accept.
+// Owned by the main thread.
+#pragma once
+#include "config/config.hpp"
+#include "core/asio.hpp"
+#include "server/worker_pool.hpp"
+
+#include <atomic>
+
+namespace breakerbox::server {
+
+class listener {
+public:
+    listener(asio::io_context& accept_context, const config::listener_config& cfg, std::size_t index,
+             worker_pool& pool, forward::proxy_state& state);
+
+    // Binds and listens; start-up only. Throws std::runtime_error naming the address on failure.
+    void bind();
+    void start();
+    void close();
+    tcp::endpoint local_endpoint() const;
+    const config::listener_config& cfg() const { return cfg_; }
+
+    std::atomic<std::uint64_t> accept_errors{0};
+    std::atomic<std::uint64_t> rejected_connections{0};
+
+private:
+    asio::awaitable<void> accept_loop();
+    void reject(tcp::socket& socket);
+
+    tcp::acceptor acceptor_;
+    const config::listener_config& cfg_;
+    std::size_t index_;
+    worker_pool& pool_;
+    forward::proxy_state& state_;
+};
+
+// Resolves a configured host:port to a bindable endpoint (start-up only; throws on failure).
+tcp::endpoint resolve_listen_address(const config::host_port& hp);
+
+} // namespace breakerbox::server

@@ -1,0 +1,78 @@
+#include "server/worker_pool.hpp"
+
+#include "core/log.hpp"
+
+#include <boost/asio/post.hpp>
+#include <nlohmann/json.hpp>
+
+namespace breakerbox::server {
+namespace {
+
+// Closes idle pooled upstream connections past their idle timeout, once a second, on each worker.
+asio::awaitable<void> sweep_pools(worker& w)
+{
+    asio::steady_timer timer(w.ioc);
+    for (;;) {
+        timer.expires_after(std::chrono::seconds(1));
+        auto [ec] = co_await timer.async_wait(nothrow_awaitable);
+        if (ec)
+            co_return;
+        nanos now = steady_clock_source::instance().now();
+        for (auto& up : w.context.upstreams)
+            up.sweep(now);
+    }
+}
+
+} // namespace
+
+worker_pool::worker_pool(std::size_t count, forward::proxy_state& state)
+{
+    for (std::size_t i = 0; i < count; ++i)
+        workers_.push_back(std::make_unique<worker>(state));
+}
+
+worker_pool::~worker_pool() { stop(); }
+
+void worker_pool::start()
+{
+    for (auto& w : workers_) {
+        guards_.push_back(asio::make_work_guard(w->ioc));
+        asio::co_spawn(w->ioc, sweep_pools(*w), asio::detached);
+        w->thread = std::thread([&ioc = w->ioc] {
+            for (;;) {
+                try {
+                    ioc.run();
+                    return;
+                } catch (const std::exception& e) {
+                    // Nothing on the data path throws by design; if something does, log it and keep serving.
+                    log::error("worker caught an exception", {{"what", e.what()}});
+                }
+            }
+        });
+    }
+}
+
+void worker_pool::close_idle_connections()
+{
+    for (auto& w : workers_) {
+        asio::post(w->ioc, [wp = w.get()] {
+            wp->idle.closing = true;
+            for (auto* s : wp->idle.streams)
+                s->socket().cancel();
+        });
+    }
+}
+
+void worker_pool::stop()
+{
+    guards_.clear();
+    for (auto& w : workers_)
+        w->ioc.stop();
+    for (auto& w : workers_)
+        if (w->thread.joinable())
+            w->thread.join();
+}
+
+worker& worker_pool::next() { return *workers_[next_++ % workers_.size()]; }
+
+} // namespace breakerbox::server

@@ -1,0 +1,26 @@
+// One keep-alive connection to an upstream endpoint. Worker-owned: lives on the io_context of the
+// worker that opened it and is only ever touched from that worker's thread.
+#pragma once
+#include "core/asio.hpp"
+#include "core/clock.hpp"
+
+#include <cstdint>
+
+namespace breakerbox::upstream {
+
+struct upstream_connection {
+    explicit upstream_connection(asio::any_io_executor ex) : stream(std::move(ex)) {}
+
+    beast::tcp_stream stream;
+    beast::flat_buffer buffer;
+    std::uint32_t requests = 0; // requests sent on this connection so far
+    nanos idle_since = 0;
+    bool reused = false;        // taken from the pool: a failure before any response byte may be a stale close
+
+    // True when the peer has not closed the connection nor sent anything unsolicited: a non-blocking
+    // peek that must find nothing to read. Catches the common "upstream closed an idle connection" case
+    // before the request is written; the forwarder still retries a reused connection that fails early.
+    bool looks_alive() noexcept;
+};
+
+} // namespace breakerbox::upstream

@@ -1,0 +1,106 @@
+#include "upstream/worker_upstream.hpp"
+
+#include <algorithm>
+
+namespace breakerbox::upstream {
+
+endpoint_slot* worker_upstream::pick(const endpoint_slot* avoid)
+{
+    const std::size_t n = endpoints_.size();
+    if (n == 0)
+        return nullptr;
+    if (cfg_->load_balancing == config::lb_policy::least_outstanding) {
+        endpoint_slot* best = nullptr;
+        // Start from the rotating cursor so ties are spread instead of always hitting the first slot.
+        for (std::size_t i = 0; i < n; ++i) {
+            endpoint_slot* ep = endpoints_[(cursor_ + i) % n].get();
+            if (ep == avoid && n > 1)
+                continue;
+            if (!best || ep->outstanding < best->outstanding)
+                best = ep;
+        }
+        ++cursor_;
+        return best;
+    }
+    endpoint_slot* ep = endpoints_[cursor_++ % n].get();
+    if (ep == avoid && n > 1)
+        ep = endpoints_[cursor_++ % n].get();
+    return ep;
+}
+
+std::unique_ptr<upstream_connection> worker_upstream::take_idle(endpoint_slot& ep, nanos now)
+{
+    while (!ep.idle.empty()) {
+        auto conn = std::move(ep.idle.back());
+        ep.idle.pop_back();
+        if (now - conn->idle_since < cfg_->pool.idle_timeout && conn->looks_alive()) {
+            conn->reused = true;
+            return conn;
+        }
+        error_code ignored;
+        conn->stream.socket().close(ignored);
+    }
+    return nullptr;
+}
+
+void worker_upstream::give_back(endpoint_slot& ep, std::unique_ptr<upstream_connection> conn, nanos now)
+{
+    if (ep.retired || ep.idle.size() >= cfg_->pool.max_idle_per_endpoint ||
+        conn->requests >= cfg_->pool.max_requests_per_connection) {
+        error_code ignored;
+        conn->stream.socket().close(ignored);
+        return;
+    }
+    conn->idle_since = now;
+    conn->stream.expires_never(); // an idle connection must not be closed by a stale request deadline
+    ep.idle.push_back(std::move(conn));
+}
+
+void worker_upstream::sweep(nanos now)
+{
+    for (auto& ep : endpoints_) {
+        auto& idle = ep->idle;
+        auto stale = std::stable_partition(idle.begin(), idle.end(), [&](const auto& c) {
+            return now - c->idle_since >= cfg_->pool.idle_timeout;
+        });
+        for (auto it = idle.begin(); it != stale; ++it) {
+            error_code ignored;
+            (*it)->stream.socket().close(ignored);
+        }
+        idle.erase(idle.begin(), stale);
+    }
+    std::erase_if(retired_, [](const auto& ep) { return ep->outstanding == 0; });
+}
+
+void worker_upstream::set_endpoints(const std::vector<tcp::endpoint>& addresses)
+{
+    std::vector<std::unique_ptr<endpoint_slot>> next;
+    for (const auto& address : addresses) {
+        auto same = std::find_if(endpoints_.begin(), endpoints_.end(),
+                                 [&](const auto& ep) { return ep && ep->address == address; });
+        if (same != endpoints_.end()) {
+            next.push_back(std::move(*same));
+            continue;
+        }
+        auto ep = std::make_unique<endpoint_slot>();
+        ep->address = address;
+        ep->label = address.address().to_string() + ":" + std::to_string(address.port());
+        next.push_back(std::move(ep));
+    }
+    // Slots that disappeared close their idle connections at once; their in-flight requests still
+    // point at them, so they are parked in retired_ until sweep() sees them unused.
+    for (auto& old : endpoints_) {
+        if (!old)
+            continue;
+        for (auto& conn : old->idle) {
+            error_code ignored;
+            conn->stream.socket().close(ignored);
+        }
+        old->idle.clear();
+        old->retired = true;
+        retired_.push_back(std::move(old));
+    }
+    endpoints_ = std::move(next);
+}
+
+} // namespace breakerbox::upstream

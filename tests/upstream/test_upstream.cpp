@@ -1,0 +1,365 @@
+// breakerbox-test-upstream: a controllable HTTP/1.1 upstream for integration tests, the demo and the
+// benchmarks. Each request may ask for its own behaviour with query parameters; `POST /__config`
+// sets the defaults for requests that do not (so a test can make an upstream fail without changing
+// what clients send). `GET /__stats` reports what it saw; `POST /__reset` clears counters and defaults.
+//
+//   status=N          response status (default 200)
+//   delay_ms=N        wait before answering
+//   bytes=N           body of N bytes instead of the JSON echo
+//   chunked=1         send the body with chunked transfer-encoding
+//   header=Name:Value extra response header (repeatable)
+//   close=1           answer with "Connection: close" and close
+//   fault=KIND        reset | close | hang | garbage | reset_mid_headers | reset_mid_body |
+//                     short_body | long_body | drip | huge_headers | close_after_response
+//
+// The JSON echo: {"server", "method", "target", "headers", "body_bytes"}.
+#include <boost/asio.hpp>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include <atomic>
+#include <iostream>
+#include <map>
+#include <mutex>
+#include <thread>
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+using error_code = boost::system::error_code;
+constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
+
+namespace {
+
+std::string g_name = "upstream";
+std::atomic<std::uint64_t> g_connections{0}, g_open{0}, g_requests{0}, g_in_flight{0}, g_max_in_flight{0};
+std::mutex g_defaults_mutex;
+std::map<std::string, std::string> g_defaults; // from POST /__config
+
+std::multimap<std::string, std::string> parse_query(std::string_view target)
+{
+    std::multimap<std::string, std::string> out;
+    auto q = target.find('?');
+    if (q == std::string_view::npos)
+        return out;
+    std::string_view rest = target.substr(q + 1);
+    while (!rest.empty()) {
+        auto amp = rest.find('&');
+        std::string_view pair = rest.substr(0, amp);
+        auto eq = pair.find('=');
+        std::string key(pair.substr(0, eq));
+        std::string value = eq == std::string_view::npos ? "" : std::string(pair.substr(eq + 1));
+        for (std::size_t i = 0; i + 2 < value.size(); ++i)
+            if (value[i] == '%' && std::isxdigit(value[i + 1]) && std::isxdigit(value[i + 2])) {
+                value.replace(i, 3, 1, static_cast<char>(std::stoi(value.substr(i + 1, 2), nullptr, 16)));
+            }
+        out.emplace(std::move(key), std::move(value));
+        if (amp == std::string_view::npos)
+            break;
+        rest.remove_prefix(amp + 1);
+    }
+    return out;
+}
+
+struct behaviour {
+    unsigned status = 200;
+    long delay_ms = 0;
+    long bytes = -1;
+    bool chunked = false;
+    bool close = false;
+    std::string fault;
+    std::vector<std::pair<std::string, std::string>> headers;
+};
+
+behaviour behaviour_for(std::string_view target)
+{
+    std::multimap<std::string, std::string> params;
+    {
+        std::lock_guard lock(g_defaults_mutex);
+        for (auto& [k, v] : g_defaults)
+            params.emplace(k, v);
+    }
+    auto own = parse_query(target);
+    for (auto& [k, v] : own) {
+        if (k != "header")
+            params.erase(k);
+    }
+    params.merge(own);
+    behaviour b;
+    for (auto& [k, v] : params) {
+        try {
+            if (k == "status") b.status = static_cast<unsigned>(std::stoul(v));
+            else if (k == "delay_ms") b.delay_ms = std::stol(v);
+            else if (k == "bytes") b.bytes = std::stol(v);
+            else if (k == "chunked") b.chunked = v == "1";
+            else if (k == "close") b.close = v == "1";
+            else if (k == "fault") b.fault = v;
+            else if (k == "header") {
+                auto colon = v.find(':');
+                if (colon != std::string::npos)
+                    b.headers.emplace_back(v.substr(0, colon), v.substr(colon + 1));
+            }
+        } catch (...) {
+        }
+    }
+    return b;
+}
+
+void reset_hard(tcp::socket& s)
+{
+    error_code ec;
+    s.set_option(asio::socket_base::linger(true, 0), ec);
+    s.close(ec);
+}
+
+std::string stats_json()
+{
+    return nlohmann::json{{"server", g_name}, {"connections", g_connections.load()}, {"open_connections", g_open.load()},
+                          {"requests", g_requests.load()}, {"in_flight", g_in_flight.load()},
+                          {"max_in_flight", g_max_in_flight.load()}}
+        .dump();
+}
+
+// Returns false when the connection must end.
+asio::awaitable<bool> answer(beast::tcp_stream& stream, http::request<http::string_body>& req)
+{
+    std::string_view target = req.target();
+    std::string path(target.substr(0, target.find('?')));
+    http::response<http::string_body> res{http::status::ok, req.version()};
+    res.set(http::field::server, "breakerbox-test-upstream");
+    res.set(http::field::content_type, "application/json");
+    res.keep_alive(req.keep_alive());
+
+    if (path == "/__stats" || path == "/__reset" || path == "/__config") {
+        if (path == "/__reset") {
+            g_connections = 0;
+            g_requests = 0;
+            g_max_in_flight = g_in_flight.load();
+            std::lock_guard lock(g_defaults_mutex);
+            g_defaults.clear();
+        } else if (path == "/__config") {
+            std::lock_guard lock(g_defaults_mutex);
+            g_defaults.clear();
+            for (auto& [k, v] : parse_query(target))
+                g_defaults[k] = v;
+        }
+        res.body() = stats_json();
+        res.prepare_payload();
+        auto [ec, n] = co_await http::async_write(stream, res, nothrow);
+        co_return !ec && res.keep_alive();
+    }
+
+    g_requests.fetch_add(1);
+    auto now_in_flight = g_in_flight.fetch_add(1) + 1;
+    for (auto seen = g_max_in_flight.load(); now_in_flight > seen && !g_max_in_flight.compare_exchange_weak(seen, now_in_flight);) {
+    }
+    struct in_flight_guard {
+        ~in_flight_guard() { g_in_flight.fetch_sub(1); }
+    } guard;
+
+    behaviour b = behaviour_for(target);
+    auto& socket = stream.socket();
+    if (b.delay_ms > 0) {
+        asio::steady_timer t(stream.get_executor(), std::chrono::milliseconds(b.delay_ms));
+        co_await t.async_wait(nothrow);
+    }
+
+    if (b.fault == "reset") {
+        reset_hard(socket);
+        co_return false;
+    }
+    if (b.fault == "close") {
+        error_code ec;
+        socket.shutdown(tcp::socket::shutdown_both, ec);
+        socket.close(ec);
+        co_return false;
+    }
+    if (b.fault == "hang") {
+        asio::steady_timer t(stream.get_executor(), std::chrono::minutes(10));
+        co_await t.async_wait(nothrow);
+        co_return false;
+    }
+    auto raw = [&](std::string bytes) -> asio::awaitable<bool> {
+        auto [ec, n] = co_await asio::async_write(socket, asio::buffer(bytes), nothrow);
+        co_return !ec;
+    };
+    if (b.fault == "garbage") {
+        co_await raw("this is not HTTP at all\r\n\r\n");
+        reset_hard(socket);
+        co_return false;
+    }
+    if (b.fault == "reset_mid_headers") {
+        co_await raw("HTTP/1.1 200 OK\r\nContent-Type: text/pl");
+        reset_hard(socket);
+        co_return false;
+    }
+    if (b.fault == "reset_mid_body") {
+        co_await raw("HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n0123456789");
+        reset_hard(socket);
+        co_return false;
+    }
+    if (b.fault == "short_body") {
+        co_await raw("HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n0123456789");
+        error_code ec;
+        socket.shutdown(tcp::socket::shutdown_both, ec);
+        socket.close(ec);
+        co_return false;
+    }
+    if (b.fault == "long_body") {
+        co_await raw("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n0123456789");
+        co_return false;
+    }
+    if (b.fault == "huge_headers") {
+        std::string big = "HTTP/1.1 200 OK\r\nX-Big: " + std::string(200 * 1024, 'a') + "\r\nContent-Length: 0\r\n\r\n";
+        co_await raw(big);
+        co_return false;
+    }
+    if (b.fault == "drip") {
+        std::string response = "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123456789";
+        for (char c : response) {
+            if (!co_await raw(std::string(1, c)))
+                co_return false;
+            asio::steady_timer t(stream.get_executor(), std::chrono::milliseconds(200));
+            co_await t.async_wait(nothrow);
+        }
+        co_return false;
+    }
+
+    res.result(b.status);
+    for (auto& [k, v] : b.headers)
+        res.set(k, v);
+    if (b.bytes >= 0) {
+        res.set(http::field::content_type, "application/octet-stream");
+        res.body().assign(static_cast<std::size_t>(b.bytes), 'x');
+    } else {
+        nlohmann::json headers = nlohmann::json::object();
+        for (const auto& f : req)
+            headers[std::string(f.name_string())] = std::string(f.value());
+        res.body() = nlohmann::json{{"server", g_name}, {"method", std::string(req.method_string())},
+                                    {"target", std::string(target)}, {"headers", headers},
+                                    {"body_bytes", req.body().size()}}
+                         .dump();
+    }
+    bool close_after = b.fault == "close_after_response" || b.close;
+    if (b.close)
+        res.keep_alive(false);
+    if (req.method() == http::verb::head) {
+        res.content_length(res.body().size());
+        res.body().clear();
+        http::response<http::empty_body> head;
+        head.base() = res.base();
+        auto [ec, n] = co_await http::async_write(stream, head, nothrow);
+        co_return !ec && !close_after && res.keep_alive();
+    }
+    if (b.chunked && req.version() == 11)
+        res.chunked(true);
+    else
+        res.prepare_payload();
+    auto [ec, n] = co_await http::async_write(stream, res, nothrow);
+    if (close_after) {
+        error_code ignored;
+        socket.shutdown(tcp::socket::shutdown_both, ignored);
+        socket.close(ignored);
+        co_return false;
+    }
+    co_return !ec && res.keep_alive();
+}
+
+asio::awaitable<void> session(tcp::socket socket)
+{
+    g_connections.fetch_add(1);
+    g_open.fetch_add(1);
+    struct open_guard {
+        ~open_guard() { g_open.fetch_sub(1); }
+    } guard;
+    beast::tcp_stream stream(std::move(socket));
+    beast::flat_buffer buffer;
+    for (;;) {
+        http::request_parser<http::string_body> parser;
+        parser.body_limit(64 * 1024 * 1024);
+        auto [ec, n] = co_await http::async_read(stream, buffer, parser, nothrow);
+        if (ec)
+            break;
+        auto req = parser.release();
+        if (!co_await answer(stream, req))
+            break;
+    }
+    error_code ec;
+    stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+}
+
+asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, std::vector<std::unique_ptr<asio::io_context>>& contexts)
+{
+    std::size_t next = 0;
+    for (;;) {
+        auto& ioc = *contexts[next++ % contexts.size()];
+        auto [ec, socket] = co_await acceptor.async_accept(ioc, nothrow);
+        if (ec) {
+            if (!acceptor.is_open())
+                co_return;
+            continue;
+        }
+        error_code ignored;
+        socket.set_option(tcp::no_delay(true), ignored);
+        asio::co_spawn(ioc, session(tcp::socket(std::move(socket))), asio::detached);
+    }
+}
+
+} // namespace
+
+int main(int argc, char** argv)
+{
+    CLI::App cli{"breakerbox-test-upstream: a controllable HTTP upstream for tests, the demo and benchmarks"};
+    std::string listen = "127.0.0.1:0";
+    std::string defaults;
+    unsigned threads = 1;
+    cli.add_option("--listen", listen, "address to listen on (port 0: ephemeral, printed on stdout)");
+    cli.add_option("--name", g_name, "name reported in the JSON echo and /__stats");
+    cli.add_option("--threads", threads, "threads serving connections");
+    cli.add_option("--defaults", defaults, "default behaviour as a query string, e.g. status=500&delay_ms=10");
+    CLI11_PARSE(cli, argc, argv);
+    if (!defaults.empty())
+        for (auto& [k, v] : parse_query("?" + defaults))
+            g_defaults[k] = v;
+
+    auto colon = listen.rfind(':');
+    std::vector<std::unique_ptr<asio::io_context>> contexts;
+    for (unsigned i = 0; i < std::max(1u, threads); ++i)
+        contexts.push_back(std::make_unique<asio::io_context>(1));
+    tcp::acceptor acceptor(*contexts[0]);
+    try {
+        tcp::endpoint ep(asio::ip::make_address(listen.substr(0, colon)),
+                         static_cast<unsigned short>(std::stoul(listen.substr(colon + 1))));
+        acceptor.open(ep.protocol());
+        acceptor.set_option(tcp::acceptor::reuse_address(true));
+        acceptor.bind(ep);
+        acceptor.listen(asio::socket_base::max_listen_connections);
+    } catch (const std::exception& e) {
+        std::cerr << "cannot listen on " << listen << ": " << e.what() << "\n";
+        return 1;
+    }
+    std::cout << "listening " << acceptor.local_endpoint().port() << std::endl;
+
+    asio::signal_set signals(*contexts[0], SIGTERM, SIGINT);
+    signals.async_wait([&](const error_code&, int) {
+        for (auto& c : contexts)
+            c->stop();
+    });
+    asio::co_spawn(*contexts[0], accept_loop(acceptor, contexts), asio::detached);
+    std::vector<std::thread> pool;
+    for (std::size_t i = 1; i < contexts.size(); ++i)
+        pool.emplace_back([&c = *contexts[i]] {
+            auto guard = asio::make_work_guard(c);
+            c.run();
+        });
+    contexts[0]->run();
+    for (auto& c : contexts)
+        c->stop();
+    for (auto& t : pool)
+        t.join();
+    return 0;
+}
