@@ -51,7 +51,7 @@ private:
 
 forward_result proxy_failure(proxy_error e, const config::upstream_config& up, std::string_view detail)
 {
-    return {http::make_error_response(e, up.name, detail), e};
+    return {http::make_error_response(e, up.name, detail), e, up.name};
 }
 
 } // namespace
@@ -80,7 +80,7 @@ asio::awaitable<forward_result> forward_request(worker_context& worker, http::re
     if (result.error != proxy_error::ok)
         co_return proxy_failure(result.error, ucfg, result.detail);
     prepare_client_response(result.response, head, worker.state);
-    co_return forward_result{std::move(result.response), proxy_error::ok};
+    co_return forward_result{std::move(result.response), proxy_error::ok, ucfg.name};
 }
 
 } // namespace breakerbox::forward

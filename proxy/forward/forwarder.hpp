@@ -19,6 +19,7 @@ struct client_info {
 struct forward_result {
     http::response response;
     proxy_error error = proxy_error::ok; // ok: the response came from the upstream
+    std::string_view upstream;           // the routed upstream's name ("" when none matched)
 };
 
 // `req` is consumed (rewritten for the upstream). Never throws; every failure becomes a response.

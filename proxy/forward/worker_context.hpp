@@ -12,15 +12,16 @@ namespace breakerbox::forward {
 
 class worker_context {
 public:
-    worker_context(asio::io_context& ioc, proxy_state& state) : ioc(ioc), state(state)
+    worker_context(asio::io_context& ioc, proxy_state& state, std::size_t index) : ioc(ioc), state(state), index(index)
     {
         upstreams.reserve(state.cfg.upstreams.size());
         for (const auto& u : state.cfg.upstreams)
-            upstreams.emplace_back(u);
+            upstreams.emplace_back(u, index);
     }
 
     asio::io_context& ioc;
     proxy_state& state;
+    const std::size_t index; // this worker's number, 0..workers-1
     std::vector<upstream::worker_upstream> upstreams; // same order as cfg.upstreams
 };
 

@@ -35,18 +35,21 @@ struct idle_mark {
 };
 
 // Maps a failure while reading the client's request to the status the client gets.
-proxy_error request_read_error(const error_code& ec, const beast::flat_buffer& buffer)
+proxy_error request_read_error(const error_code& ec, bool timed_out)
 {
-    if (ec == beast::error::timeout)
+    if (timed_out)
         return proxy_error::request_timeout;
     if (ec == bhttp::error::body_limit)
         return proxy_error::body_too_large;
-    if (ec == bhttp::error::header_limit) {
-        // The limit was hit before the request line ended: the target itself is too long.
-        std::string_view data(static_cast<const char*>(buffer.data().data()), buffer.size());
-        return data.find("\r\n") == std::string_view::npos ? proxy_error::uri_too_long : proxy_error::header_too_large;
-    }
+    if (ec == bhttp::error::header_limit)
+        return proxy_error::header_too_large;
     return proxy_error::bad_request;
+}
+
+bool has_line_end(const beast::flat_buffer& buffer)
+{
+    std::string_view data(static_cast<const char*>(buffer.data().data()), buffer.size());
+    return data.find('\n') != std::string_view::npos;
 }
 
 bool expects_continue(const http::request& req)
@@ -58,7 +61,7 @@ bool expects_continue(const http::request& req)
 class downstream_session {
 public:
     downstream_session(tcp::socket socket, worker& w, std::size_t listener_index)
-        : stream_(std::move(socket)), worker_(w), state_(w.context.state), limits_(state_.cfg.limits),
+        : stream_(std::move(socket)), read_deadline_(stream_.get_executor()), worker_(w), state_(w.context.state), limits_(state_.cfg.limits),
           listener_index_(listener_index)
     {
         error_code ec;
@@ -104,6 +107,37 @@ private:
         co_return true;
     }
 
+    // A request deadline that, unlike tcp_stream's own timeout, leaves the socket open: the client
+    // still gets its 408. On expiry the pending read is cancelled and timed_out_ is set.
+    void arm_read_deadline(nanos timeout)
+    {
+        stream_.expires_never();
+        timed_out_ = false;
+        read_deadline_.expires_after(as_duration(timeout));
+        read_deadline_.async_wait([this](const error_code& ec) {
+            if (ec)
+                return; // cancelled: the session may already be gone, touch nothing
+            timed_out_ = true;
+            error_code ignored;
+            stream_.socket().cancel(ignored);
+        });
+    }
+    void disarm_read_deadline() { read_deadline_.cancel(); }
+
+    // Reads until the request line is complete; a line longer than the header limit is a 414.
+    asio::awaitable<proxy_error> read_request_line()
+    {
+        while (!has_line_end(buffer_)) {
+            if (buffer_.size() >= limits_.max_header_bytes)
+                co_return proxy_error::uri_too_long;
+            auto [ec, n] = co_await stream_.async_read_some(buffer_.prepare(4096), nothrow_awaitable);
+            if (ec)
+                co_return timed_out_ ? proxy_error::request_timeout : proxy_error::bad_request;
+            buffer_.commit(n);
+        }
+        co_return proxy_error::ok;
+    }
+
     // Reads, handles and answers one request. Returns whether the connection stays open.
     asio::awaitable<bool> serve_one()
     {
@@ -111,12 +145,20 @@ private:
         parser.header_limit(static_cast<std::uint32_t>(limits_.max_header_bytes));
         parser.body_limit(limits_.max_request_body);
 
-        stream_.expires_after(as_duration(limits_.header_timeout));
+        arm_read_deadline(limits_.header_timeout);
+        if (auto line = co_await read_request_line(); line != proxy_error::ok) {
+            disarm_read_deadline();
+            if (line != proxy_error::bad_request) // bad_request here means the client went away
+                co_await send_and_close(line, 11);
+            co_return false;
+        }
         auto [hec, hn] = co_await bhttp::async_read_header(stream_, buffer_, parser, nothrow_awaitable);
+        disarm_read_deadline();
         if (hec) {
-            if (hec == bhttp::error::end_of_stream || hec == asio::error::connection_reset)
+            if (!timed_out_ && (hec == bhttp::error::end_of_stream || hec == asio::error::connection_reset ||
+                                hec == asio::error::eof))
                 co_return false;
-            co_await send_and_close(request_read_error(hec, buffer_), 11);
+            co_await send_and_close(request_read_error(hec, timed_out_), 11);
             co_return false;
         }
         const unsigned version = parser.get().version() == 10 ? 10 : 11;
@@ -128,12 +170,13 @@ private:
                 if (cec)
                     co_return false;
             }
-            stream_.expires_after(as_duration(limits_.body_timeout));
+            arm_read_deadline(limits_.body_timeout);
             auto [bec, bn] = co_await bhttp::async_read(stream_, buffer_, parser, nothrow_awaitable);
+            disarm_read_deadline();
             if (bec) {
-                if (bec == asio::error::connection_reset || bec == bhttp::error::partial_message)
+                if (!timed_out_ && (bec == asio::error::connection_reset || bec == bhttp::error::partial_message))
                     co_return false; // the client went away mid-body: nobody to answer
-                co_await send_and_close(request_read_error(bec, buffer_), version);
+                co_await send_and_close(request_read_error(bec, timed_out_), version);
                 co_return false;
             }
         }
@@ -155,7 +198,7 @@ private:
         if (state_.cfg.logging.access_log)
             log::info("access", {{"client", client_ip_}, {"method", method}, {"target", target},
                                  {"status", res.result_int()}, {"error", result.error == proxy_error::ok ? "" : token(result.error)},
-                                 {"upstream", std::string(res[http::upstream_header])},
+                                 {"upstream", result.upstream},
                                  {"duration_ms", std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count()}});
         co_return !wec && keep_alive;
     }
@@ -184,6 +227,8 @@ private:
 
     beast::tcp_stream stream_;
     beast::flat_buffer buffer_;
+    asio::steady_timer read_deadline_;
+    bool timed_out_ = false;
     worker& worker_;
     forward::proxy_state& state_;
     const config::limits_config& limits_;

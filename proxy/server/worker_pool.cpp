@@ -28,7 +28,7 @@ asio::awaitable<void> sweep_pools(worker& w)
 worker_pool::worker_pool(std::size_t count, forward::proxy_state& state)
 {
     for (std::size_t i = 0; i < count; ++i)
-        workers_.push_back(std::make_unique<worker>(state));
+        workers_.push_back(std::make_unique<worker>(state, i));
 }
 
 worker_pool::~worker_pool() { stop(); }

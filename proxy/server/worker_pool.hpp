@@ -21,7 +21,7 @@ struct idle_registry {
 };
 
 struct worker {
-    worker(forward::proxy_state& state) : ioc(1), context(ioc, state) {}
+    worker(forward::proxy_state& state, std::size_t index) : ioc(1), context(ioc, state, index) {}
     asio::io_context ioc;
     forward::worker_context context;
     idle_registry idle;

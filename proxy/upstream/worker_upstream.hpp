@@ -23,7 +23,8 @@ struct endpoint_slot {
 
 class worker_upstream {
 public:
-    explicit worker_upstream(const config::upstream_config& cfg) : cfg_(&cfg) {}
+    // `seed` staggers the round-robin start so that workers do not all begin with the same endpoint.
+    worker_upstream(const config::upstream_config& cfg, std::size_t seed) : cfg_(&cfg), cursor_(seed) {}
 
     const config::upstream_config& cfg() const { return *cfg_; }
     bool has_endpoints() const { return !endpoints_.empty(); }

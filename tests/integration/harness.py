@@ -1,0 +1,220 @@
+"""Test harness: starts the real breakerbox binary and real controllable upstreams on 127.0.0.1
+ephemeral ports, and talks real HTTP to them. Standard library only.
+
+Every process started here is bounded: waits have timeouts and everything is killed in tearDown.
+"""
+import json
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import http.client
+import unittest
+
+BREAKERBOX_BIN = os.environ.get("BREAKERBOX_BIN", "../../build/breakerbox")
+UPSTREAM_BIN = os.environ.get("TEST_UPSTREAM_BIN", "../../build/breakerbox-test-upstream")
+START_TIMEOUT = 10.0
+
+
+class Upstream:
+    """One breakerbox-test-upstream process."""
+
+    def __init__(self, name="upstream", defaults="", threads=1):
+        args = [UPSTREAM_BIN, "--listen", "127.0.0.1:0", "--name", name, "--threads", str(threads)]
+        if defaults:
+            args += ["--defaults", defaults]
+        self.name = name
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline().strip()
+        if not line.startswith("listening "):
+            raise RuntimeError("upstream did not start: %r %s" % (line, self.proc.stderr.read()))
+        self.port = int(line.split()[1])
+        self.address = "127.0.0.1:%d" % self.port
+
+    def _admin(self, method, path):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+        try:
+            conn.request(method, path)
+            return json.loads(conn.getresponse().read())
+        finally:
+            conn.close()
+
+    def stats(self):
+        return self._admin("GET", "/__stats")
+
+    def reset(self):
+        return self._admin("POST", "/__reset")
+
+    def configure(self, query):
+        """Default behaviour for requests that do not ask for their own, e.g. 'status=500'."""
+        return self._admin("POST", "/__config?" + query)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=5)
+        self.proc.stdout.close()
+        self.proc.stderr.close()
+
+
+class Breakerbox:
+    """The real breakerbox binary on a config written to a temporary file."""
+
+    def __init__(self, config_text, extra_env=None):
+        self.dir = tempfile.TemporaryDirectory(prefix="breakerbox-test-")
+        self.config_path = os.path.join(self.dir.name, "breakerbox.yaml")
+        with open(self.config_path, "w") as f:
+            f.write(config_text)
+        env = dict(os.environ)
+        env.update(extra_env or {})
+        self.proc = subprocess.Popen([BREAKERBOX_BIN, "--config", self.config_path],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+        self.logs = []
+        self.ports = {}
+        self._ready = threading.Event()
+        self._lock = threading.Lock()
+        self._reader = threading.Thread(target=self._read_logs, daemon=True)
+        self._reader.start()
+        if not self._ready.wait(START_TIMEOUT):
+            self.stop()
+            raise RuntimeError("breakerbox did not become ready:\n" + "\n".join(map(str, self.logs)))
+
+    def _read_logs(self):
+        for line in self.proc.stderr:
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                entry = {"raw": line.rstrip()}
+            with self._lock:
+                self.logs.append(entry)
+            if entry.get("msg") == "listening":
+                self.ports[entry["listener"]] = entry["port"]
+            elif entry.get("msg") == "admin listening":
+                self.ports["admin"] = entry["port"]
+            elif entry.get("msg") == "breakerbox ready":
+                self._ready.set()
+
+    def log_entries(self, msg=None):
+        with self._lock:
+            return [e for e in self.logs if msg is None or e.get("msg") == msg]
+
+    def port(self, listener="main"):
+        return self.ports[listener]
+
+    def signal(self, signo):
+        self.proc.send_signal(signo)
+
+    def wait(self, timeout=20):
+        return self.proc.wait(timeout=timeout)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+        self._reader.join(timeout=5)
+        self.proc.stderr.close()
+        self.dir.cleanup()
+
+
+class Response:
+    def __init__(self, status, headers, body, version):
+        self.status = status
+        self.headers = headers  # dict, lowercase names
+        self.body = body
+        self.version = version
+
+    def json(self):
+        return json.loads(self.body)
+
+
+def request(port, method="GET", target="/", headers=None, body=None, timeout=10, host="127.0.0.1"):
+    """A well-formed request on its own connection with http.client."""
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.putrequest(method, target, skip_host=headers is not None and "Host" in headers,
+                        skip_accept_encoding=True)
+        for k, v in (headers or {}).items():
+            conn.putheader(k, v)
+        if body is not None:
+            conn.putheader("Content-Length", str(len(body)))
+        conn.endheaders(body)
+        r = conn.getresponse()
+        data = r.read()
+        return Response(r.status, {k.lower(): v for k, v in r.getheaders()}, data, r.version)
+    finally:
+        conn.close()
+
+
+def read_response(sock, timeout=10, head=False):
+    """Reads exactly one HTTP/1.x response from a raw socket (Content-Length framing)."""
+    sock.settimeout(timeout)
+    f = sock.makefile("rb")
+    status_line = f.readline().decode()
+    if not status_line:
+        return None
+    version, status = status_line.split(" ", 2)[:2]
+    headers = {}
+    while True:
+        line = f.readline().decode()
+        if line in ("\r\n", "\n", ""):
+            break
+        k, v = line.split(":", 1)
+        headers[k.strip().lower()] = v.strip()
+    length = 0 if head else int(headers.get("content-length", "0"))
+    body = f.read(length) if length else b""
+    return Response(int(status), headers, body, version)
+
+
+def raw_exchange(port, data, timeout=10):
+    """Sends raw bytes, returns everything the peer sends until it closes (or the timeout)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(data)
+        chunks = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                chunk = s.recv(65536)
+            except socket.timeout:
+                break
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+def wait_until(predicate, timeout=10, interval=0.02):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
+
+
+class ProxyTestCase(unittest.TestCase):
+    """Starts and reliably stops the processes a test asks for."""
+
+    def setUp(self):
+        self._processes = []
+
+    def tearDown(self):
+        for p in reversed(self._processes):
+            try:
+                p.stop()
+            except Exception:
+                pass
+
+    def upstream(self, name="upstream", defaults="", threads=1):
+        u = Upstream(name, defaults, threads)
+        self._processes.append(u)
+        return u
+
+    def breakerbox(self, config_text, extra_env=None):
+        b = Breakerbox(config_text, extra_env)
+        self._processes.append(b)
+        return b

@@ -1,0 +1,258 @@
+#include "config/loader.hpp"
+
+#include <gtest/gtest.h>
+
+using namespace breakerbox;
+using namespace breakerbox::config;
+
+namespace {
+
+env_lookup no_env()
+{
+    return [](const std::string&) -> std::optional<std::string> { return std::nullopt; };
+}
+
+const char* minimal = R"(
+listeners:
+  - name: main
+    address: 127.0.0.1:8080
+upstreams:
+  svc:
+    endpoints: [127.0.0.1:7001]
+    routes:
+      path_prefix: /svc
+)";
+
+load_result load(const std::string& yaml) { return load_string(yaml, "test.yaml", no_env()); }
+
+// Finds the error about `path`; fails the test when there is none.
+const config_error* error_at(const load_result& r, const std::string& path)
+{
+    for (const auto& e : r.errors)
+        if (e.path == path)
+            return &e;
+    ADD_FAILURE() << "no error for " << path << "; got " << r.errors.size() << " error(s)"
+                  << (r.errors.empty() ? "" : ": " + r.errors.front().text());
+    return nullptr;
+}
+
+} // namespace
+
+TEST(loader, minimal_config_gets_the_documented_defaults)
+{
+    auto r = load(minimal);
+    ASSERT_TRUE(r.cfg) << (r.errors.empty() ? "" : r.errors.front().text());
+    const auto& up = r.cfg->upstreams.at(0);
+    EXPECT_EQ(up.name, "svc");
+    EXPECT_EQ(up.connect_timeout, seconds(1));
+    EXPECT_EQ(up.request_timeout, seconds(15));
+    EXPECT_EQ(up.breaker.consecutive_failures, 5u);
+    EXPECT_EQ(up.breaker.minimum_calls, 20u);
+    EXPECT_EQ(up.breaker.open_duration, seconds(5));
+    // default failure statuses: 5xx except 501 and 505
+    const auto& fs = up.breaker.classify.failure_statuses;
+    EXPECT_NE(std::find(fs.begin(), fs.end(), 500u), fs.end());
+    EXPECT_NE(std::find(fs.begin(), fs.end(), 503u), fs.end());
+    EXPECT_EQ(std::find(fs.begin(), fs.end(), 501u), fs.end());
+    EXPECT_EQ(std::find(fs.begin(), fs.end(), 505u), fs.end());
+    EXPECT_EQ(r.cfg->limits.max_header_bytes, 16u * 1024);
+    EXPECT_EQ(r.cfg->admin.address.port, 9901);
+}
+
+TEST(loader, upstreams_inherit_defaults_and_may_override)
+{
+    auto r = load(R"(
+listeners: [{name: main, address: "127.0.0.1:8080"}]
+defaults:
+  connect_timeout: 250ms
+  request_timeout: 2s
+  pool: {max_idle_per_endpoint: 7}
+  circuit_breaker:
+    consecutive_failures: 3
+    half_open: {max_probes: 2}
+upstreams:
+  a:
+    endpoints: [127.0.0.1:1]
+    routes: {hosts: [A.example]}
+  b:
+    endpoints: [127.0.0.1:2]
+    request_timeout: 9s
+    circuit_breaker:
+      half_open: {successes_to_close: 2}
+    routes: {hosts: [b]}
+)");
+    ASSERT_TRUE(r.cfg) << r.errors.front().text();
+    const auto& a = r.cfg->upstreams[0];
+    const auto& b = r.cfg->upstreams[1];
+    EXPECT_EQ(a.connect_timeout, millis(250));
+    EXPECT_EQ(a.request_timeout, seconds(2));
+    EXPECT_EQ(a.pool.max_idle_per_endpoint, 7u);
+    EXPECT_EQ(a.routes.hosts.at(0), "a.example"); // hosts are case-insensitive
+    EXPECT_EQ(b.connect_timeout, millis(250));
+    EXPECT_EQ(b.request_timeout, seconds(9));
+    EXPECT_EQ(b.breaker.consecutive_failures, 3u);
+    EXPECT_EQ(b.breaker.half_open_max_probes, 2u);       // inherited inside a nested block
+    EXPECT_EQ(b.breaker.half_open_successes_to_close, 2u); // overridden beside it
+}
+
+TEST(loader, unknown_keys_are_errors_with_line_and_column)
+{
+    auto r = load(R"(listeners:
+  - name: main
+    address: 127.0.0.1:8080
+upstreams:
+  svc:
+    endpoints: [127.0.0.1:7001]
+    conect_timeout: 1s
+    routes: {path_prefix: /}
+)");
+    ASSERT_FALSE(r.cfg);
+    auto* e = error_at(r, "upstreams.svc.conect_timeout");
+    ASSERT_TRUE(e);
+    EXPECT_EQ(e->file, "test.yaml");
+    EXPECT_EQ(e->line, 7);
+    EXPECT_EQ(e->column, 5);
+    EXPECT_NE(e->message.find("unknown key"), std::string::npos);
+    EXPECT_NE(e->text().find("test.yaml:7:5: upstreams.svc.conect_timeout: unknown key"), std::string::npos);
+}
+
+TEST(loader, every_error_is_reported_not_just_the_first)
+{
+    auto r = load(R"(
+workers: lots
+listeners:
+  - address: 127.0.0.1:99999
+limits:
+  header_timeout: 10
+  max_request_body: 1XB
+upstreams:
+  svc:
+    endpoints: [nohostport]
+    connect_timeout: fast
+    load_balancing: random
+    routes: {path_prefix: svc}
+)");
+    ASSERT_FALSE(r.cfg);
+    error_at(r, "workers");
+    error_at(r, "listeners[0].address");
+    error_at(r, "limits.header_timeout");
+    error_at(r, "limits.max_request_body");
+    error_at(r, "upstreams.svc.endpoints[0]");
+    error_at(r, "upstreams.svc.connect_timeout");
+    error_at(r, "upstreams.svc.load_balancing");
+    error_at(r, "upstreams.svc.routes.path_prefix");
+    EXPECT_GE(r.errors.size(), 8u);
+    for (size_t i = 1; i < r.errors.size(); ++i) // sorted by position
+        EXPECT_LE(r.errors[i - 1].line, r.errors[i].line);
+}
+
+TEST(loader, invalid_yaml_names_the_position)
+{
+    auto r = load("listeners: [\n  {name: main\n");
+    ASSERT_FALSE(r.cfg);
+    ASSERT_EQ(r.errors.size(), 1u);
+    EXPECT_NE(r.errors[0].message.find("invalid YAML"), std::string::npos);
+    EXPECT_GT(r.errors[0].line, 0);
+}
+
+TEST(loader, missing_file_is_an_error)
+{
+    auto r = load_file("/nonexistent/breakerbox.yaml", no_env());
+    ASSERT_FALSE(r.cfg);
+    EXPECT_NE(r.errors.at(0).text().find("cannot read"), std::string::npos);
+}
+
+TEST(loader, structural_errors)
+{
+    EXPECT_TRUE(error_at(load("listeners: []\nupstreams: {}\n"), "listeners"));
+    EXPECT_TRUE(error_at(load("listeners: [{address: '127.0.0.1:1'}]\n"), "upstreams"));
+    auto unreachable = load(R"(
+listeners: [{name: main, address: "127.0.0.1:8080"}]
+upstreams:
+  lonely: {endpoints: ["127.0.0.1:1"]}
+)");
+    EXPECT_TRUE(error_at(unreachable, "upstreams.lonely.routes"));
+    auto dedicated_unknown = load(R"(
+listeners: [{name: main, address: "127.0.0.1:8080", upstream: nope}]
+upstreams:
+  svc: {endpoints: ["127.0.0.1:1"], routes: {hosts: [svc]}}
+)");
+    EXPECT_TRUE(error_at(dedicated_unknown, "listeners[0].upstream"));
+    auto duplicate_host = load(R"(
+listeners: [{name: main, address: "127.0.0.1:8080"}]
+upstreams:
+  a: {endpoints: ["127.0.0.1:1"], routes: {hosts: [same]}}
+  b: {endpoints: ["127.0.0.1:2"], routes: {hosts: [same]}}
+)");
+    EXPECT_TRUE(error_at(duplicate_host, "upstreams.b.routes.hosts"));
+    auto bad_name = load(R"(
+listeners: [{name: main, address: "127.0.0.1:8080"}]
+upstreams:
+  Bad Name: {endpoints: ["127.0.0.1:1"], routes: {hosts: [x]}}
+)");
+    EXPECT_TRUE(error_at(bad_name, "upstreams.Bad Name"));
+    auto same_address = load(R"(
+listeners: [{name: a, address: "127.0.0.1:8080"}, {name: b, address: "127.0.0.1:8080"}]
+upstreams:
+  svc: {endpoints: ["127.0.0.1:1"], routes: {hosts: [x]}}
+)");
+    EXPECT_TRUE(error_at(same_address, "listeners[1].address"));
+}
+
+TEST(loader, breaker_settings_are_validated)
+{
+    auto r = load(R"(
+listeners: [{name: main, address: "127.0.0.1:8080"}]
+upstreams:
+  svc:
+    endpoints: ["127.0.0.1:1"]
+    routes: {hosts: [x]}
+    circuit_breaker:
+      failure_rate: {threshold: 150, window: sliding}
+      open_duration: 10s
+      max_open_duration: 1s
+      half_open: {max_probes: 0}
+      classify: {failure_statuses: [500-599, 42]}
+      slow_calls: {duration: forever}
+)");
+    ASSERT_FALSE(r.cfg);
+    error_at(r, "upstreams.svc.circuit_breaker.failure_rate.threshold");
+    error_at(r, "upstreams.svc.circuit_breaker.failure_rate.window");
+    error_at(r, "upstreams.svc.circuit_breaker.max_open_duration");
+    error_at(r, "upstreams.svc.circuit_breaker.half_open.max_probes");
+    error_at(r, "upstreams.svc.circuit_breaker.classify.failure_statuses[1]");
+    error_at(r, "upstreams.svc.circuit_breaker.slow_calls.duration");
+}
+
+TEST(loader, admin_on_a_public_address_needs_a_token)
+{
+    std::string yaml = std::string(minimal) + "admin:\n  address: 0.0.0.0:9901\n";
+    EXPECT_TRUE(error_at(load(yaml), "admin.address"));
+    auto with_token = load(yaml + "  token: s3cret\n");
+    EXPECT_TRUE(with_token.cfg);
+}
+
+TEST(loader, environment_variables_are_substituted_with_errors_located)
+{
+    env_lookup env = [](const std::string& n) -> std::optional<std::string> {
+        if (n == "UPSTREAM")
+            return "127.0.0.1:7009";
+        return std::nullopt;
+    };
+    auto ok = load_string(R"(
+listeners: [{name: main, address: "127.0.0.1:${PORT:-8081}"}]
+upstreams:
+  svc: {endpoints: ["${UPSTREAM}"], routes: {hosts: [x]}}
+)", "env.yaml", env);
+    ASSERT_TRUE(ok.cfg);
+    EXPECT_EQ(ok.cfg->listeners[0].address.port, 8081);
+    EXPECT_EQ(ok.cfg->upstreams[0].endpoints[0].port, 7009);
+    auto missing = load_string(R"(
+listeners: [{name: main, address: "127.0.0.1:8080"}]
+upstreams:
+  svc: {endpoints: ["${NOT_SET}"], routes: {hosts: [x]}}
+)", "env.yaml", env);
+    auto* e = error_at(missing, "upstreams.svc.endpoints[0]");
+    ASSERT_TRUE(e);
+    EXPECT_NE(e->message.find("NOT_SET"), std::string::npos);
+}

@@ -1,0 +1,39 @@
+#include "http/framing.hpp"
+
+#include <gtest/gtest.h>
+
+using namespace breakerbox;
+namespace bhttp = boost::beast::http;
+
+TEST(frame_request, sets_content_length_only_where_a_body_belongs)
+{
+    http::request get{bhttp::verb::get, "/", 11};
+    get.set(bhttp::field::content_length, "10");
+    http::frame_request(get);
+    EXPECT_EQ(get.count(bhttp::field::content_length), 0u);
+
+    http::request post{bhttp::verb::post, "/", 11};
+    http::frame_request(post);
+    EXPECT_EQ(post[bhttp::field::content_length], "0");
+    post.body() = "hello";
+    http::frame_request(post);
+    EXPECT_EQ(post[bhttp::field::content_length], "5");
+}
+
+TEST(frame_response, follows_the_rfc_exceptions)
+{
+    http::response no_content{bhttp::status::no_content, 11};
+    no_content.set(bhttp::field::content_length, "0");
+    http::frame_response(no_content, false);
+    EXPECT_EQ(no_content.count(bhttp::field::content_length), 0u);
+
+    http::response head{bhttp::status::ok, 11};
+    head.set(bhttp::field::content_length, "1234");
+    http::frame_response(head, true);
+    EXPECT_EQ(head[bhttp::field::content_length], "1234");
+
+    http::response ok{bhttp::status::ok, 11};
+    ok.body() = "abc";
+    http::frame_response(ok, false);
+    EXPECT_EQ(ok[bhttp::field::content_length], "3");
+}
