@@ -1,0 +1,170 @@
+// The circuit breaker of one upstream. Shared by all workers, lock-free on the hot path.
+//
+// States: closed, open, half_open, plus the operator states forced_open, forced_closed and disabled.
+// The state lives in one 64-bit atomic word {state:3, generation:16, timestamp_ms:45}; every transition
+// is a compare-and-swap that bumps the generation, and only the winner resets, logs and counts (as in
+// Resilience4j's state machine). The timestamp means: open → when the next probe may go; half_open →
+// when waiting for probes gives up (max_wait); closed → since when it has been closed.
+//
+// - closed: calls are admitted (during an optional recovery ramp, a linearly growing share of them);
+//   outcomes go into the sliding window and the consecutive-failure counter; a failure or slow call
+//   evaluates the trip rules (consecutive failures, failure rate with minimum calls or minimum failures,
+//   slow-call rate).
+// - open: rejected without touching the network, until the open time passes; the next admission then
+//   moves to half_open (lazily: no timer thread). The open time grows on each re-trip without a healthy
+//   close in between (multiplier, cap, deterministic jitter) and goes back to the base once the circuit
+//   has stayed closed for open_backoff_reset_after.
+// - half_open: at most max_probes calls at once; successes_to_close successes close it, one failure
+//   re-opens it, and if probes do not complete within max_wait it re-opens.
+// - forced_open rejects everything; forced_closed admits everything and records (metrics only, never
+//   trips); disabled admits everything and records nothing.
+//
+// Probe accounting is generation-tagged ({generation:32, in_flight:16, successes:16} in one word), so a
+// transition never needs to reset it, and a permit from an older generation (a late outcome) is ignored
+// instead of poisoning the new state. Permits not completed (client gone, coroutine destroyed) are
+// released, which frees their probe slot.
+//
+// NOTE: approximate under concurrency, on purpose: the consecutive-failure counter (a success racing a
+// failure may reset it just after), window totals read while other threads record, and the recovery
+// ramp's share. Each can delay or advance a trip by one call; none can admit more probes than
+// max_probes, make two threads win one transition, or leave the breaker stuck.
+#pragma once
+#include "config/config.hpp"
+#include "core/clock.hpp"
+#include "resilience/outcome.hpp"
+#include "resilience/outcome_window.hpp"
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <string_view>
+
+namespace breakerbox::resilience {
+
+enum class breaker_state : std::uint8_t { closed = 0, open = 1, half_open = 2, forced_open = 3, forced_closed = 4, disabled = 5 };
+constexpr std::size_t breaker_state_count = 6;
+std::string_view to_string(breaker_state s) noexcept;
+
+enum class admission : std::uint8_t {
+    admitted,        // closed / forced_closed / disabled
+    probe,           // half-open probe
+    rejected_open,   // open (or forced_open)
+    rejected_probes, // half-open and max_probes already in flight
+    rejected_ramp,   // recovery ramp: not this call's turn yet
+};
+
+struct permit {
+    admission kind = admission::rejected_open;
+    std::uint16_t generation = 0;
+    nanos started = 0;
+    bool admitted() const noexcept { return kind == admission::admitted || kind == admission::probe; }
+};
+
+struct transition_event {
+    std::string_view upstream;
+    breaker_state from;
+    breaker_state to;
+    std::string reason;
+    nanos at;
+    nanos open_for; // the open time chosen, when `to` is open
+};
+
+// Called by the winner of each transition only, on whichever thread won it.
+using transition_listener = std::function<void(const transition_event&)>;
+
+struct breaker_snapshot {
+    breaker_state state;
+    nanos since;                 // when the current state began
+    std::uint64_t transitions;   // number of transitions so far
+    std::uint64_t trips;         // transitions into open (all kinds)
+    std::uint32_t consecutive_failures;
+    window_totals window;
+    nanos open_until;            // when state is open
+    nanos current_open_duration; // the open time the next trip would use
+    std::uint32_t probes_in_flight;
+    std::uint32_t probe_successes;
+    std::string last_reason;
+};
+
+class circuit_breaker {
+public:
+    circuit_breaker(std::string upstream, const config::breaker_config& cfg, const clock& clk,
+                    transition_listener listener = {}, std::uint64_t seed = 0);
+
+    // Hot path: decide whether a call may go to the upstream now.
+    permit try_acquire() noexcept;
+    // Hot path: the call's outcome. The time since the permit was taken decides slowness. A probe
+    // counts as failed when it fails or (with the slow-call rule on) is slow.
+    void on_result(const permit& p, outcome o) noexcept;
+    // The call ended without an upstream outcome (cancelled, client gone, local decision): frees a
+    // probe slot if it held one, records nothing.
+    void release(const permit& p) noexcept;
+
+    // Seconds-resolution hint for Retry-After: time until the next probe may go (0 when not open).
+    nanos time_until_probe() const noexcept;
+
+    // Operator control (admin API). `who` is logged with the transition.
+    void force_open(std::string_view who);
+    void force_closed(std::string_view who);
+    void disable(std::string_view who);
+    // Back to closed with a fresh window and the open time back at its base.
+    void reset(std::string_view who);
+
+    breaker_state state() const noexcept;
+    breaker_snapshot snapshot() const;
+    const std::string& upstream() const noexcept { return upstream_; }
+    std::uint64_t transition_count(breaker_state from, breaker_state to) const noexcept
+    {
+        return transitions_by_edge_[static_cast<std::size_t>(from)][static_cast<std::size_t>(to)].load(std::memory_order_relaxed);
+    }
+
+private:
+    struct word {
+        breaker_state state;
+        std::uint16_t generation;
+        std::int64_t stamp_ms;
+    };
+    static std::uint64_t encode(word w) noexcept;
+    static word decode(std::uint64_t bits) noexcept;
+
+    // Compare-and-swap from `expected` to `to`; the winner resets what the new state needs, logs and
+    // counts. Returns whether this call won.
+    bool transition(std::uint64_t expected, breaker_state to, std::int64_t stamp_ms, std::string reason, nanos now,
+                    nanos open_for = 0);
+    bool trip(std::uint64_t expected, const word& from, std::string reason, nanos now);
+    void operator_transition(breaker_state to, std::string_view action, std::string_view who);
+    nanos next_open_duration(std::uint16_t generation, std::uint32_t trips) const noexcept;
+    bool ramp_admits(nanos closed_for) noexcept;
+    void evaluate_trip(std::uint64_t bits, const word& w, nanos now) noexcept;
+    permit try_probe(std::uint64_t bits, const word& w, nanos now) noexcept;
+    void finish_probe(const permit& p, bool success, nanos now) noexcept;
+
+    static std::int64_t to_ms_ceil(nanos t) noexcept { return (t + 999'999) / 1'000'000; }
+    static nanos from_ms(std::int64_t ms) noexcept { return ms * 1'000'000; }
+
+    const std::string upstream_;
+    const config::breaker_config cfg_;
+    const clock& clock_;
+    const transition_listener listener_;
+    const std::uint64_t seed_;
+
+    std::atomic<std::uint64_t> state_word_;
+    std::atomic<std::uint64_t> probes_{0};        // {generation:32 | in_flight:16 | successes:16}
+    std::atomic<std::uint32_t> consecutive_failures_{0};
+    std::atomic<std::uint32_t> consecutive_trips_{0}; // re-trips without a healthy close: drives the open time
+    std::atomic<std::uint64_t> ramp_counter_{0};
+    std::atomic<nanos> last_open_for_{0};
+    std::atomic<std::uint64_t> transitions_{0};
+    std::atomic<std::uint64_t> trips_{0};
+    std::array<std::array<std::atomic<std::uint64_t>, breaker_state_count>, breaker_state_count> transitions_by_edge_{};
+    outcome_window window_;
+
+    mutable std::mutex reason_mutex_; // guards last_reason_ and since_: written on transitions only, never on the hot path
+    std::string last_reason_ = "initial state";
+    nanos since_;
+};
+
+} // namespace breakerbox::resilience
