@@ -21,7 +21,7 @@ namespace {
 class application {
 public:
     explicit application(config::config cfg)
-        : state_(std::move(cfg)), pool_(worker_count(state_.cfg), state_), signals_(main_, SIGTERM, SIGINT, SIGHUP)
+        : state_(std::move(cfg), steady_clock_source::instance()), pool_(worker_count(state_.cfg), state_), signals_(main_, SIGTERM, SIGINT, SIGHUP)
     {
     }
 

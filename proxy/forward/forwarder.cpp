@@ -4,6 +4,7 @@
 #include "http/error_response.hpp"
 #include "http/framing.hpp"
 #include "http/header_rules.hpp"
+#include "resilience/breaker_permit.hpp"
 
 namespace breakerbox::forward {
 namespace {
@@ -49,6 +50,23 @@ private:
     upstream::endpoint_slot& ep_;
 };
 
+// The breaker said no. NOTE: this is where configured fallbacks will answer instead (issue: bulkheads,
+// retries and fallbacks); until then the explicit 503.
+forward_result rejected_by_breaker(const resilience::circuit_breaker& cb, const resilience::permit& p,
+                                   const config::upstream_config& up)
+{
+    const auto state = cb.state();
+    const nanos wait = cb.time_until_probe();
+    // Whole seconds, rounded up; the breaker stores times at millisecond resolution, so up to 1 ms of
+    // its rounding is not allowed to add a second.
+    const long retry_after = std::max<long>(1, static_cast<long>((wait - millis(1) + seconds(1) - 1) / seconds(1)));
+    std::string_view why = p.kind == resilience::admission::rejected_probes ? "half-open: the allowed probes are already in flight"
+                           : p.kind == resilience::admission::rejected_ramp ? "recovering: admitting a growing share of traffic"
+                                                                            : "the circuit is open";
+    return {http::make_circuit_open_response(up.name, resilience::to_string(state), retry_after, why),
+            proxy_error::circuit_open, up.name};
+}
+
 forward_result proxy_failure(proxy_error e, const config::upstream_config& up, std::string_view detail)
 {
     return {http::make_error_response(e, up.name, detail), e, up.name};
@@ -63,11 +81,18 @@ asio::awaitable<forward_result> forward_request(worker_context& worker, http::re
     const auto& ucfg = up.cfg();
     const bool head = req.method() == bhttp::verb::head;
 
+    auto& shared = *worker.state.resilience[route.upstream];
+
+    // Breaker admission first: an open circuit answers without touching the network.
+    resilience::breaker_permit permit(shared.breaker, shared.breaker.try_acquire());
+    if (!permit.get().admitted())
+        co_return rejected_by_breaker(shared.breaker, permit.get(), ucfg);
+
     prepare_upstream_request(req, route, worker.state, ucfg, client);
 
     upstream::endpoint_slot* ep = up.pick();
     if (!ep)
-        co_return proxy_failure(proxy_error::no_endpoint, ucfg, {});
+        co_return proxy_failure(proxy_error::no_endpoint, ucfg, {}); // local: the permit is released, nothing recorded
 
     exchange_limits limits{std::chrono::steady_clock::now() + as_duration(ucfg.request_timeout), ucfg.connect_timeout,
                            worker.state.cfg.limits.max_response_body};
@@ -77,6 +102,8 @@ asio::awaitable<forward_result> forward_request(worker_context& worker, http::re
         result = co_await exchange(up, *ep, req, limits);
     }
 
+    permit.complete(result.error == proxy_error::ok ? shared.classifier.of_status(result.response.result_int())
+                                                    : shared.classifier.of_error(result.error));
     if (result.error != proxy_error::ok)
         co_return proxy_failure(result.error, ucfg, result.detail);
     prepare_client_response(result.response, head, worker.state);

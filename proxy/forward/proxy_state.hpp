@@ -2,6 +2,7 @@
 // counters. Shared; the config and router are immutable after start-up, the rest are atomics.
 #pragma once
 #include "config/config.hpp"
+#include "resilience/upstream_resilience.hpp"
 #include "routing/router.hpp"
 
 #include <atomic>
@@ -10,10 +11,16 @@
 namespace breakerbox::forward {
 
 struct proxy_state {
-    explicit proxy_state(config::config c) : cfg(std::move(c)), router(cfg) {}
+    proxy_state(config::config c, const clock& clk) : cfg(std::move(c)), router(cfg)
+    {
+        std::uint64_t seed = static_cast<std::uint64_t>(clk.now());
+        for (const auto& u : cfg.upstreams)
+            resilience.push_back(std::make_unique<resilience::upstream_resilience>(u, clk, seed++));
+    }
 
     const config::config cfg;
     const routing::router router;
+    std::vector<std::unique_ptr<resilience::upstream_resilience>> resilience; // same order as cfg.upstreams
 
     std::atomic<bool> draining{false};
     std::atomic<std::int64_t> active_connections{0};

@@ -4,6 +4,37 @@
 
 namespace breakerbox::http {
 
+namespace {
+nlohmann::json error_body(proxy_error reason, std::string_view upstream, std::string_view detail)
+{
+    nlohmann::json body = {{"error", token(reason)}, {"detail", detail.empty() ? make_error_code(reason).message() : std::string(detail)}};
+    if (!upstream.empty())
+        body["upstream"] = upstream;
+    else
+        body["upstream"] = nullptr;
+    return body;
+}
+
+void finish(response& res, const nlohmann::json& body)
+{
+    res.body() = body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    res.body().push_back('\n');
+    res.prepare_payload();
+}
+} // namespace
+
+response make_circuit_open_response(std::string_view upstream, std::string_view state, long retry_after_seconds,
+                                    std::string_view detail)
+{
+    response res = make_error_response(proxy_error::circuit_open, upstream, detail);
+    res.set(bhttp::field::retry_after, std::to_string(retry_after_seconds));
+    auto body = error_body(proxy_error::circuit_open, upstream, detail);
+    body["state"] = state;
+    body["retry_after_seconds"] = retry_after_seconds;
+    finish(res, body);
+    return res;
+}
+
 response make_error_response(proxy_error reason, std::string_view upstream, std::string_view detail,
                              unsigned version)
 {
@@ -12,16 +43,9 @@ response make_error_response(proxy_error reason, std::string_view upstream, std:
     res.set(bhttp::field::content_type, "application/json");
     res.set(bhttp::field::cache_control, "no-store");
     res.set(error_header, token(reason));
-    nlohmann::json body = {{"error", token(reason)}, {"detail", detail.empty() ? make_error_code(reason).message() : std::string(detail)}};
-    if (!upstream.empty()) {
-        body["upstream"] = upstream;
+    if (!upstream.empty())
         res.set(upstream_header, upstream);
-    } else {
-        body["upstream"] = nullptr;
-    }
-    res.body() = body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-    res.body().push_back('\n');
-    res.prepare_payload();
+    finish(res, error_body(reason, upstream, detail));
     return res;
 }
 

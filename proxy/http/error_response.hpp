@@ -14,4 +14,9 @@ inline constexpr std::string_view upstream_header = "X-Breakerbox-Upstream";
 response make_error_response(proxy_error reason, std::string_view upstream, std::string_view detail,
                              unsigned version = 11);
 
+// 503 for a request the circuit breaker rejected: Retry-After (whole seconds, at least 1) is the time
+// until the next probe may go, and the JSON body adds "state" and "retry_after_seconds".
+response make_circuit_open_response(std::string_view upstream, std::string_view state, long retry_after_seconds,
+                                    std::string_view detail);
+
 } // namespace breakerbox::http

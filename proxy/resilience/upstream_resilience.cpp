@@ -1,0 +1,24 @@
+#include "resilience/upstream_resilience.hpp"
+
+#include "core/log.hpp"
+
+#include <nlohmann/json.hpp>
+
+namespace breakerbox::resilience {
+
+upstream_resilience::upstream_resilience(const config::upstream_config& c, const clock& clk, std::uint64_t seed)
+    : cfg(c), classifier(c.breaker.classify), breaker(c.name, c.breaker, clk, log_transition, seed)
+{
+}
+
+void log_transition(const transition_event& e)
+{
+    nlohmann::json fields = {{"upstream", e.upstream}, {"from", to_string(e.from)}, {"to", to_string(e.to)}, {"reason", e.reason}};
+    if (e.to == breaker_state::open)
+        fields["open_for_ms"] = e.open_for / millis(1);
+    const auto lvl = e.to == breaker_state::open || e.to == breaker_state::forced_open ? log::level::warn : log::level::info;
+    if (log::enabled(lvl))
+        log::write(lvl, "circuit transition", fields);
+}
+
+} // namespace breakerbox::resilience

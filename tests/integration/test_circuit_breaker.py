@@ -1,0 +1,150 @@
+"""The circuit breaker in the request path, with the real binary and a failing upstream."""
+import threading
+import time
+import unittest
+
+from harness import ProxyTestCase, request, wait_until
+
+
+def config(upstream, breaker, workers=2):
+    return f"""
+workers: {workers}
+listeners:
+  - name: main
+    address: 127.0.0.1:0
+admin:
+  enabled: false
+upstreams:
+  svc:
+    endpoints: [{upstream.address}]
+    request_timeout: 5s
+    routes:
+      path_prefix: /
+    circuit_breaker:
+{breaker}
+"""
+
+
+CONSECUTIVE_3 = """      consecutive_failures: 3
+      failure_rate: {enabled: false}
+      open_duration: 300ms
+      open_duration_jitter: 0
+      half_open: {max_probes: 1, successes_to_close: 1}
+"""
+
+
+class CircuitBreakerTest(ProxyTestCase):
+    def test_opens_after_exactly_the_configured_failures_and_stops_traffic(self):
+        up = self.upstream("svc", defaults="status=500")
+        bb = self.breakerbox(config(up, CONSECUTIVE_3.replace("300ms", "60s")))
+        for _ in range(3):
+            r = request(bb.port(), target="/x")
+            self.assertEqual(r.status, 500)  # the upstream's own answers
+            self.assertNotIn("x-breakerbox-error", r.headers)
+        self.assertEqual(up.stats()["requests"], 3)
+        for _ in range(20):
+            r = request(bb.port(), target="/x")
+            self.assertEqual(r.status, 503)
+            self.assertEqual(r.headers["x-breakerbox-error"], "circuit_open")
+            self.assertEqual(r.headers["x-breakerbox-upstream"], "svc")
+            retry_after = int(r.headers["retry-after"])
+            self.assertGreaterEqual(retry_after, 1)
+            self.assertLessEqual(retry_after, 60)
+            body = r.json()
+            self.assertEqual(body["error"], "circuit_open")
+            self.assertEqual(body["upstream"], "svc")
+            self.assertEqual(body["state"], "open")
+        self.assertEqual(up.stats()["requests"], 3)  # nothing reached the upstream while open
+        opened = [e for e in bb.log_entries("circuit transition") if e["to"] == "open"]
+        self.assertEqual(len(opened), 1)  # logged exactly once
+        self.assertEqual(opened[0]["from"], "closed")
+        self.assertEqual(opened[0]["upstream"], "svc")
+        self.assertEqual(opened[0]["reason"], "3 consecutive failures >= 3")
+
+    def test_half_open_admits_one_probe_and_recovery_closes_the_circuit(self):
+        up = self.upstream("svc", defaults="status=503", threads=2)
+        bb = self.breakerbox(config(up, CONSECUTIVE_3))
+        for _ in range(3):
+            request(bb.port(), target="/x")
+        self.assertEqual(request(bb.port(), target="/x").status, 503)
+        self.assertEqual(up.stats()["requests"], 3)
+        # The upstream recovers, but answers slowly, so the probe is still in flight while others arrive.
+        up.configure("status=200")
+        # Poll until the open time has passed and a probe gets through.
+        self.assertTrue(wait_until(lambda: request(bb.port(), target="/first").status == 200, timeout=10))
+        # That request was the probe and succeeded: the circuit is closed again.
+        transitions = [(e["from"], e["to"]) for e in bb.log_entries("circuit transition")]
+        self.assertEqual(transitions, [("closed", "open"), ("open", "half_open"), ("half_open", "closed")])
+        self.assertEqual(request(bb.port(), target="/after").status, 200)
+
+    def test_probes_are_limited_while_half_open(self):
+        up = self.upstream("svc", defaults="status=500", threads=4)
+        bb = self.breakerbox(config(up, CONSECUTIVE_3))
+        for _ in range(3):
+            request(bb.port(), target="/x")
+        # Recovered but slow: the single probe stays in flight while the burst arrives.
+        up.configure("status=200&delay_ms=3000")
+        before = up.stats()["requests"]
+        time.sleep(0.5)  # let the 300 ms open time pass (not an assertion: any longer wait works too)
+        statuses = []
+        lock = threading.Lock()
+
+        def one():
+            s = request(bb.port(), target="/p").status
+            with lock:
+                statuses.append(s)
+
+        threads = [threading.Thread(target=one) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=10)
+        self.assertEqual(sorted(statuses), [200] + [503] * 7)  # exactly one probe went through
+        self.assertEqual(up.stats()["requests"] - before, 1)
+        self.assertEqual(up.stats()["max_in_flight"], 1)
+        transitions = [(e["from"], e["to"]) for e in bb.log_entries("circuit transition")]
+        self.assertEqual(transitions, [("closed", "open"), ("open", "half_open"), ("half_open", "closed")])
+
+    def test_slow_upstream_trips_the_slow_call_rule(self):
+        up = self.upstream("svc", defaults="delay_ms=150")
+        bb = self.breakerbox(config(up, """      consecutive_failures: 0
+      failure_rate: {window: count, window_size: 10, minimum_calls: 4}
+      slow_calls: {duration: 100ms, rate_threshold: 50}
+      open_duration: 60s
+"""))
+        for _ in range(4):
+            self.assertEqual(request(bb.port(), target="/slow").status, 200)
+        r = request(bb.port(), target="/slow")
+        self.assertEqual(r.status, 503)
+        self.assertEqual(r.headers["x-breakerbox-error"], "circuit_open")
+        self.assertEqual(up.stats()["requests"], 4)
+        reason = bb.log_entries("circuit transition")[0]["reason"]
+        self.assertIn("slow-call rate 100% >= 50% over 4 calls", reason)
+
+    def test_classification_501_and_4xx_do_not_count_connect_failures_do(self):
+        up = self.upstream("svc")
+        bb = self.breakerbox(config(up, CONSECUTIVE_3.replace("300ms", "60s")))
+        for status in [501, 505, 404, 429, 501, 400]:
+            self.assertEqual(request(bb.port(), target=f"/x?status={status}").status, status)
+        self.assertEqual(bb.log_entries("circuit transition"), [])
+        up.stop()  # now connections are refused: those are failures
+        for _ in range(3):
+            self.assertEqual(request(bb.port(), target="/x").status, 502)
+        self.assertEqual(request(bb.port(), target="/x").status, 503)
+
+    def test_failure_rate_over_a_time_window(self):
+        up = self.upstream("svc")
+        bb = self.breakerbox(config(up, """      consecutive_failures: 0
+      failure_rate: {threshold: 50, window: time, window_duration: 60s, window_buckets: 6, minimum_calls: 10}
+      open_duration: 60s
+"""))
+        for i in range(10):
+            status = 500 if i % 2 else 200
+            self.assertEqual(request(bb.port(), target=f"/x?status={status}").status, status)
+        r = request(bb.port(), target="/x")
+        self.assertEqual(r.status, 503)
+        self.assertIn("failure rate 50% >= 50% over 10 calls", bb.log_entries("circuit transition")[0]["reason"])
+
+
+if __name__ == "__main__":
+    unittest.main()
