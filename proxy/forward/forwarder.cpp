@@ -84,7 +84,9 @@ asio::awaitable<forward_result> forward_request(worker_context& worker, http::re
     auto& shared = *worker.state.resilience[route.upstream];
 
     // Breaker admission first: an open circuit answers without touching the network.
-    resilience::breaker_permit permit(shared.breaker, shared.breaker.try_acquire());
+    const auto started = std::chrono::steady_clock::now();
+    const nanos started_ns = started.time_since_epoch().count(); // steady_clock_source's time base
+    resilience::breaker_permit permit(shared.breaker, shared.breaker.try_acquire(started_ns));
     if (!permit.get().admitted())
         co_return rejected_by_breaker(shared.breaker, permit.get(), ucfg);
 
@@ -94,7 +96,7 @@ asio::awaitable<forward_result> forward_request(worker_context& worker, http::re
     if (!ep)
         co_return proxy_failure(proxy_error::no_endpoint, ucfg, {}); // local: the permit is released, nothing recorded
 
-    exchange_limits limits{std::chrono::steady_clock::now() + as_duration(ucfg.request_timeout), ucfg.connect_timeout,
+    exchange_limits limits{started + as_duration(ucfg.request_timeout), ucfg.connect_timeout,
                            worker.state.cfg.limits.max_response_body};
     exchange_result result;
     {
@@ -102,8 +104,10 @@ asio::awaitable<forward_result> forward_request(worker_context& worker, http::re
         result = co_await exchange(up, *ep, req, limits);
     }
 
+    const nanos finished_ns = std::chrono::steady_clock::now().time_since_epoch().count();
     permit.complete(result.error == proxy_error::ok ? shared.classifier.of_status(result.response.result_int())
-                                                    : shared.classifier.of_error(result.error));
+                                                    : shared.classifier.of_error(result.error),
+                    finished_ns);
     if (result.error != proxy_error::ok)
         co_return proxy_failure(result.error, ucfg, result.detail);
     prepare_client_response(result.response, head, worker.state);

@@ -18,10 +18,10 @@ public:
     }
 
     const permit& get() const noexcept { return permit_; }
-    void complete(outcome o) noexcept
+    void complete(outcome o, nanos now) noexcept
     {
         if (cb_)
-            cb_->on_result(permit_, o);
+            cb_->on_result(permit_, o, now);
         cb_ = nullptr;
     }
 

@@ -87,9 +87,8 @@ circuit_breaker::circuit_breaker(std::string upstream, const config::breaker_con
 
 breaker_state circuit_breaker::state() const noexcept { return decode(state_word_.load(std::memory_order_acquire)).state; }
 
-permit circuit_breaker::try_acquire() noexcept
+permit circuit_breaker::try_acquire(nanos now) noexcept
 {
-    const nanos now = clock_.now();
     for (;;) {
         const std::uint64_t bits = state_word_.load(std::memory_order_acquire);
         const word w = decode(bits);
@@ -154,7 +153,7 @@ bool circuit_breaker::ramp_admits(nanos closed_for) noexcept
     return position < share;
 }
 
-void circuit_breaker::on_result(const permit& p, outcome o) noexcept
+void circuit_breaker::on_result(const permit& p, outcome o, nanos now) noexcept
 {
     if (!p.admitted())
         return;
@@ -162,7 +161,6 @@ void circuit_breaker::on_result(const permit& p, outcome o) noexcept
         release(p);
         return;
     }
-    const nanos now = clock_.now();
     const bool failure = o == outcome::failure;
     const bool slow = cfg_.slow_call_enabled && now - p.started >= cfg_.slow_call_duration;
     if (p.kind == admission::probe) {

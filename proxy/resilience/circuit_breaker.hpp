@@ -94,11 +94,15 @@ public:
     circuit_breaker(std::string upstream, const config::breaker_config& cfg, const clock& clk,
                     transition_listener listener = {}, std::uint64_t seed = 0);
 
-    // Hot path: decide whether a call may go to the upstream now.
-    permit try_acquire() noexcept;
+    // Hot path: decide whether a call may go to the upstream now. Callers on the request path pass the
+    // time they already read (one clock read serves the deadline, the breaker and the metrics); the
+    // overloads without it read the injected clock.
+    permit try_acquire(nanos now) noexcept;
+    permit try_acquire() noexcept { return try_acquire(clock_.now()); }
     // Hot path: the call's outcome. The time since the permit was taken decides slowness. A probe
     // counts as failed when it fails or (with the slow-call rule on) is slow.
-    void on_result(const permit& p, outcome o) noexcept;
+    void on_result(const permit& p, outcome o, nanos now) noexcept;
+    void on_result(const permit& p, outcome o) noexcept { on_result(p, o, clock_.now()); }
     // The call ended without an upstream outcome (cancelled, client gone, local decision): frees a
     // probe slot if it held one, records nothing.
     void release(const permit& p) noexcept;
