@@ -1,5 +1,6 @@
 #include "app.hpp"
 
+#include "admin/admin_server.hpp"
 #include "core/asio.hpp"
 #include "core/log.hpp"
 #include "forward/proxy_state.hpp"
@@ -8,11 +9,13 @@
 #include "upstream/resolver.hpp"
 
 #include <boost/asio/post.hpp>
+#include <unistd.h>
 #include <boost/asio/signal_set.hpp>
 #include <build_info.hpp>
 #include <nlohmann/json.hpp>
 
 #include <cstdlib>
+#include <fstream>
 #include <thread>
 
 namespace breakerbox {
@@ -27,9 +30,11 @@ public:
 
     int run()
     {
+        state_.instance_id = make_instance_id();
         try {
             resolve_upstreams();
             bind_listeners();
+            bind_admin();
         } catch (const std::exception& e) {
             log::error("start-up failed", {{"error", e.what()}});
             return 1;
@@ -37,6 +42,9 @@ public:
         pool_.start();
         for (auto& l : listeners_)
             l->start();
+        if (admin_)
+            admin_->start();
+        state_.ready.store(true);
         wait_for_signals();
         log::info("breakerbox ready", {{"version", build::version}, {"workers", pool_.size()}, {"config", state_.cfg.source_file}});
         main_.run();
@@ -91,6 +99,34 @@ private:
         }
     }
 
+    static std::string make_instance_id()
+    {
+        unsigned char bytes[8] = {};
+        std::ifstream urandom("/dev/urandom", std::ios::binary);
+        urandom.read(reinterpret_cast<char*>(bytes), sizeof bytes);
+        char hex[17];
+        for (int i = 0; i < 8; ++i)
+            std::snprintf(hex + 2 * i, 3, "%02x", bytes[i]);
+        char host[256] = {};
+        ::gethostname(host, sizeof host - 1);
+        return std::string(host) + "-" + hex;
+    }
+
+    void bind_admin()
+    {
+        const auto& a = state_.cfg.admin;
+        if (!a.enabled)
+            return;
+        admin::admin_context ctx{state_, {}, steady_clock_source::instance()};
+        for (std::size_t w = 0; w < pool_.size(); ++w)
+            ctx.workers.push_back(&pool_.at(w).context.stats);
+        admin_ = std::make_unique<admin::admin_server>(main_, std::move(ctx), a.token);
+        admin_->bind(a.address);
+        log::info("admin listening", {{"address", a.address.host + ":" + std::to_string(admin_->port())},
+                                      {"port", admin_->port()},
+                                      {"mutations", a.token.empty() ? "disabled (no admin.token)" : "enabled with bearer token"}});
+    }
+
     void wait_for_signals()
     {
         signals_.async_wait([this](const error_code& ec, int signo) {
@@ -117,6 +153,7 @@ private:
         log::info("draining", {{"signal", signo}, {"active_connections", state_.active_connections.load()},
                                {"drain_timeout_ms", state_.cfg.limits.drain_timeout / millis(1)}});
         state_.draining.store(true);
+        state_.ready.store(false);
         for (auto& l : listeners_)
             l->close();
         pool_.close_idle_connections();
@@ -142,6 +179,7 @@ private:
     forward::proxy_state state_;
     server::worker_pool pool_;
     std::vector<std::unique_ptr<server::listener>> listeners_;
+    std::unique_ptr<admin::admin_server> admin_;
     asio::signal_set signals_;
     std::chrono::steady_clock::time_point drain_deadline_{};
 };

@@ -15,13 +15,28 @@ for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 
-if [ ${#missing[@]} -eq 0 ]; then
-  echo "setup: all packages present"
-  exit 0
-fi
-
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+updated=0
+apt_update() { [ "$updated" = 1 ] || { $SUDO apt-get update -qq; updated=1; }; }
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "setup: all packages present"
+else
+  apt_update
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# Prometheus' own promtool and server, for the metrics and alert-rule tests. The Debian package is
+# downloaded and unpacked into .tools/ rather than installed, so that no Prometheus service starts.
+root=$(cd "$(dirname "$0")/.." && pwd)
+tools="$root/.tools"
+if [ ! -x "$tools/prometheus/usr/bin/promtool" ]; then
+  apt_update
+  mkdir -p "$tools/debs"
+  (cd "$tools/debs" && apt-get download prometheus >/dev/null)
+  dpkg-deb -x "$tools"/debs/prometheus_*.deb "$tools/prometheus"
+  rm -rf "$tools/debs"
+  echo "setup: promtool unpacked to $tools/prometheus/usr/bin"
+fi

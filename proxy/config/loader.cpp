@@ -276,6 +276,8 @@ public:
         return out;
     }
 
+    std::optional<std::string> env(const std::string& name) const { return env_(name); }
+
     static std::string describe(nanos d)
     {
         if (d % seconds(1) == 0)
@@ -479,6 +481,8 @@ void read_root(reader& r, const YAML::Node& root, config& cfg)
             r.read_string(a, "token", "admin", cfg.admin.token);
         }
     }
+    if (cfg.admin.token.empty()) // the documented fallback, so the secret need not be in the file
+        cfg.admin.token = r.env("BREAKERBOX_ADMIN_TOKEN").value_or("");
     if (cfg.admin.enabled && !is_loopback(cfg.admin.address.host) && cfg.admin.token.empty())
         r.fail(root["admin"], "admin.address",
                "the admin listener is on a non-loopback address (" + cfg.admin.address.host +

@@ -38,6 +38,30 @@ void prepare_client_response(http::response& res, bool head_request, const proxy
     }
 }
 
+upstream_outcome outcome_label(proxy_error e, resilience::outcome classified)
+{
+    switch (e) {
+    case proxy_error::ok:
+        return classified == resilience::outcome::success   ? upstream_outcome::success
+               : classified == resilience::outcome::failure ? upstream_outcome::status_failure
+                                                            : upstream_outcome::ignored;
+    case proxy_error::upstream_connect_failed: return upstream_outcome::connect_failed;
+    case proxy_error::upstream_connect_timeout: return upstream_outcome::connect_timeout;
+    case proxy_error::upstream_timeout: return upstream_outcome::timeout;
+    case proxy_error::upstream_reset: return upstream_outcome::reset;
+    default: return upstream_outcome::invalid_response;
+    }
+}
+
+rejection_reason rejection_label(resilience::admission a)
+{
+    switch (a) {
+    case resilience::admission::rejected_probes: return rejection_reason::half_open_full;
+    case resilience::admission::rejected_ramp: return rejection_reason::recovery_ramp;
+    default: return rejection_reason::circuit_open;
+    }
+}
+
 // Counts a request against its endpoint for least-outstanding balancing, even if the coroutine is
 // destroyed mid-flight.
 struct outstanding_guard {
@@ -82,19 +106,24 @@ asio::awaitable<forward_result> forward_request(worker_context& worker, http::re
     const bool head = req.method() == bhttp::verb::head;
 
     auto& shared = *worker.state.resilience[route.upstream];
+    auto& stats = worker.stats.upstreams[route.upstream];
 
     // Breaker admission first: an open circuit answers without touching the network.
     const auto started = std::chrono::steady_clock::now();
     const nanos started_ns = started.time_since_epoch().count(); // steady_clock_source's time base
     resilience::breaker_permit permit(shared.breaker, shared.breaker.try_acquire(started_ns));
-    if (!permit.get().admitted())
+    if (!permit.get().admitted()) {
+        stats.count(rejection_label(permit.get().kind));
         co_return rejected_by_breaker(shared.breaker, permit.get(), ucfg);
+    }
 
     prepare_upstream_request(req, route, worker.state, ucfg, client);
 
     upstream::endpoint_slot* ep = up.pick();
-    if (!ep)
+    if (!ep) {
+        stats.count(rejection_reason::no_endpoint);
         co_return proxy_failure(proxy_error::no_endpoint, ucfg, {}); // local: the permit is released, nothing recorded
+    }
 
     exchange_limits limits{started + as_duration(ucfg.request_timeout), ucfg.connect_timeout,
                            worker.state.cfg.limits.max_response_body};
@@ -105,9 +134,13 @@ asio::awaitable<forward_result> forward_request(worker_context& worker, http::re
     }
 
     const nanos finished_ns = std::chrono::steady_clock::now().time_since_epoch().count();
-    permit.complete(result.error == proxy_error::ok ? shared.classifier.of_status(result.response.result_int())
-                                                    : shared.classifier.of_error(result.error),
-                    finished_ns);
+    const auto classified = result.error == proxy_error::ok ? shared.classifier.of_status(result.response.result_int())
+                                                            : shared.classifier.of_error(result.error);
+    permit.complete(classified, finished_ns);
+    stats.count(outcome_label(result.error, classified));
+    stats.observe_duration(finished_ns - started_ns);
+    if (ucfg.breaker.slow_call_enabled && finished_ns - started_ns >= ucfg.breaker.slow_call_duration)
+        stats.slow.add();
     if (result.error != proxy_error::ok)
         co_return proxy_failure(result.error, ucfg, result.detail);
     prepare_client_response(result.response, head, worker.state);

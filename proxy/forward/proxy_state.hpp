@@ -6,7 +6,9 @@
 #include "routing/router.hpp"
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
+#include <string>
 
 namespace breakerbox::forward {
 
@@ -22,8 +24,15 @@ struct proxy_state {
     const routing::router router;
     std::vector<std::unique_ptr<resilience::upstream_resilience>> resilience; // same order as cfg.upstreams
 
+    std::atomic<bool> ready{false};      // every listener bound and serving; false again while draining
     std::atomic<bool> draining{false};
     std::atomic<std::int64_t> active_connections{0};
+    std::atomic<std::uint64_t> accept_errors{0};
+    std::atomic<std::uint64_t> rejected_connections{0}; // above limits.max_connections or while draining
+
+    // Identity of this sidecar instance: breaker state is per instance, and /health/circuits says so.
+    std::string instance_id;
+    std::chrono::system_clock::time_point started_at = std::chrono::system_clock::now();
 };
 
 } // namespace breakerbox::forward

@@ -181,6 +181,7 @@ private:
             }
         }
 
+        worker_.context.stats.requests.add();
         http::request req = parser.release();
         bool keep_alive = req.keep_alive();
         const auto started = std::chrono::steady_clock::now();
@@ -190,6 +191,7 @@ private:
 
         keep_alive = keep_alive && !state_.draining.load(std::memory_order_relaxed) && !worker_.idle.closing;
         http::response& res = result.response;
+        count_response(res.result_int(), result.error != proxy_error::ok);
         res.version(version);
         res.keep_alive(keep_alive);
         stream_.expires_after(as_duration(limits_.write_timeout));
@@ -201,6 +203,14 @@ private:
                                  {"upstream", result.upstream},
                                  {"duration_ms", std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count()}});
         co_return !wec && keep_alive;
+    }
+
+    void count_response(unsigned status, bool generated_by_proxy)
+    {
+        auto& stats = worker_.context.stats;
+        stats.responses_by_class[std::min<unsigned>(status / 100, 5)].add();
+        if (generated_by_proxy)
+            stats.proxy_errors.add();
     }
 
     asio::awaitable<forward::forward_result> dispatch(http::request& req)
@@ -219,6 +229,8 @@ private:
     // byte stream cannot be trusted.
     asio::awaitable<void> send_and_close(proxy_error reason, unsigned version)
     {
+        worker_.context.stats.requests.add();
+        count_response(http_status(reason), true);
         auto res = http::make_error_response(reason, {}, {}, version);
         res.keep_alive(false);
         stream_.expires_after(as_duration(limits_.write_timeout));
@@ -241,6 +253,7 @@ private:
 asio::awaitable<void> run_downstream_session(tcp::socket socket, worker& w, std::size_t listener_index)
 {
     connection_count_guard counted(w.context.state);
+    w.context.stats.connections_accepted.add();
     downstream_session session(std::move(socket), w, listener_index);
     co_await session.run();
 }

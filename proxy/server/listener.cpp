@@ -82,7 +82,7 @@ asio::awaitable<void> listener::accept_loop()
         if (ec) {
             if (!acceptor_.is_open())
                 co_return; // closed for drain
-            accept_errors.fetch_add(1, std::memory_order_relaxed);
+            state_.accept_errors.fetch_add(1, std::memory_order_relaxed);
             auto now = std::chrono::steady_clock::now();
             if (now - last_logged > std::chrono::seconds(1)) {
                 last_logged = now;
@@ -98,7 +98,7 @@ asio::awaitable<void> listener::accept_loop()
         if (active >= static_cast<std::int64_t>(state_.cfg.limits.max_connections) ||
             state_.draining.load(std::memory_order_relaxed)) {
             state_.active_connections.fetch_sub(1, std::memory_order_relaxed);
-            rejected_connections.fetch_add(1, std::memory_order_relaxed);
+            state_.rejected_connections.fetch_add(1, std::memory_order_relaxed);
             reject(client);
             continue;
         }

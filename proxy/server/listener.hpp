@@ -23,9 +23,6 @@ public:
     tcp::endpoint local_endpoint() const;
     const config::listener_config& cfg() const { return cfg_; }
 
-    std::atomic<std::uint64_t> accept_errors{0};
-    std::atomic<std::uint64_t> rejected_connections{0};
-
 private:
     asio::awaitable<void> accept_loop();
     void reject(tcp::socket& socket);

@@ -16,6 +16,9 @@ import unittest
 
 BREAKERBOX_BIN = os.environ.get("BREAKERBOX_BIN", "../../build/breakerbox")
 UPSTREAM_BIN = os.environ.get("TEST_UPSTREAM_BIN", "../../build/breakerbox-test-upstream")
+PROMETHEUS_DIR = os.environ.get("PROMETHEUS_BIN_DIR", os.path.join(os.path.dirname(__file__), "../../.tools/prometheus/usr/bin"))
+PROMTOOL = os.path.join(PROMETHEUS_DIR, "promtool")
+PROMETHEUS = os.path.join(PROMETHEUS_DIR, "prometheus")
 START_TIMEOUT = 10.0
 
 
@@ -185,6 +188,15 @@ def raw_exchange(port, data, timeout=10):
                 break
             chunks.append(chunk)
         return b"".join(chunks)
+
+
+def free_port():
+    """A port that was free a moment ago (for programs that cannot report an ephemeral port)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
 
 
 def wait_until(predicate, timeout=10, interval=0.02):

@@ -1,0 +1,153 @@
+#include "admin/admin_routes.hpp"
+
+#include "admin/health_report.hpp"
+#include "admin/metrics_exposition.hpp"
+#include "core/log.hpp"
+
+#include <nlohmann/json.hpp>
+
+namespace breakerbox::admin {
+namespace {
+
+namespace bhttp = boost::beast::http;
+
+http::response json_response(unsigned status, const nlohmann::json& body)
+{
+    http::response res{static_cast<bhttp::status>(status), 11};
+    res.set(bhttp::field::server, "breakerbox-admin");
+    res.set(bhttp::field::content_type, "application/json");
+    res.set(bhttp::field::cache_control, "no-store");
+    res.body() = body.dump(2);
+    res.body().push_back('\n');
+    res.prepare_payload();
+    return res;
+}
+
+http::response error(unsigned status, std::string_view code, std::string_view detail)
+{
+    return json_response(status, {{"error", code}, {"detail", detail}});
+}
+
+// Constant-time comparison: the time taken does not reveal how much of a guess was right.
+bool same_secret(std::string_view a, std::string_view b)
+{
+    unsigned char diff = a.size() == b.size() ? 0 : 1;
+    for (std::size_t i = 0; i < a.size(); ++i)
+        diff |= static_cast<unsigned char>(a[i] ^ (i < b.size() ? b[i] : 0));
+    return diff == 0;
+}
+
+// "127.0.0.1" or "127.0.0.1 (alice)" from X-Breakerbox-Actor, sanitised for the log.
+std::string who(const http::request& req, std::string_view ip)
+{
+    std::string actor;
+    for (char c : req["X-Breakerbox-Actor"])
+        if (actor.size() < 64 && (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.' || c == '@'))
+            actor.push_back(c);
+    return actor.empty() ? std::string(ip) : std::string(ip) + " (" + actor + ")";
+}
+
+std::optional<http::response> authorize(const http::request& req, std::string_view token)
+{
+    if (token.empty())
+        return error(403, "mutations_disabled", "operator actions need admin.token (or BREAKERBOX_ADMIN_TOKEN) to be set");
+    auto auth = req[bhttp::field::authorization];
+    constexpr std::string_view bearer = "Bearer ";
+    if (auth.size() <= bearer.size() || !boost::beast::iequals(auth.substr(0, bearer.size()), bearer) ||
+        !same_secret(auth.substr(bearer.size()), token)) {
+        auto res = error(401, "unauthorized", "a valid Authorization: Bearer <token> header is required");
+        res.set(bhttp::field::www_authenticate, "Bearer realm=\"breakerbox-admin\"");
+        return res;
+    }
+    return std::nullopt;
+}
+
+http::response circuit_action(const admin_context& ctx, std::string_view upstream, std::string_view action,
+                              const std::string& actor)
+{
+    const auto& ups = ctx.state.cfg.upstreams;
+    for (std::size_t i = 0; i < ups.size(); ++i) {
+        if (upstream != "*" && ups[i].name != upstream)
+            continue;
+        auto& cb = ctx.state.resilience[i]->breaker;
+        auto before = cb.state();
+        if (action == "force-open")
+            cb.force_open(actor);
+        else if (action == "force-closed")
+            cb.force_closed(actor);
+        else if (action == "disable")
+            cb.disable(actor);
+        else if (action == "reset")
+            cb.reset(actor);
+        else
+            return error(404, "unknown_action", "actions: force-open, force-closed, disable, reset");
+        log::warn("operator action", {{"action", action}, {"upstream", ups[i].name}, {"who", actor},
+                                      {"from", resilience::to_string(before)}, {"to", resilience::to_string(cb.state())}});
+        if (upstream != "*") {
+            auto report = build_health_report(ctx, ups[i].name);
+            return json_response(200, {{"action", action}, {"upstream", ups[i].name}, {"by", actor},
+                                       {"circuit", report->body["upstreams"][ups[i].name]}});
+        }
+    }
+    if (upstream == "*")
+        return json_response(200, {{"action", action}, {"upstream", "*"}, {"by", actor}, {"count", ups.size()}});
+    return error(404, "unknown_upstream", "no upstream named \"" + std::string(upstream) + "\"");
+}
+
+} // namespace
+
+http::response handle_admin_request(const admin_context& ctx, const http::request& req, const admin_request_info& info)
+{
+    std::string_view target = req.target();
+    std::string_view path = target.substr(0, target.find('?'));
+    const bool get = req.method() == bhttp::verb::get || req.method() == bhttp::verb::head;
+    const bool post = req.method() == bhttp::verb::post;
+
+    if (path == "/live")
+        return get ? json_response(200, {{"status", "live"}}) : error(405, "method_not_allowed", "GET only");
+    if (path == "/ready") {
+        if (!get)
+            return error(405, "method_not_allowed", "GET only");
+        if (ctx.state.draining.load())
+            return json_response(503, {{"status", "draining"}});
+        return ctx.state.ready.load() ? json_response(200, {{"status", "ready"}}) : json_response(503, {{"status", "starting"}});
+    }
+    if (path == "/metrics") {
+        if (!get)
+            return error(405, "method_not_allowed", "GET only");
+        http::response res{bhttp::status::ok, 11};
+        res.set(bhttp::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
+        res.body() = render_metrics(ctx);
+        res.prepare_payload();
+        return res;
+    }
+    constexpr std::string_view health = "/health/circuits";
+    if (path == health || path.substr(0, health.size() + 1) == std::string(health) + "/") {
+        if (!get)
+            return error(405, "method_not_allowed", "GET only");
+        std::optional<std::string_view> one;
+        if (path.size() > health.size() + 1)
+            one = path.substr(health.size() + 1);
+        auto report = build_health_report(ctx, one);
+        if (!report)
+            return error(404, "unknown_upstream", "no upstream named \"" + std::string(*one) + "\"");
+        return json_response(report->status, report->body);
+    }
+    constexpr std::string_view circuits = "/admin/circuits/";
+    if (path.substr(0, circuits.size()) == circuits) {
+        if (!post)
+            return error(405, "method_not_allowed", "operator actions are POST only");
+        if (auto denied = authorize(req, info.token))
+            return *denied;
+        std::string_view rest = path.substr(circuits.size());
+        if (rest == "reset")
+            return circuit_action(ctx, "*", "reset", who(req, info.remote_ip));
+        auto slash = rest.find('/');
+        if (slash == std::string_view::npos)
+            return error(404, "not_found", "use POST /admin/circuits/{upstream}/{force-open|force-closed|disable|reset}");
+        return circuit_action(ctx, rest.substr(0, slash), rest.substr(slash + 1), who(req, info.remote_ip));
+    }
+    return error(404, "not_found", "endpoints: /live, /ready, /health/circuits[/{upstream}], /metrics, POST /admin/circuits/...");
+}
+
+} // namespace breakerbox::admin

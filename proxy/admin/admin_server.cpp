@@ -1,0 +1,94 @@
+#include "admin/admin_server.hpp"
+
+#include "admin/admin_routes.hpp"
+#include "core/log.hpp"
+#include "server/listener.hpp"
+
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/write.hpp>
+#include <nlohmann/json.hpp>
+
+namespace breakerbox::admin {
+
+namespace bhttp = boost::beast::http;
+
+admin_server::admin_server(asio::io_context& ioc, admin_context ctx, std::string token)
+    : acceptor_(ioc), ctx_(std::move(ctx)), token_(std::move(token))
+{
+}
+
+void admin_server::bind(const config::host_port& address)
+{
+    auto endpoint = server::resolve_listen_address(address);
+    error_code ec;
+    acceptor_.open(endpoint.protocol(), ec);
+    if (!ec)
+        acceptor_.set_option(tcp::acceptor::reuse_address(true), ec);
+    if (!ec)
+        acceptor_.bind(endpoint, ec);
+    if (!ec)
+        acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+    if (ec)
+        throw std::runtime_error("admin listener cannot listen on " + address.text() + ": " + ec.message());
+}
+
+std::uint16_t admin_server::port() const
+{
+    error_code ec;
+    return acceptor_.local_endpoint(ec).port();
+}
+
+void admin_server::start() { asio::co_spawn(acceptor_.get_executor(), accept_loop(), asio::detached); }
+
+void admin_server::close()
+{
+    error_code ignored;
+    acceptor_.close(ignored);
+}
+
+asio::awaitable<void> admin_server::accept_loop()
+{
+    asio::steady_timer backoff(acceptor_.get_executor());
+    for (;;) {
+        auto [ec, socket] = co_await acceptor_.async_accept(nothrow_awaitable);
+        if (ec) {
+            if (!acceptor_.is_open())
+                co_return;
+            backoff.expires_after(std::chrono::milliseconds(50));
+            co_await backoff.async_wait(nothrow_awaitable);
+            continue;
+        }
+        asio::co_spawn(acceptor_.get_executor(), session(std::move(socket)), asio::detached);
+    }
+}
+
+asio::awaitable<void> admin_server::session(tcp::socket socket)
+{
+    error_code ec;
+    const std::string remote = socket.remote_endpoint(ec).address().to_string();
+    beast::tcp_stream stream(std::move(socket));
+    beast::flat_buffer buffer;
+    for (;;) {
+        bhttp::request_parser<bhttp::string_body> parser;
+        parser.header_limit(16 * 1024);
+        parser.body_limit(64 * 1024);
+        stream.expires_after(std::chrono::seconds(30));
+        auto [rec, rn] = co_await bhttp::async_read(stream, buffer, parser, nothrow_awaitable);
+        if (rec)
+            break;
+        auto req = parser.release();
+        auto res = handle_admin_request(ctx_, req, {remote, token_});
+        const bool keep_alive = req.keep_alive();
+        res.keep_alive(keep_alive);
+        if (req.method() == bhttp::verb::head)
+            res.body().clear();
+        stream.expires_after(std::chrono::seconds(30));
+        auto [wec, wn] = co_await bhttp::async_write(stream, res, nothrow_awaitable);
+        if (wec || !keep_alive)
+            break;
+    }
+    stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+}
+
+} // namespace breakerbox::admin

@@ -1,0 +1,136 @@
+#include "admin/health_report.hpp"
+
+#include <build_info.hpp>
+
+#include <ctime>
+
+namespace breakerbox::admin {
+namespace {
+
+using resilience::breaker_state;
+
+std::string iso8601(std::chrono::system_clock::time_point t)
+{
+    auto secs = std::chrono::time_point_cast<std::chrono::seconds>(t);
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t - secs).count();
+    std::time_t tt = std::chrono::system_clock::to_time_t(secs);
+    std::tm tm{};
+    gmtime_r(&tt, &tm);
+    char buf[40];
+    std::size_t n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+    std::snprintf(buf + n, sizeof buf - n, ".%03dZ", static_cast<int>(ms));
+    return buf;
+}
+
+double ms(nanos n) { return static_cast<double>(n) / 1e6; }
+
+nlohmann::json policy_json(const config::upstream_config& u)
+{
+    const auto& b = u.breaker;
+    return {
+        {"endpoints", [&] {
+             nlohmann::json eps = nlohmann::json::array();
+             for (const auto& e : u.endpoints)
+                 eps.push_back(e.text());
+             return eps;
+         }()},
+        {"connect_timeout_ms", ms(u.connect_timeout)},
+        {"request_timeout_ms", ms(u.request_timeout)},
+        {"load_balancing", u.load_balancing == config::lb_policy::round_robin ? "round_robin" : "least_outstanding"},
+        {"circuit_breaker",
+         {{"enabled", b.enabled},
+          {"consecutive_failures", b.consecutive_failures},
+          {"failure_rate",
+           {{"enabled", b.failure_rate_enabled},
+            {"threshold_percent", b.failure_rate_threshold},
+            {"window", b.window == config::window_type::time_based ? "time" : "count"},
+            {"window_size", b.window_size},
+            {"window_duration_ms", ms(b.window_duration)},
+            {"window_buckets", b.window_buckets},
+            {"minimum_calls", b.minimum_calls},
+            {"minimum_failures", b.minimum_failures}}},
+          {"slow_calls",
+           {{"enabled", b.slow_call_enabled}, {"duration_ms", ms(b.slow_call_duration)}, {"rate_threshold_percent", b.slow_call_rate_threshold}}},
+          {"open_duration_ms", ms(b.open_duration)},
+          {"open_duration_multiplier", b.open_duration_multiplier},
+          {"max_open_duration_ms", ms(b.max_open_duration)},
+          {"open_duration_jitter", b.open_duration_jitter},
+          {"half_open", {{"max_probes", b.half_open_max_probes}, {"successes_to_close", b.half_open_successes_to_close}, {"max_wait_ms", ms(b.half_open_max_wait)}}},
+          {"recovery_ramp_ms", ms(b.recovery_ramp)}}},
+    };
+}
+
+nlohmann::json upstream_json(const admin_context& ctx, std::size_t i, breaker_state& state_out)
+{
+    const auto& r = *ctx.state.resilience[i];
+    const auto snap = r.breaker.snapshot();
+    state_out = snap.state;
+    const nanos now = ctx.clk.now();
+    const auto wall_now = std::chrono::system_clock::now();
+    const auto since_wall = wall_now - std::chrono::nanoseconds(now - snap.since);
+
+    nlohmann::json window = {{"calls", snap.window.calls}, {"failures", snap.window.failures}, {"slow", snap.window.slow},
+                             {"failure_rate", snap.window.calls ? double(snap.window.failures) / snap.window.calls : 0.0},
+                             {"slow_call_rate", snap.window.calls ? double(snap.window.slow) / snap.window.calls : 0.0}};
+    nlohmann::json outcomes = nlohmann::json::object();
+    for (std::size_t k = 0; k < forward::upstream_outcome_names.size(); ++k)
+        outcomes[std::string(forward::upstream_outcome_names[k])] = ctx.sum_upstream(i, [k](const auto& s) { return s.outcomes[k].value(); });
+    nlohmann::json rejections = nlohmann::json::object();
+    for (std::size_t k = 0; k < forward::rejection_reason_names.size(); ++k)
+        rejections[std::string(forward::rejection_reason_names[k])] = ctx.sum_upstream(i, [k](const auto& s) { return s.rejections[k].value(); });
+
+    nlohmann::json j = {
+        {"state", resilience::to_string(snap.state)},
+        {"since", iso8601(std::chrono::time_point_cast<std::chrono::system_clock::duration>(since_wall))},
+        {"seconds_in_state", static_cast<double>(now - snap.since) / 1e9},
+        {"reason", snap.last_reason},
+        {"transitions", snap.transitions},
+        {"trips", snap.trips},
+        {"open_duration_ms", ms(snap.current_open_duration)},
+        {"next_probe_in_ms", nullptr},
+        {"consecutive_failures", snap.consecutive_failures},
+        {"window", window},
+        {"half_open", {{"probes_in_flight", snap.probes_in_flight}, {"successes", snap.probe_successes}}},
+        {"requests", outcomes},
+        {"slow_requests", ctx.sum_upstream(i, [](const auto& s) { return s.slow.value(); })},
+        {"rejections", rejections},
+        {"policy", policy_json(r.cfg)},
+    };
+    if (snap.state == breaker_state::open)
+        j["next_probe_in_ms"] = ms(std::max<nanos>(0, snap.open_until - now));
+    return j;
+}
+
+} // namespace
+
+std::optional<health_report> build_health_report(const admin_context& ctx, std::optional<std::string_view> only)
+{
+    const auto& ups = ctx.state.cfg.upstreams;
+    nlohmann::json upstreams = nlohmann::json::object();
+    bool any_open = false, any_half_open = false, found = false;
+    for (std::size_t i = 0; i < ups.size(); ++i) {
+        if (only && ups[i].name != *only)
+            continue;
+        found = true;
+        breaker_state st;
+        upstreams[ups[i].name] = upstream_json(ctx, i, st);
+        any_open = any_open || st == breaker_state::open || st == breaker_state::forced_open;
+        any_half_open = any_half_open || st == breaker_state::half_open;
+    }
+    if (only && !found)
+        return std::nullopt;
+    const auto uptime = std::chrono::duration<double>(std::chrono::system_clock::now() - ctx.state.started_at).count();
+    nlohmann::json body = {
+        {"status", any_open ? "open" : any_half_open ? "degraded" : "ok"},
+        {"instance",
+         {{"id", ctx.state.instance_id},
+          {"version", build::version},
+          {"started_at", iso8601(ctx.state.started_at)},
+          {"uptime_seconds", uptime},
+          {"scope", "per-instance: every breakerbox sidecar keeps its own circuit state; other replicas may see different states"}}},
+        {"upstreams", upstreams},
+    };
+    return health_report{std::move(body), any_open ? 503u : 200u};
+}
+
+} // namespace breakerbox::admin

@@ -1,0 +1,78 @@
+// Request-path statistics, declared once (X-macros) so that the counters, their Prometheus label values
+// and the /health/circuits keys cannot drift apart. Worker-owned blocks of single-writer counters;
+// readers (the admin listener) sum them across workers.
+#pragma once
+#include "core/local_counter.hpp"
+
+#include <array>
+#include <cstdint>
+#include <string_view>
+#include <vector>
+
+namespace breakerbox::forward {
+
+// Upstream call outcomes as recorded (label `outcome`).
+#define BREAKERBOX_UPSTREAM_OUTCOMES(X) \
+    X(success)                          \
+    X(status_failure)                   \
+    X(connect_failed)                   \
+    X(connect_timeout)                  \
+    X(timeout)                          \
+    X(reset)                            \
+    X(invalid_response)                 \
+    X(ignored)
+
+// Requests answered locally without reaching the upstream (label `reason`).
+#define BREAKERBOX_REJECTION_REASONS(X) \
+    X(circuit_open)                     \
+    X(half_open_full)                   \
+    X(recovery_ramp)                    \
+    X(no_endpoint)
+
+#define BREAKERBOX_ENUM_ENTRY(name) name,
+#define BREAKERBOX_NAME_ENTRY(name) #name,
+
+enum class upstream_outcome : std::uint8_t { BREAKERBOX_UPSTREAM_OUTCOMES(BREAKERBOX_ENUM_ENTRY) count };
+enum class rejection_reason : std::uint8_t { BREAKERBOX_REJECTION_REASONS(BREAKERBOX_ENUM_ENTRY) count };
+
+inline constexpr std::array<std::string_view, static_cast<std::size_t>(upstream_outcome::count)> upstream_outcome_names{
+    BREAKERBOX_UPSTREAM_OUTCOMES(BREAKERBOX_NAME_ENTRY)};
+inline constexpr std::array<std::string_view, static_cast<std::size_t>(rejection_reason::count)> rejection_reason_names{
+    BREAKERBOX_REJECTION_REASONS(BREAKERBOX_NAME_ENTRY)};
+
+// Upper bounds of the request-duration histogram, in seconds (Prometheus `le`).
+inline constexpr std::array<double, 14> duration_buckets{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                                         0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+
+struct upstream_stats {
+    std::array<local_counter, static_cast<std::size_t>(upstream_outcome::count)> outcomes;
+    std::array<local_counter, static_cast<std::size_t>(rejection_reason::count)> rejections;
+    local_counter slow;
+    std::array<local_counter, duration_buckets.size() + 1> duration_bucket; // last: +Inf
+    local_counter duration_sum_ns;
+
+    void observe_duration(std::int64_t ns) noexcept
+    {
+        const double s = static_cast<double>(ns) / 1e9;
+        std::size_t i = 0;
+        while (i < duration_buckets.size() && s > duration_buckets[i])
+            ++i;
+        duration_bucket[i].add();
+        duration_sum_ns.add(static_cast<std::uint64_t>(ns > 0 ? ns : 0));
+    }
+    void count(upstream_outcome o) noexcept { outcomes[static_cast<std::size_t>(o)].add(); }
+    void count(rejection_reason r) noexcept { rejections[static_cast<std::size_t>(r)].add(); }
+};
+
+// Proxy-wide figures of one worker.
+struct worker_stats {
+    local_counter connections_accepted;
+    local_counter requests;            // requests read from clients (answered by anyone)
+    std::array<local_counter, 6> responses_by_class; // index = status / 100 (1xx..5xx)
+    local_counter proxy_errors;        // responses breakerbox generated itself
+    std::vector<upstream_stats> upstreams;
+
+    explicit worker_stats(std::size_t upstream_count) : upstreams(upstream_count) {}
+};
+
+} // namespace breakerbox::forward
