@@ -102,6 +102,51 @@ struct breaker_config {
     classification_config classify;
 };
 
+struct bulkhead_config {
+    std::uint32_t max_concurrent = 128;  // 0 = unlimited
+    std::uint32_t max_queue = 128;       // 0 = reject at once when full
+    nanos queue_timeout = seconds(1);
+};
+
+// What a failed attempt must have been for a retry (RFC 9110 §9.2.2 idempotent methods only, by default).
+struct retry_config {
+    std::uint32_t max_attempts = 2;      // including the first; 1 = no retries
+    bool on_connect_failure = true;      // refused, connect timeout, no route to host
+    bool on_reset = true;                // the connection broke before a complete response
+    bool on_timeout = false;             // the attempt's deadline passed (doubling latency is opt-in)
+    std::vector<unsigned> on_statuses{502, 503, 504};
+    std::vector<std::string> methods{"GET", "HEAD", "OPTIONS", "PUT", "DELETE"};
+    bool allow_post = false;             // POST is retried only with an Idempotency-Key, unless this is set
+    nanos per_try_timeout = 0;           // 0 = the request deadline only
+    nanos backoff_base = millis(25);
+    nanos backoff_max = millis(250);
+    nanos retry_after_max = seconds(1);  // an upstream Retry-After longer than this ends the retries
+    double budget_ratio = 0.2;           // retries in flight <= max(min, ratio * active requests)
+    std::uint32_t budget_min_concurrent = 3;
+};
+
+enum class fallback_trigger : std::uint8_t { circuit_open = 1, bulkhead_full = 2, upstream_error = 4, timeout = 8 };
+constexpr std::uint8_t all_fallback_triggers = 1 | 2 | 4 | 8;
+
+enum class fallback_kind : std::uint8_t { static_response, stale, upstream, error };
+
+struct fallback_config {
+    std::uint8_t triggers = all_fallback_triggers; // bit set of fallback_trigger
+    fallback_kind kind = fallback_kind::error;
+    // static
+    unsigned status = 503;
+    std::vector<std::pair<std::string, std::string>> headers;
+    std::string body;                    // inline, or read from body_file at load time
+    // upstream (failover)
+    std::string upstream;
+};
+
+struct stale_cache_config {
+    std::uint32_t max_entries = 1000;
+    std::uint64_t max_bytes = 16 * 1024 * 1024;
+    nanos max_age = seconds(300);
+};
+
 struct routes_config {
     std::vector<std::string> hosts;      // Host header / absolute-form authority matches (case-insensitive)
     std::string path_prefix;             // "" = no prefix route
@@ -119,6 +164,17 @@ struct upstream_config {
     routes_config routes;
     std::string host_rewrite;            // "" = keep the client's Host
     breaker_config breaker;
+    bulkhead_config bulkhead;
+    retry_config retries;
+    std::vector<fallback_config> fallbacks; // tried in order
+    stale_cache_config stale_cache;
+    bool has_stale_fallback() const
+    {
+        for (const auto& f : fallbacks)
+            if (f.kind == fallback_kind::stale)
+                return true;
+        return false;
+    }
 };
 
 struct config {

@@ -377,8 +377,182 @@ void read_breaker(reader& r, const YAML::Node& node, const std::string& path, br
         read_classification(r, c, reader::join(path, "classify"), b.classify);
 }
 
+void read_bulkhead(reader& r, const YAML::Node& node, const std::string& path, bulkhead_config& b)
+{
+    if (!r.check_map(node, path, {"max_concurrent", "max_queue", "queue_timeout"}))
+        return;
+    r.read_uint(node, "max_concurrent", path, b.max_concurrent, 0, 1000000);
+    r.read_uint(node, "max_queue", path, b.max_queue, 0, 1000000);
+    r.read_duration(node, "queue_timeout", path, b.queue_timeout, millis(1), hour);
+}
+
+void read_retries(reader& r, const YAML::Node& node, const std::string& path, retry_config& c)
+{
+    if (!r.check_map(node, path, {"max_attempts", "retry_on", "methods", "allow_post", "per_try_timeout", "backoff_base",
+                                  "backoff_max", "retry_after_max", "budget"}))
+        return;
+    r.read_uint(node, "max_attempts", path, c.max_attempts, 1, 10);
+    if (auto on = node["retry_on"]) {
+        auto p = reader::join(path, "retry_on");
+        if (!on.IsSequence()) {
+            r.fail(on, p, "expected a list of connect_failure, reset, timeout and status codes");
+        } else {
+            c.on_connect_failure = c.on_reset = c.on_timeout = false;
+            c.on_statuses.clear();
+            for (std::size_t i = 0; i < on.size(); ++i) {
+                auto ip = p + "[" + std::to_string(i) + "]";
+                auto s = r.scalar(on[i], ip);
+                if (!s)
+                    continue;
+                if (*s == "connect_failure")
+                    c.on_connect_failure = true;
+                else if (*s == "reset")
+                    c.on_reset = true;
+                else if (*s == "timeout")
+                    c.on_timeout = true;
+                else if (s->size() == 3 && std::all_of(s->begin(), s->end(), ::isdigit) && std::stoi(*s) >= 100 && std::stoi(*s) <= 599)
+                    c.on_statuses.push_back(static_cast<unsigned>(std::stoi(*s)));
+                else
+                    r.fail(on[i], ip, "expected connect_failure, reset, timeout or a status code, got \"" + *s + "\"");
+            }
+        }
+    }
+    if (node["methods"]) {
+        c.methods.clear();
+        for (auto& m : r.read_string_list(node, "methods", path)) {
+            std::string upper = m;
+            std::transform(upper.begin(), upper.end(), upper.begin(), ::toupper);
+            c.methods.push_back(upper);
+        }
+    }
+    r.read_bool(node, "allow_post", path, c.allow_post);
+    r.read_duration(node, "per_try_timeout", path, c.per_try_timeout, 0, hour);
+    r.read_duration(node, "backoff_base", path, c.backoff_base, 0, hour);
+    r.read_duration(node, "backoff_max", path, c.backoff_max, 0, hour);
+    r.read_duration(node, "retry_after_max", path, c.retry_after_max, 0, hour);
+    if (auto b = node["budget"]) {
+        auto p = reader::join(path, "budget");
+        if (r.check_map(b, p, {"ratio", "min_concurrent"})) {
+            r.read_double(b, "ratio", p, c.budget_ratio, 0.0, 10.0, "a ratio in [0, 10]");
+            r.read_uint(b, "min_concurrent", p, c.budget_min_concurrent, 0, 100000);
+        }
+    }
+}
+
+void read_stale_cache(reader& r, const YAML::Node& node, const std::string& path, stale_cache_config& c)
+{
+    if (!r.check_map(node, path, {"max_entries", "max_bytes", "max_age"}))
+        return;
+    r.read_uint(node, "max_entries", path, c.max_entries, 1, 10000000);
+    r.read_size(node, "max_bytes", path, c.max_bytes, 1024, 1ull << 34);
+    r.read_duration(node, "max_age", path, c.max_age, seconds(1), 24 * hour * 7);
+}
+
+void read_fallbacks(reader& r, const YAML::Node& node, const std::string& path, std::vector<fallback_config>& out,
+                    const std::string& config_dir)
+{
+    out.clear();
+    if (!node.IsSequence()) {
+        r.fail(node, path, "expected a list of fallbacks, each with one of static, stale, upstream or error");
+        return;
+    }
+    for (std::size_t i = 0; i < node.size(); ++i) {
+        auto p = path + "[" + std::to_string(i) + "]";
+        const YAML::Node f = node[i];
+        if (!r.check_map(f, p, {"when", "static", "stale", "upstream", "error"}))
+            continue;
+        fallback_config fb;
+        if (auto when = f["when"]) {
+            fb.triggers = 0;
+            auto wp = p + ".when";
+            if (!when.IsSequence())
+                r.fail(when, wp, "expected a list of circuit_open, bulkhead_full, upstream_error, timeout");
+            else
+                for (std::size_t k = 0; k < when.size(); ++k) {
+                    auto s = r.scalar(when[k], wp + "[" + std::to_string(k) + "]");
+                    if (!s)
+                        continue;
+                    if (*s == "circuit_open")
+                        fb.triggers |= static_cast<std::uint8_t>(fallback_trigger::circuit_open);
+                    else if (*s == "bulkhead_full")
+                        fb.triggers |= static_cast<std::uint8_t>(fallback_trigger::bulkhead_full);
+                    else if (*s == "upstream_error")
+                        fb.triggers |= static_cast<std::uint8_t>(fallback_trigger::upstream_error);
+                    else if (*s == "timeout")
+                        fb.triggers |= static_cast<std::uint8_t>(fallback_trigger::timeout);
+                    else
+                        r.fail(when[k], wp + "[" + std::to_string(k) + "]",
+                               "expected circuit_open, bulkhead_full, upstream_error or timeout, got \"" + *s + "\"");
+                }
+        }
+        int kinds = 0;
+        if (auto st = f["static"]) {
+            ++kinds;
+            fb.kind = fallback_kind::static_response;
+            auto sp = p + ".static";
+            if (r.check_map(st, sp, {"status", "headers", "body", "body_file"})) {
+                r.read_uint(st, "status", sp, fb.status, 200, 599);
+                if (auto h = st["headers"]) {
+                    if (!h.IsMap())
+                        r.fail(h, sp + ".headers", "expected a mapping of header name to value");
+                    else
+                        for (auto it = h.begin(); it != h.end(); ++it) {
+                            std::string name = it->first.Scalar();
+                            auto value = r.scalar(it->second, sp + ".headers." + name);
+                            bool token = !name.empty() && std::all_of(name.begin(), name.end(), [](char c) {
+                                return std::isalnum(static_cast<unsigned char>(c)) || std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+                            });
+                            if (!token)
+                                r.fail(it->first, sp + ".headers." + name, "not a valid header name");
+                            else if (value && value->find_first_of("\r\n") != std::string::npos)
+                                r.fail(it->second, sp + ".headers." + name, "header values cannot contain line breaks");
+                            else if (value)
+                                fb.headers.emplace_back(name, *value);
+                        }
+                }
+                r.read_string(st, "body", sp, fb.body);
+                if (auto bf = st["body_file"]) {
+                    if (auto file = r.scalar(bf, sp + ".body_file")) {
+                        std::string full = (!file->empty() && file->front() == '/') ? *file : config_dir + "/" + *file;
+                        std::ifstream in(full, std::ios::binary);
+                        if (!in)
+                            r.fail(bf, sp + ".body_file", "cannot read " + full);
+                        else {
+                            std::stringstream ss;
+                            ss << in.rdbuf();
+                            fb.body = ss.str();
+                        }
+                    }
+                    if (st["body"])
+                        r.fail(bf, sp + ".body_file", "give body or body_file, not both");
+                }
+            }
+        }
+        if (auto sl = f["stale"]) {
+            ++kinds;
+            fb.kind = fallback_kind::stale;
+            if (!sl.IsNull() && !(sl.IsMap() && sl.size() == 0))
+                r.fail(sl, p + ".stale", "takes no settings here (the cache is configured in stale_cache): write stale: {}");
+        }
+        if (auto up = f["upstream"]) {
+            ++kinds;
+            fb.kind = fallback_kind::upstream;
+            if (auto s = r.scalar(up, p + ".upstream"))
+                fb.upstream = *s;
+        }
+        if (auto er = f["error"]) {
+            ++kinds;
+            fb.kind = fallback_kind::error;
+        }
+        if (kinds != 1)
+            r.fail(f, p, "each fallback needs exactly one of static, stale, upstream or error");
+        out.push_back(std::move(fb));
+    }
+}
+
 // Keys an upstream shares with the defaults block.
-#define BREAKERBOX_POLICY_KEYS "load_balancing", "connect_timeout", "request_timeout", "resolve_interval", "pool", "circuit_breaker"
+#define BREAKERBOX_POLICY_KEYS "load_balancing", "connect_timeout", "request_timeout", "resolve_interval", "pool", \
+    "circuit_breaker", "bulkhead", "retries", "stale_cache"
 
 void read_policies(reader& r, const YAML::Node& node, const std::string& path, upstream_config& u)
 {
@@ -400,6 +574,12 @@ void read_policies(reader& r, const YAML::Node& node, const std::string& path, u
         read_pool(r, p, reader::join(path, "pool"), u.pool);
     if (auto b = node["circuit_breaker"])
         read_breaker(r, b, reader::join(path, "circuit_breaker"), u.breaker);
+    if (auto b = node["bulkhead"])
+        read_bulkhead(r, b, reader::join(path, "bulkhead"), u.bulkhead);
+    if (auto b = node["retries"])
+        read_retries(r, b, reader::join(path, "retries"), u.retries);
+    if (auto b = node["stale_cache"])
+        read_stale_cache(r, b, reader::join(path, "stale_cache"), u.stale_cache);
 }
 
 bool valid_name(const std::string& name)
@@ -420,6 +600,12 @@ bool is_loopback(const std::string& host)
     return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
 }
 
+void validate_retries(reader& r, const YAML::Node& at, const std::string& path, const retry_config& c)
+{
+    if (c.backoff_max < c.backoff_base)
+        r.fail(at, path + ".backoff_max", "must be at least backoff_base");
+}
+
 void validate_breaker(reader& r, const YAML::Node& at, const std::string& path, breaker_config& b)
 {
     if (b.max_open_duration < b.open_duration)
@@ -435,7 +621,7 @@ void validate_breaker(reader& r, const YAML::Node& at, const std::string& path, 
     }
 }
 
-void read_root(reader& r, const YAML::Node& root, config& cfg)
+void read_root(reader& r, const YAML::Node& root, config& cfg, const std::string& config_dir)
 {
     if (!r.check_map(root, "", {"workers", "listeners", "admin", "limits", "forwarding", "logging", "defaults", "upstreams"}))
         return;
@@ -508,8 +694,10 @@ void read_root(reader& r, const YAML::Node& root, config& cfg)
             upstream_config u = defaults;
             u.name = name;
             YAML::Node node = it->second;
-            if (!r.check_map(node, path, {"endpoints", "routes", "host_rewrite", BREAKERBOX_POLICY_KEYS}))
+            if (!r.check_map(node, path, {"endpoints", "routes", "host_rewrite", "fallbacks", BREAKERBOX_POLICY_KEYS}))
                 continue;
+            if (auto fb = node["fallbacks"])
+                read_fallbacks(r, fb, path + ".fallbacks", u.fallbacks, config_dir);
             auto eps = node["endpoints"];
             if (!eps || !eps.IsSequence() || eps.size() == 0) {
                 r.fail(eps ? eps : node, path + ".endpoints", "expected a non-empty list of host:port");
@@ -536,6 +724,7 @@ void read_root(reader& r, const YAML::Node& root, config& cfg)
             r.read_string(node, "host_rewrite", path, u.host_rewrite);
             read_policies(r, node, path, u);
             validate_breaker(r, node, path + ".circuit_breaker", u.breaker);
+            validate_retries(r, node, path + ".retries", u.retries);
             cfg.upstreams.push_back(std::move(u));
         }
     }
@@ -571,15 +760,33 @@ void read_root(reader& r, const YAML::Node& root, config& cfg)
         }
     }
 
+    // Failover targets must exist and differ from the upstream itself.
+    for (const auto& u : cfg.upstreams)
+        for (std::size_t i = 0; i < u.fallbacks.size(); ++i) {
+            const auto& fb = u.fallbacks[i];
+            if (fb.kind != fallback_kind::upstream)
+                continue;
+            auto at = ups ? ups[u.name]["fallbacks"][i] : root;
+            auto p = "upstreams." + u.name + ".fallbacks[" + std::to_string(i) + "].upstream";
+            if (!cfg.find_upstream(fb.upstream))
+                r.fail(at, p, "no upstream named \"" + fb.upstream + "\"");
+            else if (fb.upstream == u.name)
+                r.fail(at, p, "an upstream cannot fail over to itself");
+        }
+
     // Every upstream must be reachable somehow, and no two may claim the same host or prefix.
     std::set<std::string> hosts, prefixes;
     for (const auto& u : cfg.upstreams) {
         auto node = ups ? ups[u.name] : root;
         bool dedicated = std::any_of(cfg.listeners.begin(), cfg.listeners.end(),
                                      [&](const listener_config& l) { return l.upstream == u.name; });
-        if (!dedicated && u.routes.hosts.empty() && u.routes.path_prefix.empty())
+        bool failover_target = false;
+        for (const auto& other : cfg.upstreams)
+            for (const auto& fb : other.fallbacks)
+                failover_target = failover_target || (fb.kind == fallback_kind::upstream && fb.upstream == u.name);
+        if (!dedicated && !failover_target && u.routes.hosts.empty() && u.routes.path_prefix.empty())
             r.fail(node, "upstreams." + u.name + ".routes",
-                   "upstream is unreachable: give it routes (hosts or path_prefix) or a dedicated listener");
+                   "upstream is unreachable: give it routes (hosts or path_prefix), a dedicated listener, or make it a failover target");
         for (const auto& h : u.routes.hosts)
             if (!hosts.insert(h).second)
                 r.fail(node, "upstreams." + u.name + ".routes.hosts", "host \"" + h + "\" is routed to another upstream too");
@@ -609,8 +816,11 @@ load_result load_string(const std::string& yaml, const std::string& file_name, c
     }
     config cfg;
     cfg.source_file = file_name;
+    std::string config_dir = ".";
+    if (auto slash = file_name.rfind('/'); slash != std::string::npos)
+        config_dir = file_name.substr(0, slash);
     try {
-        read_root(r, root, cfg);
+        read_root(r, root, cfg, config_dir);
     } catch (const YAML::Exception& e) {
         r.fail(root, "", std::string("unexpected YAML structure: ") + e.what());
     }

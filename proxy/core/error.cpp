@@ -28,6 +28,7 @@ constexpr reason_info info_of(proxy_error e) noexcept
     case proxy_error::upstream_reset: return {"upstream_reset", 502, "the upstream closed the connection before a complete response"};
     case proxy_error::upstream_invalid_response: return {"upstream_invalid_response", 502, "the upstream sent an invalid response"};
     case proxy_error::upstream_response_too_large: return {"upstream_response_too_large", 502, "the upstream response exceeds max_response_body"};
+    case proxy_error::upstream_failure_status: return {"upstream_failure_status", 502, "the upstream answered with a failure status"};
     case proxy_error::no_endpoint: return {"no_endpoint", 503, "the upstream has no resolved endpoint"};
     case proxy_error::circuit_open: return {"circuit_open", 503, "the circuit breaker is open"};
     case proxy_error::bulkhead_full: return {"bulkhead_full", 503, "the bulkhead is full"};

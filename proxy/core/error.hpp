@@ -22,6 +22,7 @@ enum class proxy_error {
     upstream_reset,                // 502: the connection broke before a complete response
     upstream_invalid_response,     // 502
     upstream_response_too_large,   // 502: above max_response_body (bodies are buffered)
+    upstream_failure_status,       // the upstream answered with a status classified as a failure (a fallback replaced it)
     no_endpoint,                   // 503: the upstream has no resolved endpoint
     circuit_open,                  // 503
     bulkhead_full,                 // 503

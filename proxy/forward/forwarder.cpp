@@ -1,15 +1,26 @@
 #include "forward/forwarder.hpp"
 
+#include "forward/bulkhead_wait.hpp"
+#include "forward/fallback_response.hpp"
 #include "forward/upstream_exchange.hpp"
 #include "http/error_response.hpp"
 #include "http/framing.hpp"
 #include "http/header_rules.hpp"
 #include "resilience/breaker_permit.hpp"
 
+#include <boost/beast/http/rfc7230.hpp>
+
+#include <algorithm>
+#include <charconv>
+
 namespace breakerbox::forward {
 namespace {
 
 namespace bhttp = boost::beast::http;
+using steady = std::chrono::steady_clock;
+using config::fallback_trigger;
+
+nanos steady_now() { return steady::now().time_since_epoch().count(); } // steady_clock_source's time base
 
 // Rewrites the client's request into the one sent upstream (RFC 9110 §7.6).
 void prepare_upstream_request(http::request& req, const routing::route_match& route, const proxy_state& state,
@@ -74,77 +85,298 @@ private:
     upstream::endpoint_slot& ep_;
 };
 
-// The breaker said no. NOTE: this is where configured fallbacks will answer instead (issue: bulkheads,
-// retries and fallbacks); until then the explicit 503.
-forward_result rejected_by_breaker(const resilience::circuit_breaker& cb, const resilience::permit& p,
-                                   const config::upstream_config& up)
+struct budget_permit {
+    resilience::retry_budget* budget = nullptr;
+    ~budget_permit()
+    {
+        if (budget)
+            budget->release();
+    }
+};
+
+// The result of trying one upstream with its bulkhead, breaker and retries.
+struct call_result {
+    proxy_error error = proxy_error::ok;   // ok: `response` is the upstream's answer
+    std::string detail;
+    http::response response;
+    bool failure_status = false;           // the upstream answered, with a status classified as failure
+    resilience::admission rejection{};     // when error == circuit_open
+};
+
+std::optional<fallback_trigger> trigger_of(const call_result& r)
 {
-    const auto state = cb.state();
-    const nanos wait = cb.time_until_probe();
-    // Whole seconds, rounded up; the breaker stores times at millisecond resolution, so up to 1 ms of
-    // its rounding is not allowed to add a second.
-    const long retry_after = std::max<long>(1, static_cast<long>((wait - millis(1) + seconds(1) - 1) / seconds(1)));
-    std::string_view why = p.kind == resilience::admission::rejected_probes ? "half-open: the allowed probes are already in flight"
-                           : p.kind == resilience::admission::rejected_ramp ? "recovering: admitting a growing share of traffic"
-                                                                            : "the circuit is open";
-    return {http::make_circuit_open_response(up.name, resilience::to_string(state), retry_after, why),
-            proxy_error::circuit_open, up.name};
+    switch (r.error) {
+    case proxy_error::ok:
+        if (r.failure_status)
+            return fallback_trigger::upstream_error;
+        return std::nullopt;
+    case proxy_error::circuit_open: return fallback_trigger::circuit_open;
+    case proxy_error::bulkhead_full:
+    case proxy_error::queue_timeout: return fallback_trigger::bulkhead_full;
+    case proxy_error::upstream_timeout:
+    case proxy_error::upstream_connect_timeout: return fallback_trigger::timeout;
+    default: return fallback_trigger::upstream_error;
+    }
 }
 
-forward_result proxy_failure(proxy_error e, const config::upstream_config& up, std::string_view detail)
+bool method_retryable(const http::request& req, const config::retry_config& rc)
 {
-    return {http::make_error_response(e, up.name, detail), e, up.name};
+    if (req.method() == bhttp::verb::post && (rc.allow_post || req.count("Idempotency-Key")))
+        return true;
+    const auto m = req.method_string();
+    return std::any_of(rc.methods.begin(), rc.methods.end(), [&](const std::string& x) { return m == x; });
 }
+
+bool outcome_retryable(const exchange_result& r, const config::retry_config& rc)
+{
+    switch (r.error) {
+    case proxy_error::ok: {
+        const unsigned s = r.response.result_int();
+        return std::find(rc.on_statuses.begin(), rc.on_statuses.end(), s) != rc.on_statuses.end();
+    }
+    case proxy_error::upstream_connect_failed:
+    case proxy_error::upstream_connect_timeout: return rc.on_connect_failure;
+    case proxy_error::upstream_reset: return rc.on_reset;
+    case proxy_error::upstream_timeout: return rc.on_timeout;
+    default: return false;
+    }
+}
+
+// Delay before the next attempt: full jitter over min(max, base × 2^(attempt-1)), or the upstream's
+// Retry-After (seconds) when it gave one. nullopt: do not retry (Retry-After beyond retry_after_max).
+std::optional<nanos> retry_delay(const exchange_result& r, const config::retry_config& rc, unsigned attempt, std::uint64_t random)
+{
+    if (r.error == proxy_error::ok) {
+        auto ra = r.response[bhttp::field::retry_after];
+        long secs = 0;
+        if (!ra.empty()) {
+            auto [ptr, ec] = std::from_chars(ra.data(), ra.data() + ra.size(), secs);
+            if (ec != std::errc{} || ptr != ra.data() + ra.size() || secs < 0)
+                return std::nullopt; // an HTTP-date or garbage: the upstream wants a pause we will not hold
+            if (seconds(secs) > rc.retry_after_max)
+                return std::nullopt;
+            return seconds(secs);
+        }
+    }
+    const nanos ceiling = std::min<nanos>(rc.backoff_max, rc.backoff_base << std::min(attempt - 1, 20u));
+    return ceiling > 0 ? static_cast<nanos>(random % static_cast<std::uint64_t>(ceiling + 1)) : 0;
+}
+
+class forwarder {
+public:
+    forwarder(worker_context& w, http::request& req, bool head) : worker_(w), req_(req), head_(head) {}
+
+    // One upstream with all its policies, then its fallbacks. depth > 0 for a failover target, whose own
+    // upstream fallbacks are not followed again (no chains or loops).
+    asio::awaitable<forward_result> to_upstream(std::size_t u, int depth)
+    {
+        const auto& ucfg = worker_.state.cfg.upstreams[u];
+        call_result r = co_await call(u);
+        auto trigger = trigger_of(r);
+        if (!trigger) {
+            prepare_client_response(r.response, head_, worker_.state);
+            co_return forward_result{std::move(r.response), proxy_error::ok, ucfg.name};
+        }
+        co_return co_await fallback(u, std::move(r), *trigger, depth);
+    }
+
+private:
+    asio::awaitable<call_result> call(std::size_t u)
+    {
+        auto& shared = *worker_.state.resilience[u];
+        auto& stats = worker_.stats.upstreams[u];
+        auto& up = worker_.upstreams[u];
+        const auto& ucfg = up.cfg();
+        const auto& rc = ucfg.retries;
+        const auto started = steady::now();
+        const auto deadline = started + as_duration(ucfg.request_timeout);
+
+        bulkhead_permit slot;
+        switch (co_await acquire_bulkhead(shared.bulk, ucfg.bulkhead.queue_timeout, slot)) {
+        case bulkhead_result::acquired: break;
+        case bulkhead_result::full:
+            stats.count(rejection_reason::bulkhead_full);
+            co_return call_result{proxy_error::bulkhead_full, "the bulkhead of " + ucfg.name + " and its queue are full"};
+        case bulkhead_result::queue_timeout:
+            stats.count(rejection_reason::queue_timeout);
+            co_return call_result{proxy_error::queue_timeout, "no bulkhead slot of " + ucfg.name + " within the queue timeout"};
+        }
+
+        call_result last;
+        upstream::endpoint_slot* previous = nullptr;
+        budget_permit retry_slot;
+        for (unsigned attempt = 1;; ++attempt) {
+            const nanos attempt_start = steady_now();
+            resilience::breaker_permit permit(shared.breaker, shared.breaker.try_acquire(attempt_start));
+            if (!permit.get().admitted()) {
+                if (attempt > 1) {
+                    stats.count(retry_result::stopped_by_breaker);
+                    co_return last; // never retry into an open circuit: the last real answer stands
+                }
+                stats.count(rejection_label(permit.get().kind));
+                call_result rejected{proxy_error::circuit_open, {}};
+                rejected.rejection = permit.get().kind;
+                co_return rejected;
+            }
+            upstream::endpoint_slot* ep = up.pick(previous);
+            if (!ep) {
+                stats.count(rejection_reason::no_endpoint);
+                co_return call_result{proxy_error::no_endpoint, "no resolved endpoint for " + ucfg.name};
+            }
+            auto attempt_deadline = deadline;
+            if (rc.per_try_timeout > 0)
+                attempt_deadline = std::min(deadline, steady::now() + as_duration(rc.per_try_timeout));
+            exchange_result result;
+            {
+                outstanding_guard counted{*ep};
+                result = co_await exchange(up, *ep, req_, {attempt_deadline, ucfg.connect_timeout, worker_.state.cfg.limits.max_response_body});
+            }
+            const nanos finished = steady_now();
+            const auto classified = result.error == proxy_error::ok ? shared.classifier.of_status(result.response.result_int())
+                                                                    : shared.classifier.of_error(result.error);
+            permit.complete(classified, finished);
+            stats.count(outcome_label(result.error, classified));
+            stats.observe_duration(finished - attempt_start);
+            if (ucfg.breaker.slow_call_enabled && finished - attempt_start >= ucfg.breaker.slow_call_duration)
+                stats.slow.add();
+            if (retry_slot.budget) { // this attempt was a retry: it is over
+                retry_slot.budget->release();
+                retry_slot.budget = nullptr;
+                if (result.error == proxy_error::ok && classified != resilience::outcome::failure)
+                    stats.count(retry_result::succeeded);
+            }
+
+            const bool retryable = attempt < rc.max_attempts && outcome_retryable(result, rc) && method_retryable(req_, rc);
+            std::optional<nanos> delay;
+            if (retryable)
+                delay = retry_delay(result, rc, attempt, worker_.random());
+            last = call_result{result.error, std::move(result.detail), std::move(result.response),
+                               result.error == proxy_error::ok && classified == resilience::outcome::failure};
+            if (!retryable || !delay || steady::now() + as_duration(*delay) >= deadline)
+                co_return last;
+            if (!shared.budget.try_acquire(shared.bulk.in_flight())) {
+                stats.count(retry_result::budget_exhausted);
+                co_return last;
+            }
+            retry_slot.budget = &shared.budget;
+            stats.count(retry_result::attempted);
+            if (*delay > 0) {
+                asio::steady_timer pause(co_await asio::this_coro::executor, as_duration(*delay));
+                co_await pause.async_wait(nothrow_awaitable);
+            }
+            previous = ep; // the retry goes to another endpoint when there is one
+        }
+    }
+
+    asio::awaitable<forward_result> fallback(std::size_t u, call_result r, fallback_trigger trigger, int depth)
+    {
+        auto& shared = *worker_.state.resilience[u];
+        auto& stats = worker_.stats.upstreams[u];
+        const auto& ucfg = shared.cfg;
+        const std::string_view reason = trigger_name(trigger);
+        const long retry_after = retry_after_seconds(shared.breaker);
+
+        for (const auto& fb : ucfg.fallbacks) {
+            if (!(fb.triggers & static_cast<std::uint8_t>(trigger)))
+                continue;
+            switch (fb.kind) {
+            case config::fallback_kind::static_response: {
+                auto res = render_static_fallback(fb, {ucfg.name, trigger == fallback_trigger::circuit_open ? retry_after : 0, reason});
+                mark_fallback(res, "static", reason);
+                stats.count(fallback_served::static_fallback);
+                co_return forward_result{std::move(res), error_or_status(r), ucfg.name, true};
+            }
+            case config::fallback_kind::stale: {
+                if (!shared.cache)
+                    continue;
+                auto hit = shared.cache->lookup(req_, steady_now());
+                if (!hit)
+                    continue; // nothing (fresh enough) to serve: try the next fallback
+                auto res = render_stale_fallback(*hit, steady_now(), head_);
+                mark_fallback(res, "stale", reason);
+                stats.count(fallback_served::stale_fallback);
+                co_return forward_result{std::move(res), error_or_status(r), ucfg.name, true};
+            }
+            case config::fallback_kind::upstream: {
+                if (depth > 0)
+                    continue;
+                const auto* target = worker_.state.cfg.find_upstream(fb.upstream);
+                const std::size_t t = static_cast<std::size_t>(target - worker_.state.cfg.upstreams.data());
+                if (!target->host_rewrite.empty())
+                    req_.set(bhttp::field::host, target->host_rewrite);
+                auto other = co_await to_upstream(t, depth + 1);
+                if (other.error != proxy_error::ok || other.from_fallback || other.response.result_int() >= 500)
+                    continue; // the failover did not help either: next fallback
+                mark_fallback(other.response, "upstream:" + fb.upstream, reason);
+                stats.count(fallback_served::upstream_fallback);
+                other.from_fallback = true;
+                co_return other;
+            }
+            case config::fallback_kind::error: {
+                auto res = default_answer(u, std::move(r), retry_after);
+                mark_fallback(res.response, "error", reason);
+                stats.count(fallback_served::error_fallback);
+                res.from_fallback = true;
+                co_return res;
+            }
+            }
+        }
+        co_return default_answer(u, std::move(r), retry_after);
+    }
+
+    // Without a fallback: an upstream's failure response as it is, or the explicit proxy error.
+    forward_result default_answer(std::size_t u, call_result r, long retry_after)
+    {
+        const auto& ucfg = worker_.state.cfg.upstreams[u];
+        if (r.error == proxy_error::ok) {
+            prepare_client_response(r.response, head_, worker_.state);
+            return {std::move(r.response), proxy_error::ok, ucfg.name};
+        }
+        if (r.error == proxy_error::circuit_open) {
+            std::string_view why = r.rejection == resilience::admission::rejected_probes ? "half-open: the allowed probes are already in flight"
+                                   : r.rejection == resilience::admission::rejected_ramp ? "recovering: admitting a growing share of traffic"
+                                                                                         : "the circuit is open";
+            const auto& cb = worker_.state.resilience[u]->breaker;
+            return {http::make_circuit_open_response(ucfg.name, resilience::to_string(cb.state()), retry_after, why),
+                    proxy_error::circuit_open, ucfg.name};
+        }
+        return {http::make_error_response(r.error, ucfg.name, r.detail), r.error, ucfg.name};
+    }
+
+    // What a fallback replaced: the proxy error, or the upstream's failure status.
+    static proxy_error error_or_status(const call_result& r)
+    {
+        return r.error == proxy_error::ok ? proxy_error::upstream_failure_status : r.error;
+    }
+
+    // Whole seconds until the next probe, rounded up, at least 1. The breaker stores times at
+    // millisecond resolution, so up to 1 ms of its rounding is not allowed to add a second.
+    static long retry_after_seconds(const resilience::circuit_breaker& cb)
+    {
+        const nanos wait = cb.time_until_probe();
+        return std::max<long>(1, static_cast<long>((wait - millis(1) + seconds(1) - 1) / seconds(1)));
+    }
+
+    worker_context& worker_;
+    http::request& req_;
+    const bool head_;
+};
 
 } // namespace
 
 asio::awaitable<forward_result> forward_request(worker_context& worker, http::request& req,
                                                 const routing::route_match& route, const client_info& client)
 {
-    auto& up = worker.upstreams[route.upstream];
-    const auto& ucfg = up.cfg();
+    const auto& ucfg = worker.state.cfg.upstreams[route.upstream];
     const bool head = req.method() == bhttp::verb::head;
-
-    auto& shared = *worker.state.resilience[route.upstream];
-    auto& stats = worker.stats.upstreams[route.upstream];
-
-    // Breaker admission first: an open circuit answers without touching the network.
-    const auto started = std::chrono::steady_clock::now();
-    const nanos started_ns = started.time_since_epoch().count(); // steady_clock_source's time base
-    resilience::breaker_permit permit(shared.breaker, shared.breaker.try_acquire(started_ns));
-    if (!permit.get().admitted()) {
-        stats.count(rejection_label(permit.get().kind));
-        co_return rejected_by_breaker(shared.breaker, permit.get(), ucfg);
-    }
-
     prepare_upstream_request(req, route, worker.state, ucfg, client);
-
-    upstream::endpoint_slot* ep = up.pick();
-    if (!ep) {
-        stats.count(rejection_reason::no_endpoint);
-        co_return proxy_failure(proxy_error::no_endpoint, ucfg, {}); // local: the permit is released, nothing recorded
-    }
-
-    exchange_limits limits{started + as_duration(ucfg.request_timeout), ucfg.connect_timeout,
-                           worker.state.cfg.limits.max_response_body};
-    exchange_result result;
-    {
-        outstanding_guard counted{*ep};
-        result = co_await exchange(up, *ep, req, limits);
-    }
-
-    const nanos finished_ns = std::chrono::steady_clock::now().time_since_epoch().count();
-    const auto classified = result.error == proxy_error::ok ? shared.classifier.of_status(result.response.result_int())
-                                                            : shared.classifier.of_error(result.error);
-    permit.complete(classified, finished_ns);
-    stats.count(outcome_label(result.error, classified));
-    stats.observe_duration(finished_ns - started_ns);
-    if (ucfg.breaker.slow_call_enabled && finished_ns - started_ns >= ucfg.breaker.slow_call_duration)
-        stats.slow.add();
-    if (result.error != proxy_error::ok)
-        co_return proxy_failure(result.error, ucfg, result.detail);
-    prepare_client_response(result.response, head, worker.state);
-    co_return forward_result{std::move(result.response), proxy_error::ok, ucfg.name};
+    forwarder f(worker, req, head);
+    auto result = co_await f.to_upstream(route.upstream, 0);
+    // Remember good answers for the stale fallback (opt-in per upstream).
+    auto& shared = *worker.state.resilience[route.upstream];
+    if (shared.cache && result.error == proxy_error::ok && !result.from_fallback)
+        shared.cache->store(req, result.response, steady_now());
+    co_return result;
 }
 
 } // namespace breakerbox::forward

@@ -20,6 +20,7 @@ struct forward_result {
     http::response response;
     proxy_error error = proxy_error::ok; // ok: the response came from the upstream
     std::string_view upstream;           // the routed upstream's name ("" when none matched)
+    bool from_fallback = false;          // a fallback served it (X-Breakerbox-Fallback says which)
 };
 
 // `req` is consumed (rewritten for the upstream). Never throws; every failure becomes a response.

@@ -27,18 +27,41 @@ namespace breakerbox::forward {
     X(circuit_open)                     \
     X(half_open_full)                   \
     X(recovery_ramp)                    \
+    X(bulkhead_full)                    \
+    X(queue_timeout)                    \
     X(no_endpoint)
+
+// What happened to retries (label `result`).
+#define BREAKERBOX_RETRY_RESULTS(X) \
+    X(attempted)                    \
+    X(succeeded)                    \
+    X(budget_exhausted)             \
+    X(stopped_by_breaker)
+
+// Fallbacks served (label `kind`).
+#define BREAKERBOX_FALLBACK_KINDS(X) \
+    X(static)                        \
+    X(stale)                         \
+    X(upstream)                      \
+    X(error)
 
 #define BREAKERBOX_ENUM_ENTRY(name) name,
 #define BREAKERBOX_NAME_ENTRY(name) #name,
 
 enum class upstream_outcome : std::uint8_t { BREAKERBOX_UPSTREAM_OUTCOMES(BREAKERBOX_ENUM_ENTRY) count };
 enum class rejection_reason : std::uint8_t { BREAKERBOX_REJECTION_REASONS(BREAKERBOX_ENUM_ENTRY) count };
+enum class retry_result : std::uint8_t { BREAKERBOX_RETRY_RESULTS(BREAKERBOX_ENUM_ENTRY) count };
+#define BREAKERBOX_FALLBACK_ENUM_ENTRY(name) name##_fallback,
+enum class fallback_served : std::uint8_t { BREAKERBOX_FALLBACK_KINDS(BREAKERBOX_FALLBACK_ENUM_ENTRY) count };
 
 inline constexpr std::array<std::string_view, static_cast<std::size_t>(upstream_outcome::count)> upstream_outcome_names{
     BREAKERBOX_UPSTREAM_OUTCOMES(BREAKERBOX_NAME_ENTRY)};
 inline constexpr std::array<std::string_view, static_cast<std::size_t>(rejection_reason::count)> rejection_reason_names{
     BREAKERBOX_REJECTION_REASONS(BREAKERBOX_NAME_ENTRY)};
+inline constexpr std::array<std::string_view, static_cast<std::size_t>(retry_result::count)> retry_result_names{
+    BREAKERBOX_RETRY_RESULTS(BREAKERBOX_NAME_ENTRY)};
+inline constexpr std::array<std::string_view, static_cast<std::size_t>(fallback_served::count)> fallback_kind_names{
+    BREAKERBOX_FALLBACK_KINDS(BREAKERBOX_NAME_ENTRY)};
 
 // Upper bounds of the request-duration histogram, in seconds (Prometheus `le`).
 inline constexpr std::array<double, 14> duration_buckets{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
@@ -47,6 +70,8 @@ inline constexpr std::array<double, 14> duration_buckets{0.0005, 0.001, 0.0025, 
 struct upstream_stats {
     std::array<local_counter, static_cast<std::size_t>(upstream_outcome::count)> outcomes;
     std::array<local_counter, static_cast<std::size_t>(rejection_reason::count)> rejections;
+    std::array<local_counter, static_cast<std::size_t>(retry_result::count)> retries;
+    std::array<local_counter, static_cast<std::size_t>(fallback_served::count)> fallbacks;
     local_counter slow;
     std::array<local_counter, duration_buckets.size() + 1> duration_bucket; // last: +Inf
     local_counter duration_sum_ns;
@@ -62,6 +87,8 @@ struct upstream_stats {
     }
     void count(upstream_outcome o) noexcept { outcomes[static_cast<std::size_t>(o)].add(); }
     void count(rejection_reason r) noexcept { rejections[static_cast<std::size_t>(r)].add(); }
+    void count(retry_result r) noexcept { retries[static_cast<std::size_t>(r)].add(); }
+    void count(fallback_served f) noexcept { fallbacks[static_cast<std::size_t>(f)].add(); }
 };
 
 // Proxy-wide figures of one worker.

@@ -26,6 +26,18 @@ public:
     const std::size_t index; // this worker's number, 0..workers-1
     std::vector<upstream::worker_upstream> upstreams; // same order as cfg.upstreams
     worker_stats stats;                               // written by this worker only, read by the admin listener
+
+    // Worker-owned pseudo-random numbers (xorshift64*) for retry jitter: no shared state, no lock.
+    std::uint64_t random() noexcept
+    {
+        rng_ ^= rng_ >> 12;
+        rng_ ^= rng_ << 25;
+        rng_ ^= rng_ >> 27;
+        return rng_ * 0x2545F4914F6CDD1Dull;
+    }
+
+private:
+    std::uint64_t rng_ = 0x9E3779B97F4A7C15ull ^ (reinterpret_cast<std::uintptr_t>(this) << 1);
 };
 
 } // namespace breakerbox::forward

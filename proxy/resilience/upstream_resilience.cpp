@@ -7,8 +7,11 @@
 namespace breakerbox::resilience {
 
 upstream_resilience::upstream_resilience(const config::upstream_config& c, const clock& clk, std::uint64_t seed)
-    : cfg(c), classifier(c.breaker.classify), breaker(c.name, c.breaker, clk, log_transition, seed)
+    : cfg(c), classifier(c.breaker.classify), breaker(c.name, c.breaker, clk, log_transition, seed),
+      bulk(c.bulkhead.max_concurrent, c.bulkhead.max_queue), budget(c.retries.budget_ratio, c.retries.budget_min_concurrent)
 {
+    if (c.has_stale_fallback())
+        cache = std::make_unique<stale_cache>(c.stale_cache);
 }
 
 void log_transition(const transition_event& e)

@@ -1,10 +1,16 @@
 // Everything resilience-related about one upstream that all workers share: its circuit breaker and
-// its outcome classifier (bulkhead, retry budget and fallbacks join here as they land).
+// its outcome classifier, its bulkhead, its retry budget and (when a stale fallback is configured) its
+// stale-response cache.
 // Shared, lock-free on the hot path; created once at start-up.
 #pragma once
 #include "config/config.hpp"
+#include "resilience/bulkhead.hpp"
 #include "resilience/circuit_breaker.hpp"
 #include "resilience/outcome.hpp"
+#include "resilience/retry_budget.hpp"
+#include "resilience/stale_cache.hpp"
+
+#include <memory>
 
 namespace breakerbox::resilience {
 
@@ -15,6 +21,9 @@ public:
     const config::upstream_config& cfg;
     outcome_classifier classifier;
     circuit_breaker breaker;
+    bulkhead bulk;
+    retry_budget budget;
+    std::unique_ptr<stale_cache> cache; // only with a stale fallback
 };
 
 // Logs a transition as one structured line (the breaker calls it on the winning thread only).

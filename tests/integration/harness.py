@@ -13,6 +13,7 @@ import threading
 import time
 import http.client
 import unittest
+import weakref
 
 BREAKERBOX_BIN = os.environ.get("BREAKERBOX_BIN", "../../build/breakerbox")
 UPSTREAM_BIN = os.environ.get("TEST_UPSTREAM_BIN", "../../build/breakerbox-test-upstream")
@@ -151,10 +152,16 @@ def request(port, method="GET", target="/", headers=None, body=None, timeout=10,
         conn.close()
 
 
+_readers = weakref.WeakKeyDictionary()
+
+
 def read_response(sock, timeout=10, head=False):
-    """Reads exactly one HTTP/1.x response from a raw socket (Content-Length framing)."""
+    """Reads exactly one HTTP/1.x response from a raw socket (Content-Length framing). One buffered
+    reader per socket, so bytes of the next (pipelined) response read ahead are not lost."""
     sock.settimeout(timeout)
-    f = sock.makefile("rb")
+    f = _readers.get(sock)
+    if f is None:
+        f = _readers[sock] = sock.makefile("rb")
     status_line = f.readline().decode()
     if not status_line:
         return None

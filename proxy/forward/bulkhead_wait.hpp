@@ -1,0 +1,43 @@
+// Taking a bulkhead slot from a coroutine: at once when one is free, otherwise an asynchronous wait in
+// the bulkhead's FIFO queue (no thread blocks) bounded by the queue timeout. The slot is an RAII
+// permit; a waiter whose coroutine is destroyed leaves the queue (or gives back a slot granted at that
+// very moment). Used from worker threads; the bulkhead itself is shared.
+#pragma once
+#include "core/asio.hpp"
+#include "core/clock.hpp"
+#include "resilience/bulkhead.hpp"
+
+#include <utility>
+
+namespace breakerbox::forward {
+
+class bulkhead_permit {
+public:
+    bulkhead_permit() = default;
+    explicit bulkhead_permit(resilience::bulkhead& b) : b_(&b) {}
+    bulkhead_permit(bulkhead_permit&& o) noexcept : b_(std::exchange(o.b_, nullptr)) {}
+    bulkhead_permit& operator=(bulkhead_permit&& o) noexcept
+    {
+        reset();
+        b_ = std::exchange(o.b_, nullptr);
+        return *this;
+    }
+    ~bulkhead_permit() { reset(); }
+    explicit operator bool() const noexcept { return b_ != nullptr; }
+    void reset() noexcept
+    {
+        if (b_)
+            b_->release();
+        b_ = nullptr;
+    }
+
+private:
+    resilience::bulkhead* b_ = nullptr;
+};
+
+enum class bulkhead_result { acquired, full, queue_timeout };
+
+// On `acquired`, `permit` holds the slot.
+asio::awaitable<bulkhead_result> acquire_bulkhead(resilience::bulkhead& b, nanos queue_timeout, bulkhead_permit& permit);
+
+} // namespace breakerbox::forward

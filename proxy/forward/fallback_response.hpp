@@ -1,0 +1,34 @@
+// Building the responses that fallbacks serve. Every one carries X-Breakerbox-Fallback (which
+// fallback) and X-Breakerbox-Fallback-Reason (why: circuit_open, bulkhead_full, upstream_error,
+// timeout), so a client or an operator can always tell a substitute from the real answer.
+#pragma once
+#include "config/config.hpp"
+#include "http/message.hpp"
+#include "resilience/stale_cache.hpp"
+
+#include <string_view>
+
+namespace breakerbox::forward {
+
+inline constexpr std::string_view fallback_header = "X-Breakerbox-Fallback";
+inline constexpr std::string_view fallback_reason_header = "X-Breakerbox-Fallback-Reason";
+
+std::string_view trigger_name(config::fallback_trigger t) noexcept;
+
+struct fallback_vars {
+    std::string_view upstream;
+    long retry_after_seconds; // 0 when not applicable
+    std::string_view reason;  // trigger name
+};
+
+// {{upstream}}, {{retry_after}} and {{reason}} are replaced in the body and in header values. The
+// values come from validated configuration and numbers, and header values are additionally stripped
+// of control characters, so a substitution can never start a new header line.
+http::response render_static_fallback(const config::fallback_config& fb, const fallback_vars& vars);
+
+// The cached answer with Age set to how long it has been stored.
+http::response render_stale_fallback(const resilience::cached_response& cached, nanos now, bool head_request);
+
+void mark_fallback(http::response& res, std::string_view kind, std::string_view reason);
+
+} // namespace breakerbox::forward
