@@ -128,8 +128,13 @@ permit circuit_breaker::try_probe(std::uint64_t bits, const word& w, nanos now) 
     std::uint64_t current = probes_.load(std::memory_order_acquire);
     for (;;) {
         probe_word p = decode_probes(current);
-        if (p.tag != w.generation)
+        if (p.tag != w.generation) {
+            // Generations are 16-bit and wrap: compare modulo 2^16. A newer tag means our view of the
+            // state is stale; taking over the counter would clobber the newer period's accounting.
+            if (static_cast<std::int16_t>(static_cast<std::uint16_t>(p.tag) - w.generation) > 0)
+                return {admission::rejected_open, w.generation, now}; // caller looks at the state again
             p = {w.generation, 0, 0}; // first probe of this half-open period
+        }
         if (p.in_flight >= cfg_.half_open_max_probes)
             return {admission::rejected_probes, w.generation, now};
         ++p.in_flight;

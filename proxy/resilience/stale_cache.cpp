@@ -9,11 +9,21 @@ namespace {
 
 namespace bhttp = boost::beast::http;
 
-bool has_token(std::string_view header, std::string_view token)
+// Whether a comma-separated directive list (Cache-Control) names `directive`, with or without "=value".
+bool has_directive(std::string_view header, std::string_view directive)
 {
-    for (auto t : bhttp::token_list{header})
-        if (boost::beast::iequals(t, token))
+    while (!header.empty()) {
+        auto comma = header.find(',');
+        std::string_view item = header.substr(0, comma);
+        header = comma == std::string_view::npos ? std::string_view{} : header.substr(comma + 1);
+        item = item.substr(0, item.find('='));
+        while (!item.empty() && (item.front() == ' ' || item.front() == '\t'))
+            item.remove_prefix(1);
+        while (!item.empty() && (item.back() == ' ' || item.back() == '\t'))
+            item.remove_suffix(1);
+        if (boost::beast::iequals(item, directive))
             return true;
+    }
     return false;
 }
 
@@ -50,7 +60,7 @@ void stale_cache::store(const http::request& req, const http::response& res, nan
     if (req.method() != bhttp::verb::get || status < 200 || status > 299 || status == 206)
         return;
     auto cc = res[bhttp::field::cache_control];
-    if (has_token(cc, "no-store") || has_token(cc, "private") || res.count(bhttp::field::set_cookie))
+    if (has_directive(cc, "no-store") || has_directive(cc, "private") || res.count(bhttp::field::set_cookie))
         return;
     std::vector<std::string> vary;
     for (const auto& f : res)
