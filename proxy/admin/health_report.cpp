@@ -1,5 +1,7 @@
 #include "admin/health_report.hpp"
 
+#include "forward/fallback_response.hpp"
+
 #include <build_info.hpp>
 
 #include <ctime>
@@ -57,6 +59,41 @@ nlohmann::json policy_json(const config::upstream_config& u)
           {"open_duration_jitter", b.open_duration_jitter},
           {"half_open", {{"max_probes", b.half_open_max_probes}, {"successes_to_close", b.half_open_successes_to_close}, {"max_wait_ms", ms(b.half_open_max_wait)}}},
           {"recovery_ramp_ms", ms(b.recovery_ramp)}}},
+        {"bulkhead", {{"max_concurrent", u.bulkhead.max_concurrent}, {"max_queue", u.bulkhead.max_queue}, {"queue_timeout_ms", ms(u.bulkhead.queue_timeout)}}},
+        {"retries",
+         {{"max_attempts", u.retries.max_attempts},
+          {"on_connect_failure", u.retries.on_connect_failure},
+          {"on_reset", u.retries.on_reset},
+          {"on_timeout", u.retries.on_timeout},
+          {"on_statuses", u.retries.on_statuses},
+          {"methods", u.retries.methods},
+          {"allow_post", u.retries.allow_post},
+          {"per_try_timeout_ms", ms(u.retries.per_try_timeout)},
+          {"backoff_base_ms", ms(u.retries.backoff_base)},
+          {"backoff_max_ms", ms(u.retries.backoff_max)},
+          {"retry_after_max_ms", ms(u.retries.retry_after_max)},
+          {"budget", {{"ratio", u.retries.budget_ratio}, {"min_concurrent", u.retries.budget_min_concurrent}}}}},
+        {"fallbacks", [&] {
+             nlohmann::json list = nlohmann::json::array();
+             for (const auto& f : u.fallbacks) {
+                 nlohmann::json when = nlohmann::json::array();
+                 for (auto t : {config::fallback_trigger::circuit_open, config::fallback_trigger::bulkhead_full,
+                                config::fallback_trigger::upstream_error, config::fallback_trigger::timeout})
+                     if (f.triggers & static_cast<std::uint8_t>(t))
+                         when.push_back(forward::trigger_name(t));
+                 const char* kind = f.kind == config::fallback_kind::static_response ? "static"
+                                    : f.kind == config::fallback_kind::stale          ? "stale"
+                                    : f.kind == config::fallback_kind::upstream       ? "upstream"
+                                                                                      : "error";
+                 nlohmann::json item = {{"kind", kind}, {"when", when}};
+                 if (f.kind == config::fallback_kind::upstream)
+                     item["upstream"] = f.upstream;
+                 if (f.kind == config::fallback_kind::static_response)
+                     item["status"] = f.status;
+                 list.push_back(item);
+             }
+             return list;
+         }()},
     };
 }
 
@@ -79,6 +116,16 @@ nlohmann::json upstream_json(const admin_context& ctx, std::size_t i, breaker_st
     for (std::size_t k = 0; k < forward::rejection_reason_names.size(); ++k)
         rejections[std::string(forward::rejection_reason_names[k])] = ctx.sum_upstream(i, [k](const auto& s) { return s.rejections[k].value(); });
 
+    nlohmann::json retries = nlohmann::json::object();
+    for (std::size_t k = 0; k < forward::retry_result_names.size(); ++k)
+        retries[std::string(forward::retry_result_names[k])] = ctx.sum_upstream(i, [k](const auto& s) { return s.retries[k].value(); });
+    retries["budget_in_use"] = r.budget.active();
+    nlohmann::json fallbacks = nlohmann::json::object();
+    for (std::size_t k = 0; k < forward::fallback_kind_names.size(); ++k)
+        fallbacks[std::string(forward::fallback_kind_names[k])] = ctx.sum_upstream(i, [k](const auto& s) { return s.fallbacks[k].value(); });
+    const auto bulk = r.bulk.snapshot();
+    nlohmann::json bulkhead = {{"in_flight", bulk.in_flight}, {"queued", bulk.queued}, {"limit", bulk.limit}, {"max_queue", bulk.max_queue}};
+
     nlohmann::json j = {
         {"state", resilience::to_string(snap.state)},
         {"since", iso8601(std::chrono::time_point_cast<std::chrono::system_clock::duration>(since_wall))},
@@ -94,10 +141,15 @@ nlohmann::json upstream_json(const admin_context& ctx, std::size_t i, breaker_st
         {"requests", outcomes},
         {"slow_requests", ctx.sum_upstream(i, [](const auto& s) { return s.slow.value(); })},
         {"rejections", rejections},
+        {"bulkhead", bulkhead},
+        {"retries", retries},
+        {"fallbacks", fallbacks},
         {"policy", policy_json(r.cfg)},
     };
     if (snap.state == breaker_state::open)
         j["next_probe_in_ms"] = ms(std::max<nanos>(0, snap.open_until - now));
+    if (r.cache)
+        j["stale_cache"] = {{"entries", r.cache->entries()}, {"bytes", r.cache->bytes()}};
     return j;
 }
 

@@ -65,6 +65,13 @@ std::string render_metrics(const admin_context& ctx)
     auto requests = family("breakerbox_upstream_requests_total", "Upstream calls by outcome.", MetricType::Counter);
     auto slow = family("breakerbox_upstream_slow_requests_total", "Upstream calls slower than the slow-call duration.", MetricType::Counter);
     auto rejections = family("breakerbox_rejections_total", "Requests answered locally without reaching the upstream, by reason.", MetricType::Counter);
+    auto retries = family("breakerbox_retries_total", "Retries by result.", MetricType::Counter);
+    auto fallbacks = family("breakerbox_fallbacks_total", "Responses served by a fallback, by kind.", MetricType::Counter);
+    auto bulk_in_flight = family("breakerbox_bulkhead_in_flight", "Requests holding a bulkhead slot.", MetricType::Gauge);
+    auto bulk_queued = family("breakerbox_bulkhead_queued", "Requests waiting for a bulkhead slot.", MetricType::Gauge);
+    auto bulk_limit = family("breakerbox_bulkhead_limit", "Bulkhead limit on concurrent requests (0: unlimited).", MetricType::Gauge);
+    auto bulk_queue_limit = family("breakerbox_bulkhead_queue_limit", "Bulkhead wait-queue capacity.", MetricType::Gauge);
+    auto budget = family("breakerbox_retry_budget_in_use", "Retries in flight against the retry budget.", MetricType::Gauge);
     auto duration = family("breakerbox_upstream_request_duration_seconds", "Duration of upstream calls (connect, write, read).", MetricType::Histogram);
 
     const nanos now = ctx.clk.now();
@@ -102,6 +109,19 @@ std::string render_metrics(const admin_context& ctx)
             add(rejections, {{"upstream", name}, {"reason", std::string(forward::rejection_reason_names[k])}},
                 double(ctx.sum_upstream(i, [k](const auto& s) { return s.rejections[k].value(); })));
 
+        for (std::size_t k = 0; k < forward::retry_result_names.size(); ++k)
+            add(retries, {{"upstream", name}, {"result", std::string(forward::retry_result_names[k])}},
+                double(ctx.sum_upstream(i, [k](const auto& s) { return s.retries[k].value(); })));
+        for (std::size_t k = 0; k < forward::fallback_kind_names.size(); ++k)
+            add(fallbacks, {{"upstream", name}, {"kind", std::string(forward::fallback_kind_names[k])}},
+                double(ctx.sum_upstream(i, [k](const auto& s) { return s.fallbacks[k].value(); })));
+        const auto bulk = ctx.state.resilience[i]->bulk.snapshot();
+        add(bulk_in_flight, {{"upstream", name}}, bulk.in_flight);
+        add(bulk_queued, {{"upstream", name}}, bulk.queued);
+        add(bulk_limit, {{"upstream", name}}, bulk.limit);
+        add(bulk_queue_limit, {{"upstream", name}}, bulk.max_queue);
+        add(budget, {{"upstream", name}}, ctx.state.resilience[i]->budget.active());
+
         ClientMetric h;
         h.label = {{"upstream", name}};
         std::uint64_t cumulative = 0;
@@ -115,7 +135,8 @@ std::string render_metrics(const admin_context& ctx)
         duration.metric.push_back(std::move(h));
     }
     for (auto* f : {&state, &code, &transitions, &trips, &window_calls, &failure_rate, &slow_rate, &consecutive, &next_probe,
-                    &requests, &slow, &rejections, &duration})
+                    &requests, &slow, &rejections, &retries, &fallbacks, &bulk_in_flight, &bulk_queued, &bulk_limit,
+                    &bulk_queue_limit, &budget, &duration})
         out.push_back(std::move(*f));
 
     auto connections = family("breakerbox_downstream_connections_total", "Client connections accepted.", MetricType::Counter);
