@@ -23,10 +23,7 @@ namespace {
 
 class application {
 public:
-    explicit application(config::config cfg)
-        : state_(std::move(cfg), steady_clock_source::instance()), pool_(worker_count(state_.cfg), state_), signals_(main_, SIGTERM, SIGINT, SIGHUP)
-    {
-    }
+    explicit application(config::config cfg) : application(worker_count(cfg), std::move(cfg)) {}
 
     int run()
     {
@@ -54,6 +51,13 @@ public:
     }
 
 private:
+    // An rvalue reference, so that worker_count(cfg) above is evaluated before anything is moved.
+    application(std::size_t workers, config::config&& cfg)
+        : state_(std::move(cfg), steady_clock_source::instance(), workers), pool_(workers, state_),
+          signals_(main_, SIGTERM, SIGINT, SIGHUP)
+    {
+    }
+
     static std::size_t worker_count(const config::config& cfg)
     {
         if (cfg.workers > 0)

@@ -1,10 +1,29 @@
 #!/usr/bin/env bash
-# Installs what is missing, builds (Release) and runs the whole test suite: unit tests and the
-# integration tests that start the real binary against real upstreams on 127.0.0.1.
+# Installs what is missing, builds and runs the whole test suite: unit tests and the integration tests
+# that start the real binary against real upstreams on 127.0.0.1 — in the Release build, then again
+# with AddressSanitizer+UndefinedBehaviorSanitizer and with ThreadSanitizer (built at -O1, no -g).
+#   SANITIZERS=0 bash scripts/test.sh    # Release only (quicker, for local iteration)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 jobs=$(nproc)
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release
-cmake --build build -j "$jobs"
-ctest --test-dir build --output-on-failure -j "$jobs" --timeout 600
+
+run_suite() { # build-dir, extra cmake args...
+  local dir=$1
+  shift
+  echo "== $dir: build"
+  cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release "$@" >/dev/null
+  cmake --build "$dir" -j "$jobs"
+  echo "== $dir: test"
+  ctest --test-dir "$dir" --output-on-failure -j "$jobs" --timeout 600
+}
+
+start=$(date +%s)
+run_suite build
+if [ "${SANITIZERS:-1}" != 0 ]; then
+  export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+  export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
+  run_suite build-asan -DBREAKERBOX_SANITIZE=address -DBREAKERBOX_BUILD_BENCH=OFF -DCMAKE_CXX_FLAGS_RELEASE=-O1
+  run_suite build-tsan -DBREAKERBOX_SANITIZE=thread -DBREAKERBOX_BUILD_BENCH=OFF -DCMAKE_CXX_FLAGS_RELEASE=-O1
+fi
+echo "== all suites passed in $(( $(date +%s) - start )) s"

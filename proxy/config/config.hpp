@@ -56,6 +56,7 @@ struct admin_config {
 enum class lb_policy { round_robin, least_outstanding };
 
 struct pool_config {
+    std::uint32_t max_connections_per_endpoint = 0; // 0 = unlimited; shared out evenly among the workers
     std::uint32_t max_idle_per_endpoint = 64;
     nanos idle_timeout = seconds(60);
     std::uint32_t max_requests_per_connection = 10000;

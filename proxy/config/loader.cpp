@@ -294,8 +294,9 @@ constexpr nanos hour = seconds(3600);
 
 void read_pool(reader& r, const YAML::Node& node, const std::string& path, pool_config& pool)
 {
-    if (!r.check_map(node, path, {"max_idle_per_endpoint", "idle_timeout", "max_requests_per_connection"}))
+    if (!r.check_map(node, path, {"max_connections_per_endpoint", "max_idle_per_endpoint", "idle_timeout", "max_requests_per_connection"}))
         return;
+    r.read_uint(node, "max_connections_per_endpoint", path, pool.max_connections_per_endpoint, 0, 1000000);
     r.read_uint(node, "max_idle_per_endpoint", path, pool.max_idle_per_endpoint, 0, 100000);
     r.read_duration(node, "idle_timeout", path, pool.idle_timeout, millis(1), hour);
     r.read_uint(node, "max_requests_per_connection", path, pool.max_requests_per_connection, 1, 100000000);

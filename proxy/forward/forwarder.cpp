@@ -219,7 +219,11 @@ private:
                 co_return rejected;
             }
             upstream::endpoint_slot* ep = up.pick(previous);
-            if (!ep) {
+            if (!ep) { // local decisions: the permit is released unrecorded
+                if (up.has_endpoints()) {
+                    stats.count(rejection_reason::bulkhead_full);
+                    co_return call_result{proxy_error::bulkhead_full, "every endpoint of " + ucfg.name + " is at pool.max_connections_per_endpoint"};
+                }
                 stats.count(rejection_reason::no_endpoint);
                 co_return call_result{proxy_error::no_endpoint, "no resolved endpoint for " + ucfg.name};
             }
@@ -230,6 +234,10 @@ private:
             {
                 outstanding_guard counted{*ep};
                 result = co_await exchange(up, *ep, req_, {attempt_deadline, ucfg.connect_timeout, worker_.state.cfg.limits.max_response_body});
+            }
+            if (result.error == proxy_error::bulkhead_full) { // lost a race for the endpoint's last connection
+                stats.count(rejection_reason::bulkhead_full);
+                co_return call_result{proxy_error::bulkhead_full, std::move(result.detail)};
             }
             const nanos finished = steady_now();
             const auto classified = result.error == proxy_error::ok ? shared.classifier.of_status(result.response.result_int())

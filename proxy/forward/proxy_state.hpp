@@ -13,7 +13,7 @@
 namespace breakerbox::forward {
 
 struct proxy_state {
-    proxy_state(config::config c, const clock& clk) : cfg(std::move(c)), router(cfg)
+    proxy_state(config::config c, const clock& clk, std::size_t workers) : cfg(std::move(c)), router(cfg), worker_count(workers)
     {
         std::uint64_t seed = static_cast<std::uint64_t>(clk.now());
         for (const auto& u : cfg.upstreams)
@@ -22,6 +22,7 @@ struct proxy_state {
 
     const config::config cfg;
     const routing::router router;
+    const std::size_t worker_count;
     std::vector<std::unique_ptr<resilience::upstream_resilience>> resilience; // same order as cfg.upstreams
 
     std::atomic<bool> ready{false};      // every listener bound and serving; false again while draining

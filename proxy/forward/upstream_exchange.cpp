@@ -72,7 +72,9 @@ asio::awaitable<exchange_result> exchange(upstream::worker_upstream& up, upstrea
     for (int attempt = 0; attempt < 2; ++attempt) {
         auto conn = attempt == 0 ? up.take_idle(ep, now_nanos()) : nullptr;
         if (!conn) {
-            conn = std::make_unique<upstream::upstream_connection>(co_await asio::this_coro::executor);
+            if (!up.has_capacity(ep))
+                co_return failure(proxy_error::bulkhead_full, ep.label + " is at pool.max_connections_per_endpoint");
+            conn = std::make_unique<upstream::upstream_connection>(co_await asio::this_coro::executor, ep.open_connections);
             if (auto failed = co_await connect(*conn, ep, limits))
                 co_return std::move(*failed);
         }

@@ -18,7 +18,7 @@ public:
     {
         upstreams.reserve(state.cfg.upstreams.size());
         for (const auto& u : state.cfg.upstreams)
-            upstreams.emplace_back(u, index);
+            upstreams.emplace_back(u, index, state.worker_count);
     }
 
     asio::io_context& ioc;

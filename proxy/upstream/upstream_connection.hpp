@@ -9,7 +9,14 @@
 namespace breakerbox::upstream {
 
 struct upstream_connection {
-    explicit upstream_connection(asio::any_io_executor ex) : stream(std::move(ex)) {}
+    // `open_count`: the endpoint's count of open connections, kept while this connection exists.
+    upstream_connection(asio::any_io_executor ex, std::uint32_t& open_count) : stream(std::move(ex)), open_count_(&open_count)
+    {
+        ++*open_count_;
+    }
+    ~upstream_connection() { --*open_count_; }
+    upstream_connection(const upstream_connection&) = delete;
+    upstream_connection& operator=(const upstream_connection&) = delete;
 
     beast::tcp_stream stream;
     beast::flat_buffer buffer;
@@ -21,6 +28,9 @@ struct upstream_connection {
     // peek that must find nothing to read. Catches the common "upstream closed an idle connection" case
     // before the request is written; the forwarder still retries a reused connection that fails early.
     bool looks_alive() noexcept;
+
+private:
+    std::uint32_t* open_count_;
 };
 
 } // namespace breakerbox::upstream

@@ -4,28 +4,40 @@
 
 namespace breakerbox::upstream {
 
+worker_upstream::worker_upstream(const config::upstream_config& cfg, std::size_t seed, std::size_t workers)
+    : cfg_(&cfg), cursor_(seed)
+{
+    const auto limit = cfg.pool.max_connections_per_endpoint;
+    if (limit > 0)
+        connection_limit_ = static_cast<std::uint32_t>((limit + workers - 1) / std::max<std::size_t>(workers, 1));
+}
+
 endpoint_slot* worker_upstream::pick(const endpoint_slot* avoid)
 {
     const std::size_t n = endpoints_.size();
     if (n == 0)
         return nullptr;
-    if (cfg_->load_balancing == config::lb_policy::least_outstanding) {
-        endpoint_slot* best = nullptr;
-        // Start from the rotating cursor so ties are spread instead of always hitting the first slot.
-        for (std::size_t i = 0; i < n; ++i) {
-            endpoint_slot* ep = endpoints_[(cursor_ + i) % n].get();
-            if (ep == avoid && n > 1)
-                continue;
-            if (!best || ep->outstanding < best->outstanding)
-                best = ep;
+    const std::size_t start = cursor_++;
+    endpoint_slot* chosen = nullptr;
+    endpoint_slot* fallback = nullptr; // `avoid` itself, when it is the only usable one
+    // Round robin takes the first usable endpoint from the rotating cursor; least-outstanding scans
+    // them all from there, so that ties are spread instead of always hitting the first slot.
+    for (std::size_t i = 0; i < n; ++i) {
+        endpoint_slot* ep = endpoints_[(start + i) % n].get();
+        if (!has_capacity(*ep))
+            continue;
+        if (ep == avoid) {
+            fallback = ep;
+            continue;
         }
-        ++cursor_;
-        return best;
+        if (cfg_->load_balancing == config::lb_policy::round_robin) {
+            cursor_ = start + i + 1;
+            return ep;
+        }
+        if (!chosen || ep->outstanding < chosen->outstanding)
+            chosen = ep;
     }
-    endpoint_slot* ep = endpoints_[cursor_++ % n].get();
-    if (ep == avoid && n > 1)
-        ep = endpoints_[cursor_++ % n].get();
-    return ep;
+    return chosen ? chosen : fallback;
 }
 
 std::unique_ptr<upstream_connection> worker_upstream::take_idle(endpoint_slot& ep, nanos now)

@@ -1,6 +1,7 @@
 // One upstream as seen by one worker: its resolved endpoints, the load-balancing cursor and the idle
 // keep-alive connections. Worker-owned: only the owning worker's thread touches it, so nothing here is
-// locked. NOTE: least-outstanding counts the requests this worker has in flight per endpoint (as
+// locked. NOTE: the per-endpoint connection limit is divided evenly among workers (rounded up), so no
+// state is shared; a worker at its share does not borrow another's. NOTE: least-outstanding counts the requests this worker has in flight per endpoint (as
 // Envoy's per-worker load balancers do), not the process-wide figure.
 #pragma once
 #include "config/config.hpp"
@@ -17,21 +18,29 @@ struct endpoint_slot {
     tcp::endpoint address;
     std::string label;          // "127.0.0.1:7001"
     std::uint32_t outstanding = 0;
+    std::uint32_t open_connections = 0; // idle + in use, on this worker
     bool retired = false;       // no longer resolved: finishes its in-flight requests, pools nothing
     std::vector<std::unique_ptr<upstream_connection>> idle; // most recently used at the back
 };
 
 class worker_upstream {
 public:
-    // `seed` staggers the round-robin start so that workers do not all begin with the same endpoint.
-    worker_upstream(const config::upstream_config& cfg, std::size_t seed) : cfg_(&cfg), cursor_(seed) {}
+    // `seed` staggers the round-robin start so that workers do not all begin with the same endpoint;
+    // `workers` shares pool.max_connections_per_endpoint out among them.
+    worker_upstream(const config::upstream_config& cfg, std::size_t seed, std::size_t workers);
 
     const config::upstream_config& cfg() const { return *cfg_; }
     bool has_endpoints() const { return !endpoints_.empty(); }
     std::size_t endpoint_count() const { return endpoints_.size(); }
 
-    // Picks an endpoint by the configured policy, avoiding `avoid` when another one exists.
+    // Picks an endpoint by the configured policy, avoiding `avoid` when another one exists, and skipping
+    // endpoints at their connection limit that have no idle connection. nullptr: none usable.
     endpoint_slot* pick(const endpoint_slot* avoid = nullptr);
+    // Whether a request could get a connection to `ep` now (an idle one, or room for a new one).
+    bool has_capacity(const endpoint_slot& ep) const
+    {
+        return connection_limit_ == 0 || !ep.idle.empty() || ep.open_connections < connection_limit_;
+    }
 
     // Takes an idle connection that still looks usable, or nullptr. Stale ones are closed.
     std::unique_ptr<upstream_connection> take_idle(endpoint_slot& ep, nanos now);
@@ -49,6 +58,7 @@ private:
     std::vector<std::unique_ptr<endpoint_slot>> endpoints_;
     std::vector<std::unique_ptr<endpoint_slot>> retired_; // kept until their in-flight requests finish
     std::size_t cursor_ = 0;
+    std::uint32_t connection_limit_ = 0; // this worker's share; 0 = unlimited
 };
 
 } // namespace breakerbox::upstream

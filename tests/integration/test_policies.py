@@ -78,6 +78,27 @@ class BulkheadTest(ProxyTestCase):
         self.assertEqual(h["bulkhead"]["limit"], 1)
 
 
+    def test_connections_per_endpoint_are_limited(self):
+        up = self.upstream("svc", threads=4)
+        bb = self.breakerbox(config(f"""
+  svc:
+    endpoints: [{up.address}]
+    routes: {{path_prefix: /}}
+    pool: {{max_connections_per_endpoint: 1}}
+    retries: {{max_attempts: 1}}
+""", workers=1))
+        slow = threading.Thread(target=lambda: request(bb.port(), target="/slow?delay_ms=1000"))
+        slow.start()
+        self.assertTrue(wait_until(lambda: up.stats()["in_flight"] == 1))
+        r = request(bb.port(), target="/second")
+        self.assertEqual(r.status, 503)
+        self.assertEqual(r.headers["x-breakerbox-error"], "bulkhead_full")
+        self.assertIn("max_connections_per_endpoint", r.json()["detail"])
+        slow.join(timeout=10)
+        self.assertEqual(request(bb.port(), target="/third").status, 200)  # the connection is free again
+        self.assertEqual(up.stats()["connections"], 1)
+
+
 class RetryTest(ProxyTestCase):
     def test_retry_goes_to_another_endpoint(self):
         bad = self.upstream("bad", defaults="status=503")
