@@ -1,0 +1,39 @@
+# breakerbox container image.
+#   build stage:   the project's own set-up script, a Release build, and the test suite (no sanitizers)
+#   runtime stage: debian:bookworm-slim with only the runtime libraries, a non-root user, the binary and
+#                  the container config at /etc/breakerbox/breakerbox.yaml (mount your own over it)
+#   docker/build-and-run.sh builds it with podman (no Docker daemon needed) and checks it end to end.
+
+FROM debian:bookworm AS build
+WORKDIR /src
+COPY scripts/setup.sh scripts/setup.sh
+RUN bash scripts/setup.sh && rm -rf /var/lib/apt/lists/*
+COPY . .
+RUN SANITIZERS=0 bash scripts/test.sh \
+ && strip build/breakerbox build/breakerbox-test-upstream
+
+# The controllable upstream, for the compose example's flaky service.
+FROM debian:bookworm-slim AS test-upstream
+COPY --from=build /src/build/breakerbox-test-upstream /usr/local/bin/breakerbox-test-upstream
+USER 65534:65534
+ENTRYPOINT ["/usr/local/bin/breakerbox-test-upstream"]
+CMD ["--listen", "0.0.0.0:7000", "--threads", "2"]
+
+FROM debian:bookworm-slim AS runtime
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libyaml-cpp0.7 libprometheus-cpp-core1.0 \
+ && rm -rf /var/lib/apt/lists/* \
+ && groupadd --system --gid 10001 breakerbox \
+ && useradd --system --uid 10001 --gid breakerbox --no-create-home --shell /usr/sbin/nologin breakerbox
+COPY --from=build /src/build/breakerbox /usr/local/bin/breakerbox
+COPY docker/breakerbox.yaml /etc/breakerbox/breakerbox.yaml
+USER 10001:10001
+# 8080: the shared data listener; 9901: the admin listener (/live, /ready, /health/circuits, /metrics)
+EXPOSE 8080 9901
+# bash's /dev/tcp keeps curl out of the image.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
+  CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/9901 && printf 'GET /live HTTP/1.0\\r\\n\\r\\n' >&3 && head -n1 <&3 | grep -q ' 200 '"]
+# SIGTERM drains: stop accepting, finish in-flight requests (limits.drain_timeout), then exit.
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["/usr/local/bin/breakerbox"]
+CMD ["--config", "/etc/breakerbox/breakerbox.yaml"]
