@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(
-  g++ cmake ninja-build make pkg-config ca-certificates curl python3
+  g++ cmake ninja-build make pkg-config ca-certificates curl python3 python3-yaml
   libboost1.81-dev            # Beast + Asio, headers only (NOT the 1.74 default)
   nlohmann-json3-dev libyaml-cpp-dev prometheus-cpp-dev libcli11-dev
   libgtest-dev libbenchmark-dev

@@ -1,0 +1,103 @@
+"""The deployment files are at least well-formed and say what they claim: YAML parses, the embedded
+breakerbox configs pass --check-config, Prometheus accepts its config, Kubernetes probes point at
+/live and /ready, and the Dockerfile keeps its promises (non-root, healthcheck, ports)."""
+import os
+import re
+import subprocess
+import tempfile
+import unittest
+
+import yaml
+
+from harness import BREAKERBOX_BIN, PROMTOOL
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../..")
+
+
+def load_all(rel):
+    with open(os.path.join(ROOT, rel)) as f:
+        return [d for d in yaml.safe_load_all(f) if d is not None]
+
+
+def check_config(text, env=None):
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml") as f:
+        f.write(text)
+        f.flush()
+        return subprocess.run([BREAKERBOX_BIN, "--check-config", f.name], capture_output=True, text=True,
+                              timeout=10, env={**os.environ, **(env or {})})
+
+
+class DeploymentFilesTest(unittest.TestCase):
+    def test_bundled_configs_are_valid(self):
+        for rel in ["config/example.yaml", "docker/breakerbox.yaml"]:
+            with open(os.path.join(ROOT, rel)) as f:
+                r = check_config(f.read())
+            self.assertEqual(r.returncode, 0, rel + ": " + r.stderr)
+
+    def test_compose_runs_breakerbox_as_a_sidecar_with_prometheus(self):
+        compose = load_all("docker/compose.yaml")[0]
+        services = compose["services"]
+        self.assertEqual(set(services), {"app", "breakerbox", "flaky", "prometheus"})
+        self.assertEqual(services["breakerbox"]["network_mode"], "service:app")
+        self.assertIn("BREAKERBOX_ADMIN_TOKEN", services["breakerbox"]["environment"])
+        volumes = " ".join(services["prometheus"]["volumes"])
+        self.assertIn("alerts.yaml", volumes)
+        self.assertIn("prometheus.yml", volumes)
+
+    def test_prometheus_config_is_accepted_by_promtool(self):
+        with open(os.path.join(ROOT, "docker/prometheus.yml")) as f:
+            text = f.read().replace("/etc/prometheus/alerts.yaml", os.path.join(ROOT, "config/alerts.yaml"))
+        with tempfile.NamedTemporaryFile("w", suffix=".yml") as f:
+            f.write(text)
+            f.flush()
+            r = subprocess.run([PROMTOOL, "check", "config", f.name], capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+
+    def pod_specs(self, rel):
+        for doc in load_all(rel):
+            if doc["kind"] == "Deployment":
+                yield doc["spec"]["template"]
+
+    def test_kubernetes_probes_and_annotations(self):
+        for rel, key in [("docker/kubernetes/deployment.yaml", "containers"),
+                         ("docker/kubernetes/deployment-native-sidecar.yaml", "initContainers")]:
+            for template in self.pod_specs(rel):
+                ann = template["metadata"]["annotations"]
+                self.assertEqual(ann["prometheus.io/scrape"], "true")
+                self.assertEqual(ann["prometheus.io/port"], "9901")
+                sidecar = [c for c in template["spec"][key] if c["name"] == "breakerbox"][0]
+                self.assertEqual(sidecar["livenessProbe"]["httpGet"]["path"], "/live")
+                self.assertEqual(sidecar["readinessProbe"]["httpGet"]["path"], "/ready")
+                self.assertTrue(sidecar["securityContext"]["runAsNonRoot"])
+                if key == "initContainers":
+                    self.assertEqual(sidecar["restartPolicy"], "Always")
+
+    def test_configmap_config_is_valid_and_needs_its_token(self):
+        docs = load_all("docker/kubernetes/configmap.yaml")
+        cm = [d for d in docs if d["kind"] == "ConfigMap"][0]
+        text = cm["data"]["breakerbox.yaml"]
+        ok = check_config(text, {"BREAKERBOX_ADMIN_TOKEN": "t"})
+        self.assertEqual(ok.returncode, 0, ok.stderr)
+        env = {k: v for k, v in os.environ.items() if k != "BREAKERBOX_ADMIN_TOKEN"}
+        with tempfile.NamedTemporaryFile("w", suffix=".yaml") as f:
+            f.write(text)
+            f.flush()
+            missing = subprocess.run([BREAKERBOX_BIN, "--check-config", f.name], capture_output=True, text=True, timeout=10, env=env)
+        self.assertEqual(missing.returncode, 1)
+        self.assertIn("BREAKERBOX_ADMIN_TOKEN", missing.stderr)
+        self.assertTrue(any(d["kind"] == "Secret" for d in docs))
+
+    def test_dockerfile_promises(self):
+        with open(os.path.join(ROOT, "Dockerfile")) as f:
+            text = f.read()
+        self.assertRegex(text, r"FROM debian:bookworm-slim AS runtime")
+        self.assertRegex(text, r"\nUSER 10001")
+        self.assertRegex(text, r"\nEXPOSE 8080 9901")
+        self.assertRegex(text, r"\nHEALTHCHECK .*\n.*/live")
+        self.assertIn("bash scripts/setup.sh", text)
+        runtime = text[text.index("AS runtime"):]
+        self.assertNotIn("-dev", runtime)  # runtime libraries only
+
+
+if __name__ == "__main__":
+    unittest.main()
