@@ -1,0 +1,447 @@
+#!/usr/bin/env python3
+"""breakerbox against HAProxy and nginx, side by side, in one run. Standard library only.
+
+Placement (2 cores): every proxy runs on core 0 with one worker/thread; the load generator (wrk) and
+the upstream (nginx serving fixed bodies) share core 1. Each proxy therefore gets the same single core
+and competes with nothing, and the load side is identical for all of them: that is what makes the
+ratios fair. Runs are interleaved (A B C D, A B C D, ...) and the median of the repetitions reported.
+Everything listens on 127.0.0.1 and is stopped at the end, whatever happens.
+"""
+import argparse
+import http.client
+import json
+import os
+import re
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+BUILD = os.environ.get("BREAKERBOX_BUILD", os.path.join(ROOT, "build"))
+BREAKERBOX = os.path.join(BUILD, "breakerbox")
+MICRO = os.path.join(BUILD, "bench", "resilience_bench")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+CORES = os.cpu_count() or 1
+PROXY_CORE = "0"
+LOAD_CORE = "1" if CORES > 1 else "0"
+SMALL = "x" * 64
+BIG = "y" * 4096
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def wait_port(port, timeout=10):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def cpu_ticks(pids):
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime + stime
+        except OSError:
+            pass
+    return total
+
+
+def rss_kib(pids):
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+def children(pid):
+    try:
+        out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+        return [int(p) for p in out]
+    except OSError:
+        return []
+
+
+class Proc:
+    def __init__(self, name, args, core, cwd=None):
+        self.name = name
+        self.popen = subprocess.Popen(["taskset", "-c", core] + args, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.PIPE, cwd=cwd, start_new_session=True)
+
+    def pids(self):
+        """The processes doing the work (nginx: its workers)."""
+        kids = children(self.popen.pid)
+        return kids or [self.popen.pid]
+
+    def stop(self):
+        if self.popen.poll() is None:
+            try:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.popen.wait(timeout=10)
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.dir = tempfile.mkdtemp(prefix="breakerbox-bench-")
+        self.procs = []
+        self.upstream_port = free_port()
+
+    def cleanup(self):
+        for p in reversed(self.procs):
+            p.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def write(self, name, text):
+        path = os.path.join(self.dir, name)
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    # ---- the processes -------------------------------------------------------------------------
+    def start_upstream(self):
+        with open(os.path.join(self.dir, "big.txt"), "w") as f:
+            f.write(BIG)
+        conf = self.write("upstream.conf", f"""
+daemon off; master_process on; worker_processes 1; pid {self.dir}/upstream.pid;
+error_log stderr crit;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off; keepalive_requests 1000000; keepalive_timeout 60s;
+  server {{
+    listen 127.0.0.1:{self.upstream_port} backlog=4096;
+    add_header X-Upstream yes always;
+    location = /small {{ default_type text/plain; return 200 "{SMALL}"; }}
+    location = /4k {{ default_type text/plain; alias {self.dir}/big.txt; }}
+  }}
+}}
+""")
+        self.upstream = Proc("upstream", ["nginx", "-c", conf, "-p", self.dir], LOAD_CORE)
+        self.procs.append(self.upstream)
+        wait_port(self.upstream_port)
+
+    def start_haproxy(self, port, outage=False):
+        checks = "check inter 500ms fall 2 rise 1 observe layer7 error-limit 3 on-error mark-down" if outage else ""
+        conf = self.write(f"haproxy-{port}.cfg", f"""
+global
+  nbthread 1
+  maxconn 8000
+defaults
+  mode http
+  option http-keep-alive
+  http-reuse always
+  timeout connect 1s
+  timeout client 30s
+  timeout server {"1s" if outage else "30s"}
+  timeout queue 1s
+frontend fe
+  bind 127.0.0.1:{port}
+  default_backend be
+backend be
+  {"option httpchk GET /small" if outage else ""}
+  server s1 127.0.0.1:{self.upstream_port} maxconn 1000 {checks}
+""")
+        p = Proc("haproxy", ["haproxy", "-f", conf], PROXY_CORE)
+        self.procs.append(p)
+        wait_port(port)
+        return p
+
+    def start_nginx(self, port, outage=False):
+        fails = "max_fails=3 fail_timeout=1s" if outage else "max_fails=0"
+        conf = self.write(f"nginx-{port}.conf", f"""
+daemon off; master_process on; worker_processes 1; pid {self.dir}/nginx-{port}.pid;
+error_log stderr crit;
+events {{ worker_connections 8192; }}
+http {{
+  access_log off; keepalive_requests 1000000;
+  upstream u {{ server 127.0.0.1:{self.upstream_port} {fails}; keepalive 64; }}
+  server {{
+    listen 127.0.0.1:{port} backlog=4096;
+    location / {{
+      proxy_pass http://u;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_connect_timeout 1s;
+      proxy_read_timeout {"1s" if outage else "30s"};
+      proxy_next_upstream off;
+    }}
+  }}
+}}
+""")
+        p = Proc("nginx", ["nginx", "-c", conf, "-p", self.dir], PROXY_CORE)
+        self.procs.append(p)
+        wait_port(port)
+        return p
+
+    def start_breakerbox(self, port, admin_port, outage=False, stale=False):
+        fallbacks = ""
+        if stale:
+            fallbacks = """    stale_cache: {max_entries: 100, max_age: 60s}
+    fallbacks:
+      - when: [circuit_open, timeout, upstream_error]
+        stale: {}
+"""
+        breaker = ("{consecutive_failures: 3, open_duration: 1s, open_duration_multiplier: 1, open_duration_jitter: 0}"
+                   if outage else "{consecutive_failures: 5}")
+        conf = self.write(f"breakerbox-{port}.yaml", f"""
+workers: 1
+listeners: [{{name: main, address: "127.0.0.1:{port}"}}]
+admin: {{address: "127.0.0.1:{admin_port}", token: bench}}
+logging: {{level: error}}
+limits: {{max_connections: 20000}}
+upstreams:
+  svc:
+    endpoints: ["127.0.0.1:{self.upstream_port}"]
+    routes: {{path_prefix: /}}
+    connect_timeout: 1s
+    request_timeout: {"1s" if outage else "30s"}
+    bulkhead: {{max_concurrent: 1000, max_queue: 1000}}
+    retries: {{max_attempts: 1}}
+    circuit_breaker: {breaker}
+{fallbacks}  failfast:
+    endpoints: ["127.0.0.1:{self.upstream_port}"]
+    routes: {{path_prefix: /failfast}}
+    fallbacks:
+      - static: {{status: 503, body: "{{{{upstream}}}} unavailable"}}
+""")
+        p = Proc("breakerbox", [BREAKERBOX, "--config", conf], PROXY_CORE)
+        self.procs.append(p)
+        wait_port(port)
+        return p
+
+    def stop(self, p):
+        p.stop()
+        self.procs.remove(p)
+
+    # ---- measurements --------------------------------------------------------------------------
+    def wrk(self, port, path, conns, seconds, pids):
+        before = cpu_ticks(pids)
+        out = subprocess.run(["taskset", "-c", LOAD_CORE, "wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--latency",
+                              f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True, timeout=seconds + 30).stdout
+        after = cpu_ticks(pids)
+        rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+        total = int(re.search(r"(\d+) requests in", out).group(1))
+        non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+        errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+
+        def latency(pct):
+            m = re.search(rf"\s{pct}%\s+([\d.]+)(us|ms|s)", out)
+            v, unit = float(m.group(1)), m.group(2)
+            return v / 1000 if unit == "us" else v * 1000 if unit == "s" else v
+
+        cpu_us = (after - before) / CLK_TCK * 1e6 / max(total, 1) if pids else None
+        return {"rps": rps, "p50": latency(50), "p99": latency(99), "cpu_us": cpu_us,
+                "bad": (int(non2xx.group(1)) if non2xx else 0) + (sum(map(int, errors.groups())) if errors else 0)}
+
+    def throughput(self):
+        targets = {}
+        ports = {"direct": self.upstream_port}
+        ports["haproxy"], ports["nginx"], ports["breakerbox"] = free_port(), free_port(), free_port()
+        targets["direct"] = None
+        targets["haproxy"] = self.start_haproxy(ports["haproxy"])
+        targets["nginx"] = self.start_nginx(ports["nginx"])
+        self.bb_admin = free_port()
+        targets["breakerbox"] = self.start_breakerbox(ports["breakerbox"], self.bb_admin)
+        # The fast-fail route: force its circuit open; the static fallback answers without the network.
+        conn = http.client.HTTPConnection("127.0.0.1", self.bb_admin, timeout=5)
+        conn.request("POST", "/admin/circuits/failfast/force-open", headers={"Authorization": "Bearer bench"})
+        assert conn.getresponse().status == 200
+        cells = [(c, path) for c in (1, 50) for path in ("/small", "/4k")]
+        results = {}
+        for rep in range(self.args.reps):
+            for conns, path in cells:
+                for name in ("direct", "haproxy", "nginx", "breakerbox"):  # interleaved
+                    p = targets[name]
+                    pids = p.pids() if p else []
+                    r = self.wrk(ports[name], path, conns, self.args.seconds, pids)
+                    results.setdefault((name, conns, path), []).append(r)
+                r = self.wrk(ports["breakerbox"], "/failfast", 50, self.args.seconds, targets["breakerbox"].pids())
+                if conns == 50 and path == "/small":
+                    results.setdefault(("breakerbox fast-fail", 50, "/small"), []).append(r)
+            print(f"  repetition {rep + 1}/{self.args.reps} done", file=sys.stderr)
+        for name, p in targets.items():
+            if p:
+                self.stop(p)
+        return {k: {m: statistics.median(x[m] for x in v) if v[0][m] is not None else None for m in v[0]}
+                for k, v in results.items()}
+
+    def outage(self, name):
+        port, admin = free_port(), free_port()
+        if name == "haproxy":
+            p = self.start_haproxy(port, outage=True)
+        elif name == "nginx":
+            p = self.start_nginx(port, outage=True)
+        else:
+            p = self.start_breakerbox(port, admin, outage=True, stale=(name == "breakerbox+stale"))
+        # warm up (and fill the stale cache)
+        for _ in range(20):
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            c.request("GET", "/small")
+            c.getresponse().read()
+            c.close()
+        die_at, revive_at, end_at = 2.0, 6.0, 10.0
+        records = []
+        lock = threading.Lock()
+        t0 = time.monotonic()
+        stop = threading.Event()
+
+        def client():
+            conn = None
+            while not stop.is_set():
+                start = time.monotonic() - t0
+                status, upstream = 0, False
+                try:
+                    if conn is None:
+                        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=3)
+                    conn.request("GET", "/small")
+                    r = conn.getresponse()
+                    r.read()
+                    status = r.status
+                    upstream = r.getheader("X-Upstream") == "yes" and r.getheader("X-Breakerbox-Fallback") is None
+                    if r.getheader("Connection", "").lower() == "close":
+                        conn.close()
+                        conn = None
+                except (OSError, http.client.HTTPException):
+                    if conn:
+                        conn.close()
+                    conn = None
+                end = time.monotonic() - t0
+                with lock:
+                    records.append((start, end, status, upstream))
+
+        threads = [threading.Thread(target=client) for _ in range(8)]
+        for t in threads:
+            t.start()
+        upstream_pids = [self.upstream.popen.pid] + children(self.upstream.popen.pid)
+        time.sleep(die_at)
+        for pid in upstream_pids:
+            os.kill(pid, signal.SIGSTOP)  # hangs, as a sick upstream does: accepted but never answered
+        time.sleep(revive_at - die_at)
+        for pid in upstream_pids:
+            os.kill(pid, signal.SIGCONT)
+        time.sleep(end_at - revive_at)
+        stop.set()
+        for t in threads:
+            t.join(timeout=10)
+        self.stop(p)
+
+        during = [r for r in records if r[0] >= die_at]
+        failed = sum(1 for r in during if not (200 <= r[2] < 300))
+        # fast again: after the last request that started during the outage and took over 100 ms
+        slow_ends = [r[1] for r in records if die_at <= r[0] < revive_at and r[1] - r[0] > 0.1]
+        fast_again = (max(slow_ends) - die_at) if slow_ends else 0.0
+        recovered = [r[1] for r in records if r[0] >= revive_at and r[3]]
+        back = (min(recovered) - revive_at) if recovered else None
+        return {"requests": len(during), "failed": failed, "fast_again_s": fast_again, "recovered_s": back}
+
+    def memory(self, name):
+        port, admin = free_port(), free_port()
+        p = {"haproxy": self.start_haproxy, "nginx": self.start_nginx}.get(name)
+        p = p(port) if p else self.start_breakerbox(port, admin)
+        time.sleep(0.3)
+        idle = rss_kib(p.pids())
+        socks = []
+        for _ in range(1000):
+            s = socket.create_connection(("127.0.0.1", port))
+            s.sendall(b"GET /small HTTP/1.1\r\nHost: x\r\n\r\n")
+            socks.append(s)
+        for s in socks:
+            s.settimeout(5)
+            s.recv(65536)
+        time.sleep(0.3)
+        loaded = rss_kib(p.pids())
+        for s in socks:
+            s.close()
+        self.stop(p)
+        return {"idle_mib": idle / 1024, "with_1000_mib": loaded / 1024}
+
+
+def fmt(v, digits=1):
+    return "-" if v is None else f"{v:,.{digits}f}"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--seconds", type=int, default=3, help="length of each wrk run")
+    ap.add_argument("--reps", type=int, default=3, help="repetitions (median reported)")
+    args = ap.parse_args()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(65536, hard), hard))
+    b = Bench(args)
+    try:
+        b.start_upstream()
+        print(f"== throughput: {args.reps} interleaved repetitions of {args.seconds}s per cell "
+              f"(proxy on core {PROXY_CORE}, wrk + upstream on core {LOAD_CORE})", file=sys.stderr)
+        res = b.throughput()
+        print("== outage scenario", file=sys.stderr)
+        outage = {n: b.outage(n) for n in ("haproxy", "nginx", "breakerbox", "breakerbox+stale")}
+        print("== memory", file=sys.stderr)
+        mem = {n: b.memory(n) for n in ("haproxy", "nginx", "breakerbox")}
+    finally:
+        b.cleanup()
+
+    print("\n### Throughput and latency (median)\n")
+    print("| conns | body | target | req/s | p50 ms | p99 ms | proxy CPU µs/req | vs direct | vs HAProxy req/s | CPU vs HAProxy |")
+    print("|---:|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    for conns in (1, 50):
+        for path in ("/small", "/4k"):
+            d = res[("direct", conns, path)]
+            h = res[("haproxy", conns, path)]
+            for name in ("direct", "haproxy", "nginx", "breakerbox"):
+                r = res[(name, conns, path)]
+                cpu_ratio = (r["cpu_us"] / h["cpu_us"]) if r["cpu_us"] and h["cpu_us"] else None
+                print(f"| {conns} | {'64 B' if path == '/small' else '4 KiB'} | {name} | {fmt(r['rps'], 0)} | {fmt(r['p50'], 3)} | "
+                      f"{fmt(r['p99'], 3)} | {fmt(r['cpu_us'], 2)} | {r['rps'] / d['rps']:.2f} | {r['rps'] / h['rps']:.2f} | {fmt(cpu_ratio, 2)} |")
+    ff = res[("breakerbox fast-fail", 50, "/small")]
+    bbp = res[("breakerbox", 50, "/small")]
+    print(f"\n### Fast-fail (circuit forced open, static fallback, 50 connections)\n")
+    print(f"breakerbox fast-fail: {fmt(ff['rps'], 0)} req/s, p99 {fmt(ff['p99'], 3)} ms, {fmt(ff['cpu_us'], 2)} µs CPU/req — "
+          f"{ff['rps'] / bbp['rps']:.2f}x its proxied throughput ({fmt(bbp['rps'], 0)} req/s)")
+    print("\n### Outage: the upstream hangs (SIGSTOP) at t=2s and comes back at t=6s; 8 clients in a loop\n")
+    print("| proxy | requests after t=2s | failed | answered fast again after | traffic reaches the recovered upstream after |")
+    print("|---|---:|---:|---:|---:|")
+    for n, o in outage.items():
+        print(f"| {n} | {o['requests']} | {o['failed']} | {fmt(o['fast_again_s'], 2)} s | {fmt(o['recovered_s'], 2)} s |")
+    print("\n### Memory (RSS)\n")
+    print("| proxy | idle MiB | with 1,000 idle keep-alive clients MiB |")
+    print("|---|---:|---:|")
+    for n, m in mem.items():
+        print(f"| {n} | {fmt(m['idle_mib'])} | {fmt(m['with_1000_mib'])} |")
+    if os.path.exists(MICRO):
+        print("\n### Microbenchmarks (Google Benchmark)\n")
+        out = subprocess.run([MICRO, "--benchmark_min_time=0.2", "--benchmark_format=json"], capture_output=True, text=True, timeout=300).stdout
+        print("| benchmark | ns/op (wall) | ns/op (CPU) |")
+        print("|---|---:|---:|")
+        for bm in json.loads(out)["benchmarks"]:
+            print(f"| {bm['name']} | {bm['real_time']:.1f} | {bm['cpu_time']:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
