@@ -30,6 +30,7 @@ enum class proxy_error {
     retry_budget_exhausted,        // 503
     too_many_connections,          // 503
     draining,                      // 503
+    client_closed,                 // 499 (logged only): the client went away before its answer
 };
 
 const std::error_category& proxy_category() noexcept;

@@ -1,6 +1,10 @@
 #include "forward/bulkhead_wait.hpp"
 
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/post.hpp>
+
+#include <cerrno>
+#include <sys/socket.h>
 
 namespace breakerbox::forward {
 namespace {
@@ -26,9 +30,27 @@ struct queue_guard {
     }
 };
 
+// Completes with true when the client has closed its connection (EOF or an error), with false when
+// cancelled. Pipelined bytes make EOF undetectable without reading them, so then it just waits to be
+// cancelled.
+asio::awaitable<bool> client_gone(tcp::socket& client)
+{
+    auto [ec] = co_await client.async_wait(tcp::socket::wait_read, nothrow_awaitable);
+    if (ec)
+        co_return ec != asio::error::operation_aborted;
+    char probe;
+    const ssize_t n = ::recv(client.native_handle(), &probe, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK))
+        co_return true;
+    asio::steady_timer until_cancelled(client.get_executor(), std::chrono::hours(24));
+    co_await until_cancelled.async_wait(nothrow_awaitable);
+    co_return false;
+}
+
 } // namespace
 
-asio::awaitable<bulkhead_result> acquire_bulkhead(resilience::bulkhead& b, nanos queue_timeout, bulkhead_permit& permit)
+asio::awaitable<bulkhead_result> acquire_bulkhead(resilience::bulkhead& b, nanos queue_timeout, bulkhead_permit& permit,
+                                                  tcp::socket* client)
 {
     if (b.try_acquire()) {
         permit = bulkhead_permit(b);
@@ -48,14 +70,22 @@ asio::awaitable<bulkhead_result> acquire_bulkhead(resilience::bulkhead& b, nanos
     }
     queue_guard guard{b, state};
     state->timer.expires_after(as_duration(queue_timeout));
-    co_await state->timer.async_wait(nothrow_awaitable); // expiry, or cancelled by a grant
+    bool gone = false;
+    if (client) {
+        using namespace asio::experimental::awaitable_operators;
+        auto first = co_await (state->timer.async_wait(nothrow_awaitable) || client_gone(*client));
+        gone = first.index() == 1 && std::get<1>(first);
+    } else {
+        co_await state->timer.async_wait(nothrow_awaitable); // expiry, or cancelled by a grant
+    }
     guard.done = true;
     const bool still_queued = b.leave(state->waiter);
     state->waiter->wake = nullptr; // breaks the state ↔ wake reference cycle
-    if (still_queued)
-        co_return bulkhead_result::queue_timeout;
-    permit = bulkhead_permit(b);
-    co_return bulkhead_result::acquired;
+    if (!still_queued)
+        permit = bulkhead_permit(b); // granted (even if the client just left: the permit gives it back)
+    if (gone)
+        co_return bulkhead_result::client_gone;
+    co_return still_queued ? bulkhead_result::queue_timeout : bulkhead_result::acquired;
 }
 
 } // namespace breakerbox::forward

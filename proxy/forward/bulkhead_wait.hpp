@@ -35,9 +35,11 @@ private:
     resilience::bulkhead* b_ = nullptr;
 };
 
-enum class bulkhead_result { acquired, full, queue_timeout };
+enum class bulkhead_result { acquired, full, queue_timeout, client_gone };
 
-// On `acquired`, `permit` holds the slot.
-asio::awaitable<bulkhead_result> acquire_bulkhead(resilience::bulkhead& b, nanos queue_timeout, bulkhead_permit& permit);
+// On `acquired`, `permit` holds the slot. While queued, the client's socket (if given) is watched: a
+// client that closes its connection leaves the queue at once (client_gone).
+asio::awaitable<bulkhead_result> acquire_bulkhead(resilience::bulkhead& b, nanos queue_timeout, bulkhead_permit& permit,
+                                                  tcp::socket* client = nullptr);
 
 } // namespace breakerbox::forward

@@ -106,6 +106,7 @@ struct call_result {
 std::optional<fallback_trigger> trigger_of(const call_result& r)
 {
     switch (r.error) {
+    case proxy_error::client_closed: return std::nullopt; // nobody to answer
     case proxy_error::ok:
         if (r.failure_status)
             return fallback_trigger::upstream_error;
@@ -164,7 +165,10 @@ std::optional<nanos> retry_delay(const exchange_result& r, const config::retry_c
 
 class forwarder {
 public:
-    forwarder(worker_context& w, http::request& req, bool head) : worker_(w), req_(req), head_(head) {}
+    forwarder(worker_context& w, http::request& req, bool head, tcp::socket* client)
+        : worker_(w), req_(req), head_(head), client_(client)
+    {
+    }
 
     // One upstream with all its policies, then its fallbacks. depth > 0 for a failover target, whose own
     // upstream fallbacks are not followed again (no chains or loops).
@@ -173,6 +177,8 @@ public:
         const auto& ucfg = worker_.state.cfg.upstreams[u];
         call_result r = co_await call(u);
         auto trigger = trigger_of(r);
+        if (r.error == proxy_error::client_closed)
+            co_return forward_result{http::make_error_response(r.error, ucfg.name, r.detail), r.error, ucfg.name};
         if (!trigger) {
             prepare_client_response(r.response, head_, worker_.state);
             co_return forward_result{std::move(r.response), proxy_error::ok, ucfg.name};
@@ -192,8 +198,10 @@ private:
         const auto deadline = started + as_duration(ucfg.request_timeout);
 
         bulkhead_permit slot;
-        switch (co_await acquire_bulkhead(shared.bulk, ucfg.bulkhead.queue_timeout, slot)) {
+        switch (co_await acquire_bulkhead(shared.bulk, ucfg.bulkhead.queue_timeout, slot, client_)) {
         case bulkhead_result::acquired: break;
+        case bulkhead_result::client_gone:
+            co_return call_result{proxy_error::client_closed, "the client left while queued"};
         case bulkhead_result::full:
             stats.count(rejection_reason::bulkhead_full);
             co_return call_result{proxy_error::bulkhead_full, "the bulkhead of " + ucfg.name + " and its queue are full"};
@@ -368,6 +376,7 @@ private:
     worker_context& worker_;
     http::request& req_;
     const bool head_;
+    tcp::socket* client_;
 };
 
 } // namespace
@@ -378,7 +387,7 @@ asio::awaitable<forward_result> forward_request(worker_context& worker, http::re
     const auto& ucfg = worker.state.cfg.upstreams[route.upstream];
     const bool head = req.method() == bhttp::verb::head;
     prepare_upstream_request(req, route, worker.state, ucfg, client);
-    forwarder f(worker, req, head);
+    forwarder f(worker, req, head, client.socket);
     auto result = co_await f.to_upstream(route.upstream, 0);
     // Remember good answers for the stale fallback (opt-in per upstream).
     auto& shared = *worker.state.resilience[route.upstream];

@@ -14,6 +14,7 @@ namespace breakerbox::forward {
 
 struct client_info {
     std::string_view ip;
+    tcp::socket* socket = nullptr; // watched while the request waits in a bulkhead queue
 };
 
 struct forward_result {

@@ -188,6 +188,8 @@ private:
         std::string method(req.method_string()), target(req.target());
 
         forward::forward_result result = co_await dispatch(req);
+        if (result.error == proxy_error::client_closed)
+            co_return false; // nobody left to answer
 
         keep_alive = keep_alive && !state_.draining.load(std::memory_order_relaxed) && !worker_.idle.closing;
         http::response& res = result.response;
@@ -222,7 +224,7 @@ private:
         if (!route)
             co_return forward::forward_result{http::make_error_response(proxy_error::no_route, {}, "no configured upstream matches this request"),
                                               proxy_error::no_route};
-        co_return co_await forward::forward_request(worker_.context, req, *route, {client_ip_});
+        co_return co_await forward::forward_request(worker_.context, req, *route, {client_ip_, &stream_.socket()});
     }
 
     // Answers a request that could not be read and closes: after a framing error the rest of the

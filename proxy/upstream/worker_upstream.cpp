@@ -3,6 +3,9 @@
 #include <algorithm>
 
 namespace breakerbox::upstream {
+namespace {
+constexpr nanos recently_used = millis(250);
+}
 
 worker_upstream::worker_upstream(const config::upstream_config& cfg, std::size_t seed, std::size_t workers)
     : cfg_(&cfg), cursor_(seed)
@@ -45,7 +48,11 @@ std::unique_ptr<upstream_connection> worker_upstream::take_idle(endpoint_slot& e
     while (!ep.idle.empty()) {
         auto conn = std::move(ep.idle.back());
         ep.idle.pop_back();
-        if (now - conn->idle_since < cfg_->pool.idle_timeout && conn->looks_alive()) {
+        const nanos idle_for = now - conn->idle_since;
+        // Peers close idle keep-alive connections after seconds, not microseconds: a connection used
+        // a moment ago is trusted without the liveness syscall (the exchange still retries a reused
+        // connection that fails before any response byte, so even then nothing is lost).
+        if (idle_for < cfg_->pool.idle_timeout && (idle_for < recently_used || conn->looks_alive())) {
             conn->reused = true;
             return conn;
         }

@@ -78,6 +78,29 @@ class BulkheadTest(ProxyTestCase):
         self.assertEqual(h["bulkhead"]["limit"], 1)
 
 
+    def test_a_client_that_leaves_the_queue_is_never_forwarded(self):
+        up = self.upstream("svc", threads=4)
+        bb = self.breakerbox(config(f"""
+  svc:
+    endpoints: [{up.address}]
+    routes: {{path_prefix: /}}
+    bulkhead: {{max_concurrent: 1, max_queue: 10, queue_timeout: 30s}}
+"""))
+        slow = threading.Thread(target=lambda: request(bb.port(), target="/slow?delay_ms=1500"))
+        slow.start()
+        self.assertTrue(wait_until(lambda: up.stats()["in_flight"] == 1))
+        quitter = socket.create_connection(("127.0.0.1", bb.port()), timeout=5)
+        quitter.sendall(b"GET /abandoned HTTP/1.1\r\nHost: x\r\n\r\n")
+        health = lambda: request(bb.port("admin"), target="/health/circuits/svc").json()["upstreams"]["svc"]
+        self.assertTrue(wait_until(lambda: health()["bulkhead"]["queued"] == 1))
+        quitter.close()  # gives up while queued
+        self.assertTrue(wait_until(lambda: health()["bulkhead"]["queued"] == 0))
+        slow.join(timeout=10)
+        self.assertEqual(request(bb.port(), target="/after").status, 200)
+        # the abandoned request never reached the upstream, and the slot it was granted nothing
+        self.assertEqual(up.stats()["requests"], 2)
+        self.assertEqual(health()["bulkhead"]["in_flight"], 0)
+
     def test_connections_per_endpoint_are_limited(self):
         up = self.upstream("svc", threads=4)
         bb = self.breakerbox(config(f"""

@@ -8,7 +8,7 @@ using namespace breakerbox;
 
 TEST(proxy_error, every_reason_has_a_token_a_status_and_a_message)
 {
-    for (int i = 1; i <= static_cast<int>(proxy_error::draining); ++i) {
+    for (int i = 1; i <= static_cast<int>(proxy_error::client_closed); ++i) {
         auto e = static_cast<proxy_error>(i);
         EXPECT_NE(token(e), "unknown") << i;
         EXPECT_GE(http_status(e), 400u) << i;
