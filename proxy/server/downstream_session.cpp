@@ -46,10 +46,31 @@ proxy_error request_read_error(const error_code& ec, bool timed_out)
     return proxy_error::bad_request;
 }
 
-bool has_line_end(const beast::flat_buffer& buffer)
+std::string_view buffered(const beast::flat_buffer& buffer)
 {
-    std::string_view data(static_cast<const char*>(buffer.data().data()), buffer.size());
-    return data.find('\n') != std::string_view::npos;
+    return {static_cast<const char*>(buffer.data().data()), buffer.size()};
+}
+
+// Where the header block ends (just past its empty line), or npos while it is incomplete.
+std::size_t header_end(std::string_view data)
+{
+    for (std::size_t i = data.find('\n'); i != std::string_view::npos; i = data.find('\n', i + 1)) {
+        if (i + 1 < data.size() && data[i + 1] == '\n')
+            return i + 2;
+        if (i + 2 < data.size() && data[i + 1] == '\r' && data[i + 2] == '\n')
+            return i + 3;
+    }
+    return std::string_view::npos;
+}
+
+// Obsolete line folding (a field line starting with whitespace) is a request-smuggling vector:
+// RFC 9112 §5.2 lets a server reject it, and we do rather than guess how the upstream would read it.
+bool has_obs_fold(std::string_view head)
+{
+    for (std::size_t i = head.find('\n'); i != std::string_view::npos && i + 1 < head.size(); i = head.find('\n', i + 1))
+        if (head[i + 1] == ' ' || head[i + 1] == '\t')
+            return true;
+    return false;
 }
 
 bool expects_continue(const http::request& req)
@@ -124,18 +145,25 @@ private:
     }
     void disarm_read_deadline() { read_deadline_.cancel(); }
 
-    // Reads until the request line is complete; a line longer than the header limit is a 414.
-    asio::awaitable<proxy_error> read_request_line()
+    // Reads until the whole header block is buffered, so that it can be checked before it is parsed:
+    // a request line longer than the header limit is a 414, a longer header a 431, obs-fold a 400.
+    // client_closed: the client went away mid-header (nobody to answer).
+    asio::awaitable<proxy_error> read_request_head()
     {
-        while (!has_line_end(buffer_)) {
-            if (buffer_.size() >= limits_.max_header_bytes)
-                co_return proxy_error::uri_too_long;
+        for (;;) {
+            std::string_view data = buffered(buffer_);
+            const std::size_t end = header_end(data);
+            if (end != std::string_view::npos && end <= limits_.max_header_bytes)
+                co_return has_obs_fold(data.substr(0, end)) ? proxy_error::bad_request : proxy_error::ok;
+            if (data.size() >= limits_.max_header_bytes)
+                co_return data.substr(0, limits_.max_header_bytes).find('\n') == std::string_view::npos
+                              ? proxy_error::uri_too_long
+                              : proxy_error::header_too_large;
             auto [ec, n] = co_await stream_.async_read_some(buffer_.prepare(4096), nothrow_awaitable);
             if (ec)
-                co_return timed_out_ ? proxy_error::request_timeout : proxy_error::bad_request;
+                co_return timed_out_ ? proxy_error::request_timeout : proxy_error::client_closed;
             buffer_.commit(n);
         }
-        co_return proxy_error::ok;
     }
 
     // Reads, handles and answers one request. Returns whether the connection stays open.
@@ -146,10 +174,10 @@ private:
         parser.body_limit(limits_.max_request_body);
 
         arm_read_deadline(limits_.header_timeout);
-        if (auto line = co_await read_request_line(); line != proxy_error::ok) {
+        if (auto head = co_await read_request_head(); head != proxy_error::ok) {
             disarm_read_deadline();
-            if (line != proxy_error::bad_request) // bad_request here means the client went away
-                co_await send_and_close(line, 11);
+            if (head != proxy_error::client_closed)
+                co_await send_and_close(head, 11);
             co_return false;
         }
         auto [hec, hn] = co_await bhttp::async_read_header(stream_, buffer_, parser, nothrow_awaitable);
@@ -162,6 +190,12 @@ private:
             co_return false;
         }
         const unsigned version = parser.get().version() == 10 ? 10 : 11;
+        // A Transfer-Encoding whose final coding is not chunked leaves the body length to the
+        // connection's end: ambiguous through a proxy, so refused (RFC 9112 §6.3).
+        if (parser.get().count(bhttp::field::transfer_encoding) && !parser.chunked()) {
+            co_await send_and_close(proxy_error::bad_request, version);
+            co_return false;
+        }
         if (!parser.is_done()) {
             if (expects_continue(parser.get()) && version == 11) {
                 static constexpr std::string_view go_on = "HTTP/1.1 100 Continue\r\n\r\n";

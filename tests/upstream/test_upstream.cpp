@@ -9,8 +9,8 @@
 //   chunked=1         send the body with chunked transfer-encoding
 //   header=Name:Value extra response header (repeatable)
 //   close=1           answer with "Connection: close" and close
-//   fault=KIND        reset | close | hang | garbage | reset_mid_headers | reset_mid_body |
-//                     short_body | long_body | drip | huge_headers | close_after_response
+//   fault=KIND        reset | close | hang | hang_after_headers | garbage | reset_mid_headers |
+//                     reset_mid_body | short_body | long_body | drip | huge_headers | close_after_response
 //
 // The JSON echo: {"server", "method", "target", "headers", "body_bytes"}.
 #include <boost/asio.hpp>
@@ -217,6 +217,12 @@ asio::awaitable<bool> answer(beast::tcp_stream& stream, http::request<http::stri
     }
     if (b.fault == "long_body") {
         co_await raw("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n0123456789");
+        co_return false;
+    }
+    if (b.fault == "hang_after_headers") {
+        co_await raw("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n");
+        asio::steady_timer t(stream.get_executor(), std::chrono::minutes(10));
+        co_await t.async_wait(nothrow);
         co_return false;
     }
     if (b.fault == "huge_headers") {
