@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds and runs the whole test suite: unit tests and the integration tests
 # that start the real binary against real upstreams on 127.0.0.1 — in the Release build, then again
-# with AddressSanitizer+UndefinedBehaviorSanitizer and with ThreadSanitizer (built at -O1, no -g).
+# with AddressSanitizer+UndefinedBehaviorSanitizer and with ThreadSanitizer (built at -O1, no -g),
+# and finally the libFuzzer targets (clang) for a bounded time each, from the seed corpus in tests/fuzz.
 #   SANITIZERS=0 bash scripts/test.sh    # Release only (quicker, for local iteration)
+#   FUZZ_SECONDS=300 bash scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -25,5 +27,18 @@ if [ "${SANITIZERS:-1}" != 0 ]; then
   export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
   run_suite build-asan -DBREAKERBOX_SANITIZE=address -DBREAKERBOX_BUILD_BENCH=OFF -DCMAKE_CXX_FLAGS_RELEASE=-O1
   run_suite build-tsan -DBREAKERBOX_SANITIZE=thread -DBREAKERBOX_BUILD_BENCH=OFF -DCMAKE_CXX_FLAGS_RELEASE=-O1
+
+  echo "== build-fuzz: build (clang, libFuzzer + ASan)"
+  CXX=clang++-14 cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=Release -DBREAKERBOX_FUZZ=ON -DCMAKE_CXX_FLAGS_RELEASE=-O1 >/dev/null
+  cmake --build build-fuzz -j "$jobs"
+  for target in config_loader request_path; do
+    seeds="tests/fuzz/corpus/${target%%_*}"
+    [ "$target" = request_path ] && seeds=tests/fuzz/corpus/request
+    work=$(mktemp -d)
+    echo "== fuzz: $target for ${FUZZ_SECONDS:-30} s"
+    build-fuzz/tests/fuzz/${target}_fuzz -max_total_time="${FUZZ_SECONDS:-30}" -rss_limit_mb=2048 -print_final_stats=1 \
+      "$work" "$seeds" 2>&1 | tail -n 4
+    rm -rf "$work"
+  done
 fi
 echo "== all suites passed in $(( $(date +%s) - start )) s"
