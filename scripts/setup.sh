@@ -9,6 +9,7 @@ packages=(
   nlohmann-json3-dev libyaml-cpp-dev prometheus-cpp-dev libcli11-dev
   libgtest-dev libbenchmark-dev
   clang-14 libclang-rt-14-dev  # libFuzzer targets (tests/fuzz)
+  wrk                          # the soak test's load generator
 )
 
 missing=()
