@@ -3,7 +3,11 @@
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
-#include <boost/beast/http/write.hpp>
+#include "http/serialize.hpp"
+
+#include <boost/asio/write.hpp>
+
+#include <array>
 
 #include <optional>
 
@@ -81,7 +85,9 @@ asio::awaitable<exchange_result> exchange(upstream::worker_upstream& up, upstrea
         conn->stream.expires_at(limits.deadline);
         ++conn->requests;
 
-        auto [wec, written] = co_await bhttp::async_write(conn->stream, req, nothrow_awaitable);
+        http::serialize_head(req, conn->head);
+        const std::array<asio::const_buffer, 2> parts{asio::buffer(conn->head), asio::buffer(req.body())};
+        auto [wec, written] = co_await asio::async_write(conn->stream, parts, nothrow_awaitable);
         if (wec) {
             if (conn->reused && is_connection_closed(wec))
                 continue;

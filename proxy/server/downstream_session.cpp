@@ -3,6 +3,7 @@
 #include "core/log.hpp"
 #include "forward/forwarder.hpp"
 #include "http/error_response.hpp"
+#include "http/serialize.hpp"
 
 #include <boost/asio/write.hpp>
 #include <boost/beast/http/error.hpp>
@@ -11,6 +12,7 @@
 #include <boost/beast/http/write.hpp>
 #include <nlohmann/json.hpp>
 
+#include <array>
 #include <optional>
 
 namespace breakerbox::server {
@@ -231,7 +233,7 @@ private:
         res.version(version);
         res.keep_alive(keep_alive);
         stream_.expires_after(as_duration(limits_.write_timeout));
-        auto [wec, wn] = co_await bhttp::async_write(stream_, res, nothrow_awaitable);
+        auto [wec, wn] = co_await write_response(res);
 
         if (state_.cfg.logging.access_log)
             log::info("access", {{"client", client_ip_}, {"method", method}, {"target", target},
@@ -270,11 +272,20 @@ private:
         auto res = http::make_error_response(reason, {}, {}, version);
         res.keep_alive(false);
         stream_.expires_after(as_duration(limits_.write_timeout));
-        co_await bhttp::async_write(stream_, res, nothrow_awaitable);
+        co_await write_response(res);
+    }
+
+    // Head and body in one gather write; head_ keeps its capacity from request to request.
+    asio::awaitable<std::tuple<error_code, std::size_t>> write_response(const http::response& res)
+    {
+        http::serialize_head(res, head_);
+        const std::array<asio::const_buffer, 2> parts{asio::buffer(head_), asio::buffer(res.body())};
+        co_return co_await asio::async_write(stream_, parts, nothrow_awaitable);
     }
 
     beast::tcp_stream stream_;
     beast::flat_buffer buffer_;
+    std::string head_;
     asio::steady_timer read_deadline_;
     bool timed_out_ = false;
     worker& worker_;

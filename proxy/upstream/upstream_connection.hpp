@@ -5,6 +5,7 @@
 #include "core/clock.hpp"
 
 #include <cstdint>
+#include <string>
 
 namespace breakerbox::upstream {
 
@@ -20,6 +21,7 @@ struct upstream_connection {
 
     beast::tcp_stream stream;
     beast::flat_buffer buffer;
+    std::string head;           // the serialised request head, capacity reused across requests
     std::uint32_t requests = 0; // requests sent on this connection so far
     nanos idle_since = 0;
     bool reused = false;        // taken from the pool: a failure before any response byte may be a stale close
