@@ -18,20 +18,7 @@ admin_server::admin_server(asio::io_context& ioc, admin_context ctx, std::string
 {
 }
 
-void admin_server::bind(const config::host_port& address)
-{
-    auto endpoint = server::resolve_listen_address(address);
-    error_code ec;
-    acceptor_.open(endpoint.protocol(), ec);
-    if (!ec)
-        acceptor_.set_option(tcp::acceptor::reuse_address(true), ec);
-    if (!ec)
-        acceptor_.bind(endpoint, ec);
-    if (!ec)
-        acceptor_.listen(asio::socket_base::max_listen_connections, ec);
-    if (ec)
-        throw std::runtime_error("admin listener cannot listen on " + address.text() + ": " + ec.message());
-}
+void admin_server::bind(const config::host_port& address) { server::listen_on(acceptor_, address, "the admin listener"); }
 
 std::uint16_t admin_server::port() const
 {

@@ -1,5 +1,6 @@
 #include "admin/health_report.hpp"
 
+#include "core/iso8601.hpp"
 #include "forward/fallback_response.hpp"
 
 #include <build_info.hpp>
@@ -10,19 +11,6 @@ namespace breakerbox::admin {
 namespace {
 
 using resilience::breaker_state;
-
-std::string iso8601(std::chrono::system_clock::time_point t)
-{
-    auto secs = std::chrono::time_point_cast<std::chrono::seconds>(t);
-    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t - secs).count();
-    std::time_t tt = std::chrono::system_clock::to_time_t(secs);
-    std::tm tm{};
-    gmtime_r(&tt, &tm);
-    char buf[40];
-    std::size_t n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-    std::snprintf(buf + n, sizeof buf - n, ".%03dZ", static_cast<int>(ms));
-    return buf;
-}
 
 double ms(nanos n) { return static_cast<double>(n) / 1e6; }
 

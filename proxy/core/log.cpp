@@ -1,5 +1,7 @@
 #include "core/log.hpp"
 
+#include "core/iso8601.hpp"
+
 #include <nlohmann/json.hpp>
 
 #include <atomic>
@@ -23,20 +25,6 @@ constexpr std::string_view level_name(level l)
     return "info";
 }
 
-std::string timestamp()
-{
-    using namespace std::chrono;
-    auto now = system_clock::now();
-    auto secs = time_point_cast<seconds>(now);
-    auto ms = duration_cast<milliseconds>(now - secs).count();
-    std::time_t t = system_clock::to_time_t(secs);
-    std::tm tm{};
-    gmtime_r(&t, &tm);
-    char buf[40];
-    std::size_t n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-    std::snprintf(buf + n, sizeof buf - n, ".%03dZ", static_cast<int>(ms));
-    return buf;
-}
 } // namespace
 
 void set_level(level l) noexcept { g_level.store(static_cast<int>(l)); }
@@ -57,7 +45,7 @@ bool parse_level(std::string_view text, level& out) noexcept
 void write(level l, std::string_view msg, const nlohmann::json& fields)
 {
     nlohmann::json line = nlohmann::json::object();
-    line["ts"] = timestamp();
+    line["ts"] = iso8601(std::chrono::system_clock::now());
     line["level"] = level_name(l);
     line["msg"] = msg;
     if (fields.is_object())

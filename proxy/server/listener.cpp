@@ -27,20 +27,22 @@ listener::listener(asio::io_context& accept_context, const config::listener_conf
 {
 }
 
-void listener::bind()
+void listen_on(tcp::acceptor& acceptor, const config::host_port& address, const std::string& what)
 {
-    auto endpoint = resolve_listen_address(cfg_.address);
+    const auto endpoint = resolve_listen_address(address);
     error_code ec;
-    acceptor_.open(endpoint.protocol(), ec);
+    acceptor.open(endpoint.protocol(), ec);
     if (!ec)
-        acceptor_.set_option(tcp::acceptor::reuse_address(true), ec);
+        acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
     if (!ec)
-        acceptor_.bind(endpoint, ec);
+        acceptor.bind(endpoint, ec);
     if (!ec)
-        acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+        acceptor.listen(asio::socket_base::max_listen_connections, ec);
     if (ec)
-        throw std::runtime_error("listener \"" + cfg_.name + "\" cannot listen on " + cfg_.address.text() + ": " + ec.message());
+        throw std::runtime_error(what + " cannot listen on " + address.text() + ": " + ec.message());
 }
+
+void listener::bind() { listen_on(acceptor_, cfg_.address, "listener \"" + cfg_.name + "\""); }
 
 tcp::endpoint listener::local_endpoint() const
 {

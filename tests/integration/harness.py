@@ -101,9 +101,16 @@ class Breakerbox:
             elif entry.get("msg") == "breakerbox ready":
                 self._ready.set()
 
-    def log_entries(self, msg=None):
-        with self._lock:
-            return [e for e in self.logs if msg is None or e.get("msg") == msg]
+    def log_entries(self, msg=None, at_least=0, timeout=5):
+        """Log lines so far (with that msg). Lines arrive through a pipe and a reader thread, so a
+        caller that expects some waits for at least that many (bounded)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                found = [e for e in self.logs if msg is None or e.get("msg") == msg]
+            if len(found) >= at_least or time.monotonic() > deadline:
+                return found
+            time.sleep(0.01)
 
     def port(self, listener="main"):
         return self.ports[listener]
