@@ -1,5 +1,6 @@
 #include "app.hpp"
 
+#include "config/loader.hpp"
 #include "admin/admin_server.hpp"
 #include "core/asio.hpp"
 #include "core/log.hpp"
@@ -23,13 +24,19 @@ namespace {
 
 class application {
 public:
-    explicit application(config::config cfg) : application(worker_count(cfg), std::move(cfg)) {}
+    application(config::config cfg) : application(worker_count(cfg), std::move(cfg)) {}
 
     int run()
     {
         state_.instance_id = make_instance_id();
         try {
-            resolve_upstreams();
+            auto rt = state_.current();
+            const auto addresses = resolve_all(*rt);
+            // Workers are not running yet: setting their state directly is safe.
+            for (std::size_t w = 0; w < pool_.size(); ++w)
+                for (std::size_t i = 0; i < addresses.size(); ++i)
+                    pool_.at(w).context.current->upstreams[i].set_endpoints(addresses[i]);
+            start_resolvers(rt, addresses);
             bind_listeners();
             bind_admin();
         } catch (const std::exception& e) {
@@ -43,7 +50,7 @@ public:
             admin_->start();
         state_.ready.store(true);
         wait_for_signals();
-        log::info("breakerbox ready", {{"version", build::version}, {"workers", pool_.size()}, {"config", state_.cfg.source_file}});
+        log::info("breakerbox ready", {{"version", build::version}, {"workers", pool_.size()}, {"config", config_path_}});
         main_.run();
         pool_.stop();
         log::info("breakerbox stopped", {});
@@ -53,8 +60,9 @@ public:
 private:
     // An rvalue reference, so that worker_count(cfg) above is evaluated before anything is moved.
     application(std::size_t workers, config::config&& cfg)
-        : state_(std::move(cfg), steady_clock_source::instance(), workers), pool_(workers, state_),
-          signals_(main_, SIGTERM, SIGINT, SIGHUP)
+        : config_path_(cfg.source_file), workers_setting_(cfg.workers), listener_cfgs_(cfg.listeners), admin_cfg_(cfg.admin),
+          state_(std::make_shared<const forward::runtime>(std::move(cfg), steady_clock_source::instance(), nullptr), workers),
+          pool_(workers, state_), signals_(main_, SIGTERM, SIGINT, SIGHUP)
     {
     }
 
@@ -66,33 +74,83 @@ private:
         return n > 0 ? n : 1;
     }
 
-    void resolve_upstreams()
+    // Blocking name resolution of every upstream of `rt` (start-up and reload only).
+    static std::vector<std::vector<tcp::endpoint>> resolve_all(const forward::runtime& rt)
     {
-        for (std::size_t i = 0; i < state_.cfg.upstreams.size(); ++i) {
-            const auto& up = state_.cfg.upstreams[i];
+        std::vector<std::vector<tcp::endpoint>> out;
+        for (const auto& up : rt.cfg.upstreams) {
             auto resolved = upstream::resolve_now(up);
             for (const auto& e : resolved.errors)
                 log::error("endpoint did not resolve; requests get 503 no_endpoint until it does",
                            {{"upstream", up.name}, {"error", e}});
-            // Workers are not running yet: setting their state directly is safe.
-            for (std::size_t w = 0; w < pool_.size(); ++w)
-                pool_.at(w).context.upstreams[i].set_endpoints(resolved.addresses);
+            out.push_back(std::move(resolved.addresses));
+        }
+        return out;
+    }
+
+    // Periodic re-resolution for the upstreams of `rt` that use names; it stops once `rt` is replaced.
+    void start_resolvers(const std::shared_ptr<const forward::runtime>& rt, const std::vector<std::vector<tcp::endpoint>>& addresses)
+    {
+        for (std::size_t i = 0; i < rt->cfg.upstreams.size(); ++i) {
+            const auto& up = rt->cfg.upstreams[i];
             if (upstream::all_literal(up))
                 continue;
-            auto publish = [this, i](std::vector<tcp::endpoint> addresses) {
+            auto publish = [this, rt, i](std::vector<tcp::endpoint> found) {
                 for (std::size_t w = 0; w < pool_.size(); ++w) {
                     auto& wk = pool_.at(w);
-                    asio::post(wk.ioc, [&wk, i, addresses] { wk.context.upstreams[i].set_endpoints(addresses); });
+                    asio::post(wk.ioc, [&wk, rt, i, found] {
+                        if (wk.context.current->rt == rt) // a reload may have replaced it meanwhile
+                            wk.context.current->upstreams[i].set_endpoints(found);
+                    });
                 }
             };
-            asio::co_spawn(main_, upstream::keep_resolving(up, resolved.addresses, publish), asio::detached);
+            auto active = [this, rt] { return state_.current() == rt; };
+            asio::co_spawn(main_, upstream::keep_resolving(up, addresses[i], publish, active), asio::detached);
         }
+    }
+
+    // SIGHUP or POST /admin/reload: read the file again and, if it is valid, install it atomically.
+    // Requests in flight finish on the configuration they started with; breakers whose policy did not
+    // change keep their state and windows. Listeners, the admin listener and the worker count are
+    // bound at start-up: changing them needs a restart, and such a file is rejected.
+    admin::reload_outcome reload()
+    {
+        auto old = state_.current();
+        admin::reload_outcome out{false, {}, old->generation, {}, {}};
+        auto loaded = config::load_file(config_path_);
+        for (const auto& e : loaded.errors)
+            out.errors.push_back(e.text());
+        if (loaded.cfg) {
+            const auto& c = *loaded.cfg;
+            if (c.listeners != listener_cfgs_)
+                out.errors.push_back(config_path_ + ": listeners: changing listeners needs a restart");
+            if (!(c.admin == admin_cfg_))
+                out.errors.push_back(config_path_ + ": admin: changing the admin listener or its token needs a restart");
+            if (c.workers != workers_setting_)
+                out.errors.push_back(config_path_ + ": workers: changing the worker count needs a restart");
+        }
+        if (!out.errors.empty()) {
+            log::error("configuration reload rejected; the previous configuration keeps serving",
+                       {{"config", config_path_}, {"errors", out.errors}, {"generation", old->generation}});
+            return out;
+        }
+        auto rt = std::make_shared<const forward::runtime>(std::move(*loaded.cfg), steady_clock_source::instance(), old.get());
+        const auto addresses = resolve_all(*rt);
+        state_.set_current(rt);
+        for (std::size_t w = 0; w < pool_.size(); ++w) {
+            auto& wk = pool_.at(w);
+            asio::post(wk.ioc, [&wk, rt, addresses] { wk.context.install(rt, addresses); });
+        }
+        start_resolvers(rt, addresses);
+        log::info("configuration reloaded", {{"config", config_path_}, {"generation", rt->generation},
+                                             {"breakers_kept", rt->kept_breakers}, {"breakers_reset", rt->fresh_breakers}});
+        return {true, {}, rt->generation, rt->kept_breakers, rt->fresh_breakers};
     }
 
     void bind_listeners()
     {
-        for (std::size_t i = 0; i < state_.cfg.listeners.size(); ++i) {
-            auto l = std::make_unique<server::listener>(main_, state_.cfg.listeners[i], i, pool_, state_);
+        for (std::size_t i = 0; i < listener_cfgs_.size(); ++i) {
+            auto l = std::make_unique<server::listener>(main_, listener_cfgs_[i], i, pool_, state_);
             l->bind();
             auto ep = l->local_endpoint();
             log::info("listening", {{"listener", l->cfg().name},
@@ -118,12 +176,12 @@ private:
 
     void bind_admin()
     {
-        const auto& a = state_.cfg.admin;
+        const auto& a = admin_cfg_;
         if (!a.enabled)
             return;
-        admin::admin_context ctx{state_, {}, steady_clock_source::instance()};
+        admin::admin_context ctx{state_, {}, steady_clock_source::instance(), [this] { return reload(); }};
         for (std::size_t w = 0; w < pool_.size(); ++w)
-            ctx.workers.push_back(&pool_.at(w).context.stats);
+            ctx.workers.push_back(&pool_.at(w).context);
         admin_ = std::make_unique<admin::admin_server>(main_, std::move(ctx), a.token);
         admin_->bind(a.address);
         log::info("admin listening", {{"address", a.address.host + ":" + std::to_string(admin_->port())},
@@ -137,7 +195,8 @@ private:
             if (ec)
                 return;
             if (signo == SIGHUP) {
-                log::warn("SIGHUP received: configuration reload is not supported yet; restart to apply changes", {});
+                if (!state_.draining.load())
+                    reload();
                 wait_for_signals();
                 return;
             }
@@ -155,13 +214,13 @@ private:
     void start_drain(int signo)
     {
         log::info("draining", {{"signal", signo}, {"active_connections", state_.active_connections.load()},
-                               {"drain_timeout_ms", state_.cfg.limits.drain_timeout / millis(1)}});
+                               {"drain_timeout_ms", state_.current()->cfg.limits.drain_timeout / millis(1)}});
         state_.draining.store(true);
         state_.ready.store(false);
         for (auto& l : listeners_)
             l->close();
         pool_.close_idle_connections();
-        drain_deadline_ = std::chrono::steady_clock::now() + as_duration(state_.cfg.limits.drain_timeout);
+        drain_deadline_ = std::chrono::steady_clock::now() + as_duration(state_.current()->cfg.limits.drain_timeout);
         asio::co_spawn(main_, wait_drained(), asio::detached);
     }
 
@@ -180,6 +239,10 @@ private:
     }
 
     asio::io_context main_{1};
+    const std::string config_path_;
+    const std::uint32_t workers_setting_;
+    const std::vector<config::listener_config> listener_cfgs_; // fixed for the process's life
+    const config::admin_config admin_cfg_;
     forward::proxy_state state_;
     server::worker_pool pool_;
     std::vector<std::unique_ptr<server::listener>> listeners_;

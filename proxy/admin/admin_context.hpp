@@ -3,23 +3,38 @@
 #pragma once
 #include "forward/proxy_state.hpp"
 #include "forward/request_stats.hpp"
+#include "forward/worker_context.hpp"
 
+#include <functional>
+#include <string>
 #include <vector>
 
 namespace breakerbox::admin {
 
+struct reload_outcome {
+    bool applied;
+    std::vector<std::string> errors;   // why it was rejected (file:line:column: key: message)
+    std::uint64_t generation;          // the configuration generation now serving
+    std::vector<std::string> kept_breakers, fresh_breakers;
+};
+
 struct admin_context {
     forward::proxy_state& state;
-    std::vector<const forward::worker_stats*> workers;
+    std::vector<const forward::worker_context*> workers;
     const clock& clk;
+    std::function<reload_outcome()> reload; // POST /admin/reload (runs on the main thread, like SIGHUP)
 
-    // Sums one per-upstream counter across workers.
+    // Sums one per-upstream counter across workers, by upstream name (a worker may briefly still serve
+    // the previous configuration after a reload, with other indexes).
     template <class F>
-    std::uint64_t sum_upstream(std::size_t upstream, F&& get) const
+    std::uint64_t sum_upstream(const std::string& upstream, F&& get) const
     {
         std::uint64_t total = 0;
-        for (const auto* w : workers)
-            total += get(w->upstreams[upstream]);
+        for (const auto* w : workers) {
+            auto gen = w->snapshot();
+            if (auto i = gen->rt->index_of(upstream))
+                total += get(gen->stats.upstreams[*i]);
+        }
         return total;
     }
     template <class F>
@@ -27,7 +42,7 @@ struct admin_context {
     {
         std::uint64_t total = 0;
         for (const auto* w : workers)
-            total += get(*w);
+            total += get(w->snapshot()->stats);
         return total;
     }
 };

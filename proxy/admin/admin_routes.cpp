@@ -65,11 +65,12 @@ std::optional<http::response> authorize(const http::request& req, std::string_vi
 http::response circuit_action(const admin_context& ctx, std::string_view upstream, std::string_view action,
                               const std::string& actor)
 {
-    const auto& ups = ctx.state.cfg.upstreams;
+    const auto rt = ctx.state.current();
+    const auto& ups = rt->cfg.upstreams;
     for (std::size_t i = 0; i < ups.size(); ++i) {
         if (upstream != "*" && ups[i].name != upstream)
             continue;
-        auto& cb = ctx.state.resilience[i]->breaker;
+        auto& cb = rt->resilience[i]->breaker;
         auto before = cb.state();
         if (action == "force-open")
             cb.force_open(actor);
@@ -132,6 +133,21 @@ http::response handle_admin_request(const admin_context& ctx, const http::reques
         if (!report)
             return error(404, "unknown_upstream", "no upstream named \"" + std::string(*one) + "\"");
         return json_response(report->status, report->body);
+    }
+    if (path == "/admin/reload") {
+        if (!post)
+            return error(405, "method_not_allowed", "POST only");
+        if (auto denied = authorize(req, info.token))
+            return *denied;
+        if (!ctx.reload)
+            return error(503, "reload_unavailable", "reload is not available here");
+        const auto out = ctx.reload();
+        log::warn("operator action", {{"action", "reload"}, {"who", who(req, info.remote_ip)}, {"applied", out.applied},
+                                      {"generation", out.generation}});
+        return json_response(out.applied ? 200 : 422, {{"applied", out.applied}, {"errors", out.errors},
+                                                       {"generation", out.generation},
+                                                       {"breakers_kept", out.kept_breakers},
+                                                       {"breakers_reset", out.fresh_breakers}});
     }
     constexpr std::string_view circuits = "/admin/circuits/";
     if (path.substr(0, circuits.size()) == circuits) {

@@ -85,9 +85,9 @@ nlohmann::json policy_json(const config::upstream_config& u)
     };
 }
 
-nlohmann::json upstream_json(const admin_context& ctx, std::size_t i, breaker_state& state_out)
+nlohmann::json upstream_json(const admin_context& ctx, const resilience::upstream_resilience& r, breaker_state& state_out)
 {
-    const auto& r = *ctx.state.resilience[i];
+    const std::string& name = r.cfg.name;
     const auto snap = r.breaker.snapshot();
     state_out = snap.state;
     const nanos now = ctx.clk.now();
@@ -99,18 +99,18 @@ nlohmann::json upstream_json(const admin_context& ctx, std::size_t i, breaker_st
                              {"slow_call_rate", snap.window.calls ? double(snap.window.slow) / snap.window.calls : 0.0}};
     nlohmann::json outcomes = nlohmann::json::object();
     for (std::size_t k = 0; k < forward::upstream_outcome_names.size(); ++k)
-        outcomes[std::string(forward::upstream_outcome_names[k])] = ctx.sum_upstream(i, [k](const auto& s) { return s.outcomes[k].value(); });
+        outcomes[std::string(forward::upstream_outcome_names[k])] = ctx.sum_upstream(name, [k](const auto& s) { return s.outcomes[k].value(); });
     nlohmann::json rejections = nlohmann::json::object();
     for (std::size_t k = 0; k < forward::rejection_reason_names.size(); ++k)
-        rejections[std::string(forward::rejection_reason_names[k])] = ctx.sum_upstream(i, [k](const auto& s) { return s.rejections[k].value(); });
+        rejections[std::string(forward::rejection_reason_names[k])] = ctx.sum_upstream(name, [k](const auto& s) { return s.rejections[k].value(); });
 
     nlohmann::json retries = nlohmann::json::object();
     for (std::size_t k = 0; k < forward::retry_result_names.size(); ++k)
-        retries[std::string(forward::retry_result_names[k])] = ctx.sum_upstream(i, [k](const auto& s) { return s.retries[k].value(); });
+        retries[std::string(forward::retry_result_names[k])] = ctx.sum_upstream(name, [k](const auto& s) { return s.retries[k].value(); });
     retries["budget_in_use"] = r.budget.active();
     nlohmann::json fallbacks = nlohmann::json::object();
     for (std::size_t k = 0; k < forward::fallback_kind_names.size(); ++k)
-        fallbacks[std::string(forward::fallback_kind_names[k])] = ctx.sum_upstream(i, [k](const auto& s) { return s.fallbacks[k].value(); });
+        fallbacks[std::string(forward::fallback_kind_names[k])] = ctx.sum_upstream(name, [k](const auto& s) { return s.fallbacks[k].value(); });
     const auto bulk = r.bulk.snapshot();
     nlohmann::json bulkhead = {{"in_flight", bulk.in_flight}, {"queued", bulk.queued}, {"limit", bulk.limit}, {"max_queue", bulk.max_queue}};
 
@@ -127,7 +127,7 @@ nlohmann::json upstream_json(const admin_context& ctx, std::size_t i, breaker_st
         {"window", window},
         {"half_open", {{"probes_in_flight", snap.probes_in_flight}, {"successes", snap.probe_successes}}},
         {"requests", outcomes},
-        {"slow_requests", ctx.sum_upstream(i, [](const auto& s) { return s.slow.value(); })},
+        {"slow_requests", ctx.sum_upstream(name, [](const auto& s) { return s.slow.value(); })},
         {"rejections", rejections},
         {"bulkhead", bulkhead},
         {"retries", retries},
@@ -145,7 +145,8 @@ nlohmann::json upstream_json(const admin_context& ctx, std::size_t i, breaker_st
 
 std::optional<health_report> build_health_report(const admin_context& ctx, std::optional<std::string_view> only)
 {
-    const auto& ups = ctx.state.cfg.upstreams;
+    const auto rt = ctx.state.current();
+    const auto& ups = rt->cfg.upstreams;
     nlohmann::json upstreams = nlohmann::json::object();
     bool any_open = false, any_half_open = false, found = false;
     for (std::size_t i = 0; i < ups.size(); ++i) {
@@ -153,7 +154,7 @@ std::optional<health_report> build_health_report(const admin_context& ctx, std::
             continue;
         found = true;
         breaker_state st;
-        upstreams[ups[i].name] = upstream_json(ctx, i, st);
+        upstreams[ups[i].name] = upstream_json(ctx, *rt->resilience[i], st);
         any_open = any_open || st == breaker_state::open || st == breaker_state::forced_open;
         any_half_open = any_half_open || st == breaker_state::half_open;
     }
@@ -162,6 +163,7 @@ std::optional<health_report> build_health_report(const admin_context& ctx, std::
     const auto uptime = std::chrono::duration<double>(std::chrono::system_clock::now() - ctx.state.started_at).count();
     nlohmann::json body = {
         {"status", any_open ? "open" : any_half_open ? "degraded" : "ok"},
+        {"config_generation", rt->generation},
         {"instance",
          {{"id", ctx.state.instance_id},
           {"version", build::version},

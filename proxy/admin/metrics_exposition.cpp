@@ -46,7 +46,8 @@ double state_code(breaker_state s)
 
 std::string render_metrics(const admin_context& ctx)
 {
-    const auto& ups = ctx.state.cfg.upstreams;
+    const auto rt = ctx.state.current();
+    const auto& ups = rt->cfg.upstreams;
     std::vector<MetricFamily> out;
 
     auto build = family("breakerbox_build_info", "Build information; always 1.", MetricType::Gauge);
@@ -80,7 +81,7 @@ std::string render_metrics(const admin_context& ctx)
         breaker_state::forced_open, breaker_state::forced_closed, breaker_state::disabled};
     for (std::size_t i = 0; i < ups.size(); ++i) {
         const std::string& name = ups[i].name;
-        const auto& cb = ctx.state.resilience[i]->breaker;
+        const auto& cb = rt->resilience[i]->breaker;
         const auto snap = cb.snapshot();
         for (auto s : all_states)
             add(state, {{"upstream", name}, {"state", std::string(resilience::to_string(s))}}, snap.state == s ? 1 : 0);
@@ -103,35 +104,35 @@ std::string render_metrics(const admin_context& ctx)
         add(next_probe, {{"upstream", name}}, snap.state == breaker_state::open ? double(std::max<nanos>(0, snap.open_until - now)) / 1e9 : 0);
         for (std::size_t k = 0; k < forward::upstream_outcome_names.size(); ++k)
             add(requests, {{"upstream", name}, {"outcome", std::string(forward::upstream_outcome_names[k])}},
-                double(ctx.sum_upstream(i, [k](const auto& s) { return s.outcomes[k].value(); })));
-        add(slow, {{"upstream", name}}, double(ctx.sum_upstream(i, [](const auto& s) { return s.slow.value(); })));
+                double(ctx.sum_upstream(name, [k](const auto& s) { return s.outcomes[k].value(); })));
+        add(slow, {{"upstream", name}}, double(ctx.sum_upstream(name, [](const auto& s) { return s.slow.value(); })));
         for (std::size_t k = 0; k < forward::rejection_reason_names.size(); ++k)
             add(rejections, {{"upstream", name}, {"reason", std::string(forward::rejection_reason_names[k])}},
-                double(ctx.sum_upstream(i, [k](const auto& s) { return s.rejections[k].value(); })));
+                double(ctx.sum_upstream(name, [k](const auto& s) { return s.rejections[k].value(); })));
 
         for (std::size_t k = 0; k < forward::retry_result_names.size(); ++k)
             add(retries, {{"upstream", name}, {"result", std::string(forward::retry_result_names[k])}},
-                double(ctx.sum_upstream(i, [k](const auto& s) { return s.retries[k].value(); })));
+                double(ctx.sum_upstream(name, [k](const auto& s) { return s.retries[k].value(); })));
         for (std::size_t k = 0; k < forward::fallback_kind_names.size(); ++k)
             add(fallbacks, {{"upstream", name}, {"kind", std::string(forward::fallback_kind_names[k])}},
-                double(ctx.sum_upstream(i, [k](const auto& s) { return s.fallbacks[k].value(); })));
-        const auto bulk = ctx.state.resilience[i]->bulk.snapshot();
+                double(ctx.sum_upstream(name, [k](const auto& s) { return s.fallbacks[k].value(); })));
+        const auto bulk = rt->resilience[i]->bulk.snapshot();
         add(bulk_in_flight, {{"upstream", name}}, bulk.in_flight);
         add(bulk_queued, {{"upstream", name}}, bulk.queued);
         add(bulk_limit, {{"upstream", name}}, bulk.limit);
         add(bulk_queue_limit, {{"upstream", name}}, bulk.max_queue);
-        add(budget, {{"upstream", name}}, ctx.state.resilience[i]->budget.active());
+        add(budget, {{"upstream", name}}, rt->resilience[i]->budget.active());
 
         ClientMetric h;
         h.label = {{"upstream", name}};
         std::uint64_t cumulative = 0;
         for (std::size_t b = 0; b <= forward::duration_buckets.size(); ++b) {
-            cumulative += ctx.sum_upstream(i, [b](const auto& s) { return s.duration_bucket[b].value(); });
+            cumulative += ctx.sum_upstream(name, [b](const auto& s) { return s.duration_bucket[b].value(); });
             h.histogram.bucket.push_back({cumulative, b < forward::duration_buckets.size() ? forward::duration_buckets[b]
                                                                                          : std::numeric_limits<double>::infinity()});
         }
         h.histogram.sample_count = cumulative;
-        h.histogram.sample_sum = double(ctx.sum_upstream(i, [](const auto& s) { return s.duration_sum_ns.value(); })) / 1e9;
+        h.histogram.sample_sum = double(ctx.sum_upstream(name, [](const auto& s) { return s.duration_sum_ns.value(); })) / 1e9;
         duration.metric.push_back(std::move(h));
     }
     for (auto* f : {&state, &code, &transitions, &trips, &window_calls, &failure_rate, &slow_rate, &consecutive, &next_probe,

@@ -15,12 +15,14 @@ struct host_port {
     std::string host;
     std::uint16_t port = 0;
     std::string text() const { return host + ":" + std::to_string(port); }
+    bool operator==(const host_port&) const = default;
 };
 
 struct listener_config {
     std::string name;
     host_port address;
     std::string upstream; // non-empty: a dedicated listener that forwards everything to this upstream
+    bool operator==(const listener_config&) const = default;
 };
 
 struct limits_config {
@@ -51,6 +53,7 @@ struct admin_config {
     host_port address{"127.0.0.1", 9901};
     std::string token;
     bool enabled = true;
+    bool operator==(const admin_config&) const = default;
 };
 
 enum class lb_policy { round_robin, least_outstanding };
@@ -75,6 +78,7 @@ struct classification_config {
     bool request_timeout = true;
     bool connection_reset = true;
     bool invalid_response = true;
+    bool operator==(const classification_config&) const = default;
 };
 
 struct breaker_config {
@@ -101,6 +105,8 @@ struct breaker_config {
     nanos half_open_max_wait = seconds(10);
     nanos recovery_ramp = 0;                    // 0: no ramp
     classification_config classify;
+    // A reload keeps a breaker's state and windows only when its policy is unchanged.
+    bool operator==(const breaker_config&) const = default;
 };
 
 struct bulkhead_config {

@@ -23,12 +23,12 @@ using config::fallback_trigger;
 nanos steady_now() { return steady::now().time_since_epoch().count(); } // steady_clock_source's time base
 
 // Rewrites the client's request into the one sent upstream (RFC 9110 §7.6).
-void prepare_upstream_request(http::request& req, const routing::route_match& route, const proxy_state& state,
+void prepare_upstream_request(http::request& req, const routing::route_match& route, const config::config& cfg,
                               const config::upstream_config& up, const client_info& client)
 {
     http::strip_hop_by_hop(req.base());
     req.erase(bhttp::field::expect); // the body is already buffered: no 100-continue upstream
-    http::add_forwarding_fields(req.base(), state.cfg.forwarding, {client.ip, route.authority});
+    http::add_forwarding_fields(req.base(), cfg.forwarding, {client.ip, route.authority});
     if (!up.host_rewrite.empty())
         req.set(bhttp::field::host, up.host_rewrite);
     else if (req[bhttp::field::host].empty() || req.target().front() != '/')
@@ -39,11 +39,11 @@ void prepare_upstream_request(http::request& req, const routing::route_match& ro
 }
 
 // Turns the upstream's response into the one sent downstream.
-void prepare_client_response(http::response& res, bool head_request, const proxy_state& state)
+void prepare_client_response(http::response& res, bool head_request, const config::config& cfg)
 {
     http::strip_hop_by_hop(res.base());
     http::frame_response(res, head_request);
-    if (state.cfg.forwarding.via) {
+    if (cfg.forwarding.via) {
         auto existing = res[bhttp::field::via];
         res.set(bhttp::field::via, existing.empty() ? std::string("1.1 breakerbox") : std::string(existing) + ", 1.1 breakerbox");
     }
@@ -165,8 +165,8 @@ std::optional<nanos> retry_delay(const exchange_result& r, const config::retry_c
 
 class forwarder {
 public:
-    forwarder(worker_context& w, http::request& req, bool head, tcp::socket* client)
-        : worker_(w), req_(req), head_(head), client_(client)
+    forwarder(worker_context& w, worker_generation& gen, http::request& req, bool head, tcp::socket* client)
+        : worker_(w), gen_(gen), cfg_(gen.rt->cfg), req_(req), head_(head), client_(client)
     {
     }
 
@@ -174,13 +174,13 @@ public:
     // upstream fallbacks are not followed again (no chains or loops).
     asio::awaitable<forward_result> to_upstream(std::size_t u, int depth)
     {
-        const auto& ucfg = worker_.state.cfg.upstreams[u];
+        const auto& ucfg = cfg_.upstreams[u];
         call_result r = co_await call(u);
         auto trigger = trigger_of(r);
         if (r.error == proxy_error::client_closed)
             co_return forward_result{http::make_error_response(r.error, ucfg.name, r.detail), r.error, ucfg.name};
         if (!trigger) {
-            prepare_client_response(r.response, head_, worker_.state);
+            prepare_client_response(r.response, head_, cfg_);
             co_return forward_result{std::move(r.response), proxy_error::ok, ucfg.name};
         }
         co_return co_await fallback(u, std::move(r), *trigger, depth);
@@ -189,9 +189,9 @@ public:
 private:
     asio::awaitable<call_result> call(std::size_t u)
     {
-        auto& shared = *worker_.state.resilience[u];
-        auto& stats = worker_.stats.upstreams[u];
-        auto& up = worker_.upstreams[u];
+        auto& shared = *gen_.rt->resilience[u];
+        auto& stats = gen_.stats.upstreams[u];
+        auto& up = gen_.upstreams[u];
         const auto& ucfg = up.cfg();
         const auto& rc = ucfg.retries;
         const auto started = steady::now();
@@ -241,7 +241,7 @@ private:
             exchange_result result;
             {
                 outstanding_guard counted{*ep};
-                result = co_await exchange(up, *ep, req_, {attempt_deadline, ucfg.connect_timeout, worker_.state.cfg.limits.max_response_body});
+                result = co_await exchange(up, *ep, req_, {attempt_deadline, ucfg.connect_timeout, cfg_.limits.max_response_body});
             }
             if (result.error == proxy_error::bulkhead_full) { // lost a race for the endpoint's last connection
                 stats.count(rejection_reason::bulkhead_full);
@@ -286,8 +286,8 @@ private:
 
     asio::awaitable<forward_result> fallback(std::size_t u, call_result r, fallback_trigger trigger, int depth)
     {
-        auto& shared = *worker_.state.resilience[u];
-        auto& stats = worker_.stats.upstreams[u];
+        auto& shared = *gen_.rt->resilience[u];
+        auto& stats = gen_.stats.upstreams[u];
         const auto& ucfg = shared.cfg;
         const std::string_view reason = trigger_name(trigger);
         const long retry_after = retry_after_seconds(shared.breaker);
@@ -316,8 +316,8 @@ private:
             case config::fallback_kind::upstream: {
                 if (depth > 0)
                     continue;
-                const auto* target = worker_.state.cfg.find_upstream(fb.upstream);
-                const std::size_t t = static_cast<std::size_t>(target - worker_.state.cfg.upstreams.data());
+                const auto* target = cfg_.find_upstream(fb.upstream);
+                const std::size_t t = static_cast<std::size_t>(target - cfg_.upstreams.data());
                 if (!target->host_rewrite.empty())
                     req_.set(bhttp::field::host, target->host_rewrite);
                 auto other = co_await to_upstream(t, depth + 1);
@@ -343,16 +343,16 @@ private:
     // Without a fallback: an upstream's failure response as it is, or the explicit proxy error.
     forward_result default_answer(std::size_t u, call_result r, long retry_after)
     {
-        const auto& ucfg = worker_.state.cfg.upstreams[u];
+        const auto& ucfg = cfg_.upstreams[u];
         if (r.error == proxy_error::ok) {
-            prepare_client_response(r.response, head_, worker_.state);
+            prepare_client_response(r.response, head_, cfg_);
             return {std::move(r.response), proxy_error::ok, ucfg.name};
         }
         if (r.error == proxy_error::circuit_open) {
             std::string_view why = r.rejection == resilience::admission::rejected_probes ? "half-open: the allowed probes are already in flight"
                                    : r.rejection == resilience::admission::rejected_ramp ? "recovering: admitting a growing share of traffic"
                                                                                          : "the circuit is open";
-            const auto& cb = worker_.state.resilience[u]->breaker;
+            const auto& cb = gen_.rt->resilience[u]->breaker;
             return {http::make_circuit_open_response(ucfg.name, resilience::to_string(cb.state()), retry_after, why),
                     proxy_error::circuit_open, ucfg.name};
         }
@@ -374,6 +374,8 @@ private:
     }
 
     worker_context& worker_;
+    worker_generation& gen_;
+    const config::config& cfg_;
     http::request& req_;
     const bool head_;
     tcp::socket* client_;
@@ -381,16 +383,17 @@ private:
 
 } // namespace
 
-asio::awaitable<forward_result> forward_request(worker_context& worker, http::request& req,
+asio::awaitable<forward_result> forward_request(worker_context& worker, worker_generation& gen, http::request& req,
                                                 const routing::route_match& route, const client_info& client)
 {
-    const auto& ucfg = worker.state.cfg.upstreams[route.upstream];
+    const auto& cfg = gen.rt->cfg;
+    const auto& ucfg = cfg.upstreams[route.upstream];
     const bool head = req.method() == bhttp::verb::head;
-    prepare_upstream_request(req, route, worker.state, ucfg, client);
-    forwarder f(worker, req, head, client.socket);
+    prepare_upstream_request(req, route, cfg, ucfg, client);
+    forwarder f(worker, gen, req, head, client.socket);
     auto result = co_await f.to_upstream(route.upstream, 0);
     // Remember good answers for the stale fallback (opt-in per upstream).
-    auto& shared = *worker.state.resilience[route.upstream];
+    auto& shared = *gen.rt->resilience[route.upstream];
     if (shared.cache && result.error == proxy_error::ok && !result.from_fallback)
         shared.cache->store(req, result.response, steady_now());
     co_return result;

@@ -24,8 +24,9 @@ struct forward_result {
     bool from_fallback = false;          // a fallback served it (X-Breakerbox-Fallback says which)
 };
 
-// `req` is consumed (rewritten for the upstream). Never throws; every failure becomes a response.
-asio::awaitable<forward_result> forward_request(worker_context& worker, http::request& req,
+// `req` is consumed (rewritten for the upstream). `gen` is the worker's generation the request was
+// routed with (the caller keeps it alive). Never throws; every failure becomes a response.
+asio::awaitable<forward_result> forward_request(worker_context& worker, worker_generation& gen, http::request& req,
                                                 const routing::route_match& route, const client_info& client);
 
 } // namespace breakerbox::forward

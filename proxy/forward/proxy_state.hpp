@@ -1,30 +1,35 @@
-// Everything shared by all workers: the configuration, the routing table, and the process-wide
-// counters. Shared; the config and router are immutable after start-up, the rest are atomics.
+// Process-wide state shared by all workers: the current configuration generation, the readiness and
+// drain flags, connection counters, and this instance's identity.
+// Shared: the atomics are lock-free; the current runtime is behind a mutex that only the main thread
+// (reload, accept loops, admin) takes — workers hold their own copy (worker_context::current).
 #pragma once
-#include "config/config.hpp"
-#include "resilience/upstream_resilience.hpp"
-#include "routing/router.hpp"
+#include "forward/runtime.hpp"
 
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <memory>
+#include <mutex>
 #include <string>
 
 namespace breakerbox::forward {
 
-struct proxy_state {
-    proxy_state(config::config c, const clock& clk, std::size_t workers) : cfg(std::move(c)), router(cfg), worker_count(workers)
+class proxy_state {
+public:
+    proxy_state(std::shared_ptr<const runtime> first, std::size_t workers) : worker_count(workers), current_(std::move(first)) {}
+
+    std::shared_ptr<const runtime> current() const
     {
-        std::uint64_t seed = static_cast<std::uint64_t>(clk.now());
-        for (const auto& u : cfg.upstreams)
-            resilience.push_back(std::make_unique<resilience::upstream_resilience>(u, clk, seed++));
+        std::lock_guard lock(mutex_);
+        return current_;
+    }
+    void set_current(std::shared_ptr<const runtime> next)
+    {
+        std::lock_guard lock(mutex_);
+        current_ = std::move(next);
     }
 
-    const config::config cfg;
-    const routing::router router;
     const std::size_t worker_count;
-    std::vector<std::unique_ptr<resilience::upstream_resilience>> resilience; // same order as cfg.upstreams
-
     std::atomic<bool> ready{false};      // every listener bound and serving; false again while draining
     std::atomic<bool> draining{false};
     std::atomic<std::int64_t> active_connections{0};
@@ -34,6 +39,10 @@ struct proxy_state {
     // Identity of this sidecar instance: breaker state is per instance, and /health/circuits says so.
     std::string instance_id;
     std::chrono::system_clock::time_point started_at = std::chrono::system_clock::now();
+
+private:
+    mutable std::mutex mutex_;
+    std::shared_ptr<const runtime> current_;
 };
 
 } // namespace breakerbox::forward

@@ -1,31 +1,64 @@
-// What one worker needs to forward requests: its io_context, the shared proxy state, and its own view
-// of every upstream (endpoints, load balancing, connection pools). Worker-owned: only the thread
-// running `ioc` touches it.
+// What one worker needs to forward requests: its io_context, the shared proxy state, and its current
+// generation — the runtime it serves with, its own view of every upstream of that runtime (endpoints,
+// load balancing, connection pools) and its statistics. Worker-owned: only the thread running `ioc`
+// touches it, except the admin listener's locked snapshot().
 #pragma once
 #include "core/asio.hpp"
 #include "forward/proxy_state.hpp"
 #include "forward/request_stats.hpp"
 #include "upstream/worker_upstream.hpp"
 
+#include <memory>
+#include <mutex>
 #include <vector>
 
 namespace breakerbox::forward {
 
+// A request holds its generation (a worker-local shared_ptr: no cross-core reference counting) until
+// it is answered, so a reload never pulls a configuration out from under it.
+struct worker_generation {
+    worker_generation(std::shared_ptr<const runtime> r, std::size_t worker_index, std::size_t workers)
+        : rt(std::move(r)), stats(rt->cfg.upstreams.size())
+    {
+        upstreams.reserve(rt->cfg.upstreams.size());
+        for (const auto& u : rt->cfg.upstreams)
+            upstreams.emplace_back(u, worker_index, workers);
+    }
+
+    const std::shared_ptr<const runtime> rt;
+    std::vector<upstream::worker_upstream> upstreams; // same order as rt->cfg.upstreams
+    worker_stats stats;                               // written by this worker only; counters restart on reload
+};
+
 class worker_context {
 public:
     worker_context(asio::io_context& ioc, proxy_state& state, std::size_t index)
-        : ioc(ioc), state(state), index(index), stats(state.cfg.upstreams.size())
+        : ioc(ioc), state(state), index(index), current(std::make_shared<worker_generation>(state.current(), index, state.worker_count))
     {
-        upstreams.reserve(state.cfg.upstreams.size());
-        for (const auto& u : state.cfg.upstreams)
-            upstreams.emplace_back(u, index, state.worker_count);
+    }
+
+    // On this worker's thread: serve new requests with `rt`; `addresses` are the resolved endpoints
+    // per upstream of `rt` (requests in flight keep the generation they started with).
+    void install(std::shared_ptr<const runtime> rt, const std::vector<std::vector<tcp::endpoint>>& addresses)
+    {
+        auto next = std::make_shared<worker_generation>(std::move(rt), index, state.worker_count);
+        for (std::size_t i = 0; i < next->upstreams.size() && i < addresses.size(); ++i)
+            next->upstreams[i].set_endpoints(addresses[i]);
+        std::lock_guard lock(admin_mutex_);
+        current = std::move(next);
+    }
+
+    // For the admin listener (another thread): the generation being served now.
+    std::shared_ptr<const worker_generation> snapshot() const
+    {
+        std::lock_guard lock(admin_mutex_);
+        return current;
     }
 
     asio::io_context& ioc;
     proxy_state& state;
     const std::size_t index; // this worker's number, 0..workers-1
-    std::vector<upstream::worker_upstream> upstreams; // same order as cfg.upstreams
-    worker_stats stats;                               // written by this worker only, read by the admin listener
+    std::shared_ptr<worker_generation> current;
 
     // Worker-owned pseudo-random numbers (xorshift64*) for retry jitter: no shared state, no lock.
     std::uint64_t random() noexcept
@@ -37,6 +70,7 @@ public:
     }
 
 private:
+    mutable std::mutex admin_mutex_; // install() vs snapshot(); never taken on the request path
     std::uint64_t rng_ = 0x9E3779B97F4A7C15ull ^ (reinterpret_cast<std::uintptr_t>(this) << 1);
 };
 

@@ -6,8 +6,11 @@
 
 namespace breakerbox::resilience {
 
-upstream_resilience::upstream_resilience(const config::upstream_config& c, const clock& clk, std::uint64_t seed)
-    : cfg(c), classifier(c.breaker.classify), breaker(c.name, c.breaker, clk, log_transition, seed),
+upstream_resilience::upstream_resilience(const config::upstream_config& c, const clock& clk, std::uint64_t seed,
+                                         std::shared_ptr<circuit_breaker> kept)
+    : cfg(c), classifier(c.breaker.classify),
+      breaker_ptr(kept ? std::move(kept) : std::make_shared<circuit_breaker>(c.name, c.breaker, clk, log_transition, seed)),
+      breaker(*breaker_ptr),
       bulk(c.bulkhead.max_concurrent, c.bulkhead.max_queue), budget(c.retries.budget_ratio, c.retries.budget_min_concurrent)
 {
     if (c.has_stale_fallback())

@@ -16,11 +16,14 @@ namespace breakerbox::resilience {
 
 class upstream_resilience {
 public:
-    upstream_resilience(const config::upstream_config& cfg, const clock& clk, std::uint64_t seed);
+    // `kept`: the breaker of the previous configuration, reused when its policy did not change (reload).
+    upstream_resilience(const config::upstream_config& cfg, const clock& clk, std::uint64_t seed,
+                        std::shared_ptr<circuit_breaker> kept = nullptr);
 
     const config::upstream_config& cfg;
     outcome_classifier classifier;
-    circuit_breaker breaker;
+    const std::shared_ptr<circuit_breaker> breaker_ptr; // shared with later configurations that keep it
+    circuit_breaker& breaker;
     bulkhead bulk;
     retry_budget budget;
     std::unique_ptr<stale_cache> cache; // only with a stale fallback

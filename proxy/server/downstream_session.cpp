@@ -84,7 +84,7 @@ bool expects_continue(const http::request& req)
 class downstream_session {
 public:
     downstream_session(tcp::socket socket, worker& w, std::size_t listener_index)
-        : stream_(std::move(socket)), read_deadline_(stream_.get_executor()), worker_(w), state_(w.context.state), limits_(state_.cfg.limits),
+        : stream_(std::move(socket)), read_deadline_(stream_.get_executor()), worker_(w), state_(w.context.state), gen_(w.context.current),
           listener_index_(listener_index)
     {
         error_code ec;
@@ -117,12 +117,13 @@ private:
     // idle timeout between keep-alive requests. False when the connection should just close.
     asio::awaitable<bool> wait_for_request(bool first)
     {
+        gen_ = worker_.context.current;
         if (!first && (state_.draining.load(std::memory_order_relaxed) || worker_.idle.closing))
             co_return false;
         std::optional<idle_mark> mark;
         if (!first)
             mark.emplace(worker_.idle, stream_);
-        stream_.expires_after(as_duration(first ? limits_.header_timeout : limits_.idle_timeout));
+        stream_.expires_after(as_duration(first ? limits().header_timeout : limits().idle_timeout));
         auto [ec, n] = co_await stream_.async_read_some(buffer_.prepare(4096), nothrow_awaitable);
         if (ec)
             co_return false; // idle timeout, client closed, or drain: nothing is owed to anyone
@@ -155,10 +156,10 @@ private:
         for (;;) {
             std::string_view data = buffered(buffer_);
             const std::size_t end = header_end(data);
-            if (end != std::string_view::npos && end <= limits_.max_header_bytes)
+            if (end != std::string_view::npos && end <= limits().max_header_bytes)
                 co_return has_obs_fold(data.substr(0, end)) ? proxy_error::bad_request : proxy_error::ok;
-            if (data.size() >= limits_.max_header_bytes)
-                co_return data.substr(0, limits_.max_header_bytes).find('\n') == std::string_view::npos
+            if (data.size() >= limits().max_header_bytes)
+                co_return data.substr(0, limits().max_header_bytes).find('\n') == std::string_view::npos
                               ? proxy_error::uri_too_long
                               : proxy_error::header_too_large;
             auto [ec, n] = co_await stream_.async_read_some(buffer_.prepare(4096), nothrow_awaitable);
@@ -171,11 +172,12 @@ private:
     // Reads, handles and answers one request. Returns whether the connection stays open.
     asio::awaitable<bool> serve_one()
     {
+        gen_ = worker_.context.current;
         request_parser parser;
-        parser.header_limit(static_cast<std::uint32_t>(limits_.max_header_bytes));
-        parser.body_limit(limits_.max_request_body);
+        parser.header_limit(static_cast<std::uint32_t>(limits().max_header_bytes));
+        parser.body_limit(limits().max_request_body);
 
-        arm_read_deadline(limits_.header_timeout);
+        arm_read_deadline(limits().header_timeout);
         if (auto head = co_await read_request_head(); head != proxy_error::ok) {
             disarm_read_deadline();
             if (head != proxy_error::client_closed)
@@ -201,12 +203,12 @@ private:
         if (!parser.is_done()) {
             if (expects_continue(parser.get()) && version == 11) {
                 static constexpr std::string_view go_on = "HTTP/1.1 100 Continue\r\n\r\n";
-                stream_.expires_after(as_duration(limits_.write_timeout));
+                stream_.expires_after(as_duration(limits().write_timeout));
                 auto [cec, cn] = co_await asio::async_write(stream_, asio::buffer(go_on), nothrow_awaitable);
                 if (cec)
                     co_return false;
             }
-            arm_read_deadline(limits_.body_timeout);
+            arm_read_deadline(limits().body_timeout);
             auto [bec, bn] = co_await bhttp::async_read(stream_, buffer_, parser, nothrow_awaitable);
             disarm_read_deadline();
             if (bec) {
@@ -217,7 +219,7 @@ private:
             }
         }
 
-        worker_.context.stats.requests.add();
+        gen_->stats.requests.add();
         http::request req = parser.release();
         bool keep_alive = req.keep_alive();
         const auto started = std::chrono::steady_clock::now();
@@ -232,10 +234,10 @@ private:
         count_response(res.result_int(), result.error != proxy_error::ok);
         res.version(version);
         res.keep_alive(keep_alive);
-        stream_.expires_after(as_duration(limits_.write_timeout));
+        stream_.expires_after(as_duration(limits().write_timeout));
         auto [wec, wn] = co_await write_response(res);
 
-        if (state_.cfg.logging.access_log)
+        if (gen_->rt->cfg.logging.access_log)
             log::info("access", {{"client", client_ip_}, {"method", method}, {"target", target},
                                  {"status", res.result_int()}, {"error", result.error == proxy_error::ok ? "" : token(result.error)},
                                  {"upstream", result.upstream},
@@ -245,7 +247,7 @@ private:
 
     void count_response(unsigned status, bool generated_by_proxy)
     {
-        auto& stats = worker_.context.stats;
+        auto& stats = gen_->stats;
         stats.responses_by_class[std::min<unsigned>(status / 100, 5)].add();
         if (generated_by_proxy)
             stats.proxy_errors.add();
@@ -256,22 +258,22 @@ private:
         if (req.method() == bhttp::verb::connect)
             co_return forward::forward_result{http::make_error_response(proxy_error::method_not_allowed, {}, "CONNECT is not supported: breakerbox is not a tunnel"),
                                               proxy_error::method_not_allowed};
-        auto route = state_.router.match(listener_index_, req.target(), req[bhttp::field::host]);
+        auto route = gen_->rt->router.match(listener_index_, req.target(), req[bhttp::field::host]);
         if (!route)
             co_return forward::forward_result{http::make_error_response(proxy_error::no_route, {}, "no configured upstream matches this request"),
                                               proxy_error::no_route};
-        co_return co_await forward::forward_request(worker_.context, req, *route, {client_ip_, &stream_.socket()});
+        co_return co_await forward::forward_request(worker_.context, *gen_, req, *route, {client_ip_, &stream_.socket()});
     }
 
     // Answers a request that could not be read and closes: after a framing error the rest of the
     // byte stream cannot be trusted.
     asio::awaitable<void> send_and_close(proxy_error reason, unsigned version)
     {
-        worker_.context.stats.requests.add();
+        gen_->stats.requests.add();
         count_response(http_status(reason), true);
         auto res = http::make_error_response(reason, {}, {}, version);
         res.keep_alive(false);
-        stream_.expires_after(as_duration(limits_.write_timeout));
+        stream_.expires_after(as_duration(limits().write_timeout));
         co_await write_response(res);
     }
 
@@ -290,7 +292,10 @@ private:
     bool timed_out_ = false;
     worker& worker_;
     forward::proxy_state& state_;
-    const config::limits_config& limits_;
+    // The configuration generation this connection serves with; refreshed before each request, so a
+    // reload applies from the next request on while the current one finishes on its own.
+    std::shared_ptr<forward::worker_generation> gen_;
+    const config::limits_config& limits() const { return gen_->rt->cfg.limits; }
     std::size_t listener_index_;
     std::string client_ip_;
 };
@@ -300,7 +305,7 @@ private:
 asio::awaitable<void> run_downstream_session(tcp::socket socket, worker& w, std::size_t listener_index)
 {
     connection_count_guard counted(w.context.state);
-    w.context.stats.connections_accepted.add();
+    w.context.current->stats.connections_accepted.add();
     downstream_session session(std::move(socket), w, listener_index);
     co_await session.run();
 }

@@ -18,7 +18,7 @@ asio::awaitable<void> sweep_pools(worker& w)
         if (ec)
             co_return;
         nanos now = steady_clock_source::instance().now();
-        for (auto& up : w.context.upstreams)
+        for (auto& up : w.context.current->upstreams)
             up.sweep(now);
     }
 }

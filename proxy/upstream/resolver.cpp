@@ -52,7 +52,7 @@ resolution resolve_now(const config::upstream_config& up)
 }
 
 asio::awaitable<void> keep_resolving(const config::upstream_config& up, std::vector<tcp::endpoint> current,
-                                     publish_fn publish)
+                                     publish_fn publish, std::function<bool()> active)
 {
     auto ex = co_await asio::this_coro::executor;
     asio::steady_timer timer(ex);
@@ -60,7 +60,7 @@ asio::awaitable<void> keep_resolving(const config::upstream_config& up, std::vec
     for (;;) {
         timer.expires_after(as_duration(up.resolve_interval));
         auto [tec] = co_await timer.async_wait(nothrow_awaitable);
-        if (tec)
+        if (tec || !active())
             co_return;
         std::vector<tcp::endpoint> next;
         bool failed = false;

@@ -21,9 +21,10 @@ resolution resolve_now(const config::upstream_config& up);
 using publish_fn = std::function<void(std::vector<tcp::endpoint>)>;
 
 // Re-resolves every resolve_interval; publishes only when the list changed and is non-empty (a DNS
-// failure keeps the last known addresses). Runs until the io_context stops.
+// failure keeps the last known addresses). Runs until the io_context stops or `active()` turns false
+// (the configuration it belongs to was replaced by a reload).
 asio::awaitable<void> keep_resolving(const config::upstream_config& up, std::vector<tcp::endpoint> current,
-                                     publish_fn publish);
+                                     publish_fn publish, std::function<bool()> active);
 
 // True when every endpoint is a literal IP address: nothing to re-resolve.
 bool all_literal(const config::upstream_config& up);

@@ -40,10 +40,11 @@ upstreams:
 )", "fuzz.yaml");
         if (!loaded.cfg)
             __builtin_trap();
-        state = std::make_unique<forward::proxy_state>(std::move(*loaded.cfg), steady_clock_source::instance(), 1);
+        auto rt = std::make_shared<const forward::runtime>(std::move(*loaded.cfg), steady_clock_source::instance(), nullptr);
+        state = std::make_unique<forward::proxy_state>(rt, 1);
         w = std::make_unique<server::worker>(*state, 0);
-        for (std::size_t i = 0; i < state->cfg.upstreams.size(); ++i)
-            w->context.upstreams[i].set_endpoints({tcp::endpoint(asio::ip::make_address("127.0.0.1"), 1)});
+        for (auto& up : w->context.current->upstreams)
+            up.set_endpoints({tcp::endpoint(asio::ip::make_address("127.0.0.1"), 1)});
         acceptor = std::make_unique<tcp::acceptor>(w->ioc, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
     }
     std::unique_ptr<forward::proxy_state> state;

@@ -46,6 +46,7 @@ upstreams:
       consecutive_failures: 20
       failure_rate: {{threshold: 50, window: time, window_duration: 2s, window_buckets: 4, minimum_calls: 50}}
       open_duration: 300ms
+      max_open_duration: 1s  # re-trips double the open time; capped so that recovery is prompt after the soak
       half_open: {{max_probes: 2}}
     stale_cache: {{max_entries: 10}}
     fallbacks:
@@ -98,7 +99,9 @@ upstreams:
         self.assertGreater(total, 1000)
         self.assertIsNone(errors, "every request must get an answer: " + out)  # wrk prints the line only when there are errors
         # the circuit may have been left open by the last burst: it recovers by itself
-        self.assertTrue(wait_until(lambda: request(bb.port(), target="/after").status == 200, timeout=10))
+        health = lambda: request(bb.port("admin"), target="/health/circuits/svc").json()["upstreams"]["svc"]
+        recovered = wait_until(lambda: request(bb.port(), target="/after").status == 200, timeout=15)
+        self.assertTrue(recovered, f"not recovered: {health()}; last answer: {request(bb.port(), target='/after').body[:300]}")
         # descriptors: client connections closed, pooled upstream connections idle out after 1 s
         self.assertTrue(wait_until(lambda: fd_count(pid) <= base_fds, timeout=10),
                         f"fds {fd_count(pid)} > baseline {base_fds}")
