@@ -130,8 +130,9 @@ private:
                 out.errors.push_back(config_path_ + ": workers: changing the worker count needs a restart");
         }
         if (!out.errors.empty()) {
-            log::error("configuration reload rejected; the previous configuration keeps serving",
-                       {{"config", config_path_}, {"errors", out.errors}, {"generation", old->generation}});
+            log::error("configuration reload rejected", {{"config", config_path_}, {"errors", out.errors},
+                                                         {"generation", old->generation},
+                                                         {"detail", "the previous configuration keeps serving"}});
             return out;
         }
         auto rt = std::make_shared<const forward::runtime>(std::move(*loaded.cfg), steady_clock_source::instance(), old.get());
