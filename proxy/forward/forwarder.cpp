@@ -165,8 +165,8 @@ std::optional<nanos> retry_delay(const exchange_result& r, const config::retry_c
 
 class forwarder {
 public:
-    forwarder(worker_context& w, worker_generation& gen, http::request& req, bool head, tcp::socket* client)
-        : worker_(w), gen_(gen), cfg_(gen.rt->cfg), req_(req), head_(head), client_(client)
+    forwarder(worker_context& w, worker_generation& gen, http::request& req, bool head, const client_info& client)
+        : worker_(w), gen_(gen), cfg_(gen.rt->cfg), req_(req), head_(head), client_(client.socket), watch_(client.watch)
     {
     }
 
@@ -241,8 +241,10 @@ private:
             exchange_result result;
             {
                 outstanding_guard counted{*ep};
-                result = co_await exchange(up, *ep, req_, {attempt_deadline, ucfg.connect_timeout, cfg_.limits.max_response_body});
+                result = co_await exchange(up, *ep, req_, {attempt_deadline, ucfg.connect_timeout, cfg_.limits.max_response_body}, watch_);
             }
+            if (result.error == proxy_error::client_closed) // not an upstream outcome: the permit is released unrecorded
+                co_return call_result{proxy_error::client_closed, std::move(result.detail)};
             if (result.error == proxy_error::bulkhead_full) { // lost a race for the endpoint's last connection
                 stats.count(rejection_reason::bulkhead_full);
                 co_return call_result{proxy_error::bulkhead_full, std::move(result.detail)};
@@ -379,6 +381,7 @@ private:
     http::request& req_;
     const bool head_;
     tcp::socket* client_;
+    client_watch* watch_;
 };
 
 } // namespace
@@ -390,7 +393,7 @@ asio::awaitable<forward_result> forward_request(worker_context& worker, worker_g
     const auto& ucfg = cfg.upstreams[route.upstream];
     const bool head = req.method() == bhttp::verb::head;
     prepare_upstream_request(req, route, cfg, ucfg, client);
-    forwarder f(worker, gen, req, head, client.socket);
+    forwarder f(worker, gen, req, head, client);
     auto result = co_await f.to_upstream(route.upstream, 0);
     // Remember good answers for the stale fallback (opt-in per upstream).
     auto& shared = *gen.rt->resilience[route.upstream];

@@ -4,6 +4,7 @@
 #pragma once
 #include "core/asio.hpp"
 #include "core/error.hpp"
+#include "forward/client_watch.hpp"
 #include "forward/worker_context.hpp"
 #include "http/message.hpp"
 #include "routing/router.hpp"
@@ -15,6 +16,7 @@ namespace breakerbox::forward {
 struct client_info {
     std::string_view ip;
     tcp::socket* socket = nullptr; // watched while the request waits in a bulkhead queue
+    client_watch* watch = nullptr; // watches the client while the upstream has the request
 };
 
 struct forward_result {

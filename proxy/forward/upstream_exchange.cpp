@@ -67,10 +67,23 @@ asio::awaitable<std::optional<exchange_result>> connect(upstream::upstream_conne
 
 } // namespace
 
+// Disarms the client watch however the exchange ends.
+struct watch_guard {
+    client_watch* watch;
+    ~watch_guard()
+    {
+        if (watch)
+            watch->disarm();
+    }
+};
+
 asio::awaitable<exchange_result> exchange(upstream::worker_upstream& up, upstream::endpoint_slot& ep,
-                                          const http::request& req, const exchange_limits& limits)
+                                          const http::request& req, const exchange_limits& limits,
+                                          client_watch* watch)
 {
     const bool head = req.method() == bhttp::verb::head;
+    watch_guard disarm_at_end{watch};
+    auto client_left = [&] { return watch && watch->client_gone(); };
     // A pooled connection the peer closed meanwhile fails before any response byte arrives; then,
     // and only then, the request is sent again on a fresh connection (it never reached the upstream).
     for (int attempt = 0; attempt < 2; ++attempt) {
@@ -84,11 +97,15 @@ asio::awaitable<exchange_result> exchange(upstream::worker_upstream& up, upstrea
         }
         conn->stream.expires_at(limits.deadline);
         ++conn->requests;
+        if (watch)
+            watch->arm(conn->stream);
 
         http::serialize_head(req, conn->head);
         const std::array<asio::const_buffer, 2> parts{asio::buffer(conn->head), asio::buffer(req.body())};
         auto [wec, written] = co_await asio::async_write(conn->stream, parts, nothrow_awaitable);
         if (wec) {
+            if (client_left())
+                co_return failure(proxy_error::client_closed, "the client went away; the upstream request was cancelled");
             if (conn->reused && is_connection_closed(wec))
                 continue;
             if (wec == beast::error::timeout)
@@ -105,6 +122,8 @@ asio::awaitable<exchange_result> exchange(upstream::worker_upstream& up, upstrea
                 parser->skip(true);
             auto [rec, read] = co_await bhttp::async_read(conn->stream, conn->buffer, *parser, nothrow_awaitable);
             if (rec) {
+                if (client_left())
+                    co_return failure(proxy_error::client_closed, "the client went away; the upstream request was cancelled");
                 if (conn->reused && !parser->got_some() && is_connection_closed(rec))
                     break; // stale pooled connection: retry on a fresh one
                 co_return read_failure(rec, ep.label);

@@ -4,6 +4,7 @@
 #pragma once
 #include "core/asio.hpp"
 #include "core/error.hpp"
+#include "forward/client_watch.hpp"
 #include "http/message.hpp"
 #include "upstream/worker_upstream.hpp"
 
@@ -23,7 +24,10 @@ struct exchange_limits {
     std::uint64_t max_response_body;
 };
 
+// `watch` (optional): the client's connection is watched meanwhile; if the client goes away the exchange
+// is cancelled and ends with proxy_error::client_closed.
 asio::awaitable<exchange_result> exchange(upstream::worker_upstream& up, upstream::endpoint_slot& ep,
-                                          const http::request& req, const exchange_limits& limits);
+                                          const http::request& req, const exchange_limits& limits,
+                                          client_watch* watch = nullptr);
 
 } // namespace breakerbox::forward

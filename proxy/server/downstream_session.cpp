@@ -84,7 +84,8 @@ bool expects_continue(const http::request& req)
 class downstream_session {
 public:
     downstream_session(tcp::socket socket, worker& w, std::size_t listener_index)
-        : stream_(std::move(socket)), read_deadline_(stream_.get_executor()), worker_(w), state_(w.context.state), gen_(w.context.current),
+        : stream_(std::move(socket)), read_deadline_(stream_.get_executor()), watch_(stream_.socket()), worker_(w),
+          state_(w.context.state), gen_(w.context.current),
           listener_index_(listener_index)
     {
         error_code ec;
@@ -262,7 +263,7 @@ private:
         if (!route)
             co_return forward::forward_result{http::make_error_response(proxy_error::no_route, {}, "no configured upstream matches this request"),
                                               proxy_error::no_route};
-        co_return co_await forward::forward_request(worker_.context, *gen_, req, *route, {client_ip_, &stream_.socket()});
+        co_return co_await forward::forward_request(worker_.context, *gen_, req, *route, {client_ip_, &stream_.socket(), &watch_});
     }
 
     // Answers a request that could not be read and closes: after a framing error the rest of the
@@ -290,6 +291,7 @@ private:
     std::string head_;
     asio::steady_timer read_deadline_;
     bool timed_out_ = false;
+    forward::client_watch watch_;
     worker& worker_;
     forward::proxy_state& state_;
     // The configuration generation this connection serves with; refreshed before each request, so a
