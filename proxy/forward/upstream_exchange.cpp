@@ -4,6 +4,7 @@
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
 #include "http/serialize.hpp"
+#include "core/write_all.hpp"
 
 #include <boost/asio/write.hpp>
 
@@ -102,7 +103,7 @@ asio::awaitable<exchange_result> exchange(upstream::worker_upstream& up, upstrea
 
         http::serialize_head(req, conn->head);
         const std::array<asio::const_buffer, 2> parts{asio::buffer(conn->head), asio::buffer(req.body())};
-        auto [wec, written] = co_await asio::async_write(conn->stream, parts, nothrow_awaitable);
+        auto [wec, written] = co_await write_all(conn->stream, parts);
         if (wec) {
             if (client_left())
                 co_return failure(proxy_error::client_closed, "the client went away; the upstream request was cancelled");

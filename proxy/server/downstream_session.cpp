@@ -4,6 +4,7 @@
 #include "forward/forwarder.hpp"
 #include "http/error_response.hpp"
 #include "http/serialize.hpp"
+#include "core/write_all.hpp"
 
 #include <boost/asio/write.hpp>
 #include <boost/beast/http/error.hpp>
@@ -93,6 +94,7 @@ public:
         if (!ec)
             client_ip_ = remote.address().to_string();
         stream_.socket().set_option(tcp::no_delay(true), ec);
+        stream_.socket().non_blocking(true, ec); // write_all's first attempt must never block
     }
 
     asio::awaitable<void> run()
@@ -178,20 +180,26 @@ private:
         parser.header_limit(static_cast<std::uint32_t>(limits().max_header_bytes));
         parser.body_limit(limits().max_request_body);
 
-        arm_read_deadline(limits().header_timeout);
-        if (auto head = co_await read_request_head(); head != proxy_error::ok) {
+        // Usually the whole header arrived with the first read: then there is nothing to wait for,
+        // and no deadline to arm.
+        const bool must_read = header_end(buffered(buffer_)) == std::string_view::npos;
+        if (must_read)
+            arm_read_deadline(limits().header_timeout);
+        const auto head = co_await read_request_head();
+        if (must_read)
             disarm_read_deadline();
+        if (head != proxy_error::ok) {
             if (head != proxy_error::client_closed)
                 co_await send_and_close(head, 11);
             co_return false;
         }
-        auto [hec, hn] = co_await bhttp::async_read_header(stream_, buffer_, parser, nothrow_awaitable);
-        disarm_read_deadline();
+        // The header block is buffered and checked: parse it in place.
+        error_code hec;
+        buffer_.consume(parser.put(buffer_.data(), hec));
+        if (!hec && !parser.is_header_done())
+            hec = bhttp::error::partial_message;
         if (hec) {
-            if (!timed_out_ && (hec == bhttp::error::end_of_stream || hec == asio::error::connection_reset ||
-                                hec == asio::error::eof))
-                co_return false;
-            co_await send_and_close(request_read_error(hec, timed_out_), 11);
+            co_await send_and_close(request_read_error(hec, false), 11);
             co_return false;
         }
         const unsigned version = parser.get().version() == 10 ? 10 : 11;
@@ -235,7 +243,6 @@ private:
         count_response(res.result_int(), result.error != proxy_error::ok);
         res.version(version);
         res.keep_alive(keep_alive);
-        stream_.expires_after(as_duration(limits().write_timeout));
         auto [wec, wn] = co_await write_response(res);
 
         if (gen_->rt->cfg.logging.access_log)
@@ -274,7 +281,6 @@ private:
         count_response(http_status(reason), true);
         auto res = http::make_error_response(reason, {}, {}, version);
         res.keep_alive(false);
-        stream_.expires_after(as_duration(limits().write_timeout));
         co_await write_response(res);
     }
 
@@ -283,7 +289,7 @@ private:
     {
         http::serialize_head(res, head_);
         const std::array<asio::const_buffer, 2> parts{asio::buffer(head_), asio::buffer(res.body())};
-        co_return co_await asio::async_write(stream_, parts, nothrow_awaitable);
+        co_return co_await write_all(stream_, parts, limits().write_timeout);
     }
 
     beast::tcp_stream stream_;
