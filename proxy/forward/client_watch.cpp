@@ -5,17 +5,50 @@
 
 namespace breakerbox::forward {
 
-void client_watch::arm(beast::tcp_stream& upstream)
+void watch_registry::sweep(nanos now, nanos min_age)
+{
+    for (client_watch* w = head_; w; w = w->next_)
+        if (!w->waiting_ && now - w->armed_at_ >= min_age)
+            w->start_socket_wait();
+}
+
+void client_watch::arm(beast::tcp_stream& upstream, nanos now)
 {
     upstream_ = &upstream;
     gone_ = false;
-    if (waiting_)
-        return; // a wait from an earlier exchange is still registered and will serve this one too
+    armed_at_ = now;
+    if (linked_)
+        return;
+    linked_ = true;
+    prev_ = nullptr;
+    next_ = registry_.head_;
+    if (next_)
+        next_->prev_ = this;
+    registry_.head_ = this;
+}
+
+void client_watch::unlink() noexcept
+{
+    if (!linked_)
+        return;
+    if (prev_)
+        prev_->next_ = next_;
+    else
+        registry_.head_ = next_;
+    if (next_)
+        next_->prev_ = prev_;
+    prev_ = next_ = nullptr;
+    linked_ = false;
+}
+
+void client_watch::start_socket_wait()
+{
     waiting_ = true;
     client_.async_wait(tcp::socket::wait_read, [this](const error_code& ec) {
         if (ec == asio::error::operation_aborted)
             return; // disarmed, or the session closed its socket: `this` may be gone, touch nothing
         waiting_ = false;
+        unlink(); // fired once: either the client is gone, or it sent more and cannot be watched further
         if (!upstream_)
             return;
         char probe;
@@ -30,6 +63,7 @@ void client_watch::arm(beast::tcp_stream& upstream)
 void client_watch::disarm() noexcept
 {
     upstream_ = nullptr;
+    unlink();
     if (waiting_) {
         waiting_ = false;
         error_code ignored;

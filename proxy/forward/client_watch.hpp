@@ -1,30 +1,60 @@
 // Notices a client that goes away while its request is with the upstream, and then cancels the
 // upstream exchange (the upstream is not kept busy for nobody, and its outcome is not recorded).
-// One per downstream session, reused for every request: arming costs one reactor registration on the
-// client socket and no allocation. Worker-owned, like the session that owns it.
+// One per downstream session, reused for every request. Worker-owned, like the session.
+//
+// Watching a socket costs a system call (Asio registers the wait with epoll_ctl), which the profile
+// showed on every request. So a watch only enters its worker's registry when the exchange starts (two
+// pointer updates), and the worker's sweep, every 100 ms, starts the actual socket wait for exchanges
+// that have been running longer than that. Fast requests never pay for it.
 //
 // NOTE: bytes the client pipelines meanwhile make a close undetectable without reading them; then the
 // watch simply stops (the exchange finishes under its own deadline, as before).
 #pragma once
 #include "core/asio.hpp"
+#include "core/clock.hpp"
 
 namespace breakerbox::forward {
 
+class client_watch;
+
+// The watches of one worker's exchanges in progress (an intrusive list: no allocation). Worker-owned.
+class watch_registry {
+public:
+    // Starts the socket wait of every watch registered at least `min_age` ago.
+    void sweep(nanos now, nanos min_age);
+
+private:
+    friend class client_watch;
+    client_watch* head_ = nullptr;
+};
+
 class client_watch {
 public:
-    explicit client_watch(tcp::socket& client) : client_(client) {}
+    client_watch(tcp::socket& client, watch_registry& registry) : client_(client), registry_(registry) {}
+    ~client_watch() { disarm(); }
+    client_watch(const client_watch&) = delete;
+    client_watch& operator=(const client_watch&) = delete;
 
-    // Starts watching; `upstream` is cancelled if the client closes before disarm().
-    void arm(beast::tcp_stream& upstream);
-    // Stops watching (the pending wait completes later as aborted and touches nothing).
+    // Starts watching for this exchange: `upstream` is cancelled if the client closes before disarm().
+    void arm(beast::tcp_stream& upstream, nanos now);
+    // Stops watching (a pending socket wait completes later as aborted and touches nothing).
     void disarm() noexcept;
     bool client_gone() const noexcept { return gone_; }
 
 private:
+    friend class watch_registry;
+    void start_socket_wait();
+    void unlink() noexcept;
+
     tcp::socket& client_;
+    watch_registry& registry_;
     beast::tcp_stream* upstream_ = nullptr;
+    nanos armed_at_ = 0;
     bool gone_ = false;
     bool waiting_ = false;
+    bool linked_ = false;
+    client_watch* prev_ = nullptr;
+    client_watch* next_ = nullptr;
 };
 
 } // namespace breakerbox::forward

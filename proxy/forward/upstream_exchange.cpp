@@ -99,7 +99,7 @@ asio::awaitable<exchange_result> exchange(upstream::worker_upstream& up, upstrea
         conn->stream.expires_at(limits.deadline);
         ++conn->requests;
         if (watch)
-            watch->arm(conn->stream);
+            watch->arm(conn->stream, now_nanos());
 
         http::serialize_head(req, conn->head);
         const std::array<asio::const_buffer, 2> parts{asio::buffer(conn->head), asio::buffer(req.body())};

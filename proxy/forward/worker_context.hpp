@@ -4,6 +4,7 @@
 // touches it, except the admin listener's locked snapshot().
 #pragma once
 #include "core/asio.hpp"
+#include "forward/client_watch.hpp"
 #include "forward/proxy_state.hpp"
 #include "forward/request_stats.hpp"
 #include "upstream/worker_upstream.hpp"
@@ -59,6 +60,7 @@ public:
     proxy_state& state;
     const std::size_t index; // this worker's number, 0..workers-1
     std::shared_ptr<worker_generation> current;
+    watch_registry watches; // clients of this worker's exchanges in progress
 
     // Worker-owned pseudo-random numbers (xorshift64*) for retry jitter: no shared state, no lock.
     std::uint64_t random() noexcept

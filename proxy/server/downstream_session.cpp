@@ -85,7 +85,7 @@ bool expects_continue(const http::request& req)
 class downstream_session {
 public:
     downstream_session(tcp::socket socket, worker& w, std::size_t listener_index)
-        : stream_(std::move(socket)), read_deadline_(stream_.get_executor()), watch_(stream_.socket()), worker_(w),
+        : stream_(std::move(socket)), read_deadline_(stream_.get_executor()), watch_(stream_.socket(), w.context.watches), worker_(w),
           state_(w.context.state), gen_(w.context.current),
           listener_index_(listener_index)
     {

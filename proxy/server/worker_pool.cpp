@@ -8,18 +8,21 @@
 namespace breakerbox::server {
 namespace {
 
-// Closes idle pooled upstream connections past their idle timeout, once a second, on each worker.
-asio::awaitable<void> sweep_pools(worker& w)
+// Every 100 ms on each worker: start watching the clients of exchanges that have run for 100 ms or
+// more; once a second: close idle pooled upstream connections past their idle timeout.
+asio::awaitable<void> sweep(worker& w)
 {
     asio::steady_timer timer(w.ioc);
-    for (;;) {
-        timer.expires_after(std::chrono::seconds(1));
+    for (unsigned tick = 1;; ++tick) {
+        timer.expires_after(std::chrono::milliseconds(100));
         auto [ec] = co_await timer.async_wait(nothrow_awaitable);
         if (ec)
             co_return;
-        nanos now = steady_clock_source::instance().now();
-        for (auto& up : w.context.current->upstreams)
-            up.sweep(now);
+        const nanos now = steady_clock_source::instance().now();
+        w.context.watches.sweep(now, millis(100));
+        if (tick % 10 == 0)
+            for (auto& up : w.context.current->upstreams)
+                up.sweep(now);
     }
 }
 
@@ -37,7 +40,7 @@ void worker_pool::start()
 {
     for (auto& w : workers_) {
         guards_.push_back(asio::make_work_guard(w->ioc));
-        asio::co_spawn(w->ioc, sweep_pools(*w), asio::detached);
+        asio::co_spawn(w->ioc, sweep(*w), asio::detached);
         w->thread = std::thread([&ioc = w->ioc] {
             for (;;) {
                 try {
