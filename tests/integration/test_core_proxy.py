@@ -238,6 +238,35 @@ class ForwardingTest(ProxyTestCase):
         self.assertEqual(self.up.stats()["requests"], 10)
 
 
+class IdleAndResolutionTest(ProxyTestCase):
+    def test_idle_keep_alive_connections_are_closed_after_the_idle_timeout(self):
+        up = self.upstream("svc")
+        bb = self.breakerbox(f"""
+workers: 1
+listeners: [{{name: main, address: "127.0.0.1:0"}}]
+admin: {{enabled: false}}
+limits: {{idle_timeout: 300ms}}
+upstreams:
+  svc: {{endpoints: ["{up.address}"], routes: {{path_prefix: /}}}}
+""")
+        with socket.create_connection(("127.0.0.1", bb.port()), timeout=5) as s:
+            s.sendall(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+            self.assertEqual(read_response(s).status, 200)
+            s.settimeout(5)
+            self.assertEqual(s.recv(10), b"")  # closed by breakerbox, well before the 5 s socket timeout
+
+    def test_endpoint_names_are_resolved(self):
+        up = self.upstream("svc")
+        bb = self.breakerbox(config(f"""
+  svc:
+    endpoints: [localhost:{up.port}]
+    routes:
+      path_prefix: /
+"""))
+        for i in range(5):
+            self.assertEqual(request(bb.port(), target=f"/n{i}").json()["server"], "svc")
+
+
 class ProxyErrorTest(ProxyTestCase):
     def test_connect_refused_is_502_with_a_json_body(self):
         # A port that was just free: nothing listens there.
