@@ -2,6 +2,7 @@
 promtool and scraped by a real Prometheus, token enforcement, and operator actions on the data path."""
 import json
 import os
+import signal
 import subprocess
 import tempfile
 import threading
@@ -65,6 +66,19 @@ class AdminTest(ProxyTestCase):
         self.assertEqual(r.json()["status"], "ready")
         self.assertEqual(request(self.admin, method="POST", target="/live").status, 405)
         self.assertEqual(request(self.admin, target="/nope").status, 404)
+
+    def test_not_ready_while_draining(self):
+        done = {}
+        t = threading.Thread(target=lambda: done.update(r=request(self.bb.port(), target="/slow?delay_ms=1500")))
+        t.start()
+        self.assertTrue(wait_until(lambda: self.up.stats()["in_flight"] == 1))
+        self.bb.signal(signal.SIGTERM)
+        self.assertTrue(wait_until(lambda: request(self.admin, target="/ready").status == 503))
+        self.assertEqual(request(self.admin, target="/ready").json()["status"], "draining")
+        self.assertEqual(request(self.admin, target="/live").status, 200)  # alive while it drains
+        t.join(timeout=10)
+        self.assertEqual(done["r"].status, 200)
+        self.assertEqual(self.bb.wait(timeout=10), 0)
 
     def test_admin_is_not_on_the_data_port(self):
         r = request(self.bb.port(), target="/health/circuits", headers={"Host": "unrouted"})
