@@ -127,7 +127,9 @@ private:
         if (!first)
             mark.emplace(worker_.idle, stream_);
         stream_.expires_after(as_duration(first ? limits().header_timeout : limits().idle_timeout));
-        auto [ec, n] = co_await stream_.async_read_some(buffer_.prepare(4096), nothrow_awaitable);
+        // 2 KiB holds a typical service-to-service request in one read; every idle keep-alive
+        // connection keeps this much buffer (longer heads grow it in read_request_head).
+        auto [ec, n] = co_await stream_.async_read_some(buffer_.prepare(2048), nothrow_awaitable);
         if (ec)
             co_return false; // idle timeout, client closed, or drain: nothing is owed to anyone
         buffer_.commit(n);
