@@ -29,7 +29,6 @@ enum class proxy_error {
     queue_timeout,                 // 503
     retry_budget_exhausted,        // 503
     too_many_connections,          // 503
-    draining,                      // 503
     client_closed,                 // 499 (logged only): the client went away before its answer
 };
 

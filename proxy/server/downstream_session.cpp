@@ -155,21 +155,32 @@ private:
 
     // Reads until the whole header block is buffered, so that it can be checked before it is parsed:
     // a request line longer than the header limit is a 414, a longer header a 431, obs-fold a 400.
-    // client_closed: the client went away mid-header (nobody to answer).
+    // client_closed: the client went away mid-header (nobody to answer). The header deadline is armed
+    // only if a read is needed: usually the whole header arrived with the first read.
     asio::awaitable<proxy_error> read_request_head()
     {
+        bool armed = false;
+        auto done = [&](proxy_error e) {
+            if (armed)
+                disarm_read_deadline();
+            return e;
+        };
         for (;;) {
             std::string_view data = buffered(buffer_);
             const std::size_t end = header_end(data);
             if (end != std::string_view::npos && end <= limits().max_header_bytes)
-                co_return has_obs_fold(data.substr(0, end)) ? proxy_error::bad_request : proxy_error::ok;
+                co_return done(has_obs_fold(data.substr(0, end)) ? proxy_error::bad_request : proxy_error::ok);
             if (data.size() >= limits().max_header_bytes)
-                co_return data.substr(0, limits().max_header_bytes).find('\n') == std::string_view::npos
-                              ? proxy_error::uri_too_long
-                              : proxy_error::header_too_large;
+                co_return done(data.substr(0, limits().max_header_bytes).find('\n') == std::string_view::npos
+                                   ? proxy_error::uri_too_long
+                                   : proxy_error::header_too_large);
+            if (!armed) {
+                arm_read_deadline(limits().header_timeout);
+                armed = true;
+            }
             auto [ec, n] = co_await stream_.async_read_some(buffer_.prepare(4096), nothrow_awaitable);
             if (ec)
-                co_return timed_out_ ? proxy_error::request_timeout : proxy_error::client_closed;
+                co_return done(timed_out_ ? proxy_error::request_timeout : proxy_error::client_closed);
             buffer_.commit(n);
         }
     }
@@ -182,14 +193,7 @@ private:
         parser.header_limit(static_cast<std::uint32_t>(limits().max_header_bytes));
         parser.body_limit(limits().max_request_body);
 
-        // Usually the whole header arrived with the first read: then there is nothing to wait for,
-        // and no deadline to arm.
-        const bool must_read = header_end(buffered(buffer_)) == std::string_view::npos;
-        if (must_read)
-            arm_read_deadline(limits().header_timeout);
         const auto head = co_await read_request_head();
-        if (must_read)
-            disarm_read_deadline();
         if (head != proxy_error::ok) {
             if (head != proxy_error::client_closed)
                 co_await send_and_close(head, 11);

@@ -7,8 +7,6 @@
 #include "core/asio.hpp"
 #include "server/worker_pool.hpp"
 
-#include <atomic>
-
 namespace breakerbox::server {
 
 class listener {
