@@ -1,35 +1,40 @@
 // Writes a whole buffer sequence to a stream: first one non-blocking attempt, which for a response of a
 // few KiB usually hands everything to the kernel at once — no asynchronous operation, no timer — and
-// only if the socket is full, the rest asynchronously under a deadline. The socket must be in
-// non-blocking mode (`socket.non_blocking(true)`), or the first attempt could block the worker.
+// only if the socket is full, the rest asynchronously under the stream's deadline. The socket must be
+// in non-blocking mode (`socket.non_blocking(true)`), or the first attempt could block the worker.
 #pragma once
-#include "core/asio.hpp"
 #include "core/clock.hpp"
+#include "core/deadline_stream.hpp"
 
-#include <boost/asio/write.hpp>
 #include <boost/beast/core/buffers_suffix.hpp>
 
 #include <tuple>
 
 namespace breakerbox {
 
-// `timeout` > 0 arms the stream's deadline for the asynchronous remainder; 0 keeps the one already set.
+// `timeout` > 0 sets the stream's deadline for the asynchronous remainder; 0 keeps the one already set.
 template <class Buffers>
-asio::awaitable<std::tuple<error_code, std::size_t>> write_all(beast::tcp_stream& stream, const Buffers& buffers, nanos timeout = 0)
+asio::awaitable<deadline_stream::io_result> write_all(deadline_stream& stream, const Buffers& buffers, nanos timeout = 0)
 {
     error_code ec;
     const std::size_t total = asio::buffer_size(buffers);
-    const std::size_t first = stream.socket().write_some(buffers, ec);
-    if (!ec && first == total)
-        co_return std::tuple<error_code, std::size_t>{ec, first};
+    std::size_t written = stream.socket().write_some(buffers, ec);
+    if (!ec && written == total)
+        co_return deadline_stream::io_result{ec, written};
     if (ec && ec != asio::error::would_block && ec != asio::error::try_again)
-        co_return std::tuple<error_code, std::size_t>{ec, first};
+        co_return deadline_stream::io_result{ec, written};
     beast::buffers_suffix<Buffers> rest(buffers);
-    rest.consume(first);
+    rest.consume(written);
     if (timeout > 0)
         stream.expires_after(as_duration(timeout));
-    auto [wec, more] = co_await asio::async_write(stream, rest, nothrow_awaitable);
-    co_return std::tuple<error_code, std::size_t>{wec, first + more};
+    while (written < total) {
+        auto [wec, n] = co_await stream.write_some(rest);
+        if (wec)
+            co_return deadline_stream::io_result{wec, written};
+        rest.consume(n);
+        written += n;
+    }
+    co_return deadline_stream::io_result{error_code{}, written};
 }
 
 } // namespace breakerbox

@@ -12,7 +12,7 @@ void watch_registry::sweep(nanos now, nanos min_age)
             w->start_socket_wait();
 }
 
-void client_watch::arm(beast::tcp_stream& upstream, nanos now)
+void client_watch::arm(deadline_stream& upstream, nanos now)
 {
     upstream_ = &upstream;
     gone_ = false;
@@ -55,7 +55,8 @@ void client_watch::start_socket_wait()
         const ssize_t n = ::recv(client_.native_handle(), &probe, 1, MSG_PEEK | MSG_DONTWAIT);
         if (ec || n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
             gone_ = true;
-            upstream_->cancel(); // the exchange ends with operation_aborted
+            error_code ignored;
+            upstream_->socket().cancel(ignored); // the exchange ends with operation_aborted
         }
     });
 }

@@ -12,6 +12,7 @@
 #pragma once
 #include "core/asio.hpp"
 #include "core/clock.hpp"
+#include "core/deadline_stream.hpp"
 
 namespace breakerbox::forward {
 
@@ -36,7 +37,7 @@ public:
     client_watch& operator=(const client_watch&) = delete;
 
     // Starts watching for this exchange: `upstream` is cancelled if the client closes before disarm().
-    void arm(beast::tcp_stream& upstream, nanos now);
+    void arm(deadline_stream& upstream, nanos now);
     // Stops watching (a pending socket wait completes later as aborted and touches nothing).
     void disarm() noexcept;
     bool client_gone() const noexcept { return gone_; }
@@ -48,7 +49,7 @@ private:
 
     tcp::socket& client_;
     watch_registry& registry_;
-    beast::tcp_stream* upstream_ = nullptr;
+    deadline_stream* upstream_ = nullptr;
     nanos armed_at_ = 0;
     bool gone_ = false;
     bool waiting_ = false;

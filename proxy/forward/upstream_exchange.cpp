@@ -1,15 +1,13 @@
 #include "forward/upstream_exchange.hpp"
 
+#include "core/write_all.hpp"
+#include "http/read_message.hpp"
+#include "http/serialize.hpp"
+
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/parser.hpp>
-#include <boost/beast/http/read.hpp>
-#include "http/serialize.hpp"
-#include "core/write_all.hpp"
-
-#include <boost/asio/write.hpp>
 
 #include <array>
-
 #include <optional>
 
 namespace breakerbox::forward {
@@ -53,9 +51,10 @@ asio::awaitable<std::optional<exchange_result>> connect(upstream::upstream_conne
 {
     auto connect_deadline = std::min(limits.deadline, steady::now() + as_duration(limits.connect_timeout));
     conn.stream.expires_at(connect_deadline);
-    auto [ec] = co_await conn.stream.async_connect(ep.address, nothrow_awaitable);
+    auto ec = co_await conn.stream.connect(ep.address);
     if (!ec) {
         conn.stream.socket().set_option(tcp::no_delay(true), ec);
+        conn.stream.socket().non_blocking(true, ec); // write_all's first attempt must never block
         co_return std::nullopt;
     }
     if (ec == beast::error::timeout) {
@@ -121,7 +120,7 @@ asio::awaitable<exchange_result> exchange(upstream::worker_upstream& up, upstrea
             parser->header_limit(64 * 1024);
             if (head)
                 parser->skip(true);
-            auto [rec, read] = co_await bhttp::async_read(conn->stream, conn->buffer, *parser, nothrow_awaitable);
+            auto rec = co_await http::read_message(conn->stream, conn->buffer, *parser);
             if (rec) {
                 if (client_left())
                     co_return failure(proxy_error::client_closed, "the client went away; the upstream request was cancelled");

@@ -1,16 +1,14 @@
 #include "server/downstream_session.hpp"
 
 #include "core/log.hpp"
+#include "core/write_all.hpp"
 #include "forward/forwarder.hpp"
 #include "http/error_response.hpp"
+#include "http/read_message.hpp"
 #include "http/serialize.hpp"
-#include "core/write_all.hpp"
 
-#include <boost/asio/write.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/parser.hpp>
-#include <boost/beast/http/read.hpp>
-#include <boost/beast/http/write.hpp>
 #include <nlohmann/json.hpp>
 
 #include <array>
@@ -31,10 +29,10 @@ struct connection_count_guard {
 
 // Registers the stream as idle (between requests) for the duration of one wait.
 struct idle_mark {
-    idle_mark(idle_registry& r, beast::tcp_stream& s) : registry(r), stream(&s) { registry.streams.insert(stream); }
+    idle_mark(idle_registry& r, deadline_stream& s) : registry(r), stream(&s) { registry.streams.insert(stream); }
     ~idle_mark() { registry.streams.erase(stream); }
     idle_registry& registry;
-    beast::tcp_stream* stream;
+    deadline_stream* stream;
 };
 
 // Maps a failure while reading the client's request to the status the client gets.
@@ -85,7 +83,7 @@ bool expects_continue(const http::request& req)
 class downstream_session {
 public:
     downstream_session(tcp::socket socket, worker& w, std::size_t listener_index)
-        : stream_(std::move(socket)), read_deadline_(stream_.get_executor()), watch_(stream_.socket(), w.context.watches), worker_(w),
+        : stream_(std::move(socket)), watch_(stream_.socket(), w.context.watches), worker_(w),
           state_(w.context.state), gen_(w.context.current),
           listener_index_(listener_index)
     {
@@ -129,40 +127,22 @@ private:
         stream_.expires_after(as_duration(first ? limits().header_timeout : limits().idle_timeout));
         // 2 KiB holds a typical service-to-service request in one read; every idle keep-alive
         // connection keeps this much buffer (longer heads grow it in read_request_head).
-        auto [ec, n] = co_await stream_.async_read_some(buffer_.prepare(2048), nothrow_awaitable);
+        auto [ec, n] = co_await stream_.read_some(buffer_.prepare(2048));
         if (ec)
             co_return false; // idle timeout, client closed, or drain: nothing is owed to anyone
         buffer_.commit(n);
         co_return true;
     }
 
-    // A request deadline that, unlike tcp_stream's own timeout, leaves the socket open: the client
-    // still gets its 408. On expiry the pending read is cancelled and timed_out_ is set.
-    void arm_read_deadline(nanos timeout)
-    {
-        stream_.expires_never();
-        timed_out_ = false;
-        read_deadline_.expires_after(as_duration(timeout));
-        read_deadline_.async_wait([this](const error_code& ec) {
-            if (ec)
-                return; // cancelled: the session may already be gone, touch nothing
-            timed_out_ = true;
-            error_code ignored;
-            stream_.socket().cancel(ignored);
-        });
-    }
-    void disarm_read_deadline() { read_deadline_.cancel(); }
-
     // Reads until the whole header block is buffered, so that it can be checked before it is parsed:
     // a request line longer than the header limit is a 414, a longer header a 431, obs-fold a 400.
-    // client_closed: the client went away mid-header (nobody to answer). The header deadline is armed
+    // client_closed: the client went away mid-header (nobody to answer). The header deadline is set
     // only if a read is needed: usually the whole header arrived with the first read.
     asio::awaitable<proxy_error> read_request_head()
     {
-        bool armed = false;
+        bool deadline_set = false;
         auto done = [&](proxy_error e) {
-            if (armed)
-                disarm_read_deadline();
+            stream_.expires_never(); // the exchange runs under its own deadlines
             return e;
         };
         for (;;) {
@@ -174,13 +154,13 @@ private:
                 co_return done(data.substr(0, limits().max_header_bytes).find('\n') == std::string_view::npos
                                    ? proxy_error::uri_too_long
                                    : proxy_error::header_too_large);
-            if (!armed) {
-                arm_read_deadline(limits().header_timeout);
-                armed = true;
+            if (!deadline_set) {
+                stream_.expires_after(as_duration(limits().header_timeout));
+                deadline_set = true;
             }
-            auto [ec, n] = co_await stream_.async_read_some(buffer_.prepare(4096), nothrow_awaitable);
+            auto [ec, n] = co_await stream_.read_some(buffer_.prepare(4096));
             if (ec)
-                co_return done(timed_out_ ? proxy_error::request_timeout : proxy_error::client_closed);
+                co_return done(ec == beast::error::timeout ? proxy_error::request_timeout : proxy_error::client_closed);
             buffer_.commit(n);
         }
     }
@@ -218,18 +198,18 @@ private:
         if (!parser.is_done()) {
             if (expects_continue(parser.get()) && version == 11) {
                 static constexpr std::string_view go_on = "HTTP/1.1 100 Continue\r\n\r\n";
-                stream_.expires_after(as_duration(limits().write_timeout));
-                auto [cec, cn] = co_await asio::async_write(stream_, asio::buffer(go_on), nothrow_awaitable);
+                auto [cec, cn] = co_await write_all(stream_, asio::buffer(go_on), limits().write_timeout);
                 if (cec)
                     co_return false;
             }
-            arm_read_deadline(limits().body_timeout);
-            auto [bec, bn] = co_await bhttp::async_read(stream_, buffer_, parser, nothrow_awaitable);
-            disarm_read_deadline();
+            stream_.expires_after(as_duration(limits().body_timeout));
+            const auto bec = co_await http::read_message(stream_, buffer_, parser);
+            const bool timed_out = bec == beast::error::timeout;
+            stream_.expires_never();
             if (bec) {
-                if (!timed_out_ && (bec == asio::error::connection_reset || bec == bhttp::error::partial_message))
+                if (!timed_out && (bec == asio::error::connection_reset || bec == bhttp::error::partial_message))
                     co_return false; // the client went away mid-body: nobody to answer
-                co_await send_and_close(request_read_error(bec, timed_out_), version);
+                co_await send_and_close(request_read_error(bec, timed_out), version);
                 co_return false;
             }
         }
@@ -291,18 +271,16 @@ private:
     }
 
     // Head and body in one gather write; head_ keeps its capacity from request to request.
-    asio::awaitable<std::tuple<error_code, std::size_t>> write_response(const http::response& res)
+    asio::awaitable<deadline_stream::io_result> write_response(const http::response& res)
     {
         http::serialize_head(res, head_);
         const std::array<asio::const_buffer, 2> parts{asio::buffer(head_), asio::buffer(res.body())};
         co_return co_await write_all(stream_, parts, limits().write_timeout);
     }
 
-    beast::tcp_stream stream_;
+    deadline_stream stream_;
     beast::flat_buffer buffer_;
     std::string head_;
-    asio::steady_timer read_deadline_;
-    bool timed_out_ = false;
     forward::client_watch watch_;
     worker& worker_;
     forward::proxy_state& state_;

@@ -3,6 +3,7 @@
 // Owned by the application's main thread; the workers themselves run on their threads.
 #pragma once
 #include "core/asio.hpp"
+#include "core/deadline_stream.hpp"
 #include "forward/proxy_state.hpp"
 #include "forward/worker_context.hpp"
 
@@ -16,7 +17,7 @@ namespace breakerbox::server {
 // Per-worker registry of the connections that are idle between requests, so that a drain can close
 // them without waiting for their keep-alive timeout. Worker-owned.
 struct idle_registry {
-    std::unordered_set<beast::tcp_stream*> streams;
+    std::unordered_set<deadline_stream*> streams;
     bool closing = false;
 };
 

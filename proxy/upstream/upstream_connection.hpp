@@ -3,6 +3,7 @@
 #pragma once
 #include "core/asio.hpp"
 #include "core/clock.hpp"
+#include "core/deadline_stream.hpp"
 
 #include <cstdint>
 #include <string>
@@ -11,7 +12,7 @@ namespace breakerbox::upstream {
 
 struct upstream_connection {
     // `open_count`: the endpoint's count of open connections, kept while this connection exists.
-    upstream_connection(asio::any_io_executor ex, std::uint32_t& open_count) : stream(std::move(ex)), open_count_(&open_count)
+    upstream_connection(const asio::any_io_executor& ex, std::uint32_t& open_count) : stream(ex), open_count_(&open_count)
     {
         ++*open_count_;
     }
@@ -19,7 +20,7 @@ struct upstream_connection {
     upstream_connection(const upstream_connection&) = delete;
     upstream_connection& operator=(const upstream_connection&) = delete;
 
-    beast::tcp_stream stream;
+    deadline_stream stream;
     beast::flat_buffer buffer;
     std::string head;           // the serialised request head, capacity reused across requests
     std::uint32_t requests = 0; // requests sent on this connection so far

@@ -1,0 +1,50 @@
+// Reads one HTTP message from a deadline_stream into a Beast parser: what bhttp::async_read does,
+// without its three layers of composed operations, through single-buffer reads (recv, not recvmsg).
+// The stream's current deadline bounds the whole message.
+#pragma once
+#include "core/deadline_stream.hpp"
+
+#include <boost/beast/core/read_size.hpp>
+#include <boost/beast/http/basic_parser.hpp>
+#include <boost/beast/http/error.hpp>
+
+namespace breakerbox::http {
+
+// Completes when the parser is done; errors are Beast's (need_more never escapes), end_of_stream when
+// the peer closed before sending anything, and beast::error::timeout past the deadline.
+template <bool IsRequest>
+asio::awaitable<error_code> read_message(deadline_stream& stream, beast::flat_buffer& buffer,
+                                         boost::beast::http::basic_parser<IsRequest>& parser)
+{
+    namespace bhttp = boost::beast::http;
+    parser.eager(true);
+    for (;;) {
+        if (buffer.size() != 0) {
+            error_code ec;
+            const std::size_t used = parser.put(buffer.data(), ec);
+            buffer.consume(used);
+            if (parser.is_done())
+                co_return error_code{};
+            if (ec && ec != bhttp::error::need_more)
+                co_return ec;
+            if (!ec && used != 0)
+                continue; // progress without completion: parse what is left before reading more
+        }
+        const std::size_t room = beast::read_size(buffer, 65536);
+        if (room == 0)
+            co_return bhttp::error::buffer_overflow;
+        auto [ec, n] = co_await stream.read_some(buffer.prepare(room));
+        if (ec == asio::error::eof) {
+            if (!parser.got_some())
+                co_return bhttp::error::end_of_stream;
+            error_code eof_ec;
+            parser.put_eof(eof_ec); // a message delimited by the close is complete now
+            co_return eof_ec;
+        }
+        if (ec)
+            co_return ec;
+        buffer.commit(n);
+    }
+}
+
+} // namespace breakerbox::http

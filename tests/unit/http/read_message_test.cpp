@@ -1,0 +1,67 @@
+// read_message over real loopback sockets: messages split across reads, closes mid-message.
+#include "http/read_message.hpp"
+#include "../socket_pair_fixture.hpp"
+
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/string_body.hpp>
+
+namespace breakerbox {
+namespace {
+
+struct read_message_test : testing::socket_pair_fixture {};
+using namespace std::chrono_literals;
+
+TEST_F(read_message_test, assembles_a_response_from_several_reads)
+{
+    run([&]() -> asio::awaitable<void> {
+        namespace bhttp = boost::beast::http;
+        stream->expires_after(10s);
+        peer_writes("HTTP/1.1 200 OK\r\nContent-Le");
+        asio::steady_timer writer(ioc, 20ms);
+        writer.async_wait([&](const error_code&) { peer_writes("ngth: 5\r\n\r\nhel"); });
+        asio::steady_timer writer2(ioc, 40ms);
+        writer2.async_wait([&](const error_code&) { peer_writes("lo"); });
+        beast::flat_buffer buffer;
+        bhttp::response_parser<bhttp::string_body> parser;
+        auto ec = co_await http::read_message(*stream, buffer, parser);
+        EXPECT_FALSE(ec) << ec.message();
+        EXPECT_EQ(parser.get().body(), "hello");
+        EXPECT_EQ(buffer.size(), 0u);
+    });
+}
+
+TEST_F(read_message_test, reports_a_close_mid_message_and_completes_a_close_delimited_body)
+{
+    run([&]() -> asio::awaitable<void> {
+        namespace bhttp = boost::beast::http;
+        stream->expires_after(10s);
+        peer_writes("HTTP/1.1 200 OK\r\n\r\nuntil the close");
+        peer.shutdown(tcp::socket::shutdown_send);
+        beast::flat_buffer buffer;
+        bhttp::response_parser<bhttp::string_body> parser;
+        auto ec = co_await http::read_message(*stream, buffer, parser);
+        EXPECT_FALSE(ec) << ec.message();
+        EXPECT_EQ(parser.get().body(), "until the close");
+
+        bhttp::response_parser<bhttp::string_body> second;
+        auto ec2 = co_await http::read_message(*stream, buffer, second);
+        EXPECT_EQ(ec2, bhttp::error::end_of_stream);
+    });
+}
+
+TEST_F(read_message_test, on_a_truncated_body_is_a_partial_message)
+{
+    run([&]() -> asio::awaitable<void> {
+        namespace bhttp = boost::beast::http;
+        stream->expires_after(10s);
+        peer_writes("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort");
+        peer.shutdown(tcp::socket::shutdown_send);
+        beast::flat_buffer buffer;
+        bhttp::response_parser<bhttp::string_body> parser;
+        auto ec = co_await http::read_message(*stream, buffer, parser);
+        EXPECT_EQ(ec, bhttp::error::partial_message);
+    });
+}
+
+} // namespace
+} // namespace breakerbox
