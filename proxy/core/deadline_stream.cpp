@@ -1,5 +1,7 @@
 #include "core/deadline_stream.hpp"
 
+#include "core/drained_hint.hpp"
+
 namespace breakerbox {
 
 deadline_stream::deadline_stream(tcp::socket socket)
@@ -59,6 +61,8 @@ asio::awaitable<error_code> deadline_stream::connect(const tcp::endpoint& endpoi
     auto [ec] = co_await socket_.async_connect(endpoint, nothrow_awaitable);
     co_return as_timeout(ec);
 }
+
+void deadline_stream::mark_drained() noexcept { breakerbox::mark_drained(socket_); }
 
 asio::awaitable<deadline_stream::io_result> deadline_stream::read_some(asio::mutable_buffer buffer)
 {

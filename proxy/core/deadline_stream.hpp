@@ -44,6 +44,10 @@ public:
     // True once the current deadline has passed (until a new one is set).
     bool timed_out() const noexcept { return timer_->expired; }
 
+    // After a read that completed a message with fewer bytes than it asked for: the next read waits for
+    // epoll instead of first failing a recv (core/drained_hint.hpp says when this is safe).
+    void mark_drained() noexcept;
+
     asio::awaitable<error_code> connect(const tcp::endpoint& endpoint);
     asio::awaitable<io_result> read_some(asio::mutable_buffer buffer);
 

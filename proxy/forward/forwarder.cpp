@@ -43,10 +43,8 @@ void prepare_client_response(http::response& res, bool head_request, const confi
 {
     http::strip_hop_by_hop(res.base());
     http::frame_response(res, head_request);
-    if (cfg.forwarding.via) {
-        auto existing = res[bhttp::field::via];
-        res.set(bhttp::field::via, existing.empty() ? std::string("1.1 breakerbox") : std::string(existing) + ", 1.1 breakerbox");
-    }
+    if (cfg.forwarding.via)
+        http::append_via(res.base());
 }
 
 upstream_outcome outcome_label(proxy_error e, resilience::outcome classified)

@@ -12,6 +12,9 @@ namespace breakerbox::http {
 // Transfer-Encoding and Upgrade. (Bodies are re-framed with Content-Length afterwards.)
 void strip_hop_by_hop(fields& f);
 
+// Appends this proxy ("1.1 breakerbox") to Via, in either direction.
+void append_via(fields& f);
+
 struct forward_context {
     std::string_view client_ip;
     std::string_view original_host; // what the client addressed (Host or absolute-form authority)

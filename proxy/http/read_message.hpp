@@ -18,13 +18,17 @@ asio::awaitable<error_code> read_message(deadline_stream& stream, beast::flat_bu
 {
     namespace bhttp = boost::beast::http;
     parser.eager(true);
+    bool last_read_short = false;
     for (;;) {
         if (buffer.size() != 0) {
             error_code ec;
             const std::size_t used = parser.put(buffer.data(), ec);
             buffer.consume(used);
-            if (parser.is_done())
+            if (parser.is_done()) {
+                if (last_read_short && buffer.size() == 0)
+                    stream.mark_drained(); // the message ended with the data queued: the next one is not there yet
                 co_return error_code{};
+            }
             if (ec && ec != bhttp::error::need_more)
                 co_return ec;
             if (!ec && used != 0)
@@ -44,6 +48,7 @@ asio::awaitable<error_code> read_message(deadline_stream& stream, beast::flat_bu
         if (ec)
             co_return ec;
         buffer.commit(n);
+        last_read_short = n < room;
     }
 }
 

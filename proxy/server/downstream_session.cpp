@@ -131,6 +131,7 @@ private:
         if (ec)
             co_return false; // idle timeout, client closed, or drain: nothing is owed to anyone
         buffer_.commit(n);
+        last_read_short_ = n < 2048;
         co_return true;
     }
 
@@ -162,6 +163,7 @@ private:
             if (ec)
                 co_return done(ec == beast::error::timeout ? proxy_error::request_timeout : proxy_error::client_closed);
             buffer_.commit(n);
+            last_read_short_ = n < 4096;
         }
     }
 
@@ -195,6 +197,8 @@ private:
             co_await send_and_close(proxy_error::bad_request, version);
             co_return false;
         }
+        if (parser.is_done() && buffer_.size() == 0 && last_read_short_)
+            stream_.mark_drained(); // the request ended with the data queued: the next one is not there yet
         if (!parser.is_done()) {
             if (expects_continue(parser.get()) && version == 11) {
                 static constexpr std::string_view go_on = "HTTP/1.1 100 Continue\r\n\r\n";
@@ -217,8 +221,13 @@ private:
         gen_->stats.requests.add();
         http::request req = parser.release();
         bool keep_alive = req.keep_alive();
-        const auto started = std::chrono::steady_clock::now();
-        std::string method(req.method_string()), target(req.target());
+        const bool access_log = gen_->rt->cfg.logging.access_log;
+        const auto started = access_log ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
+        std::string method, target; // copied before forwarding rewrites them, only for the access log
+        if (access_log) {
+            method = req.method_string();
+            target = req.target();
+        }
 
         forward::forward_result result = co_await dispatch(req);
         if (result.error == proxy_error::client_closed)
@@ -231,7 +240,7 @@ private:
         res.keep_alive(keep_alive);
         auto [wec, wn] = co_await write_response(res);
 
-        if (gen_->rt->cfg.logging.access_log)
+        if (access_log)
             log::info("access", {{"client", client_ip_}, {"method", method}, {"target", target},
                                  {"status", res.result_int()}, {"error", result.error == proxy_error::ok ? "" : token(result.error)},
                                  {"upstream", result.upstream},
@@ -280,6 +289,7 @@ private:
 
     deadline_stream stream_;
     beast::flat_buffer buffer_;
+    bool last_read_short_ = false; // the last read got less than it asked for: the queue was empty then
     std::string head_;
     forward::client_watch watch_;
     worker& worker_;

@@ -5,6 +5,8 @@
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/string_body.hpp>
 
+#include <thread>
+
 namespace breakerbox {
 namespace {
 
@@ -61,6 +63,47 @@ TEST_F(read_message_test, on_a_truncated_body_is_a_partial_message)
         auto ec = co_await http::read_message(*stream, buffer, parser);
         EXPECT_EQ(ec, bhttp::error::partial_message);
     });
+}
+
+// A message completed by a short read marks the socket drained (core/drained_hint.hpp): the next
+// message must still be read whenever it arrives — here written from another thread, in bursts at
+// irregular times, sometimes split, sometimes several at once — and nothing may stall.
+TEST_F(read_message_test, messages_arriving_at_any_moment_after_a_drained_mark_are_all_read)
+{
+    constexpr int count = 3000;
+    static constexpr std::string_view message = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+    std::thread writer([&] {
+        std::string pending;
+        for (int i = 0; i < count; ++i) {
+            pending += message;
+            if (i % 3 == 0)
+                continue; // sometimes several messages in one write
+            const std::size_t split = i % 5 == 0 ? pending.size() / 2 : pending.size();
+            asio::write(peer, asio::buffer(pending.data(), split));
+            if (i % 7 == 0)
+                std::this_thread::yield();
+            asio::write(peer, asio::buffer(pending.data() + split, pending.size() - split));
+            pending.clear();
+        }
+        asio::write(peer, asio::buffer(pending));
+    });
+    run([&]() -> asio::awaitable<void> {
+        namespace bhttp = boost::beast::http;
+        stream->expires_after(30s);
+        beast::flat_buffer buffer(2 * message.size()); // full reads that end on a message boundary with more queued
+        int read = 0;
+        for (; read < count; ++read) {
+            bhttp::response_parser<bhttp::string_body> parser;
+            auto ec = co_await http::read_message(*stream, buffer, parser);
+            if (ec) {
+                ADD_FAILURE() << "message " << read << ": " << ec.message();
+                break;
+            }
+            EXPECT_EQ(parser.get().body(), "hello");
+        }
+        EXPECT_EQ(read, count);
+    });
+    writer.join();
 }
 
 } // namespace
