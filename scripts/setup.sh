@@ -8,7 +8,7 @@ packages=(
   libboost1.81-dev            # Beast + Asio, headers only (NOT the 1.74 default)
   nlohmann-json3-dev libyaml-cpp-dev prometheus-cpp-dev libcli11-dev
   libgtest-dev libbenchmark-dev
-  libgoogle-perftools-dev      # tcmalloc_minimal, the proxy's allocator (CMakeLists.txt says why)
+  libmimalloc-dev              # the proxy's allocator (CMakeLists.txt says why)
   clang-14 libclang-rt-14-dev  # libFuzzer targets (tests/fuzz)
   wrk                          # the soak test's load generator
 )
