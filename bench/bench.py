@@ -208,7 +208,10 @@ http {{
       - when: [circuit_open, timeout, upstream_error]
         stale: {}
 """
-        breaker = ("{consecutive_failures: 3, open_duration: 1s, open_duration_multiplier: 1, open_duration_jitter: 0}"
+        # The outage configuration mirrors HAProxy's: its health check (GET /small every 500 ms, one
+        # success to rise) is breakerbox's active probe after a 500 ms open time.
+        breaker = ("{consecutive_failures: 3, open_duration: 500ms, open_duration_multiplier: 1, open_duration_jitter: 0, "
+                   "half_open: {probe: {path: /small, timeout: 500ms}}}"
                    if outage else "{consecutive_failures: 5}")
         conf = self.write(f"breakerbox-{port}.yaml", f"""
 workers: 1

@@ -4,6 +4,7 @@
 #include "admin/admin_server.hpp"
 #include "core/asio.hpp"
 #include "core/log.hpp"
+#include "forward/active_prober.hpp"
 #include "forward/proxy_state.hpp"
 #include "server/listener.hpp"
 #include "server/worker_pool.hpp"
@@ -88,14 +89,23 @@ private:
         return out;
     }
 
-    // Periodic re-resolution for the upstreams of `rt` that use names; it stops once `rt` is replaced.
+    // Periodic re-resolution for the upstreams of `rt` that use names, and the active probers of those
+    // with circuit_breaker.half_open.probe; both stop once `rt` is replaced.
     void start_resolvers(const std::shared_ptr<const forward::runtime>& rt, const std::vector<std::vector<tcp::endpoint>>& addresses)
     {
+        auto active = [this, rt] { return state_.current() == rt; };
         for (std::size_t i = 0; i < rt->cfg.upstreams.size(); ++i) {
             const auto& up = rt->cfg.upstreams[i];
+            auto probe_endpoints = std::make_shared<std::vector<tcp::endpoint>>(addresses[i]);
+            if (rt->resilience[i]->breaker.probes_actively()) {
+                forward::probe_target target{rt->resilience[i], probe_endpoints,
+                                             up.host_rewrite.empty() ? up.endpoints.front().text() : up.host_rewrite};
+                asio::co_spawn(main_, forward::run_active_prober(std::move(target), active), asio::detached);
+            }
             if (upstream::all_literal(up))
                 continue;
-            auto publish = [this, rt, i](std::vector<tcp::endpoint> found) {
+            auto publish = [this, rt, i, probe_endpoints](std::vector<tcp::endpoint> found) {
+                *probe_endpoints = found; // on the main thread, like the prober
                 for (std::size_t w = 0; w < pool_.size(); ++w) {
                     auto& wk = pool_.at(w);
                     asio::post(wk.ioc, [&wk, rt, i, found] {
@@ -104,7 +114,6 @@ private:
                     });
                 }
             };
-            auto active = [this, rt] { return state_.current() == rt; };
             asio::co_spawn(main_, upstream::keep_resolving(up, addresses[i], publish, active), asio::detached);
         }
     }

@@ -45,7 +45,9 @@ nlohmann::json policy_json(const config::upstream_config& u)
           {"open_duration_multiplier", b.open_duration_multiplier},
           {"max_open_duration_ms", ms(b.max_open_duration)},
           {"open_duration_jitter", b.open_duration_jitter},
-          {"half_open", {{"max_probes", b.half_open_max_probes}, {"successes_to_close", b.half_open_successes_to_close}, {"max_wait_ms", ms(b.half_open_max_wait)}}},
+          {"half_open", {{"max_probes", b.half_open_max_probes}, {"successes_to_close", b.half_open_successes_to_close}, {"max_wait_ms", ms(b.half_open_max_wait)},
+                         {"probe", b.probe_path.empty() ? nlohmann::json(nullptr)
+                                                        : nlohmann::json{{"path", b.probe_path}, {"timeout_ms", ms(b.probe_timeout)}}}}},
           {"recovery_ramp_ms", ms(b.recovery_ramp)}}},
         {"bulkhead", {{"max_concurrent", u.bulkhead.max_concurrent}, {"max_queue", u.bulkhead.max_queue}, {"queue_timeout_ms", ms(u.bulkhead.queue_timeout)}}},
         {"retries",

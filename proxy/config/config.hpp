@@ -103,6 +103,10 @@ struct breaker_config {
     std::uint32_t half_open_max_probes = 1;
     std::uint32_t half_open_successes_to_close = 1;
     nanos half_open_max_wait = seconds(10);
+    // half_open.probe: when set, breakerbox sends its own health request (GET probe_path) as the probes
+    // and client requests are never used as probes (they get the open-circuit answer until it closes).
+    std::string probe_path;
+    nanos probe_timeout = seconds(1);
     nanos recovery_ramp = 0;                    // 0: no ramp
     classification_config classify;
     // A reload keeps a breaker's state and windows only when its policy is unchanged.

@@ -367,10 +367,20 @@ void read_breaker(reader& r, const YAML::Node& node, const std::string& path, br
     r.read_duration(node, "open_backoff_reset_after", path, b.open_backoff_reset_after, 0, 24 * hour);
     if (auto ho = node["half_open"]) {
         auto p = reader::join(path, "half_open");
-        if (r.check_map(ho, p, {"max_probes", "successes_to_close", "max_wait"})) {
+        if (r.check_map(ho, p, {"max_probes", "successes_to_close", "max_wait", "probe"})) {
             r.read_uint(ho, "max_probes", p, b.half_open_max_probes, 1, 10000);
             r.read_uint(ho, "successes_to_close", p, b.half_open_successes_to_close, 1, 10000);
             r.read_duration(ho, "max_wait", p, b.half_open_max_wait, millis(1), hour);
+            if (auto probe = ho["probe"]) {
+                auto pp = reader::join(p, "probe");
+                if (r.check_map(probe, pp, {"path", "timeout"})) {
+                    r.read_string(probe, "path", pp, b.probe_path);
+                    if (b.probe_path.empty() || b.probe_path.front() != '/' ||
+                        b.probe_path.find_first_of(" \r\n") != std::string::npos)
+                        r.fail(probe["path"] ? probe["path"] : probe, pp + ".path", "must be an origin-form path starting with '/' (no spaces)");
+                    r.read_duration(probe, "timeout", pp, b.probe_timeout, millis(1), seconds(60));
+                }
+            }
         }
     }
     r.read_duration(node, "recovery_ramp", path, b.recovery_ramp, 0, hour);

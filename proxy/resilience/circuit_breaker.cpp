@@ -87,11 +87,15 @@ circuit_breaker::circuit_breaker(std::string upstream, const config::breaker_con
 
 breaker_state circuit_breaker::state() const noexcept { return decode(state_word_.load(std::memory_order_acquire)).state; }
 
-permit circuit_breaker::try_acquire(nanos now) noexcept
+permit circuit_breaker::acquire(nanos now, bool prober) noexcept
 {
+    // Client calls leave the probing to the active prober when there is one.
+    const bool may_probe = prober || !probes_actively();
     for (;;) {
         const std::uint64_t bits = state_word_.load(std::memory_order_acquire);
         const word w = decode(bits);
+        if (prober && w.state != breaker_state::open && w.state != breaker_state::half_open)
+            return {admission::rejected_open, w.generation, now}; // nothing to probe
         switch (w.state) {
         case breaker_state::closed:
             if (cfg_.recovery_ramp > 0) {
@@ -106,12 +110,14 @@ permit circuit_breaker::try_acquire(nanos now) noexcept
         case breaker_state::forced_open:
             return {admission::rejected_open, w.generation, now};
         case breaker_state::open:
-            if (now < from_ms(w.stamp_ms))
+            if (now < from_ms(w.stamp_ms) || !may_probe)
                 return {admission::rejected_open, w.generation, now};
             transition(bits, breaker_state::half_open, to_ms_ceil(now + cfg_.half_open_max_wait),
                        "open time of " + duration_text(last_open_for_.load(std::memory_order_relaxed)) + " elapsed", now);
             continue; // winner or not, look again
         case breaker_state::half_open:
+            if (!may_probe)
+                return {admission::rejected_probes, w.generation, now};
             if (now >= from_ms(w.stamp_ms)) {
                 trip(bits, w, "half-open probes did not complete within max_wait of " + duration_text(cfg_.half_open_max_wait), now);
                 continue;

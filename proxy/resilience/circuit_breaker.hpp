@@ -97,8 +97,13 @@ public:
     // Hot path: decide whether a call may go to the upstream now. Callers on the request path pass the
     // time they already read (one clock read serves the deadline, the breaker and the metrics); the
     // overloads without it read the injected clock.
-    permit try_acquire(nanos now) noexcept;
+    permit try_acquire(nanos now) noexcept { return acquire(now, false); }
     permit try_acquire() noexcept { return try_acquire(clock_.now()); }
+    // With half_open.probe configured, client calls are never probes; the active prober takes its
+    // probe slots here instead (open → half_open once the open time has passed). Rejected when the
+    // circuit is not open or half-open.
+    permit try_acquire_probe(nanos now) noexcept { return acquire(now, true); }
+    bool probes_actively() const noexcept { return !cfg_.probe_path.empty(); }
     // Hot path: the call's outcome. The time since the permit was taken decides slowness. A probe
     // counts as failed when it fails or (with the slow-call rule on) is slow.
     void on_result(const permit& p, outcome o, nanos now) noexcept;
@@ -143,6 +148,7 @@ private:
     nanos next_open_duration(std::uint16_t generation, std::uint32_t trips) const noexcept;
     bool ramp_admits(nanos closed_for) noexcept;
     void evaluate_trip(std::uint64_t bits, const word& w, nanos now) noexcept;
+    permit acquire(nanos now, bool prober) noexcept;
     permit try_probe(std::uint64_t bits, const word& w, nanos now) noexcept;
     void finish_probe(const permit& p, bool success, nanos now) noexcept;
 

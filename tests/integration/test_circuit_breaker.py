@@ -146,6 +146,38 @@ class CircuitBreakerTest(ProxyTestCase):
         self.assertEqual(r.status, 503)
         self.assertIn("failure rate 50% >= 50% over 10 calls", bb.log_entries("circuit transition", at_least=1)[0]["reason"])
 
+    def test_active_probes_keep_clients_off_a_hung_upstream_and_close_the_circuit(self):
+        up = self.upstream("svc", defaults="status=503", threads=4)
+        bb = self.breakerbox(config(up, """      consecutive_failures: 3
+      failure_rate: {enabled: false}
+      open_duration: 200ms
+      open_duration_multiplier: 1
+      open_duration_jitter: 0
+      half_open: {successes_to_close: 2, probe: {path: /health, timeout: 300ms}}
+"""))
+        for _ in range(3):
+            self.assertEqual(request(bb.port(), target="/x").status, 503)  # the upstream's own answers: trips
+        up.configure("fault=hang")  # now it accepts and never answers, as a stuck process does
+        # The prober keeps probing (each probe times out and re-opens the circuit); clients meanwhile are
+        # answered by the breaker itself, whether it is open or half-open, and never become probes.
+        self.assertTrue(wait_until(lambda: up.stats()["paths"].get("/health", 0) >= 3, timeout=10))
+        for _ in range(30):
+            r = request(bb.port(), target="/client")
+            self.assertEqual(r.status, 503)
+            self.assertEqual(r.headers["x-breakerbox-error"], "circuit_open")
+        paths = up.stats()["paths"]
+        self.assertEqual(paths.get("/client", 0), 0)
+        self.assertEqual(paths["/x"], 3)
+        # Recovery: two successful probes close the circuit, then clients reach the upstream again.
+        up.configure("status=200")
+        self.assertTrue(wait_until(lambda: request(bb.port(), target="/after").status == 200, timeout=10))
+        transitions = [(e["from"], e["to"]) for e in bb.log_entries("circuit transition", at_least=4)]
+        self.assertEqual(transitions[0], ("closed", "open"))
+        self.assertEqual(transitions[-1], ("half_open", "closed"))
+        self.assertIn(("half_open", "open"), transitions)  # hung probes failed on their timeout
+        self.assertEqual(bb.log_entries("circuit transition")[-1]["reason"], "2 probe(s) succeeded in half-open")
+        self.assertEqual(up.stats()["paths"].get("/client", 0), 0)
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -1,7 +1,7 @@
 // breakerbox-test-upstream: a controllable HTTP/1.1 upstream for integration tests, the demo and the
 // benchmarks. Each request may ask for its own behaviour with query parameters; `POST /__config`
 // sets the defaults for requests that do not (so a test can make an upstream fail without changing
-// what clients send). `GET /__stats` reports what it saw; `POST /__reset` clears counters and defaults.
+// what clients send). `GET /__stats` reports what it saw (counts, also per path); `POST /__reset` clears counters and defaults.
 //
 //   status=N          response status (default 200)
 //   delay_ms=N        wait before answering
@@ -39,6 +39,8 @@ std::string g_name = "upstream";
 std::atomic<std::uint64_t> g_connections{0}, g_open{0}, g_requests{0}, g_in_flight{0}, g_max_in_flight{0};
 std::mutex g_defaults_mutex;
 std::map<std::string, std::string> g_defaults; // from POST /__config
+std::mutex g_paths_mutex;
+std::map<std::string, std::uint64_t> g_paths; // requests per path, for /__stats
 
 std::multimap<std::string, std::string> parse_query(std::string_view target)
 {
@@ -118,9 +120,10 @@ void reset_hard(tcp::socket& s)
 
 std::string stats_json()
 {
+    std::lock_guard lock(g_paths_mutex);
     return nlohmann::json{{"server", g_name}, {"connections", g_connections.load()}, {"open_connections", g_open.load()},
                           {"requests", g_requests.load()}, {"in_flight", g_in_flight.load()},
-                          {"max_in_flight", g_max_in_flight.load()}}
+                          {"max_in_flight", g_max_in_flight.load()}, {"paths", g_paths}}
         .dump();
 }
 
@@ -139,6 +142,10 @@ asio::awaitable<bool> answer(beast::tcp_stream& stream, http::request<http::stri
             g_connections = 0;
             g_requests = 0;
             g_max_in_flight = g_in_flight.load();
+            {
+                std::lock_guard paths_lock(g_paths_mutex);
+                g_paths.clear();
+            }
             std::lock_guard lock(g_defaults_mutex);
             g_defaults.clear();
         } else if (path == "/__config") {
@@ -160,6 +167,10 @@ asio::awaitable<bool> answer(beast::tcp_stream& stream, http::request<http::stri
         g_connections.fetch_add(1);
     }
     g_requests.fetch_add(1);
+    {
+        std::lock_guard lock(g_paths_mutex);
+        ++g_paths[path];
+    }
     auto now_in_flight = g_in_flight.fetch_add(1) + 1;
     for (auto seen = g_max_in_flight.load(); now_in_flight > seen && !g_max_in_flight.compare_exchange_weak(seen, now_in_flight);) {
     }

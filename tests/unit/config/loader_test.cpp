@@ -224,6 +224,37 @@ upstreams:
     error_at(r, "upstreams.svc.circuit_breaker.slow_calls.duration");
 }
 
+TEST(loader, active_probe_is_read_and_its_path_validated)
+{
+    auto ok = load(R"(
+listeners: [{name: main, address: "127.0.0.1:8080"}]
+upstreams:
+  svc:
+    endpoints: ["127.0.0.1:1"]
+    routes: {hosts: [x]}
+    circuit_breaker:
+      half_open: {probe: {path: /healthz, timeout: 250ms}}
+)");
+    ASSERT_TRUE(ok.cfg) << ok.errors.front().text();
+    EXPECT_EQ(ok.cfg->upstreams[0].breaker.probe_path, "/healthz");
+    EXPECT_EQ(ok.cfg->upstreams[0].breaker.probe_timeout, millis(250));
+    EXPECT_TRUE(load(minimal).cfg->upstreams[0].breaker.probe_path.empty()); // off by default
+
+    auto bad = load(R"(
+listeners: [{name: main, address: "127.0.0.1:8080"}]
+upstreams:
+  svc:
+    endpoints: ["127.0.0.1:1"]
+    routes: {hosts: [x]}
+    circuit_breaker:
+      half_open: {probe: {path: "health check", timeout: 2m, method: HEAD}}
+)");
+    ASSERT_FALSE(bad.cfg);
+    error_at(bad, "upstreams.svc.circuit_breaker.half_open.probe.path");
+    error_at(bad, "upstreams.svc.circuit_breaker.half_open.probe.timeout");
+    error_at(bad, "upstreams.svc.circuit_breaker.half_open.probe.method");
+}
+
 TEST(loader, admin_on_a_public_address_needs_a_token)
 {
     std::string yaml = std::string(minimal) + "admin:\n  address: 0.0.0.0:9901\n";

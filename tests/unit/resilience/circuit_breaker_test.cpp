@@ -202,6 +202,45 @@ TEST_F(circuit_breaker_test, open_rejects_then_half_open_admits_limited_probes_a
     EXPECT_EQ(events[2].reason, "2 probe(s) succeeded in half-open");
 }
 
+TEST_F(circuit_breaker_test, with_an_active_probe_client_calls_are_never_probes)
+{
+    auto c = count_cfg();
+    c.consecutive_failures = 1;
+    c.half_open_max_probes = 2;
+    c.half_open_successes_to_close = 2;
+    c.probe_path = "/health";
+    make(c);
+    EXPECT_TRUE(cb->probes_actively());
+    EXPECT_EQ(cb->try_acquire_probe(clk.now()).kind, admission::rejected_open); // closed: nothing to probe
+    fail(1);
+    clk.advance(seconds(5));
+    // The open time has passed, but a client call neither moves the state nor becomes a probe.
+    EXPECT_EQ(cb->try_acquire().kind, admission::rejected_open);
+    EXPECT_EQ(cb->state(), breaker_state::open);
+    auto p1 = cb->try_acquire_probe(clk.now());
+    EXPECT_EQ(p1.kind, admission::probe);
+    EXPECT_EQ(cb->state(), breaker_state::half_open);
+    EXPECT_EQ(cb->try_acquire().kind, admission::rejected_probes); // half-open: still the prober's
+    cb->on_result(p1, outcome::success);
+    auto p2 = cb->try_acquire_probe(clk.now());
+    EXPECT_EQ(p2.kind, admission::probe);
+    cb->on_result(p2, outcome::success);
+    EXPECT_EQ(cb->state(), breaker_state::closed);
+    EXPECT_EQ(cb->try_acquire().kind, admission::admitted);
+    EXPECT_EQ(cb->try_acquire_probe(clk.now()).kind, admission::rejected_open);
+}
+
+TEST_F(circuit_breaker_test, without_an_active_probe_the_prober_path_behaves_like_a_client)
+{
+    auto c = count_cfg();
+    c.consecutive_failures = 1;
+    make(c);
+    EXPECT_FALSE(cb->probes_actively());
+    fail(1);
+    clk.advance(seconds(5));
+    EXPECT_EQ(cb->try_acquire().kind, admission::probe); // Resilience4j semantics: the client is the probe
+}
+
 TEST_F(circuit_breaker_test, a_failed_probe_reopens_with_a_longer_open_time_up_to_the_cap)
 {
     auto c = count_cfg();

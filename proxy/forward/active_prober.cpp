@@ -1,0 +1,105 @@
+#include "forward/active_prober.hpp"
+
+#include "core/deadline_stream.hpp"
+#include "core/log.hpp"
+#include "core/write_all.hpp"
+#include "http/read_message.hpp"
+
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <nlohmann/json.hpp>
+
+namespace breakerbox::forward {
+namespace {
+
+namespace bhttp = boost::beast::http;
+using resilience::breaker_state;
+
+struct probe_result {
+    proxy_error error = proxy_error::ok; // ok: `status` is the upstream's answer
+    unsigned status = 0;
+    std::string detail;
+};
+
+// One health request on a connection of its own, closed afterwards, all under `timeout`.
+asio::awaitable<probe_result> probe_once(const tcp::endpoint& endpoint, const std::string& path, const std::string& host,
+                                         nanos timeout)
+{
+    deadline_stream stream(co_await asio::this_coro::executor);
+    stream.expires_after(as_duration(timeout));
+    if (auto ec = co_await stream.connect(endpoint))
+        co_return probe_result{ec == beast::error::timeout ? proxy_error::upstream_connect_timeout : proxy_error::upstream_connect_failed,
+                               0, ec.message()};
+    error_code ec;
+    stream.socket().non_blocking(true, ec); // write_all's first attempt must never block
+    const std::string request =
+        "GET " + path + " HTTP/1.1\r\nHost: " + host + "\r\nUser-Agent: breakerbox-probe\r\nConnection: close\r\n\r\n";
+    auto [wec, written] = co_await write_all(stream, asio::buffer(request));
+    if (wec)
+        co_return probe_result{wec == beast::error::timeout ? proxy_error::upstream_timeout : proxy_error::upstream_reset, 0, wec.message()};
+    beast::flat_buffer buffer;
+    bhttp::response_parser<bhttp::string_body> parser;
+    parser.body_limit(64 * 1024); // a health answer; anything bigger is not one
+    if (auto rec = co_await http::read_message(stream, buffer, parser)) {
+        if (rec == beast::error::timeout)
+            co_return probe_result{proxy_error::upstream_timeout, 0, "no complete answer within the probe timeout"};
+        if (rec.category() == make_error_code(bhttp::error::bad_version).category() && rec != bhttp::error::partial_message &&
+            rec != bhttp::error::end_of_stream)
+            co_return probe_result{proxy_error::upstream_invalid_response, 0, rec.message()};
+        co_return probe_result{proxy_error::upstream_reset, 0, rec.message()};
+    }
+    co_return probe_result{proxy_error::ok, parser.get().result_int(), {}};
+}
+
+// How long to sleep before looking at the breaker again.
+nanos next_look(const resilience::circuit_breaker& breaker)
+{
+    switch (breaker.state()) {
+    case breaker_state::open: return std::max(breaker.time_until_probe(), millis(1));
+    case breaker_state::half_open: return millis(10); // our probe slot may be taken: look again soon
+    default: return millis(50); // closed: notice a trip quickly; a timer on the main thread costs nothing
+    }
+}
+
+} // namespace
+
+asio::awaitable<void> run_active_prober(probe_target target, std::function<bool()> active)
+{
+    auto& breaker = target.shared->breaker;
+    const auto& cfg = target.shared->cfg;
+    const auto& clk = steady_clock_source::instance();
+    asio::steady_timer timer(co_await asio::this_coro::executor);
+    std::size_t next_endpoint = 0;
+    while (active()) {
+        const auto state = breaker.state();
+        if ((state == breaker_state::open && breaker.time_until_probe() == 0) || state == breaker_state::half_open) {
+            const resilience::permit permit = breaker.try_acquire_probe(clk.now());
+            if (permit.admitted()) {
+                const auto& endpoints = *target.endpoints;
+                if (endpoints.empty()) {
+                    breaker.release(permit); // nothing resolved to probe: not an upstream outcome
+                } else {
+                    const tcp::endpoint endpoint = endpoints[next_endpoint++ % endpoints.size()];
+                    const probe_result r = co_await probe_once(endpoint, cfg.breaker.probe_path, target.host,
+                                                               cfg.breaker.probe_timeout);
+                    const auto outcome = r.error == proxy_error::ok ? target.shared->classifier.of_status(r.status)
+                                                                    : target.shared->classifier.of_error(r.error);
+                    breaker.on_result(permit, outcome, clk.now());
+                    log::debug("active probe", {{"upstream", cfg.name}, {"endpoint", endpoint.address().to_string()},
+                                                {"status", r.status}, {"error", r.error == proxy_error::ok ? "" : token(r.error)},
+                                                {"detail", r.detail},
+                                                {"outcome", outcome == resilience::outcome::success   ? "success"
+                                                            : outcome == resilience::outcome::failure ? "failure"
+                                                                                                      : "ignored"}});
+                    continue; // look at the breaker again at once: more probes may be needed to close it
+                }
+            }
+        }
+        timer.expires_after(as_duration(next_look(breaker)));
+        auto [ec] = co_await timer.async_wait(nothrow_awaitable);
+        if (ec)
+            co_return;
+    }
+}
+
+} // namespace breakerbox::forward

@@ -1,0 +1,33 @@
+// Probes an upstream whose circuit is open with a health request of breakerbox's own
+// (circuit_breaker.half_open.probe), so that client requests are never the probes.
+//
+// Why: with Resilience4j's semantics a probe is a real client request, and against an upstream that
+// hangs each probe keeps its client waiting for the whole request timeout — once per open period, for as
+// long as the outage lasts. With an active probe, every client request gets the open-circuit answer (or
+// its fallback) at once while the circuit is open or half-open; the prober waits for the open time,
+// sends `GET <path>` on a connection of its own, records the outcome like any call (same
+// classification, same successes_to_close), and the circuit closes when the upstream answers well.
+//
+// One coroutine per upstream with a probe path and per configuration generation, on the main
+// io_context; it stops once `active()` turns false (its generation was replaced by a reload: the next
+// generation starts its own prober, on the same breaker when the policy was kept).
+#pragma once
+#include "core/asio.hpp"
+#include "resilience/upstream_resilience.hpp"
+
+#include <functional>
+#include <memory>
+#include <vector>
+
+namespace breakerbox::forward {
+
+struct probe_target {
+    std::shared_ptr<resilience::upstream_resilience> shared; // the breaker and the classifier
+    // The upstream's current addresses; replaced (on the main thread) when re-resolution finds others.
+    std::shared_ptr<std::vector<tcp::endpoint>> endpoints;
+    std::string host; // the Host header: host_rewrite, else the first endpoint as configured
+};
+
+asio::awaitable<void> run_active_prober(probe_target target, std::function<bool()> active);
+
+} // namespace breakerbox::forward
