@@ -394,21 +394,42 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--seconds", type=int, default=3, help="length of each wrk run")
     ap.add_argument("--reps", type=int, default=3, help="repetitions (median reported)")
+    ap.add_argument("--only", default="throughput,outage,memory,micro",
+                    help="comma-separated parts to run (default: all): throughput, outage, memory, micro")
     args = ap.parse_args()
+    parts = set(args.only.split(","))
+    unknown = parts - {"throughput", "outage", "memory", "micro"}
+    if unknown:
+        ap.error(f"unknown part(s) for --only: {', '.join(sorted(unknown))}")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(65536, hard), hard))
     b = Bench(args)
     try:
         b.start_upstream()
-        print(f"== throughput: {args.reps} interleaved repetitions of {args.seconds}s per cell "
-              f"(proxy on core {PROXY_CORE}, wrk + upstream on core {LOAD_CORE})", file=sys.stderr)
-        res = b.throughput()
-        print("== outage scenario", file=sys.stderr)
-        outage = {n: b.outage(n) for n in ("haproxy", "nginx", "breakerbox", "breakerbox+stale")}
-        print("== memory", file=sys.stderr)
-        mem = {n: b.memory(n) for n in ("haproxy", "nginx", "breakerbox")}
+        res, outage, mem = None, None, None
+        if "throughput" in parts:
+            print(f"== throughput: {args.reps} interleaved repetitions of {args.seconds}s per cell "
+                  f"(proxy on core {PROXY_CORE}, wrk + upstream on core {LOAD_CORE})", file=sys.stderr)
+            res = b.throughput()
+        if "outage" in parts:
+            print("== outage scenario", file=sys.stderr)
+            outage = {n: b.outage(n) for n in ("haproxy", "nginx", "breakerbox", "breakerbox+stale")}
+        if "memory" in parts:
+            print("== memory", file=sys.stderr)
+            mem = {n: b.memory(n) for n in ("haproxy", "nginx", "breakerbox")}
     finally:
         b.cleanup()
+    if res:
+        print_throughput(res)
+    if outage:
+        print_outage(outage)
+    if mem:
+        print_memory(mem)
+    if "micro" in parts:
+        print_micro()
+
+
+def print_throughput(res):
 
     print("\n### Throughput and latency (median)\n")
     print("| conns | body | target | req/s | p50 ms | p99 ms | proxy CPU µs/req | vs direct | vs HAProxy req/s | CPU vs HAProxy |")
@@ -427,16 +448,25 @@ def main():
     print(f"\n### Fast-fail (circuit forced open, static fallback, 50 connections)\n")
     print(f"breakerbox fast-fail: {fmt(ff['rps'], 0)} req/s, p99 {fmt(ff['p99'], 3)} ms, {fmt(ff['cpu_us'], 2)} µs CPU/req — "
           f"{ff['rps'] / bbp['rps']:.2f}x its proxied throughput ({fmt(bbp['rps'], 0)} req/s)")
+
+
+def print_outage(outage):
     print("\n### Outage: the upstream hangs (SIGSTOP) at t=2s and comes back at t=6s; 8 clients in a loop\n")
     print("| proxy | requests after t=2s | failed | answered fast again after | traffic reaches the recovered upstream after |")
     print("|---|---:|---:|---:|---:|")
     for n, o in outage.items():
         print(f"| {n} | {o['requests']} | {o['failed']} | {fmt(o['fast_again_s'], 2)} s | {fmt(o['recovered_s'], 2)} s |")
+
+
+def print_memory(mem):
     print("\n### Memory (RSS)\n")
     print("| proxy | idle MiB | with 1,000 idle keep-alive clients MiB |")
     print("|---|---:|---:|")
     for n, m in mem.items():
         print(f"| {n} | {fmt(m['idle_mib'])} | {fmt(m['with_1000_mib'])} |")
+
+
+def print_micro():
     if os.path.exists(MICRO):
         print("\n### Microbenchmarks (Google Benchmark)\n")
         out = subprocess.run([MICRO, "--benchmark_min_time=0.2", "--benchmark_format=json"], capture_output=True, text=True, timeout=300).stdout

@@ -16,6 +16,9 @@ namespace {
 namespace bhttp = boost::beast::http;
 using steady = std::chrono::steady_clock;
 
+// Most responses arrive in one read of this size (a pooled connection keeps the buffer).
+constexpr std::size_t response_read_size = 8192;
+
 nanos now_nanos() { return std::chrono::duration_cast<std::chrono::nanoseconds>(steady::now().time_since_epoch()).count(); }
 
 bool is_connection_closed(const error_code& ec)
@@ -120,7 +123,7 @@ asio::awaitable<exchange_result> exchange(upstream::worker_upstream& up, upstrea
             parser->header_limit(64 * 1024);
             if (head)
                 parser->skip(true);
-            auto rec = co_await http::read_message(conn->stream, conn->buffer, *parser);
+            auto rec = co_await http::read_message(conn->stream, conn->buffer, *parser, response_read_size);
             if (rec) {
                 if (client_left())
                     co_return failure(proxy_error::client_closed, "the client went away; the upstream request was cancelled");

@@ -207,7 +207,7 @@ private:
                     co_return false;
             }
             stream_.expires_after(as_duration(limits().body_timeout));
-            const auto bec = co_await http::read_message(stream_, buffer_, parser);
+            const auto bec = co_await http::read_message(stream_, buffer_, parser, 8192);
             const bool timed_out = bec == beast::error::timeout;
             stream_.expires_never();
             if (bec) {
@@ -218,6 +218,8 @@ private:
             }
         }
 
+        if (buffer_.size() == 0 && buffer_.capacity() > 4096)
+            buffer_.shrink_to_fit(); // a body made it grow: idle keep-alive connections keep only a small buffer
         gen_->stats.requests.add();
         http::request req = parser.release();
         bool keep_alive = req.keep_alive();
