@@ -61,13 +61,13 @@ std::string_view trigger_name(config::fallback_trigger t) noexcept
 http::response render_static_fallback(const config::fallback_config& fb, const fallback_vars& vars)
 {
     http::response res{static_cast<bhttp::status>(fb.status), 11};
-    res.set(bhttp::field::server, "breakerbox");
+    res.insert(bhttp::field::server, "breakerbox"); // a fresh message: insert, no lookup first
     for (const auto& [name, value] : fb.headers)
         res.set(name, header_safe(substitute(value, vars)));
     if (vars.retry_after_seconds > 0 && !res.count(bhttp::field::retry_after))
-        res.set(bhttp::field::retry_after, std::to_string(vars.retry_after_seconds));
+        res.insert(bhttp::field::retry_after, std::to_string(vars.retry_after_seconds));
     res.body() = substitute(fb.body, vars);
-    res.content_length(res.body().size());
+    res.content_length(res.body().size()); // set, not insert: the configured headers may name it too
     return res;
 }
 

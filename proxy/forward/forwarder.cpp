@@ -163,8 +163,9 @@ std::optional<nanos> retry_delay(const exchange_result& r, const config::retry_c
 
 class forwarder {
 public:
-    forwarder(worker_context& w, worker_generation& gen, http::request& req, bool head, const client_info& client)
-        : worker_(w), gen_(gen), cfg_(gen.rt->cfg), req_(req), head_(head), client_(client.socket), watch_(client.watch)
+    forwarder(worker_context& w, worker_generation& gen, http::request& req, const routing::route_match& route, bool head,
+              const client_info& client)
+        : worker_(w), gen_(gen), cfg_(gen.rt->cfg), req_(req), route_(route), head_(head), client_(client), watch_(client.watch)
     {
     }
 
@@ -196,7 +197,7 @@ private:
         const auto deadline = started + as_duration(ucfg.request_timeout);
 
         bulkhead_permit slot;
-        switch (co_await acquire_bulkhead(shared.bulk, ucfg.bulkhead.queue_timeout, slot, client_)) {
+        switch (co_await acquire_bulkhead(shared.bulk, ucfg.bulkhead.queue_timeout, slot, client_.socket)) {
         case bulkhead_result::acquired: break;
         case bulkhead_result::client_gone:
             co_return call_result{proxy_error::client_closed, "the client left while queued"};
@@ -236,6 +237,7 @@ private:
             auto attempt_deadline = deadline;
             if (rc.per_try_timeout > 0)
                 attempt_deadline = std::min(deadline, steady::now() + as_duration(rc.per_try_timeout));
+            ensure_prepared();
             exchange_result result;
             {
                 outstanding_guard counted{*ep};
@@ -305,6 +307,7 @@ private:
             case config::fallback_kind::stale: {
                 if (!shared.cache)
                     continue;
+                ensure_prepared(); // the cache keys on the request as sent upstream
                 auto hit = shared.cache->lookup(req_, steady_now());
                 if (!hit)
                     continue; // nothing (fresh enough) to serve: try the next fallback
@@ -318,6 +321,7 @@ private:
                     continue;
                 const auto* target = cfg_.find_upstream(fb.upstream);
                 const std::size_t t = static_cast<std::size_t>(target - cfg_.upstreams.data());
+                ensure_prepared();
                 if (!target->host_rewrite.empty())
                     req_.set(bhttp::field::host, target->host_rewrite);
                 auto other = co_await to_upstream(t, depth + 1);
@@ -373,13 +377,25 @@ private:
         return std::max<long>(1, static_cast<long>((wait - millis(1) + seconds(1) - 1) / seconds(1)));
     }
 
+    // The client's request becomes the upstream request only when something needs it that way (an
+    // attempt, a stale lookup, a failover): an open circuit answered by a fallback never pays for it.
+    void ensure_prepared()
+    {
+        if (prepared_)
+            return;
+        prepare_upstream_request(req_, route_, cfg_, cfg_.upstreams[route_.upstream], client_);
+        prepared_ = true;
+    }
+
     worker_context& worker_;
     worker_generation& gen_;
     const config::config& cfg_;
     http::request& req_;
+    const routing::route_match& route_;
     const bool head_;
-    tcp::socket* client_;
+    const client_info client_;
     client_watch* watch_;
+    bool prepared_ = false;
 };
 
 } // namespace
@@ -387,11 +403,8 @@ private:
 asio::awaitable<forward_result> forward_request(worker_context& worker, worker_generation& gen, http::request& req,
                                                 const routing::route_match& route, const client_info& client)
 {
-    const auto& cfg = gen.rt->cfg;
-    const auto& ucfg = cfg.upstreams[route.upstream];
     const bool head = req.method() == bhttp::verb::head;
-    prepare_upstream_request(req, route, cfg, ucfg, client);
-    forwarder f(worker, gen, req, head, client);
+    forwarder f(worker, gen, req, route, head, client);
     auto result = co_await f.to_upstream(route.upstream, 0);
     // Remember good answers for the stale fallback (opt-in per upstream).
     auto& shared = *gen.rt->resilience[route.upstream];
