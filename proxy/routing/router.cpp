@@ -1,15 +1,18 @@
 #include "routing/router.hpp"
 
 #include <algorithm>
-#include <cctype>
 
 namespace breakerbox::routing {
 namespace {
 
+// ASCII only, as host names and schemes are compared (RFC 9110 §4.2.3); std::tolower would consult the
+// locale for every character of every request's Host.
 std::string lowercase(std::string_view s)
 {
     std::string out(s);
-    std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    for (char& c : out)
+        if (c >= 'A' && c <= 'Z')
+            c = static_cast<char>(c - 'A' + 'a');
     return out;
 }
 
@@ -79,11 +82,10 @@ router::router(const config::config& cfg)
                      [](const prefix_route& a, const prefix_route& b) { return a.prefix.size() > b.prefix.size(); });
 }
 
-std::optional<std::size_t> router::match_host(std::string_view authority) const
+std::optional<std::size_t> router::match_host(std::string_view auth) const
 {
-    if (authority.empty())
+    if (auth.empty())
         return std::nullopt;
-    std::string auth = lowercase(authority);
     std::string_view bare = strip_port(auth);
     for (const auto& h : hosts_) // exact "host:port" or a bare host that matches any port
         if (h.host == auth || h.host == bare)

@@ -40,6 +40,7 @@ private:
         std::size_t upstream;
     };
 
+    // `authority` is already lowercase (match() lowercases it once).
     std::optional<std::size_t> match_host(std::string_view authority) const;
 
     std::vector<std::optional<std::size_t>> dedicated_; // per listener
