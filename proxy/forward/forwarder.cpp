@@ -174,7 +174,11 @@ public:
     asio::awaitable<forward_result> to_upstream(std::size_t u, int depth)
     {
         const auto& ucfg = cfg_.upstreams[u];
-        call_result r = co_await call(u);
+        call_result r;
+        if (auto rejected = rejected_outright(u))
+            r = std::move(*rejected);
+        else
+            r = co_await call(u);
         auto trigger = trigger_of(r);
         if (r.error == proxy_error::client_closed)
             co_return forward_result{http::make_error_response(r.error, ucfg.name, r.detail), r.error, ucfg.name};
@@ -186,6 +190,19 @@ public:
     }
 
 private:
+    // The open-circuit case without a bulkhead slot or an attempt: what call() would answer and count
+    // when the breaker certainly rejects, at a fraction of the cost (fast-fail is the point of a breaker).
+    std::optional<call_result> rejected_outright(std::size_t u)
+    {
+        const auto kind = gen_.rt->resilience[u]->breaker.certain_rejection(steady_now());
+        if (!kind)
+            return std::nullopt;
+        gen_.stats.upstreams[u].count(rejection_label(*kind));
+        call_result rejected{proxy_error::circuit_open, {}};
+        rejected.rejection = *kind;
+        return rejected;
+    }
+
     asio::awaitable<call_result> call(std::size_t u)
     {
         auto& shared = *gen_.rt->resilience[u];

@@ -87,6 +87,23 @@ circuit_breaker::circuit_breaker(std::string upstream, const config::breaker_con
 
 breaker_state circuit_breaker::state() const noexcept { return decode(state_word_.load(std::memory_order_acquire)).state; }
 
+std::optional<admission> circuit_breaker::certain_rejection(nanos now) const noexcept
+{
+    const word w = decode(state_word_.load(std::memory_order_acquire));
+    switch (w.state) {
+    case breaker_state::forced_open: return admission::rejected_open;
+    case breaker_state::open:
+        if (now < from_ms(w.stamp_ms) || probes_actively())
+            return admission::rejected_open;
+        return std::nullopt;
+    case breaker_state::half_open:
+        if (probes_actively())
+            return admission::rejected_probes;
+        return std::nullopt;
+    default: return std::nullopt;
+    }
+}
+
 permit circuit_breaker::acquire(nanos now, bool prober) noexcept
 {
     // Client calls leave the probing to the active prober when there is one.

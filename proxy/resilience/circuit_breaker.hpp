@@ -39,6 +39,7 @@
 #include <cstdint>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -104,6 +105,11 @@ public:
     // circuit is not open or half-open.
     permit try_acquire_probe(nanos now) noexcept { return acquire(now, true); }
     bool probes_actively() const noexcept { return !cfg_.probe_path.empty(); }
+    // The rejection try_acquire(now) would certainly give, without taking anything or moving the state:
+    // forced open, open before its open time is over, or — with an active prober — open or half-open.
+    // nullopt when a call might be admitted. Lets the request path skip the bulkhead and the attempt
+    // machinery for the common open-circuit case.
+    std::optional<admission> certain_rejection(nanos now) const noexcept;
     // Hot path: the call's outcome. The time since the permit was taken decides slowness. A probe
     // counts as failed when it fails or (with the slow-call rule on) is slow.
     void on_result(const permit& p, outcome o, nanos now) noexcept;

@@ -25,6 +25,7 @@
 #include <map>
 #include <mutex>
 #include <thread>
+#include <utility>
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
@@ -174,8 +175,17 @@ asio::awaitable<bool> answer(beast::tcp_stream& stream, http::request<http::stri
     auto now_in_flight = g_in_flight.fetch_add(1) + 1;
     for (auto seen = g_max_in_flight.load(); now_in_flight > seen && !g_max_in_flight.compare_exchange_weak(seen, now_in_flight);) {
     }
+    // A request is in flight until its answer starts to go out (release() below), not until the write
+    // completes: a client that sends its next request only after reading this answer must never be seen
+    // overlapping it, however late this thread resumes after the write.
     struct in_flight_guard {
-        ~in_flight_guard() { g_in_flight.fetch_sub(1); }
+        bool held = true;
+        void release()
+        {
+            if (std::exchange(held, false))
+                g_in_flight.fetch_sub(1);
+        }
+        ~in_flight_guard() { release(); }
     } guard;
 
     behaviour b = behaviour_for(target);
@@ -275,6 +285,7 @@ asio::awaitable<bool> answer(beast::tcp_stream& stream, http::request<http::stri
         res.body().clear();
         http::response<http::empty_body> head;
         head.base() = res.base();
+        guard.release();
         auto [ec, n] = co_await http::async_write(stream, head, nothrow);
         co_return !ec && !close_after && res.keep_alive();
     }
@@ -282,6 +293,7 @@ asio::awaitable<bool> answer(beast::tcp_stream& stream, http::request<http::stri
         res.chunked(true);
     else
         res.prepare_payload();
+    guard.release();
     auto [ec, n] = co_await http::async_write(stream, res, nothrow);
     if (close_after) {
         error_code ignored;

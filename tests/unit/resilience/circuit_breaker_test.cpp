@@ -230,6 +230,35 @@ TEST_F(circuit_breaker_test, with_an_active_probe_client_calls_are_never_probes)
     EXPECT_EQ(cb->try_acquire_probe(clk.now()).kind, admission::rejected_open);
 }
 
+TEST_F(circuit_breaker_test, certain_rejection_agrees_with_try_acquire_and_changes_nothing)
+{
+    auto c = count_cfg();
+    c.consecutive_failures = 1;
+    make(c);
+    EXPECT_EQ(cb->certain_rejection(clk.now()), std::nullopt); // closed
+    fail(1);
+    EXPECT_EQ(cb->certain_rejection(clk.now()), admission::rejected_open);
+    EXPECT_EQ(cb->try_acquire().kind, admission::rejected_open);
+    clk.advance(seconds(5));
+    EXPECT_EQ(cb->certain_rejection(clk.now()), std::nullopt); // a probe may go now...
+    EXPECT_EQ(cb->state(), breaker_state::open);                // ...and looking did not move the state
+    auto probe = cb->try_acquire();
+    EXPECT_EQ(probe.kind, admission::probe);
+    EXPECT_EQ(cb->certain_rejection(clk.now()), std::nullopt); // half-open: only trying tells
+    cb->force_open("test");
+    EXPECT_EQ(cb->certain_rejection(clk.now()), admission::rejected_open);
+
+    c.probe_path = "/health"; // with an active prober, open and half-open reject every client call
+    make(c);
+    fail(1);
+    clk.advance(seconds(5));
+    EXPECT_EQ(cb->certain_rejection(clk.now()), admission::rejected_open);
+    auto active = cb->try_acquire_probe(clk.now());
+    EXPECT_EQ(active.kind, admission::probe);
+    EXPECT_EQ(cb->certain_rejection(clk.now()), admission::rejected_probes);
+    EXPECT_EQ(cb->try_acquire().kind, admission::rejected_probes);
+}
+
 TEST_F(circuit_breaker_test, without_an_active_probe_the_prober_path_behaves_like_a_client)
 {
     auto c = count_cfg();
