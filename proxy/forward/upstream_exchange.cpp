@@ -7,7 +7,6 @@
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/parser.hpp>
 
-#include <array>
 #include <optional>
 
 namespace breakerbox::forward {
@@ -104,8 +103,7 @@ asio::awaitable<exchange_result> exchange(upstream::worker_upstream& up, upstrea
             watch->arm(conn->stream, now_nanos());
 
         http::serialize_head(req, conn->head);
-        const std::array<asio::const_buffer, 2> parts{asio::buffer(conn->head), asio::buffer(req.body())};
-        auto [wec, written] = co_await write_all(conn->stream, parts);
+        auto [wec, written] = co_await write_head_and_body(conn->stream, conn->head, req.body());
         if (wec) {
             if (client_left())
                 co_return failure(proxy_error::client_closed, "the client went away; the upstream request was cancelled");

@@ -11,7 +11,6 @@
 #include <boost/beast/http/parser.hpp>
 #include <nlohmann/json.hpp>
 
-#include <array>
 #include <optional>
 
 namespace breakerbox::server {
@@ -281,12 +280,11 @@ private:
         co_await write_response(res);
     }
 
-    // Head and body in one gather write; head_ keeps its capacity from request to request.
+    // Head and body in one system call; head_ keeps its capacity from request to request.
     asio::awaitable<deadline_stream::io_result> write_response(const http::response& res)
     {
         http::serialize_head(res, head_);
-        const std::array<asio::const_buffer, 2> parts{asio::buffer(head_), asio::buffer(res.body())};
-        co_return co_await write_all(stream_, parts, limits().write_timeout);
+        co_return co_await write_head_and_body(stream_, head_, res.body(), limits().write_timeout);
     }
 
     deadline_stream stream_;
