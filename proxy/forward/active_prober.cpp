@@ -9,6 +9,8 @@
 #include <boost/beast/http/string_body.hpp>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+
 namespace breakerbox::forward {
 namespace {
 
@@ -55,7 +57,8 @@ asio::awaitable<probe_result> probe_once(const tcp::endpoint& endpoint, const st
 nanos next_look(const resilience::circuit_breaker& breaker)
 {
     switch (breaker.state()) {
-    case breaker_state::open: return std::max(breaker.time_until_probe(), millis(1));
+    // At most a second: an operator reset and a new trip with a shorter open time are noticed soon.
+    case breaker_state::open: return std::clamp(breaker.time_until_probe(), millis(1), seconds(1));
     case breaker_state::half_open: return millis(10); // our probe slot may be taken: look again soon
     default: return millis(50); // closed: notice a trip quickly; a timer on the main thread costs nothing
     }
