@@ -74,6 +74,7 @@ std::string render_metrics(const admin_context& ctx)
     auto bulk_queue_limit = family("breakerbox_bulkhead_queue_limit", "Bulkhead wait-queue capacity.", MetricType::Gauge);
     auto budget = family("breakerbox_retry_budget_in_use", "Retries in flight against the retry budget.", MetricType::Gauge);
     auto duration = family("breakerbox_upstream_request_duration_seconds", "Duration of upstream calls (connect, write, read).", MetricType::Histogram);
+    auto probes = family("breakerbox_active_probes_total", "Active half-open probes (circuit_breaker.half_open.probe) by outcome.", MetricType::Counter);
 
     const nanos now = ctx.clk.now();
     const std::array<breaker_state, resilience::breaker_state_count> all_states{
@@ -122,6 +123,12 @@ std::string render_metrics(const admin_context& ctx)
         add(bulk_limit, {{"upstream", name}}, bulk.limit);
         add(bulk_queue_limit, {{"upstream", name}}, bulk.max_queue);
         add(budget, {{"upstream", name}}, rt->resilience[i]->budget.active());
+        if (cb.probes_actively()) {
+            static constexpr std::array<std::string_view, 3> outcome_names{"success", "failure", "ignored"};
+            for (std::size_t k = 0; k < outcome_names.size(); ++k)
+                add(probes, {{"upstream", name}, {"outcome", std::string(outcome_names[k])}},
+                    double(rt->resilience[i]->active_probes[k].load(std::memory_order_relaxed)));
+        }
 
         ClientMetric h;
         h.label = {{"upstream", name}};
@@ -139,6 +146,8 @@ std::string render_metrics(const admin_context& ctx)
                     &requests, &slow, &rejections, &retries, &fallbacks, &bulk_in_flight, &bulk_queued, &bulk_limit,
                     &bulk_queue_limit, &budget, &duration})
         out.push_back(std::move(*f));
+    if (!probes.metric.empty()) // only upstreams with an active probe have these
+        out.push_back(std::move(probes));
 
     auto connections = family("breakerbox_downstream_connections_total", "Client connections accepted.", MetricType::Counter);
     add(connections, {}, double(ctx.sum_worker([](const auto& w) { return w.connections_accepted.value(); })));

@@ -88,6 +88,7 @@ asio::awaitable<void> run_active_prober(probe_target target, std::function<bool(
                     const auto outcome = r.error == proxy_error::ok ? target.shared->classifier.of_status(r.status)
                                                                     : target.shared->classifier.of_error(r.error);
                     breaker.on_result(permit, outcome, clk.now());
+                    target.shared->active_probes[static_cast<std::size_t>(outcome)].fetch_add(1, std::memory_order_relaxed);
                     log::debug("active probe", {{"upstream", cfg.name}, {"endpoint", endpoint.address().to_string()},
                                                 {"status", r.status}, {"error", r.error == proxy_error::ok ? "" : token(r.error)},
                                                 {"detail", r.detail},

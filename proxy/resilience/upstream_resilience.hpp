@@ -10,6 +10,9 @@
 #include "resilience/retry_budget.hpp"
 #include "resilience/stale_cache.hpp"
 
+#include <array>
+#include <atomic>
+#include <cstdint>
 #include <memory>
 
 namespace breakerbox::resilience {
@@ -27,6 +30,9 @@ public:
     bulkhead bulk;
     retry_budget budget;
     std::unique_ptr<stale_cache> cache; // only with a stale fallback
+    // Active half-open probes by outcome (success, failure, ignored): written by the prober on the main
+    // thread, read by /metrics.
+    std::array<std::atomic<std::uint64_t>, 3> active_probes{};
 };
 
 // Logs a transition as one structured line (the breaker calls it on the winning thread only).

@@ -154,7 +154,7 @@ class CircuitBreakerTest(ProxyTestCase):
       open_duration_multiplier: 1
       open_duration_jitter: 0
       half_open: {successes_to_close: 2, probe: {path: /health, timeout: 300ms}}
-"""))
+""").replace("admin:\n  enabled: false", "admin:\n  address: 127.0.0.1:0"))
         for _ in range(3):
             self.assertEqual(request(bb.port(), target="/x").status, 503)  # the upstream's own answers: trips
         up.configure("fault=hang")  # now it accepts and never answers, as a stuck process does
@@ -177,6 +177,16 @@ class CircuitBreakerTest(ProxyTestCase):
         self.assertIn(("half_open", "open"), transitions)  # hung probes failed on their timeout
         self.assertEqual(bb.log_entries("circuit transition")[-1]["reason"], "2 probe(s) succeeded in half-open")
         self.assertEqual(up.stats()["paths"].get("/client", 0), 0)
+        # The probes are counted by outcome in /metrics: every probe the upstream saw, no more.
+        metrics = request(bb.port("admin"), target="/metrics").body.decode()
+        counts = {}
+        for line in metrics.splitlines():
+            if line.startswith("breakerbox_active_probes_total{"):
+                outcome = line.split('outcome="')[1].split('"')[0]
+                counts[outcome] = float(line.rsplit(" ", 1)[1])
+        self.assertGreaterEqual(counts["failure"], 3)
+        self.assertEqual(counts["success"], 2)
+        self.assertEqual(counts["success"] + counts["failure"] + counts["ignored"], up.stats()["paths"]["/health"])
 
 
 if __name__ == "__main__":
