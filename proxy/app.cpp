@@ -37,7 +37,7 @@ public:
             for (std::size_t w = 0; w < pool_.size(); ++w)
                 for (std::size_t i = 0; i < addresses.size(); ++i)
                     pool_.at(w).context.current->upstreams[i].set_endpoints(addresses[i]);
-            start_resolvers(rt, addresses);
+            start_upstream_tasks(rt, addresses);
             bind_listeners();
             bind_admin();
         } catch (const std::exception& e) {
@@ -91,7 +91,7 @@ private:
 
     // Periodic re-resolution for the upstreams of `rt` that use names, and the active probers of those
     // with circuit_breaker.half_open.probe; both stop once `rt` is replaced.
-    void start_resolvers(const std::shared_ptr<const forward::runtime>& rt, const std::vector<std::vector<tcp::endpoint>>& addresses)
+    void start_upstream_tasks(const std::shared_ptr<const forward::runtime>& rt, const std::vector<std::vector<tcp::endpoint>>& addresses)
     {
         auto active = [this, rt] { return state_.current() == rt; };
         for (std::size_t i = 0; i < rt->cfg.upstreams.size(); ++i) {
@@ -151,7 +151,7 @@ private:
             auto& wk = pool_.at(w);
             asio::post(wk.ioc, [&wk, rt, addresses] { wk.context.install(rt, addresses); });
         }
-        start_resolvers(rt, addresses);
+        start_upstream_tasks(rt, addresses);
         log::info("configuration reloaded", {{"config", config_path_}, {"generation", rt->generation},
                                              {"breakers_kept", rt->kept_breakers}, {"breakers_reset", rt->fresh_breakers}});
         return {true, {}, rt->generation, rt->kept_breakers, rt->fresh_breakers};

@@ -7,6 +7,8 @@ namespace breakerbox {
 deadline_stream::deadline_stream(tcp::socket socket)
     : socket_(std::move(socket)), timer_(std::make_shared<timer_state>(socket_.get_executor(), &socket_))
 {
+    error_code ignored;
+    socket_.non_blocking(true, ignored); // write_all's first, synchronous attempt must never block
 }
 
 deadline_stream::deadline_stream(const asio::any_io_executor& executor)
@@ -59,6 +61,8 @@ asio::awaitable<error_code> deadline_stream::connect(const tcp::endpoint& endpoi
     if (timer_->expired)
         co_return beast::error::timeout;
     auto [ec] = co_await socket_.async_connect(endpoint, nothrow_awaitable);
+    if (!ec)
+        socket_.non_blocking(true, ec); // write_all's first, synchronous attempt must never block
     co_return as_timeout(ec);
 }
 

@@ -11,6 +11,7 @@
 // On expiry the pending operations are cancelled — not the socket closed — and complete with
 // beast::error::timeout, so the owner can still answer (a 408 to a slow client). An operation started
 // after the deadline passed fails with timeout at once. Setting a new deadline clears the expiry.
+// The socket is kept in non-blocking mode (once open): a synchronous write_some never blocks the worker.
 //
 // Worker-owned: used only from the thread that runs its executor. The timer's state lives in a small
 // shared block so that a timer completion already queued when the stream is destroyed touches nothing.

@@ -1,7 +1,7 @@
 // Writes a whole buffer sequence to a stream: first one non-blocking attempt, which for a response of a
 // few KiB usually hands everything to the kernel at once — no asynchronous operation, no timer — and
-// only if the socket is full, the rest asynchronously under the stream's deadline. The socket must be
-// in non-blocking mode (`socket.non_blocking(true)`), or the first attempt could block the worker.
+// only if the socket is full, the rest asynchronously under the stream's deadline (deadline_stream keeps
+// its socket in non-blocking mode, so the first attempt never blocks the worker).
 #pragma once
 #include "core/clock.hpp"
 #include "core/deadline_stream.hpp"

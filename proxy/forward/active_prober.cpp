@@ -32,8 +32,6 @@ asio::awaitable<probe_result> probe_once(const tcp::endpoint& endpoint, const st
     if (auto ec = co_await stream.connect(endpoint))
         co_return probe_result{ec == beast::error::timeout ? proxy_error::upstream_connect_timeout : proxy_error::upstream_connect_failed,
                                0, ec.message()};
-    error_code ec;
-    stream.socket().non_blocking(true, ec); // write_all's first attempt must never block
     const std::string request =
         "GET " + path + " HTTP/1.1\r\nHost: " + host + "\r\nUser-Agent: breakerbox-probe\r\nConnection: close\r\n\r\n";
     auto [wec, written] = co_await write_all(stream, asio::buffer(request));

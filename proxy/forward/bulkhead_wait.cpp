@@ -1,10 +1,9 @@
 #include "forward/bulkhead_wait.hpp"
 
+#include "core/socket_peek.hpp"
+
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/post.hpp>
-
-#include <cerrno>
-#include <sys/socket.h>
 
 namespace breakerbox::forward {
 namespace {
@@ -38,9 +37,7 @@ asio::awaitable<bool> client_gone(tcp::socket& client)
     auto [ec] = co_await client.async_wait(tcp::socket::wait_read, nothrow_awaitable);
     if (ec)
         co_return ec != asio::error::operation_aborted;
-    char probe;
-    const ssize_t n = ::recv(client.native_handle(), &probe, 1, MSG_PEEK | MSG_DONTWAIT);
-    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK))
+    if (peek_receive_queue(client) == peek_result::closed)
         co_return true;
     asio::steady_timer until_cancelled(client.get_executor(), std::chrono::hours(24));
     co_await until_cancelled.async_wait(nothrow_awaitable);

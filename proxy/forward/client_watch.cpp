@@ -1,7 +1,6 @@
 #include "forward/client_watch.hpp"
 
-#include <cerrno>
-#include <sys/socket.h>
+#include "core/socket_peek.hpp"
 
 namespace breakerbox::forward {
 
@@ -51,9 +50,7 @@ void client_watch::start_socket_wait()
         unlink(); // fired once: either the client is gone, or it sent more and cannot be watched further
         if (!upstream_)
             return;
-        char probe;
-        const ssize_t n = ::recv(client_.native_handle(), &probe, 1, MSG_PEEK | MSG_DONTWAIT);
-        if (ec || n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
+        if (ec || peek_receive_queue(client_) == peek_result::closed) {
             gone_ = true;
             error_code ignored;
             upstream_->socket().cancel(ignored); // the exchange ends with operation_aborted

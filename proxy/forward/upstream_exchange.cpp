@@ -56,7 +56,6 @@ asio::awaitable<std::optional<exchange_result>> connect(upstream::upstream_conne
     auto ec = co_await conn.stream.connect(ep.address);
     if (!ec) {
         conn.stream.socket().set_option(tcp::no_delay(true), ec);
-        conn.stream.socket().non_blocking(true, ec); // write_all's first attempt must never block
         co_return std::nullopt;
     }
     if (ec == beast::error::timeout) {

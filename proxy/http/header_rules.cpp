@@ -44,13 +44,15 @@ void append_to_list(fields& f, Name name, std::string_view value)
 
 void strip_hop_by_hop(fields& f)
 {
-    // Names listed in a Connection field are hop-by-hop too. Typical messages have none, so this is one
-    // pass over the fields comparing enums (erasing by name would search the set once per name).
+    // Names listed in a Connection field are hop-by-hop too. The usual tokens ("keep-alive", "close")
+    // name fields removed anyway or none at all, so typically nothing is collected and this is one pass
+    // over the fields comparing enums (erasing by name would search the set once per name).
     std::vector<std::string> named; // copies: the Connection field itself is erased below
     for (const auto& field : f)
         if (field.name() == bhttp::field::connection)
             for (auto token : bhttp::token_list{field.value()})
-                named.emplace_back(token);
+                if (!is_hop_by_hop(bhttp::string_to_field(token)) && !boost::beast::iequals(token, "close"))
+                    named.emplace_back(token);
     auto listed = [&](std::string_view name) {
         return std::any_of(named.begin(), named.end(), [&](const std::string& n) { return boost::beast::iequals(n, name); });
     };

@@ -91,7 +91,6 @@ public:
         if (!ec)
             client_ip_ = remote.address().to_string();
         stream_.socket().set_option(tcp::no_delay(true), ec);
-        stream_.socket().non_blocking(true, ec); // write_all's first attempt must never block
     }
 
     asio::awaitable<void> run()
@@ -129,8 +128,7 @@ private:
         auto [ec, n] = co_await stream_.read_some(buffer_.prepare(2048));
         if (ec)
             co_return false; // idle timeout, client closed, or drain: nothing is owed to anyone
-        buffer_.commit(n);
-        last_read_short_ = n < 2048;
+        commit_read(n, 2048);
         co_return true;
     }
 
@@ -161,9 +159,16 @@ private:
             auto [ec, n] = co_await stream_.read_some(buffer_.prepare(4096));
             if (ec)
                 co_return done(ec == beast::error::timeout ? proxy_error::request_timeout : proxy_error::client_closed);
-            buffer_.commit(n);
-            last_read_short_ = n < 4096;
+            commit_read(n, 4096);
         }
+    }
+
+    // Takes `n` bytes read into buffer_.prepare(asked) and remembers whether the read drained the
+    // socket. (Not a coroutine wrapping the read: each coroutine layer costs a frame per request.)
+    void commit_read(std::size_t n, std::size_t asked)
+    {
+        buffer_.commit(n);
+        last_read_short_ = n < asked;
     }
 
     // Reads, handles and answers one request. Returns whether the connection stays open.

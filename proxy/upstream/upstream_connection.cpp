@@ -1,18 +1,13 @@
 #include "upstream/upstream_connection.hpp"
 
-#include <cerrno>
-#include <sys/socket.h>
+#include "core/socket_peek.hpp"
 
 namespace breakerbox::upstream {
 
 bool upstream_connection::looks_alive() noexcept
 {
     auto& socket = stream.socket();
-    if (!socket.is_open() || buffer.size() != 0)
-        return false;
-    char probe;
-    ssize_t n = ::recv(socket.native_handle(), &probe, 1, MSG_PEEK | MSG_DONTWAIT);
-    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+    return socket.is_open() && buffer.size() == 0 && peek_receive_queue(socket) == peek_result::empty;
 }
 
 } // namespace breakerbox::upstream
