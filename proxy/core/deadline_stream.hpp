@@ -52,6 +52,12 @@ public:
     asio::awaitable<error_code> connect(const tcp::endpoint& endpoint);
     asio::awaitable<io_result> read_some(asio::mutable_buffer buffer);
 
+    // For the per-request paths, which await the socket directly (a coroutine layer of ours costs a
+    // frame allocation and a resumption per call): what read_some does, in the caller —
+    //   if (s.timed_out()) → timeout;  auto [ec, n] = co_await s.socket().async_read_some(b, nothrow_awaitable);
+    //   ec = s.io_error(ec);
+    error_code io_error(const error_code& ec) const { return as_timeout(ec); }
+
     template <class ConstBuffers>
     asio::awaitable<io_result> write_some(const ConstBuffers& buffers)
     {

@@ -34,8 +34,8 @@ asio::awaitable<probe_result> probe_once(const tcp::endpoint& endpoint, const st
                                0, ec.message()};
     const std::string request =
         "GET " + path + " HTTP/1.1\r\nHost: " + host + "\r\nUser-Agent: breakerbox-probe\r\nConnection: close\r\n\r\n";
-    auto [wec, written] = co_await write_all(stream, asio::buffer(request));
-    if (wec)
+    const auto sent = co_await write_all(stream, asio::buffer(request));
+    if (const auto wec = sent.ec)
         co_return probe_result{wec == beast::error::timeout ? proxy_error::upstream_timeout : proxy_error::upstream_reset, 0, wec.message()};
     beast::flat_buffer buffer;
     bhttp::response_parser<bhttp::string_body> parser;

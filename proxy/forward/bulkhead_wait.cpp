@@ -49,10 +49,8 @@ asio::awaitable<bool> client_gone(tcp::socket& client)
 asio::awaitable<bulkhead_result> acquire_bulkhead(resilience::bulkhead& b, nanos queue_timeout, bulkhead_permit& permit,
                                                   tcp::socket* client)
 {
-    if (b.try_acquire()) {
-        permit = bulkhead_permit(b);
+    if ((permit = try_take_slot(b)))
         co_return bulkhead_result::acquired;
-    }
     auto state = std::make_shared<wait_state>(co_await asio::this_coro::executor);
     // Called by whichever thread releases the slot we get, under the bulkhead's lock: hop to our own
     // executor to wake us (timers are not thread-safe).

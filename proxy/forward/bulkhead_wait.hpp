@@ -35,6 +35,12 @@ private:
     resilience::bulkhead* b_ = nullptr;
 };
 
+// A free slot, without waiting; an empty permit when there is none.
+inline bulkhead_permit try_take_slot(resilience::bulkhead& b)
+{
+    return b.try_acquire() ? bulkhead_permit(b) : bulkhead_permit();
+}
+
 enum class bulkhead_result { acquired, full, queue_timeout, client_gone };
 
 // On `acquired`, `permit` holds the slot. While queued, the client's socket (if given) is watched: a

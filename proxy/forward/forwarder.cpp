@@ -213,8 +213,11 @@ private:
         const auto started = steady::now();
         const auto deadline = started + as_duration(ucfg.request_timeout);
 
-        bulkhead_permit slot;
-        switch (co_await acquire_bulkhead(shared.bulk, ucfg.bulkhead.queue_timeout, slot, client_.socket)) {
+        bulkhead_permit slot = try_take_slot(shared.bulk); // the usual case, without a coroutine
+        auto admitted = bulkhead_result::acquired;
+        if (!slot)
+            admitted = co_await acquire_bulkhead(shared.bulk, ucfg.bulkhead.queue_timeout, slot, client_.socket);
+        switch (admitted) {
         case bulkhead_result::acquired: break;
         case bulkhead_result::client_gone:
             co_return call_result{proxy_error::client_closed, "the client left while queued"};

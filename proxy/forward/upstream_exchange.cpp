@@ -102,8 +102,11 @@ asio::awaitable<exchange_result> exchange(upstream::worker_upstream& up, upstrea
             watch->arm(conn->stream, now_nanos());
 
         http::serialize_head(req, conn->head);
-        auto [wec, written] = co_await write_head_and_body(conn->stream, conn->head, req.body());
-        if (wec) {
+        const head_and_body message(conn->head, req.body());
+        auto sent = message.try_write(conn->stream);
+        if (!sent.finished)
+            sent = co_await message.write_rest(conn->stream, sent);
+        if (const auto wec = sent.ec) {
             if (client_left())
                 co_return failure(proxy_error::client_closed, "the client went away; the upstream request was cancelled");
             if (conn->reused && is_connection_closed(wec))

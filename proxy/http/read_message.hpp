@@ -42,7 +42,10 @@ asio::awaitable<error_code> read_message(deadline_stream& stream, beast::flat_bu
             std::min(std::max(beast::read_size(buffer, 65536), min_read), buffer.max_size() - buffer.size());
         if (room == 0)
             co_return bhttp::error::buffer_overflow;
-        auto [ec, n] = co_await stream.read_some(buffer.prepare(room));
+        if (stream.timed_out())
+            co_return beast::error::timeout;
+        auto [aec, n] = co_await stream.socket().async_read_some(buffer.prepare(room), nothrow_awaitable);
+        const error_code ec = stream.io_error(aec);
         if (ec == asio::error::eof) {
             if (!parser.got_some())
                 co_return bhttp::error::end_of_stream;

@@ -98,8 +98,21 @@ public:
         bool first = true;
         for (;;) {
             if (buffer_.size() == 0) {
-                if (!co_await wait_for_request(first))
+                // Waits for the first byte of the next request: the header timeout for a new
+                // connection, the idle timeout between keep-alive requests. (In this loop, not a
+                // coroutine of its own: that would cost a frame per request.)
+                if (!may_wait_for_request(first))
                     break;
+                std::optional<idle_mark> mark;
+                if (!first)
+                    mark.emplace(worker_.idle, stream_);
+                stream_.expires_after(as_duration(first ? limits().header_timeout : limits().idle_timeout));
+                // 2 KiB holds a typical service-to-service request in one read; every idle keep-alive
+                // connection keeps this much buffer (longer heads grow it in read_rest_of_head).
+                auto [ec, n] = co_await stream_.socket().async_read_some(buffer_.prepare(2048), nothrow_awaitable);
+                if (ec)
+                    break; // idle timeout, client closed, or drain: nothing is owed to anyone
+                commit_read(n, 2048);
             }
             first = false;
             bool keep_alive = co_await serve_one();
@@ -112,54 +125,41 @@ public:
     }
 
 private:
-    // Waits for the first byte of the next request: the header timeout for a new connection, the
-    // idle timeout between keep-alive requests. False when the connection should just close.
-    asio::awaitable<bool> wait_for_request(bool first)
+    // False when the connection should close instead of waiting for another request. Refreshes the
+    // configuration generation the next request is served with.
+    bool may_wait_for_request(bool first)
     {
         gen_ = worker_.context.current;
-        if (!first && (state_.draining.load(std::memory_order_relaxed) || worker_.idle.closing))
-            co_return false;
-        std::optional<idle_mark> mark;
-        if (!first)
-            mark.emplace(worker_.idle, stream_);
-        stream_.expires_after(as_duration(first ? limits().header_timeout : limits().idle_timeout));
-        // 2 KiB holds a typical service-to-service request in one read; every idle keep-alive
-        // connection keeps this much buffer (longer heads grow it in read_request_head).
-        auto [ec, n] = co_await stream_.read_some(buffer_.prepare(2048));
-        if (ec)
-            co_return false; // idle timeout, client closed, or drain: nothing is owed to anyone
-        commit_read(n, 2048);
-        co_return true;
+        return first || !(state_.draining.load(std::memory_order_relaxed) || worker_.idle.closing);
     }
 
-    // Reads until the whole header block is buffered, so that it can be checked before it is parsed:
-    // a request line longer than the header limit is a 414, a longer header a 431, obs-fold a 400.
-    // client_closed: the client went away mid-header (nobody to answer). The header deadline is set
-    // only if a read is needed: usually the whole header arrived with the first read.
-    asio::awaitable<proxy_error> read_request_head()
+    // The header block is checked before it is parsed: a request line longer than the header limit is a
+    // 414, a longer header a 431, obs-fold a 400. nullopt: incomplete, read more.
+    std::optional<proxy_error> check_buffered_head() const
     {
-        bool deadline_set = false;
-        auto done = [&](proxy_error e) {
-            stream_.expires_never(); // the exchange runs under its own deadlines
-            return e;
-        };
+        std::string_view data = buffered(buffer_);
+        const std::size_t end = header_end(data);
+        if (end != std::string_view::npos && end <= limits().max_header_bytes)
+            return has_obs_fold(data.substr(0, end)) ? proxy_error::bad_request : proxy_error::ok;
+        if (data.size() >= limits().max_header_bytes)
+            return data.substr(0, limits().max_header_bytes).find('\n') == std::string_view::npos ? proxy_error::uri_too_long
+                                                                                                  : proxy_error::header_too_large;
+        return std::nullopt;
+    }
+
+    // Reads until check_buffered_head() has a verdict, under the header timeout. client_closed: the
+    // client went away mid-header (nobody to answer). Only for heads that did not arrive with the first
+    // read: serve_one checks what is buffered first.
+    asio::awaitable<proxy_error> read_rest_of_head()
+    {
+        stream_.expires_after(as_duration(limits().header_timeout));
         for (;;) {
-            std::string_view data = buffered(buffer_);
-            const std::size_t end = header_end(data);
-            if (end != std::string_view::npos && end <= limits().max_header_bytes)
-                co_return done(has_obs_fold(data.substr(0, end)) ? proxy_error::bad_request : proxy_error::ok);
-            if (data.size() >= limits().max_header_bytes)
-                co_return done(data.substr(0, limits().max_header_bytes).find('\n') == std::string_view::npos
-                                   ? proxy_error::uri_too_long
-                                   : proxy_error::header_too_large);
-            if (!deadline_set) {
-                stream_.expires_after(as_duration(limits().header_timeout));
-                deadline_set = true;
-            }
             auto [ec, n] = co_await stream_.read_some(buffer_.prepare(4096));
             if (ec)
-                co_return done(ec == beast::error::timeout ? proxy_error::request_timeout : proxy_error::client_closed);
+                co_return ec == beast::error::timeout ? proxy_error::request_timeout : proxy_error::client_closed;
             commit_read(n, 4096);
+            if (auto verdict = check_buffered_head())
+                co_return *verdict;
         }
     }
 
@@ -179,7 +179,12 @@ private:
         parser.header_limit(static_cast<std::uint32_t>(limits().max_header_bytes));
         parser.body_limit(limits().max_request_body);
 
-        const auto head = co_await read_request_head();
+        auto head = proxy_error::ok;
+        if (auto verdict = check_buffered_head())
+            head = *verdict; // the usual case: the whole head came with the first read
+        else
+            head = co_await read_rest_of_head();
+        stream_.expires_never(); // the exchange runs under its own deadlines
         if (head != proxy_error::ok) {
             if (head != proxy_error::client_closed)
                 co_await send_and_close(head, 11);
@@ -206,8 +211,7 @@ private:
         if (!parser.is_done()) {
             if (expects_continue(parser.get()) && version == 11) {
                 static constexpr std::string_view go_on = "HTTP/1.1 100 Continue\r\n\r\n";
-                auto [cec, cn] = co_await write_all(stream_, asio::buffer(go_on), limits().write_timeout);
-                if (cec)
+                if ((co_await write_all(stream_, asio::buffer(go_on), limits().write_timeout)).ec)
                     co_return false;
             }
             stream_.expires_after(as_duration(limits().body_timeout));
@@ -235,7 +239,10 @@ private:
             target = req.target();
         }
 
-        forward::forward_result result = co_await dispatch(req);
+        forward::forward_result result;
+        auto route = route_request(req, result);
+        if (route)
+            result = co_await forward::forward_request(worker_.context, *gen_, req, *route, {client_ip_, &stream_.socket(), &watch_});
         if (result.error == proxy_error::client_closed)
             co_return false; // nobody left to answer
 
@@ -244,14 +251,17 @@ private:
         count_response(res.result_int(), result.error != proxy_error::ok);
         res.version(version);
         res.keep_alive(keep_alive);
-        auto [wec, wn] = co_await write_response(res);
+        const auto message = serialize_response(res);
+        auto sent = message.try_write(stream_);
+        if (!sent.finished) // the socket is full: only now a coroutine and the write deadline
+            sent = co_await message.write_rest(stream_, sent, limits().write_timeout);
 
         if (access_log)
             log::info("access", {{"client", client_ip_}, {"method", method}, {"target", target},
                                  {"status", res.result_int()}, {"error", result.error == proxy_error::ok ? "" : token(result.error)},
                                  {"upstream", result.upstream},
                                  {"duration_ms", std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count()}});
-        co_return !wec && keep_alive;
+        co_return !sent.ec && keep_alive;
     }
 
     void count_response(unsigned status, bool generated_by_proxy)
@@ -262,16 +272,19 @@ private:
             stats.proxy_errors.add();
     }
 
-    asio::awaitable<forward::forward_result> dispatch(http::request& req)
+    // The route a request is forwarded on; nullopt with the answer in `refused` when there is none.
+    std::optional<routing::route_match> route_request(const http::request& req, forward::forward_result& refused)
     {
-        if (req.method() == bhttp::verb::connect)
-            co_return forward::forward_result{http::make_error_response(proxy_error::method_not_allowed, {}, "CONNECT is not supported: breakerbox is not a tunnel"),
-                                              proxy_error::method_not_allowed};
+        if (req.method() == bhttp::verb::connect) {
+            refused = {http::make_error_response(proxy_error::method_not_allowed, {}, "CONNECT is not supported: breakerbox is not a tunnel"),
+                       proxy_error::method_not_allowed};
+            return std::nullopt;
+        }
         auto route = gen_->rt->router.match(listener_index_, req.target(), req[bhttp::field::host]);
         if (!route)
-            co_return forward::forward_result{http::make_error_response(proxy_error::no_route, {}, "no configured upstream matches this request"),
-                                              proxy_error::no_route};
-        co_return co_await forward::forward_request(worker_.context, *gen_, req, *route, {client_ip_, &stream_.socket(), &watch_});
+            refused = {http::make_error_response(proxy_error::no_route, {}, "no configured upstream matches this request"),
+                       proxy_error::no_route};
+        return route;
     }
 
     // Answers a request that could not be read and closes: after a framing error the rest of the
@@ -282,14 +295,15 @@ private:
         count_response(http_status(reason), true);
         auto res = http::make_error_response(reason, {}, {}, version);
         res.keep_alive(false);
-        co_await write_response(res);
+        const auto message = serialize_response(res);
+        co_await message.write_all(stream_, limits().write_timeout);
     }
 
-    // Head and body in one system call; head_ keeps its capacity from request to request.
-    asio::awaitable<deadline_stream::io_result> write_response(const http::response& res)
+    // Head and body ready to go in one system call; head_ keeps its capacity from request to request.
+    head_and_body serialize_response(const http::response& res)
     {
         http::serialize_head(res, head_);
-        co_return co_await write_head_and_body(stream_, head_, res.body(), limits().write_timeout);
+        return head_and_body(head_, res.body());
     }
 
     deadline_stream stream_;
