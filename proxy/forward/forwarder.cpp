@@ -4,6 +4,7 @@
 #include "forward/fallback_response.hpp"
 #include "forward/upstream_exchange.hpp"
 #include "http/error_response.hpp"
+#include "http/field_scan.hpp"
 #include "http/framing.hpp"
 #include "http/header_rules.hpp"
 #include "resilience/breaker_permit.hpp"
@@ -27,12 +28,12 @@ void prepare_upstream_request(http::request& req, const routing::route_match& ro
                               const config::upstream_config& up, const client_info& client)
 {
     http::strip_hop_by_hop(req.base());
-    req.erase(bhttp::field::expect); // the body is already buffered: no 100-continue upstream
+    http::erase_all(req, {bhttp::field::expect}); // the body is already buffered: no 100-continue upstream
     http::add_forwarding_fields(req.base(), cfg.forwarding, {client.ip, route.authority});
     if (!up.host_rewrite.empty())
-        req.set(bhttp::field::host, up.host_rewrite);
-    else if (req[bhttp::field::host].empty() || req.target().front() != '/')
-        req.set(bhttp::field::host, route.authority.empty() ? up.endpoints.front().text() : route.authority);
+        http::set_field(req, {bhttp::field::host}, up.host_rewrite);
+    else if (http::value_of(req, {bhttp::field::host}).empty() || req.target().front() != '/')
+        http::set_field(req, {bhttp::field::host}, route.authority.empty() ? up.endpoints.front().text() : route.authority);
     req.target(route.origin_target);
     req.version(11);
     http::frame_request(req);

@@ -1,19 +1,19 @@
 #include "http/framing.hpp"
 
+#include "http/field_scan.hpp"
+
 #include <charconv>
 
 namespace breakerbox::http {
 namespace {
 
-// Upstream responses nearly always carry the right Content-Length already: replacing the field would
-// free and allocate it for nothing.
+// Upstream responses nearly always carry the right Content-Length already: set_field keeps it then.
 void set_content_length(fields& f, std::size_t size)
 {
     char digits[24];
     const auto end = std::to_chars(digits, digits + sizeof digits, size).ptr;
     const std::string_view value(digits, static_cast<std::size_t>(end - digits));
-    if (f[bhttp::field::content_length] != value)
-        f.set(bhttp::field::content_length, value);
+    set_field(f, {bhttp::field::content_length}, value);
 }
 
 } // namespace
@@ -25,14 +25,14 @@ void frame_request(request& req)
     if (!req.body().empty() || expects_body)
         set_content_length(req, req.body().size());
     else
-        req.erase(bhttp::field::content_length);
+        erase_all(req, {bhttp::field::content_length});
 }
 
 void frame_response(response& res, bool head_request)
 {
     const unsigned status = res.result_int();
     if ((status >= 100 && status < 200) || status == 204) {
-        res.erase(bhttp::field::content_length);
+        erase_all(res, {bhttp::field::content_length});
         res.body().clear();
         return;
     }
@@ -41,6 +41,16 @@ void frame_response(response& res, bool head_request)
         return;
     }
     set_content_length(res, res.body().size());
+}
+
+void set_keep_alive(response& res, bool keep_alive)
+{
+    if (has_field(res, {bhttp::field::connection})) {
+        res.keep_alive(keep_alive); // other tokens in it are kept
+        return;
+    }
+    if (res.version() >= 11 ? !keep_alive : keep_alive)
+        res.insert(bhttp::field::connection, keep_alive ? "keep-alive" : "close");
 }
 
 } // namespace breakerbox::http

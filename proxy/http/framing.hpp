@@ -10,5 +10,9 @@ void frame_request(request& req);
 // Responses: no Content-Length for 1xx/204; for HEAD and 304 the upstream's own Content-Length is
 // kept (it describes the representation, not this message); otherwise the buffered body's length.
 void frame_response(response& res, bool head_request);
+// What message::keep_alive(bool) does, without its two lookups when the response has no Connection
+// field (the usual case: the upstream's was stripped as hop-by-hop): HTTP/1.1 needs "close" only to
+// close, HTTP/1.0 "keep-alive" only to stay open.
+void set_keep_alive(response& res, bool keep_alive);
 
 } // namespace breakerbox::http

@@ -1,5 +1,7 @@
 #include "http/header_rules.hpp"
 
+#include "http/field_scan.hpp"
+
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/http/rfc7230.hpp>
 
@@ -26,18 +28,26 @@ bool is_hop_by_hop(bhttp::field name)
     }
 }
 
-// Appends `value` to a comma-separated list field, creating it if absent.
-template <class Name>
-void append_to_list(fields& f, Name name, std::string_view value)
+const field_name via_field{bhttp::field::via, "Via"};
+const field_name x_forwarded_for = field_name::of("X-Forwarded-For");
+const field_name x_forwarded_proto = field_name::of("X-Forwarded-Proto");
+const field_name x_forwarded_host = field_name::of("X-Forwarded-Host");
+
+// Appends `value` to a comma-separated list field, creating it if absent. Several lines of the field
+// become one list, in order (RFC 9110 §5.3: the same meaning; some applications read only one line).
+void append_to_list(fields& f, field_name name, std::string_view value)
 {
-    auto existing = f[name];
-    if (existing.empty()) {
-        f.insert(name, value); // the common case: no temporary string
+    auto first = find_first(f, name);
+    if (first == f.end()) {
+        insert_field(f, name, value); // the common case: no temporary string
         return;
     }
-    std::string joined(existing);
-    joined.append(", ").append(value);
-    f.set(name, joined);
+    std::string joined;
+    for (auto it = first; it != f.end(); ++it)
+        if (name.matches(*it))
+            joined.append(it->value()).append(", ");
+    joined.append(value);
+    set_field(f, name, joined);
 }
 
 } // namespace
@@ -64,18 +74,18 @@ void strip_hop_by_hop(fields& f)
     }
 }
 
-void append_via(fields& f) { append_to_list(f, bhttp::field::via, via_value); }
+void append_via(fields& f) { append_to_list(f, via_field, via_value); }
 
 void add_forwarding_fields(fields& f, const config::forwarding_config& cfg, const forward_context& ctx)
 {
     if (cfg.via)
         append_via(f);
     if (cfg.x_forwarded_for && !ctx.client_ip.empty())
-        append_to_list(f, "X-Forwarded-For", ctx.client_ip);
+        append_to_list(f, x_forwarded_for, ctx.client_ip);
     if (cfg.x_forwarded_proto)
-        f.set("X-Forwarded-Proto", "http");
+        set_field(f, x_forwarded_proto, "http");
     if (cfg.x_forwarded_host && !ctx.original_host.empty())
-        f.set("X-Forwarded-Host", ctx.original_host);
+        set_field(f, x_forwarded_host, ctx.original_host);
 }
 
 } // namespace breakerbox::http

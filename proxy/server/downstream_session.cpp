@@ -4,6 +4,8 @@
 #include "core/write_all.hpp"
 #include "forward/forwarder.hpp"
 #include "http/error_response.hpp"
+#include "http/field_scan.hpp"
+#include "http/framing.hpp"
 #include "http/read_message.hpp"
 #include "http/serialize.hpp"
 
@@ -75,7 +77,7 @@ bool has_obs_fold(std::string_view head)
 
 bool expects_continue(const http::request& req)
 {
-    auto expect = req[bhttp::field::expect];
+    auto expect = http::value_of(req, {bhttp::field::expect});
     return expect.size() == 12 && beast::iequals(expect, "100-continue");
 }
 
@@ -202,7 +204,7 @@ private:
         const unsigned version = parser.get().version() == 10 ? 10 : 11;
         // A Transfer-Encoding whose final coding is not chunked leaves the body length to the
         // connection's end: ambiguous through a proxy, so refused (RFC 9112 §6.3).
-        if (parser.get().count(bhttp::field::transfer_encoding) && !parser.chunked()) {
+        if (http::has_field(parser.get(), {bhttp::field::transfer_encoding}) && !parser.chunked()) {
             co_await send_and_close(proxy_error::bad_request, version);
             co_return false;
         }
@@ -229,8 +231,8 @@ private:
         if (buffer_.size() == 0 && buffer_.capacity() > 4096)
             buffer_.shrink_to_fit(); // a body made it grow: idle keep-alive connections keep only a small buffer
         gen_->stats.requests.add();
+        bool keep_alive = parser.keep_alive(); // the parser read Connection already
         http::request req = parser.release();
-        bool keep_alive = req.keep_alive();
         const bool access_log = gen_->rt->cfg.logging.access_log;
         const auto started = access_log ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
         std::string method, target; // copied before forwarding rewrites them, only for the access log
@@ -250,7 +252,7 @@ private:
         http::response& res = result.response;
         count_response(res.result_int(), result.error != proxy_error::ok);
         res.version(version);
-        res.keep_alive(keep_alive);
+        http::set_keep_alive(res, keep_alive);
         const auto message = serialize_response(res);
         auto sent = message.try_write(stream_);
         if (!sent.finished) // the socket is full: only now a coroutine and the write deadline
@@ -280,7 +282,7 @@ private:
                        proxy_error::method_not_allowed};
             return std::nullopt;
         }
-        auto route = gen_->rt->router.match(listener_index_, req.target(), req[bhttp::field::host]);
+        auto route = gen_->rt->router.match(listener_index_, req.target(), http::value_of(req, {bhttp::field::host}));
         if (!route)
             refused = {http::make_error_response(proxy_error::no_route, {}, "no configured upstream matches this request"),
                        proxy_error::no_route};

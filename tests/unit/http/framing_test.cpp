@@ -37,3 +37,29 @@ TEST(frame_response, follows_the_rfc_exceptions)
     http::frame_response(ok, false);
     EXPECT_EQ(ok[bhttp::field::content_length], "3");
 }
+
+TEST(set_keep_alive, says_only_what_the_version_does_not_imply)
+{
+    http::response r11{bhttp::status::ok, 11};
+    http::set_keep_alive(r11, true);
+    EXPECT_EQ(r11.count(bhttp::field::connection), 0u);
+    http::set_keep_alive(r11, false);
+    EXPECT_EQ(r11[bhttp::field::connection], "close");
+    EXPECT_FALSE(r11.keep_alive());
+
+    http::response r10{bhttp::status::ok, 10};
+    http::set_keep_alive(r10, false);
+    EXPECT_EQ(r10.count(bhttp::field::connection), 0u);
+    http::set_keep_alive(r10, true);
+    EXPECT_EQ(r10[bhttp::field::connection], "keep-alive");
+    EXPECT_TRUE(r10.keep_alive());
+}
+
+TEST(set_keep_alive, an_existing_connection_field_is_rewritten_by_beast)
+{
+    http::response r{bhttp::status::ok, 11};
+    r.set(bhttp::field::connection, "close");
+    http::set_keep_alive(r, true);
+    EXPECT_TRUE(r.keep_alive());
+    EXPECT_EQ(r.count(bhttp::field::connection), 0u);
+}

@@ -44,3 +44,29 @@ TEST(add_forwarding_fields, each_field_can_be_turned_off)
     http::add_forwarding_fields(req.base(), cfg, {"127.0.0.1", "svc"});
     EXPECT_EQ(req.begin(), req.end());
 }
+
+TEST(add_forwarding_fields, several_lines_of_a_list_become_one_in_order)
+{
+    http::request req{bhttp::verb::get, "/", 11};
+    req.insert("X-Forwarded-For", "10.0.0.1");
+    req.insert(bhttp::field::host, "h");
+    req.insert("x-forwarded-for", "10.0.0.2");
+    config::forwarding_config cfg;
+    http::add_forwarding_fields(req.base(), cfg, {"127.0.0.1", {}});
+    EXPECT_EQ(req.count("X-Forwarded-For"), 1u);
+    EXPECT_EQ(req["X-Forwarded-For"], "10.0.0.1, 10.0.0.2, 127.0.0.1");
+}
+
+TEST(add_forwarding_fields, replaces_a_client_supplied_proto_and_host)
+{
+    http::request req{bhttp::verb::get, "/", 11};
+    req.insert("X-Forwarded-Proto", "https");
+    req.insert("X-Forwarded-Proto", "ftp");
+    req.insert("X-Forwarded-Host", "spoofed");
+    config::forwarding_config cfg;
+    http::add_forwarding_fields(req.base(), cfg, {"127.0.0.1", "svc"});
+    EXPECT_EQ(req.count("X-Forwarded-Proto"), 1u);
+    EXPECT_EQ(req["X-Forwarded-Proto"], "http");
+    EXPECT_EQ(req.count("X-Forwarded-Host"), 1u);
+    EXPECT_EQ(req["X-Forwarded-Host"], "svc");
+}
