@@ -93,11 +93,11 @@ struct budget_permit {
     }
 };
 
-// The result of trying one upstream with its bulkhead, breaker and retries.
+// The result of trying one upstream with its bulkhead, breaker and retries. The upstream's answer
+// itself is in the caller's message (forward_result::response), never moved from layer to layer.
 struct call_result {
-    proxy_error error = proxy_error::ok;   // ok: `response` is the upstream's answer
+    proxy_error error = proxy_error::ok;   // ok: the upstream answered
     std::string detail;
-    http::response response;
     bool failure_status = false;           // the upstream answered, with a status classified as failure
     resilience::admission rejection{};     // when error == circuit_open
 };
@@ -127,11 +127,11 @@ bool method_retryable(const http::request& req, const config::retry_config& rc)
     return std::any_of(rc.methods.begin(), rc.methods.end(), [&](const std::string& x) { return m == x; });
 }
 
-bool outcome_retryable(const exchange_result& r, const config::retry_config& rc)
+bool outcome_retryable(const exchange_result& r, const http::response& response, const config::retry_config& rc)
 {
     switch (r.error) {
     case proxy_error::ok: {
-        const unsigned s = r.response.result_int();
+        const unsigned s = response.result_int();
         return std::find(rc.on_statuses.begin(), rc.on_statuses.end(), s) != rc.on_statuses.end();
     }
     case proxy_error::upstream_connect_failed:
@@ -144,10 +144,11 @@ bool outcome_retryable(const exchange_result& r, const config::retry_config& rc)
 
 // Delay before the next attempt: full jitter over min(max, base × 2^(attempt-1)), or the upstream's
 // Retry-After (seconds) when it gave one. nullopt: do not retry (Retry-After beyond retry_after_max).
-std::optional<nanos> retry_delay(const exchange_result& r, const config::retry_config& rc, unsigned attempt, std::uint64_t random)
+std::optional<nanos> retry_delay(const exchange_result& r, const http::response& response, const config::retry_config& rc,
+                                 unsigned attempt, std::uint64_t random)
 {
     if (r.error == proxy_error::ok) {
-        auto ra = r.response[bhttp::field::retry_after];
+        auto ra = http::value_of(response, {bhttp::field::retry_after});
         long secs = 0;
         if (!ra.empty()) {
             auto [ptr, ec] = std::from_chars(ra.data(), ra.data() + ra.size(), secs);
@@ -170,24 +171,27 @@ public:
     {
     }
 
-    // One upstream with all its policies, then its fallbacks. depth > 0 for a failover target, whose own
-    // upstream fallbacks are not followed again (no chains or loops).
-    asio::awaitable<forward_result> to_upstream(std::size_t u, int depth)
+    // One upstream with all its policies, then its fallbacks, into `out`. depth > 0 for a failover
+    // target, whose own upstream fallbacks are not followed again (no chains or loops).
+    asio::awaitable<void> to_upstream(std::size_t u, int depth, forward_result& out)
     {
         const auto& ucfg = cfg_.upstreams[u];
+        out.upstream = ucfg.name;
         call_result r;
         if (auto rejected = rejected_outright(u))
             r = std::move(*rejected);
         else
-            r = co_await call(u);
+            r = co_await call(u, out.response);
         auto trigger = trigger_of(r);
-        if (r.error == proxy_error::client_closed)
-            co_return forward_result{http::make_error_response(r.error, ucfg.name, r.detail), r.error, ucfg.name};
-        if (!trigger) {
-            prepare_client_response(r.response, head_, cfg_);
-            co_return forward_result{std::move(r.response), proxy_error::ok, ucfg.name};
+        if (r.error == proxy_error::client_closed) {
+            out.response = http::make_error_response(r.error, ucfg.name, r.detail);
+            out.error = r.error;
+        } else if (!trigger) {
+            prepare_client_response(out.response, head_, cfg_);
+            out.error = proxy_error::ok;
+        } else {
+            co_await fallback(u, std::move(r), *trigger, depth, out);
         }
-        co_return co_await fallback(u, std::move(r), *trigger, depth);
     }
 
 private:
@@ -204,7 +208,8 @@ private:
         return rejected;
     }
 
-    asio::awaitable<call_result> call(std::size_t u)
+    // The upstream's answer, when there is one, goes to `response`.
+    asio::awaitable<call_result> call(std::size_t u, http::response& response)
     {
         auto& shared = *gen_.rt->resilience[u];
         auto& stats = gen_.stats.upstreams[u];
@@ -262,7 +267,8 @@ private:
             exchange_result result;
             {
                 outstanding_guard counted{*ep};
-                result = co_await exchange(up, *ep, req_, {attempt_deadline, ucfg.connect_timeout, cfg_.limits.max_response_body}, watch_);
+                result = co_await exchange(up, *ep, req_, {attempt_deadline, ucfg.connect_timeout, cfg_.limits.max_response_body},
+                                           response, watch_);
             }
             if (result.error == proxy_error::client_closed) // not an upstream outcome: the permit is released unrecorded
                 co_return call_result{proxy_error::client_closed, std::move(result.detail)};
@@ -271,7 +277,7 @@ private:
                 co_return call_result{proxy_error::bulkhead_full, std::move(result.detail)};
             }
             const nanos finished = steady_now();
-            const auto classified = result.error == proxy_error::ok ? shared.classifier.of_status(result.response.result_int())
+            const auto classified = result.error == proxy_error::ok ? shared.classifier.of_status(response.result_int())
                                                                     : shared.classifier.of_error(result.error);
             permit.complete(classified, finished);
             stats.count(outcome_label(result.error, classified));
@@ -285,11 +291,12 @@ private:
                     stats.count(retry_result::succeeded);
             }
 
-            const bool retryable = attempt < rc.max_attempts && outcome_retryable(result, rc) && method_retryable(req_, rc);
+            const bool retryable = attempt < rc.max_attempts && outcome_retryable(result, response, rc) && method_retryable(req_, rc);
             std::optional<nanos> delay;
             if (retryable)
-                delay = retry_delay(result, rc, attempt, worker_.random());
-            last = call_result{result.error, std::move(result.detail), std::move(result.response),
+                delay = retry_delay(result, response, rc, attempt, worker_.random());
+            // `response` keeps the last answer the upstream gave: an attempt that gets none leaves it.
+            last = call_result{result.error, std::move(result.detail),
                                result.error == proxy_error::ok && classified == resilience::outcome::failure};
             if (!retryable || !delay || steady::now() + as_duration(*delay) >= deadline)
                 co_return last;
@@ -307,7 +314,8 @@ private:
         }
     }
 
-    asio::awaitable<forward_result> fallback(std::size_t u, call_result r, fallback_trigger trigger, int depth)
+    // `out.response` holds the upstream's answer when r.error == ok (a failure status).
+    asio::awaitable<void> fallback(std::size_t u, call_result r, fallback_trigger trigger, int depth, forward_result& out)
     {
         auto& shared = *gen_.rt->resilience[u];
         auto& stats = gen_.stats.upstreams[u];
@@ -323,7 +331,8 @@ private:
                 auto res = render_static_fallback(fb, {ucfg.name, trigger == fallback_trigger::circuit_open ? retry_after : 0, reason});
                 mark_fallback(res, "static", reason);
                 stats.count(fallback_served::static_fallback);
-                co_return forward_result{std::move(res), error_or_status(r), ucfg.name, true};
+                out = forward_result{std::move(res), error_or_status(r), ucfg.name, true};
+                co_return;
             }
             case config::fallback_kind::stale: {
                 if (!shared.cache)
@@ -335,7 +344,8 @@ private:
                 auto res = render_stale_fallback(*hit, steady_now(), head_);
                 mark_fallback(res, "stale", reason);
                 stats.count(fallback_served::stale_fallback);
-                co_return forward_result{std::move(res), error_or_status(r), ucfg.name, true};
+                out = forward_result{std::move(res), error_or_status(r), ucfg.name, true};
+                co_return;
             }
             case config::fallback_kind::upstream: {
                 if (depth > 0)
@@ -345,43 +355,48 @@ private:
                 ensure_prepared();
                 if (!target->host_rewrite.empty())
                     req_.set(bhttp::field::host, target->host_rewrite);
-                auto other = co_await to_upstream(t, depth + 1);
+                forward_result other;
+                co_await to_upstream(t, depth + 1, other);
                 if (other.error != proxy_error::ok || other.from_fallback || other.response.result_int() >= 500)
                     continue; // the failover did not help either: next fallback
                 mark_fallback(other.response, "upstream:" + fb.upstream, reason);
                 stats.count(fallback_served::upstream_fallback);
                 other.from_fallback = true;
-                co_return other;
+                out = std::move(other);
+                co_return;
             }
             case config::fallback_kind::error: {
-                auto res = default_answer(u, std::move(r), retry_after);
-                mark_fallback(res.response, "error", reason);
+                default_answer(u, r, retry_after, out);
+                mark_fallback(out.response, "error", reason);
                 stats.count(fallback_served::error_fallback);
-                res.from_fallback = true;
-                co_return res;
+                out.from_fallback = true;
+                co_return;
             }
             }
         }
-        co_return default_answer(u, std::move(r), retry_after);
+        default_answer(u, r, retry_after, out);
     }
 
     // Without a fallback: an upstream's failure response as it is, or the explicit proxy error.
-    forward_result default_answer(std::size_t u, call_result r, long retry_after)
+    // `out.response` holds the upstream's answer when r.error == ok.
+    void default_answer(std::size_t u, const call_result& r, long retry_after, forward_result& out)
     {
         const auto& ucfg = cfg_.upstreams[u];
+        out.upstream = ucfg.name;
+        out.error = r.error;
         if (r.error == proxy_error::ok) {
-            prepare_client_response(r.response, head_, cfg_);
-            return {std::move(r.response), proxy_error::ok, ucfg.name};
+            prepare_client_response(out.response, head_, cfg_);
+            return;
         }
         if (r.error == proxy_error::circuit_open) {
             std::string_view why = r.rejection == resilience::admission::rejected_probes ? "half-open: the allowed probes are already in flight"
                                    : r.rejection == resilience::admission::rejected_ramp ? "recovering: admitting a growing share of traffic"
                                                                                          : "the circuit is open";
             const auto& cb = gen_.rt->resilience[u]->breaker;
-            return {http::make_circuit_open_response(ucfg.name, resilience::to_string(cb.state()), retry_after, why),
-                    proxy_error::circuit_open, ucfg.name};
+            out.response = http::make_circuit_open_response(ucfg.name, resilience::to_string(cb.state()), retry_after, why);
+            return;
         }
-        return {http::make_error_response(r.error, ucfg.name, r.detail), r.error, ucfg.name};
+        out.response = http::make_error_response(r.error, ucfg.name, r.detail);
     }
 
     // What a fallback replaced: the proxy error, or the upstream's failure status.
@@ -421,17 +436,16 @@ private:
 
 } // namespace
 
-asio::awaitable<forward_result> forward_request(worker_context& worker, worker_generation& gen, http::request& req,
-                                                const routing::route_match& route, const client_info& client)
+asio::awaitable<void> forward_request(worker_context& worker, worker_generation& gen, http::request& req,
+                                      const routing::route_match& route, const client_info& client, forward_result& out)
 {
     const bool head = req.method() == bhttp::verb::head;
     forwarder f(worker, gen, req, route, head, client);
-    auto result = co_await f.to_upstream(route.upstream, 0);
+    co_await f.to_upstream(route.upstream, 0, out);
     // Remember good answers for the stale fallback (opt-in per upstream).
     auto& shared = *gen.rt->resilience[route.upstream];
-    if (shared.cache && result.error == proxy_error::ok && !result.from_fallback)
-        shared.cache->store(req, result.response, steady_now());
-    co_return result;
+    if (shared.cache && out.error == proxy_error::ok && !out.from_fallback)
+        shared.cache->store(req, out.response, steady_now());
 }
 
 } // namespace breakerbox::forward

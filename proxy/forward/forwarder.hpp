@@ -27,8 +27,10 @@ struct forward_result {
 };
 
 // `req` is consumed (rewritten for the upstream). `gen` is the worker's generation the request was
-// routed with (the caller keeps it alive). Never throws; every failure becomes a response.
-asio::awaitable<forward_result> forward_request(worker_context& worker, worker_generation& gen, http::request& req,
-                                                const routing::route_match& route, const client_info& client);
+// routed with (the caller keeps it alive). The answer goes to `out` (a fresh forward_result): the
+// upstream's response is parsed into it and never moved on its way to the client. Never throws; every
+// failure becomes a response.
+asio::awaitable<void> forward_request(worker_context& worker, worker_generation& gen, http::request& req,
+                                      const routing::route_match& route, const client_info& client, forward_result& out);
 
 } // namespace breakerbox::forward

@@ -80,7 +80,7 @@ struct watch_guard {
 
 asio::awaitable<exchange_result> exchange(upstream::worker_upstream& up, upstream::endpoint_slot& ep,
                                           const http::request& req, const exchange_limits& limits,
-                                          client_watch* watch)
+                                          http::response& response, client_watch* watch)
 {
     const bool head = req.method() == bhttp::verb::head;
     watch_guard disarm_at_end{watch};
@@ -137,11 +137,10 @@ asio::awaitable<exchange_result> exchange(upstream::worker_upstream& up, upstrea
             if (status == 101)
                 co_return failure(proxy_error::upstream_invalid_response, ep.label + " switched protocols, which is not supported");
             const bool reusable = parser->keep_alive() && conn->buffer.size() == 0;
-            exchange_result result;
-            result.response = parser->release();
+            response = parser->release();
             if (reusable)
                 up.give_back(ep, std::move(conn), now_nanos());
-            co_return result;
+            co_return exchange_result{};
         }
     }
     co_return failure(proxy_error::upstream_reset, ep.label + " closed the connection before responding");

@@ -1,5 +1,5 @@
 // One request/response exchange with one endpoint, under a deadline: connect (or reuse a pooled
-// connection), write, read. Returns the response or the reason it failed; the connection goes back to
+// connection), write, read. Delivers the response or the reason it failed; the connection goes back to
 // the pool only after a complete, reusable exchange.
 #pragma once
 #include "core/asio.hpp"
@@ -13,9 +13,8 @@
 namespace breakerbox::forward {
 
 struct exchange_result {
-    proxy_error error = proxy_error::ok;
-    std::string detail;          // human-readable cause (for the JSON body and logs)
-    http::response response;     // valid when error == ok
+    proxy_error error = proxy_error::ok; // ok: the response is in the caller's message
+    std::string detail;                  // human-readable cause (for the JSON body and logs)
 };
 
 struct exchange_limits {
@@ -24,10 +23,11 @@ struct exchange_limits {
     std::uint64_t max_response_body;
 };
 
-// `watch` (optional): the client's connection is watched meanwhile; if the client goes away the exchange
-// is cancelled and ends with proxy_error::client_closed.
+// `response` is assigned only on success: it is the caller's, so that the answer is not moved through
+// every layer on its way to the client. `watch` (optional): the client's connection is watched
+// meanwhile; if the client goes away the exchange is cancelled and ends with proxy_error::client_closed.
 asio::awaitable<exchange_result> exchange(upstream::worker_upstream& up, upstream::endpoint_slot& ep,
                                           const http::request& req, const exchange_limits& limits,
-                                          client_watch* watch = nullptr);
+                                          http::response& response, client_watch* watch = nullptr);
 
 } // namespace breakerbox::forward

@@ -244,7 +244,7 @@ private:
         forward::forward_result result;
         auto route = route_request(req, result);
         if (route)
-            result = co_await forward::forward_request(worker_.context, *gen_, req, *route, {client_ip_, &stream_.socket(), &watch_});
+            co_await forward::forward_request(worker_.context, *gen_, req, *route, {client_ip_, &stream_.socket(), &watch_}, result);
         if (result.error == proxy_error::client_closed)
             co_return false; // nobody left to answer
 
