@@ -47,12 +47,10 @@ inline void erase_all(fields& f, field_name name)
         it = name.matches(*it) ? f.erase(it) : std::next(it);
 }
 
+// Without Beast's name-to-enum lookup when the name is known already.
 inline void insert_field(fields& f, field_name name, std::string_view value)
 {
-    if (name.id != bhttp::field::unknown)
-        f.insert(name.id, value);
-    else
-        f.insert(name.text, value);
+    f.insert(name.id, name.id != bhttp::field::unknown ? std::string_view(bhttp::to_string(name.id)) : name.text, value);
 }
 
 // Exactly one field `name` with `value` afterwards; one that is already so is left as it is (replacing

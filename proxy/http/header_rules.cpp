@@ -61,7 +61,8 @@ void strip_hop_by_hop(fields& f)
     for (const auto& field : f)
         if (field.name() == bhttp::field::connection)
             for (auto token : bhttp::token_list{field.value()})
-                if (!is_hop_by_hop(bhttp::string_to_field(token)) && !boost::beast::iequals(token, "close"))
+                if (!boost::beast::iequals(token, "keep-alive") && !boost::beast::iequals(token, "close") &&
+                    !is_hop_by_hop(bhttp::string_to_field(token)))
                     named.emplace_back(token);
     auto listed = [&](std::string_view name) {
         return std::any_of(named.begin(), named.end(), [&](const std::string& n) { return boost::beast::iequals(n, name); });

@@ -177,7 +177,9 @@ private:
     asio::awaitable<bool> serve_one()
     {
         gen_ = worker_.context.current;
-        request_parser parser;
+        auto& state = current_.emplace();
+        const request_state_release release_at_end{current_};
+        auto& parser = state.parser;
         parser.header_limit(static_cast<std::uint32_t>(limits().max_header_bytes));
         parser.body_limit(limits().max_request_body);
 
@@ -232,7 +234,7 @@ private:
             buffer_.shrink_to_fit(); // a body made it grow: idle keep-alive connections keep only a small buffer
         gen_->stats.requests.add();
         bool keep_alive = parser.keep_alive(); // the parser read Connection already
-        http::request req = parser.release();
+        auto& req = state.req = parser.release();
         const bool access_log = gen_->rt->cfg.logging.access_log;
         const auto started = access_log ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
         std::string method, target; // copied before forwarding rewrites them, only for the access log
@@ -241,7 +243,7 @@ private:
             target = req.target();
         }
 
-        forward::forward_result result;
+        auto& result = state.result;
         auto route = route_request(req, result);
         if (route)
             co_await forward::forward_request(worker_.context, *gen_, req, *route, {client_ip_, &stream_.socket(), &watch_}, result);
@@ -307,6 +309,20 @@ private:
         http::serialize_head(res, head_);
         return head_and_body(head_, res.body());
     }
+
+    // What one request needs while it is served: members, not locals of serve_one, because Asio
+    // recycles coroutine frames only up to about 1 KiB and these made serve_one's frame larger (a fresh
+    // allocation per request). Released when the request is over: an idle connection holds none of it.
+    struct request_state {
+        request_parser parser;
+        http::request req;
+        forward::forward_result result;
+    };
+    struct request_state_release {
+        std::optional<request_state>& state;
+        ~request_state_release() { state.reset(); }
+    };
+    std::optional<request_state> current_;
 
     deadline_stream stream_;
     beast::flat_buffer buffer_;
