@@ -1,17 +1,30 @@
 #include "http/serialize.hpp"
 
+#include <cstring>
+
 namespace breakerbox::http {
 namespace {
 
+// Sized once, then copied: four appends per field each checked the capacity and the length again.
 void append_fields(const fields& f, std::string& out)
 {
+    std::size_t size = 2;
+    for (const auto& field : f)
+        size += field.name_string().size() + field.value().size() + 4;
+    const std::size_t start = out.size();
+    out.resize(start + size);
+    char* p = out.data() + start;
+    auto put = [&p](const char* data, std::size_t n) {
+        std::memcpy(p, data, n);
+        p += n;
+    };
     for (const auto& field : f) {
-        out.append(field.name_string());
-        out.append(": ", 2);
-        out.append(field.value());
-        out.append("\r\n", 2);
+        put(field.name_string().data(), field.name_string().size());
+        put(": ", 2);
+        put(field.value().data(), field.value().size());
+        put("\r\n", 2);
     }
-    out.append("\r\n", 2);
+    put("\r\n", 2);
 }
 
 void append_version(unsigned version, std::string& out)
