@@ -278,9 +278,13 @@ upstreams:
         assert conn.getresponse().status == 200
         cells = [(c, path) for c in (1, 50) for path in ("/small", "/4k")]
         results = {}
+        names = ("direct", "haproxy", "nginx", "breakerbox")
         for rep in range(self.args.reps):
+            # Interleaved, and the order rotates from one repetition to the next, so that no target is
+            # always the one measured right after another's run (or always first).
+            order = names[rep % len(names):] + names[:rep % len(names)]
             for conns, path in cells:
-                for name in ("direct", "haproxy", "nginx", "breakerbox"):  # interleaved
+                for name in order:
                     p = targets[name]
                     pids = p.pids() if p else []
                     r = self.wrk(ports[name], path, conns, self.args.seconds, pids)

@@ -1,41 +1,40 @@
 #include "forward/fallback_response.hpp"
 
 #include "http/error_response.hpp"
+#include "http/field_scan.hpp"
+#include "http/framing.hpp"
 
 namespace breakerbox::forward {
 namespace {
 
 namespace bhttp = boost::beast::http;
 
+// Copies the text between placeholders in pieces (this runs for every answer a static fallback gives).
 std::string substitute(std::string_view text, const fallback_vars& vars)
 {
     std::string out;
-    out.reserve(text.size());
+    out.reserve(text.size() + 16);
     std::size_t i = 0;
-    while (i < text.size()) {
-        if (text.compare(i, 2, "{{") == 0) {
-            auto close = text.find("}}", i + 2);
-            if (close != std::string_view::npos) {
-                std::string_view name = text.substr(i + 2, close - i - 2);
-                if (name == "upstream") {
-                    out.append(vars.upstream);
-                    i = close + 2;
-                    continue;
-                }
-                if (name == "retry_after") {
-                    out.append(std::to_string(vars.retry_after_seconds));
-                    i = close + 2;
-                    continue;
-                }
-                if (name == "reason") {
-                    out.append(vars.reason);
-                    i = close + 2;
-                    continue;
-                }
-            }
+    for (std::size_t open = text.find("{{"); open != std::string_view::npos; open = text.find("{{", i)) {
+        const auto close = text.find("}}", open + 2);
+        if (close == std::string_view::npos)
+            break;
+        const std::string_view name = text.substr(open + 2, close - open - 2);
+        out.append(text.substr(i, open - i));
+        if (name == "upstream")
+            out.append(vars.upstream);
+        else if (name == "retry_after")
+            out.append(std::to_string(vars.retry_after_seconds));
+        else if (name == "reason")
+            out.append(vars.reason);
+        else { // not ours: kept as written, and scanning goes on right after its "{{"
+            out.append("{{");
+            i = open + 2;
+            continue;
         }
-        out.push_back(text[i++]);
+        i = close + 2;
     }
+    out.append(text.substr(i));
     return out;
 }
 
@@ -64,10 +63,10 @@ http::response render_static_fallback(const config::fallback_config& fb, const f
     res.insert(bhttp::field::server, "breakerbox"); // a fresh message: insert, no lookup first
     for (const auto& [name, value] : fb.headers)
         res.set(name, header_safe(substitute(value, vars)));
-    if (vars.retry_after_seconds > 0 && !res.count(bhttp::field::retry_after))
+    if (vars.retry_after_seconds > 0 && !http::has_field(res, {bhttp::field::retry_after}))
         res.insert(bhttp::field::retry_after, std::to_string(vars.retry_after_seconds));
     res.body() = substitute(fb.body, vars);
-    res.content_length(res.body().size()); // set, not insert: the configured headers may name it too
+    http::set_content_length(res, res.body().size()); // set, not inserted: the configured headers may name it too
     return res;
 }
 
@@ -82,8 +81,10 @@ http::response render_stale_fallback(const resilience::cached_response& cached, 
 
 void mark_fallback(http::response& res, std::string_view kind, std::string_view reason)
 {
-    res.set(fallback_header, kind);
-    res.set(fallback_reason_header, reason);
+    static const auto fallback_field = http::field_name::of(fallback_header);
+    static const auto reason_field = http::field_name::of(fallback_reason_header);
+    http::set_field(res, fallback_field, kind);
+    http::set_field(res, reason_field, reason);
 }
 
 } // namespace breakerbox::forward

@@ -5,7 +5,6 @@
 #include <charconv>
 
 namespace breakerbox::http {
-namespace {
 
 // Upstream responses nearly always carry the right Content-Length already: set_field keeps it then.
 void set_content_length(fields& f, std::size_t size)
@@ -15,8 +14,6 @@ void set_content_length(fields& f, std::size_t size)
     const std::string_view value(digits, static_cast<std::size_t>(end - digits));
     set_field(f, {bhttp::field::content_length}, value);
 }
-
-} // namespace
 
 void frame_request(request& req)
 {

@@ -5,6 +5,8 @@
 
 namespace breakerbox::http {
 
+// Content-Length: `size`, as the only such field (one already right is left alone).
+void set_content_length(fields& f, std::size_t size);
 // Requests: Content-Length when there is a body or the method expects one; none otherwise.
 void frame_request(request& req);
 // Responses: no Content-Length for 1xx/204; for HEAD and 304 the upstream's own Content-Length is
