@@ -178,10 +178,11 @@ public:
         const auto& ucfg = cfg_.upstreams[u];
         out.upstream = ucfg.name;
         call_result r;
-        if (auto rejected = rejected_outright(u))
+        const nanos now = steady_now(); // one clock reading serves the breaker, the deadline and the pool
+        if (auto rejected = rejected_outright(u, now))
             r = std::move(*rejected);
         else
-            r = co_await call(u, out.response);
+            r = co_await call(u, out.response, now);
         auto trigger = trigger_of(r);
         if (r.error == proxy_error::client_closed) {
             out.response = http::make_error_response(r.error, ucfg.name, r.detail);
@@ -197,9 +198,9 @@ public:
 private:
     // The open-circuit case without a bulkhead slot or an attempt: what call() would answer and count
     // when the breaker certainly rejects, at a fraction of the cost (fast-fail is the point of a breaker).
-    std::optional<call_result> rejected_outright(std::size_t u)
+    std::optional<call_result> rejected_outright(std::size_t u, nanos now)
     {
-        const auto kind = gen_.rt->resilience[u]->breaker.certain_rejection(steady_now());
+        const auto kind = gen_.rt->resilience[u]->breaker.certain_rejection(now);
         if (!kind)
             return std::nullopt;
         gen_.stats.upstreams[u].count(rejection_label(*kind));
@@ -208,21 +209,25 @@ private:
         return rejected;
     }
 
-    // The upstream's answer, when there is one, goes to `response`.
-    asio::awaitable<call_result> call(std::size_t u, http::response& response)
+    // The upstream's answer, when there is one, goes to `response`. `started_ns`: the clock when the
+    // request reached this upstream.
+    asio::awaitable<call_result> call(std::size_t u, http::response& response, nanos started_ns)
     {
         auto& shared = *gen_.rt->resilience[u];
         auto& stats = gen_.stats.upstreams[u];
         auto& up = gen_.upstreams[u];
         const auto& ucfg = up.cfg();
         const auto& rc = ucfg.retries;
-        const auto started = steady::now();
+        const auto started = steady::time_point(std::chrono::nanoseconds(started_ns));
         const auto deadline = started + as_duration(ucfg.request_timeout);
+        nanos unspent_reading = started_ns; // still the current time: nothing has waited since it was read
 
         bulkhead_permit slot = try_take_slot(shared.bulk); // the usual case, without a coroutine
         auto admitted = bulkhead_result::acquired;
-        if (!slot)
+        if (!slot) {
             admitted = co_await acquire_bulkhead(shared.bulk, ucfg.bulkhead.queue_timeout, slot, client_.socket);
+            unspent_reading = 0;
+        }
         switch (admitted) {
         case bulkhead_result::acquired: break;
         case bulkhead_result::client_gone:
@@ -239,7 +244,7 @@ private:
         upstream::endpoint_slot* previous = nullptr;
         budget_permit retry_slot;
         for (unsigned attempt = 1;; ++attempt) {
-            const nanos attempt_start = steady_now();
+            const nanos attempt_start = unspent_reading ? std::exchange(unspent_reading, 0) : steady_now();
             resilience::breaker_permit permit(shared.breaker, shared.breaker.try_acquire(attempt_start));
             if (!permit.get().admitted()) {
                 if (attempt > 1) {
@@ -262,12 +267,14 @@ private:
             }
             auto attempt_deadline = deadline;
             if (rc.per_try_timeout > 0)
-                attempt_deadline = std::min(deadline, steady::now() + as_duration(rc.per_try_timeout));
+                attempt_deadline = std::min(deadline, steady::time_point(std::chrono::nanoseconds(attempt_start)) +
+                                                          as_duration(rc.per_try_timeout));
             ensure_prepared();
             exchange_result result;
             {
                 outstanding_guard counted{*ep};
-                result = co_await exchange(up, *ep, req_, {attempt_deadline, ucfg.connect_timeout, cfg_.limits.max_response_body},
+                result = co_await exchange(up, *ep, req_,
+                                           {attempt_deadline, ucfg.connect_timeout, cfg_.limits.max_response_body, attempt_start},
                                            response, watch_);
             }
             if (result.error == proxy_error::client_closed) // not an upstream outcome: the permit is released unrecorded
@@ -276,7 +283,7 @@ private:
                 stats.count(rejection_reason::bulkhead_full);
                 co_return call_result{proxy_error::bulkhead_full, std::move(result.detail)};
             }
-            const nanos finished = steady_now();
+            const nanos finished = result.finished ? result.finished : steady_now();
             const auto classified = result.error == proxy_error::ok ? shared.classifier.of_status(response.result_int())
                                                                     : shared.classifier.of_error(result.error);
             permit.complete(classified, finished);

@@ -88,7 +88,7 @@ asio::awaitable<exchange_result> exchange(upstream::worker_upstream& up, upstrea
     // A pooled connection the peer closed meanwhile fails before any response byte arrives; then,
     // and only then, the request is sent again on a fresh connection (it never reached the upstream).
     for (int attempt = 0; attempt < 2; ++attempt) {
-        auto conn = attempt == 0 ? up.take_idle(ep, now_nanos()) : nullptr;
+        auto conn = attempt == 0 ? up.take_idle(ep, limits.now) : nullptr;
         if (!conn) {
             if (!up.has_capacity(ep))
                 co_return failure(proxy_error::bulkhead_full, ep.label + " is at pool.max_connections_per_endpoint");
@@ -99,7 +99,7 @@ asio::awaitable<exchange_result> exchange(upstream::worker_upstream& up, upstrea
         conn->stream.expires_at(limits.deadline);
         ++conn->requests;
         if (watch)
-            watch->arm(conn->stream, now_nanos());
+            watch->arm(conn->stream, attempt == 0 ? limits.now : now_nanos()); // a retry here followed a connect
 
         http::serialize_head(req, conn->head);
         const head_and_body message(conn->head, req.body());
@@ -138,9 +138,10 @@ asio::awaitable<exchange_result> exchange(upstream::worker_upstream& up, upstrea
                 co_return failure(proxy_error::upstream_invalid_response, ep.label + " switched protocols, which is not supported");
             const bool reusable = parser->keep_alive() && conn->buffer.size() == 0;
             response = parser->release();
+            const nanos finished = now_nanos();
             if (reusable)
-                up.give_back(ep, std::move(conn), now_nanos());
-            co_return exchange_result{};
+                up.give_back(ep, std::move(conn), finished);
+            co_return exchange_result{proxy_error::ok, {}, finished};
         }
     }
     co_return failure(proxy_error::upstream_reset, ep.label + " closed the connection before responding");

@@ -15,12 +15,14 @@ namespace breakerbox::forward {
 struct exchange_result {
     proxy_error error = proxy_error::ok; // ok: the response is in the caller's message
     std::string detail;                  // human-readable cause (for the JSON body and logs)
+    nanos finished = 0;                  // the clock when the response was complete (0: not read)
 };
 
 struct exchange_limits {
     std::chrono::steady_clock::time_point deadline;
     nanos connect_timeout;
     std::uint64_t max_response_body;
+    nanos now; // the clock as the caller read it just before (clock readings are not free)
 };
 
 // `response` is assigned only on success: it is the caller's, so that the answer is not moved through
