@@ -148,7 +148,8 @@ http {{
         wait_port(self.upstream_port)
 
     def start_haproxy(self, port, outage=False):
-        checks = "check inter 500ms fall 2 rise 1 observe layer7 error-limit 3 on-error mark-down" if outage else ""
+        checks = ("check inter 500ms fall 2 rise 1 observe layer7 error-limit 3 on-error mark-down "
+                  "on-marked-down shutdown-sessions" if outage else "")
         conf = self.write(f"haproxy-{port}.cfg", f"""
 global
   nbthread 1
@@ -209,9 +210,10 @@ http {{
         stale: {}
 """
         # The outage configuration mirrors HAProxy's: its health check (GET /small every 500 ms, one
-        # success to rise) is breakerbox's active probe after a 500 ms open time.
+        # success to rise) is breakerbox's active probe after a 500 ms open time, and its
+        # on-marked-down shutdown-sessions is breakerbox's cancel_in_flight.
         breaker = ("{consecutive_failures: 3, open_duration: 500ms, open_duration_multiplier: 1, open_duration_jitter: 0, "
-                   "half_open: {probe: {path: /small, timeout: 500ms}}}"
+                   "cancel_in_flight: true, half_open: {probe: {path: /small, timeout: 500ms}}}"
                    if outage else "{consecutive_failures: 5}")
         conf = self.write(f"breakerbox-{port}.yaml", f"""
 workers: 1

@@ -108,6 +108,9 @@ struct breaker_config {
     std::string probe_path;
     nanos probe_timeout = seconds(1);
     nanos recovery_ramp = 0;                    // 0: no ramp
+    // When the circuit opens, requests already with the upstream are answered at once as if they had
+    // arrived after it opened (within the worker's 100 ms sweep) instead of waiting out their timeout.
+    bool cancel_in_flight = false;
     classification_config classify;
     // A reload keeps a breaker's state and windows only when its policy is unchanged.
     bool operator==(const breaker_config&) const = default;

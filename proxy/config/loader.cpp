@@ -324,7 +324,7 @@ void read_breaker(reader& r, const YAML::Node& node, const std::string& path, br
     if (!r.check_map(node, path,
                      {"enabled", "consecutive_failures", "failure_rate", "slow_calls", "open_duration",
                       "open_duration_multiplier", "max_open_duration", "open_duration_jitter",
-                      "open_backoff_reset_after", "half_open", "recovery_ramp", "classify"}))
+                      "open_backoff_reset_after", "half_open", "recovery_ramp", "cancel_in_flight", "classify"}))
         return;
     r.read_bool(node, "enabled", path, b.enabled);
     r.read_uint(node, "consecutive_failures", path, b.consecutive_failures, 0, 1000000);
@@ -365,6 +365,7 @@ void read_breaker(reader& r, const YAML::Node& node, const std::string& path, br
     r.read_duration(node, "max_open_duration", path, b.max_open_duration, millis(1), 24 * hour);
     r.read_double(node, "open_duration_jitter", path, b.open_duration_jitter, 0.0, 1.0, "a fraction in [0, 1]");
     r.read_duration(node, "open_backoff_reset_after", path, b.open_backoff_reset_after, 0, 24 * hour);
+    r.read_bool(node, "cancel_in_flight", path, b.cancel_in_flight);
     if (auto ho = node["half_open"]) {
         auto p = reader::join(path, "half_open");
         if (r.check_map(ho, p, {"max_probes", "successes_to_close", "max_wait", "probe"})) {

@@ -6,15 +6,25 @@ namespace breakerbox::forward {
 
 void watch_registry::sweep(nanos now, nanos min_age)
 {
-    for (client_watch* w = head_; w; w = w->next_)
-        if (!w->waiting_ && now - w->armed_at_ >= min_age)
+    for (client_watch* w = head_; w;) {
+        client_watch* next = w->next_; // cancelling unlinks w
+        if (w->breaker_ && w->breaker_->trip_count() != w->trips_at_arm_) {
+            w->circuit_opened_ = true;
+            w->cancel_exchange();
+        } else if (!w->waiting_ && now - w->armed_at_ >= min_age) {
             w->start_socket_wait();
+        }
+        w = next;
+    }
 }
 
-void client_watch::arm(deadline_stream& upstream, nanos now)
+void client_watch::arm(deadline_stream& upstream, nanos now, const resilience::circuit_breaker* breaker, std::uint64_t trips)
 {
     upstream_ = &upstream;
+    breaker_ = breaker;
+    trips_at_arm_ = trips;
     gone_ = false;
+    circuit_opened_ = false;
     armed_at_ = now;
     if (linked_)
         return;
@@ -56,6 +66,15 @@ void client_watch::start_socket_wait()
             upstream_->socket().cancel(ignored); // the exchange ends with operation_aborted
         }
     });
+}
+
+// The exchange ends with operation_aborted and disarms the watch; the sweep is done with it.
+void client_watch::cancel_exchange() noexcept
+{
+    error_code ignored;
+    if (upstream_)
+        upstream_->socket().cancel(ignored);
+    unlink();
 }
 
 void client_watch::disarm() noexcept

@@ -245,6 +245,7 @@ private:
         budget_permit retry_slot;
         for (unsigned attempt = 1;; ++attempt) {
             const nanos attempt_start = unspent_reading ? std::exchange(unspent_reading, 0) : steady_now();
+            const std::uint64_t trips_before = shared.breaker.trip_count(); // before the permit: no trip slips between
             resilience::breaker_permit permit(shared.breaker, shared.breaker.try_acquire(attempt_start));
             if (!permit.get().admitted()) {
                 if (attempt > 1) {
@@ -274,11 +275,20 @@ private:
             {
                 outstanding_guard counted{*ep};
                 result = co_await exchange(up, *ep, req_,
-                                           {attempt_deadline, ucfg.connect_timeout, cfg_.limits.max_response_body, attempt_start},
+                                           {attempt_deadline, ucfg.connect_timeout, cfg_.limits.max_response_body, attempt_start,
+                                            ucfg.breaker.cancel_in_flight ? &shared.breaker : nullptr, trips_before},
                                            response, watch_);
             }
             if (result.error == proxy_error::client_closed) // not an upstream outcome: the permit is released unrecorded
                 co_return call_result{proxy_error::client_closed, std::move(result.detail)};
+            if (result.error == proxy_error::circuit_open) { // cancel_in_flight: answered as if it came after the trip
+                if (attempt > 1) {
+                    stats.count(retry_result::stopped_by_breaker);
+                    co_return last;
+                }
+                stats.count(rejection_reason::circuit_open);
+                co_return call_result{proxy_error::circuit_open, std::move(result.detail)};
+            }
             if (result.error == proxy_error::bulkhead_full) { // lost a race for the endpoint's last connection
                 stats.count(rejection_reason::bulkhead_full);
                 co_return call_result{proxy_error::bulkhead_full, std::move(result.detail)};

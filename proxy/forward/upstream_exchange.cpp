@@ -84,7 +84,14 @@ asio::awaitable<exchange_result> exchange(upstream::worker_upstream& up, upstrea
 {
     const bool head = req.method() == bhttp::verb::head;
     watch_guard disarm_at_end{watch};
-    auto client_left = [&] { return watch && watch->client_gone(); };
+    // Why the exchange was cancelled from outside, if it was: the answer then is not the upstream's.
+    auto cancelled = [&]() -> std::optional<exchange_result> {
+        if (watch && watch->client_gone())
+            return failure(proxy_error::client_closed, "the client went away; the upstream request was cancelled");
+        if (watch && watch->circuit_opened())
+            return failure(proxy_error::circuit_open, "the circuit of " + ep.label + " opened while the request was in flight");
+        return std::nullopt;
+    };
     // A pooled connection the peer closed meanwhile fails before any response byte arrives; then,
     // and only then, the request is sent again on a fresh connection (it never reached the upstream).
     for (int attempt = 0; attempt < 2; ++attempt) {
@@ -99,7 +106,8 @@ asio::awaitable<exchange_result> exchange(upstream::worker_upstream& up, upstrea
         conn->stream.expires_at(limits.deadline);
         ++conn->requests;
         if (watch)
-            watch->arm(conn->stream, attempt == 0 ? limits.now : now_nanos()); // a retry here followed a connect
+            watch->arm(conn->stream, attempt == 0 ? limits.now : now_nanos(), limits.cancel_on_trip, // a retry here followed a connect
+                       limits.trips_at_admission);
 
         http::serialize_head(req, conn->head);
         const head_and_body message(conn->head, req.body());
@@ -107,8 +115,8 @@ asio::awaitable<exchange_result> exchange(upstream::worker_upstream& up, upstrea
         if (!sent.finished)
             sent = co_await message.write_rest(conn->stream, sent);
         if (const auto wec = sent.ec) {
-            if (client_left())
-                co_return failure(proxy_error::client_closed, "the client went away; the upstream request was cancelled");
+            if (auto why = cancelled())
+                co_return std::move(*why);
             if (conn->reused && is_connection_closed(wec))
                 continue;
             if (wec == beast::error::timeout)
@@ -125,8 +133,8 @@ asio::awaitable<exchange_result> exchange(upstream::worker_upstream& up, upstrea
                 parser->skip(true);
             auto rec = co_await http::read_message(conn->stream, conn->buffer, *parser, response_read_size);
             if (rec) {
-                if (client_left())
-                    co_return failure(proxy_error::client_closed, "the client went away; the upstream request was cancelled");
+                if (auto why = cancelled())
+                    co_return std::move(*why);
                 if (conn->reused && !parser->got_some() && is_connection_closed(rec))
                     break; // stale pooled connection: retry on a fresh one
                 co_return read_failure(rec, ep.label);

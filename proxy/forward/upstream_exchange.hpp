@@ -23,11 +23,16 @@ struct exchange_limits {
     nanos connect_timeout;
     std::uint64_t max_response_body;
     nanos now; // the clock as the caller read it just before (clock readings are not free)
+    // With a watch: the exchange is cancelled (proxy_error::circuit_open) once this circuit's trip count
+    // differs from `trips_at_admission` (read before the call's permit was taken).
+    const resilience::circuit_breaker* cancel_on_trip = nullptr;
+    std::uint64_t trips_at_admission = 0;
 };
 
 // `response` is assigned only on success: it is the caller's, so that the answer is not moved through
 // every layer on its way to the client. `watch` (optional): the client's connection is watched
-// meanwhile; if the client goes away the exchange is cancelled and ends with proxy_error::client_closed.
+// meanwhile; if the client goes away the exchange is cancelled and ends with proxy_error::client_closed
+// (and with limits.cancel_on_trip, if that circuit opens, with proxy_error::circuit_open).
 asio::awaitable<exchange_result> exchange(upstream::worker_upstream& up, upstream::endpoint_slot& ep,
                                           const http::request& req, const exchange_limits& limits,
                                           http::response& response, client_watch* watch = nullptr);

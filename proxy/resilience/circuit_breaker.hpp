@@ -129,6 +129,8 @@ public:
     void reset(std::string_view who);
 
     breaker_state state() const noexcept;
+    // Transitions into open so far (any kind): a call that sees it change has seen the circuit open.
+    std::uint64_t trip_count() const noexcept { return trips_.load(std::memory_order_relaxed); }
     breaker_snapshot snapshot() const;
     const std::string& upstream() const noexcept { return upstream_; }
     std::uint64_t transition_count(breaker_state from, breaker_state to) const noexcept

@@ -188,6 +188,48 @@ class CircuitBreakerTest(ProxyTestCase):
         self.assertEqual(counts["success"], 2)
         self.assertEqual(counts["success"] + counts["failure"] + counts["ignored"], up.stats()["paths"]["/health"])
 
+    def _hung_requests_then_trip(self, breaker, request_timeout):
+        """Two requests hang in the upstream, then two quick 500s open the circuit; returns the two
+        hung requests' answers."""
+        up = self.upstream("svc", threads=4)
+        bb = self.breakerbox(config(up, breaker).replace("request_timeout: 5s", f"request_timeout: {request_timeout}"))
+        answers = []
+
+        def hung():
+            answers.append(request(bb.port(), target="/hang?fault=hang", timeout=20))
+
+        threads = [threading.Thread(target=hung) for _ in range(2)]
+        for t in threads:
+            t.start()
+        self.assertTrue(wait_until(lambda: up.stats()["paths"].get("/hang", 0) == 2))
+        for _ in range(2):
+            self.assertEqual(request(bb.port(), target="/fail?status=500").status, 500)  # the second one trips
+        for t in threads:
+            t.join(timeout=25)
+        self.assertEqual(len(answers), 2, "every hung request got an answer")
+        return answers
+
+    def test_cancel_in_flight_answers_requests_already_waiting_when_the_circuit_opens(self):
+        # request_timeout 60s: without the cancellation the clients (20 s timeout) would get nothing.
+        answers = self._hung_requests_then_trip("""      consecutive_failures: 2
+      failure_rate: {enabled: false}
+      open_duration: 60s
+      cancel_in_flight: true
+""", "60s")
+        for r in answers:
+            self.assertEqual(r.status, 503)
+            self.assertEqual(r.headers["x-breakerbox-error"], "circuit_open")
+            self.assertEqual(r.json()["state"], "open")
+
+    def test_by_default_requests_in_flight_finish_on_their_own_when_the_circuit_opens(self):
+        answers = self._hung_requests_then_trip("""      consecutive_failures: 2
+      failure_rate: {enabled: false}
+      open_duration: 60s
+""", "1s")
+        for r in answers:
+            self.assertEqual(r.status, 504)  # their own timeout, as Resilience4j's in-flight calls do
+            self.assertEqual(r.headers["x-breakerbox-error"], "upstream_timeout")
+
 
 if __name__ == "__main__":
     unittest.main()

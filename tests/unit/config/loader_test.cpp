@@ -224,6 +224,32 @@ upstreams:
     error_at(r, "upstreams.svc.circuit_breaker.slow_calls.duration");
 }
 
+TEST(loader, cancel_in_flight_is_off_by_default_and_must_be_a_boolean)
+{
+    EXPECT_FALSE(load(minimal).cfg->upstreams[0].breaker.cancel_in_flight);
+    auto on = load(R"(
+listeners: [{name: main, address: "127.0.0.1:8080"}]
+upstreams:
+  svc:
+    endpoints: ["127.0.0.1:1"]
+    routes: {hosts: [x]}
+    circuit_breaker: {cancel_in_flight: true}
+)");
+    ASSERT_TRUE(on.cfg) << on.errors.front().text();
+    EXPECT_TRUE(on.cfg->upstreams[0].breaker.cancel_in_flight);
+    auto bad = load(R"(
+listeners: [{name: main, address: "127.0.0.1:8080"}]
+upstreams:
+  svc:
+    endpoints: ["127.0.0.1:1"]
+    routes: {hosts: [x]}
+    circuit_breaker: {cancel_in_flight: sometimes}
+)");
+    ASSERT_FALSE(bad.cfg);
+    EXPECT_NE(bad.errors.front().text().find("upstreams.svc.circuit_breaker.cancel_in_flight"), std::string::npos)
+        << bad.errors.front().text();
+}
+
 TEST(loader, active_probe_is_read_and_its_path_validated)
 {
     auto ok = load(R"(
