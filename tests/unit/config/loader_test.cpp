@@ -227,24 +227,19 @@ upstreams:
 TEST(loader, cancel_in_flight_is_off_by_default_and_must_be_a_boolean)
 {
     EXPECT_FALSE(load(minimal).cfg->upstreams[0].breaker.cancel_in_flight);
-    auto on = load(R"(
+    auto with = [](std::string_view value) {
+        return load(std::string(R"(
 listeners: [{name: main, address: "127.0.0.1:8080"}]
 upstreams:
   svc:
     endpoints: ["127.0.0.1:1"]
     routes: {hosts: [x]}
-    circuit_breaker: {cancel_in_flight: true}
-)");
+    circuit_breaker: {cancel_in_flight: )") + std::string(value) + "}\n");
+    };
+    auto on = with("true");
     ASSERT_TRUE(on.cfg) << on.errors.front().text();
     EXPECT_TRUE(on.cfg->upstreams[0].breaker.cancel_in_flight);
-    auto bad = load(R"(
-listeners: [{name: main, address: "127.0.0.1:8080"}]
-upstreams:
-  svc:
-    endpoints: ["127.0.0.1:1"]
-    routes: {hosts: [x]}
-    circuit_breaker: {cancel_in_flight: sometimes}
-)");
+    auto bad = with("sometimes");
     ASSERT_FALSE(bad.cfg);
     EXPECT_NE(bad.errors.front().text().find("upstreams.svc.circuit_breaker.cancel_in_flight"), std::string::npos)
         << bad.errors.front().text();
