@@ -48,7 +48,8 @@ nlohmann::json policy_json(const config::upstream_config& u)
           {"half_open", {{"max_probes", b.half_open_max_probes}, {"successes_to_close", b.half_open_successes_to_close}, {"max_wait_ms", ms(b.half_open_max_wait)},
                          {"probe", b.probe_path.empty() ? nlohmann::json(nullptr)
                                                         : nlohmann::json{{"path", b.probe_path}, {"timeout_ms", ms(b.probe_timeout)}}}}},
-          {"recovery_ramp_ms", ms(b.recovery_ramp)}}},
+          {"recovery_ramp_ms", ms(b.recovery_ramp)},
+          {"cancel_in_flight", b.cancel_in_flight}}},
         {"bulkhead", {{"max_concurrent", u.bulkhead.max_concurrent}, {"max_queue", u.bulkhead.max_queue}, {"queue_timeout_ms", ms(u.bulkhead.queue_timeout)}}},
         {"retries",
          {{"max_attempts", u.retries.max_attempts},

@@ -103,6 +103,7 @@ class AdminTest(ProxyTestCase):
         self.assertEqual(svc["requests"]["success"], 1)
         self.assertEqual(svc["window"]["calls"], 1)
         self.assertEqual(svc["policy"]["circuit_breaker"]["consecutive_failures"], 3)
+        self.assertIs(svc["policy"]["circuit_breaker"]["cancel_in_flight"], False)  # the effective policy, defaults too
         self.assertEqual(svc["policy"]["endpoints"], [self.up.address])
         self.assertIn("other", h["upstreams"])
 
