@@ -204,10 +204,11 @@ private:
             co_return false;
         }
         const unsigned version = parser.get().version() == 10 ? 10 : 11;
+        const bool head_request = parser.get().method() == bhttp::verb::head;
         // A Transfer-Encoding whose final coding is not chunked leaves the body length to the
         // connection's end: ambiguous through a proxy, so refused (RFC 9112 §6.3).
         if (http::has_field(parser.get(), {bhttp::field::transfer_encoding}) && !parser.chunked()) {
-            co_await send_and_close(proxy_error::bad_request, version);
+            co_await send_and_close(proxy_error::bad_request, version, head_request);
             co_return false;
         }
         if (parser.is_done() && buffer_.size() == 0 && last_read_short_)
@@ -225,7 +226,7 @@ private:
             if (bec) {
                 if (!timed_out && (bec == asio::error::connection_reset || bec == bhttp::error::partial_message))
                     co_return false; // the client went away mid-body: nobody to answer
-                co_await send_and_close(request_read_error(bec, timed_out), version);
+                co_await send_and_close(request_read_error(bec, timed_out), version, head_request);
                 co_return false;
             }
         }
@@ -255,6 +256,8 @@ private:
         count_response(res.result_int(), result.error != proxy_error::ok);
         res.version(version);
         http::set_keep_alive(res, keep_alive);
+        if (head_request)
+            res.body().clear(); // answers made here (fallbacks, errors) have one; Content-Length stays
         const auto message = serialize_response(res);
         auto sent = message.try_write(stream_);
         if (!sent.finished) // the socket is full: only now a coroutine and the write deadline
@@ -293,12 +296,14 @@ private:
 
     // Answers a request that could not be read and closes: after a framing error the rest of the
     // byte stream cannot be trusted.
-    asio::awaitable<void> send_and_close(proxy_error reason, unsigned version)
+    asio::awaitable<void> send_and_close(proxy_error reason, unsigned version, bool head_request = false)
     {
         gen_->stats.requests.add();
         count_response(http_status(reason), true);
         auto res = http::make_error_response(reason, {}, {}, version);
         res.keep_alive(false);
+        if (head_request)
+            res.body().clear(); // Content-Length stays: it describes what a GET would have got
         const auto message = serialize_response(res);
         co_await message.write_all(stream_, limits().write_timeout);
     }

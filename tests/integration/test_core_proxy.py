@@ -105,6 +105,16 @@ class RoutingTest(ProxyTestCase):
         self.assertEqual(r.status, 404)
         self.assertEqual(bystander.stats()["connections"], 0)
 
+    def test_errors_made_by_the_proxy_have_no_body_for_head(self):
+        with socket.create_connection(("127.0.0.1", self.bb.port()), timeout=5) as s:
+            s.sendall(b"HEAD /x HTTP/1.1\r\nHost: nobody.example\r\n\r\n"
+                      b"GET /x HTTP/1.1\r\nHost: nobody.example\r\n\r\n")
+            head = read_response(s, head=True)
+            get = read_response(s)
+        self.assertEqual((head.status, get.status), (404, 404))
+        self.assertEqual(head.headers["content-length"], get.headers["content-length"])
+        self.assertEqual(get.json()["error"], "no_route")  # the second answer starts where it should
+
     def test_connect_is_refused(self):
         r = request(self.bb.port(), method="CONNECT", target="payments:443", headers={"Host": "payments:443"})
         self.assertEqual(r.status, 405)
