@@ -66,7 +66,9 @@ http::response render_static_fallback(const config::fallback_config& fb, const f
     if (vars.retry_after_seconds > 0 && !http::has_field(res, {bhttp::field::retry_after}))
         res.insert(bhttp::field::retry_after, std::to_string(vars.retry_after_seconds));
     res.body() = substitute(fb.body, vars);
-    http::set_content_length(res, res.body().size()); // set, not inserted: the configured headers may name it too
+    // Framed like an upstream's answer: Content-Length set (not inserted: the configured headers may
+    // name it too), and no body at all for 204 and 304, whatever the configuration says.
+    http::frame_response(res, false);
     return res;
 }
 

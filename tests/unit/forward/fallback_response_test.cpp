@@ -41,6 +41,17 @@ TEST(render_static_fallback, header_values_cannot_start_a_new_line)
     EXPECT_EQ(res[bhttp::field::content_length], "1");
 }
 
+TEST(render_static_fallback, a_status_without_content_gets_no_body)
+{
+    auto fb = static_fallback("ignored");
+    fb.status = 204;
+    auto no_content = forward::render_static_fallback(fb, {"u", 0, "timeout"});
+    EXPECT_TRUE(no_content.body().empty());
+    EXPECT_EQ(no_content.count(bhttp::field::content_length), 0u);
+    fb.status = 304;
+    EXPECT_TRUE(forward::render_static_fallback(fb, {"u", 0, "timeout"}).body().empty());
+}
+
 TEST(mark_fallback, leaves_one_kind_and_one_reason)
 {
     http::response res{bhttp::status::ok, 11};
