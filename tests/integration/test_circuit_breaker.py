@@ -171,7 +171,12 @@ class CircuitBreakerTest(ProxyTestCase):
         # Recovery: two successful probes close the circuit, then clients reach the upstream again.
         up.configure("status=200")
         self.assertTrue(wait_until(lambda: request(bb.port(), target="/after").status == 200, timeout=10))
-        transitions = [(e["from"], e["to"]) for e in bb.log_entries("circuit transition", at_least=4)]
+        # The closing transition is logged by the prober's thread just after the state changed, so a
+        # client can be admitted before that line reaches the log: wait for it rather than race it.
+        def transitions():
+            return [(e["from"], e["to"]) for e in bb.log_entries("circuit transition")]
+        self.assertTrue(wait_until(lambda: transitions()[-1:] == [("half_open", "closed")], timeout=10), transitions())
+        transitions = transitions()
         self.assertEqual(transitions[0], ("closed", "open"))
         self.assertEqual(transitions[-1], ("half_open", "closed"))
         self.assertIn(("half_open", "open"), transitions)  # hung probes failed on their timeout
