@@ -226,6 +226,39 @@ class CircuitBreakerTest(ProxyTestCase):
             self.assertEqual(r.headers["x-breakerbox-error"], "circuit_open")
             self.assertEqual(r.json()["state"], "open")
 
+    def test_cancel_in_flight_ends_a_retry_with_the_answer_before_it(self):
+        # One worker, round robin: the first attempt goes to `first` (503, retryable), the retry to
+        # `second`, which hangs. An operator forcing the circuit open counts as a trip too.
+        first = self.upstream("first", defaults="status=503")
+        second = self.upstream("second", defaults="fault=hang", threads=2)
+        bb = self.breakerbox(f"""
+workers: 1
+listeners:
+  - name: main
+    address: 127.0.0.1:0
+admin: {{address: "127.0.0.1:0", token: t0ken}}
+upstreams:
+  svc:
+    endpoints: [{first.address}, {second.address}]
+    request_timeout: 60s
+    routes: {{path_prefix: /}}
+    retries: {{max_attempts: 2, backoff_base: 1ms, backoff_max: 1ms}}
+    circuit_breaker: {{consecutive_failures: 100, failure_rate: {{enabled: false}}, cancel_in_flight: true}}
+""")
+        answers = []
+        client = threading.Thread(target=lambda: answers.append(request(bb.port(), target="/item", timeout=20)))
+        client.start()
+        self.assertTrue(wait_until(lambda: second.stats()["requests"] == 1))  # the retry waits on the hung endpoint
+        r = request(bb.port("admin"), method="POST", target="/admin/circuits/svc/force-open",
+                    headers={"Authorization": "Bearer t0ken"})
+        self.assertEqual(r.status, 200)
+        client.join(timeout=25)
+        self.assertEqual(len(answers), 1, "the client got an answer long before its 60 s request timeout")
+        self.assertEqual(answers[0].status, 503)
+        self.assertNotIn("x-breakerbox-error", answers[0].headers)  # the upstream's own answer to the first attempt
+        self.assertEqual(answers[0].json()["server"], "first")
+        self.assertEqual(first.stats()["requests"], 1)
+
     def test_by_default_requests_in_flight_finish_on_their_own_when_the_circuit_opens(self):
         answers = self._hung_requests_then_trip("""      consecutive_failures: 2
       failure_rate: {enabled: false}
