@@ -72,12 +72,10 @@ http::response render_static_fallback(const config::fallback_config& fb, const f
     return res;
 }
 
-http::response render_stale_fallback(const resilience::cached_response& cached, nanos now, bool head_request)
+http::response render_stale_fallback(const resilience::cached_response& cached, nanos now)
 {
     http::response res = cached.response;
     res.set(bhttp::field::age, std::to_string(std::max<nanos>(0, now - cached.stored_at) / seconds(1)));
-    if (head_request)
-        res.body().clear(); // Content-Length still describes the GET representation
     return res;
 }
 

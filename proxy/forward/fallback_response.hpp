@@ -26,8 +26,9 @@ struct fallback_vars {
 // of control characters, so a substitution can never start a new header line.
 http::response render_static_fallback(const config::fallback_config& fb, const fallback_vars& vars);
 
-// The cached answer with Age set to how long it has been stored.
-http::response render_stale_fallback(const resilience::cached_response& cached, nanos now, bool head_request);
+// The cached answer with Age set to how long it has been stored. (For a HEAD request the session sends
+// it without its body, as every answer to a HEAD.)
+http::response render_stale_fallback(const resilience::cached_response& cached, nanos now);
 
 void mark_fallback(http::response& res, std::string_view kind, std::string_view reason);
 

@@ -22,6 +22,7 @@ using steady = std::chrono::steady_clock;
 using config::fallback_trigger;
 
 nanos steady_now() { return steady::now().time_since_epoch().count(); } // steady_clock_source's time base
+steady::time_point steady_at(nanos t) { return steady::time_point(std::chrono::nanoseconds(t)); }
 
 // Rewrites the client's request into the one sent upstream (RFC 9110 §7.6).
 void prepare_upstream_request(http::request& req, const routing::route_match& route, const config::config& cfg,
@@ -203,10 +204,17 @@ private:
         const auto kind = gen_.rt->resilience[u]->breaker.certain_rejection(now);
         if (!kind)
             return std::nullopt;
-        gen_.stats.upstreams[u].count(rejection_label(*kind));
-        call_result rejected{proxy_error::circuit_open, {}};
-        rejected.rejection = *kind;
-        return rejected;
+        return circuit_refused(u, *kind);
+    }
+
+    // The circuit turned a first attempt away (or, with cancel_in_flight, ended it): the open-circuit
+    // answer, counted as a rejection. (A retry it turns away keeps the previous answer instead.)
+    call_result circuit_refused(std::size_t u, resilience::admission kind, std::string detail = {})
+    {
+        gen_.stats.upstreams[u].count(rejection_label(kind));
+        call_result refused{proxy_error::circuit_open, std::move(detail)};
+        refused.rejection = kind;
+        return refused;
     }
 
     // The upstream's answer, when there is one, goes to `response`. `started_ns`: the clock when the
@@ -218,7 +226,7 @@ private:
         auto& up = gen_.upstreams[u];
         const auto& ucfg = up.cfg();
         const auto& rc = ucfg.retries;
-        const auto started = steady::time_point(std::chrono::nanoseconds(started_ns));
+        const auto started = steady_at(started_ns);
         const auto deadline = started + as_duration(ucfg.request_timeout);
         nanos unspent_reading = started_ns; // still the current time: nothing has waited since it was read
 
@@ -252,10 +260,7 @@ private:
                     stats.count(retry_result::stopped_by_breaker);
                     co_return last; // never retry into an open circuit: the last real answer stands
                 }
-                stats.count(rejection_label(permit.get().kind));
-                call_result rejected{proxy_error::circuit_open, {}};
-                rejected.rejection = permit.get().kind;
-                co_return rejected;
+                co_return circuit_refused(u, permit.get().kind);
             }
             upstream::endpoint_slot* ep = up.pick(previous);
             if (!ep) { // local decisions: the permit is released unrecorded
@@ -268,8 +273,7 @@ private:
             }
             auto attempt_deadline = deadline;
             if (rc.per_try_timeout > 0)
-                attempt_deadline = std::min(deadline, steady::time_point(std::chrono::nanoseconds(attempt_start)) +
-                                                          as_duration(rc.per_try_timeout));
+                attempt_deadline = std::min(deadline, steady_at(attempt_start) + as_duration(rc.per_try_timeout));
             ensure_prepared();
             exchange_result result;
             {
@@ -286,8 +290,7 @@ private:
                     stats.count(retry_result::stopped_by_breaker);
                     co_return last;
                 }
-                stats.count(rejection_reason::circuit_open);
-                co_return call_result{proxy_error::circuit_open, std::move(result.detail)};
+                co_return circuit_refused(u, resilience::admission::rejected_open, std::move(result.detail));
             }
             if (result.error == proxy_error::bulkhead_full) { // lost a race for the endpoint's last connection
                 stats.count(rejection_reason::bulkhead_full);
@@ -358,7 +361,7 @@ private:
                 auto hit = shared.cache->lookup(req_, steady_now());
                 if (!hit)
                     continue; // nothing (fresh enough) to serve: try the next fallback
-                auto res = render_stale_fallback(*hit, steady_now(), head_);
+                auto res = render_stale_fallback(*hit, steady_now());
                 mark_fallback(res, "stale", reason);
                 stats.count(fallback_served::stale_fallback);
                 out = forward_result{std::move(res), error_or_status(r), ucfg.name, true};
@@ -371,7 +374,7 @@ private:
                 const std::size_t t = static_cast<std::size_t>(target - cfg_.upstreams.data());
                 ensure_prepared();
                 if (!target->host_rewrite.empty())
-                    req_.set(bhttp::field::host, target->host_rewrite);
+                    http::set_field(req_, {bhttp::field::host}, target->host_rewrite);
                 forward_result other;
                 co_await to_upstream(t, depth + 1, other);
                 if (other.error != proxy_error::ok || other.from_fallback || other.response.result_int() >= 500)

@@ -22,7 +22,7 @@ struct exchange_limits {
     std::chrono::steady_clock::time_point deadline;
     nanos connect_timeout;
     std::uint64_t max_response_body;
-    nanos now; // the clock as the caller read it just before (clock readings are not free)
+    nanos now = 0; // the clock as the caller read it just before (clock readings are not free)
     // With a watch: the exchange is cancelled (proxy_error::circuit_open) once this circuit's trip count
     // differs from `trips_at_admission` (read before the call's permit was taken).
     const resilience::circuit_breaker* cancel_on_trip = nullptr;

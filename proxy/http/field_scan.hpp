@@ -7,6 +7,7 @@
 
 #include <boost/beast/core/string.hpp>
 
+#include <algorithm>
 #include <string_view>
 
 namespace breakerbox::http {
@@ -58,13 +59,9 @@ inline void insert_field(fields& f, field_name name, std::string_view value)
 inline void set_field(fields& f, field_name name, std::string_view value)
 {
     auto first = find_first(f, name);
-    if (first != f.end() && first->value() == value) {
-        bool only = true;
-        for (auto it = std::next(first); it != f.end() && only; ++it)
-            only = !name.matches(*it);
-        if (only)
-            return;
-    }
+    if (first != f.end() && first->value() == value &&
+        std::none_of(std::next(first), f.end(), [&](const auto& other) { return name.matches(other); }))
+        return;
     erase_all(f, name);
     insert_field(f, name, value);
 }

@@ -28,7 +28,7 @@ bool is_hop_by_hop(bhttp::field name)
     }
 }
 
-const field_name via_field{bhttp::field::via, "Via"};
+const field_name via_field = field_name::of("Via");
 const field_name x_forwarded_for = field_name::of("X-Forwarded-For");
 const field_name x_forwarded_proto = field_name::of("X-Forwarded-Proto");
 const field_name x_forwarded_host = field_name::of("X-Forwarded-Host");

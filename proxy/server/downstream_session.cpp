@@ -256,9 +256,7 @@ private:
         count_response(res.result_int(), result.error != proxy_error::ok);
         res.version(version);
         http::set_keep_alive(res, keep_alive);
-        if (head_request)
-            res.body().clear(); // answers made here (fallbacks, errors) have one; Content-Length stays
-        const auto message = serialize_response(res);
+        const auto message = serialize_response(res, head_request);
         auto sent = message.try_write(stream_);
         if (!sent.finished) // the socket is full: only now a coroutine and the write deadline
             sent = co_await message.write_rest(stream_, sent, limits().write_timeout);
@@ -302,17 +300,17 @@ private:
         count_response(http_status(reason), true);
         auto res = http::make_error_response(reason, {}, {}, version);
         res.keep_alive(false);
-        if (head_request)
-            res.body().clear(); // Content-Length stays: it describes what a GET would have got
-        const auto message = serialize_response(res);
+        const auto message = serialize_response(res, head_request);
         co_await message.write_all(stream_, limits().write_timeout);
     }
 
     // Head and body ready to go in one system call; head_ keeps its capacity from request to request.
-    head_and_body serialize_response(const http::response& res)
+    // An answer to HEAD goes without its body, whoever made it (the upstream, a fallback, an error);
+    // its Content-Length stays: it says what a GET would have got.
+    head_and_body serialize_response(const http::response& res, bool head_request)
     {
         http::serialize_head(res, head_);
-        return head_and_body(head_, res.body());
+        return head_and_body(head_, head_request ? std::string_view{} : std::string_view(res.body()));
     }
 
     // What one request needs while it is served: members, not locals of serve_one, because Asio

@@ -25,6 +25,18 @@ upstreams:
 
 load_result load(const std::string& yaml) { return load_string(yaml, "test.yaml", no_env()); }
 
+// One upstream `svc` whose circuit_breaker is `breaker` (a YAML block or flow map).
+load_result load_with_breaker(const std::string& breaker)
+{
+    return load(R"(
+listeners: [{name: main, address: "127.0.0.1:8080"}]
+upstreams:
+  svc:
+    endpoints: ["127.0.0.1:1"]
+    routes: {hosts: [x]}
+    circuit_breaker: )" + breaker + "\n");
+}
+
 // Finds the error about `path`; fails the test when there is none.
 const config_error* error_at(const load_result& r, const std::string& path)
 {
@@ -201,20 +213,13 @@ upstreams:
 
 TEST(loader, breaker_settings_are_validated)
 {
-    auto r = load(R"(
-listeners: [{name: main, address: "127.0.0.1:8080"}]
-upstreams:
-  svc:
-    endpoints: ["127.0.0.1:1"]
-    routes: {hosts: [x]}
-    circuit_breaker:
+    auto r = load_with_breaker(R"(
       failure_rate: {threshold: 150, window: sliding}
       open_duration: 10s
       max_open_duration: 1s
       half_open: {max_probes: 0}
       classify: {failure_statuses: [500-599, 42]}
-      slow_calls: {duration: forever}
-)");
+      slow_calls: {duration: forever})");
     ASSERT_FALSE(r.cfg);
     error_at(r, "upstreams.svc.circuit_breaker.failure_rate.threshold");
     error_at(r, "upstreams.svc.circuit_breaker.failure_rate.window");
@@ -227,49 +232,23 @@ upstreams:
 TEST(loader, cancel_in_flight_is_off_by_default_and_must_be_a_boolean)
 {
     EXPECT_FALSE(load(minimal).cfg->upstreams[0].breaker.cancel_in_flight);
-    auto with = [](std::string_view value) {
-        return load(std::string(R"(
-listeners: [{name: main, address: "127.0.0.1:8080"}]
-upstreams:
-  svc:
-    endpoints: ["127.0.0.1:1"]
-    routes: {hosts: [x]}
-    circuit_breaker: {cancel_in_flight: )") + std::string(value) + "}\n");
-    };
-    auto on = with("true");
+    auto on = load_with_breaker("{cancel_in_flight: true}");
     ASSERT_TRUE(on.cfg) << on.errors.front().text();
     EXPECT_TRUE(on.cfg->upstreams[0].breaker.cancel_in_flight);
-    auto bad = with("sometimes");
+    auto bad = load_with_breaker("{cancel_in_flight: sometimes}");
     ASSERT_FALSE(bad.cfg);
-    EXPECT_NE(bad.errors.front().text().find("upstreams.svc.circuit_breaker.cancel_in_flight"), std::string::npos)
-        << bad.errors.front().text();
+    error_at(bad, "upstreams.svc.circuit_breaker.cancel_in_flight");
 }
 
 TEST(loader, active_probe_is_read_and_its_path_validated)
 {
-    auto ok = load(R"(
-listeners: [{name: main, address: "127.0.0.1:8080"}]
-upstreams:
-  svc:
-    endpoints: ["127.0.0.1:1"]
-    routes: {hosts: [x]}
-    circuit_breaker:
-      half_open: {probe: {path: /healthz, timeout: 250ms}}
-)");
+    auto ok = load_with_breaker("{half_open: {probe: {path: /healthz, timeout: 250ms}}}");
     ASSERT_TRUE(ok.cfg) << ok.errors.front().text();
     EXPECT_EQ(ok.cfg->upstreams[0].breaker.probe_path, "/healthz");
     EXPECT_EQ(ok.cfg->upstreams[0].breaker.probe_timeout, millis(250));
     EXPECT_TRUE(load(minimal).cfg->upstreams[0].breaker.probe_path.empty()); // off by default
 
-    auto bad = load(R"(
-listeners: [{name: main, address: "127.0.0.1:8080"}]
-upstreams:
-  svc:
-    endpoints: ["127.0.0.1:1"]
-    routes: {hosts: [x]}
-    circuit_breaker:
-      half_open: {probe: {path: "health check", timeout: 2m, method: HEAD}}
-)");
+    auto bad = load_with_breaker(R"({half_open: {probe: {path: "health check", timeout: 2m, method: HEAD}}})");
     ASSERT_FALSE(bad.cfg);
     error_at(bad, "upstreams.svc.circuit_breaker.half_open.probe.path");
     error_at(bad, "upstreams.svc.circuit_breaker.half_open.probe.timeout");
