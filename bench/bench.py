@@ -211,8 +211,11 @@ http {{
 """
         # The outage configuration mirrors HAProxy's: its health check (GET /small every 500 ms, one
         # success to rise) is breakerbox's active probe after a 500 ms open time, and its
-        # on-marked-down shutdown-sessions is breakerbox's cancel_in_flight.
+        # on-marked-down shutdown-sessions is breakerbox's cancel_in_flight. Beyond what HAProxy can
+        # express: three calls in a row still unanswered after 250 ms (slow_calls.in_flight; /small
+        # normally takes well under 1 ms) open the circuit without waiting for the 1 s timeout.
         breaker = ("{consecutive_failures: 3, open_duration: 500ms, open_duration_multiplier: 1, open_duration_jitter: 0, "
+                   "slow_calls: {duration: 250ms, consecutive: 3, in_flight: true, rate_threshold: 100}, "
                    "cancel_in_flight: true, half_open: {probe: {path: /small, timeout: 500ms}}}"
                    if outage else "{consecutive_failures: 5}")
         conf = self.write(f"breakerbox-{port}.yaml", f"""

@@ -95,6 +95,12 @@ struct breaker_config {
     bool slow_call_enabled = false;
     nanos slow_call_duration = seconds(2);
     double slow_call_rate_threshold = 100.0;    // percent
+    // slow_calls.consecutive: trip after this many slow calls in a row (no fast call between); 0 = off.
+    // Unlike a rate it is not diluted by the fast calls of the last window, so a hang trips it quickly.
+    std::uint32_t slow_call_consecutive = 0;
+    // slow_calls.in_flight: a call still running at slow_call_duration is recorded as slow right then
+    // (by its worker's 100 ms sweep), instead of when it finally ends or times out.
+    bool slow_call_in_flight = false;
     nanos open_duration = seconds(5);
     double open_duration_multiplier = 2.0;
     nanos max_open_duration = seconds(300);

@@ -353,11 +353,13 @@ void read_breaker(reader& r, const YAML::Node& node, const std::string& path, br
     }
     if (auto sc = node["slow_calls"]) {
         auto p = reader::join(path, "slow_calls");
-        if (r.check_map(sc, p, {"enabled", "duration", "rate_threshold"})) {
+        if (r.check_map(sc, p, {"enabled", "duration", "rate_threshold", "consecutive", "in_flight"})) {
             b.slow_call_enabled = true;
             r.read_bool(sc, "enabled", p, b.slow_call_enabled);
             r.read_duration(sc, "duration", p, b.slow_call_duration, millis(1), hour);
             r.read_percent(sc, "rate_threshold", p, b.slow_call_rate_threshold);
+            r.read_uint(sc, "consecutive", p, b.slow_call_consecutive, 0, 1000000);
+            r.read_bool(sc, "in_flight", p, b.slow_call_in_flight);
         }
     }
     r.read_duration(node, "open_duration", path, b.open_duration, millis(1), hour);

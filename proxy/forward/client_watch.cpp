@@ -8,6 +8,8 @@ void watch_registry::sweep(nanos now, nanos min_age)
 {
     for (client_watch* w = head_; w;) {
         client_watch* next = w->next_; // cancelling unlinks w
+        if (w->slow_permit_)
+            w->slow_permit_->record_if_slow(now); // may trip the circuit, which the next line then sees
         if (w->breaker_ && w->breaker_->trip_count() != w->trips_at_arm_) {
             w->circuit_opened_ = true;
             w->cancel_exchange();
@@ -18,9 +20,11 @@ void watch_registry::sweep(nanos now, nanos min_age)
     }
 }
 
-void client_watch::arm(deadline_stream& upstream, nanos now, const resilience::circuit_breaker* breaker, std::uint64_t trips)
+void client_watch::arm(deadline_stream& upstream, nanos now, const resilience::circuit_breaker* breaker, std::uint64_t trips,
+                       resilience::breaker_permit* slow_permit)
 {
     upstream_ = &upstream;
+    slow_permit_ = slow_permit;
     breaker_ = breaker;
     trips_at_arm_ = trips;
     gone_ = false;
@@ -80,6 +84,7 @@ void client_watch::cancel_exchange() noexcept
 void client_watch::disarm() noexcept
 {
     upstream_ = nullptr;
+    slow_permit_ = nullptr;
     unlink();
     if (waiting_) {
         waiting_ = false;

@@ -11,12 +11,17 @@
 // upstream's circuit_breaker.cancel_in_flight says so: they are answered as if they had arrived after
 // it opened, instead of waiting out a timeout against an upstream the breaker has given up on.
 //
+// With slow_calls.in_flight the sweep also records an exchange as slow once it has run that long
+// (through its breaker permit), so that a hung upstream trips the slow-call rules within
+// slow_calls.duration (+ up to 100 ms) instead of after the request timeout.
+//
 // NOTE: bytes the client pipelines meanwhile make a close undetectable without reading them; then the
 // watch simply stops (the exchange finishes under its own deadline, as before).
 #pragma once
 #include "core/asio.hpp"
 #include "core/clock.hpp"
 #include "core/deadline_stream.hpp"
+#include "resilience/breaker_permit.hpp"
 #include "resilience/circuit_breaker.hpp"
 
 namespace breakerbox::forward {
@@ -26,8 +31,8 @@ class client_watch;
 // The watches of one worker's exchanges in progress (an intrusive list: no allocation). Worker-owned.
 class watch_registry {
 public:
-    // Starts the socket wait of every watch registered at least `min_age` ago, and cancels the
-    // exchanges whose circuit has opened meanwhile.
+    // Records exchanges that have become slow, starts the socket wait of every watch registered at
+    // least `min_age` ago, and cancels the exchanges whose circuit has opened meanwhile.
     void sweep(nanos now, nanos min_age);
 
 private:
@@ -44,9 +49,10 @@ public:
 
     // Starts watching for this exchange: `upstream` is cancelled if the client closes before disarm(),
     // or — with `breaker` — if that circuit has opened since its trip count was `trips` (read before
-    // the call was admitted, so that a trip in between is not missed).
+    // the call was admitted, so that a trip in between is not missed). With `slow_permit`, the sweep
+    // records the call as slow through it once it has run that long.
     void arm(deadline_stream& upstream, nanos now, const resilience::circuit_breaker* breaker = nullptr,
-             std::uint64_t trips = 0);
+             std::uint64_t trips = 0, resilience::breaker_permit* slow_permit = nullptr);
     // Stops watching (a pending socket wait completes later as aborted and touches nothing).
     void disarm() noexcept;
     bool client_gone() const noexcept { return gone_; }
@@ -64,6 +70,7 @@ private:
     nanos armed_at_ = 0;
     const resilience::circuit_breaker* breaker_ = nullptr;
     std::uint64_t trips_at_arm_ = 0;
+    resilience::breaker_permit* slow_permit_ = nullptr;
     bool gone_ = false;
     bool circuit_opened_ = false;
     bool waiting_ = false;

@@ -280,9 +280,12 @@ private:
                 outstanding_guard counted{*ep};
                 result = co_await exchange(up, *ep, req_,
                                            {attempt_deadline, ucfg.connect_timeout, cfg_.limits.max_response_body, attempt_start,
-                                            ucfg.breaker.cancel_in_flight ? &shared.breaker : nullptr, trips_before},
+                                            ucfg.breaker.cancel_in_flight ? &shared.breaker : nullptr, trips_before,
+                                            ucfg.breaker.slow_call_in_flight ? &permit : nullptr},
                                            response, watch_);
             }
+            if ((result.error == proxy_error::client_closed || result.error == proxy_error::circuit_open) && permit.slow_recorded())
+                stats.slow.add(); // ended from outside after the sweep had recorded it as slow
             if (result.error == proxy_error::client_closed) // not an upstream outcome: the permit is released unrecorded
                 co_return call_result{proxy_error::client_closed, std::move(result.detail)};
             if (result.error == proxy_error::circuit_open) { // cancel_in_flight: answered as if it came after the trip

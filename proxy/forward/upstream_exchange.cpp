@@ -108,7 +108,8 @@ asio::awaitable<exchange_result> exchange(upstream::worker_upstream& up, upstrea
         // The caller's clock reading is recent enough, except on the second pass (after a stale
         // pooled connection and a connect).
         if (watch)
-            watch->arm(conn->stream, attempt == 0 ? limits.now : now_nanos(), limits.cancel_on_trip, limits.trips_at_admission);
+            watch->arm(conn->stream, attempt == 0 ? limits.now : now_nanos(), limits.cancel_on_trip, limits.trips_at_admission,
+                       limits.slow_permit);
 
         http::serialize_head(req, conn->head);
         const head_and_body message(conn->head, req.body());

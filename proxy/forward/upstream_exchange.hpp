@@ -27,6 +27,9 @@ struct exchange_limits {
     // differs from `trips_at_admission` (read before the call's permit was taken).
     const resilience::circuit_breaker* cancel_on_trip = nullptr;
     std::uint64_t trips_at_admission = 0;
+    // With a watch and slow_calls.in_flight: the call's permit, recorded as slow by the worker's sweep
+    // once the call has run that long.
+    resilience::breaker_permit* slow_permit = nullptr;
 };
 
 // `response` is assigned only on success: it is the caller's, so that the answer is not moved through

@@ -200,16 +200,50 @@ void circuit_breaker::on_result(const permit& p, outcome o, nanos now) noexcept
     if (w.generation != p.generation || w.state == breaker_state::disabled)
         return; // a late outcome from an earlier state, or nothing to record
     window_.record(now, failure, slow);
-    if (!failure) {
-        if (consecutive_failures_.load(std::memory_order_relaxed) != 0)
-            consecutive_failures_.store(0, std::memory_order_relaxed);
-        if (!slow)
-            return;
-    } else {
+    if (slow)
+        consecutive_slow_.fetch_add(1, std::memory_order_relaxed);
+    else
+        reset_streak(consecutive_slow_);
+    count_failure_streak(bits, w, failure, slow, now);
+}
+
+void circuit_breaker::count_failure_streak(std::uint64_t bits, const word& w, bool failure, bool evaluate, nanos now) noexcept
+{
+    if (failure)
         consecutive_failures_.fetch_add(1, std::memory_order_relaxed);
-    }
-    if (w.state == breaker_state::closed)
+    else
+        reset_streak(consecutive_failures_);
+    if ((failure || evaluate) && w.state == breaker_state::closed)
         evaluate_trip(bits, w, now); // forced_closed records but never trips
+}
+
+void circuit_breaker::on_slow_in_flight(const permit& p, nanos now) noexcept
+{
+    if (!p.admitted())
+        return;
+    if (p.kind == admission::probe) {
+        finish_probe(p, false, now); // a slow probe is a failed probe: no need to wait for its end
+        return;
+    }
+    const std::uint64_t bits = state_word_.load(std::memory_order_acquire);
+    const word w = decode(bits);
+    if (w.generation != p.generation || w.state == breaker_state::disabled)
+        return;
+    window_.record(now, false, true);
+    consecutive_slow_.fetch_add(1, std::memory_order_relaxed);
+    if (w.state == breaker_state::closed)
+        evaluate_trip(bits, w, now);
+}
+
+void circuit_breaker::on_result_after_slow(const permit& p, outcome o, nanos now) noexcept
+{
+    if (p.kind != admission::admitted || o == outcome::ignored)
+        return; // a probe was finished when it became slow
+    const std::uint64_t bits = state_word_.load(std::memory_order_acquire);
+    const word w = decode(bits);
+    if (w.generation != p.generation || w.state == breaker_state::disabled)
+        return;
+    count_failure_streak(bits, w, o == outcome::failure, false, now);
 }
 
 void circuit_breaker::evaluate_trip(std::uint64_t bits, const word& w, nanos now) noexcept
@@ -217,6 +251,12 @@ void circuit_breaker::evaluate_trip(std::uint64_t bits, const word& w, nanos now
     const std::uint32_t consecutive = consecutive_failures_.load(std::memory_order_relaxed);
     if (cfg_.consecutive_failures > 0 && consecutive >= cfg_.consecutive_failures) {
         trip(bits, w, std::to_string(consecutive) + " consecutive failures >= " + std::to_string(cfg_.consecutive_failures), now);
+        return;
+    }
+    const std::uint32_t slow_streak = consecutive_slow_.load(std::memory_order_relaxed);
+    if (cfg_.slow_call_enabled && cfg_.slow_call_consecutive > 0 && slow_streak >= cfg_.slow_call_consecutive) {
+        trip(bits, w, std::to_string(slow_streak) + " consecutive slow calls >= " + std::to_string(cfg_.slow_call_consecutive) +
+                          " (slower than " + duration_text(cfg_.slow_call_duration) + ")", now);
         return;
     }
     const window_totals t = window_.totals(now);
@@ -313,8 +353,10 @@ bool circuit_breaker::transition(std::uint64_t expected, breaker_state to, std::
     if (!state_word_.compare_exchange_strong(expected, desired, std::memory_order_acq_rel))
         return false;
     // Only the winner gets here: reset, count, remember, publish.
-    if (to == breaker_state::half_open || to == breaker_state::closed)
+    if (to == breaker_state::half_open || to == breaker_state::closed) {
         consecutive_failures_.store(0, std::memory_order_relaxed);
+        consecutive_slow_.store(0, std::memory_order_relaxed);
+    }
     if (to == breaker_state::half_open)
         window_.reset(); // nobody records into the window while half-open; closed starts clean
     if (to == breaker_state::closed)
@@ -376,6 +418,7 @@ breaker_snapshot circuit_breaker::snapshot() const
     s.transitions = transitions_.load(std::memory_order_relaxed);
     s.trips = trips_.load(std::memory_order_relaxed);
     s.consecutive_failures = consecutive_failures_.load(std::memory_order_relaxed);
+    s.consecutive_slow_calls = consecutive_slow_.load(std::memory_order_relaxed);
     s.window = window_.totals(now);
     s.open_until = w.state == breaker_state::open ? from_ms(w.stamp_ms) : 0;
     s.current_open_duration = w.state == breaker_state::open ? last_open_for_.load(std::memory_order_relaxed)

@@ -7,9 +7,10 @@
 // when waiting for probes gives up (max_wait); closed → since when it has been closed.
 //
 // - closed: calls are admitted (during an optional recovery ramp, a linearly growing share of them);
-//   outcomes go into the sliding window and the consecutive-failure counter; a failure or slow call
-//   evaluates the trip rules (consecutive failures, failure rate with minimum calls or minimum failures,
-//   slow-call rate).
+//   outcomes go into the sliding window and the consecutive-failure and consecutive-slow counters; a
+//   failure or slow call evaluates the trip rules (consecutive failures, consecutive slow calls, failure
+//   rate with minimum calls or minimum failures, slow-call rate). With slow_calls.in_flight a call is
+//   recorded as slow once it has run that long, before it ends.
 // - open: rejected without touching the network, until the open time passes; the next admission then
 //   moves to half_open (lazily: no timer thread). The open time grows on each re-trip without a healthy
 //   close in between (multiplier, cap, deterministic jitter) and goes back to the base once the circuit
@@ -82,6 +83,7 @@ struct breaker_snapshot {
     std::uint64_t transitions;   // number of transitions so far
     std::uint64_t trips;         // transitions into open (all kinds)
     std::uint32_t consecutive_failures;
+    std::uint32_t consecutive_slow_calls;
     window_totals window;
     nanos open_until;            // when state is open
     nanos current_open_duration; // the open time the next trip would use
@@ -114,6 +116,17 @@ public:
     // counts as failed when it fails or (with the slow-call rule on) is slow.
     void on_result(const permit& p, outcome o, nanos now) noexcept;
     void on_result(const permit& p, outcome o) noexcept { on_result(p, o, clock_.now()); }
+    // slow_calls.in_flight: whether a call admitted with `p` has run long enough to be recorded as slow
+    // before it ends.
+    bool slow_in_flight_due(const permit& p, nanos now) const noexcept
+    {
+        return cfg_.slow_call_in_flight && cfg_.slow_call_enabled && p.admitted() && now - p.started >= cfg_.slow_call_duration;
+    }
+    // Records a call still in flight as slow (not failed) now, at most once per call (breaker_permit
+    // sees to that); a probe fails at once. Its end then goes to on_result_after_slow, which counts only
+    // toward consecutive_failures: the call is already in the window.
+    void on_slow_in_flight(const permit& p, nanos now) noexcept;
+    void on_result_after_slow(const permit& p, outcome o, nanos now) noexcept;
     // The call ended without an upstream outcome (cancelled, client gone, local decision): frees a
     // probe slot if it held one, records nothing.
     void release(const permit& p) noexcept;
@@ -156,6 +169,14 @@ private:
     nanos next_open_duration(std::uint16_t generation, std::uint32_t trips) const noexcept;
     bool ramp_admits(nanos closed_for) noexcept;
     void evaluate_trip(std::uint64_t bits, const word& w, nanos now) noexcept;
+    // Counts a failure (or a non-failure, which ends the streak) and, after a failure or when
+    // `evaluate`, checks the trip rules.
+    void count_failure_streak(std::uint64_t bits, const word& w, bool failure, bool evaluate, nanos now) noexcept;
+    static void reset_streak(std::atomic<std::uint32_t>& streak) noexcept
+    {
+        if (streak.load(std::memory_order_relaxed) != 0) // no write (and no cache-line ping-pong) when already 0
+            streak.store(0, std::memory_order_relaxed);
+    }
     permit acquire(nanos now, bool prober) noexcept;
     permit try_probe(std::uint64_t bits, const word& w, nanos now) noexcept;
     void finish_probe(const permit& p, bool success, nanos now) noexcept;
@@ -172,6 +193,7 @@ private:
     std::atomic<std::uint64_t> state_word_;
     std::atomic<std::uint64_t> probes_{0};        // {generation:32 | in_flight:16 | successes:16}
     std::atomic<std::uint32_t> consecutive_failures_{0};
+    std::atomic<std::uint32_t> consecutive_slow_{0};
     std::atomic<std::uint32_t> consecutive_trips_{0}; // re-trips without a healthy close: drives the open time
     std::atomic<std::uint64_t> ramp_counter_{0};
     std::atomic<nanos> last_open_for_{0};

@@ -268,6 +268,51 @@ upstreams:
             self.assertEqual(r.status, 504)  # their own timeout, as Resilience4j's in-flight calls do
             self.assertEqual(r.headers["x-breakerbox-error"], "upstream_timeout")
 
+    def _hung_requests(self, breaker, request_timeout, count=3):
+        """`count` requests hang in the upstream and nothing else happens; returns their answers and
+        the breakerbox."""
+        up = self.upstream("svc", threads=count + 1)
+        bb = self.breakerbox(config(up, breaker).replace("request_timeout: 5s", f"request_timeout: {request_timeout}"))
+        answers = []
+
+        def hung():
+            answers.append(request(bb.port(), target="/hang?fault=hang", timeout=20))
+
+        threads = [threading.Thread(target=hung) for _ in range(count)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=25)
+        self.assertEqual(len(answers), count, "every hung request got an answer")
+        self.assertEqual(up.stats()["paths"].get("/hang", 0), count)
+        return answers, bb
+
+    SLOW_STREAK = """      consecutive_failures: 0
+      failure_rate: {enabled: false}
+      slow_calls: {duration: 200ms, consecutive: 3, in_flight: IN_FLIGHT}
+      open_duration: 60s
+      cancel_in_flight: true
+"""
+
+    def test_slow_calls_in_flight_open_the_circuit_on_a_hung_upstream_before_any_call_ends(self):
+        # request_timeout 60s, clients wait 20 s: only calls recorded as slow while still hanging can
+        # open the circuit (three in a row, on two workers), and cancel_in_flight then answers them.
+        answers, bb = self._hung_requests(self.SLOW_STREAK.replace("IN_FLIGHT", "true"), "60s")
+        for r in answers:
+            self.assertEqual(r.status, 503)
+            self.assertEqual(r.headers["x-breakerbox-error"], "circuit_open")
+        trips = bb.log_entries("circuit transition", at_least=1)
+        self.assertEqual([(e["from"], e["to"]) for e in trips], [("closed", "open")])
+        self.assertEqual(trips[0]["reason"], "3 consecutive slow calls >= 3 (slower than 0.2s)")
+
+    def test_without_in_flight_slow_calls_count_only_when_they_end(self):
+        answers, bb = self._hung_requests(self.SLOW_STREAK.replace("IN_FLIGHT", "false"), "1s")
+        for r in answers:
+            self.assertEqual(r.status, 504)  # each waited out its own timeout
+            self.assertEqual(r.headers["x-breakerbox-error"], "upstream_timeout")
+        trips = bb.log_entries("circuit transition", at_least=1)
+        self.assertEqual(trips[0]["reason"], "3 consecutive slow calls >= 3 (slower than 0.2s)")
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -240,6 +240,24 @@ TEST(loader, cancel_in_flight_is_off_by_default_and_must_be_a_boolean)
     error_at(bad, "upstreams.svc.circuit_breaker.cancel_in_flight");
 }
 
+TEST(loader, slow_call_streak_and_in_flight_recording_are_read_and_validated)
+{
+    const auto& defaults = load(minimal).cfg->upstreams[0].breaker;
+    EXPECT_EQ(defaults.slow_call_consecutive, 0u);
+    EXPECT_FALSE(defaults.slow_call_in_flight);
+    auto on = load_with_breaker("{slow_calls: {duration: 250ms, consecutive: 4, in_flight: true}}");
+    ASSERT_TRUE(on.cfg) << on.errors.front().text();
+    const auto& b = on.cfg->upstreams[0].breaker;
+    EXPECT_TRUE(b.slow_call_enabled);
+    EXPECT_EQ(b.slow_call_duration, millis(250));
+    EXPECT_EQ(b.slow_call_consecutive, 4u);
+    EXPECT_TRUE(b.slow_call_in_flight);
+    auto bad = load_with_breaker("{slow_calls: {consecutive: -1, in_flight: maybe}}");
+    ASSERT_FALSE(bad.cfg);
+    error_at(bad, "upstreams.svc.circuit_breaker.slow_calls.consecutive");
+    error_at(bad, "upstreams.svc.circuit_breaker.slow_calls.in_flight");
+}
+
 TEST(loader, active_probe_is_read_and_its_path_validated)
 {
     auto ok = load_with_breaker("{half_open: {probe: {path: /healthz, timeout: 250ms}}}");

@@ -1,3 +1,4 @@
+#include "resilience/breaker_permit.hpp"
 #include "resilience/circuit_breaker.hpp"
 
 #include <gtest/gtest.h>
@@ -157,6 +158,119 @@ TEST_F(circuit_breaker_test, slow_calls_trip_the_slow_call_rule)
     call(outcome::success, millis(600));           // 8/10 = 80%
     EXPECT_EQ(cb->state(), breaker_state::open);
     EXPECT_NE(events.at(0).reason.find("slow-call rate 80%"), std::string::npos);
+}
+
+// Slow-call rules without a rate: the window's minimum is out of reach on purpose.
+config::breaker_config slow_streak_cfg(std::uint32_t consecutive, bool in_flight)
+{
+    auto c = count_cfg();
+    c.slow_call_enabled = true;
+    c.slow_call_duration = millis(500);
+    c.slow_call_rate_threshold = 100;
+    c.minimum_calls = 1000;
+    c.window_size = 1000;
+    c.slow_call_consecutive = consecutive;
+    c.slow_call_in_flight = in_flight;
+    return c;
+}
+
+TEST_F(circuit_breaker_test, consecutive_slow_calls_trip_and_a_fast_call_ends_the_streak)
+{
+    make(slow_streak_cfg(3, false));
+    call(outcome::success, millis(600));
+    call(outcome::failure, millis(500)); // slow too: slowness is about time, not the answer
+    call(outcome::failure, millis(10));  // a fast call, failed or not, ends the streak
+    call(outcome::success, millis(600));
+    call(outcome::success, millis(600));
+    EXPECT_EQ(cb->state(), breaker_state::closed);
+    EXPECT_EQ(cb->snapshot().consecutive_slow_calls, 2u);
+    call(outcome::success, millis(600));
+    ASSERT_EQ(cb->state(), breaker_state::open);
+    EXPECT_NE(events.at(0).reason.find("3 consecutive slow calls >= 3"), std::string::npos) << events.at(0).reason;
+    EXPECT_EQ(cb->snapshot().consecutive_slow_calls, 3u);
+}
+
+TEST_F(circuit_breaker_test, in_flight_slow_calls_are_recorded_once_when_they_become_slow_and_can_trip)
+{
+    make(slow_streak_cfg(3, true));
+    std::vector<std::unique_ptr<breaker_permit>> calls;
+    for (int i = 0; i < 3; ++i)
+        calls.push_back(std::make_unique<breaker_permit>(*cb, cb->try_acquire()));
+    clk.advance(millis(499));
+    for (auto& p : calls)
+        p->record_if_slow(clk.now());
+    EXPECT_EQ(cb->snapshot().window.calls, 0u); // not slow yet
+    clk.advance(millis(1));
+    calls[0]->record_if_slow(clk.now());
+    calls[0]->record_if_slow(clk.now()); // once only
+    calls[1]->record_if_slow(clk.now());
+    EXPECT_EQ(cb->snapshot().window.calls, 2u);
+    EXPECT_EQ(cb->snapshot().window.slow, 2u);
+    EXPECT_EQ(cb->state(), breaker_state::closed);
+    calls[2]->record_if_slow(clk.now()); // the third, still without an answer: trips
+    ASSERT_EQ(cb->state(), breaker_state::open);
+    EXPECT_TRUE(calls[2]->slow_recorded());
+    for (auto& p : calls) // their timeouts arrive later: from the closed period, they change nothing
+        p->complete(outcome::failure, clk.now() + seconds(1));
+    EXPECT_EQ(cb->state(), breaker_state::open);
+    EXPECT_EQ(events.size(), 1u);
+}
+
+TEST_F(circuit_breaker_test, a_call_recorded_slow_in_flight_still_counts_its_failure_in_the_streak_but_not_twice_in_the_window)
+{
+    auto c = slow_streak_cfg(0, true);
+    c.consecutive_failures = 2;
+    make(c);
+    {
+        breaker_permit p(*cb, cb->try_acquire());
+        clk.advance(millis(600));
+        p.record_if_slow(clk.now());
+        clk.advance(millis(400));
+        p.complete(outcome::failure, clk.now()); // the timeout
+    }
+    EXPECT_EQ(cb->snapshot().window.calls, 1u);
+    EXPECT_EQ(cb->snapshot().window.failures, 0u);
+    EXPECT_EQ(cb->snapshot().consecutive_failures, 1u);
+    fail(1);
+    EXPECT_EQ(cb->state(), breaker_state::open);
+    EXPECT_NE(events.at(0).reason.find("2 consecutive failures"), std::string::npos);
+}
+
+TEST_F(circuit_breaker_test, without_in_flight_a_running_call_is_not_recorded_before_it_ends)
+{
+    make(slow_streak_cfg(1, false));
+    breaker_permit p(*cb, cb->try_acquire());
+    clk.advance(seconds(10));
+    p.record_if_slow(clk.now());
+    EXPECT_FALSE(p.slow_recorded());
+    EXPECT_EQ(cb->snapshot().window.calls, 0u);
+    EXPECT_EQ(cb->state(), breaker_state::closed);
+    p.complete(outcome::success, clk.now());
+    EXPECT_EQ(cb->state(), breaker_state::open); // slow at its end, as Resilience4j records it
+}
+
+TEST_F(circuit_breaker_test, a_probe_that_becomes_slow_in_flight_fails_at_once_and_its_late_end_changes_nothing)
+{
+    auto c = slow_streak_cfg(0, true);
+    c.consecutive_failures = 1;
+    c.half_open_max_probes = 2;
+    make(c);
+    fail(1);
+    clk.advance(seconds(5));
+    auto slow = std::make_unique<breaker_permit>(*cb, cb->try_acquire());
+    ASSERT_EQ(slow->get().kind, admission::probe);
+    clk.advance(millis(600));
+    slow->record_if_slow(clk.now());
+    EXPECT_EQ(cb->state(), breaker_state::open);
+    EXPECT_NE(events.back().reason.find("probe failed"), std::string::npos);
+    clk.advance(seconds(60));
+    auto next = std::make_unique<breaker_permit>(*cb, cb->try_acquire()); // the next half-open period
+    ASSERT_EQ(next->get().kind, admission::probe);
+    slow->complete(outcome::success, clk.now()); // its late end touches neither the new period...
+    slow.reset();                                // ...nor its probe slots
+    EXPECT_EQ(cb->snapshot().probes_in_flight, 1u);
+    EXPECT_EQ(cb->try_acquire().kind, admission::probe);
+    EXPECT_EQ(cb->try_acquire().kind, admission::rejected_probes);
 }
 
 TEST_F(circuit_breaker_test, ignored_outcomes_count_neither_way)
