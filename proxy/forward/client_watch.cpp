@@ -6,10 +6,13 @@ namespace breakerbox::forward {
 
 void watch_registry::sweep(nanos now, nanos min_age)
 {
+    // Slow calls first: when recording them opens a circuit, the second pass ends every exchange of that
+    // circuit in this same sweep, not only those after the one that tripped it.
+    for (client_watch* w = head_; w; w = w->next_)
+        if (w->slow_permit_)
+            w->slow_permit_->record_if_slow(now);
     for (client_watch* w = head_; w;) {
         client_watch* next = w->next_; // cancelling unlinks w
-        if (w->slow_permit_)
-            w->slow_permit_->record_if_slow(now); // may trip the circuit, which the next line then sees
         if (w->breaker_ && w->breaker_->trip_count() != w->trips_at_arm_) {
             w->circuit_opened_ = true;
             w->cancel_exchange();
