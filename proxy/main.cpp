@@ -1,11 +1,16 @@
 // breakerbox: a sidecar HTTP reverse proxy with circuit breakers, bulkheads, retries and fallbacks.
 #include "app.hpp"
 #include "config/loader.hpp"
+#include "core/memory_release.hpp"
 
 #include <CLI/CLI.hpp>
 #include <build_info.hpp>
 
 #include <iostream>
+
+#if defined(BREAKERBOX_WITH_MIMALLOC)
+#include <mimalloc.h>
+#endif
 
 int main(int argc, char** argv)
 {
@@ -34,5 +39,8 @@ int main(int argc, char** argv)
         std::cout << path << ": configuration OK\n";
         return 0;
     }
+#if defined(BREAKERBOX_WITH_MIMALLOC)
+    breakerbox::install_memory_release([] { mi_collect(true); });
+#endif
     return breakerbox::run_proxy(std::move(*loaded.cfg));
 }

@@ -1,6 +1,7 @@
 #include "server/worker_pool.hpp"
 
 #include "core/log.hpp"
+#include "core/memory_release.hpp"
 
 #include <boost/asio/post.hpp>
 #include <nlohmann/json.hpp>
@@ -9,10 +10,12 @@ namespace breakerbox::server {
 namespace {
 
 // Every 100 ms on each worker: start watching the clients of exchanges that have run for 100 ms or
-// more; once a second: close idle pooled upstream connections past their idle timeout.
+// more; once a second: close idle pooled upstream connections past their idle timeout (and free the
+// buffers of those idle for a second), and after a burst give freed memory back (core/memory_release).
 asio::awaitable<void> sweep(worker& w)
 {
     asio::steady_timer timer(w.ioc);
+    burst_end burst;
     for (unsigned tick = 1;; ++tick) {
         timer.expires_after(std::chrono::milliseconds(100));
         auto [ec] = co_await timer.async_wait(nothrow_awaitable);
@@ -20,9 +23,12 @@ asio::awaitable<void> sweep(worker& w)
             co_return;
         const nanos now = steady_clock_source::instance().now();
         w.context.watches.sweep(now, millis(100));
-        if (tick % 10 == 0)
+        if (tick % 10 == 0) {
             for (auto& up : w.context.current->upstreams)
                 up.sweep(now);
+            if (burst.tick(w.context.current->stats.requests.value()))
+                release_free_memory();
+        }
     }
 }
 

@@ -32,6 +32,15 @@ struct upstream_connection {
     // before the request is written; the forwarder still retries a reused connection that fails early.
     bool looks_alive() noexcept;
 
+    // An idle connection in the pool needs no buffers: the pool's sweep frees them once it has been idle
+    // a while (a busy connection keeps them, so requests do not allocate them again).
+    void free_buffers() noexcept
+    {
+        if (buffer.size() == 0)
+            buffer.shrink_to_fit();
+        std::string().swap(head);
+    }
+
 private:
     std::uint32_t* open_count_;
 };

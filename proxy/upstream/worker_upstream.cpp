@@ -5,6 +5,8 @@
 namespace breakerbox::upstream {
 namespace {
 constexpr nanos recently_used = millis(250);
+// A pooled connection idle this long gives its read buffer and request-head string back.
+constexpr nanos buffers_kept_while_idle = seconds(1);
 }
 
 worker_upstream::worker_upstream(const config::upstream_config& cfg, std::size_t seed, std::size_t workers)
@@ -87,6 +89,9 @@ void worker_upstream::sweep(nanos now)
             (*it)->stream.socket().close(ignored);
         }
         idle.erase(idle.begin(), stale);
+        for (auto& c : idle)
+            if (now - c->idle_since >= buffers_kept_while_idle)
+                c->free_buffers();
     }
     std::erase_if(retired_, [](const auto& ep) { return ep->outstanding == 0; });
 }
