@@ -3,6 +3,11 @@
 #include "http/error_response.hpp"
 #include "http/field_scan.hpp"
 #include "http/framing.hpp"
+#include "http/serialize.hpp"
+
+#include <boost/beast/core/string.hpp>
+
+#include <charconv>
 
 namespace breakerbox::forward {
 namespace {
@@ -85,6 +90,46 @@ void mark_fallback(http::response& res, std::string_view kind, std::string_view 
     static const auto reason_field = http::field_name::of(fallback_reason_header);
     http::set_field(res, fallback_field, kind);
     http::set_field(res, reason_field, reason);
+}
+
+std::optional<prerendered_answer> prerender_static_fallback(const config::fallback_config& fb, std::string_view upstream,
+                                                            config::fallback_trigger trigger)
+{
+    constexpr std::string_view per_answer = "{{retry_after}}";
+    if (fb.body.find(per_answer) != std::string::npos)
+        return std::nullopt;
+    for (const auto& [name, value] : fb.headers)
+        if (value.find(per_answer) != std::string::npos || boost::beast::iequals(name, "connection"))
+            return std::nullopt;
+    const std::string_view reason = trigger_name(trigger);
+    auto res = render_static_fallback(fb, {upstream, 0, reason});
+    mark_fallback(res, "static", reason);
+    std::string head;
+    http::serialize_head(res, head); // version 1.1, ends with the empty line
+    const auto line_end = head.find("\r\n") + 2;
+    prerendered_answer p;
+    p.status = res.result_int();
+    p.status_line = head.substr(0, line_end);
+    p.fields = head.substr(line_end, head.size() - line_end - 2);
+    p.body = std::move(res.body());
+    p.add_retry_after = trigger == config::fallback_trigger::circuit_open && !http::has_field(res, {bhttp::field::retry_after});
+    return p;
+}
+
+void prerendered_answer::write_head(std::string& out, unsigned version, bool keep_alive, long retry_after_seconds) const
+{
+    out.assign(status_line);
+    if (version == 10)
+        out[7] = '0'; // "HTTP/1.1" → "HTTP/1.0"
+    out.append(fields);
+    if (add_retry_after && retry_after_seconds > 0) {
+        char digits[24];
+        const auto end = std::to_chars(digits, digits + sizeof digits, retry_after_seconds).ptr;
+        out.append("Retry-After: ").append(digits, end).append("\r\n");
+    }
+    if (version >= 11 ? !keep_alive : keep_alive) // what http::set_keep_alive does for a message without Connection
+        out.append(keep_alive ? "Connection: keep-alive\r\n" : "Connection: close\r\n");
+    out.append("\r\n");
 }
 
 } // namespace breakerbox::forward

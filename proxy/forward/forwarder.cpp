@@ -346,14 +346,23 @@ private:
         const std::string_view reason = trigger_name(trigger);
         const long retry_after = retry_after_seconds(shared.breaker);
 
-        for (const auto& fb : ucfg.fallbacks) {
+        for (std::size_t f = 0; f < ucfg.fallbacks.size(); ++f) {
+            const auto& fb = ucfg.fallbacks[f];
             if (!(fb.triggers & static_cast<std::uint8_t>(trigger)))
                 continue;
             switch (fb.kind) {
             case config::fallback_kind::static_response: {
+                stats.count(fallback_served::static_fallback);
+                if (const auto* ready = gen_.rt->static_answer(u, f, trigger)) {
+                    out.error = error_or_status(r);
+                    out.upstream = ucfg.name;
+                    out.from_fallback = true;
+                    out.prerendered = ready;
+                    out.retry_after_seconds = trigger == fallback_trigger::circuit_open ? retry_after : 0;
+                    co_return;
+                }
                 auto res = render_static_fallback(fb, {ucfg.name, trigger == fallback_trigger::circuit_open ? retry_after : 0, reason});
                 mark_fallback(res, "static", reason);
-                stats.count(fallback_served::static_fallback);
                 out = forward_result{std::move(res), error_or_status(r), ucfg.name, true};
                 co_return;
             }

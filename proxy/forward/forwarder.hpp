@@ -5,6 +5,7 @@
 #include "core/asio.hpp"
 #include "core/error.hpp"
 #include "forward/client_watch.hpp"
+#include "forward/fallback_response.hpp"
 #include "forward/worker_context.hpp"
 #include "http/message.hpp"
 #include "routing/router.hpp"
@@ -24,6 +25,12 @@ struct forward_result {
     proxy_error error = proxy_error::ok; // ok: the response came from the upstream
     std::string_view upstream;           // the routed upstream's name ("" when none matched)
     bool from_fallback = false;          // a fallback served it (X-Breakerbox-Fallback says which)
+    // A static fallback rendered in advance answers instead of `response` (which stays empty); the
+    // session writes it with this Retry-After (0: none).
+    const prerendered_answer* prerendered = nullptr;
+    long retry_after_seconds = 0;
+
+    unsigned status() const noexcept { return prerendered ? prerendered->status : response.result_int(); }
 };
 
 // `req` is consumed (rewritten for the upstream). `gen` is the worker's generation the request was

@@ -1,5 +1,7 @@
 #include "forward/runtime.hpp"
 
+#include <bit>
+
 namespace breakerbox::forward {
 
 runtime::runtime(config::config c, const clock& clk, const runtime* previous) : cfg(std::move(c)), router(cfg)
@@ -14,7 +16,22 @@ runtime::runtime(config::config c, const clock& clk, const runtime* previous) : 
                 kept = previous->resilience[*i]->breaker_ptr;
         (kept ? kept_breakers : fresh_breakers).push_back(u.name);
         resilience.push_back(std::make_shared<resilience::upstream_resilience>(u, clk, seed++, std::move(kept)));
+        auto& answers = static_answers_.emplace_back(u.fallbacks.size());
+        for (std::size_t f = 0; f < u.fallbacks.size(); ++f) {
+            const auto& fb = u.fallbacks[f];
+            if (fb.kind != config::fallback_kind::static_response)
+                continue;
+            for (unsigned bit = 0; bit < 4; ++bit)
+                if (fb.triggers & (1u << bit))
+                    answers[f][bit] = prerender_static_fallback(fb, u.name, static_cast<config::fallback_trigger>(1u << bit));
+        }
     }
+}
+
+const prerendered_answer* runtime::static_answer(std::size_t u, std::size_t f, config::fallback_trigger trigger) const noexcept
+{
+    const auto& answer = static_answers_[u][f][std::countr_zero(static_cast<unsigned>(trigger))];
+    return answer ? &*answer : nullptr;
 }
 
 std::optional<std::size_t> runtime::index_of(std::string_view upstream) const

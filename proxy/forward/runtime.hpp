@@ -3,9 +3,11 @@
 // reload can install a new one while requests in flight finish on the one they started with.
 #pragma once
 #include "config/config.hpp"
+#include "forward/fallback_response.hpp"
 #include "resilience/upstream_resilience.hpp"
 #include "routing/router.hpp"
 
+#include <array>
 #include <memory>
 #include <optional>
 #include <string_view>
@@ -26,6 +28,13 @@ struct runtime {
     std::vector<std::string> fresh_breakers; // upstream names that start with a new breaker
 
     std::optional<std::size_t> index_of(std::string_view upstream) const;
+    // The static fallback answer of upstream `u`'s fallback `f` for `trigger`, rendered once; nullptr when
+    // it has to be rendered per answer (or `f` is not a static fallback).
+    const prerendered_answer* static_answer(std::size_t u, std::size_t f, config::fallback_trigger trigger) const noexcept;
+
+private:
+    // [upstream][fallback][trigger bit]
+    std::vector<std::vector<std::array<std::optional<prerendered_answer>, 4>>> static_answers_;
 };
 
 } // namespace breakerbox::forward

@@ -252,18 +252,15 @@ private:
             co_return false; // nobody left to answer
 
         keep_alive = keep_alive && !state_.draining.load(std::memory_order_relaxed) && !worker_.idle.closing;
-        http::response& res = result.response;
-        count_response(res.result_int(), result.error != proxy_error::ok);
-        res.version(version);
-        http::set_keep_alive(res, keep_alive);
-        const auto message = serialize_response(res, head_request);
+        count_response(result.status(), result.error != proxy_error::ok);
+        const auto message = serialize_response(result, version, keep_alive, head_request);
         auto sent = message.try_write(stream_);
         if (!sent.finished) // the socket is full: only now a coroutine and the write deadline
             sent = co_await message.write_rest(stream_, sent, limits().write_timeout);
 
         if (access_log)
             log::info("access", {{"client", client_ip_}, {"method", method}, {"target", target},
-                                 {"status", res.result_int()}, {"error", result.error == proxy_error::ok ? "" : token(result.error)},
+                                 {"status", result.status()}, {"error", result.error == proxy_error::ok ? "" : token(result.error)},
                                  {"upstream", result.upstream},
                                  {"duration_ms", std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count()}});
         co_return !sent.ec && keep_alive;
@@ -311,6 +308,17 @@ private:
     {
         http::serialize_head(res, head_);
         return head_and_body(head_, head_request ? std::string_view{} : std::string_view(res.body()));
+    }
+    // The forwarder's answer in the request's HTTP version, with Connection as `keep_alive` says.
+    head_and_body serialize_response(forward::forward_result& result, unsigned version, bool keep_alive, bool head_request)
+    {
+        if (const auto* ready = result.prerendered) {
+            ready->write_head(head_, version, keep_alive, result.retry_after_seconds);
+            return head_and_body(head_, head_request ? std::string_view{} : std::string_view(ready->body));
+        }
+        result.response.version(version);
+        http::set_keep_alive(result.response, keep_alive);
+        return serialize_response(result.response, head_request);
     }
 
     // What one request needs while it is served: members, not locals of serve_one, because Asio
