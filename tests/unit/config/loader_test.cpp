@@ -242,7 +242,9 @@ TEST(loader, cancel_in_flight_is_off_by_default_and_must_be_a_boolean)
 
 TEST(loader, slow_call_streak_and_in_flight_recording_are_read_and_validated)
 {
-    const auto& defaults = load(minimal).cfg->upstreams[0].breaker;
+    const auto plain = load(minimal);
+    ASSERT_TRUE(plain.cfg);
+    const auto& defaults = plain.cfg->upstreams[0].breaker;
     EXPECT_EQ(defaults.slow_call_consecutive, 0u);
     EXPECT_FALSE(defaults.slow_call_in_flight);
     auto on = load_with_breaker("{slow_calls: {duration: 250ms, consecutive: 4, in_flight: true}}");
