@@ -388,8 +388,9 @@ upstreams:
             s.settimeout(5)
             s.recv(65536)
         # What 1,000 idle keep-alive clients cost once the proxy has settled after answering them (the
-        # same wait for every proxy; breakerbox gives memory back a second after a burst ends).
-        time.sleep(2.5)
+        # same wait for every proxy; breakerbox parks connections idle for a second and gives the memory
+        # back a second later).
+        time.sleep(3.5)
         loaded = rss_kib(p.pids())
         for s in socks:
             s.close()

@@ -151,6 +151,10 @@ std::string render_metrics(const admin_context& ctx)
 
     auto connections = family("breakerbox_downstream_connections_total", "Client connections accepted.", MetricType::Counter);
     add(connections, {}, double(ctx.sum_worker([](const auto& w) { return w.connections_accepted.value(); })));
+    auto parked = family("breakerbox_downstream_connections_parked_total",
+                         "Idle keep-alive client connections that gave their read buffer back after a second without a request.",
+                         MetricType::Counter);
+    add(parked, {}, double(ctx.sum_worker([](const auto& w) { return w.connections_parked.value(); })));
     auto active = family("breakerbox_downstream_connections_active", "Client connections open now.", MetricType::Gauge);
     add(active, {}, double(ctx.state.active_connections.load()));
     auto rejected = family("breakerbox_downstream_connections_rejected_total", "Client connections refused (limit or draining).", MetricType::Counter);
@@ -164,7 +168,7 @@ std::string render_metrics(const admin_context& ctx)
         add(responses, {{"code", std::to_string(c) + "xx"}}, double(ctx.sum_worker([c](const auto& w) { return w.responses_by_class[c].value(); })));
     auto generated = family("breakerbox_proxy_generated_responses_total", "Responses breakerbox generated itself (errors, rejections).", MetricType::Counter);
     add(generated, {}, double(ctx.sum_worker([](const auto& w) { return w.proxy_errors.value(); })));
-    for (auto* f : {&connections, &active, &rejected, &accept_errors, &reqs, &responses, &generated})
+    for (auto* f : {&connections, &parked, &active, &rejected, &accept_errors, &reqs, &responses, &generated})
         out.push_back(std::move(*f));
 
     return prometheus::TextSerializer().Serialize(out);

@@ -94,6 +94,7 @@ struct upstream_stats {
 // Proxy-wide figures of one worker.
 struct worker_stats {
     local_counter connections_accepted;
+    local_counter connections_parked;  // idle keep-alive connections that gave their buffers back
     local_counter requests;            // requests read from clients (answered by anyone)
     std::array<local_counter, 6> responses_by_class; // index = status / 100 (1xx..5xx)
     local_counter proxy_errors;        // responses breakerbox generated itself

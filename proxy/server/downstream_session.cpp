@@ -28,13 +28,6 @@ struct connection_count_guard {
     forward::proxy_state& state;
 };
 
-// Registers the stream as idle (between requests) for the duration of one wait.
-struct idle_mark {
-    idle_mark(idle_registry& r, deadline_stream& s) : registry(r), stream(&s) { registry.streams.insert(stream); }
-    ~idle_mark() { registry.streams.erase(stream); }
-    idle_registry& registry;
-    deadline_stream* stream;
-};
 
 // Maps a failure while reading the client's request to the status the client gets.
 proxy_error request_read_error(const error_code& ec, bool timed_out)
@@ -112,6 +105,16 @@ public:
                 // 2 KiB holds a typical service-to-service request in one read; every idle keep-alive
                 // connection keeps this much buffer (longer heads grow it in read_rest_of_head).
                 auto [ec, n] = co_await stream_.socket().async_read_some(buffer_.prepare(2048), nothrow_awaitable);
+                if (ec && mark && mark->park_requested() && !stream_.timed_out() && !worker_.idle.closing) {
+                    // Idle for a second: give the buffers back and wait for the next request without
+                    // them (server/idle_registry.hpp); then read it as usual.
+                    buffer_.shrink_to_fit();
+                    std::string().swap(head_);
+                    auto [wec] = co_await stream_.socket().async_wait(tcp::socket::wait_read, nothrow_awaitable);
+                    if (wec)
+                        break;
+                    continue;
+                }
                 if (ec)
                     break; // idle timeout, client closed, or drain: nothing is owed to anyone
                 commit_read(n, 2048);

@@ -16,6 +16,7 @@ asio::awaitable<void> sweep(worker& w)
 {
     asio::steady_timer timer(w.ioc);
     burst_end burst;
+    std::uint64_t parked = 0;
     for (unsigned tick = 1;; ++tick) {
         timer.expires_after(std::chrono::milliseconds(100));
         auto [ec] = co_await timer.async_wait(nothrow_awaitable);
@@ -26,7 +27,12 @@ asio::awaitable<void> sweep(worker& w)
         if (tick % 10 == 0) {
             for (auto& up : w.context.current->upstreams)
                 up.sweep(now);
-            if (burst.tick(w.context.current->stats.requests.value()))
+            // Parked connections free their buffers too: counted as activity, so that the quiet
+            // second after parking gives that memory back as well.
+            const std::size_t asked = w.idle.park_long_idle();
+            w.context.current->stats.connections_parked.add(asked);
+            parked += asked;
+            if (burst.tick(w.context.current->stats.requests.value() + parked))
                 release_free_memory();
         }
     }
@@ -64,11 +70,7 @@ void worker_pool::start()
 void worker_pool::close_idle_connections()
 {
     for (auto& w : workers_) {
-        asio::post(w->ioc, [wp = w.get()] {
-            wp->idle.closing = true;
-            for (auto* s : wp->idle.streams)
-                s->socket().cancel();
-        });
+        asio::post(w->ioc, [wp = w.get()] { wp->idle.close_all(); });
     }
 }
 

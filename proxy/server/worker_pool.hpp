@@ -6,20 +6,13 @@
 #include "core/deadline_stream.hpp"
 #include "forward/proxy_state.hpp"
 #include "forward/worker_context.hpp"
+#include "server/idle_registry.hpp"
 
 #include <memory>
 #include <thread>
-#include <unordered_set>
 #include <vector>
 
 namespace breakerbox::server {
-
-// Per-worker registry of the connections that are idle between requests, so that a drain can close
-// them without waiting for their keep-alive timeout. Worker-owned.
-struct idle_registry {
-    std::unordered_set<deadline_stream*> streams;
-    bool closing = false;
-};
 
 struct worker {
     worker(forward::proxy_state& state, std::size_t index) : ioc(1), context(ioc, state, index) {}

@@ -265,6 +265,59 @@ upstreams:
             s.settimeout(5)
             self.assertEqual(s.recv(10), b"")  # closed by breakerbox, well before the 5 s socket timeout
 
+    def _parking_breakerbox(self, idle_timeout):
+        up = self.upstream("svc")
+        return self.breakerbox(f"""
+workers: 1
+listeners: [{{name: main, address: "127.0.0.1:0"}}]
+admin: {{address: "127.0.0.1:0"}}
+limits: {{idle_timeout: {idle_timeout}, drain_timeout: 5s}}
+upstreams:
+  svc: {{endpoints: ["{up.address}"], routes: {{path_prefix: /}}}}
+""")
+
+    @staticmethod
+    def _parked(bb):
+        metrics = request(bb.port("admin"), target="/metrics").body.decode()
+        for line in metrics.splitlines():
+            if line.startswith("breakerbox_downstream_connections_parked_total "):
+                return float(line.split()[1])
+        raise AssertionError("no breakerbox_downstream_connections_parked_total in /metrics")
+
+    def test_a_parked_idle_connection_answers_its_next_requests(self):
+        # After a second without a request the connection gives its read buffer back and waits
+        # without one; the next request (split in two writes, then pipelined) is read as usual.
+        bb = self._parking_breakerbox("60s")
+        with socket.create_connection(("127.0.0.1", bb.port()), timeout=5) as s:
+            s.sendall(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+            self.assertEqual(read_response(s).json()["target"], "/a")
+            self.assertEqual(self._parked(bb), 0)
+            self.assertTrue(wait_until(lambda: self._parked(bb) >= 1, timeout=10))
+            s.sendall(b"GET /b HTTP/1.1\r\nHo")
+            s.sendall(b"st: x\r\n\r\nGET /c HTTP/1.1\r\nHost: x\r\n\r\n")
+            self.assertEqual(read_response(s).json()["target"], "/b")
+            self.assertEqual(read_response(s).json()["target"], "/c")
+            self.assertTrue(wait_until(lambda: self._parked(bb) >= 2, timeout=10))  # parks again when idle again
+            s.sendall(b"GET /d HTTP/1.1\r\nHost: x\r\n\r\n")
+            self.assertEqual(read_response(s).json()["target"], "/d")
+
+    def test_a_parked_connection_still_closes_at_its_idle_timeout_and_on_drain(self):
+        bb = self._parking_breakerbox("3s")
+        timed_out = socket.create_connection(("127.0.0.1", bb.port()), timeout=10)
+        timed_out.sendall(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertEqual(read_response(timed_out).status, 200)
+        self.assertTrue(wait_until(lambda: self._parked(bb) >= 1, timeout=10))
+        self.assertEqual(timed_out.recv(10), b"")  # closed at the idle timeout, well before the 10 s socket timeout
+        timed_out.close()
+        drained = socket.create_connection(("127.0.0.1", bb.port()), timeout=10)
+        drained.sendall(b"GET /b HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertEqual(read_response(drained).status, 200)
+        self.assertTrue(wait_until(lambda: self._parked(bb) >= 2, timeout=10))
+        bb.signal(signal.SIGTERM)
+        self.assertEqual(bb.wait(timeout=10), 0)
+        self.assertEqual(drained.recv(10), b"")
+        drained.close()
+
     def test_endpoint_names_are_resolved(self):
         up = self.upstream("svc")
         bb = self.breakerbox(config(f"""
