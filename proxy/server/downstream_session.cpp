@@ -28,7 +28,6 @@ struct connection_count_guard {
     forward::proxy_state& state;
 };
 
-
 // Maps a failure while reading the client's request to the status the client gets.
 proxy_error request_read_error(const error_code& ec, bool timed_out)
 {
@@ -102,10 +101,11 @@ public:
                 if (!first)
                     mark.emplace(worker_.idle, stream_);
                 stream_.expires_after(as_duration(first ? limits().header_timeout : limits().idle_timeout));
-                // 2 KiB holds a typical service-to-service request in one read; every idle keep-alive
-                // connection keeps this much buffer (longer heads grow it in read_rest_of_head).
+                // 2 KiB holds a typical service-to-service request in one read (longer heads grow it in
+                // read_rest_of_head); a connection idle for a second parks and gives it back.
                 auto [ec, n] = co_await stream_.socket().async_read_some(buffer_.prepare(2048), nothrow_awaitable);
-                if (ec && mark && mark->park_requested() && !stream_.timed_out() && !worker_.idle.closing) {
+                if (ec == asio::error::operation_aborted && mark && mark->park_requested() && !stream_.timed_out() &&
+                    !worker_.idle.closing) {
                     // Idle for a second: give the buffers back and wait for the next request without
                     // them (server/idle_registry.hpp); then read it as usual.
                     buffer_.shrink_to_fit();

@@ -9,9 +9,11 @@
 namespace breakerbox::server {
 namespace {
 
-// Every 100 ms on each worker: start watching the clients of exchanges that have run for 100 ms or
-// more; once a second: close idle pooled upstream connections past their idle timeout (and free the
-// buffers of those idle for a second), and after a burst give freed memory back (core/memory_release).
+// Every 100 ms on each worker: the client watches (start watching the clients of exchanges that have
+// run for 100 ms or more; slow calls in flight; cancel_in_flight). Once a second: close idle pooled
+// upstream connections past their idle timeout (and free the buffers of those idle for a second), park
+// client connections idle for a second (server/idle_registry.hpp), and after a burst give freed memory
+// back (core/memory_release).
 asio::awaitable<void> sweep(worker& w)
 {
     asio::steady_timer timer(w.ioc);
