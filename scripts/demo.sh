@@ -21,7 +21,11 @@ breakerbox is starting on config/example.yaml. In another terminal:
   curl -i http://127.0.0.1:8080/payments/charge             # path prefix, stripped
   curl -i -x http://127.0.0.1:8080 http://catalog/items      # HTTP_PROXY style (absolute-form)
   curl -i http://127.0.0.1:9001/refunds                       # dedicated listener for payments
-  curl -i 'http://127.0.0.1:8080/payments/x?status=503'       # the demo upstream answers what you ask
+  curl -i 'http://127.0.0.1:8080/payments/x?status=503'       # the demo upstream answers what you ask;
+                                                              # three of these (each retried once) open
+                                                              # the payments circuit: for the next 10 s
+                                                              # its static fallback answers at once
+  curl http://127.0.0.1:9901/health/circuits                  # the circuits, their state and why
   curl -i -x http://127.0.0.1:8080 http://example.com/        # never an open proxy: 404
 
 Ctrl-C stops breakerbox and the demo upstreams.
