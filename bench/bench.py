@@ -301,8 +301,12 @@ upstreams:
         for name, p in targets.items():
             if p:
                 self.stop(p)
-        return {k: {m: statistics.median(x[m] for x in v) if v[0][m] is not None else None for m in v[0]}
-                for k, v in results.items()}
+        out = {k: {m: statistics.median(x[m] for x in v) if v[0][m] is not None else None for m in v[0]}
+               for k, v in results.items()}
+        for k, v in results.items():  # the tail moves with the machine: show how far, and who won each repetition
+            out[k]["p99_range"] = (min(x["p99"] for x in v), max(x["p99"] for x in v))
+            out[k]["p99s"] = [x["p99"] for x in v]
+        return out
 
     def outage(self, name):
         port, admin = free_port(), free_port()
@@ -444,7 +448,7 @@ def main():
 def print_throughput(res):
 
     print("\n### Throughput and latency (median)\n")
-    print("| conns | body | target | req/s | p50 ms | p99 ms | proxy CPU µs/req | vs direct | vs HAProxy req/s | CPU vs HAProxy |")
+    print("| conns | body | target | req/s | p50 ms | p99 ms (range) | proxy CPU µs/req | vs direct | vs HAProxy req/s | CPU vs HAProxy |")
     print("|---:|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for conns in (1, 50):
         for path in ("/small", "/4k"):
@@ -453,8 +457,16 @@ def print_throughput(res):
             for name in ("direct", "haproxy", "nginx", "breakerbox"):
                 r = res[(name, conns, path)]
                 cpu_ratio = (r["cpu_us"] / h["cpu_us"]) if r["cpu_us"] and h["cpu_us"] else None
+                lo, hi = r["p99_range"]
                 print(f"| {conns} | {'64 B' if path == '/small' else '4 KiB'} | {name} | {fmt(r['rps'], 0)} | {fmt(r['p50'], 3)} | "
-                      f"{fmt(r['p99'], 3)} | {fmt(r['cpu_us'], 2)} | {r['rps'] / d['rps']:.2f} | {r['rps'] / h['rps']:.2f} | {fmt(cpu_ratio, 2)} |")
+                      f"{fmt(r['p99'], 3)} ({lo:.2f}–{hi:.2f}) | {fmt(r['cpu_us'], 2)} | {r['rps'] / d['rps']:.2f} | {r['rps'] / h['rps']:.2f} | {fmt(cpu_ratio, 2)} |")
+    print("\np99 in parentheses: the range over the repetitions. breakerbox's p99 against HAProxy's, repetition by repetition:")
+    for conns in (1, 50):
+        for path in ("/small", "/4k"):
+            pairs = list(zip(res[("breakerbox", conns, path)]["p99s"], res[("haproxy", conns, path)]["p99s"]))
+            lower = sum(1 for b, h in pairs if b <= h)
+            print(f"- {conns} conn{'s' if conns > 1 else ''}, {'64 B' if path == '/small' else '4 KiB'}: "
+                  f"at or below HAProxy's in {lower} of {len(pairs)}")
     ff = res[("breakerbox fast-fail", 50, "/small")]
     bbp = res[("breakerbox", 50, "/small")]
     print(f"\n### Fast-fail (circuit forced open, static fallback, 50 connections)\n")
