@@ -127,8 +127,8 @@ void prerendered_answer::write_head(std::string& out, unsigned version, bool kee
         const auto end = std::to_chars(digits, digits + sizeof digits, retry_after_seconds).ptr;
         out.append("Retry-After: ").append(digits, end).append("\r\n");
     }
-    if (version >= 11 ? !keep_alive : keep_alive) // what http::set_keep_alive does for a message without Connection
-        out.append(keep_alive ? "Connection: keep-alive\r\n" : "Connection: close\r\n");
+    if (const auto token = http::connection_token(version, keep_alive); !token.empty())
+        out.append("Connection: ").append(token).append("\r\n");
     out.append("\r\n");
 }
 

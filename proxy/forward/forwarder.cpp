@@ -353,15 +353,16 @@ private:
             switch (fb.kind) {
             case config::fallback_kind::static_response: {
                 stats.count(fallback_served::static_fallback);
+                const long wait = trigger == fallback_trigger::circuit_open ? retry_after : 0;
                 if (const auto* ready = gen_.rt->static_answer(u, f, trigger)) {
                     out.error = error_or_status(r);
                     out.upstream = ucfg.name;
                     out.from_fallback = true;
                     out.prerendered = ready;
-                    out.retry_after_seconds = trigger == fallback_trigger::circuit_open ? retry_after : 0;
+                    out.retry_after_seconds = wait;
                     co_return;
                 }
-                auto res = render_static_fallback(fb, {ucfg.name, trigger == fallback_trigger::circuit_open ? retry_after : 0, reason});
+                auto res = render_static_fallback(fb, {ucfg.name, wait, reason});
                 mark_fallback(res, "static", reason);
                 out = forward_result{std::move(res), error_or_status(r), ucfg.name, true};
                 co_return;

@@ -46,8 +46,15 @@ void set_keep_alive(response& res, bool keep_alive)
         res.keep_alive(keep_alive); // other tokens in it are kept
         return;
     }
-    if (res.version() >= 11 ? !keep_alive : keep_alive)
-        res.insert(bhttp::field::connection, keep_alive ? "keep-alive" : "close");
+    if (const auto token = connection_token(res.version(), keep_alive); !token.empty())
+        res.insert(bhttp::field::connection, token);
+}
+
+std::string_view connection_token(unsigned version, bool keep_alive) noexcept
+{
+    if (version >= 11 ? keep_alive : !keep_alive)
+        return {};
+    return keep_alive ? "keep-alive" : "close";
 }
 
 } // namespace breakerbox::http

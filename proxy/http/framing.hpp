@@ -3,6 +3,8 @@
 #pragma once
 #include "http/message.hpp"
 
+#include <string_view>
+
 namespace breakerbox::http {
 
 // Content-Length: `size`, as the only such field (one already right is left alone).
@@ -16,5 +18,8 @@ void frame_response(response& res, bool head_request);
 // field (the usual case: the upstream's was stripped as hop-by-hop): HTTP/1.1 needs "close" only to
 // close, HTTP/1.0 "keep-alive" only to stay open.
 void set_keep_alive(response& res, bool keep_alive);
+// The Connection value a response without one needs for `keep_alive` in HTTP/`version` (10 or 11):
+// "close", "keep-alive", or empty when the version's default already says it.
+std::string_view connection_token(unsigned version, bool keep_alive) noexcept;
 
 } // namespace breakerbox::http

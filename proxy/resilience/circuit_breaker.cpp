@@ -195,16 +195,25 @@ void circuit_breaker::on_result(const permit& p, outcome o, nanos now) noexcept
         finish_probe(p, !failure && !slow, now);
         return;
     }
-    const std::uint64_t bits = state_word_.load(std::memory_order_acquire);
-    const word w = decode(bits);
-    if (w.generation != p.generation || w.state == breaker_state::disabled)
-        return; // a late outcome from an earlier state, or nothing to record
+    const auto bits = recording_for(p);
+    if (!bits)
+        return;
+    const word w = decode(*bits);
     window_.record(now, failure, slow);
     if (slow)
         consecutive_slow_.fetch_add(1, std::memory_order_relaxed);
     else
         reset_streak(consecutive_slow_);
-    count_failure_streak(bits, w, failure, slow, now);
+    count_failure_streak(*bits, w, failure, slow, now);
+}
+
+std::optional<std::uint64_t> circuit_breaker::recording_for(const permit& p) const noexcept
+{
+    const std::uint64_t bits = state_word_.load(std::memory_order_acquire);
+    const word w = decode(bits);
+    if (w.generation != p.generation || w.state == breaker_state::disabled)
+        return std::nullopt; // a late outcome from an earlier state, or nothing to record
+    return bits;
 }
 
 void circuit_breaker::count_failure_streak(std::uint64_t bits, const word& w, bool failure, bool evaluate, nanos now) noexcept
@@ -225,25 +234,22 @@ void circuit_breaker::on_slow_in_flight(const permit& p, nanos now) noexcept
         finish_probe(p, false, now); // a slow probe is a failed probe: no need to wait for its end
         return;
     }
-    const std::uint64_t bits = state_word_.load(std::memory_order_acquire);
-    const word w = decode(bits);
-    if (w.generation != p.generation || w.state == breaker_state::disabled)
+    const auto bits = recording_for(p);
+    if (!bits)
         return;
+    const word w = decode(*bits);
     window_.record(now, false, true);
     consecutive_slow_.fetch_add(1, std::memory_order_relaxed);
     if (w.state == breaker_state::closed)
-        evaluate_trip(bits, w, now);
+        evaluate_trip(*bits, w, now);
 }
 
 void circuit_breaker::on_result_after_slow(const permit& p, outcome o, nanos now) noexcept
 {
     if (p.kind != admission::admitted || o == outcome::ignored)
         return; // a probe was finished when it became slow
-    const std::uint64_t bits = state_word_.load(std::memory_order_acquire);
-    const word w = decode(bits);
-    if (w.generation != p.generation || w.state == breaker_state::disabled)
-        return;
-    count_failure_streak(bits, w, o == outcome::failure, false, now);
+    if (const auto bits = recording_for(p))
+        count_failure_streak(*bits, decode(*bits), o == outcome::failure, false, now);
 }
 
 void circuit_breaker::evaluate_trip(std::uint64_t bits, const word& w, nanos now) noexcept

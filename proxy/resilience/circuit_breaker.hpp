@@ -168,6 +168,9 @@ private:
     void operator_transition(breaker_state to, std::string_view action, std::string_view who);
     nanos next_open_duration(std::uint16_t generation, std::uint32_t trips) const noexcept;
     bool ramp_admits(nanos closed_for) noexcept;
+    // The state word when `p`'s outcome still counts (its generation is the current one and the breaker
+    // records), nullopt otherwise.
+    std::optional<std::uint64_t> recording_for(const permit& p) const noexcept;
     void evaluate_trip(std::uint64_t bits, const word& w, nanos now) noexcept;
     // Counts a failure (or a non-failure, which ends the streak) and, after a failure or when
     // `evaluate`, checks the trip rules.

@@ -63,3 +63,11 @@ TEST(set_keep_alive, an_existing_connection_field_is_rewritten_by_beast)
     EXPECT_TRUE(r.keep_alive());
     EXPECT_EQ(r.count(bhttp::field::connection), 0u);
 }
+
+TEST(connection_token, names_only_what_the_version_does_not_say_by_default)
+{
+    EXPECT_EQ(http::connection_token(11, true), "");
+    EXPECT_EQ(http::connection_token(11, false), "close");
+    EXPECT_EQ(http::connection_token(10, true), "keep-alive");
+    EXPECT_EQ(http::connection_token(10, false), "");
+}
