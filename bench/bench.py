@@ -55,15 +55,17 @@ def wait_port(port, timeout=10):
 
 
 def cpu_ticks(pids):
-    total = 0
+    """(user, kernel) clock ticks of the processes, summed."""
+    user = kernel = 0
     for pid in pids:
         try:
             with open(f"/proc/{pid}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime + stime
+            user += int(fields[11])    # utime
+            kernel += int(fields[12])  # stime
         except OSError:
             pass
-    return total
+    return user, kernel
 
 
 def rss_kib(pids):
@@ -264,8 +266,13 @@ upstreams:
             v, unit = float(m.group(1)), m.group(2)
             return v / 1000 if unit == "us" else v * 1000 if unit == "s" else v
 
-        cpu_us = (after - before) / CLK_TCK * 1e6 / max(total, 1) if pids else None
+        def us_per_request(ticks):
+            return ticks / CLK_TCK * 1e6 / max(total, 1) if pids else None
+
+        user_us, kernel_us = (us_per_request(a - b) for a, b in zip(after, before))
+        cpu_us = user_us + kernel_us if pids else None
         return {"rps": rps, "p50": latency(50), "p99": latency(99), "cpu_us": cpu_us,
+                "user_us": user_us, "kernel_us": kernel_us,
                 "bad": (int(non2xx.group(1)) if non2xx else 0) + (sum(map(int, errors.groups())) if errors else 0)}
 
     def throughput(self):
@@ -467,11 +474,29 @@ def print_throughput(res):
             lower = sum(1 for b, h in pairs if b <= h)
             print(f"- {conns} conn{'s' if conns > 1 else ''}, {'64 B' if path == '/small' else '4 KiB'}: "
                   f"at or below HAProxy's in {lower} of {len(pairs)}")
+    print_cpu_split(res)
     ff = res[("breakerbox fast-fail", 50, "/small")]
     bbp = res[("breakerbox", 50, "/small")]
     print(f"\n### Fast-fail (circuit forced open, static fallback, 50 connections)\n")
     print(f"breakerbox fast-fail: {fmt(ff['rps'], 0)} req/s, p99 {fmt(ff['p99'], 3)} ms, {fmt(ff['cpu_us'], 2)} µs CPU/req — "
           f"{ff['rps'] / bbp['rps']:.2f}x its proxied throughput ({fmt(bbp['rps'], 0)} req/s)")
+
+
+def print_cpu_split(res):
+    # The proxies make the same system calls and send the same TCP segments per request, so their kernel
+    # time is the same work; only user time is the proxy's own. This table shows how much of a CPU ratio
+    # against HAProxy is within the proxy's reach: a ratio below (breakerbox kernel / HAProxy total) would
+    # need less kernel work per request, not better code.
+    print("\n### Where the CPU goes (µs per request, median; 50 connections)\n")
+    print("| body | target | user | kernel | total | lowest CPU ratio vs HAProxy reachable with this kernel time |")
+    print("|---|---|---:|---:|---:|---:|")
+    for path in ("/small", "/4k"):
+        h = res[("haproxy", 50, path)]
+        for name in ("haproxy", "nginx", "breakerbox"):
+            r = res[(name, 50, path)]
+            floor = f"{r['kernel_us'] / h['cpu_us']:.2f}" if name != "haproxy" else ""
+            print(f"| {'64 B' if path == '/small' else '4 KiB'} | {name} | {fmt(r['user_us'], 2)} | {fmt(r['kernel_us'], 2)} | "
+                  f"{fmt(r['cpu_us'], 2)} | {floor} |")
 
 
 def print_outage(outage):
