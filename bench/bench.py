@@ -54,6 +54,24 @@ def wait_port(port, timeout=10):
     raise RuntimeError(f"nothing listens on {port}")
 
 
+# Every proxy does the same header work as breakerbox's defaults (forwarding: via, x_forwarded_for,
+# x_forwarded_proto, x_forwarded_host; the client's Host kept): the upstream and the client get the same
+# bytes from each, so neither the proxies nor the load core behind them compare different work.
+FORWARDING_HEADERS = {
+    "haproxy": """option forwardfor
+  http-request set-header X-Forwarded-Proto http
+  http-request set-header X-Forwarded-Host %[req.hdr(host)]
+  http-request add-header Via "1.1 haproxy"
+  http-response add-header Via "1.1 haproxy\"""",
+    "nginx": """proxy_set_header Host $http_host;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto $scheme;
+      proxy_set_header X-Forwarded-Host $http_host;
+      proxy_set_header Via "1.1 nginx";
+      add_header Via "1.1 nginx" always;""",
+}
+
+
 def cpu_ticks(pids):
     """(user, kernel) clock ticks of the processes, summed."""
     user = kernel = 0
@@ -142,6 +160,8 @@ http {{
     add_header X-Upstream yes always;
     location = /small {{ default_type text/plain; return 200 "{SMALL}"; }}
     location = /4k {{ default_type text/plain; alias {self.dir}/big.txt; }}
+    location = /forwarded {{ default_type text/plain;
+      return 200 "host=$http_host|via=$http_via|xff=$http_x_forwarded_for|proto=$http_x_forwarded_proto|xfh=$http_x_forwarded_host"; }}
   }}
 }}
 """)
@@ -166,6 +186,7 @@ defaults
   timeout queue 1s
 frontend fe
   bind 127.0.0.1:{port}
+  {FORWARDING_HEADERS["haproxy"]}
   default_backend be
 backend be
   {"option httpchk GET /small" if outage else ""}
@@ -191,6 +212,7 @@ http {{
       proxy_pass http://u;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
+      {FORWARDING_HEADERS["nginx"]}
       proxy_connect_timeout 1s;
       proxy_read_timeout {"1s" if outage else "30s"};
       proxy_next_upstream off;
@@ -275,6 +297,21 @@ upstreams:
                 "user_us": user_us, "kernel_us": kernel_us,
                 "bad": (int(non2xx.group(1)) if non2xx else 0) + (sum(map(int, errors.groups())) if errors else 0)}
 
+    def check_same_header_work(self, ports):
+        """Refuses to compare proxies that do different header work (FORWARDING_HEADERS)."""
+        for name in ("haproxy", "nginx", "breakerbox"):
+            conn = http.client.HTTPConnection("127.0.0.1", ports[name], timeout=5)
+            conn.request("GET", "/forwarded")
+            resp = conn.getresponse()
+            seen = dict(kv.split("=", 1) for kv in resp.read().decode().split("|"))
+            conn.close()
+            expected = {"host": f"127.0.0.1:{ports[name]}", "xff": "127.0.0.1", "proto": "http",
+                        "xfh": f"127.0.0.1:{ports[name]}"}
+            wrong = {k: seen.get(k) for k, v in expected.items() if seen.get(k) != v}
+            if wrong or not seen.get("via") or not resp.getheader("Via"):
+                raise RuntimeError(f"{name} does not forward like the others: {seen}, response Via {resp.getheader('Via')!r}")
+            print(f"  {name} forwards: {seen}; response Via: {resp.getheader('Via')}", file=sys.stderr)
+
     def throughput(self):
         targets = {}
         ports = {"direct": self.upstream_port}
@@ -288,6 +325,7 @@ upstreams:
         conn = http.client.HTTPConnection("127.0.0.1", self.bb_admin, timeout=5)
         conn.request("POST", "/admin/circuits/failfast/force-open", headers={"Authorization": "Bearer bench"})
         assert conn.getresponse().status == 200
+        self.check_same_header_work(ports)
         cells = [(c, path) for c in (1, 50) for path in ("/small", "/4k")]
         results = {}
         names = ("direct", "haproxy", "nginx", "breakerbox")
