@@ -86,6 +86,21 @@ def cpu_ticks(pids):
     return user, kernel
 
 
+def core_ticks(core):
+    """(busy, total) clock ticks of one CPU since boot, from /proc/stat."""
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith(f"cpu{core} "):
+                ticks = [int(x) for x in line.split()[1:9]]  # user nice system idle iowait irq softirq steal
+                return sum(ticks) - ticks[3] - ticks[4], sum(ticks)
+    return 0, 0
+
+
+def busy_fraction(before, after):
+    total = after[1] - before[1]
+    return (after[0] - before[0]) / total if total else None
+
+
 def rss_kib(pids):
     total = 0
     for pid in pids:
@@ -275,9 +290,11 @@ upstreams:
     # ---- measurements --------------------------------------------------------------------------
     def wrk(self, port, path, conns, seconds, pids):
         before = cpu_ticks(pids)
+        cores_before = core_ticks(PROXY_CORE), core_ticks(LOAD_CORE)
         out = subprocess.run(["taskset", "-c", LOAD_CORE, "wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--latency",
                               f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True, timeout=seconds + 30).stdout
         after = cpu_ticks(pids)
+        cores_after = core_ticks(PROXY_CORE), core_ticks(LOAD_CORE)
         rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
         total = int(re.search(r"(\d+) requests in", out).group(1))
         non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
@@ -295,6 +312,9 @@ upstreams:
         cpu_us = user_us + kernel_us if pids else None
         return {"rps": rps, "p50": latency(50), "p99": latency(99), "cpu_us": cpu_us,
                 "user_us": user_us, "kernel_us": kernel_us,
+                # Which side limited the run: a core near 100% busy is the bottleneck.
+                "proxy_core_busy": busy_fraction(cores_before[0], cores_after[0]),
+                "load_core_busy": busy_fraction(cores_before[1], cores_after[1]),
                 "bad": (int(non2xx.group(1)) if non2xx else 0) + (sum(map(int, errors.groups())) if errors else 0)}
 
     def check_same_header_work(self, ports):
@@ -447,6 +467,10 @@ upstreams:
         return {"idle_mib": idle / 1024, "with_1000_mib": loaded / 1024}
 
 
+def percent(v):
+    return "-" if v is None else f"{v * 100:.0f}%"
+
+
 def fmt(v, digits=1):
     return "-" if v is None else f"{v:,.{digits}f}"
 
@@ -517,7 +541,11 @@ def print_throughput(res):
     bbp = res[("breakerbox", 50, "/small")]
     print(f"\n### Fast-fail (circuit forced open, static fallback, 50 connections)\n")
     print(f"breakerbox fast-fail: {fmt(ff['rps'], 0)} req/s, p99 {fmt(ff['p99'], 3)} ms, {fmt(ff['cpu_us'], 2)} µs CPU/req — "
-          f"{ff['rps'] / bbp['rps']:.2f}x its proxied throughput ({fmt(bbp['rps'], 0)} req/s)")
+          f"{ff['rps'] / bbp['rps']:.2f}x its proxied throughput ({fmt(bbp['rps'], 0)} req/s); "
+          f"{bbp['cpu_us'] / ff['cpu_us']:.2f}x less CPU per answer than per proxied request. "
+          f"Busy during fast-fail: proxy core {percent(ff['proxy_core_busy'])}, load core {percent(ff['load_core_busy'])} "
+          f"(proxied: {percent(bbp['proxy_core_busy'])}, {percent(bbp['load_core_busy'])}) — "
+          f"where a load core is near 100%, req/s measure wrk, and the CPU ratio is the one that measures breakerbox.")
 
 
 def print_cpu_split(res):
@@ -526,15 +554,15 @@ def print_cpu_split(res):
     # against HAProxy is within the proxy's reach: a ratio below (breakerbox kernel / HAProxy total) would
     # need less kernel work per request, not better code.
     print("\n### Where the CPU goes (µs per request, median; 50 connections)\n")
-    print("| body | target | user | kernel | total | lowest CPU ratio vs HAProxy reachable with this kernel time |")
-    print("|---|---|---:|---:|---:|---:|")
+    print("| body | target | user | kernel | total | lowest CPU ratio vs HAProxy reachable with this kernel time | proxy core busy | load core busy |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
     for path in ("/small", "/4k"):
         h = res[("haproxy", 50, path)]
         for name in ("haproxy", "nginx", "breakerbox"):
             r = res[(name, 50, path)]
             floor = f"{r['kernel_us'] / h['cpu_us']:.2f}" if name != "haproxy" else ""
             print(f"| {'64 B' if path == '/small' else '4 KiB'} | {name} | {fmt(r['user_us'], 2)} | {fmt(r['kernel_us'], 2)} | "
-                  f"{fmt(r['cpu_us'], 2)} | {floor} |")
+                  f"{fmt(r['cpu_us'], 2)} | {floor} | {percent(r['proxy_core_busy'])} | {percent(r['load_core_busy'])} |")
 
 
 def print_outage(outage):
