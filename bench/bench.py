@@ -31,6 +31,10 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 CORES = os.cpu_count() or 1
 PROXY_CORE = "0"
 LOAD_CORE = "1" if CORES > 1 else "0"
+# Debian installs the proxies in /usr/sbin, which a non-root PATH may lack.
+SBIN_PATH = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
+HAPROXY = shutil.which("haproxy", path=SBIN_PATH) or "haproxy"
+NGINX = shutil.which("nginx", path=SBIN_PATH) or "nginx"
 SMALL = "x" * 64
 BIG = "y" * 4096
 
@@ -84,6 +88,12 @@ def cpu_ticks(pids):
         except OSError:
             pass
     return user, kernel
+
+
+def read_bytes(wrk_output):
+    """The bytes wrk read over the run ("... requests in 3.00s, 12.34MB read"; wrk's units are 1024-based)."""
+    m = re.search(r"requests in [\d.]+\w+, ([\d.]+)(B|KB|MB|GB) read", wrk_output)
+    return float(m.group(1)) * {"B": 1, "KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30}[m.group(2)] if m else 0.0
 
 
 def core_ticks(core):
@@ -146,8 +156,13 @@ class Bench:
     def __init__(self, args):
         self.args = args
         self.dir = tempfile.mkdtemp(prefix="breakerbox-bench-")
+        # nginx's workers drop root's privileges (to nobody): the upstream's 4 KiB file must be readable
+        # for them, or every "4 KiB" answer is a 403 page (as it was, unnoticed, until the bench checked
+        # the answers' status).
+        os.chmod(self.dir, 0o755)
         self.procs = []
         self.upstream_port = free_port()
+        self.failures = []
 
     def cleanup(self):
         for p in reversed(self.procs):
@@ -180,7 +195,7 @@ http {{
   }}
 }}
 """)
-        self.upstream = Proc("upstream", ["nginx", "-c", conf, "-p", self.dir], LOAD_CORE)
+        self.upstream = Proc("upstream", [NGINX, "-c", conf, "-p", self.dir], LOAD_CORE)
         self.procs.append(self.upstream)
         wait_port(self.upstream_port)
 
@@ -207,7 +222,7 @@ backend be
   {"option httpchk GET /small" if outage else ""}
   server s1 127.0.0.1:{self.upstream_port} maxconn 1000 {checks}
 """)
-        p = Proc("haproxy", ["haproxy", "-f", conf], PROXY_CORE)
+        p = Proc("haproxy", [HAPROXY, "-f", conf], PROXY_CORE)
         self.procs.append(p)
         wait_port(port)
         return p
@@ -235,7 +250,7 @@ http {{
   }}
 }}
 """)
-        p = Proc("nginx", ["nginx", "-c", conf, "-p", self.dir], PROXY_CORE)
+        p = Proc("nginx", [NGINX, "-c", conf, "-p", self.dir], PROXY_CORE)
         self.procs.append(p)
         wait_port(port)
         return p
@@ -291,7 +306,7 @@ upstreams:
     def wrk(self, port, path, conns, seconds, pids):
         before = cpu_ticks(pids)
         cores_before = core_ticks(PROXY_CORE), core_ticks(LOAD_CORE)
-        out = subprocess.run(["taskset", "-c", LOAD_CORE, "wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--latency",
+        out = subprocess.run(["taskset", "-c", LOAD_CORE, "wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--latency", "--timeout", "10s",
                               f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True, timeout=seconds + 30).stdout
         after = cpu_ticks(pids)
         cores_after = core_ticks(PROXY_CORE), core_ticks(LOAD_CORE)
@@ -315,7 +330,9 @@ upstreams:
                 # Which side limited the run: a core near 100% busy is the bottleneck.
                 "proxy_core_busy": busy_fraction(cores_before[0], cores_after[0]),
                 "load_core_busy": busy_fraction(cores_before[1], cores_after[1]),
-                "bad": (int(non2xx.group(1)) if non2xx else 0) + (sum(map(int, errors.groups())) if errors else 0)}
+                "requests": total, "bytes_per_request": read_bytes(out) / max(total, 1),
+                "non2xx": int(non2xx.group(1)) if non2xx else 0,
+                "socket_errors": sum(map(int, errors.groups())) if errors else 0}
 
     def check_same_header_work(self, ports):
         """Refuses to compare proxies that do different header work (FORWARDING_HEADERS)."""
@@ -331,6 +348,26 @@ upstreams:
             if wrong or not seen.get("via") or not resp.getheader("Via"):
                 raise RuntimeError(f"{name} does not forward like the others: {seen}, response Via {resp.getheader('Via')!r}")
             print(f"  {name} forwards: {seen}; response Via: {resp.getheader('Via')}", file=sys.stderr)
+
+    def check_answers(self, results):
+        """A figure measured on failing requests means nothing: every proxied request must have been a
+        2xx, every fast-fail request the fallback's 503, with no socket errors. Reported at the end
+        (bench.py then exits 1), so one bad cell does not hide the rest of the report."""
+        for (name, conns, path), runs in results.items():
+            requests = sum(r["requests"] for r in runs)
+            non2xx = sum(r["non2xx"] for r in runs)
+            socket_errors = sum(r["socket_errors"] for r in runs)
+            fast_fail = name == "breakerbox fast-fail"
+            expected_non2xx = requests if fast_fail else 0
+            if non2xx != expected_non2xx or socket_errors:
+                self.failures.append(f"{name}, {conns} conns, {path}: {requests} requests, {non2xx} non-2xx "
+                                     f"(expected {expected_non2xx}), {socket_errors} socket errors")
+            # ...and carried the body the cell is named after (a short error page would be "fast").
+            body = len(SMALL) if path == "/small" else len(BIG)
+            least = min(r["bytes_per_request"] for r in runs)
+            if not fast_fail and least < body:
+                self.failures.append(f"{name}, {conns} conns, {path}: {least:.0f} bytes read per answer, "
+                                     f"less than the {body}-byte body")
 
     def throughput(self):
         targets = {}
@@ -366,6 +403,7 @@ upstreams:
         for name, p in targets.items():
             if p:
                 self.stop(p)
+        self.check_answers(results)
         out = {k: {m: statistics.median(x[m] for x in v) if v[0][m] is not None else None for m in v[0]}
                for k, v in results.items()}
         for k, v in results.items():  # the tail moves with the machine: show how far, and who won each repetition
@@ -511,7 +549,15 @@ def main():
     if mem:
         print_memory(mem)
     if "micro" in parts:
-        print_micro()
+        if os.path.exists(MICRO):
+            print_micro()
+        else:
+            b.failures.append(f"{MICRO} is missing (configure with -DBREAKERBOX_BUILD_BENCH=ON)")
+    if b.failures:
+        print("\n### Failed requests — the figures above are not valid\n")
+        for f in b.failures:
+            print(f"- {f}")
+        sys.exit(1)
 
 
 def print_throughput(res):
@@ -582,13 +628,12 @@ def print_memory(mem):
 
 
 def print_micro():
-    if os.path.exists(MICRO):
-        print("\n### Microbenchmarks (Google Benchmark)\n")
-        out = subprocess.run([MICRO, "--benchmark_min_time=0.2", "--benchmark_format=json"], capture_output=True, text=True, timeout=300).stdout
-        print("| benchmark | ns/op (wall) | ns/op (CPU) |")
-        print("|---|---:|---:|")
-        for bm in json.loads(out)["benchmarks"]:
-            print(f"| {bm['name']} | {bm['real_time']:.1f} | {bm['cpu_time']:.1f} |")
+    print("\n### Microbenchmarks (Google Benchmark)\n")
+    out = subprocess.run([MICRO, "--benchmark_min_time=0.2", "--benchmark_format=json"], capture_output=True, text=True, timeout=300).stdout
+    print("| benchmark | ns/op (wall) | ns/op (CPU) |")
+    print("|---|---:|---:|")
+    for bm in json.loads(out)["benchmarks"]:
+        print(f"| {bm['name']} | {bm['real_time']:.1f} | {bm['cpu_time']:.1f} |")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs exactly the Debian 12 packages breakerbox needs to build, test and demo.
+# Installs exactly the Debian 12 packages breakerbox needs to build, test and demo, and (through
+# bench/setup.sh) HAProxy and nginx for the benchmark and its smoke test, without starting their services.
 # Idempotent: packages already present are skipped by apt; runs `apt-get update` first.
 set -euo pipefail
 
@@ -43,3 +44,6 @@ if [ ! -x "$tools/prometheus/usr/bin/promtool" ]; then
   rm -rf "$tools/debs"
   echo "setup: promtool unpacked to $tools/prometheus/usr/bin"
 fi
+
+# The benchmark's comparison proxies (the bench.smoke test runs them): their services must not start.
+bash "$root/bench/setup.sh"
