@@ -47,15 +47,25 @@ def free_port():
     return p
 
 
-def wait_port(port, timeout=10):
+def wait_port(port, proc, timeout=10):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if proc.popen.poll() is not None:
+            raise RuntimeError(f"{proc.name} exited with status {proc.popen.returncode} before listening on {port}: "
+                               f"{proc.popen.stderr.read().decode(errors='replace').strip()}")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
             return
         except OSError:
             time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {port}")
+    raise RuntimeError(f"{proc.name} does not listen on {port} after {timeout} s")
+
+
+def connection_limit():
+    """How many client connections every proxy is configured for: as many as the descriptor limit allows
+    a proxy that holds two descriptors per connection (HAProxy refuses to start otherwise), at most
+    8,000; the memory scenario needs 1,000. Containers often cap the hard limit at 4,096."""
+    return min(8000, (resource.getrlimit(resource.RLIMIT_NOFILE)[0] - 64) // 2)
 
 
 # Every proxy does the same header work as breakerbox's defaults (forwarding: via, x_forwarded_for,
@@ -197,7 +207,7 @@ http {{
 """)
         self.upstream = Proc("upstream", [NGINX, "-c", conf, "-p", self.dir], LOAD_CORE)
         self.procs.append(self.upstream)
-        wait_port(self.upstream_port)
+        wait_port(self.upstream_port, self.upstream)
 
     def start_haproxy(self, port, outage=False):
         checks = ("check inter 500ms fall 2 rise 1 observe layer7 error-limit 3 on-error mark-down "
@@ -205,7 +215,7 @@ http {{
         conf = self.write(f"haproxy-{port}.cfg", f"""
 global
   nbthread 1
-  maxconn 8000
+  maxconn {connection_limit()}
 defaults
   mode http
   option http-keep-alive
@@ -224,7 +234,7 @@ backend be
 """)
         p = Proc("haproxy", [HAPROXY, "-f", conf], PROXY_CORE)
         self.procs.append(p)
-        wait_port(port)
+        wait_port(port, p)
         return p
 
     def start_nginx(self, port, outage=False):
@@ -232,7 +242,7 @@ backend be
         conf = self.write(f"nginx-{port}.conf", f"""
 daemon off; master_process on; worker_processes 1; pid {self.dir}/nginx-{port}.pid;
 error_log stderr crit;
-events {{ worker_connections 8192; }}
+events {{ worker_connections {connection_limit()}; }}
 http {{
   access_log off; keepalive_requests 1000000;
   upstream u {{ server 127.0.0.1:{self.upstream_port} {fails}; keepalive 64; }}
@@ -252,7 +262,7 @@ http {{
 """)
         p = Proc("nginx", [NGINX, "-c", conf, "-p", self.dir], PROXY_CORE)
         self.procs.append(p)
-        wait_port(port)
+        wait_port(port, p)
         return p
 
     def start_breakerbox(self, port, admin_port, outage=False, stale=False):
@@ -277,7 +287,7 @@ workers: 1
 listeners: [{{name: main, address: "127.0.0.1:{port}"}}]
 admin: {{address: "127.0.0.1:{admin_port}", token: bench}}
 logging: {{level: error}}
-limits: {{max_connections: 20000}}
+limits: {{max_connections: {connection_limit()}}}
 upstreams:
   svc:
     endpoints: ["127.0.0.1:{self.upstream_port}"]
@@ -295,7 +305,7 @@ upstreams:
 """)
         p = Proc("breakerbox", [BREAKERBOX, "--config", conf], PROXY_CORE)
         self.procs.append(p)
-        wait_port(port)
+        wait_port(port, p)
         return p
 
     def stop(self, p):
@@ -396,8 +406,8 @@ upstreams:
                     pids = p.pids() if p else []
                     r = self.wrk(ports[name], path, conns, self.args.seconds, pids)
                     results.setdefault((name, conns, path), []).append(r)
-                r = self.wrk(ports["breakerbox"], "/failfast", 50, self.args.seconds, targets["breakerbox"].pids())
-                if conns == 50 and path == "/small":
+                if conns == 50 and path == "/small":  # fast-fail, right after the cell it is compared with
+                    r = self.wrk(ports["breakerbox"], "/failfast", 50, self.args.seconds, targets["breakerbox"].pids())
                     results.setdefault(("breakerbox fast-fail", 50, "/small"), []).append(r)
             print(f"  repetition {rep + 1}/{self.args.reps} done", file=sys.stderr)
         for name, p in targets.items():
@@ -554,7 +564,7 @@ def main():
         else:
             b.failures.append(f"{MICRO} is missing (configure with -DBREAKERBOX_BUILD_BENCH=ON)")
     if b.failures:
-        print("\n### Failed requests — the figures above are not valid\n")
+        print("\n### Checks failed — the figures above are not valid\n")
         for f in b.failures:
             print(f"- {f}")
         sys.exit(1)
