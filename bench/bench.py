@@ -242,7 +242,7 @@ backend be
         conf = self.write(f"nginx-{port}.conf", f"""
 daemon off; master_process on; worker_processes 1; pid {self.dir}/nginx-{port}.pid;
 error_log stderr crit;
-events {{ worker_connections {connection_limit()}; }}
+events {{ worker_connections {2 * connection_limit()}; }}  # nginx counts both sides of a proxied connection
 http {{
   access_log off; keepalive_requests 1000000;
   upstream u {{ server 127.0.0.1:{self.upstream_port} {fails}; keepalive 64; }}
