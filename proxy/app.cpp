@@ -248,13 +248,17 @@ private:
         main_.stop();
     }
 
-    asio::io_context main_{1};
     const std::string config_path_;
     const std::uint32_t workers_setting_;
     const std::vector<config::listener_config> listener_cfgs_; // fixed for the process's life
     const config::admin_config admin_cfg_;
     forward::proxy_state state_;
     server::worker_pool pool_;
+    // Declared after the pool, so destroyed before it: an accept still pending when the drain stops
+    // this context holds a socket of a worker's io_context (accepted connections are born on their
+    // worker), and destroying that operation after the worker's context would touch its freed socket
+    // service (ASan caught it, now and then, on SIGTERM). Its coroutines also refer to the pool.
+    asio::io_context main_{1};
     std::vector<std::unique_ptr<server::listener>> listeners_;
     std::unique_ptr<admin::admin_server> admin_;
     asio::signal_set signals_;

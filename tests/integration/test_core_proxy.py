@@ -314,7 +314,8 @@ upstreams:
         self.assertEqual(read_response(drained).status, 200)
         self.assertTrue(wait_until(lambda: self._parked(bb) >= 2, timeout=10))
         bb.signal(signal.SIGTERM)
-        self.assertEqual(bb.wait(timeout=10), 0)
+        status = bb.wait(timeout=10)
+        self.assertEqual(status, 0, "\n".join(map(str, bb.log_entries())))
         self.assertEqual(drained.recv(10), b"")
         drained.close()
 
