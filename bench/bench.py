@@ -37,6 +37,8 @@ HAPROXY = shutil.which("haproxy", path=SBIN_PATH) or "haproxy"
 NGINX = shutil.which("nginx", path=SBIN_PATH) or "nginx"
 SMALL = "x" * 64
 BIG = "y" * 4096
+# The upstream's paths, with how tables name them and the body each must carry.
+BODIES = {"/small": ("64 B", SMALL), "/4k": ("4 KiB", BIG)}
 
 
 def free_port():
@@ -373,7 +375,7 @@ upstreams:
                 self.failures.append(f"{name}, {conns} conns, {path}: {requests} requests, {non2xx} non-2xx "
                                      f"(expected {expected_non2xx}), {socket_errors} socket errors")
             # ...and carried the body the cell is named after (a short error page would be "fast").
-            body = len(SMALL) if path == "/small" else len(BIG)
+            body = len(BODIES[path][1])
             least = min(r["bytes_per_request"] for r in runs)
             if not fast_fail and least < body:
                 self.failures.append(f"{name}, {conns} conns, {path}: {least:.0f} bytes read per answer, "
@@ -393,7 +395,7 @@ upstreams:
         conn.request("POST", "/admin/circuits/failfast/force-open", headers={"Authorization": "Bearer bench"})
         assert conn.getresponse().status == 200
         self.check_same_header_work(ports)
-        cells = [(c, path) for c in (1, 50) for path in ("/small", "/4k")]
+        cells = [(c, path) for c in (1, 50) for path in BODIES]
         results = {}
         names = ("direct", "haproxy", "nginx", "breakerbox")
         for rep in range(self.args.reps):
@@ -576,21 +578,21 @@ def print_throughput(res):
     print("| conns | body | target | req/s | p50 ms | p99 ms (range) | proxy CPU µs/req | vs direct | vs HAProxy req/s | CPU vs HAProxy |")
     print("|---:|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for conns in (1, 50):
-        for path in ("/small", "/4k"):
+        for path in BODIES:
             d = res[("direct", conns, path)]
             h = res[("haproxy", conns, path)]
             for name in ("direct", "haproxy", "nginx", "breakerbox"):
                 r = res[(name, conns, path)]
                 cpu_ratio = (r["cpu_us"] / h["cpu_us"]) if r["cpu_us"] and h["cpu_us"] else None
                 lo, hi = r["p99_range"]
-                print(f"| {conns} | {'64 B' if path == '/small' else '4 KiB'} | {name} | {fmt(r['rps'], 0)} | {fmt(r['p50'], 3)} | "
+                print(f"| {conns} | {BODIES[path][0]} | {name} | {fmt(r['rps'], 0)} | {fmt(r['p50'], 3)} | "
                       f"{fmt(r['p99'], 3)} ({lo:.2f}–{hi:.2f}) | {fmt(r['cpu_us'], 2)} | {r['rps'] / d['rps']:.2f} | {r['rps'] / h['rps']:.2f} | {fmt(cpu_ratio, 2)} |")
     print("\np99 in parentheses: the range over the repetitions. breakerbox's p99 against HAProxy's, repetition by repetition:")
     for conns in (1, 50):
-        for path in ("/small", "/4k"):
+        for path in BODIES:
             pairs = list(zip(res[("breakerbox", conns, path)]["p99s"], res[("haproxy", conns, path)]["p99s"]))
             lower = sum(1 for b, h in pairs if b <= h)
-            print(f"- {conns} conn{'s' if conns > 1 else ''}, {'64 B' if path == '/small' else '4 KiB'}: "
+            print(f"- {conns} conn{'s' if conns > 1 else ''}, {BODIES[path][0]}: "
                   f"at or below HAProxy's in {lower} of {len(pairs)}")
     print_cpu_split(res)
     ff = res[("breakerbox fast-fail", 50, "/small")]
@@ -612,12 +614,12 @@ def print_cpu_split(res):
     print("\n### Where the CPU goes (µs per request, median; 50 connections)\n")
     print("| body | target | user | kernel | total | lowest CPU ratio vs HAProxy reachable with this kernel time | proxy core busy | load core busy |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")
-    for path in ("/small", "/4k"):
+    for path in BODIES:
         h = res[("haproxy", 50, path)]
         for name in ("haproxy", "nginx", "breakerbox"):
             r = res[(name, 50, path)]
             floor = f"{r['kernel_us'] / h['cpu_us']:.2f}" if name != "haproxy" else ""
-            print(f"| {'64 B' if path == '/small' else '4 KiB'} | {name} | {fmt(r['user_us'], 2)} | {fmt(r['kernel_us'], 2)} | "
+            print(f"| {BODIES[path][0]} | {name} | {fmt(r['user_us'], 2)} | {fmt(r['kernel_us'], 2)} | "
                   f"{fmt(r['cpu_us'], 2)} | {floor} | {percent(r['proxy_core_busy'])} | {percent(r['load_core_busy'])} |")
 
 

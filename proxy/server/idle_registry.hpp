@@ -46,10 +46,8 @@ public:
     void close_all() noexcept
     {
         closing = true;
-        for (auto& m : marks_) {
-            error_code ignored;
-            m.stream_.socket().cancel(ignored);
-        }
+        for (auto& m : marks_)
+            cancel_wait(m);
     }
     // Once a second: asks the connections idle since before the previous call to park (cancels their
     // read). Returns how many were asked.
@@ -62,8 +60,7 @@ public:
                 continue; // asked already, or idle for less than a whole sweep interval
             m.park_requested_ = true;
             ++asked;
-            error_code ignored;
-            m.stream_.socket().cancel(ignored);
+            cancel_wait(m);
         }
         return asked;
     }
@@ -72,6 +69,12 @@ public:
 
 private:
     friend class idle_mark;
+    static void cancel_wait(idle_mark& m) noexcept
+    {
+        error_code ignored; // a socket already closed has nothing to cancel
+        m.stream_.socket().cancel(ignored);
+    }
+
     boost::intrusive::list<idle_mark, boost::intrusive::constant_time_size<false>> marks_;
     std::uint64_t sweeps_ = 0;
 };
