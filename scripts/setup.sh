@@ -1,18 +1,28 @@
 #!/usr/bin/env bash
 # Installs exactly the Debian 12 packages breakerbox needs to build, test and demo, and (through
 # bench/setup.sh) HAProxy and nginx for the benchmark and its smoke test, without starting their services.
+#   bash scripts/setup.sh --build-only   # only what compiling needs (the container image's build stage)
 # Idempotent: packages already present are skipped by apt; runs `apt-get update` first.
 set -euo pipefail
 
-packages=(
-  g++ cmake ninja-build make pkg-config ca-certificates curl python3 python3-yaml
+# What compiling breakerbox and its test upstream needs (all the container image's build stage installs).
+build_packages=(
+  g++ cmake ninja-build make pkg-config ca-certificates
   libboost1.81-dev            # Beast + Asio, headers only (NOT the 1.74 default)
   nlohmann-json3-dev libyaml-cpp-dev prometheus-cpp-dev libcli11-dev
-  libgtest-dev libbenchmark-dev
   libmimalloc-dev              # the proxy's allocator (CMakeLists.txt says why)
+)
+# What the tests, the demo and the benchmarks need on top.
+test_packages=(
+  curl python3 python3-yaml
+  libgtest-dev libbenchmark-dev
   clang-14 libclang-rt-14-dev  # libFuzzer targets (tests/fuzz)
   wrk                          # the soak test's load generator
 )
+build_only=0
+[ "${1:-}" = --build-only ] && build_only=1
+packages=("${build_packages[@]}")
+[ "$build_only" = 1 ] || packages+=("${test_packages[@]}")
 
 missing=()
 for p in "${packages[@]}"; do
@@ -31,6 +41,8 @@ else
   apt_update
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+
+[ "$build_only" = 1 ] && exit 0
 
 # Prometheus' own promtool and server, for the metrics and alert-rule tests. The Debian package is
 # downloaded and unpacked into .tools/ rather than installed, so that no Prometheus service starts.

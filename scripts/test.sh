@@ -3,6 +3,7 @@
 # that start the real binary against real upstreams on 127.0.0.1 — in the Release build, then again
 # with AddressSanitizer+UndefinedBehaviorSanitizer and with ThreadSanitizer (built at -O1, no -g),
 # and finally the libFuzzer targets (clang) for a bounded time each, from the seed corpus in tests/fuzz.
+# Then it builds the container image and checks it end to end.
 #   SANITIZERS=0 bash scripts/test.sh    # Release only (quicker, for local iteration)
 #   FUZZ_SECONDS=300 bash scripts/test.sh
 set -euo pipefail
@@ -20,8 +21,28 @@ run_suite() { # build-dir, extra cmake args...
   ctest --test-dir "$dir" --output-on-failure -j "$jobs" --timeout 600
 }
 
+# The container image: built from the Dockerfile and checked end to end (docker/build-and-run.sh: /live,
+# a proxied request, the non-root user, a drain on SIGTERM), so that a change that breaks it cannot land.
+#   IMAGE=0 bash scripts/test.sh   # skip it (local iteration)
+check_image() {
+  [ "${IMAGE:-1}" != 0 ] || { echo "== image: skipped (IMAGE=0)"; return 0; }
+  local oci
+  oci=${OCI_BUILD:-$(cd .. && pwd)/shared/tools/oci-build.sh}
+  # Inside a container (the fresh-machine test runs this script in one), podman may be unable to nest:
+  # only there, and only when a trivial container cannot run, is the check skipped, and loudly.
+  if [ -f /run/.containerenv ] || [ -f /.dockerenv ]; then
+    if ! "$oci" setup >/dev/null 2>&1 || ! "$oci" podman run --rm --pull=never docker.io/library/debian:bookworm true >/dev/null 2>&1; then
+      echo "== image: SKIPPED: this script runs inside a container that cannot run nested containers"
+      return 0
+    fi
+  fi
+  echo "== image: build and check (docker/build-and-run.sh)"
+  bash docker/build-and-run.sh
+}
+
 start=$(date +%s)
 run_suite build
+check_image
 if [ "${SANITIZERS:-1}" != 0 ]; then
   export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
   export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1

@@ -2,16 +2,34 @@
 
 #include "admin/admin_routes.hpp"
 #include "core/log.hpp"
+#include "http/error_response.hpp"
+#include "http/message_rules.hpp"
+#include "http/read_message.hpp"
+#include "http/serialize.hpp"
+#include "core/write_all.hpp"
 #include "server/listener.hpp"
 
 #include <boost/beast/http/parser.hpp>
-#include <boost/beast/http/read.hpp>
-#include <boost/beast/http/write.hpp>
 #include <nlohmann/json.hpp>
 
 namespace breakerbox::admin {
 
 namespace bhttp = boost::beast::http;
+
+namespace {
+
+// What the message rules refuse in an admin request: a transfer coding other than chunked, faulty
+// framing, or a Host that is missing, repeated or invalid.
+proxy_error refusal_of(const http::request& req)
+{
+    switch (http::transfer_coding_of(req, req.version())) {
+    case http::transfer_coding::unimplemented: return proxy_error::not_implemented;
+    case http::transfer_coding::faulty: return proxy_error::bad_request;
+    default: return http::check_host(req);
+    }
+}
+
+} // namespace
 
 admin_server::admin_server(asio::io_context& ioc, admin_context ctx, std::string token)
     : acceptor_(ioc), ctx_(std::move(ctx)), token_(std::move(token))
@@ -54,25 +72,28 @@ asio::awaitable<void> admin_server::session(tcp::socket socket)
 {
     error_code ec;
     const std::string remote = socket.remote_endpoint(ec).address().to_string();
-    beast::tcp_stream stream(std::move(socket));
+    deadline_stream stream(std::move(socket));
     beast::flat_buffer buffer;
+    std::string head;
     for (;;) {
         bhttp::request_parser<bhttp::string_body> parser;
+        http::trailer_fence fence{parser};
         parser.header_limit(16 * 1024);
         parser.body_limit(64 * 1024);
         stream.expires_after(std::chrono::seconds(30));
-        auto [rec, rn] = co_await bhttp::async_read(stream, buffer, parser, nothrow_awaitable);
-        if (rec)
+        if (co_await http::read_message(stream, buffer, parser, fence))
             break;
         auto req = parser.release();
-        auto res = handle_admin_request(ctx_, req, {remote, token_});
-        const bool keep_alive = req.keep_alive();
+        // The same message rules as the data listener (http/message_rules.hpp); a refused request closes.
+        const auto refused = refusal_of(req);
+        auto res = refused == proxy_error::ok ? handle_admin_request(ctx_, req, {remote, token_})
+                                              : http::make_error_response(refused, {}, "refused by RFC 9112 §3.2 / §6.1", 11);
+        const bool keep_alive = refused == proxy_error::ok && req.keep_alive();
         res.keep_alive(keep_alive);
-        if (req.method() == bhttp::verb::head)
-            res.body().clear();
-        stream.expires_after(std::chrono::seconds(30));
-        auto [wec, wn] = co_await bhttp::async_write(stream, res, nothrow_awaitable);
-        if (wec || !keep_alive)
+        res.prepare_payload();
+        http::serialize_head(res, head);
+        const head_and_body message(head, req.method() == bhttp::verb::head ? std::string_view{} : std::string_view(res.body()));
+        if ((co_await message.write_all(stream, seconds(30))).ec || !keep_alive)
             break;
     }
     stream.socket().shutdown(tcp::socket::shutdown_send, ec);

@@ -3,6 +3,7 @@
 #include "core/deadline_stream.hpp"
 #include "core/log.hpp"
 #include "core/write_all.hpp"
+#include "http/message_rules.hpp"
 #include "http/read_message.hpp"
 
 #include <boost/beast/http/parser.hpp>
@@ -39,8 +40,9 @@ asio::awaitable<probe_result> probe_once(const tcp::endpoint& endpoint, const st
         co_return probe_result{wec == beast::error::timeout ? proxy_error::upstream_timeout : proxy_error::upstream_reset, 0, wec.message()};
     beast::flat_buffer buffer;
     bhttp::response_parser<bhttp::string_body> parser;
+    http::trailer_fence fence{parser}; // only the status is judged, but trailers never join the header
     parser.body_limit(64 * 1024); // a health answer; anything bigger is not one
-    if (auto rec = co_await http::read_message(stream, buffer, parser)) {
+    if (auto rec = co_await http::read_message(stream, buffer, parser, fence)) {
         if (rec == beast::error::timeout)
             co_return probe_result{proxy_error::upstream_timeout, 0, "no complete answer within the probe timeout"};
         if (rec.category() == make_error_code(bhttp::error::bad_version).category() && rec != bhttp::error::partial_message &&
@@ -48,6 +50,9 @@ asio::awaitable<probe_result> probe_once(const tcp::endpoint& endpoint, const st
             co_return probe_result{proxy_error::upstream_invalid_response, 0, rec.message()};
         co_return probe_result{proxy_error::upstream_reset, 0, rec.message()};
     }
+    if (auto coding = http::transfer_coding_of(parser.get(), parser.get().version());
+        coding != http::transfer_coding::none && coding != http::transfer_coding::chunked)
+        co_return probe_result{proxy_error::upstream_invalid_response, 0, "a transfer coding other than chunked (RFC 9112 §6.1)"};
     co_return probe_result{proxy_error::ok, parser.get().result_int(), {}};
 }
 

@@ -2,6 +2,7 @@
 
 #include "forward/bulkhead_wait.hpp"
 #include "forward/fallback_response.hpp"
+#include "forward/retry_policy.hpp"
 #include "forward/upstream_exchange.hpp"
 #include "http/error_response.hpp"
 #include "http/field_scan.hpp"
@@ -13,6 +14,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <ctime>
 
 namespace breakerbox::forward {
 namespace {
@@ -120,50 +122,6 @@ std::optional<fallback_trigger> trigger_of(const call_result& r)
     }
 }
 
-bool method_retryable(const http::request& req, const config::retry_config& rc)
-{
-    if (req.method() == bhttp::verb::post && (rc.allow_post || req.count("Idempotency-Key")))
-        return true;
-    const auto m = req.method_string();
-    return std::any_of(rc.methods.begin(), rc.methods.end(), [&](const std::string& x) { return m == x; });
-}
-
-bool outcome_retryable(const exchange_result& r, const http::response& response, const config::retry_config& rc)
-{
-    switch (r.error) {
-    case proxy_error::ok: {
-        const unsigned s = response.result_int();
-        return std::find(rc.on_statuses.begin(), rc.on_statuses.end(), s) != rc.on_statuses.end();
-    }
-    case proxy_error::upstream_connect_failed:
-    case proxy_error::upstream_connect_timeout: return rc.on_connect_failure;
-    case proxy_error::upstream_reset: return rc.on_reset;
-    case proxy_error::upstream_timeout: return rc.on_timeout;
-    default: return false;
-    }
-}
-
-// Delay before the next attempt: full jitter over min(max, base × 2^(attempt-1)), or the upstream's
-// Retry-After (seconds) when it gave one. nullopt: do not retry (Retry-After beyond retry_after_max).
-std::optional<nanos> retry_delay(const exchange_result& r, const http::response& response, const config::retry_config& rc,
-                                 unsigned attempt, std::uint64_t random)
-{
-    if (r.error == proxy_error::ok) {
-        auto ra = http::value_of(response, {bhttp::field::retry_after});
-        long secs = 0;
-        if (!ra.empty()) {
-            auto [ptr, ec] = std::from_chars(ra.data(), ra.data() + ra.size(), secs);
-            if (ec != std::errc{} || ptr != ra.data() + ra.size() || secs < 0)
-                return std::nullopt; // an HTTP-date or garbage: the upstream wants a pause we will not hold
-            if (seconds(secs) > rc.retry_after_max)
-                return std::nullopt;
-            return seconds(secs);
-        }
-    }
-    const nanos ceiling = std::min<nanos>(rc.backoff_max, rc.backoff_base << std::min(attempt - 1, 20u));
-    return ceiling > 0 ? static_cast<nanos>(random % static_cast<std::uint64_t>(ceiling + 1)) : 0;
-}
-
 class forwarder {
 public:
     forwarder(worker_context& w, worker_generation& gen, http::request& req, const routing::route_match& route, bool head,
@@ -239,6 +197,7 @@ private:
         switch (admitted) {
         case bulkhead_result::acquired: break;
         case bulkhead_result::client_gone:
+            stats.count(upstream_outcome::client_gone);
             co_return call_result{proxy_error::client_closed, "the client left while queued"};
         case bulkhead_result::full:
             stats.count(rejection_reason::bulkhead_full);
@@ -251,6 +210,10 @@ private:
         call_result last;
         upstream::endpoint_slot* previous = nullptr;
         budget_permit retry_slot;
+        // Whether the request may be sent again once it may have reached the upstream (RFC 9110 §9.2.2
+        // and the retry rules): a retry, a resend after a stale pooled connection, a failover.
+        const bool resendable = method_retryable(req_, rc);
+        bool stale_resend = false; // the next attempt resends after a stale pooled connection
         for (unsigned attempt = 1;; ++attempt) {
             const nanos attempt_start = unspent_reading ? std::exchange(unspent_reading, 0) : steady_now();
             const std::uint64_t trips_before = shared.breaker.trip_count(); // before the permit: no trip slips between
@@ -281,13 +244,28 @@ private:
                 result = co_await exchange(up, *ep, req_,
                                            {attempt_deadline, ucfg.connect_timeout, cfg_.limits.max_response_body, attempt_start,
                                             ucfg.breaker.cancel_in_flight ? &shared.breaker : nullptr, trips_before,
-                                            ucfg.breaker.slow_call_in_flight ? &permit : nullptr},
+                                            ucfg.breaker.slow_call_in_flight ? &permit : nullptr, resendable, stale_resend},
                                            response, watch_);
+            }
+            maybe_sent_ = maybe_sent_ || result.maybe_sent;
+            if (result.stale_connection && resendable && !std::exchange(stale_resend, true)) {
+                // Most likely the peer closed the idle connection as we wrote; the upstream may also
+                // have read the request and died, so the resend is a retry: counted, and only within
+                // the budget. It goes on a new connection, its stale attempt unrecorded (the resend's
+                // outcome is the one that counts); it does not use up max_attempts.
+                if (retry_slot.budget)
+                    release_retry_slot(retry_slot);
+                if (take_retry_slot(shared, stats, retry_slot)) {
+                    --attempt;
+                    continue;
+                }
             }
             if ((result.error == proxy_error::client_closed || result.error == proxy_error::circuit_open) && permit.slow_recorded())
                 stats.slow.add(); // ended from outside after the sweep had recorded it as slow
-            if (result.error == proxy_error::client_closed) // not an upstream outcome: the permit is released unrecorded
+            if (result.error == proxy_error::client_closed) { // not an upstream outcome: the permit is released unrecorded
+                stats.count(upstream_outcome::client_gone);
                 co_return call_result{proxy_error::client_closed, std::move(result.detail)};
+            }
             if (result.error == proxy_error::circuit_open) { // cancel_in_flight: answered as if it came after the trip
                 if (attempt > 1) {
                     stats.count(retry_result::stopped_by_breaker);
@@ -308,33 +286,47 @@ private:
             if (ucfg.breaker.slow_call_enabled && finished - attempt_start >= ucfg.breaker.slow_call_duration)
                 stats.slow.add();
             if (retry_slot.budget) { // this attempt was a retry: it is over
-                retry_slot.budget->release();
-                retry_slot.budget = nullptr;
+                release_retry_slot(retry_slot);
                 if (result.error == proxy_error::ok && classified != resilience::outcome::failure)
                     stats.count(retry_result::succeeded);
             }
 
-            const bool retryable = attempt < rc.max_attempts && outcome_retryable(result, response, rc) && method_retryable(req_, rc);
+            const bool retryable = attempt < rc.max_attempts && !result.stale_connection && resendable &&
+                                   outcome_retryable(result.error, response, rc);
             std::optional<nanos> delay;
             if (retryable)
-                delay = retry_delay(result, response, rc, attempt, worker_.random());
+                delay = retry_delay(result.error, response, rc, attempt, worker_.random(), static_cast<std::int64_t>(std::time(nullptr)));
             // `response` keeps the last answer the upstream gave: an attempt that gets none leaves it.
             last = call_result{result.error, std::move(result.detail),
                                result.error == proxy_error::ok && classified == resilience::outcome::failure};
             if (!retryable || !delay || steady::now() + as_duration(*delay) >= deadline)
                 co_return last;
-            if (!shared.budget.try_acquire(shared.bulk.in_flight())) {
-                stats.count(retry_result::budget_exhausted);
+            if (!take_retry_slot(shared, stats, retry_slot))
                 co_return last;
-            }
-            retry_slot.budget = &shared.budget;
-            stats.count(retry_result::attempted);
+            stale_resend = false;
             if (*delay > 0) {
                 asio::steady_timer pause(co_await asio::this_coro::executor, as_duration(*delay));
                 co_await pause.async_wait(nothrow_awaitable);
             }
             previous = ep; // the retry goes to another endpoint when there is one
         }
+    }
+
+    // A retry (or resend) takes a place in the retry budget, or is refused (and counted either way).
+    static bool take_retry_slot(resilience::upstream_resilience& shared, upstream_stats& stats, budget_permit& slot)
+    {
+        if (!shared.budget.try_acquire(shared.bulk.in_flight())) {
+            stats.count(retry_result::budget_exhausted);
+            return false;
+        }
+        slot.budget = &shared.budget;
+        stats.count(retry_result::attempted);
+        return true;
+    }
+    static void release_retry_slot(budget_permit& slot)
+    {
+        slot.budget->release();
+        slot.budget = nullptr;
     }
 
     // `out.response` holds the upstream's answer when r.error == ok (a failure status).
@@ -383,11 +375,16 @@ private:
             case config::fallback_kind::upstream: {
                 if (depth > 0)
                     continue;
+                // A request that must not be sent twice goes elsewhere only if the first upstream
+                // certainly did not get it (refused before sending, or the connection never opened).
+                if (maybe_sent_ && !method_retryable(req_, ucfg.retries))
+                    continue;
                 const auto* target = cfg_.find_upstream(fb.upstream);
                 const std::size_t t = static_cast<std::size_t>(target - cfg_.upstreams.data());
                 ensure_prepared();
-                if (!target->host_rewrite.empty())
-                    http::set_field(req_, {bhttp::field::host}, target->host_rewrite);
+                // The failover target gets the same target path (it serves the same API: the route's
+                // prefix was stripped for it too) but its own Host: its host_rewrite, else the client's.
+                http::set_field(req_, {bhttp::field::host}, failover_host(*target));
                 forward_result other;
                 co_await to_upstream(t, depth + 1, other);
                 if (other.error != proxy_error::ok || other.from_fallback || other.response.result_int() >= 500)
@@ -446,6 +443,17 @@ private:
         return std::max<long>(1, static_cast<long>((wait - millis(1) + seconds(1) - 1) / seconds(1)));
     }
 
+    // The Host a failover target gets: its own host_rewrite, else the client's Host (or the absolute-form
+    // target's authority), else its first endpoint. Never the first upstream's rewritten one.
+    std::string failover_host(const config::upstream_config& target) const
+    {
+        if (!target.host_rewrite.empty())
+            return target.host_rewrite;
+        if (!route_.authority.empty())
+            return route_.authority;
+        return target.endpoints.front().text();
+    }
+
     // The client's request becomes the upstream request only when something needs it that way (an
     // attempt, a stale lookup, a failover): an open circuit answered by a fallback never pays for it.
     void ensure_prepared()
@@ -465,6 +473,7 @@ private:
     const client_info client_;
     client_watch* watch_;
     bool prepared_ = false;
+    bool maybe_sent_ = false; // some attempt's request may have reached an upstream
 };
 
 } // namespace

@@ -11,7 +11,8 @@
 
 namespace breakerbox::forward {
 
-// Upstream call outcomes as recorded (label `outcome`).
+// Upstream call outcomes as recorded (label `outcome`). client_gone: the client went away while its
+// call was queued for the bulkhead or in flight (cancelled; the breaker records nothing for it).
 #define BREAKERBOX_UPSTREAM_OUTCOMES(X) \
     X(success)                          \
     X(status_failure)                   \
@@ -20,7 +21,8 @@ namespace breakerbox::forward {
     X(timeout)                          \
     X(reset)                            \
     X(invalid_response)                 \
-    X(ignored)
+    X(ignored)                          \
+    X(client_gone)
 
 // Requests answered locally without reaching the upstream (label `reason`).
 #define BREAKERBOX_REJECTION_REASONS(X) \

@@ -1,6 +1,8 @@
 #include "forward/upstream_exchange.hpp"
 
 #include "core/write_all.hpp"
+#include "http/field_scan.hpp"
+#include "http/message_rules.hpp"
 #include "http/read_message.hpp"
 #include "http/serialize.hpp"
 
@@ -31,6 +33,20 @@ exchange_result failure(proxy_error e, std::string detail)
     exchange_result r;
     r.error = e;
     r.detail = std::move(detail);
+    return r;
+}
+
+// A failure after (some of) the request was written: the upstream may have it.
+exchange_result sent_failure(exchange_result r)
+{
+    r.maybe_sent = true;
+    return r;
+}
+
+exchange_result stale_failure(std::string detail)
+{
+    auto r = sent_failure(failure(proxy_error::upstream_reset, std::move(detail)));
+    r.stale_connection = true;
     return r;
 }
 
@@ -92,10 +108,12 @@ asio::awaitable<exchange_result> exchange(upstream::worker_upstream& up, upstrea
             return failure(proxy_error::circuit_open, "the circuit of " + ep.label + " opened while the request was in flight");
         return std::nullopt;
     };
-    // A pooled connection the peer closed meanwhile fails before any response byte arrives; then,
-    // and only then, the request is sent again on a fresh connection (it never reached the upstream).
+    // A pooled connection the peer closed meanwhile: when the write fails before a byte of the request
+    // left, the request goes on a fresh connection here (nothing reached the upstream); when the
+    // connection breaks after that and before any response byte, the result says stale_connection and
+    // the caller decides whether the request may be sent again.
     for (int attempt = 0; attempt < 2; ++attempt) {
-        auto conn = attempt == 0 ? up.take_idle(ep, limits.now) : nullptr;
+        auto conn = attempt == 0 && !limits.fresh_connection ? up.take_idle(ep, limits.now, !limits.resendable) : nullptr;
         if (!conn) {
             if (!up.has_capacity(ep))
                 co_return failure(proxy_error::bulkhead_full, ep.label + " is at pool.max_connections_per_endpoint");
@@ -118,43 +136,55 @@ asio::awaitable<exchange_result> exchange(upstream::worker_upstream& up, upstrea
             sent = co_await message.write_rest(conn->stream, sent);
         if (const auto wec = sent.ec) {
             if (auto why = cancelled())
-                co_return std::move(*why);
-            if (conn->reused && is_connection_closed(wec))
-                continue;
+                co_return sent.written ? sent_failure(std::move(*why)) : std::move(*why);
+            if (conn->reused && is_connection_closed(wec)) {
+                if (sent.written == 0)
+                    continue; // not a byte left: the request goes on a fresh connection, unsent so far
+                co_return stale_failure(ep.label + " closed the pooled connection while the request was written: " + wec.message());
+            }
             if (wec == beast::error::timeout)
-                co_return failure(proxy_error::upstream_timeout, "writing the request to " + ep.label + " timed out");
-            co_return failure(proxy_error::upstream_reset, "writing the request to " + ep.label + " failed: " + wec.message());
+                co_return sent_failure(failure(proxy_error::upstream_timeout, "writing the request to " + ep.label + " timed out"));
+            co_return sent_failure(failure(proxy_error::upstream_reset, "writing the request to " + ep.label + " failed: " + wec.message()));
         }
 
         std::optional<bhttp::response_parser<bhttp::string_body>> parser;
+        std::optional<http::trailer_fence> fence;
         for (;;) { // skip interim 1xx responses (except 101, which we never ask for)
             parser.emplace();
+            fence.emplace(*parser);
             parser->body_limit(limits.max_response_body);
             parser->header_limit(64 * 1024);
             if (head)
                 parser->skip(true);
-            auto rec = co_await http::read_message(conn->stream, conn->buffer, *parser, response_read_size);
+            auto rec = co_await http::read_message(conn->stream, conn->buffer, *parser, *fence, response_read_size);
             if (rec) {
                 if (auto why = cancelled())
-                    co_return std::move(*why);
+                    co_return sent_failure(std::move(*why));
                 if (conn->reused && !parser->got_some() && is_connection_closed(rec))
-                    break; // stale pooled connection: retry on a fresh one
-                co_return read_failure(rec, ep.label);
+                    co_return stale_failure(ep.label + " closed the pooled connection before responding: " + rec.message());
+                co_return sent_failure(read_failure(rec, ep.label));
             }
             unsigned status = parser->get().result_int();
             if (status >= 100 && status < 200 && status != 101)
                 continue;
             if (status == 101)
-                co_return failure(proxy_error::upstream_invalid_response, ep.label + " switched protocols, which is not supported");
+                co_return sent_failure(failure(proxy_error::upstream_invalid_response, ep.label + " switched protocols, which is not supported"));
+            if (auto coding = http::transfer_coding_of(parser->get(), parser->get().version());
+                coding != http::transfer_coding::none && coding != http::transfer_coding::chunked)
+                co_return sent_failure(failure(proxy_error::upstream_invalid_response,
+                                               ep.label + " sent a transfer coding other than chunked (RFC 9112 §6.1): " +
+                                                   std::string(http::value_of(parser->get(), {bhttp::field::transfer_encoding}))));
             const bool reusable = parser->keep_alive() && conn->buffer.size() == 0;
             response = parser->release();
             const nanos finished = now_nanos();
             if (reusable)
                 up.give_back(ep, std::move(conn), finished);
-            co_return exchange_result{proxy_error::ok, {}, finished};
+            exchange_result done{proxy_error::ok, {}, finished};
+            done.maybe_sent = true;
+            co_return done;
         }
     }
-    co_return failure(proxy_error::upstream_reset, ep.label + " closed the connection before responding");
+    co_return failure(proxy_error::upstream_reset, ep.label + " closed the connection before the request was sent");
 }
 
 } // namespace breakerbox::forward

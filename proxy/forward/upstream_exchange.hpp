@@ -16,6 +16,14 @@ struct exchange_result {
     proxy_error error = proxy_error::ok; // ok: the response is in the caller's message
     std::string detail;                  // human-readable cause (for the JSON body and logs)
     nanos finished = 0;                  // the clock when the response was complete (0: not read)
+    // upstream_reset on a reused pooled connection that broke after the request (or part of it) was
+    // written and before any response byte: usually the peer closed the idle connection just as we
+    // wrote (the benign race), but the upstream may also have read the request and died. Sending it again
+    // is the caller's decision (a resend is a retry: RFC 9110 §9.2.2, the retry rules and the budget).
+    bool stale_connection = false;
+    // Whether any byte of the request may have reached the upstream (false: refused before sending,
+    // connect failures): a request that must not be repeated may still go elsewhere when false.
+    bool maybe_sent = false;
 };
 
 struct exchange_limits {
@@ -30,6 +38,12 @@ struct exchange_limits {
     // With a watch and slow_calls.in_flight: the call's permit, recorded as slow by the worker's sweep
     // once the call has run that long.
     resilience::breaker_permit* slow_permit = nullptr;
+    // The request may be sent again if this exchange fails (its method is retryable). When false, a
+    // pooled connection is checked for a peer's close before it is used however recently it was used
+    // (one MSG_PEEK), to keep the race that would cost such a request its answer rare.
+    bool resendable = true;
+    // Skip the pool: a resend after a stale pooled connection goes on a new connection.
+    bool fresh_connection = false;
 };
 
 // `response` is assigned only on success: it is the caller's, so that the answer is not moved through

@@ -3,6 +3,7 @@
 // The stream's current deadline bounds the whole message.
 #pragma once
 #include "core/deadline_stream.hpp"
+#include "http/message_rules.hpp"
 
 #include <boost/beast/core/read_size.hpp>
 #include <boost/beast/http/basic_parser.hpp>
@@ -14,11 +15,14 @@ namespace breakerbox::http {
 
 // Completes when the parser is done; errors are Beast's (need_more never escapes), end_of_stream when
 // the peer closed before sending anything, and beast::error::timeout past the deadline.
+// `fence`: the parser's trailer_fence (http/message_rules.hpp), so that a chunked message's trailer
+// section is dropped instead of joining the header; every parser on a path that reads bodies has one.
 // `min_read`: each read asks for at least this much (Beast's own sizing starts at 512 bytes, which took
 // nine recv calls for a 4 KiB response).
 template <bool IsRequest>
 asio::awaitable<error_code> read_message(deadline_stream& stream, beast::flat_buffer& buffer,
-                                         boost::beast::http::basic_parser<IsRequest>& parser, std::size_t min_read = 512)
+                                         boost::beast::http::basic_parser<IsRequest>& parser, trailer_fence& fence,
+                                         std::size_t min_read = 512)
 {
     namespace bhttp = boost::beast::http;
     parser.eager(true);
@@ -28,7 +32,13 @@ asio::awaitable<error_code> read_message(deadline_stream& stream, beast::flat_bu
             error_code ec;
             const std::size_t used = parser.put(buffer.data(), ec);
             buffer.consume(used);
+            if (fence.pending()) { // stopped at the last chunk, its trailer section buffered: blank it
+                if (!fence.blank(buffer))
+                    co_return bhttp::error::bad_chunk;
+                continue;
+            }
             if (parser.is_done()) {
+                fence.finish();
                 if (last_read_short && buffer.size() == 0)
                     stream.mark_drained(); // the message ended with the data queued: the next one is not there yet
                 co_return error_code{};

@@ -415,12 +415,19 @@ nanos circuit_breaker::time_until_probe() const noexcept
     return std::max<nanos>(0, from_ms(w.stamp_ms) - clock_.now());
 }
 
+breaker_state circuit_breaker::effective_state(nanos now) const noexcept
+{
+    const word w = decode(state_word_.load(std::memory_order_acquire));
+    return open_time_over(w, now) ? breaker_state::half_open : w.state;
+}
+
 breaker_snapshot circuit_breaker::snapshot() const
 {
     const nanos now = clock_.now();
     const word w = decode(state_word_.load(std::memory_order_acquire));
     breaker_snapshot s{};
     s.state = w.state;
+    s.recorded_state = w.state;
     s.transitions = transitions_.load(std::memory_order_relaxed);
     s.trips = trips_.load(std::memory_order_relaxed);
     s.consecutive_failures = consecutive_failures_.load(std::memory_order_relaxed);
@@ -437,9 +444,20 @@ breaker_snapshot circuit_breaker::snapshot() const
             s.probe_successes = p.successes;
         }
     }
-    std::lock_guard lock(reason_mutex_);
-    s.last_reason = last_reason_;
-    s.since = since_;
+    {
+        std::lock_guard lock(reason_mutex_);
+        s.last_reason = last_reason_;
+        s.since = since_;
+    }
+    if (open_time_over(w, now)) { // reported as what the next call will find (see effective_state)
+        s.state = breaker_state::half_open;
+        s.since = from_ms(w.stamp_ms);
+        s.open_until = 0;
+        s.current_open_duration = next_open_duration(static_cast<std::uint16_t>(w.generation + 2),
+                                                      consecutive_trips_.load(std::memory_order_relaxed));
+        s.last_reason = "open time of " + duration_text(last_open_for_.load(std::memory_order_relaxed)) +
+                        " elapsed: the next call is admitted as a probe";
+    }
     return s;
 }
 

@@ -78,7 +78,10 @@ struct transition_event {
 using transition_listener = std::function<void(const transition_event&)>;
 
 struct breaker_snapshot {
+    // What the next call finds (effective_state): an open circuit whose open time is over is reported
+    // half_open, with `since` the end of the open time and open_until 0.
     breaker_state state;
+    breaker_state recorded_state; // the state word as stored (moves from open to half_open lazily)
     nanos since;                 // when the current state began
     std::uint64_t transitions;   // number of transitions so far
     std::uint64_t trips;         // transitions into open (all kinds)
@@ -141,7 +144,15 @@ public:
     // Back to closed with a fresh window and the open time back at its base.
     void reset(std::string_view who);
 
+    // The stored state. Open moves to half_open lazily, when the first call after the open time
+    // arrives (or the active prober looks): for what to report, use effective_state.
     breaker_state state() const noexcept;
+    // The state the next call will find at `now`: half_open for an open circuit whose open time is over
+    // (its next call is admitted as a probe, or the active prober's is), the stored state otherwise. What
+    // /health/circuits, /metrics and the alert rules report, whether or not traffic arrives — instead of
+    // a timer per breaker moving it (Resilience4j's automaticTransitionFromOpenToHalfOpenEnabled), which
+    // would, without traffic, run into half_open's max_wait and flip between open and half-open.
+    breaker_state effective_state(nanos now) const noexcept;
     // Transitions into open so far (any kind): a call that sees it change has seen the circuit open.
     std::uint64_t trip_count() const noexcept { return trips_.load(std::memory_order_relaxed); }
     breaker_snapshot snapshot() const;
@@ -184,6 +195,7 @@ private:
     permit try_probe(std::uint64_t bits, const word& w, nanos now) noexcept;
     void finish_probe(const permit& p, bool success, nanos now) noexcept;
 
+    bool open_time_over(const word& w, nanos now) const noexcept { return w.state == breaker_state::open && now >= from_ms(w.stamp_ms); }
     static std::int64_t to_ms_ceil(nanos t) noexcept { return (t + 999'999) / 1'000'000; }
     static nanos from_ms(std::int64_t ms) noexcept { return ms * 1'000'000; }
 

@@ -6,6 +6,7 @@
 #include "http/error_response.hpp"
 #include "http/field_scan.hpp"
 #include "http/framing.hpp"
+#include "http/message_rules.hpp"
 #include "http/read_message.hpp"
 #include "http/serialize.hpp"
 
@@ -208,22 +209,30 @@ private:
         }
         const unsigned version = parser.get().version() == 10 ? 10 : 11;
         const bool head_request = parser.get().method() == bhttp::verb::head;
-        // A Transfer-Encoding whose final coding is not chunked leaves the body length to the
-        // connection's end: ambiguous through a proxy, so refused (RFC 9112 §6.3).
-        if (http::has_field(parser.get(), {bhttp::field::transfer_encoding}) && !parser.chunked()) {
-            co_await send_and_close(proxy_error::bad_request, version, head_request);
+        if (const auto refused = check_request_head(parser.get()); refused != proxy_error::ok) {
+            co_await send_and_close(refused, version, head_request);
             co_return false;
         }
         if (parser.is_done() && buffer_.size() == 0 && last_read_short_)
             stream_.mark_drained(); // the request ended with the data queued: the next one is not there yet
+        auto& result = state.result;
+        // Routed before the body is read: a request nobody will take is answered at once, without a
+        // 100 Continue and without waiting for its body (as a 413 is).
+        auto route = route_request(parser.get(), result);
         if (!parser.is_done()) {
-            if (expects_continue(parser.get()) && version == 11) {
+            if (!route && expects_continue(parser.get())) {
+                // The client waits for our go-ahead before it sends the body: answer now and close
+                // (RFC 9110 §10.1.1), since the unread body would otherwise be taken for the next request.
+                co_await send_refusal_and_close(result, version, head_request);
+                co_return false;
+            }
+            if (route && expects_continue(parser.get()) && version == 11) {
                 static constexpr std::string_view go_on = "HTTP/1.1 100 Continue\r\n\r\n";
                 if ((co_await write_all(stream_, asio::buffer(go_on), limits().write_timeout)).ec)
                     co_return false;
             }
             stream_.expires_after(as_duration(limits().body_timeout));
-            const auto bec = co_await http::read_message(stream_, buffer_, parser, 8192);
+            const auto bec = co_await http::read_message(stream_, buffer_, parser, state.fence, 8192);
             const bool timed_out = bec == beast::error::timeout;
             stream_.expires_never();
             if (bec) {
@@ -247,8 +256,6 @@ private:
             target = req.target();
         }
 
-        auto& result = state.result;
-        auto route = route_request(req, result);
         if (route)
             co_await forward::forward_request(worker_.context, *gen_, req, *route, {client_ip_, &stream_.socket(), &watch_}, result);
         if (result.error == proxy_error::client_closed)
@@ -292,6 +299,30 @@ private:
         return route;
     }
 
+    // What the request's header section alone already refuses (RFC 9112 §6.1 transfer codings, §3.2
+    // Host): the connection closes after the answer, since the framing or the target cannot be trusted.
+    static proxy_error check_request_head(const http::request& req)
+    {
+        switch (http::transfer_coding_of(req, req.version())) {
+        case http::transfer_coding::none:
+        case http::transfer_coding::chunked: break;
+        case http::transfer_coding::unimplemented: return proxy_error::not_implemented;
+        case http::transfer_coding::faulty: return proxy_error::bad_request;
+        }
+        return http::check_host(req);
+    }
+
+    // Answers a request refused before its body was read, and closes.
+    asio::awaitable<void> send_refusal_and_close(forward::forward_result& refused, unsigned version, bool head_request)
+    {
+        gen_->stats.requests.add();
+        count_response(refused.status(), true);
+        refused.response.version(version);
+        refused.response.keep_alive(false);
+        const auto message = serialize_response(refused.response, head_request);
+        co_await message.write_all(stream_, limits().write_timeout);
+    }
+
     // Answers a request that could not be read and closes: after a framing error the rest of the
     // byte stream cannot be trusted.
     asio::awaitable<void> send_and_close(proxy_error reason, unsigned version, bool head_request = false)
@@ -329,6 +360,7 @@ private:
     // allocation per request). Released when the request is over: an idle connection holds none of it.
     struct request_state {
         request_parser parser;
+        http::trailer_fence fence{parser}; // after the parser: it registers with it
         http::request req;
         forward::forward_result result;
     };

@@ -45,16 +45,16 @@ endpoint_slot* worker_upstream::pick(const endpoint_slot* avoid)
     return chosen ? chosen : fallback;
 }
 
-std::unique_ptr<upstream_connection> worker_upstream::take_idle(endpoint_slot& ep, nanos now)
+std::unique_ptr<upstream_connection> worker_upstream::take_idle(endpoint_slot& ep, nanos now, bool always_check)
 {
     while (!ep.idle.empty()) {
         auto conn = std::move(ep.idle.back());
         ep.idle.pop_back();
         const nanos idle_for = now - conn->idle_since;
         // Peers close idle keep-alive connections after seconds, not microseconds: a connection used
-        // a moment ago is trusted without the liveness syscall (the exchange still retries a reused
-        // connection that fails before any response byte, so even then nothing is lost).
-        if (idle_for < cfg_->pool.idle_timeout && (idle_for < recently_used || conn->looks_alive())) {
+        // a moment ago is trusted without the liveness syscall (an idempotent request that meets a
+        // stale one is sent again, as a retry) unless the request must not be sent twice.
+        if (idle_for < cfg_->pool.idle_timeout && ((idle_for < recently_used && !always_check) || conn->looks_alive())) {
             conn->reused = true;
             return conn;
         }

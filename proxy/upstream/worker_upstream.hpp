@@ -42,8 +42,10 @@ public:
         return connection_limit_ == 0 || !ep.idle.empty() || ep.open_connections < connection_limit_;
     }
 
-    // Takes an idle connection that still looks usable, or nullptr. Stale ones are closed.
-    std::unique_ptr<upstream_connection> take_idle(endpoint_slot& ep, nanos now);
+    // Takes an idle connection that still looks usable, or nullptr. Stale ones are closed. A connection
+    // used within the last 250 ms is trusted without a liveness check unless `always_check` (for a
+    // request that must not be sent twice: a stale connection would cost it its answer).
+    std::unique_ptr<upstream_connection> take_idle(endpoint_slot& ep, nanos now, bool always_check = false);
     // Returns a connection after a complete exchange; it is kept only within the pool limits.
     void give_back(endpoint_slot& ep, std::unique_ptr<upstream_connection> conn, nanos now);
     // Closes idle connections older than the pool's idle timeout.

@@ -244,3 +244,102 @@ class ProxyTestCase(unittest.TestCase):
         b = Breakerbox(config_text, extra_env)
         self._processes.append(b)
         return b
+
+    def scripted(self, handler):
+        u = ScriptedUpstream(handler)
+        self._processes.append(u)
+        return u
+
+
+class ScriptedUpstream:
+    """A raw-socket upstream on 127.0.0.1 whose every byte the test decides: `handler(conn, index)` runs
+    for each accepted connection (index counts from 0) on its own thread. Every request head read with
+    read_request is kept in `requests` (method, target, header lines, body), so a test can count exactly
+    what reached the upstream."""
+
+    def __init__(self, handler):
+        self.handler = handler
+        self.requests = []
+        self.connections = 0
+        self._lock = threading.Lock()
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.address = "127.0.0.1:%d" % self.port
+        self._threads = []
+        self._stopped = False
+        self._acceptor = threading.Thread(target=self._accept, daemon=True)
+        self._acceptor.start()
+
+    def _accept(self):
+        while not self._stopped:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with self._lock:
+                index = self.connections
+                self.connections += 1
+            t = threading.Thread(target=self._serve, args=(conn, index), daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def _serve(self, conn, index):
+        conn.settimeout(10)
+        try:
+            self.handler(self, conn, index)
+        except (OSError, ValueError):
+            pass
+        finally:
+            conn.close()
+
+    def read_request(self, conn):
+        """Reads one request (Content-Length or chunked body); returns (method, target, headers, body)
+        with headers as a list of (name, value) in order, or None when the peer closed first."""
+        f = conn.makefile("rb")
+        line = f.readline()
+        if not line:
+            return None
+        method, target, _ = line.decode().split(" ", 2)
+        headers = []
+        while True:
+            h = f.readline().decode()
+            if h in ("\r\n", "\n", ""):
+                break
+            k, v = h.split(":", 1)
+            headers.append((k.strip(), v.strip()))
+        names = {k.lower(): v for k, v in headers}
+        body = b""
+        if "content-length" in names:
+            body = f.read(int(names["content-length"]))
+        elif names.get("transfer-encoding", "").lower() == "chunked":
+            while True:
+                size = int(f.readline().split(b";")[0], 16)
+                if size == 0:
+                    while f.readline() not in (b"\r\n", b""):
+                        pass
+                    break
+                body += f.read(size)
+                f.readline()
+        with self._lock:
+            self.requests.append((method, target, headers, body))
+        return method, target, headers, body
+
+    def count(self, method, target=None):
+        with self._lock:
+            return sum(1 for m, t, _, _ in self.requests if m == method and (target is None or t == target))
+
+    def stop(self):
+        self._stopped = True
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+        for t in self._threads:
+            t.join(timeout=5)
+
+
+def ok_response(body=b"ok", extra=""):
+    return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n%s\r\n%s" % (len(body), extra.encode(), body)

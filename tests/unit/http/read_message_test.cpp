@@ -25,7 +25,8 @@ TEST_F(read_message_test, assembles_a_response_from_several_reads)
         writer2.async_wait([&](const error_code&) { peer_writes("lo"); });
         beast::flat_buffer buffer;
         bhttp::response_parser<bhttp::string_body> parser;
-        auto ec = co_await http::read_message(*stream, buffer, parser);
+        http::trailer_fence parser_fence{parser};
+        auto ec = co_await http::read_message(*stream, buffer, parser, parser_fence);
         EXPECT_FALSE(ec) << ec.message();
         EXPECT_EQ(parser.get().body(), "hello");
         EXPECT_EQ(buffer.size(), 0u);
@@ -41,12 +42,15 @@ TEST_F(read_message_test, reports_a_close_mid_message_and_completes_a_close_deli
         peer.shutdown(tcp::socket::shutdown_send);
         beast::flat_buffer buffer;
         bhttp::response_parser<bhttp::string_body> parser;
-        auto ec = co_await http::read_message(*stream, buffer, parser);
+        http::trailer_fence parser_fence{parser};
+        auto ec = co_await http::read_message(*stream, buffer, parser, parser_fence);
         EXPECT_FALSE(ec) << ec.message();
         EXPECT_EQ(parser.get().body(), "until the close");
 
         bhttp::response_parser<bhttp::string_body> second;
-        auto ec2 = co_await http::read_message(*stream, buffer, second);
+
+        http::trailer_fence second_fence{second};
+        auto ec2 = co_await http::read_message(*stream, buffer, second, second_fence);
         EXPECT_EQ(ec2, bhttp::error::end_of_stream);
     });
 }
@@ -60,8 +64,65 @@ TEST_F(read_message_test, on_a_truncated_body_is_a_partial_message)
         peer.shutdown(tcp::socket::shutdown_send);
         beast::flat_buffer buffer;
         bhttp::response_parser<bhttp::string_body> parser;
-        auto ec = co_await http::read_message(*stream, buffer, parser);
+        http::trailer_fence parser_fence{parser};
+        auto ec = co_await http::read_message(*stream, buffer, parser, parser_fence);
         EXPECT_EQ(ec, bhttp::error::partial_message);
+    });
+}
+
+// Trailer sections (issue 15, fault 2): dropped whole, whatever their fields, even when the last chunk
+// and its trailers arrive split across reads; the next message on the connection is read intact.
+TEST_F(read_message_test, drops_a_trailer_section_split_across_reads_and_keeps_the_next_message)
+{
+    run([&]() -> asio::awaitable<void> {
+        namespace bhttp = boost::beast::http;
+        stream->expires_after(10s);
+        peer_writes("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: text/plain\r\n\r\n5\r\nhello\r\n0\r\nSet-Coo");
+        asio::steady_timer writer(ioc, 20ms);
+        writer.async_wait([&](const error_code&) {
+            peer_writes("kie: s=from-trailer\r\nContent-Type: text/html\r\nContent-Length: 9\r\nTransfer-Encoding: gzip\r\n"
+                        "Connection: close\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n");
+        });
+        beast::flat_buffer buffer;
+        bhttp::response_parser<bhttp::string_body> parser;
+        http::trailer_fence parser_fence{parser};
+        auto ec = co_await http::read_message(*stream, buffer, parser, parser_fence);
+        EXPECT_FALSE(ec) << ec.message();
+        EXPECT_TRUE(parser_fence.had_trailers());
+        EXPECT_EQ(parser.get().body(), "hello");
+        EXPECT_EQ(parser.get().count(bhttp::field::content_type), 1u);
+        EXPECT_EQ(parser.get()[bhttp::field::content_type], "text/plain");
+        EXPECT_EQ(parser.get().count(bhttp::field::set_cookie), 0u);
+        EXPECT_EQ(parser.get().count(bhttp::field::content_length), 0u);
+        EXPECT_TRUE(parser.keep_alive()); // a trailer "Connection: close" does not count
+
+        bhttp::response_parser<bhttp::string_body> second;
+        http::trailer_fence second_fence{second};
+        auto ec2 = co_await http::read_message(*stream, buffer, second, second_fence);
+        EXPECT_FALSE(ec2) << ec2.message();
+        EXPECT_EQ(second.get().result_int(), 204u);
+        EXPECT_FALSE(second_fence.had_trailers());
+    });
+}
+
+TEST_F(read_message_test, a_chunked_message_without_trailers_and_with_only_a_last_chunk)
+{
+    run([&]() -> asio::awaitable<void> {
+        namespace bhttp = boost::beast::http;
+        stream->expires_after(10s);
+        peer_writes("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+                    "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0;ext=1\r\nX-T: 1\r\n\r\n");
+        beast::flat_buffer buffer;
+        for (int i = 0; i < 2; ++i) {
+            bhttp::response_parser<bhttp::string_body> parser;
+            http::trailer_fence fence{parser};
+            auto ec = co_await http::read_message(*stream, buffer, parser, fence);
+            EXPECT_FALSE(ec) << ec.message();
+            EXPECT_EQ(parser.get().body(), "");
+            EXPECT_EQ(fence.had_trailers(), i == 1);
+            EXPECT_EQ(parser.get().count("X-T"), 0u);
+        }
+        EXPECT_EQ(buffer.size(), 0u);
     });
 }
 
@@ -94,7 +155,8 @@ TEST_F(read_message_test, messages_arriving_at_any_moment_after_a_drained_mark_a
         int read = 0;
         for (; read < count; ++read) {
             bhttp::response_parser<bhttp::string_body> parser;
-            auto ec = co_await http::read_message(*stream, buffer, parser);
+            http::trailer_fence parser_fence{parser};
+            auto ec = co_await http::read_message(*stream, buffer, parser, parser_fence);
             if (ec) {
                 ADD_FAILURE() << "message " << read << ": " << ec.message();
                 break;

@@ -586,3 +586,45 @@ TEST_F(circuit_breaker_test, snapshot_reports_figures)
     EXPECT_EQ(s.open_until, clk.now() + seconds(5));
     EXPECT_EQ(s.last_reason, "3 consecutive failures >= 3");
 }
+
+// What is reported must match what the next call finds, with or without traffic: an open circuit whose
+// open time is over admits its next call as a probe, so it reports half_open (issue 15, fault 5).
+TEST_F(circuit_breaker_test, an_open_circuit_past_its_open_time_reports_half_open_without_traffic)
+{
+    auto c = count_cfg();
+    c.consecutive_failures = 2;
+    c.open_duration = millis(1500);
+    make(c);
+    fail(2);
+    ASSERT_EQ(cb->state(), breaker_state::open);
+    EXPECT_EQ(cb->effective_state(clk.now()), breaker_state::open);
+    EXPECT_EQ(cb->snapshot().state, breaker_state::open);
+    EXPECT_EQ(cb->snapshot().open_until, clk.now() + millis(1500));
+
+    clk.advance(millis(1499));
+    EXPECT_EQ(cb->snapshot().state, breaker_state::open);
+    clk.advance(millis(1));
+    EXPECT_EQ(cb->effective_state(clk.now()), breaker_state::half_open);
+    clk.advance(seconds(600)); // minutes without a request
+    const auto snap = cb->snapshot();
+    EXPECT_EQ(snap.state, breaker_state::half_open);
+    EXPECT_EQ(snap.recorded_state, breaker_state::open); // the stored word moves lazily
+    EXPECT_EQ(snap.open_until, 0);
+    EXPECT_EQ(cb->time_until_probe(), 0);
+    EXPECT_EQ(events.size(), 1u); // no transition happened: only the report says what comes next
+
+    // And the next call is indeed a probe, as reported.
+    auto p = cb->try_acquire();
+    EXPECT_EQ(p.kind, admission::probe);
+    EXPECT_EQ(cb->state(), breaker_state::half_open);
+    cb->on_result(p, outcome::success);
+}
+
+TEST_F(circuit_breaker_test, operator_states_are_reported_as_stored)
+{
+    make(count_cfg());
+    cb->force_open("test");
+    clk.advance(seconds(3600));
+    EXPECT_EQ(cb->snapshot().state, breaker_state::forced_open);
+    EXPECT_EQ(cb->effective_state(clk.now()), breaker_state::forced_open);
+}
