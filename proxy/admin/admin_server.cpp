@@ -16,21 +16,6 @@ namespace breakerbox::admin {
 
 namespace bhttp = boost::beast::http;
 
-namespace {
-
-// What the message rules refuse in an admin request: a transfer coding other than chunked, faulty
-// framing, or a Host that is missing, repeated or invalid.
-proxy_error refusal_of(const http::request& req)
-{
-    switch (http::transfer_coding_of(req, req.version())) {
-    case http::transfer_coding::unimplemented: return proxy_error::not_implemented;
-    case http::transfer_coding::faulty: return proxy_error::bad_request;
-    default: return http::check_host(req);
-    }
-}
-
-} // namespace
-
 admin_server::admin_server(asio::io_context& ioc, admin_context ctx, std::string token)
     : acceptor_(ioc), ctx_(std::move(ctx)), token_(std::move(token))
 {
@@ -85,7 +70,7 @@ asio::awaitable<void> admin_server::session(tcp::socket socket)
             break;
         auto req = parser.release();
         // The same message rules as the data listener (http/message_rules.hpp); a refused request closes.
-        const auto refused = refusal_of(req);
+        const auto refused = http::request_head_refusal(req);
         auto res = refused == proxy_error::ok ? handle_admin_request(ctx_, req, {remote, token_})
                                               : http::make_error_response(refused, {}, "refused by RFC 9112 §3.2 / §6.1", 11);
         const bool keep_alive = refused == proxy_error::ok && req.keep_alive();

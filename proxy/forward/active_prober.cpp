@@ -50,8 +50,7 @@ asio::awaitable<probe_result> probe_once(const tcp::endpoint& endpoint, const st
             co_return probe_result{proxy_error::upstream_invalid_response, 0, rec.message()};
         co_return probe_result{proxy_error::upstream_reset, 0, rec.message()};
     }
-    if (auto coding = http::transfer_coding_of(parser.get(), parser.get().version());
-        coding != http::transfer_coding::none && coding != http::transfer_coding::chunked)
+    if (!http::response_coding_supported(parser.get()))
         co_return probe_result{proxy_error::upstream_invalid_response, 0, "a transfer coding other than chunked (RFC 9112 §6.1)"};
     co_return probe_result{proxy_error::ok, parser.get().result_int(), {}};
 }

@@ -169,8 +169,7 @@ asio::awaitable<exchange_result> exchange(upstream::worker_upstream& up, upstrea
                 continue;
             if (status == 101)
                 co_return sent_failure(failure(proxy_error::upstream_invalid_response, ep.label + " switched protocols, which is not supported"));
-            if (auto coding = http::transfer_coding_of(parser->get(), parser->get().version());
-                coding != http::transfer_coding::none && coding != http::transfer_coding::chunked)
+            if (!http::response_coding_supported(parser->get()))
                 co_return sent_failure(failure(proxy_error::upstream_invalid_response,
                                                ep.label + " sent a transfer coding other than chunked (RFC 9112 §6.1): " +
                                                    std::string(http::value_of(parser->get(), {bhttp::field::transfer_encoding}))));

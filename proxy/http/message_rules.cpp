@@ -104,6 +104,23 @@ transfer_coding transfer_coding_of(const fields& f, unsigned version)
     return codings == 1 ? transfer_coding::chunked : transfer_coding::unimplemented;
 }
 
+proxy_error request_head_refusal(const request& req)
+{
+    switch (transfer_coding_of(req, req.version())) {
+    case transfer_coding::none:
+    case transfer_coding::chunked: return check_host(req);
+    case transfer_coding::unimplemented: return proxy_error::not_implemented;
+    case transfer_coding::faulty: return proxy_error::bad_request;
+    }
+    return proxy_error::bad_request;
+}
+
+bool response_coding_supported(const response& res)
+{
+    const auto coding = transfer_coding_of(res, res.version());
+    return coding == transfer_coding::none || coding == transfer_coding::chunked;
+}
+
 proxy_error check_host(const request& req)
 {
     std::size_t hosts = 0;

@@ -37,6 +37,15 @@ transfer_coding transfer_coding_of(const fields& f, unsigned version);
 // http scheme, its authority must be valid too (§3.2.2: it replaces Host). ok otherwise.
 proxy_error check_host(const request& req);
 
+// What a request's header section alone refuses, for every listener: not_implemented (a transfer coding
+// other than chunked), bad_request (faulty framing, or check_host); ok otherwise. Either way the
+// connection closes after the answer: the framing or the target cannot be trusted.
+proxy_error request_head_refusal(const request& req);
+
+// Whether a response's body can be decoded: no transfer coding, or exactly "chunked". Anything else
+// is an invalid response (its bytes would otherwise be forwarded as if they were identity).
+bool response_coding_supported(const response& res);
+
 // uri-host [ ":" port ] (RFC 3986 §3.2.2, §3.2.3) without userinfo: a reg-name of unreserved,
 // pct-encoded and sub-delims characters, an IPv4 address (a reg-name by its characters), or an IP-literal
 // in brackets. Empty is valid (RFC 9112 §3.2: a target URI without authority).

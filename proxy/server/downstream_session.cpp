@@ -209,7 +209,7 @@ private:
         }
         const unsigned version = parser.get().version() == 10 ? 10 : 11;
         const bool head_request = parser.get().method() == bhttp::verb::head;
-        if (const auto refused = check_request_head(parser.get()); refused != proxy_error::ok) {
+        if (const auto refused = http::request_head_refusal(parser.get()); refused != proxy_error::ok) {
             co_await send_and_close(refused, version, head_request);
             co_return false;
         }
@@ -297,19 +297,6 @@ private:
             refused = {http::make_error_response(proxy_error::no_route, {}, "no configured upstream matches this request"),
                        proxy_error::no_route};
         return route;
-    }
-
-    // What the request's header section alone already refuses (RFC 9112 §6.1 transfer codings, §3.2
-    // Host): the connection closes after the answer, since the framing or the target cannot be trusted.
-    static proxy_error check_request_head(const http::request& req)
-    {
-        switch (http::transfer_coding_of(req, req.version())) {
-        case http::transfer_coding::none:
-        case http::transfer_coding::chunked: break;
-        case http::transfer_coding::unimplemented: return proxy_error::not_implemented;
-        case http::transfer_coding::faulty: return proxy_error::bad_request;
-        }
-        return http::check_host(req);
     }
 
     // Answers a request refused before its body was read, and closes.
