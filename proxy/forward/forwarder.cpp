@@ -87,15 +87,6 @@ private:
     upstream::endpoint_slot& ep_;
 };
 
-struct budget_permit {
-    resilience::retry_budget* budget = nullptr;
-    ~budget_permit()
-    {
-        if (budget)
-            budget->release();
-    }
-};
-
 // The result of trying one upstream with its bulkhead, breaker and retries. The upstream's answer
 // itself is in the caller's message (forward_result::response), never moved from layer to layer.
 struct call_result {
@@ -209,10 +200,11 @@ private:
 
         call_result last;
         upstream::endpoint_slot* previous = nullptr;
-        budget_permit retry_slot;
-        // Whether the request may be sent again once it may have reached the upstream (RFC 9110 §9.2.2
-        // and the retry rules): a retry, a resend after a stale pooled connection, a failover.
-        const bool resendable = method_retryable(req_, rc);
+        resilience::retry_permit retry_slot; // held while the attempt in flight is a retry
+        // Whether the request may be sent again once it may have reached the upstream: the retry rules
+        // (RFC 9110 §9.2.2 methods, max_attempts, retry_on: reset) allow it. Known after the first
+        // ensure_prepared: a field the client named in Connection (say, Idempotency-Key) is gone then.
+        bool resendable = false;
         bool stale_resend = false; // the next attempt resends after a stale pooled connection
         for (unsigned attempt = 1;; ++attempt) {
             const nanos attempt_start = unspent_reading ? std::exchange(unspent_reading, 0) : steady_now();
@@ -237,7 +229,10 @@ private:
             auto attempt_deadline = deadline;
             if (rc.per_try_timeout > 0)
                 attempt_deadline = std::min(deadline, steady_at(attempt_start) + as_duration(rc.per_try_timeout));
-            ensure_prepared();
+            if (attempt == 1 && !stale_resend) {
+                ensure_prepared();
+                resendable = rc.max_attempts > 1 && rc.on_reset && method_retryable(req_, rc);
+            }
             exchange_result result;
             {
                 outstanding_guard counted{*ep};
@@ -252,9 +247,7 @@ private:
                 // Most likely the peer closed the idle connection as we wrote; the upstream may also
                 // have read the request and died, so the resend is a retry: counted, and only within
                 // the budget. It goes on a new connection, its stale attempt unrecorded (the resend's
-                // outcome is the one that counts); it does not use up max_attempts.
-                if (retry_slot.budget)
-                    release_retry_slot(retry_slot);
+                // outcome is the one that counts); one per attempt, not counted against max_attempts.
                 if (take_retry_slot(shared, stats, retry_slot)) {
                     --attempt;
                     continue;
@@ -285,8 +278,8 @@ private:
             stats.observe_duration(finished - attempt_start);
             if (ucfg.breaker.slow_call_enabled && finished - attempt_start >= ucfg.breaker.slow_call_duration)
                 stats.slow.add();
-            if (retry_slot.budget) { // this attempt was a retry: it is over
-                release_retry_slot(retry_slot);
+            if (retry_slot.held()) { // this attempt was a retry: it is over
+                retry_slot.release();
                 if (result.error == proxy_error::ok && classified != resilience::outcome::failure)
                     stats.count(retry_result::succeeded);
             }
@@ -313,20 +306,14 @@ private:
     }
 
     // A retry (or resend) takes a place in the retry budget, or is refused (and counted either way).
-    static bool take_retry_slot(resilience::upstream_resilience& shared, upstream_stats& stats, budget_permit& slot)
+    static bool take_retry_slot(resilience::upstream_resilience& shared, upstream_stats& stats, resilience::retry_permit& slot)
     {
-        if (!shared.budget.try_acquire(shared.bulk.in_flight())) {
+        if (!slot.try_acquire(shared.budget, shared.bulk.in_flight())) {
             stats.count(retry_result::budget_exhausted);
             return false;
         }
-        slot.budget = &shared.budget;
         stats.count(retry_result::attempted);
         return true;
-    }
-    static void release_retry_slot(budget_permit& slot)
-    {
-        slot.budget->release();
-        slot.budget = nullptr;
     }
 
     // `out.response` holds the upstream's answer when r.error == ok (a failure status).
@@ -377,7 +364,7 @@ private:
                     continue;
                 // A request that must not be sent twice goes elsewhere only if the first upstream
                 // certainly did not get it (refused before sending, or the connection never opened).
-                if (maybe_sent_ && !method_retryable(req_, ucfg.retries))
+                if (maybe_sent_ && !method_retryable(req_, ucfg.retries)) // req_ is prepared once maybe_sent_
                     continue;
                 const auto* target = cfg_.find_upstream(fb.upstream);
                 const std::size_t t = static_cast<std::size_t>(target - cfg_.upstreams.data());

@@ -9,9 +9,13 @@ namespace breakerbox::forward {
 
 namespace bhttp = boost::beast::http;
 
+namespace {
+const http::field_name idempotency_key = http::field_name::of("Idempotency-Key");
+}
+
 bool method_retryable(const http::request& req, const config::retry_config& rc)
 {
-    if (req.method() == bhttp::verb::post && (rc.allow_post || req.count("Idempotency-Key")))
+    if (req.method() == bhttp::verb::post && (rc.allow_post || http::has_field(req, idempotency_key)))
         return true;
     const auto m = req.method_string();
     return std::any_of(rc.methods.begin(), rc.methods.end(), [&](const std::string& x) { return m == x; });

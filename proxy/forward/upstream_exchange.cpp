@@ -142,14 +142,17 @@ asio::awaitable<exchange_result> exchange(upstream::worker_upstream& up, upstrea
                     continue; // not a byte left: the request goes on a fresh connection, unsent so far
                 co_return stale_failure(ep.label + " closed the pooled connection while the request was written: " + wec.message());
             }
-            if (wec == beast::error::timeout)
-                co_return sent_failure(failure(proxy_error::upstream_timeout, "writing the request to " + ep.label + " timed out"));
-            co_return sent_failure(failure(proxy_error::upstream_reset, "writing the request to " + ep.label + " failed: " + wec.message()));
+            auto failed = wec == beast::error::timeout
+                              ? failure(proxy_error::upstream_timeout, "writing the request to " + ep.label + " timed out")
+                              : failure(proxy_error::upstream_reset, "writing the request to " + ep.label + " failed: " + wec.message());
+            co_return sent.written ? sent_failure(std::move(failed)) : failed; // nothing written: it never left
         }
 
         std::optional<bhttp::response_parser<bhttp::string_body>> parser;
         std::optional<http::trailer_fence> fence;
+        bool answered = false; // an interim 1xx came: the upstream has the request
         for (;;) { // skip interim 1xx responses (except 101, which we never ask for)
+            fence.reset(); // it refers to the parser: gone first
             parser.emplace();
             fence.emplace(*parser);
             parser->body_limit(limits.max_response_body);
@@ -160,16 +163,19 @@ asio::awaitable<exchange_result> exchange(upstream::worker_upstream& up, upstrea
             if (rec) {
                 if (auto why = cancelled())
                     co_return sent_failure(std::move(*why));
-                if (conn->reused && !parser->got_some() && is_connection_closed(rec))
+                if (conn->reused && !answered && !parser->got_some() && is_connection_closed(rec))
                     co_return stale_failure(ep.label + " closed the pooled connection before responding: " + rec.message());
                 co_return sent_failure(read_failure(rec, ep.label));
             }
             unsigned status = parser->get().result_int();
-            if (status >= 100 && status < 200 && status != 101)
+            if (status >= 100 && status < 200 && status != 101) {
+                answered = true;
                 continue;
+            }
             if (status == 101)
                 co_return sent_failure(failure(proxy_error::upstream_invalid_response, ep.label + " switched protocols, which is not supported"));
-            if (!http::response_coding_supported(parser->get()))
+            // A coding the body would need undone (a bodiless answer's Transfer-Encoding describes nothing sent).
+            if (!head && status != 204 && status != 304 && !http::response_coding_supported(parser->get()))
                 co_return sent_failure(failure(proxy_error::upstream_invalid_response,
                                                ep.label + " sent a transfer coding other than chunked (RFC 9112 §6.1): " +
                                                    std::string(http::value_of(parser->get(), {bhttp::field::transfer_encoding}))));

@@ -1,6 +1,7 @@
 #include "http/http_date.hpp"
 
 #include <array>
+#include <algorithm>
 #include <charconv>
 
 namespace breakerbox::http {
@@ -165,7 +166,9 @@ std::optional<nanos> retry_after_delay(std::string_view value, std::int64_t now_
     auto date = parse_http_date(value, now_unix);
     if (!date)
         return std::nullopt;
-    return *date <= now_unix ? nanos{0} : seconds(*date - now_unix);
+    if (*date <= now_unix)
+        return nanos{0};
+    return seconds(std::min<std::int64_t>(*date - now_unix, std::int64_t{1} << 32)); // beyond 136 years: the same
 }
 
 } // namespace breakerbox::http

@@ -63,8 +63,8 @@ bool is_valid_authority(std::string_view authority) noexcept;
 // bodies with Content-Length, which has no place for them (RFC 9110 §6.5.1 lets a recipient discard
 // them).
 // Construct it after the parser and keep both in place while the parser is in use (the parser holds the
-// fence by reference, the fence the parser's message). Cost: one call per chunk header; the rest only
-// at a last chunk that has trailers.
+// fence by reference, the fence the parser's message). Cost: one call per chunk header, and at every
+// chunked message's last chunk one more put() (a few bytes); the blanking only when there are trailers.
 class trailer_fence {
 public:
     template <bool IsRequest, class Body>

@@ -6,7 +6,7 @@
 #include "http/message_rules.hpp"
 
 #include <boost/beast/core/read_size.hpp>
-#include <boost/beast/http/basic_parser.hpp>
+#include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/error.hpp>
 
 #include <algorithm>
@@ -19,9 +19,12 @@ namespace breakerbox::http {
 // section is dropped instead of joining the header; every parser on a path that reads bodies has one.
 // `min_read`: each read asks for at least this much (Beast's own sizing starts at 512 bytes, which took
 // nine recv calls for a 4 KiB response).
-template <bool IsRequest>
+// The longest chunk line or trailer section read_message waits for (bytes).
+inline constexpr std::size_t max_unparsed_after_header = 64 * 1024;
+
+template <bool IsRequest, class Body>
 asio::awaitable<error_code> read_message(deadline_stream& stream, beast::flat_buffer& buffer,
-                                         boost::beast::http::basic_parser<IsRequest>& parser, trailer_fence& fence,
+                                         boost::beast::http::parser<IsRequest, Body>& parser, trailer_fence& fence,
                                          std::size_t min_read = 512)
 {
     namespace bhttp = boost::beast::http;
@@ -39,8 +42,14 @@ asio::awaitable<error_code> read_message(deadline_stream& stream, beast::flat_bu
             }
             if (parser.is_done()) {
                 fence.finish();
-                if (last_read_short && buffer.size() == 0)
-                    stream.mark_drained(); // the message ended with the data queued: the next one is not there yet
+                // The message ended with the data queued: the next one is not there yet. Not after an
+                // interim 1xx response, after which the final one (or the upstream's close, whose FIN
+                // may have come with the 1xx's edge) is expected at once (core/drained_hint.hpp).
+                bool interim = false;
+                if constexpr (!IsRequest)
+                    interim = parser.get().result_int() / 100 == 1;
+                if (last_read_short && buffer.size() == 0 && !interim)
+                    stream.mark_drained();
                 co_return error_code{};
             }
             if (ec && ec != bhttp::error::need_more)
@@ -48,6 +57,11 @@ asio::awaitable<error_code> read_message(deadline_stream& stream, beast::flat_bu
             if (!ec && used != 0)
                 continue; // progress without completion: parse what is left before reading more
         }
+        // After the header, body bytes are taken out of the buffer as they arrive: what stays is a chunk
+        // line or a trailer section, which Beast waits for whole. Bounded, so a peer cannot grow it for
+        // as long as the deadline lasts.
+        if (parser.is_header_done() && buffer.size() > max_unparsed_after_header)
+            co_return bhttp::error::header_limit;
         const std::size_t room =
             std::min(std::max(beast::read_size(buffer, 65536), min_read), buffer.max_size() - buffer.size());
         if (room == 0)

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <utility>
 
 namespace breakerbox::resilience {
 
@@ -28,6 +29,36 @@ private:
     const double ratio_;
     const std::uint32_t min_;
     std::atomic<std::uint32_t> active_{0};
+};
+
+// One retry's place in a retry_budget, held while the retry is in flight (RAII, beside breaker_permit):
+// given back by release() when the attempt is over, or by the destructor however the request ends
+// (client gone, coroutine destroyed). Owned by one request's coroutine frame.
+class retry_permit {
+public:
+    retry_permit() = default;
+    retry_permit(const retry_permit&) = delete;
+    retry_permit& operator=(const retry_permit&) = delete;
+    ~retry_permit() { release(); }
+
+    // Takes a place in `budget` (releasing any place held before). False: the budget is exhausted.
+    bool try_acquire(retry_budget& budget, std::uint32_t active_requests) noexcept
+    {
+        release();
+        if (!budget.try_acquire(active_requests))
+            return false;
+        budget_ = &budget;
+        return true;
+    }
+    void release() noexcept
+    {
+        if (budget_)
+            std::exchange(budget_, nullptr)->release();
+    }
+    bool held() const noexcept { return budget_ != nullptr; }
+
+private:
+    retry_budget* budget_ = nullptr;
 };
 
 } // namespace breakerbox::resilience

@@ -127,6 +127,8 @@ public:
         }
         error_code ignored;
         stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+        if (refused_unread_)
+            co_await discard_unread_input();
         stream_.socket().close(ignored);
     }
 
@@ -299,9 +301,28 @@ private:
         return route;
     }
 
+    // After an answer to a request whose body (or the rest of whose bytes) was not read: a close with
+    // unread data makes the kernel send a reset, which can destroy the answer before the client has read
+    // it. So the input is read and thrown away for a bounded time and amount first (a lingering close,
+    // as nginx's lingering_close), after our side of the connection was shut down.
+    asio::awaitable<void> discard_unread_input()
+    {
+        constexpr std::size_t linger_bytes = 256 * 1024;
+        stream_.expires_after(std::chrono::seconds(1));
+        buffer_.clear();
+        for (std::size_t discarded = 0; discarded < linger_bytes;) {
+            auto [ec, n] = co_await stream_.read_some(buffer_.prepare(4096));
+            if (ec)
+                break; // the client closed (what we wait for), or a second passed
+            discarded += n;
+        }
+        buffer_.clear();
+    }
+
     // Answers a request refused before its body was read, and closes.
     asio::awaitable<void> send_refusal_and_close(forward::forward_result& refused, unsigned version, bool head_request)
     {
+        refused_unread_ = true;
         gen_->stats.requests.add();
         count_response(refused.status(), true);
         refused.response.version(version);
@@ -314,6 +335,7 @@ private:
     // byte stream cannot be trusted.
     asio::awaitable<void> send_and_close(proxy_error reason, unsigned version, bool head_request = false)
     {
+        refused_unread_ = true;
         gen_->stats.requests.add();
         count_response(http_status(reason), true);
         auto res = http::make_error_response(reason, {}, {}, version);
@@ -360,6 +382,7 @@ private:
     deadline_stream stream_;
     beast::flat_buffer buffer_;
     bool last_read_short_ = false; // the last read got less than it asked for: the queue was empty then
+    bool refused_unread_ = false;  // answered and closing with the request's bytes possibly unread
     std::string head_;
     forward::client_watch watch_;
     worker& worker_;

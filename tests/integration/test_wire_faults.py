@@ -96,6 +96,26 @@ class ResendSafetyTest(ProxyTestCase):
         self.assertEqual(up.count("PUT", "/order/1"), 1)
         self.assertEqual(circuits(bb, "svc")["retries"]["budget_exhausted"], 1)
 
+    def test_without_retries_nothing_is_resent(self):
+        up, bb = self.start(read_then_close, "retries: {max_attempts: 1}")
+        r = request(bb.port(), target="/item")
+        self.assertEqual(r.status, 502)
+        self.assertEqual(up.count("GET", "/item"), 1)
+        self.assertEqual(circuits(bb, "svc")["retries"]["attempted"], 0)
+
+    def test_an_interim_answer_proves_the_upstream_has_the_request(self):
+        # After a 103 the upstream has the request: a close then is the upstream's failure (recorded as
+        # a reset, retried only by the ordinary rules), not a stale pooled connection.
+        def early_hints_then_close(up, conn):
+            up.read_request(conn)
+            conn.sendall(b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n")
+        up, bb = self.start(early_hints_then_close)
+        r = request(bb.port(), method="POST", target="/order", body=b"x=1")
+        self.assertEqual(r.status, 502)
+        self.assertEqual(up.count("POST", "/order"), 1)
+        r = request(bb.port(), target="/warm")  # the pool is empty now: a fresh connection answers
+        self.assertEqual(circuits(bb, "svc")["requests"]["reset"], 1)
+
     def test_a_post_does_not_use_a_pooled_connection_the_upstream_has_closed(self):
         # The benign race, made certain: the upstream closes the idle connection right after its answer.
         # A POST must then not be lost to it: the pool's liveness check finds the close first.

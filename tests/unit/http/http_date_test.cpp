@@ -48,3 +48,10 @@ TEST(retry_after_delay, seconds_dates_and_invalid_values)
     EXPECT_FALSE(http::retry_after_delay("", dec_1_2026));
     EXPECT_GT(*http::retry_after_delay("99999999999999999999999", dec_1_2026), seconds(3600));
 }
+
+TEST(retry_after_delay, a_date_far_in_the_future_does_not_overflow)
+{
+    const auto wait = http::retry_after_delay("Fri, 31 Dec 9999 23:59:59 GMT", dec_1_2026);
+    ASSERT_TRUE(wait);
+    EXPECT_GT(*wait, seconds(3600));
+}

@@ -126,6 +126,29 @@ TEST_F(read_message_test, a_chunked_message_without_trailers_and_with_only_a_las
     });
 }
 
+TEST_F(read_message_test, an_endless_trailer_section_is_refused_instead_of_buffered)
+{
+    run([&]() -> asio::awaitable<void> {
+        namespace bhttp = boost::beast::http;
+        stream->expires_after(10s);
+        peer_writes("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n");
+        std::thread writer([&] {
+            const std::string line = "X-Pad: " + std::string(1000, 'p') + "\r\n";
+            error_code ec;
+            for (int i = 0; i < 200 && !ec; ++i) // 200 KB of trailer fields that never end
+                asio::write(peer, asio::buffer(line), ec);
+        });
+        beast::flat_buffer buffer;
+        bhttp::response_parser<bhttp::string_body> parser;
+        http::trailer_fence parser_fence{parser};
+        auto ec = co_await http::read_message(*stream, buffer, parser, parser_fence);
+        EXPECT_EQ(ec, bhttp::error::header_limit);
+        EXPECT_LE(buffer.size(), http::max_unparsed_after_header + 65536);
+        stream->socket().close();
+        writer.join();
+    });
+}
+
 // A message completed by a short read marks the socket drained (core/drained_hint.hpp): the next
 // message must still be read whenever it arrives — here written from another thread, in bursts at
 // irregular times, sometimes split, sometimes several at once — and nothing may stall.
