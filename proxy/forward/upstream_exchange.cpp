@@ -43,6 +43,43 @@ exchange_result sent_failure(exchange_result r)
     return r;
 }
 
+// Helpers that build results outside the coroutine: GCC keeps every local of a coroutine in its frame,
+// and a frame above Asio's recycling size (about 1 KiB) costs an allocation per call.
+exchange_result write_failure(const error_code& ec, std::size_t written, const std::string& endpoint)
+{
+    auto failed = ec == beast::error::timeout
+                      ? failure(proxy_error::upstream_timeout, "writing the request to " + endpoint + " timed out")
+                      : failure(proxy_error::upstream_reset, "writing the request to " + endpoint + " failed: " + ec.message());
+    return written ? sent_failure(std::move(failed)) : failed; // nothing written: the request never left
+}
+
+exchange_result coding_failure(const http::response& res, const std::string& endpoint)
+{
+    return sent_failure(failure(proxy_error::upstream_invalid_response,
+                                endpoint + " sent a transfer coding other than chunked (RFC 9112 §6.1): " +
+                                    std::string(http::value_of(res, {bhttp::field::transfer_encoding}))));
+}
+
+// Whether the exchange was cancelled from outside (the client left, or the circuit opened): the answer
+// then is not the upstream's.
+bool cancelled_from_outside(const client_watch* watch) { return watch && (watch->client_gone() || watch->circuit_opened()); }
+
+exchange_result cancellation(const client_watch& watch, const std::string& endpoint, bool maybe_sent)
+{
+    auto r = watch.client_gone()
+                 ? failure(proxy_error::client_closed, "the client went away; the upstream request was cancelled")
+                 : failure(proxy_error::circuit_open, "the circuit of " + endpoint + " opened while the request was in flight");
+    r.maybe_sent = maybe_sent;
+    return r;
+}
+
+exchange_result answered_at(nanos finished)
+{
+    exchange_result done{proxy_error::ok, {}, finished};
+    done.maybe_sent = true;
+    return done;
+}
+
 exchange_result stale_failure(std::string detail)
 {
     auto r = sent_failure(failure(proxy_error::upstream_reset, std::move(detail)));
@@ -101,13 +138,6 @@ asio::awaitable<exchange_result> exchange(upstream::worker_upstream& up, upstrea
     const bool head = req.method() == bhttp::verb::head;
     watch_guard disarm_at_end{watch};
     // Why the exchange was cancelled from outside, if it was: the answer then is not the upstream's.
-    auto cancelled = [&]() -> std::optional<exchange_result> {
-        if (watch && watch->client_gone())
-            return failure(proxy_error::client_closed, "the client went away; the upstream request was cancelled");
-        if (watch && watch->circuit_opened())
-            return failure(proxy_error::circuit_open, "the circuit of " + ep.label + " opened while the request was in flight");
-        return std::nullopt;
-    };
     // A pooled connection the peer closed meanwhile: when the write fails before a byte of the request
     // left, the request goes on a fresh connection here (nothing reached the upstream); when the
     // connection breaks after that and before any response byte, the result says stale_connection and
@@ -135,17 +165,14 @@ asio::awaitable<exchange_result> exchange(upstream::worker_upstream& up, upstrea
         if (!sent.finished)
             sent = co_await message.write_rest(conn->stream, sent);
         if (const auto wec = sent.ec) {
-            if (auto why = cancelled())
-                co_return sent.written ? sent_failure(std::move(*why)) : std::move(*why);
+            if (cancelled_from_outside(watch))
+                co_return cancellation(*watch, ep.label, sent.written != 0);
             if (conn->reused && is_connection_closed(wec)) {
                 if (sent.written == 0)
                     continue; // not a byte left: the request goes on a fresh connection, unsent so far
                 co_return stale_failure(ep.label + " closed the pooled connection while the request was written: " + wec.message());
             }
-            auto failed = wec == beast::error::timeout
-                              ? failure(proxy_error::upstream_timeout, "writing the request to " + ep.label + " timed out")
-                              : failure(proxy_error::upstream_reset, "writing the request to " + ep.label + " failed: " + wec.message());
-            co_return sent.written ? sent_failure(std::move(failed)) : failed; // nothing written: it never left
+            co_return write_failure(wec, sent.written, ep.label);
         }
 
         std::optional<bhttp::response_parser<bhttp::string_body>> parser;
@@ -161,8 +188,8 @@ asio::awaitable<exchange_result> exchange(upstream::worker_upstream& up, upstrea
                 parser->skip(true);
             auto rec = co_await http::read_message(conn->stream, conn->buffer, *parser, *fence, response_read_size);
             if (rec) {
-                if (auto why = cancelled())
-                    co_return sent_failure(std::move(*why));
+                if (cancelled_from_outside(watch))
+                    co_return cancellation(*watch, ep.label, true);
                 if (conn->reused && !answered && !parser->got_some() && is_connection_closed(rec))
                     co_return stale_failure(ep.label + " closed the pooled connection before responding: " + rec.message());
                 co_return sent_failure(read_failure(rec, ep.label));
@@ -176,17 +203,13 @@ asio::awaitable<exchange_result> exchange(upstream::worker_upstream& up, upstrea
                 co_return sent_failure(failure(proxy_error::upstream_invalid_response, ep.label + " switched protocols, which is not supported"));
             // A coding the body would need undone (a bodiless answer's Transfer-Encoding describes nothing sent).
             if (!head && status != 204 && status != 304 && !http::response_coding_supported(parser->get()))
-                co_return sent_failure(failure(proxy_error::upstream_invalid_response,
-                                               ep.label + " sent a transfer coding other than chunked (RFC 9112 §6.1): " +
-                                                   std::string(http::value_of(parser->get(), {bhttp::field::transfer_encoding}))));
+                co_return coding_failure(parser->get(), ep.label);
             const bool reusable = parser->keep_alive() && conn->buffer.size() == 0;
             response = parser->release();
             const nanos finished = now_nanos();
             if (reusable)
                 up.give_back(ep, std::move(conn), finished);
-            exchange_result done{proxy_error::ok, {}, finished};
-            done.maybe_sent = true;
-            co_return done;
+            co_return answered_at(finished);
         }
     }
     co_return failure(proxy_error::upstream_reset, ep.label + " closed the connection before the request was sent");

@@ -19,6 +19,24 @@ namespace breakerbox::http {
 // section is dropped instead of joining the header; every parser on a path that reads bodies has one.
 // `min_read`: each read asks for at least this much (Beast's own sizing starts at 512 bytes, which took
 // nine recv calls for a 4 KiB response).
+namespace detail {
+// A complete message: the trailer placeholder goes, and when it ended with the data queued (`drained`),
+// the socket is marked drained — the next one is not there yet. Not after an interim 1xx response,
+// after which the final one (or the upstream's close, whose FIN may have come with the 1xx's edge) is
+// expected at once (core/drained_hint.hpp). A function of its own, not code in the coroutine: GCC
+// keeps every local of a coroutine in its frame, and read_message's must stay within Asio's recycling.
+template <bool IsRequest, class Body>
+void finish_message(deadline_stream& stream, boost::beast::http::parser<IsRequest, Body>& parser, trailer_fence& fence,
+                    bool drained)
+{
+    fence.finish();
+    if constexpr (!IsRequest)
+        drained = drained && parser.get().result_int() / 100 != 1;
+    if (drained)
+        stream.mark_drained();
+}
+} // namespace detail
+
 // The longest chunk line or trailer section read_message waits for (bytes).
 inline constexpr std::size_t max_unparsed_after_header = 64 * 1024;
 
@@ -41,15 +59,7 @@ asio::awaitable<error_code> read_message(deadline_stream& stream, beast::flat_bu
                 continue;
             }
             if (parser.is_done()) {
-                fence.finish();
-                // The message ended with the data queued: the next one is not there yet. Not after an
-                // interim 1xx response, after which the final one (or the upstream's close, whose FIN
-                // may have come with the 1xx's edge) is expected at once (core/drained_hint.hpp).
-                bool interim = false;
-                if constexpr (!IsRequest)
-                    interim = parser.get().result_int() / 100 == 1;
-                if (last_read_short && buffer.size() == 0 && !interim)
-                    stream.mark_drained();
+                detail::finish_message(stream, parser, fence, last_read_short && buffer.size() == 0);
                 co_return error_code{};
             }
             if (ec && ec != bhttp::error::need_more)
