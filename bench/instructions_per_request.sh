@@ -59,3 +59,4 @@ send "$count"
 callgrind_control -d "$vpid" >/dev/null 2>&1
 total=$(awk '/^(summary|totals):/ {print $2; exit}' "$dir/cg.out.1")
 echo "$method: $((total / count)) instructions per request ($bin)"
+[ -z "${KEEP:-}" ] || cp "$dir/cg.out.1" "$KEEP" # the profile, for callgrind_annotate

@@ -166,143 +166,221 @@ private:
         return refused;
     }
 
-    // The upstream's answer, when there is one, goes to `response`. `started_ns`: the clock when the
-    // request reached this upstream.
+    // One upstream with its bulkhead, breaker and retries: a bulkhead slot, then attempts — permit,
+    // endpoint, exchange, record, decide whether to retry, back off — until one answer stands. The
+    // upstream's answer, when there is one, goes to `response`. `started_ns`: the clock when the request
+    // reached this upstream. The steps are plain functions: only the waits are coroutine code (GCC keeps
+    // every local of a coroutine in its frame, and a frame above about 1 KiB costs an allocation).
     asio::awaitable<call_result> call(std::size_t u, http::response& response, nanos started_ns)
     {
         auto& shared = *gen_.rt->resilience[u];
-        auto& stats = gen_.stats.upstreams[u];
         auto& up = gen_.upstreams[u];
         const auto& ucfg = up.cfg();
-        const auto& rc = ucfg.retries;
-        const auto started = steady_at(started_ns);
-        const auto deadline = started + as_duration(ucfg.request_timeout);
+        const auto deadline = steady_at(started_ns) + as_duration(ucfg.request_timeout);
         nanos unspent_reading = started_ns; // still the current time: nothing has waited since it was read
 
         bulkhead_permit slot = try_take_slot(shared.bulk); // the usual case, without a coroutine
-        auto admitted = bulkhead_result::acquired;
         if (!slot) {
-            admitted = co_await acquire_bulkhead(shared.bulk, ucfg.bulkhead.queue_timeout, slot, client_.socket);
+            const auto admitted = co_await acquire_bulkhead(shared.bulk, ucfg.bulkhead.queue_timeout, slot, client_.socket);
+            if (admitted != bulkhead_result::acquired)
+                co_return bulkhead_refusal(u, admitted);
             unspent_reading = 0;
         }
-        switch (admitted) {
-        case bulkhead_result::acquired: break;
-        case bulkhead_result::client_gone:
-            stats.count(upstream_outcome::client_gone);
-            co_return call_result{proxy_error::client_closed, "the client left while queued"};
-        case bulkhead_result::full:
-            stats.count(rejection_reason::bulkhead_full);
-            co_return call_result{proxy_error::bulkhead_full, "the bulkhead of " + ucfg.name + " and its queue are full"};
-        case bulkhead_result::queue_timeout:
-            stats.count(rejection_reason::queue_timeout);
-            co_return call_result{proxy_error::queue_timeout, "no bulkhead slot of " + ucfg.name + " within the queue timeout"};
-        }
 
-        call_result last;
-        upstream::endpoint_slot* previous = nullptr;
-        resilience::retry_permit retry_slot; // held while the attempt in flight is a retry
-        // Whether the request may be sent again once it may have reached the upstream: the retry rules
-        // (RFC 9110 §9.2.2 methods, max_attempts, retry_on: reset) allow it. Known after the first
-        // ensure_prepared: a field the client named in Connection (say, Idempotency-Key) is gone then.
-        bool resendable = false;
-        bool stale_resend = false; // the next attempt resends after a stale pooled connection
-        for (unsigned attempt = 1;; ++attempt) {
+        attempt_state st;
+        for (st.attempt = 1;; ++st.attempt) {
             const nanos attempt_start = unspent_reading ? std::exchange(unspent_reading, 0) : steady_now();
             const std::uint64_t trips_before = shared.breaker.trip_count(); // before the permit: no trip slips between
             resilience::breaker_permit permit(shared.breaker, shared.breaker.try_acquire(attempt_start));
-            if (!permit.get().admitted()) {
-                if (attempt > 1) {
-                    stats.count(retry_result::stopped_by_breaker);
-                    co_return last; // never retry into an open circuit: the last real answer stands
-                }
-                co_return circuit_refused(u, permit.get().kind);
-            }
-            upstream::endpoint_slot* ep = up.pick(previous);
-            if (!ep) { // local decisions: the permit is released unrecorded
-                if (up.has_endpoints()) {
-                    stats.count(rejection_reason::bulkhead_full);
-                    co_return call_result{proxy_error::bulkhead_full, "every endpoint of " + ucfg.name + " is at pool.max_connections_per_endpoint"};
-                }
-                stats.count(rejection_reason::no_endpoint);
-                co_return call_result{proxy_error::no_endpoint, "no resolved endpoint for " + ucfg.name};
-            }
-            auto attempt_deadline = deadline;
-            if (rc.per_try_timeout > 0)
-                attempt_deadline = std::min(deadline, steady_at(attempt_start) + as_duration(rc.per_try_timeout));
-            if (attempt == 1 && !stale_resend) {
-                ensure_prepared();
-                resendable = rc.max_attempts > 1 && rc.on_reset && method_retryable(req_, rc);
-            }
+            if (!permit.get().admitted())
+                co_return refused_by_breaker(u, st, permit.get().kind);
+            upstream::endpoint_slot* ep = up.pick(st.previous);
+            if (!ep) // local decisions: the permit is released unrecorded
+                co_return no_endpoint(u);
+            if (st.attempt == 1 && !st.stale_resend)
+                prepare_first_attempt(ucfg.retries, st);
             exchange_result result;
             {
                 outstanding_guard counted{*ep};
-                result = co_await exchange(up, *ep, req_,
-                                           {attempt_deadline, ucfg.connect_timeout, cfg_.limits.max_response_body, attempt_start,
-                                            ucfg.breaker.cancel_in_flight ? &shared.breaker : nullptr, trips_before,
-                                            ucfg.breaker.slow_call_in_flight ? &permit : nullptr, resendable, stale_resend},
+                result = co_await exchange(up, *ep, req_, attempt_limits(u, st, attempt_start, deadline, trips_before, permit),
                                            response, watch_);
             }
             maybe_sent_ = maybe_sent_ || result.maybe_sent;
-            if (result.stale_connection && resendable && !std::exchange(stale_resend, true)) {
-                // Most likely the peer closed the idle connection as we wrote; the upstream may also
-                // have read the request and died, so the resend is a retry: counted, and only within
-                // the budget. It goes on a new connection, its stale attempt unrecorded (the resend's
-                // outcome is the one that counts); one per attempt, not counted against max_attempts.
-                if (take_retry_slot(shared, stats, retry_slot)) {
-                    --attempt;
-                    continue;
-                }
+            if (resend_after_stale_connection(u, st, result)) {
+                --st.attempt; // not counted against max_attempts
+                continue;
             }
-            if ((result.error == proxy_error::client_closed || result.error == proxy_error::circuit_open) && permit.slow_recorded())
-                stats.slow.add(); // ended from outside after the sweep had recorded it as slow
-            if (result.error == proxy_error::client_closed) { // not an upstream outcome: the permit is released unrecorded
-                stats.count(upstream_outcome::client_gone);
-                co_return call_result{proxy_error::client_closed, std::move(result.detail)};
-            }
-            if (result.error == proxy_error::circuit_open) { // cancel_in_flight: answered as if it came after the trip
-                if (attempt > 1) {
-                    stats.count(retry_result::stopped_by_breaker);
-                    co_return last;
-                }
-                co_return circuit_refused(u, resilience::admission::rejected_open, std::move(result.detail));
-            }
-            if (result.error == proxy_error::bulkhead_full) { // lost a race for the endpoint's last connection
-                stats.count(rejection_reason::bulkhead_full);
-                co_return call_result{proxy_error::bulkhead_full, std::move(result.detail)};
-            }
-            const nanos finished = result.finished ? result.finished : steady_now();
-            const auto classified = result.error == proxy_error::ok ? shared.classifier.of_status(response.result_int())
-                                                                    : shared.classifier.of_error(result.error);
-            permit.complete(classified, finished);
-            stats.count(outcome_label(result.error, classified));
-            stats.observe_duration(finished - attempt_start);
-            if (ucfg.breaker.slow_call_enabled && finished - attempt_start >= ucfg.breaker.slow_call_duration)
-                stats.slow.add();
-            if (retry_slot.held()) { // this attempt was a retry: it is over
-                retry_slot.release();
-                if (result.error == proxy_error::ok && classified != resilience::outcome::failure)
-                    stats.count(retry_result::succeeded);
-            }
-
-            const bool retryable = attempt < rc.max_attempts && !result.stale_connection && resendable &&
-                                   outcome_retryable(result.error, response, rc);
-            std::optional<nanos> delay;
-            if (retryable)
-                delay = retry_delay(result.error, response, rc, attempt, worker_.random(), static_cast<std::int64_t>(std::time(nullptr)));
+            if (auto ended = ended_from_outside(u, st, result, permit))
+                co_return std::move(*ended);
+            const auto classified = record_attempt(u, result, response, permit, attempt_start, st);
             // `response` keeps the last answer the upstream gave: an attempt that gets none leaves it.
-            last = call_result{result.error, std::move(result.detail),
-                               result.error == proxy_error::ok && classified == resilience::outcome::failure};
-            if (!retryable || !delay || steady::now() + as_duration(*delay) >= deadline)
-                co_return last;
-            if (!take_retry_slot(shared, stats, retry_slot))
-                co_return last;
-            stale_resend = false;
+            st.last = call_result{result.error, std::move(result.detail),
+                                  result.error == proxy_error::ok && classified == resilience::outcome::failure};
+            const auto delay = next_retry_delay(u, st, result, response, deadline);
+            if (!delay)
+                co_return std::move(st.last);
             if (*delay > 0) {
                 asio::steady_timer pause(co_await asio::this_coro::executor, as_duration(*delay));
                 co_await pause.async_wait(nothrow_awaitable);
             }
-            previous = ep; // the retry goes to another endpoint when there is one
+            st.previous = ep; // the retry goes to another endpoint when there is one
         }
+    }
+
+    // What one call keeps from attempt to attempt.
+    struct attempt_state {
+        unsigned attempt = 1;
+        call_result last;                      // the last attempt's result (its answer is in `response`)
+        upstream::endpoint_slot* previous = nullptr;
+        resilience::retry_permit retry_slot;   // held while the attempt in flight is a retry
+        // Whether the request may be sent again once it may have reached the upstream: the retry rules
+        // (RFC 9110 §9.2.2 methods, max_attempts, retry_on: reset) allow it. Known after the first
+        // ensure_prepared: a field the client named in Connection (say, Idempotency-Key) is gone then.
+        bool resendable = false;
+        bool stale_resend = false;             // this attempt resends after a stale pooled connection
+    };
+
+    call_result bulkhead_refusal(std::size_t u, bulkhead_result admitted)
+    {
+        auto& stats = gen_.stats.upstreams[u];
+        const auto& name = cfg_.upstreams[u].name;
+        switch (admitted) {
+        case bulkhead_result::client_gone:
+            stats.count(upstream_outcome::client_gone);
+            return {proxy_error::client_closed, "the client left while queued"};
+        case bulkhead_result::full:
+            stats.count(rejection_reason::bulkhead_full);
+            return {proxy_error::bulkhead_full, "the bulkhead of " + name + " and its queue are full"};
+        case bulkhead_result::queue_timeout:
+        default:
+            stats.count(rejection_reason::queue_timeout);
+            return {proxy_error::queue_timeout, "no bulkhead slot of " + name + " within the queue timeout"};
+        }
+    }
+
+    // The breaker turned an attempt away: a first attempt gets the open-circuit answer; a retry never
+    // goes into an open circuit, and the last real answer stands.
+    call_result refused_by_breaker(std::size_t u, attempt_state& st, resilience::admission kind, std::string detail = {})
+    {
+        if (st.attempt > 1) {
+            gen_.stats.upstreams[u].count(retry_result::stopped_by_breaker);
+            return std::move(st.last);
+        }
+        return circuit_refused(u, kind, std::move(detail));
+    }
+
+    call_result no_endpoint(std::size_t u)
+    {
+        auto& stats = gen_.stats.upstreams[u];
+        const auto& name = cfg_.upstreams[u].name;
+        if (gen_.upstreams[u].has_endpoints()) {
+            stats.count(rejection_reason::bulkhead_full);
+            return {proxy_error::bulkhead_full, "every endpoint of " + name + " is at pool.max_connections_per_endpoint"};
+        }
+        stats.count(rejection_reason::no_endpoint);
+        return {proxy_error::no_endpoint, "no resolved endpoint for " + name};
+    }
+
+    void prepare_first_attempt(const config::retry_config& rc, attempt_state& st)
+    {
+        ensure_prepared();
+        st.resendable = rc.max_attempts > 1 && rc.on_reset && method_retryable(req_, rc);
+    }
+
+    exchange_limits attempt_limits(std::size_t u, const attempt_state& st, nanos attempt_start, steady::time_point deadline,
+                                   std::uint64_t trips_before, resilience::breaker_permit& permit)
+    {
+        auto& shared = *gen_.rt->resilience[u];
+        const auto& ucfg = cfg_.upstreams[u];
+        auto attempt_deadline = deadline;
+        if (ucfg.retries.per_try_timeout > 0)
+            attempt_deadline = std::min(deadline, steady_at(attempt_start) + as_duration(ucfg.retries.per_try_timeout));
+        return {attempt_deadline,
+                ucfg.connect_timeout,
+                cfg_.limits.max_response_body,
+                attempt_start,
+                ucfg.breaker.cancel_in_flight ? &shared.breaker : nullptr,
+                trips_before,
+                ucfg.breaker.slow_call_in_flight ? &permit : nullptr,
+                st.resendable,
+                st.stale_resend};
+    }
+
+    // A reused pooled connection broke after the request was written: most likely the peer closed the
+    // idle connection as we wrote, but the upstream may also have read the request and died, so the
+    // resend is a retry — only for a request that may be sent twice, counted, within the budget, on a
+    // new connection, one per attempt. The stale attempt's permit goes unrecorded (the resend's outcome
+    // is the one that counts).
+    bool resend_after_stale_connection(std::size_t u, attempt_state& st, const exchange_result& result)
+    {
+        if (!result.stale_connection || !st.resendable || std::exchange(st.stale_resend, true))
+            return false;
+        return take_retry_slot(*gen_.rt->resilience[u], gen_.stats.upstreams[u], st.retry_slot);
+    }
+
+    // An attempt that ended without an upstream outcome: the client left, the circuit opened
+    // (cancel_in_flight: answered as if it came after the trip), or the endpoint's last connection went
+    // to another request. nullopt: the attempt has an outcome to record.
+    std::optional<call_result> ended_from_outside(std::size_t u, attempt_state& st, exchange_result& result,
+                                                  const resilience::breaker_permit& permit)
+    {
+        auto& stats = gen_.stats.upstreams[u];
+        if ((result.error == proxy_error::client_closed || result.error == proxy_error::circuit_open) && permit.slow_recorded())
+            stats.slow.add(); // ended from outside after the sweep had recorded it as slow
+        switch (result.error) {
+        case proxy_error::client_closed: // not an upstream outcome: the permit is released unrecorded
+            stats.count(upstream_outcome::client_gone);
+            return call_result{proxy_error::client_closed, std::move(result.detail)};
+        case proxy_error::circuit_open:
+            return refused_by_breaker(u, st, resilience::admission::rejected_open, std::move(result.detail));
+        case proxy_error::bulkhead_full:
+            stats.count(rejection_reason::bulkhead_full);
+            return call_result{proxy_error::bulkhead_full, std::move(result.detail)};
+        default: return std::nullopt;
+        }
+    }
+
+    // Classifies the attempt's outcome and records it: the breaker (through its permit), the counters,
+    // the duration histogram, the slow-call count; a retry in flight is over.
+    resilience::outcome record_attempt(std::size_t u, const exchange_result& result, const http::response& response,
+                                       resilience::breaker_permit& permit, nanos attempt_start, attempt_state& st)
+    {
+        auto& shared = *gen_.rt->resilience[u];
+        auto& stats = gen_.stats.upstreams[u];
+        const auto& breaker_cfg = cfg_.upstreams[u].breaker;
+        const nanos finished = result.finished ? result.finished : steady_now();
+        const auto classified = result.error == proxy_error::ok ? shared.classifier.of_status(response.result_int())
+                                                                : shared.classifier.of_error(result.error);
+        permit.complete(classified, finished);
+        stats.count(outcome_label(result.error, classified));
+        stats.observe_duration(finished - attempt_start);
+        if (breaker_cfg.slow_call_enabled && finished - attempt_start >= breaker_cfg.slow_call_duration)
+            stats.slow.add();
+        if (st.retry_slot.held()) { // this attempt was a retry: it is over
+            st.retry_slot.release();
+            if (result.error == proxy_error::ok && classified != resilience::outcome::failure)
+                stats.count(retry_result::succeeded);
+        }
+        return classified;
+    }
+
+    // The pause before the next attempt, with its place in the retry budget taken; nullopt: this
+    // attempt's answer stands (not retryable, no attempts or time left, or no budget).
+    std::optional<nanos> next_retry_delay(std::size_t u, attempt_state& st, const exchange_result& result,
+                                          const http::response& response, steady::time_point deadline)
+    {
+        const auto& rc = cfg_.upstreams[u].retries;
+        if (st.attempt >= rc.max_attempts || result.stale_connection || !st.resendable ||
+            !outcome_retryable(result.error, response, rc))
+            return std::nullopt;
+        const auto delay =
+            retry_delay(result.error, response, rc, st.attempt, worker_.random(), static_cast<std::int64_t>(std::time(nullptr)));
+        if (!delay || steady::now() + as_duration(*delay) >= deadline)
+            return std::nullopt;
+        if (!take_retry_slot(*gen_.rt->resilience[u], gen_.stats.upstreams[u], st.retry_slot))
+            return std::nullopt;
+        st.stale_resend = false;
+        return delay;
     }
 
     // A retry (or resend) takes a place in the retry budget, or is refused (and counted either way).
