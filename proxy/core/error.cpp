@@ -33,7 +33,6 @@ constexpr reason_info info_of(proxy_error e) noexcept
     case proxy_error::circuit_open: return {"circuit_open", 503, "the circuit breaker is open"};
     case proxy_error::bulkhead_full: return {"bulkhead_full", 503, "the bulkhead is full"};
     case proxy_error::queue_timeout: return {"queue_timeout", 503, "timed out waiting in the bulkhead queue"};
-    case proxy_error::retry_budget_exhausted: return {"retry_budget_exhausted", 503, "the retry budget is exhausted"};
     case proxy_error::too_many_connections: return {"too_many_connections", 503, "connection limit reached"};
     case proxy_error::not_implemented: return {"not_implemented", 501, "a transfer coding other than chunked is not implemented"};
     case proxy_error::client_closed: return {"client_closed", 499, "the client closed the connection before the answer"};

@@ -27,7 +27,6 @@ enum class proxy_error {
     circuit_open,                  // 503
     bulkhead_full,                 // 503
     queue_timeout,                 // 503
-    retry_budget_exhausted,        // 503
     too_many_connections,          // 503
     not_implemented,               // 501: a transfer coding other than chunked (RFC 9112 §6.1)
     client_closed,                 // 499 (logged only): the client went away before its answer
