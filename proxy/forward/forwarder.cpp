@@ -6,8 +6,8 @@
 #include "forward/upstream_exchange.hpp"
 #include "http/error_response.hpp"
 #include "http/field_scan.hpp"
-#include "http/framing.hpp"
 #include "http/header_rules.hpp"
+#include "http/rewrite.hpp"
 #include "resilience/breaker_permit.hpp"
 
 #include <boost/beast/http/rfc7230.hpp>
@@ -25,31 +25,6 @@ using config::fallback_trigger;
 
 nanos steady_now() { return steady::now().time_since_epoch().count(); } // steady_clock_source's time base
 steady::time_point steady_at(nanos t) { return steady::time_point(std::chrono::nanoseconds(t)); }
-
-// Rewrites the client's request into the one sent upstream (RFC 9110 §7.6).
-void prepare_upstream_request(http::request& req, const routing::route_match& route, const config::config& cfg,
-                              const config::upstream_config& up, const client_info& client)
-{
-    http::strip_hop_by_hop(req.base());
-    http::erase_all(req, {bhttp::field::expect}); // the body is already buffered: no 100-continue upstream
-    http::add_forwarding_fields(req.base(), cfg.forwarding, {client.ip, route.authority});
-    if (!up.host_rewrite.empty())
-        http::set_field(req, {bhttp::field::host}, up.host_rewrite);
-    else if (http::value_of(req, {bhttp::field::host}).empty() || req.target().front() != '/')
-        http::set_field(req, {bhttp::field::host}, route.authority.empty() ? up.endpoints.front().text() : route.authority);
-    req.target(route.origin_target);
-    req.version(11);
-    http::frame_request(req);
-}
-
-// Turns the upstream's response into the one sent downstream.
-void prepare_client_response(http::response& res, bool head_request, const config::config& cfg)
-{
-    http::strip_hop_by_hop(res.base());
-    http::frame_response(res, head_request);
-    if (cfg.forwarding.via)
-        http::append_via(res.base());
-}
 
 upstream_outcome outcome_label(proxy_error e, resilience::outcome classified)
 {
@@ -138,7 +113,7 @@ public:
             out.response = http::make_error_response(r.error, ucfg.name, r.detail);
             out.error = r.error;
         } else if (!trigger) {
-            prepare_client_response(out.response, head_, cfg_);
+            http::rewrite_for_client(out.response, head_, cfg_.forwarding.via);
             out.error = proxy_error::ok;
         } else {
             co_await fallback(u, std::move(r), *trigger, depth, out);
@@ -480,7 +455,7 @@ private:
         out.upstream = ucfg.name;
         out.error = r.error;
         if (r.error == proxy_error::ok) {
-            prepare_client_response(out.response, head_, cfg_);
+            http::rewrite_for_client(out.response, head_, cfg_.forwarding.via);
             return;
         }
         if (r.error == proxy_error::circuit_open) {
@@ -525,7 +500,18 @@ private:
     {
         if (prepared_)
             return;
-        prepare_upstream_request(req_, route_, cfg_, cfg_.upstreams[route_.upstream], client_);
+        const auto& up = cfg_.upstreams[route_.upstream];
+        // Host: the upstream's host_rewrite; else the client's own, unless it sent none or used the
+        // absolute-form (whose authority replaces Host, RFC 9112 §3.2.2): then what it addressed, or
+        // for an HTTP/1.0 request that addressed nothing, the first endpoint.
+        std::string_view host = up.host_rewrite;
+        std::string endpoint_host;
+        if (host.empty() && (http::value_of(req_, {bhttp::field::host}).empty() || req_.target().front() != '/')) {
+            if (route_.authority.empty())
+                endpoint_host = up.endpoints.front().text();
+            host = route_.authority.empty() ? std::string_view(endpoint_host) : std::string_view(route_.authority);
+        }
+        http::rewrite_for_upstream(req_, cfg_.forwarding, {client_.ip, route_.authority}, route_.origin_target, host);
         prepared_ = true;
     }
 
