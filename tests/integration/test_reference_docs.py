@@ -36,8 +36,8 @@ class ReferenceDocsTest(unittest.TestCase):
         self.assertEqual(missing, [], "keys the loader accepts but config/reference.md does not mention")
 
     def test_every_error_token_is_in_the_readme(self):
-        source = read("proxy/core/error.cpp")
-        tokens = set(re.findall(r'return \{"([a-z_]+)", \d+,', source)) - {"ok", "unknown", "upstream_failure_status", "client_closed"}
+        source = read("proxy/core/error.hpp")
+        tokens = set(re.findall(r'X\(([a-z_]+), \d+, "', source)) - {"ok", "upstream_failure_status", "client_closed"}
         self.assertGreater(len(tokens), 15)
         readme = read("README.md")
         missing = sorted(t for t in tokens if t not in readme)
