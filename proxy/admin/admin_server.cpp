@@ -31,12 +31,6 @@ std::uint16_t admin_server::port() const
 
 void admin_server::start() { asio::co_spawn(acceptor_.get_executor(), accept_loop(), asio::detached); }
 
-void admin_server::close()
-{
-    error_code ignored;
-    acceptor_.close(ignored);
-}
-
 asio::awaitable<void> admin_server::accept_loop()
 {
     asio::steady_timer backoff(acceptor_.get_executor());

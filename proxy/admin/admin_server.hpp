@@ -18,7 +18,6 @@ public:
     // Start-up only; throws std::runtime_error naming the address.
     void bind(const config::host_port& address);
     void start();
-    void close();
     std::uint16_t port() const;
 
 private:

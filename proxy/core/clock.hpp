@@ -10,7 +10,6 @@ namespace breakerbox {
 
 using nanos = std::int64_t;
 
-constexpr nanos to_nanos(std::chrono::nanoseconds d) { return d.count(); }
 constexpr nanos millis(std::int64_t ms) { return ms * 1'000'000; }
 constexpr nanos seconds(std::int64_t s) { return s * 1'000'000'000; }
 

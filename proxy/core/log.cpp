@@ -12,7 +12,7 @@
 namespace breakerbox::log {
 namespace {
 std::atomic<int> g_level{static_cast<int>(level::info)};
-std::atomic<int> g_fd{2};
+constexpr int g_fd = 2; // stderr: a container runtime collects it
 
 constexpr std::string_view level_name(level l)
 {
@@ -29,7 +29,6 @@ constexpr std::string_view level_name(level l)
 
 void set_level(level l) noexcept { g_level.store(static_cast<int>(l)); }
 level current_level() noexcept { return static_cast<level>(g_level.load(std::memory_order_relaxed)); }
-void set_output_fd(int fd) noexcept { g_fd.store(fd); }
 
 bool parse_level(std::string_view text, level& out) noexcept
 {
@@ -56,7 +55,7 @@ void write(level l, std::string_view msg, const nlohmann::json& fields)
     // One write per line: lines from concurrent workers never interleave.
     const char* p = text.data();
     std::size_t left = text.size();
-    int fd = g_fd.load(std::memory_order_relaxed);
+    int fd = g_fd;
     while (left > 0) {
         ssize_t n = ::write(fd, p, left);
         if (n <= 0)

@@ -12,8 +12,6 @@ enum class level { debug = 0, info = 1, warn = 2, error = 3 };
 void set_level(level l) noexcept;
 level current_level() noexcept;
 bool parse_level(std::string_view text, level& out) noexcept;
-// Where lines go: a file descriptor (default 2, stderr).
-void set_output_fd(int fd) noexcept;
 
 inline bool enabled(level l) noexcept { return l >= current_level(); }
 

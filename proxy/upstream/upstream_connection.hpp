@@ -25,11 +25,12 @@ struct upstream_connection {
     std::string head;           // the serialised request head, capacity reused across requests
     std::uint32_t requests = 0; // requests sent on this connection so far
     nanos idle_since = 0;
-    bool reused = false;        // taken from the pool: a failure before any response byte may be a stale close
+    bool reused = false;        // taken from the pool: a close before any response byte may be a stale one
 
     // True when the peer has not closed the connection nor sent anything unsolicited: a non-blocking
     // peek that must find nothing to read. Catches the common "upstream closed an idle connection" case
-    // before the request is written; the forwarder still retries a reused connection that fails early.
+    // before the request is written. A close that crosses the request on the wire is reported by the
+    // exchange as stale_connection, and the forwarder resends only a request that may be sent twice.
     bool looks_alive() noexcept;
 
     // An idle connection in the pool needs no buffers: the pool's sweep frees them once it has been idle

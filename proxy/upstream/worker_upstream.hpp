@@ -31,7 +31,6 @@ public:
 
     const config::upstream_config& cfg() const { return *cfg_; }
     bool has_endpoints() const { return !endpoints_.empty(); }
-    std::size_t endpoint_count() const { return endpoints_.size(); }
 
     // Picks an endpoint by the configured policy, avoiding `avoid` when another one exists, and skipping
     // endpoints at their connection limit that have no idle connection. nullptr: none usable.
