@@ -25,7 +25,7 @@ struct admin_context {
     std::function<reload_outcome()> reload; // POST /admin/reload (runs on the main thread, like SIGHUP)
 
     // Sums one per-upstream counter across workers, by upstream name (a worker may briefly still serve
-    // the previous configuration after a reload, with other indexes).
+    // the previous configuration after a reload, with other indexes; the counters are the same objects).
     template <class F>
     std::uint64_t sum_upstream(const std::string& upstream, F&& get) const
     {
@@ -42,7 +42,7 @@ struct admin_context {
     {
         std::uint64_t total = 0;
         for (const auto* w : workers)
-            total += get(w->snapshot()->stats);
+            total += get(*w->snapshot()->stats.worker);
         return total;
     }
 };

@@ -5,6 +5,9 @@
 #include "core/local_counter.hpp"
 
 #include <array>
+#include <memory>
+#include <string>
+#include <unordered_map>
 #include <cstdint>
 #include <string_view>
 #include <vector>
@@ -100,9 +103,43 @@ struct worker_stats {
     local_counter requests;            // requests read from clients (answered by anyone)
     std::array<local_counter, 6> responses_by_class; // index = status / 100 (1xx..5xx)
     local_counter proxy_errors;        // responses breakerbox generated itself
-    std::vector<upstream_stats> upstreams;
+};
 
-    explicit worker_stats(std::size_t upstream_count) : upstreams(upstream_count) {}
+// A configuration generation's view of its worker's statistics: the worker's own counters, and one
+// upstream_stats per upstream of the generation (by index). The objects are the worker's for its whole
+// life, per upstream name (worker_stats_registry): a reload neither restarts a Prometheus counter nor
+// loses what the requests still finishing on the old generation count.
+struct generation_stats {
+    std::shared_ptr<worker_stats> worker;
+    struct upstream_list {
+        std::vector<std::shared_ptr<upstream_stats>> items; // same order as the generation's upstreams
+        upstream_stats& operator[](std::size_t i) const noexcept { return *items[i]; }
+        std::size_t size() const noexcept { return items.size(); }
+    } upstreams;
+};
+
+// Worker-owned: the statistics objects of one worker, handed to each generation it serves.
+class worker_stats_registry {
+public:
+    // The objects for a generation whose upstreams are named `names`, in that order: an upstream seen
+    // before keeps its counters; one no generation refers to any more is forgotten.
+    generation_stats for_upstreams(const std::vector<std::string_view>& names)
+    {
+        generation_stats g{worker_, {}};
+        g.upstreams.items.reserve(names.size());
+        for (auto name : names) {
+            auto& slot = by_name_[std::string(name)];
+            if (!slot)
+                slot = std::make_shared<upstream_stats>();
+            g.upstreams.items.push_back(slot);
+        }
+        std::erase_if(by_name_, [](const auto& entry) { return entry.second.use_count() == 1; });
+        return g;
+    }
+
+private:
+    std::shared_ptr<worker_stats> worker_ = std::make_shared<worker_stats>();
+    std::unordered_map<std::string, std::shared_ptr<upstream_stats>> by_name_;
 };
 
 } // namespace breakerbox::forward

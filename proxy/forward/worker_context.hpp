@@ -18,8 +18,8 @@ namespace breakerbox::forward {
 // A request holds its generation (a worker-local shared_ptr: no cross-core reference counting) until
 // it is answered, so a reload never pulls a configuration out from under it.
 struct worker_generation {
-    worker_generation(std::shared_ptr<const runtime> r, std::size_t worker_index, std::size_t workers)
-        : rt(std::move(r)), stats(rt->cfg.upstreams.size())
+    worker_generation(std::shared_ptr<const runtime> r, std::size_t worker_index, std::size_t workers, worker_stats_registry& registry)
+        : rt(std::move(r)), stats(registry.for_upstreams(upstream_names(*rt)))
     {
         upstreams.reserve(rt->cfg.upstreams.size());
         for (const auto& u : rt->cfg.upstreams)
@@ -28,13 +28,23 @@ struct worker_generation {
 
     const std::shared_ptr<const runtime> rt;
     std::vector<upstream::worker_upstream> upstreams; // same order as rt->cfg.upstreams
-    worker_stats stats;                               // written by this worker only; counters restart on reload
+    generation_stats stats;                           // written by this worker only; kept across reloads
+
+private:
+    static std::vector<std::string_view> upstream_names(const runtime& r)
+    {
+        std::vector<std::string_view> names;
+        for (const auto& u : r.cfg.upstreams)
+            names.push_back(u.name);
+        return names;
+    }
 };
 
 class worker_context {
 public:
     worker_context(asio::io_context& ioc, proxy_state& state, std::size_t index)
-        : ioc(ioc), state(state), index(index), current(std::make_shared<worker_generation>(state.current(), index, state.worker_count))
+        : ioc(ioc), state(state), index(index),
+          current(std::make_shared<worker_generation>(state.current(), index, state.worker_count, stats_registry_))
     {
     }
 
@@ -42,7 +52,7 @@ public:
     // per upstream of `rt` (requests in flight keep the generation they started with).
     void install(std::shared_ptr<const runtime> rt, const std::vector<std::vector<tcp::endpoint>>& addresses)
     {
-        auto next = std::make_shared<worker_generation>(std::move(rt), index, state.worker_count);
+        auto next = std::make_shared<worker_generation>(std::move(rt), index, state.worker_count, stats_registry_);
         for (std::size_t i = 0; i < next->upstreams.size() && i < addresses.size(); ++i)
             next->upstreams[i].set_endpoints(addresses[i]);
         std::lock_guard lock(admin_mutex_);
@@ -56,6 +66,10 @@ public:
         return current;
     }
 
+private:
+    worker_stats_registry stats_registry_; // before `current`, which is built from it
+
+public:
     asio::io_context& ioc;
     proxy_state& state;
     const std::size_t index; // this worker's number, 0..workers-1

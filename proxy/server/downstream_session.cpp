@@ -247,7 +247,7 @@ private:
 
         if (buffer_.size() == 0 && buffer_.capacity() > 4096)
             buffer_.shrink_to_fit(); // a body made it grow: idle keep-alive connections keep only a small buffer
-        gen_->stats.requests.add();
+        gen_->stats.worker->requests.add();
         bool keep_alive = parser.keep_alive(); // the parser read Connection already
         auto& req = state.req = parser.release();
         const bool access_log = gen_->rt->cfg.logging.access_log;
@@ -280,7 +280,7 @@ private:
 
     void count_response(unsigned status, bool generated_by_proxy)
     {
-        auto& stats = gen_->stats;
+        auto& stats = *gen_->stats.worker;
         stats.responses_by_class[std::min<unsigned>(status / 100, 5)].add();
         if (generated_by_proxy)
             stats.proxy_errors.add();
@@ -323,7 +323,7 @@ private:
     asio::awaitable<void> send_refusal_and_close(forward::forward_result& refused, unsigned version, bool head_request)
     {
         refused_unread_ = true;
-        gen_->stats.requests.add();
+        gen_->stats.worker->requests.add();
         count_response(refused.status(), true);
         refused.response.version(version);
         refused.response.keep_alive(false);
@@ -336,7 +336,7 @@ private:
     asio::awaitable<void> send_and_close(proxy_error reason, unsigned version, bool head_request = false)
     {
         refused_unread_ = true;
-        gen_->stats.requests.add();
+        gen_->stats.worker->requests.add();
         count_response(http_status(reason), true);
         auto res = http::make_error_response(reason, {}, {}, version);
         res.keep_alive(false);
@@ -400,7 +400,7 @@ private:
 asio::awaitable<void> run_downstream_session(tcp::socket socket, worker& w, std::size_t listener_index)
 {
     connection_count_guard counted(w.context.state);
-    w.context.current->stats.connections_accepted.add();
+    w.context.current->stats.worker->connections_accepted.add();
     downstream_session session(std::move(socket), w, listener_index);
     co_await session.run();
 }

@@ -32,9 +32,9 @@ asio::awaitable<void> sweep(worker& w)
             // Parked connections free their buffers too: counted as activity, so that the quiet
             // second after parking gives that memory back as well.
             const std::size_t asked = w.idle.park_long_idle();
-            w.context.current->stats.connections_parked.add(asked);
+            w.context.current->stats.worker->connections_parked.add(asked);
             parked += asked;
-            if (burst.tick(w.context.current->stats.requests.value() + parked))
+            if (burst.tick(w.context.current->stats.worker->requests.value() + parked))
                 release_free_memory();
         }
     }

@@ -72,6 +72,23 @@ class ReloadTest(ProxyTestCase):
         self.assertEqual(result["r"].json()["server"], "A")  # and answered by the old endpoint
         self.assertEqual(request(self.bb.port(), target="/a/next").json()["server"], "B")
 
+    def test_counters_survive_a_reload_and_count_requests_finishing_on_the_old_configuration(self):
+        for _ in range(3):
+            self.assertEqual(request(self.bb.port(), target="/a/x").status, 200)
+        result = {}
+        t = threading.Thread(target=lambda: result.update(r=request(self.bb.port(), target="/a/slow?delay_ms=1000")))
+        t.start()
+        self.assertTrue(wait_until(lambda: self.a.stats()["in_flight"] == 1))
+        self.rewrite(config(self.a, self.b, timeout="4s"))  # a changed policy: a new generation
+        self.sighup_and_wait("configuration reloaded")
+        t.join(timeout=10)
+        self.assertEqual(result["r"].status, 200)
+        self.assertEqual(request(self.bb.port(), target="/a/y").status, 200)
+        # 3 before, 1 finished on the old generation, 1 after: none lost, none restarted
+        self.assertEqual(self.health("a")["upstreams"]["a"]["requests"]["success"], 5)
+        metrics = request(self.bb.port("admin"), target="/metrics").body.decode()
+        self.assertIn('breakerbox_upstream_requests_total{upstream="a",outcome="success"} 5', metrics)
+
     def test_breaker_state_is_kept_when_its_policy_is_unchanged(self):
         for _ in range(2):
             request(self.bb.port(), target="/a/x?status=500")
