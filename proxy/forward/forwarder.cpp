@@ -419,14 +419,15 @@ private:
                 // certainly did not get it (refused before sending, or the connection never opened).
                 if (maybe_sent_ && !method_retryable(req_, ucfg.retries)) // req_ is prepared once maybe_sent_
                     continue;
-                const auto* target = cfg_.find_upstream(fb.upstream);
-                const std::size_t t = static_cast<std::size_t>(target - cfg_.upstreams.data());
+                const auto t = gen_.rt->index_of(fb.upstream); // the loader checked that it exists
+                if (!t)
+                    continue;
                 ensure_prepared();
                 // The failover target gets the same target path (it serves the same API: the route's
                 // prefix was stripped for it too) but its own Host: its host_rewrite, else the client's.
-                http::set_field(req_, {bhttp::field::host}, failover_host(*target));
+                http::set_field(req_, {bhttp::field::host}, failover_host(cfg_.upstreams[*t]));
                 forward_result other;
-                co_await to_upstream(t, depth + 1, other);
+                co_await to_upstream(*t, depth + 1, other);
                 if (other.error != proxy_error::ok || other.from_fallback || other.response.result_int() >= 500)
                     continue; // the failover did not help either: next fallback
                 mark_fallback(other.response, "upstream:" + fb.upstream, reason);
