@@ -533,6 +533,7 @@ private:
 asio::awaitable<void> forward_request(worker_context& worker, worker_generation& gen, http::request& req,
                                       const routing::route_match& route, const client_info& client, forward_result& out)
 {
+    worker.owner.assert_owned("forward_request");
     const bool head = req.method() == bhttp::verb::head;
     forwarder f(worker, gen, req, route, head, client);
     co_await f.to_upstream(route.upstream, 0, out);

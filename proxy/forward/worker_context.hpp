@@ -4,6 +4,7 @@
 // touches it, except the admin listener's locked snapshot().
 #pragma once
 #include "core/asio.hpp"
+#include "core/thread_owner.hpp"
 #include "forward/client_watch.hpp"
 #include "forward/proxy_state.hpp"
 #include "forward/request_stats.hpp"
@@ -52,6 +53,7 @@ public:
     // per upstream of `rt` (requests in flight keep the generation they started with).
     void install(std::shared_ptr<const runtime> rt, const std::vector<std::vector<tcp::endpoint>>& addresses)
     {
+        owner.assert_owned("worker_context::install");
         auto next = std::make_shared<worker_generation>(std::move(rt), index, state.worker_count, stats_registry_);
         for (std::size_t i = 0; i < next->upstreams.size() && i < addresses.size(); ++i)
             next->upstreams[i].set_endpoints(addresses[i]);
@@ -73,6 +75,7 @@ public:
     asio::io_context& ioc;
     proxy_state& state;
     const std::size_t index; // this worker's number, 0..workers-1
+    thread_owner owner;      // the worker's thread, once it runs: asserted at the worker-only entry points
     std::shared_ptr<worker_generation> current;
     watch_registry watches; // clients of this worker's exchanges in progress
 

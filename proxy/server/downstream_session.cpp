@@ -399,6 +399,7 @@ private:
 
 asio::awaitable<void> run_downstream_session(tcp::socket socket, worker& w, std::size_t listener_index)
 {
+    w.context.owner.assert_owned("run_downstream_session");
     connection_count_guard counted(w.context.state);
     w.context.current->stats.worker->connections_accepted.add();
     downstream_session session(std::move(socket), w, listener_index);

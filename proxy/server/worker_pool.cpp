@@ -16,6 +16,7 @@ namespace {
 // back (core/memory_release).
 asio::awaitable<void> sweep(worker& w)
 {
+    w.context.owner.assert_owned("the worker's sweep");
     asio::steady_timer timer(w.ioc);
     burst_end burst;
     std::uint64_t parked = 0;
@@ -55,7 +56,8 @@ void worker_pool::start()
     for (auto& w : workers_) {
         guards_.push_back(asio::make_work_guard(w->ioc));
         asio::co_spawn(w->ioc, sweep(*w), asio::detached);
-        w->thread = std::thread([&ioc = w->ioc] {
+        w->thread = std::thread([&ioc = w->ioc, &owner = w->context.owner] {
+            owner.bind_to_this_thread();
             for (;;) {
                 try {
                     ioc.run();
