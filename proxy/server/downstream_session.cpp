@@ -368,8 +368,9 @@ private:
     // recycles coroutine frames only up to about 1 KiB and these made serve_one's frame larger (a fresh
     // allocation per request). Released when the request is over: an idle connection holds none of it.
     struct request_state {
+        request_state() : fence(parser) {} // (a default member initializer would not do for clang here)
         request_parser parser;
-        http::trailer_fence fence{parser}; // after the parser: it registers with it
+        http::trailer_fence fence;         // after the parser: it registers with it
         http::request req;
         forward::forward_result result;
     };
