@@ -109,6 +109,7 @@ private:
                 for (std::size_t w = 0; w < pool_.size(); ++w) {
                     auto& wk = pool_.at(w);
                     asio::post(wk.ioc, [&wk, rt, i, found] {
+                        wk.context.owner.assert_owned("endpoint update");
                         if (wk.context.current->rt == rt) // a reload may have replaced it meanwhile
                             wk.context.current->upstreams[i].set_endpoints(found);
                     });

@@ -31,9 +31,9 @@ struct admin_context {
     {
         std::uint64_t total = 0;
         for (const auto* w : workers) {
-            auto gen = w->snapshot();
-            if (auto i = gen->rt->index_of(upstream))
-                total += get(gen->stats.upstreams[*i]);
+            const auto gen = w->snapshot();
+            if (auto i = gen.rt->index_of(upstream))
+                total += get(gen.stats.upstreams[*i]);
         }
         return total;
     }
@@ -42,7 +42,7 @@ struct admin_context {
     {
         std::uint64_t total = 0;
         for (const auto* w : workers)
-            total += get(*w->snapshot()->stats.worker);
+            total += get(*w->snapshot().stats.worker);
         return total;
     }
 };

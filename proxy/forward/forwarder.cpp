@@ -502,17 +502,17 @@ private:
         if (prepared_)
             return;
         const auto& up = cfg_.upstreams[route_.upstream];
-        // Host: the upstream's host_rewrite; else the client's own, unless it sent none or used the
-        // absolute-form (whose authority replaces Host, RFC 9112 §3.2.2): then what it addressed, or
-        // for an HTTP/1.0 request that addressed nothing, the first endpoint.
+        // Host: the upstream's host_rewrite; for the absolute-form, its authority (which replaces Host,
+        // RFC 9112 §3.2.2); else the client's own — and when there is none, what the client addressed,
+        // or for an HTTP/1.0 request that addressed nothing, the first endpoint.
         std::string_view host = up.host_rewrite;
+        if (host.empty() && req_.target().front() != '/')
+            host = route_.authority;
         std::string endpoint_host;
-        if (host.empty() && (http::value_of(req_, {bhttp::field::host}).empty() || req_.target().front() != '/')) {
-            if (route_.authority.empty())
-                endpoint_host = up.endpoints.front().text();
-            host = route_.authority.empty() ? std::string_view(endpoint_host) : std::string_view(route_.authority);
-        }
-        http::rewrite_for_upstream(req_, cfg_.forwarding, {client_.ip, route_.authority}, route_.origin_target, host);
+        if (route_.authority.empty())
+            endpoint_host = up.endpoints.front().text();
+        const std::string_view host_if_missing = route_.authority.empty() ? std::string_view(endpoint_host) : std::string_view(route_.authority);
+        http::rewrite_for_upstream(req_, cfg_.forwarding, {client_.ip, route_.authority}, route_.origin_target, host, host_if_missing);
         prepared_ = true;
     }
 

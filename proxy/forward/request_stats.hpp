@@ -4,6 +4,7 @@
 #pragma once
 #include "core/local_counter.hpp"
 
+#include <algorithm>
 #include <array>
 #include <memory>
 #include <string>
@@ -122,7 +123,9 @@ struct generation_stats {
 class worker_stats_registry {
 public:
     // The objects for a generation whose upstreams are named `names`, in that order: an upstream seen
-    // before keeps its counters; one no generation refers to any more is forgotten.
+    // before keeps its counters; one the generation does not name is forgotten at once (an older
+    // generation still serving keeps counting into its own objects, which nobody reports any more), so
+    // an upstream removed and later added again starts from zero on every worker alike.
     generation_stats for_upstreams(const std::vector<std::string_view>& names)
     {
         generation_stats g{worker_, {}};
@@ -133,7 +136,9 @@ public:
                 slot = std::make_shared<upstream_stats>();
             g.upstreams.items.push_back(slot);
         }
-        std::erase_if(by_name_, [](const auto& entry) { return entry.second.use_count() == 1; });
+        std::erase_if(by_name_, [&](const auto& entry) {
+            return std::find(names.begin(), names.end(), std::string_view(entry.first)) == names.end();
+        });
         return g;
     }
 

@@ -16,8 +16,9 @@
 
 namespace breakerbox::forward {
 
-// A request holds its generation (a worker-local shared_ptr: no cross-core reference counting) until
-// it is answered, so a reload never pulls a configuration out from under it.
+// A request holds its generation (a worker-local shared_ptr: only its worker counts references to it;
+// the admin listener takes a generation_view instead) until it is answered, so a reload never pulls a
+// configuration out from under it.
 struct worker_generation {
     worker_generation(std::shared_ptr<const runtime> r, std::size_t worker_index, std::size_t workers, worker_stats_registry& registry)
         : rt(std::move(r)), stats(registry.for_upstreams(upstream_names(*rt)))
@@ -61,11 +62,17 @@ public:
         current = std::move(next);
     }
 
-    // For the admin listener (another thread): the generation being served now.
-    std::shared_ptr<const worker_generation> snapshot() const
+    // For the admin listener (another thread): the runtime and the statistics being served now. Not the
+    // generation itself: were the admin thread to hold its last reference, the worker's pools (sockets
+    // and timers of the worker's io_context) would be destroyed on the admin thread.
+    struct generation_view {
+        std::shared_ptr<const runtime> rt;
+        generation_stats stats;
+    };
+    generation_view snapshot() const
     {
         std::lock_guard lock(admin_mutex_);
-        return current;
+        return {current->rt, current->stats};
     }
 
 private:

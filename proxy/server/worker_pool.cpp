@@ -74,7 +74,10 @@ void worker_pool::start()
 void worker_pool::close_idle_connections()
 {
     for (auto& w : workers_) {
-        asio::post(w->ioc, [wp = w.get()] { wp->idle.close_all(); });
+        asio::post(w->ioc, [wp = w.get()] {
+            wp->context.owner.assert_owned("closing idle connections");
+            wp->idle.close_all();
+        });
     }
 }
 

@@ -46,6 +46,7 @@ upstreams:
         for (auto& up : w->context.current->upstreams)
             up.set_endpoints({tcp::endpoint(asio::ip::make_address("127.0.0.1"), 1)});
         acceptor = std::make_unique<tcp::acceptor>(w->ioc, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+        w->context.owner.bind_to_this_thread(); // the worker's io_context runs on this (the fuzzer's) thread
     }
     std::unique_ptr<forward::proxy_state> state;
     std::unique_ptr<server::worker> w;

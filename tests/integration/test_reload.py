@@ -89,6 +89,23 @@ class ReloadTest(ProxyTestCase):
         metrics = request(self.bb.port("admin"), target="/metrics").body.decode()
         self.assertIn('breakerbox_upstream_requests_total{upstream="a",outcome="success"} 5', metrics)
 
+    def test_an_upstream_removed_and_added_again_starts_from_zero(self):
+        with_c = f"""  c:
+    endpoints: [{self.b.address}]
+    routes: {{path_prefix: /c}}
+"""
+        self.rewrite(config(self.a, self.b, extra=with_c))
+        self.sighup_and_wait("configuration reloaded")
+        for _ in range(2):
+            self.assertEqual(request(self.bb.port(), target="/c/x").status, 200)
+        self.assertEqual(self.health("c")["upstreams"]["c"]["requests"]["success"], 2)
+        self.rewrite(config(self.a, self.b))
+        self.sighup_and_wait("configuration reloaded")
+        self.rewrite(config(self.a, self.b, extra=with_c))
+        self.sighup_and_wait("configuration reloaded")
+        # every worker installs the new generation on its own thread: wait for all of them
+        self.assertTrue(wait_until(lambda: self.health("c")["upstreams"]["c"]["requests"]["success"] == 0, timeout=5))
+
     def test_breaker_state_is_kept_when_its_policy_is_unchanged(self):
         for _ in range(2):
             request(self.bb.port(), target="/a/x?status=500")

@@ -25,7 +25,7 @@ TEST(rewrite_for_upstream, applies_rfc9110_forwarding_rules)
     req.set(bhttp::field::transfer_encoding, "chunked");
     req.set("X-Forwarded-For", "10.0.0.1");
     req.body() = "abc";
-    http::rewrite_for_upstream(req, all_fields(), {"127.0.0.9", "public.test"}, "/charge?x=1", "public.test");
+    http::rewrite_for_upstream(req, all_fields(), {"127.0.0.9", "public.test"}, "/charge?x=1", "public.test", "unused");
 
     EXPECT_EQ(req.target(), "/charge?x=1");
     EXPECT_EQ(req.version(), 11u);
@@ -45,9 +45,23 @@ TEST(rewrite_for_upstream, keeps_the_clients_host_when_given_none)
 {
     http::request req{bhttp::verb::get, "/a", 11};
     req.set(bhttp::field::host, "Client.Test:8080");
-    http::rewrite_for_upstream(req, config::forwarding_config{}, {"127.0.0.1", "client.test:8080"}, "/a", {});
+    http::rewrite_for_upstream(req, config::forwarding_config{}, {"127.0.0.1", "client.test:8080"}, "/a", {}, "unused");
     EXPECT_EQ(req[bhttp::field::host], "Client.Test:8080");
     EXPECT_EQ(req.count(bhttp::field::content_length), 0u); // a GET without a body gets no framing field
+}
+
+TEST(rewrite_for_upstream, an_http11_request_always_leaves_with_a_host)
+{
+    http::request named{bhttp::verb::get, "/a", 11};
+    named.set(bhttp::field::host, "client.test");
+    named.set(bhttp::field::connection, "host"); // Host named as hop-by-hop: stripped, then given again
+    http::rewrite_for_upstream(named, config::forwarding_config{}, {"127.0.0.1", "client.test"}, "/a", {}, "client.test");
+    EXPECT_EQ(named[bhttp::field::host], "client.test");
+
+    http::request none{bhttp::verb::get, "/a", 10}; // HTTP/1.0 without Host
+    http::rewrite_for_upstream(none, config::forwarding_config{}, {"127.0.0.1", ""}, "/a", {}, "10.0.0.5:8080");
+    EXPECT_EQ(none[bhttp::field::host], "10.0.0.5:8080");
+    EXPECT_EQ(none.version(), 11u);
 }
 
 TEST(rewrite_for_client, strips_hop_by_hop_and_reframes)
