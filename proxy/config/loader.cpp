@@ -635,146 +635,178 @@ void validate_breaker(reader& r, const YAML::Node& at, const std::string& path, 
     }
 }
 
-void read_root(reader& r, const YAML::Node& root, config& cfg, const std::string& config_dir)
+void read_limits(reader& r, const YAML::Node& l, limits_config& lim)
 {
-    if (!r.check_map(root, "", {"workers", "listeners", "admin", "limits", "forwarding", "logging", "defaults", "upstreams"}))
+    if (!r.check_map(l, "limits", {"max_connections", "max_header_bytes", "max_request_body", "max_response_body",
+                                   "header_timeout", "body_timeout", "idle_timeout", "write_timeout", "drain_timeout"}))
         return;
-    r.read_uint(root, "workers", "", cfg.workers, 0, 256);
+    r.read_uint(l, "max_connections", "limits", lim.max_connections, 1, 1000000);
+    r.read_size(l, "max_header_bytes", "limits", lim.max_header_bytes, 1024, 1024 * 1024);
+    r.read_size(l, "max_request_body", "limits", lim.max_request_body, 0, 1ull << 32);
+    r.read_size(l, "max_response_body", "limits", lim.max_response_body, 1024, 1ull << 32);
+    r.read_duration(l, "header_timeout", "limits", lim.header_timeout, millis(10), hour);
+    r.read_duration(l, "body_timeout", "limits", lim.body_timeout, millis(10), hour);
+    r.read_duration(l, "idle_timeout", "limits", lim.idle_timeout, millis(10), 24 * hour);
+    r.read_duration(l, "write_timeout", "limits", lim.write_timeout, millis(10), hour);
+    r.read_duration(l, "drain_timeout", "limits", lim.drain_timeout, 0, hour);
+}
 
-    if (auto l = root["limits"]) {
-        auto& lim = cfg.limits;
-        if (r.check_map(l, "limits", {"max_connections", "max_header_bytes", "max_request_body", "max_response_body",
-                                      "header_timeout", "body_timeout", "idle_timeout", "write_timeout", "drain_timeout"})) {
-            r.read_uint(l, "max_connections", "limits", lim.max_connections, 1, 1000000);
-            r.read_size(l, "max_header_bytes", "limits", lim.max_header_bytes, 1024, 1024 * 1024);
-            r.read_size(l, "max_request_body", "limits", lim.max_request_body, 0, 1ull << 32);
-            r.read_size(l, "max_response_body", "limits", lim.max_response_body, 1024, 1ull << 32);
-            r.read_duration(l, "header_timeout", "limits", lim.header_timeout, millis(10), hour);
-            r.read_duration(l, "body_timeout", "limits", lim.body_timeout, millis(10), hour);
-            r.read_duration(l, "idle_timeout", "limits", lim.idle_timeout, millis(10), 24 * hour);
-            r.read_duration(l, "write_timeout", "limits", lim.write_timeout, millis(10), hour);
-            r.read_duration(l, "drain_timeout", "limits", lim.drain_timeout, 0, hour);
-        }
-    }
-    if (auto f = root["forwarding"]) {
-        if (r.check_map(f, "forwarding", {"via", "x_forwarded_for", "x_forwarded_proto", "x_forwarded_host"})) {
-            r.read_bool(f, "via", "forwarding", cfg.forwarding.via);
-            r.read_bool(f, "x_forwarded_for", "forwarding", cfg.forwarding.x_forwarded_for);
-            r.read_bool(f, "x_forwarded_proto", "forwarding", cfg.forwarding.x_forwarded_proto);
-            r.read_bool(f, "x_forwarded_host", "forwarding", cfg.forwarding.x_forwarded_host);
-        }
-    }
-    if (auto lg = root["logging"]) {
-        if (r.check_map(lg, "logging", {"level", "access_log"})) {
-            r.read_string(lg, "level", "logging", cfg.logging.level);
-            if (cfg.logging.level != "debug" && cfg.logging.level != "info" && cfg.logging.level != "warn" &&
-                cfg.logging.level != "error")
-                r.fail(lg["level"], "logging.level", "expected debug, info, warn or error");
-            r.read_bool(lg, "access_log", "logging", cfg.logging.access_log);
-        }
-    }
+void read_forwarding(reader& r, const YAML::Node& f, forwarding_config& fwd)
+{
+    if (!r.check_map(f, "forwarding", {"via", "x_forwarded_for", "x_forwarded_proto", "x_forwarded_host"}))
+        return;
+    r.read_bool(f, "via", "forwarding", fwd.via);
+    r.read_bool(f, "x_forwarded_for", "forwarding", fwd.x_forwarded_for);
+    r.read_bool(f, "x_forwarded_proto", "forwarding", fwd.x_forwarded_proto);
+    r.read_bool(f, "x_forwarded_host", "forwarding", fwd.x_forwarded_host);
+}
+
+void read_logging(reader& r, const YAML::Node& lg, logging_config& logging)
+{
+    if (!r.check_map(lg, "logging", {"level", "access_log"}))
+        return;
+    r.read_string(lg, "level", "logging", logging.level);
+    if (logging.level != "debug" && logging.level != "info" && logging.level != "warn" && logging.level != "error")
+        r.fail(lg["level"], "logging.level", "expected debug, info, warn or error");
+    r.read_bool(lg, "access_log", "logging", logging.access_log);
+}
+
+// The admin block, the token's environment fallback, and the rule that a non-loopback admin listener
+// needs a token. `root`: for the error's position when the block is absent.
+void read_admin(reader& r, const YAML::Node& root, admin_config& admin)
+{
     if (auto a = root["admin"]) {
         if (r.check_map(a, "admin", {"enabled", "address", "token"})) {
-            r.read_bool(a, "enabled", "admin", cfg.admin.enabled);
+            r.read_bool(a, "enabled", "admin", admin.enabled);
             if (auto addr = a["address"])
-                r.read_host_port(addr, "admin.address", cfg.admin.address, true);
-            r.read_string(a, "token", "admin", cfg.admin.token);
+                r.read_host_port(addr, "admin.address", admin.address, true);
+            r.read_string(a, "token", "admin", admin.token);
         }
     }
-    if (cfg.admin.token.empty()) // the documented fallback, so the secret need not be in the file
-        cfg.admin.token = r.env("BREAKERBOX_ADMIN_TOKEN").value_or("");
-    if (cfg.admin.enabled && !is_loopback(cfg.admin.address.host) && cfg.admin.token.empty())
+    if (admin.token.empty()) // the documented fallback, so the secret need not be in the file
+        admin.token = r.env("BREAKERBOX_ADMIN_TOKEN").value_or("");
+    if (admin.enabled && !is_loopback(admin.address.host) && admin.token.empty())
         r.fail(root["admin"], "admin.address",
-               "the admin listener is on a non-loopback address (" + cfg.admin.address.host +
+               "the admin listener is on a non-loopback address (" + admin.address.host +
                    ") without a token: set admin.token (e.g. ${BREAKERBOX_ADMIN_TOKEN})");
+}
 
+void read_endpoints(reader& r, const YAML::Node& node, const std::string& path, upstream_config& u)
+{
+    auto eps = node["endpoints"];
+    if (!eps || !eps.IsSequence() || eps.size() == 0) {
+        r.fail(eps ? eps : node, path + ".endpoints", "expected a non-empty list of host:port");
+        return;
+    }
+    for (std::size_t i = 0; i < eps.size(); ++i) {
+        host_port hp;
+        if (r.read_host_port(eps[i], path + ".endpoints[" + std::to_string(i) + "]", hp))
+            u.endpoints.push_back(hp);
+    }
+}
+
+void read_routes(reader& r, const YAML::Node& rt, const std::string& rp, routes_config& routes)
+{
+    if (!r.check_map(rt, rp, {"hosts", "path_prefix", "strip_prefix"}))
+        return;
+    for (auto& h : r.read_string_list(rt, "hosts", rp))
+        routes.hosts.push_back(lower(h));
+    r.read_string(rt, "path_prefix", rp, routes.path_prefix);
+    r.read_bool(rt, "strip_prefix", rp, routes.strip_prefix);
+    if (!routes.path_prefix.empty() && routes.path_prefix.front() != '/')
+        r.fail(rt["path_prefix"], rp + ".path_prefix", "must start with '/'");
+    if (routes.strip_prefix && routes.path_prefix.empty())
+        r.fail(rt["strip_prefix"], rp + ".strip_prefix", "needs a path_prefix");
+}
+
+// One upstream, on top of `defaults`. nullopt when its block is not a mapping of known keys.
+std::optional<upstream_config> read_upstream(reader& r, const YAML::Node& key, const YAML::Node& node,
+                                             const upstream_config& defaults, const std::string& config_dir)
+{
+    const std::string name = key.Scalar();
+    const std::string path = "upstreams." + name;
+    if (!valid_name(name))
+        r.fail(key, path, "upstream names use lowercase letters, digits, '-' and '_' (at most 64)");
+    upstream_config u = defaults;
+    u.name = name;
+    if (!r.check_map(node, path, {"endpoints", "routes", "host_rewrite", "fallbacks", BREAKERBOX_POLICY_KEYS}))
+        return std::nullopt;
+    if (auto fb = node["fallbacks"])
+        read_fallbacks(r, fb, path + ".fallbacks", u.fallbacks, config_dir);
+    read_endpoints(r, node, path, u);
+    if (auto rt = node["routes"])
+        read_routes(r, rt, path + ".routes", u.routes);
+    r.read_string(node, "host_rewrite", path, u.host_rewrite);
+    read_policies(r, node, path, u);
+    validate_breaker(r, node, path + ".circuit_breaker", u.breaker);
+    validate_retries(r, node, path + ".retries", u.retries);
+    return u;
+}
+
+void read_upstreams(reader& r, const YAML::Node& root, config& cfg, const std::string& config_dir)
+{
     upstream_config defaults;
     if (auto d = root["defaults"]) {
         if (r.check_map(d, "defaults", {BREAKERBOX_POLICY_KEYS}))
             read_policies(r, d, "defaults", defaults);
     }
-
     auto ups = root["upstreams"];
     if (!ups) {
         r.fail(root, "upstreams", "at least one upstream is required");
-    } else if (!ups.IsMap()) {
-        r.fail(ups, "upstreams", "expected a mapping of upstream name to its settings");
-    } else {
-        for (auto it = ups.begin(); it != ups.end(); ++it) {
-            std::string name = it->first.Scalar();
-            std::string path = "upstreams." + name;
-            if (!valid_name(name))
-                r.fail(it->first, path, "upstream names use lowercase letters, digits, '-' and '_' (at most 64)");
-            upstream_config u = defaults;
-            u.name = name;
-            YAML::Node node = it->second;
-            if (!r.check_map(node, path, {"endpoints", "routes", "host_rewrite", "fallbacks", BREAKERBOX_POLICY_KEYS}))
-                continue;
-            if (auto fb = node["fallbacks"])
-                read_fallbacks(r, fb, path + ".fallbacks", u.fallbacks, config_dir);
-            auto eps = node["endpoints"];
-            if (!eps || !eps.IsSequence() || eps.size() == 0) {
-                r.fail(eps ? eps : node, path + ".endpoints", "expected a non-empty list of host:port");
-            } else {
-                for (std::size_t i = 0; i < eps.size(); ++i) {
-                    host_port hp;
-                    if (r.read_host_port(eps[i], path + ".endpoints[" + std::to_string(i) + "]", hp))
-                        u.endpoints.push_back(hp);
-                }
-            }
-            if (auto rt = node["routes"]) {
-                auto rp = path + ".routes";
-                if (r.check_map(rt, rp, {"hosts", "path_prefix", "strip_prefix"})) {
-                    for (auto& h : r.read_string_list(rt, "hosts", rp))
-                        u.routes.hosts.push_back(lower(h));
-                    r.read_string(rt, "path_prefix", rp, u.routes.path_prefix);
-                    r.read_bool(rt, "strip_prefix", rp, u.routes.strip_prefix);
-                    if (!u.routes.path_prefix.empty() && u.routes.path_prefix.front() != '/')
-                        r.fail(rt["path_prefix"], rp + ".path_prefix", "must start with '/'");
-                    if (u.routes.strip_prefix && u.routes.path_prefix.empty())
-                        r.fail(rt["strip_prefix"], rp + ".strip_prefix", "needs a path_prefix");
-                }
-            }
-            r.read_string(node, "host_rewrite", path, u.host_rewrite);
-            read_policies(r, node, path, u);
-            validate_breaker(r, node, path + ".circuit_breaker", u.breaker);
-            validate_retries(r, node, path + ".retries", u.retries);
-            cfg.upstreams.push_back(std::move(u));
-        }
+        return;
     }
+    if (!ups.IsMap()) {
+        r.fail(ups, "upstreams", "expected a mapping of upstream name to its settings");
+        return;
+    }
+    for (auto it = ups.begin(); it != ups.end(); ++it)
+        if (auto u = read_upstream(r, it->first, it->second, defaults, config_dir))
+            cfg.upstreams.push_back(std::move(*u));
+}
 
+// One listener; `cfg` holds the upstreams and the listeners read so far (for the cross-checks).
+void read_listener(reader& r, const YAML::Node& node, std::size_t i, config& cfg)
+{
+    const std::string path = "listeners[" + std::to_string(i) + "]";
+    listener_config l;
+    if (!r.check_map(node, path, {"name", "address", "upstream"}))
+        return;
+    r.read_string(node, "name", path, l.name);
+    if (l.name.empty())
+        l.name = "listener-" + std::to_string(i);
+    if (auto addr = node["address"])
+        r.read_host_port(addr, path + ".address", l.address, true);
+    else
+        r.fail(node, path + ".address", "missing required key \"address\"");
+    r.read_string(node, "upstream", path, l.upstream);
+    if (!l.upstream.empty() && !cfg.find_upstream(l.upstream))
+        r.fail(node["upstream"], path + ".upstream", "no upstream named \"" + l.upstream + "\"");
+    for (const auto& other : cfg.listeners) {
+        if (other.name == l.name)
+            r.fail(node, path + ".name", "duplicate listener name \"" + l.name + "\"");
+        if (l.address.port && other.address.text() == l.address.text())
+            r.fail(node, path + ".address", "address " + l.address.text() + " is used by listener \"" + other.name + "\"");
+    }
+    if (l.address.port && cfg.admin.enabled && l.address.text() == cfg.admin.address.text())
+        r.fail(node, path + ".address", "address is used by the admin listener");
+    cfg.listeners.push_back(std::move(l));
+}
+
+void read_listeners(reader& r, const YAML::Node& root, config& cfg)
+{
     auto ls = root["listeners"];
     if (!ls || !ls.IsSequence() || ls.size() == 0) {
         r.fail(ls ? ls : root, "listeners", "expected a non-empty list of listeners");
-    } else {
-        for (std::size_t i = 0; i < ls.size(); ++i) {
-            std::string path = "listeners[" + std::to_string(i) + "]";
-            listener_config l;
-            if (!r.check_map(ls[i], path, {"name", "address", "upstream"}))
-                continue;
-            r.read_string(ls[i], "name", path, l.name);
-            if (l.name.empty())
-                l.name = "listener-" + std::to_string(i);
-            if (auto addr = ls[i]["address"])
-                r.read_host_port(addr, path + ".address", l.address, true);
-            else
-                r.fail(ls[i], path + ".address", "missing required key \"address\"");
-            r.read_string(ls[i], "upstream", path, l.upstream);
-            if (!l.upstream.empty() && !cfg.find_upstream(l.upstream))
-                r.fail(ls[i]["upstream"], path + ".upstream", "no upstream named \"" + l.upstream + "\"");
-            for (const auto& other : cfg.listeners) {
-                if (other.name == l.name)
-                    r.fail(ls[i], path + ".name", "duplicate listener name \"" + l.name + "\"");
-                if (l.address.port && other.address.text() == l.address.text())
-                    r.fail(ls[i], path + ".address", "address " + l.address.text() + " is used by listener \"" + other.name + "\"");
-            }
-            if (l.address.port && cfg.admin.enabled && l.address.text() == cfg.admin.address.text())
-                r.fail(ls[i], path + ".address", "address is used by the admin listener");
-            cfg.listeners.push_back(std::move(l));
-        }
+        return;
     }
+    for (std::size_t i = 0; i < ls.size(); ++i)
+        read_listener(r, ls[i], i, cfg);
+}
 
-    // Failover targets must exist and differ from the upstream itself.
+// Failover targets must exist and differ from the upstream itself.
+void check_failover_targets(reader& r, const YAML::Node& root, const config& cfg)
+{
+    auto ups = root["upstreams"];
     for (const auto& u : cfg.upstreams)
         for (std::size_t i = 0; i < u.fallbacks.size(); ++i) {
             const auto& fb = u.fallbacks[i];
@@ -787,8 +819,12 @@ void read_root(reader& r, const YAML::Node& root, config& cfg, const std::string
             else if (fb.upstream == u.name)
                 r.fail(at, p, "an upstream cannot fail over to itself");
         }
+}
 
-    // Every upstream must be reachable somehow, and no two may claim the same host or prefix.
+// Every upstream must be reachable somehow, and no two may claim the same host or prefix.
+void check_routes(reader& r, const YAML::Node& root, const config& cfg)
+{
+    auto ups = root["upstreams"];
     std::set<std::string> hosts, prefixes;
     for (const auto& u : cfg.upstreams) {
         auto node = ups ? ups[u.name] : root;
@@ -808,6 +844,25 @@ void read_root(reader& r, const YAML::Node& root, config& cfg, const std::string
             r.fail(node, "upstreams." + u.name + ".routes.path_prefix",
                    "prefix \"" + u.routes.path_prefix + "\" is routed to another upstream too");
     }
+}
+
+// The whole file: each section by its reader, then the checks across sections.
+void read_root(reader& r, const YAML::Node& root, config& cfg, const std::string& config_dir)
+{
+    if (!r.check_map(root, "", {"workers", "listeners", "admin", "limits", "forwarding", "logging", "defaults", "upstreams"}))
+        return;
+    r.read_uint(root, "workers", "", cfg.workers, 0, 256);
+    if (auto l = root["limits"])
+        read_limits(r, l, cfg.limits);
+    if (auto f = root["forwarding"])
+        read_forwarding(r, f, cfg.forwarding);
+    if (auto lg = root["logging"])
+        read_logging(r, lg, cfg.logging);
+    read_admin(r, root, cfg.admin);
+    read_upstreams(r, root, cfg, config_dir);
+    read_listeners(r, root, cfg);
+    check_failover_targets(r, root, cfg);
+    check_routes(r, root, cfg);
 }
 
 } // namespace
