@@ -67,10 +67,21 @@ struct pool_config {
 
 enum class window_type { count_based, time_based };
 
+// 5xx minus 501 (Not Implemented: the method, not the server's health) and 505 (HTTP Version Not
+// Supported): the default of classify.failure_statuses.
+inline std::vector<unsigned> default_failure_statuses()
+{
+    std::vector<unsigned> statuses;
+    for (unsigned s = 500; s <= 599; ++s)
+        if (s != 501 && s != 505)
+            statuses.push_back(s);
+    return statuses;
+}
+
 // Which outcomes count as failures for the breaker. Everything not listed as a failure and not
 // ignored counts as a success.
 struct classification_config {
-    std::vector<unsigned> failure_statuses;   // filled by the loader's default when absent: 5xx minus 501, 505
+    std::vector<unsigned> failure_statuses = default_failure_statuses(); // an explicit [] means: no status is a failure
     std::vector<unsigned> ignored_statuses;   // counted neither way
     bool status_429_is_failure = false;
     bool connect_failure = true;

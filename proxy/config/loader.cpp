@@ -628,11 +628,6 @@ void validate_breaker(reader& r, const YAML::Node& at, const std::string& path, 
         r.fail(at, path + ".half_open.successes_to_close", "unreasonably large compared with max_probes");
     if (b.window == window_type::time_based && b.window_duration / b.window_buckets < millis(10))
         r.fail(at, path + ".failure_rate.window_buckets", "buckets must be at least 10ms wide");
-    if (b.classify.failure_statuses.empty()) {
-        for (unsigned s = 500; s <= 599; ++s)
-            if (s != 501 && s != 505)
-                b.classify.failure_statuses.push_back(s);
-    }
 }
 
 void read_limits(reader& r, const YAML::Node& l, limits_config& lim)

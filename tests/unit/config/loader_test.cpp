@@ -71,6 +71,13 @@ TEST(loader, minimal_config_gets_the_documented_defaults)
     EXPECT_EQ(r.cfg->admin.address.port, 9901);
 }
 
+TEST(loader, an_explicit_empty_failure_status_list_means_no_status_is_a_failure)
+{
+    auto r = load_with_breaker("{classify: {failure_statuses: []}}");
+    ASSERT_TRUE(r.cfg) << (r.errors.empty() ? "" : r.errors.front().text());
+    EXPECT_TRUE(r.cfg->upstreams.at(0).breaker.classify.failure_statuses.empty()); // not the default again
+}
+
 TEST(loader, upstreams_inherit_defaults_and_may_override)
 {
     auto r = load(R"(
