@@ -12,6 +12,20 @@ namespace breakerbox::testing {
 
 using namespace std::chrono_literals;
 
+// Runs the coroutine `body` on `ioc` to completion; fails the test if it has not finished within 5 s.
+template <class Body>
+void run_bounded(asio::io_context& ioc, Body body)
+{
+    bool finished = false;
+    asio::co_spawn(ioc, [&]() -> asio::awaitable<void> {
+        co_await body();
+        finished = true;
+        ioc.stop();
+    }, asio::detached);
+    ioc.run_for(5s);
+    ASSERT_TRUE(finished) << "the coroutine did not finish: an expiry was lost";
+}
+
 struct socket_pair_fixture : ::testing::Test {
     asio::io_context ioc;
     tcp::socket peer{ioc};
@@ -30,14 +44,7 @@ struct socket_pair_fixture : ::testing::Test {
     template <class Body>
     void run(Body body)
     {
-        bool finished = false;
-        asio::co_spawn(ioc, [&]() -> asio::awaitable<void> {
-            co_await body();
-            finished = true;
-            ioc.stop();
-        }, asio::detached);
-        ioc.run_for(5s);
-        ASSERT_TRUE(finished) << "the coroutine did not finish: an expiry was lost";
+        run_bounded(ioc, std::move(body));
     }
 
     asio::awaitable<void> sleep(std::chrono::milliseconds d)

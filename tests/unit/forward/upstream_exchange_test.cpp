@@ -3,6 +3,7 @@
 // with what the forwarder relies on — the reason, whether the request may have reached the upstream,
 // and whether the failure was a stale pooled connection.
 #include "forward/upstream_exchange.hpp"
+#include "../socket_pair_fixture.hpp"
 
 #include <boost/asio/read_until.hpp>
 #include <boost/asio/write.hpp>
@@ -87,15 +88,8 @@ struct exchange_fixture : ::testing::Test {
     // Runs `body` with the upstream serving; fails the test if it has not finished within 5 s.
     void run(std::function<asio::awaitable<void>()> body)
     {
-        bool finished = false;
         asio::co_spawn(ioc, serve(), asio::detached);
-        asio::co_spawn(ioc, [&]() -> asio::awaitable<void> {
-            co_await body();
-            finished = true;
-            ioc.stop();
-        }, asio::detached);
-        ioc.run_for(5s);
-        ASSERT_TRUE(finished) << "the exchange did not finish";
+        testing::run_bounded(ioc, std::move(body));
     }
 
     asio::awaitable<forward::exchange_result> exchange_once(http::response& res, forward::exchange_limits l)
