@@ -82,45 +82,58 @@ public:
         return value;
     }
 
-    void read_bool(const YAML::Node& map, std::string_view key, const std::string& path, bool& out)
+    // A present scalar field: its node, its dotted path (for errors) and its text. nullopt when the key
+    // is absent (the default stays) or is not a scalar (reported). Every read_* starts with it.
+    struct scalar_field {
+        YAML::Node node;
+        std::string path;
+        std::string text;
+    };
+    std::optional<scalar_field> field(const YAML::Node& map, std::string_view key, const std::string& path)
     {
         auto node = map[std::string(key)];
         if (!node)
-            return;
+            return std::nullopt;
         auto p = join(path, key);
         auto s = scalar(node, p);
         if (!s)
+            return std::nullopt;
+        return scalar_field{node, std::move(p), std::move(*s)};
+    }
+
+    void read_bool(const YAML::Node& map, std::string_view key, const std::string& path, bool& out)
+    {
+        auto f = field(map, key, path);
+        if (!f)
             return;
-        if (*s == "true" || *s == "yes" || *s == "on")
+        const auto& [node, p, s] = *f;
+        if (s == "true" || s == "yes" || s == "on")
             out = true;
-        else if (*s == "false" || *s == "no" || *s == "off")
+        else if (s == "false" || s == "no" || s == "off")
             out = false;
         else
-            fail(node, p, "expected true or false, got \"" + *s + "\"");
+            fail(node, p, "expected true or false, got \"" + s + "\"");
     }
 
     template <class Int>
     void read_uint(const YAML::Node& map, std::string_view key, const std::string& path, Int& out,
                    std::uint64_t min, std::uint64_t max)
     {
-        auto node = map[std::string(key)];
-        if (!node)
+        auto f = field(map, key, path);
+        if (!f)
             return;
-        auto p = join(path, key);
-        auto s = scalar(node, p);
-        if (!s)
-            return;
+        const auto& [node, p, s] = *f;
         std::uint64_t v = 0;
-        bool ok = !s->empty() && std::all_of(s->begin(), s->end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)); });
+        bool ok = !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)); });
         if (ok) {
             try {
-                v = std::stoull(*s);
+                v = std::stoull(s);
             } catch (...) {
                 ok = false;
             }
         }
         if (!ok || v < min || v > max) {
-            fail(node, p, "expected an integer in [" + std::to_string(min) + ", " + std::to_string(max) + "], got \"" + *s + "\"");
+            fail(node, p, "expected an integer in [" + std::to_string(min) + ", " + std::to_string(max) + "], got \"" + s + "\"");
             return;
         }
         out = static_cast<Int>(v);
@@ -134,21 +147,18 @@ public:
     void read_double(const YAML::Node& map, std::string_view key, const std::string& path, double& out,
                      double min, double max, const std::string& expected, bool exclusive_min = false)
     {
-        auto node = map[std::string(key)];
-        if (!node)
+        auto f = field(map, key, path);
+        if (!f)
             return;
-        auto p = join(path, key);
-        auto s = scalar(node, p);
-        if (!s)
-            return;
-        std::string text = *s;
+        const auto& [node, p, s] = *f;
+        std::string text = s;
         if (!text.empty() && text.back() == '%')
             text.pop_back();
         char* end = nullptr;
         double v = std::strtod(text.c_str(), &end);
         bool ok = !text.empty() && end == text.c_str() + text.size() && v <= max && (exclusive_min ? v > min : v >= min);
         if (!ok) {
-            fail(node, p, "expected " + expected + ", got \"" + *s + "\"");
+            fail(node, p, "expected " + expected + ", got \"" + s + "\"");
             return;
         }
         out = v;
@@ -157,20 +167,17 @@ public:
     void read_duration(const YAML::Node& map, std::string_view key, const std::string& path, nanos& out,
                        nanos min, nanos max)
     {
-        auto node = map[std::string(key)];
-        if (!node)
+        auto f = field(map, key, path);
+        if (!f)
             return;
-        auto p = join(path, key);
-        auto s = scalar(node, p);
-        if (!s)
-            return;
-        auto d = parse_duration(*s);
+        const auto& [node, p, s] = *f;
+        auto d = parse_duration(s);
         if (!d) {
-            fail(node, p, "expected a duration such as 250ms, 5s, 2m or 1h, got \"" + *s + "\"");
+            fail(node, p, "expected a duration such as 250ms, 5s, 2m or 1h, got \"" + s + "\"");
             return;
         }
         if (*d < min || *d > max) {
-            fail(node, p, "duration " + *s + " is out of range [" + describe(min) + ", " + describe(max) + "]");
+            fail(node, p, "duration " + s + " is out of range [" + describe(min) + ", " + describe(max) + "]");
             return;
         }
         out = *d;
@@ -179,20 +186,17 @@ public:
     void read_size(const YAML::Node& map, std::string_view key, const std::string& path, std::uint64_t& out,
                    std::uint64_t min, std::uint64_t max)
     {
-        auto node = map[std::string(key)];
-        if (!node)
+        auto f = field(map, key, path);
+        if (!f)
             return;
-        auto p = join(path, key);
-        auto s = scalar(node, p);
-        if (!s)
-            return;
-        auto v = parse_size(*s);
+        const auto& [node, p, s] = *f;
+        auto v = parse_size(s);
         if (!v) {
-            fail(node, p, "expected a size such as 512, 64KiB or 1MiB, got \"" + *s + "\"");
+            fail(node, p, "expected a size such as 512, 64KiB or 1MiB, got \"" + s + "\"");
             return;
         }
         if (*v < min || *v > max) {
-            fail(node, p, "size " + *s + " is out of range [" + std::to_string(min) + ", " + std::to_string(max) + "] bytes");
+            fail(node, p, "size " + s + " is out of range [" + std::to_string(min) + ", " + std::to_string(max) + "] bytes");
             return;
         }
         out = *v;
@@ -200,11 +204,8 @@ public:
 
     void read_string(const YAML::Node& map, std::string_view key, const std::string& path, std::string& out)
     {
-        auto node = map[std::string(key)];
-        if (!node)
-            return;
-        if (auto s = scalar(node, join(path, key)))
-            out = *s;
+        if (auto f = field(map, key, path))
+            out = f->text;
     }
 
     // Listening addresses may use port 0 (an ephemeral port, reported in the "listening" log line).
