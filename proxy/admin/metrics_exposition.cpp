@@ -90,10 +90,7 @@ std::string render_metrics(const admin_context& ctx)
         for (auto from : all_states)
             for (auto to : all_states) {
                 auto n = cb.transition_count(from, to);
-                const bool usual = (from == breaker_state::closed && to == breaker_state::open) ||
-                                   (from == breaker_state::open && to == breaker_state::half_open) ||
-                                   (from == breaker_state::half_open && (to == breaker_state::closed || to == breaker_state::open));
-                if (n > 0 || usual)
+                if (n > 0 || resilience::is_automatic_transition(from, to))
                     add(transitions, {{"upstream", name}, {"from", std::string(resilience::to_string(from))}, {"to", std::string(resilience::to_string(to))}},
                         static_cast<double>(n));
             }

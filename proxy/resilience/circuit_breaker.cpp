@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 
 namespace breakerbox::resilience {
 namespace {
@@ -355,6 +356,12 @@ bool circuit_breaker::transition(std::uint64_t expected, breaker_state to, std::
                                  nanos now, nanos open_for)
 {
     const word from = decode(expected);
+#if defined(BREAKERBOX_DEBUG_CHECKS) // debug and sanitizer builds: is_legal_transition, asserted
+    if (!is_legal_transition(from.state, to)) {
+        std::fprintf(stderr, "illegal breaker transition %s -> %s\n", to_string(from.state).data(), to_string(to).data());
+        std::abort();
+    }
+#endif
     const std::uint64_t desired = encode({to, static_cast<std::uint16_t>(from.generation + 1), stamp_ms});
     if (!state_word_.compare_exchange_strong(expected, desired, std::memory_order_acq_rel))
         return false;

@@ -50,6 +50,22 @@ enum class breaker_state : std::uint8_t { closed = 0, open = 1, half_open = 2, f
 constexpr std::size_t breaker_state_count = 6;
 std::string_view to_string(breaker_state s) noexcept;
 
+// The transitions the state machine makes on its own (Resilience4j's StateTransition): a trip, the open
+// time running out, a half-open verdict. /metrics declares these edges even before they happen.
+constexpr bool is_automatic_transition(breaker_state from, breaker_state to) noexcept
+{
+    return (from == breaker_state::closed && to == breaker_state::open) ||
+           (from == breaker_state::open && to == breaker_state::half_open) ||
+           (from == breaker_state::half_open && (to == breaker_state::closed || to == breaker_state::open));
+}
+
+// Every transition that may happen: the automatic ones, and an operator's move of any state to closed
+// (reset), forced_open, forced_closed or disabled. Nothing else enters open or half-open.
+constexpr bool is_legal_transition(breaker_state from, breaker_state to) noexcept
+{
+    return is_automatic_transition(from, to) || (to != breaker_state::open && to != breaker_state::half_open);
+}
+
 enum class admission : std::uint8_t {
     admitted,        // closed / forced_closed / disabled
     probe,           // half-open probe

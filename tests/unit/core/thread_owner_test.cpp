@@ -21,7 +21,7 @@ TEST(thread_owner, the_owning_thread_passes)
     owner.assert_owned("owner");
 }
 
-#if defined(BREAKERBOX_CHECK_OWNERSHIP)
+#if defined(BREAKERBOX_DEBUG_CHECKS)
 TEST(thread_owner_death, another_thread_aborts_with_the_entry_points_name)
 {
     GTEST_FLAG_SET(death_test_style, "threadsafe");

@@ -628,3 +628,20 @@ TEST_F(circuit_breaker_test, operator_states_are_reported_as_stored)
     EXPECT_EQ(cb->snapshot().state, breaker_state::forced_open);
     EXPECT_EQ(cb->effective_state(clk.now()), breaker_state::forced_open);
 }
+
+TEST(breaker_transitions, only_the_state_machine_enters_open_and_half_open)
+{
+    using s = breaker_state;
+    EXPECT_TRUE(is_automatic_transition(s::closed, s::open));
+    EXPECT_TRUE(is_automatic_transition(s::open, s::half_open));
+    EXPECT_TRUE(is_automatic_transition(s::half_open, s::closed));
+    EXPECT_TRUE(is_automatic_transition(s::half_open, s::open));
+    EXPECT_FALSE(is_automatic_transition(s::closed, s::half_open));
+    EXPECT_FALSE(is_automatic_transition(s::open, s::closed));
+    EXPECT_FALSE(is_legal_transition(s::closed, s::half_open));
+    EXPECT_FALSE(is_legal_transition(s::forced_open, s::open));
+    EXPECT_FALSE(is_legal_transition(s::disabled, s::half_open));
+    for (auto from : {s::closed, s::open, s::half_open, s::forced_open, s::forced_closed, s::disabled})
+        for (auto to : {s::closed, s::forced_open, s::forced_closed, s::disabled})
+            EXPECT_TRUE(is_legal_transition(from, to)); // operator actions
+}
