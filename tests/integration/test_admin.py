@@ -142,7 +142,11 @@ class AdminTest(ProxyTestCase):
         t = threading.Thread(target=slow_probe)
         t.start()
         try:
-            self.assertTrue(wait_until(lambda: request(bb.port("admin"), target="/health/circuits").json()["status"] == "degraded", timeout=10))
+            # (past its open time the circuit reports half_open at once; wait for the probe to be in flight)
+            def probing():
+                j = request(bb.port("admin"), target="/health/circuits").json()
+                return j["status"] == "degraded" and j["upstreams"]["svc"]["half_open"]["probes_in_flight"] == 1
+            self.assertTrue(wait_until(probing, timeout=10))
             r = request(bb.port("admin"), target="/health/circuits")
             self.assertEqual(r.status, 200)
             self.assertEqual(r.json()["upstreams"]["svc"]["state"], "half_open")
