@@ -1,5 +1,5 @@
-// Time, injected. Production code asks a `clock&` for the time; unit tests drive a manual_clock and
-// never sleep. Time points are nanoseconds of a monotonic clock, stored as plain integers so that they
+// Time, injected. Production code asks a `clock&` for the time; unit tests drive a manual_clock
+// (tests/unit/support/manual_clock.hpp) and never sleep. Time points are nanoseconds of a monotonic clock, stored as plain integers so that they
 // fit in atomics.
 #pragma once
 #include <atomic>
@@ -33,18 +33,6 @@ public:
         static steady_clock_source c;
         return c;
     }
-};
-
-// For tests: time moves only when told to.
-class manual_clock final : public clock {
-public:
-    explicit manual_clock(nanos start = seconds(1000)) : now_(start) {}
-    nanos now() const noexcept override { return now_.load(std::memory_order_relaxed); }
-    void advance(nanos d) { now_.fetch_add(d, std::memory_order_relaxed); }
-    void set(nanos t) { now_.store(t, std::memory_order_relaxed); }
-
-private:
-    std::atomic<nanos> now_;
 };
 
 } // namespace breakerbox

@@ -1,4 +1,5 @@
 #include "forward/client_watch.hpp"
+#include "../support/manual_clock.hpp"
 
 #include <gtest/gtest.h>
 
