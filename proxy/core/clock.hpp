@@ -1,6 +1,6 @@
 // Time, injected. Production code asks a `clock&` for the time; unit tests drive a manual_clock
-// (tests/unit/support/manual_clock.hpp) and never sleep. Time points are nanoseconds of a monotonic clock, stored as plain integers so that they
-// fit in atomics.
+// (tests/unit/support/manual_clock.hpp) and never sleep. Time points are nanoseconds of a monotonic
+// clock, stored as plain integers so that they fit in atomics.
 #pragma once
 #include <atomic>
 #include <chrono>

@@ -30,6 +30,7 @@ namespace breakerbox {
     X(circuit_open, 503, "the circuit breaker is open")                                                                \
     X(bulkhead_full, 503, "the bulkhead is full")                                                                      \
     X(queue_timeout, 503, "timed out waiting in the bulkhead queue")                                                   \
+    X(connection_limit, 503, "every endpoint is at its connection limit") /* pool.max_connections_per_endpoint */     \
     X(too_many_connections, 503, "connection limit reached")                                                           \
     X(not_implemented, 501, "a transfer coding other than chunked is not implemented") /* RFC 9112 §6.1 */            \
     X(client_closed, 499, "the client closed the connection before the answer")

@@ -81,7 +81,8 @@ std::optional<fallback_trigger> trigger_of(const call_result& r)
         return std::nullopt;
     case proxy_error::circuit_open: return fallback_trigger::circuit_open;
     case proxy_error::bulkhead_full:
-    case proxy_error::queue_timeout: return fallback_trigger::bulkhead_full;
+    case proxy_error::queue_timeout:
+    case proxy_error::connection_limit: return fallback_trigger::bulkhead_full; // capacity refusals alike
     case proxy_error::upstream_timeout:
     case proxy_error::upstream_connect_timeout: return fallback_trigger::timeout;
     default: return fallback_trigger::upstream_error;
@@ -249,8 +250,8 @@ private:
         auto& stats = gen_.stats.upstreams[u];
         const auto& name = cfg_.upstreams[u].name;
         if (gen_.upstreams[u].has_endpoints()) {
-            stats.count(rejection_reason::bulkhead_full);
-            return {proxy_error::bulkhead_full, "every endpoint of " + name + " is at pool.max_connections_per_endpoint"};
+            stats.count(rejection_reason::connection_limit);
+            return {proxy_error::connection_limit, "every endpoint of " + name + " is at pool.max_connections_per_endpoint"};
         }
         stats.count(rejection_reason::no_endpoint);
         return {proxy_error::no_endpoint, "no resolved endpoint for " + name};
@@ -295,7 +296,7 @@ private:
 
     // An attempt that ended without an upstream outcome: the client left, the circuit opened
     // (cancel_in_flight: answered as if it came after the trip), or the endpoint's last connection went
-    // to another request. nullopt: the attempt has an outcome to record.
+    // to another request (connection_limit). nullopt: the attempt has an outcome to record.
     std::optional<call_result> ended_from_outside(std::size_t u, attempt_state& st, exchange_result& result,
                                                   const resilience::breaker_permit& permit)
     {
@@ -308,9 +309,9 @@ private:
             return call_result{proxy_error::client_closed, std::move(result.detail)};
         case proxy_error::circuit_open:
             return refused_by_breaker(u, st, resilience::admission::rejected_open, std::move(result.detail));
-        case proxy_error::bulkhead_full:
-            stats.count(rejection_reason::bulkhead_full);
-            return call_result{proxy_error::bulkhead_full, std::move(result.detail)};
+        case proxy_error::connection_limit:
+            stats.count(rejection_reason::connection_limit);
+            return call_result{proxy_error::connection_limit, std::move(result.detail)};
         default: return std::nullopt;
         }
     }

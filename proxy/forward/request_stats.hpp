@@ -35,6 +35,7 @@ namespace breakerbox::forward {
     X(recovery_ramp)                    \
     X(bulkhead_full)                    \
     X(queue_timeout)                    \
+    X(connection_limit)                 \
     X(no_endpoint)
 
 // What happened to retries (label `result`).

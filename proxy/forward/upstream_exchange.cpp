@@ -146,7 +146,7 @@ asio::awaitable<exchange_result> exchange(upstream::worker_upstream& up, upstrea
         auto conn = attempt == 0 && !limits.fresh_connection ? up.take_idle(ep, limits.now, !limits.resendable) : nullptr;
         if (!conn) {
             if (!up.has_capacity(ep))
-                co_return failure(proxy_error::bulkhead_full, ep.label + " is at pool.max_connections_per_endpoint");
+                co_return failure(proxy_error::connection_limit, ep.label + " is at pool.max_connections_per_endpoint");
             conn = std::make_unique<upstream::upstream_connection>(co_await asio::this_coro::executor, ep.open_connections);
             if (auto failed = co_await connect(*conn, ep, limits))
                 co_return std::move(*failed);

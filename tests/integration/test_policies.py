@@ -115,8 +115,10 @@ class BulkheadTest(ProxyTestCase):
         self.assertTrue(wait_until(lambda: up.stats()["in_flight"] == 1))
         r = request(bb.port(), target="/second")
         self.assertEqual(r.status, 503)
-        self.assertEqual(r.headers["x-breakerbox-error"], "bulkhead_full")
+        self.assertEqual(r.headers["x-breakerbox-error"], "connection_limit")  # not the bulkhead: its own reason
         self.assertIn("max_connections_per_endpoint", r.json()["detail"])
+        rejections = request(bb.port("admin"), target="/health/circuits/svc").json()["upstreams"]["svc"]["rejections"]
+        self.assertEqual((rejections["connection_limit"], rejections["bulkhead_full"]), (1, 0))
         slow.join(timeout=10)
         self.assertEqual(request(bb.port(), target="/third").status, 200)  # the connection is free again
         self.assertEqual(up.stats()["connections"], 1)
