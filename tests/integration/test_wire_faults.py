@@ -42,6 +42,14 @@ def keep_alive_then(after_first):
     return handler
 
 
+def answering(raw):
+    """A scripted upstream handler that answers every request on a connection with `raw`."""
+    def handler(up, conn, index):
+        while up.read_request(conn):
+            conn.sendall(raw)
+    return handler
+
+
 def read_then_close(up, conn):
     up.read_request(conn)  # the whole request arrives, then the upstream dies without answering
 
@@ -170,12 +178,6 @@ CHUNKED_WITH_TRAILERS = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nCont
 class MessageRulesTest(ProxyTestCase):
     """Faults 2, 3 and 4: trailers, transfer codings and Host, on every path a message is parsed."""
 
-    def answering(self, raw):
-        def handler(up, conn, index):
-            while up.read_request(conn):
-                conn.sendall(raw)
-        return handler
-
     def start(self, handler, extra=""):
         up = self.scripted(handler)
         bb = self.breakerbox(config(f"""
@@ -187,7 +189,7 @@ class MessageRulesTest(ProxyTestCase):
         return up, bb
 
     def test_response_trailers_never_become_header_fields(self):
-        up, bb = self.start(self.answering(CHUNKED_WITH_TRAILERS))
+        up, bb = self.start(answering(CHUNKED_WITH_TRAILERS))
         out = raw_exchange(bb.port(), b"GET /t HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
         head, _, body = out.partition(b"\r\n\r\n")
         lines = head.lower().split(b"\r\n")
@@ -199,7 +201,7 @@ class MessageRulesTest(ProxyTestCase):
     def test_a_content_length_trailer_does_not_break_a_valid_answer(self):
         raw = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nContent-Length: 99\r\n"
                b"Transfer-Encoding: gzip\r\nConnection: close\r\n\r\n")
-        up, bb = self.start(self.answering(raw))
+        up, bb = self.start(answering(raw))
         for _ in range(2):  # the connection stays usable: a trailer "Connection: close" is not the header's
             r = request(bb.port(), target="/t")
             self.assertEqual((r.status, r.body), (200, b"hello"))
@@ -207,7 +209,7 @@ class MessageRulesTest(ProxyTestCase):
         self.assertEqual(up.connections, 1)
 
     def test_request_trailers_are_not_forwarded_as_header_fields(self):
-        up, bb = self.start(self.answering(ok_response()))
+        up, bb = self.start(answering(ok_response()))
         out = raw_exchange(bb.port(), b"POST /r HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
                                       b"3\r\nabc\r\n0\r\nHost: evil.test\r\nX-Injected: 1\r\nContent-Length: 1\r\n\r\n")
         self.assertTrue(out.startswith(b"HTTP/1.1 200"), out)
@@ -219,7 +221,7 @@ class MessageRulesTest(ProxyTestCase):
         self.assertEqual(dict((k.lower(), v) for k, v in headers)["content-length"], "3")
 
     def test_a_transfer_coding_other_than_chunked_gets_501_and_nothing_is_forwarded(self):
-        up, bb = self.start(self.answering(ok_response()))
+        up, bb = self.start(answering(ok_response()))
         out = raw_exchange(bb.port(), b"POST /a HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
                                       b"3\r\n\x1f\x8b\x08\r\n0\r\n\r\n")
         self.assertTrue(out.startswith(b"HTTP/1.1 501"), out)
@@ -228,7 +230,7 @@ class MessageRulesTest(ProxyTestCase):
         self.assertEqual(up.requests, [])
 
     def test_faulty_transfer_codings_get_400(self):
-        up, bb = self.start(self.answering(ok_response()))
+        up, bb = self.start(answering(ok_response()))
         for te in (b"chunked, chunked", b"gzip"):
             out = raw_exchange(bb.port(), b"POST /a HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: " + te + b"\r\n\r\n0\r\n\r\n")
             self.assertTrue(out.startswith(b"HTTP/1.1 400"), (te, out))
@@ -238,13 +240,13 @@ class MessageRulesTest(ProxyTestCase):
 
     def test_an_upstream_transfer_coding_other_than_chunked_is_an_invalid_response(self):
         raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\n\x1f\x8b\x08\r\n0\r\n\r\n"
-        up, bb = self.start(self.answering(raw))
+        up, bb = self.start(answering(raw))
         r = request(bb.port(), target="/t")
         self.assertEqual(r.status, 502)
         self.assertEqual(r.headers["x-breakerbox-error"], "upstream_invalid_response")
 
     def test_host_rules_of_rfc9112(self):
-        up, bb = self.start(self.answering(ok_response()))
+        up, bb = self.start(answering(ok_response()))
         for bad in (b"GET /x HTTP/1.1\r\nHost: public.test\r\nHost: admin.test\r\n\r\n",
                     b"GET /x HTTP/1.1\r\n\r\n",
                     b"GET /x HTTP/1.1\r\nHost: a b\r\n\r\n",
@@ -261,8 +263,8 @@ class MessageRulesTest(ProxyTestCase):
         self.assertTrue(out.startswith(b"HTTP/1.1 400"), out)
 
     def test_two_hosts_cannot_steer_routing_and_absolute_form_replaces_host(self):
-        public = self.scripted(self.answering(ok_response(b"public")))
-        admin = self.scripted(self.answering(ok_response(b"admin")))
+        public = self.scripted(answering(ok_response(b"public")))
+        admin = self.scripted(answering(ok_response(b"admin")))
         bb = self.breakerbox(config(f"""
   public:
     endpoints: [{public.address}]
@@ -285,8 +287,7 @@ class ReportingTest(ProxyTestCase):
     """Faults 5 and 7: what is reported matches what happens; every request is counted somewhere."""
 
     def test_an_open_circuit_past_its_open_time_reports_half_open_without_traffic(self):
-        up = self.scripted(lambda up, conn, i: [conn.sendall(b"HTTP/1.1 500 X\r\nContent-Length: 0\r\n\r\n")
-                                                for _ in iter(lambda: up.read_request(conn), None)])
+        up = self.scripted(answering(b"HTTP/1.1 500 X\r\nContent-Length: 0\r\n\r\n"))
         bb = self.breakerbox(config(f"""
   svc:
     endpoints: [{up.address}]
@@ -370,8 +371,7 @@ class HostForwardingTest(ProxyTestCase):
         return self.scripted(handler)
 
     def failing(self):
-        return self.scripted(lambda up, conn, i: [conn.sendall(b"HTTP/1.1 503 X\r\nContent-Length: 0\r\n\r\n")
-                                                   for _ in iter(lambda: up.read_request(conn), None)])
+        return self.scripted(answering(b"HTTP/1.1 503 X\r\nContent-Length: 0\r\n\r\n"))
 
     def test_host_rewrite_and_the_failover_targets_own_host(self):
         primary_ok = self.echo_host()
