@@ -5,7 +5,7 @@
 #include "core/asio.hpp"
 #include "core/log.hpp"
 #include "forward/active_prober.hpp"
-#include "forward/proxy_state.hpp"
+#include "runtime/proxy_state.hpp"
 #include "server/listener.hpp"
 #include "server/worker_pool.hpp"
 #include "upstream/resolver.hpp"
@@ -36,7 +36,7 @@ public:
             // Workers are not running yet: setting their state directly is safe.
             for (std::size_t w = 0; w < pool_.size(); ++w)
                 for (std::size_t i = 0; i < addresses.size(); ++i)
-                    pool_.at(w).context.current->upstreams[i].set_endpoints(addresses[i]);
+                    pool_.at(w).context.current->upstreams[i].local.set_endpoints(addresses[i]);
             start_upstream_tasks(rt, addresses);
             bind_listeners();
             bind_admin();
@@ -62,7 +62,7 @@ private:
     // An rvalue reference, so that worker_count(cfg) above is evaluated before anything is moved.
     application(std::size_t workers, config::config&& cfg)
         : config_path_(cfg.source_file), workers_setting_(cfg.workers), listener_cfgs_(cfg.listeners), admin_cfg_(cfg.admin),
-          state_(std::make_shared<const forward::runtime>(std::move(cfg), steady_clock_source::instance(), nullptr), workers),
+          state_(std::make_shared<const runtime::config_generation>(std::move(cfg), steady_clock_source::instance(), nullptr), workers),
           pool_(workers, state_), signals_(main_, SIGTERM, SIGINT, SIGHUP)
     {
     }
@@ -76,7 +76,7 @@ private:
     }
 
     // Blocking name resolution of every upstream of `rt` (start-up and reload only).
-    static std::vector<std::vector<tcp::endpoint>> resolve_all(const forward::runtime& rt)
+    static std::vector<std::vector<tcp::endpoint>> resolve_all(const runtime::config_generation& rt)
     {
         std::vector<std::vector<tcp::endpoint>> out;
         for (const auto& up : rt.cfg.upstreams) {
@@ -91,14 +91,14 @@ private:
 
     // Periodic re-resolution for the upstreams of `rt` that use names, and the active probers of those
     // with circuit_breaker.half_open.probe; both stop once `rt` is replaced.
-    void start_upstream_tasks(const std::shared_ptr<const forward::runtime>& rt, const std::vector<std::vector<tcp::endpoint>>& addresses)
+    void start_upstream_tasks(const std::shared_ptr<const runtime::config_generation>& rt, const std::vector<std::vector<tcp::endpoint>>& addresses)
     {
         auto active = [this, rt] { return state_.current() == rt; };
         for (std::size_t i = 0; i < rt->cfg.upstreams.size(); ++i) {
             const auto& up = rt->cfg.upstreams[i];
             auto probe_endpoints = std::make_shared<std::vector<tcp::endpoint>>(addresses[i]);
-            if (rt->resilience[i]->breaker.probes_actively()) {
-                forward::probe_target target{rt->resilience[i], probe_endpoints,
+            if (rt->upstreams[i]->breaker.probes_actively()) {
+                forward::probe_target target{rt->upstreams[i], probe_endpoints,
                                              up.host_rewrite.empty() ? up.endpoints.front().text() : up.host_rewrite};
                 asio::co_spawn(main_, forward::run_active_prober(std::move(target), active), asio::detached);
             }
@@ -110,8 +110,8 @@ private:
                     auto& wk = pool_.at(w);
                     asio::post(wk.ioc, [&wk, rt, i, found] {
                         wk.context.owner.assert_owned("endpoint update");
-                        if (wk.context.current->rt == rt) // a reload may have replaced it meanwhile
-                            wk.context.current->upstreams[i].set_endpoints(found);
+                        if (wk.context.current->config == rt) // a reload may have replaced it meanwhile
+                            wk.context.current->upstreams[i].local.set_endpoints(found);
                     });
                 }
             };
@@ -145,7 +145,7 @@ private:
                                                          {"detail", "the previous configuration keeps serving"}});
             return out;
         }
-        auto rt = std::make_shared<const forward::runtime>(std::move(*loaded.cfg), steady_clock_source::instance(), old.get());
+        auto rt = std::make_shared<const runtime::config_generation>(std::move(*loaded.cfg), steady_clock_source::instance(), old.get());
         const auto addresses = resolve_all(*rt);
         state_.set_current(rt);
         for (std::size_t w = 0; w < pool_.size(); ++w) {
@@ -253,7 +253,7 @@ private:
     const std::uint32_t workers_setting_;
     const std::vector<config::listener_config> listener_cfgs_; // fixed for the process's life
     const config::admin_config admin_cfg_;
-    forward::proxy_state state_;
+    runtime::proxy_state state_;
     server::worker_pool pool_;
     // Declared after the pool, so destroyed before it: an accept still pending when the drain stops
     // this context holds a socket of a worker's io_context (accepted connections are born on their

@@ -1,9 +1,9 @@
 // What the admin listener may see: the shared proxy state (config, breakers) and each worker's
 // statistics block, read-only. It never reaches into sessions.
 #pragma once
-#include "forward/proxy_state.hpp"
-#include "forward/request_stats.hpp"
-#include "forward/worker_context.hpp"
+#include "runtime/proxy_state.hpp"
+#include "runtime/request_stats.hpp"
+#include "runtime/worker_context.hpp"
 
 #include <functional>
 #include <string>
@@ -19,8 +19,8 @@ struct reload_outcome {
 };
 
 struct admin_context {
-    forward::proxy_state& state;
-    std::vector<const forward::worker_context*> workers;
+    runtime::proxy_state& state;
+    std::vector<const runtime::worker_context*> workers;
     const clock& clk;
     std::function<reload_outcome()> reload; // POST /admin/reload (runs on the main thread, like SIGHUP)
 
@@ -32,7 +32,7 @@ struct admin_context {
         std::uint64_t total = 0;
         for (const auto* w : workers) {
             const auto gen = w->snapshot();
-            if (auto i = gen.rt->index_of(upstream))
+            if (auto i = gen.config->index_of(upstream))
                 total += get(gen.stats.upstreams[*i]);
         }
         return total;

@@ -70,7 +70,7 @@ http::response circuit_action(const admin_context& ctx, std::string_view upstrea
     for (std::size_t i = 0; i < ups.size(); ++i) {
         if (upstream != "*" && ups[i].name != upstream)
             continue;
-        auto& cb = rt->resilience[i]->breaker;
+        auto& cb = rt->upstreams[i]->breaker;
         auto before = cb.state();
         if (action == "force-open")
             cb.force_open(actor);

@@ -1,7 +1,7 @@
 #include "admin/health_report.hpp"
 
 #include "core/iso8601.hpp"
-#include "forward/fallback_response.hpp"
+#include "resilience/fallback_response.hpp"
 
 #include <build_info.hpp>
 
@@ -72,7 +72,7 @@ nlohmann::json policy_json(const config::upstream_config& u)
                  for (auto t : {config::fallback_trigger::circuit_open, config::fallback_trigger::bulkhead_full,
                                 config::fallback_trigger::upstream_error, config::fallback_trigger::timeout})
                      if (f.triggers & static_cast<std::uint8_t>(t))
-                         when.push_back(forward::trigger_name(t));
+                         when.push_back(resilience::trigger_name(t));
                  const char* kind = f.kind == config::fallback_kind::static_response ? "static"
                                     : f.kind == config::fallback_kind::stale          ? "stale"
                                     : f.kind == config::fallback_kind::upstream       ? "upstream"
@@ -102,19 +102,19 @@ nlohmann::json upstream_json(const admin_context& ctx, const resilience::upstrea
                              {"failure_rate", snap.window.calls ? double(snap.window.failures) / snap.window.calls : 0.0},
                              {"slow_call_rate", snap.window.calls ? double(snap.window.slow) / snap.window.calls : 0.0}};
     nlohmann::json outcomes = nlohmann::json::object();
-    for (std::size_t k = 0; k < forward::upstream_outcome_names.size(); ++k)
-        outcomes[std::string(forward::upstream_outcome_names[k])] = ctx.sum_upstream(name, [k](const auto& s) { return s.outcomes[k].value(); });
+    for (std::size_t k = 0; k < runtime::upstream_outcome_names.size(); ++k)
+        outcomes[std::string(runtime::upstream_outcome_names[k])] = ctx.sum_upstream(name, [k](const auto& s) { return s.outcomes[k].value(); });
     nlohmann::json rejections = nlohmann::json::object();
-    for (std::size_t k = 0; k < forward::rejection_reason_names.size(); ++k)
-        rejections[std::string(forward::rejection_reason_names[k])] = ctx.sum_upstream(name, [k](const auto& s) { return s.rejections[k].value(); });
+    for (std::size_t k = 0; k < runtime::rejection_reason_names.size(); ++k)
+        rejections[std::string(runtime::rejection_reason_names[k])] = ctx.sum_upstream(name, [k](const auto& s) { return s.rejections[k].value(); });
 
     nlohmann::json retries = nlohmann::json::object();
-    for (std::size_t k = 0; k < forward::retry_result_names.size(); ++k)
-        retries[std::string(forward::retry_result_names[k])] = ctx.sum_upstream(name, [k](const auto& s) { return s.retries[k].value(); });
+    for (std::size_t k = 0; k < runtime::retry_result_names.size(); ++k)
+        retries[std::string(runtime::retry_result_names[k])] = ctx.sum_upstream(name, [k](const auto& s) { return s.retries[k].value(); });
     retries["budget_in_use"] = r.budget.active();
     nlohmann::json fallbacks = nlohmann::json::object();
-    for (std::size_t k = 0; k < forward::fallback_kind_names.size(); ++k)
-        fallbacks[std::string(forward::fallback_kind_names[k])] = ctx.sum_upstream(name, [k](const auto& s) { return s.fallbacks[k].value(); });
+    for (std::size_t k = 0; k < runtime::fallback_kind_names.size(); ++k)
+        fallbacks[std::string(runtime::fallback_kind_names[k])] = ctx.sum_upstream(name, [k](const auto& s) { return s.fallbacks[k].value(); });
     const auto bulk = r.bulk.snapshot();
     nlohmann::json bulkhead = {{"in_flight", bulk.in_flight}, {"queued", bulk.queued}, {"limit", bulk.limit}, {"max_queue", bulk.max_queue}};
 
@@ -159,7 +159,7 @@ std::optional<health_report> build_health_report(const admin_context& ctx, std::
             continue;
         found = true;
         breaker_state st;
-        upstreams[ups[i].name] = upstream_json(ctx, *rt->resilience[i], st);
+        upstreams[ups[i].name] = upstream_json(ctx, *rt->upstreams[i], st);
         any_open = any_open || st == breaker_state::open || st == breaker_state::forced_open;
         any_half_open = any_half_open || st == breaker_state::half_open;
     }

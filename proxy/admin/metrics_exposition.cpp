@@ -82,7 +82,7 @@ std::string render_metrics(const admin_context& ctx)
         breaker_state::forced_open, breaker_state::forced_closed, breaker_state::disabled};
     for (std::size_t i = 0; i < ups.size(); ++i) {
         const std::string& name = ups[i].name;
-        const auto& cb = rt->resilience[i]->breaker;
+        const auto& cb = rt->upstreams[i]->breaker;
         const auto snap = cb.snapshot();
         for (auto s : all_states)
             add(state, {{"upstream", name}, {"state", std::string(resilience::to_string(s))}}, snap.state == s ? 1 : 0);
@@ -100,39 +100,39 @@ std::string render_metrics(const admin_context& ctx)
         add(slow_rate, {{"upstream", name}}, snap.window.calls ? double(snap.window.slow) / snap.window.calls : 0);
         add(consecutive, {{"upstream", name}}, snap.consecutive_failures);
         add(next_probe, {{"upstream", name}}, snap.state == breaker_state::open ? double(std::max<nanos>(0, snap.open_until - now)) / 1e9 : 0);
-        for (std::size_t k = 0; k < forward::upstream_outcome_names.size(); ++k)
-            add(requests, {{"upstream", name}, {"outcome", std::string(forward::upstream_outcome_names[k])}},
+        for (std::size_t k = 0; k < runtime::upstream_outcome_names.size(); ++k)
+            add(requests, {{"upstream", name}, {"outcome", std::string(runtime::upstream_outcome_names[k])}},
                 double(ctx.sum_upstream(name, [k](const auto& s) { return s.outcomes[k].value(); })));
         add(slow, {{"upstream", name}}, double(ctx.sum_upstream(name, [](const auto& s) { return s.slow.value(); })));
-        for (std::size_t k = 0; k < forward::rejection_reason_names.size(); ++k)
-            add(rejections, {{"upstream", name}, {"reason", std::string(forward::rejection_reason_names[k])}},
+        for (std::size_t k = 0; k < runtime::rejection_reason_names.size(); ++k)
+            add(rejections, {{"upstream", name}, {"reason", std::string(runtime::rejection_reason_names[k])}},
                 double(ctx.sum_upstream(name, [k](const auto& s) { return s.rejections[k].value(); })));
 
-        for (std::size_t k = 0; k < forward::retry_result_names.size(); ++k)
-            add(retries, {{"upstream", name}, {"result", std::string(forward::retry_result_names[k])}},
+        for (std::size_t k = 0; k < runtime::retry_result_names.size(); ++k)
+            add(retries, {{"upstream", name}, {"result", std::string(runtime::retry_result_names[k])}},
                 double(ctx.sum_upstream(name, [k](const auto& s) { return s.retries[k].value(); })));
-        for (std::size_t k = 0; k < forward::fallback_kind_names.size(); ++k)
-            add(fallbacks, {{"upstream", name}, {"kind", std::string(forward::fallback_kind_names[k])}},
+        for (std::size_t k = 0; k < runtime::fallback_kind_names.size(); ++k)
+            add(fallbacks, {{"upstream", name}, {"kind", std::string(runtime::fallback_kind_names[k])}},
                 double(ctx.sum_upstream(name, [k](const auto& s) { return s.fallbacks[k].value(); })));
-        const auto bulk = rt->resilience[i]->bulk.snapshot();
+        const auto bulk = rt->upstreams[i]->bulk.snapshot();
         add(bulk_in_flight, {{"upstream", name}}, bulk.in_flight);
         add(bulk_queued, {{"upstream", name}}, bulk.queued);
         add(bulk_limit, {{"upstream", name}}, bulk.limit);
         add(bulk_queue_limit, {{"upstream", name}}, bulk.max_queue);
-        add(budget, {{"upstream", name}}, rt->resilience[i]->budget.active());
+        add(budget, {{"upstream", name}}, rt->upstreams[i]->budget.active());
         if (cb.probes_actively()) {
             static constexpr std::array<std::string_view, 3> outcome_names{"success", "failure", "ignored"};
             for (std::size_t k = 0; k < outcome_names.size(); ++k)
                 add(probes, {{"upstream", name}, {"outcome", std::string(outcome_names[k])}},
-                    double(rt->resilience[i]->active_probes[k].load(std::memory_order_relaxed)));
+                    double(rt->upstreams[i]->active_probes[k].load(std::memory_order_relaxed)));
         }
 
         ClientMetric h;
         h.label = {{"upstream", name}};
         std::uint64_t cumulative = 0;
-        for (std::size_t b = 0; b <= forward::duration_buckets.size(); ++b) {
+        for (std::size_t b = 0; b <= runtime::duration_buckets.size(); ++b) {
             cumulative += ctx.sum_upstream(name, [b](const auto& s) { return s.duration_bucket[b].value(); });
-            h.histogram.bucket.push_back({cumulative, b < forward::duration_buckets.size() ? forward::duration_buckets[b]
+            h.histogram.bucket.push_back({cumulative, b < runtime::duration_buckets.size() ? runtime::duration_buckets[b]
                                                                                          : std::numeric_limits<double>::infinity()});
         }
         h.histogram.sample_count = cumulative;

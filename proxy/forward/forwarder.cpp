@@ -1,7 +1,7 @@
 #include "forward/forwarder.hpp"
 
 #include "forward/bulkhead_wait.hpp"
-#include "forward/fallback_response.hpp"
+#include "resilience/fallback_response.hpp"
 #include "forward/retry_policy.hpp"
 #include "forward/upstream_exchange.hpp"
 #include "http/error_response.hpp"
@@ -18,6 +18,16 @@
 
 namespace breakerbox::forward {
 namespace {
+
+using runtime::upstream_handle;
+using runtime::upstream_outcome;
+using runtime::rejection_reason;
+using runtime::retry_result;
+using runtime::fallback_served;
+using resilience::mark_fallback;
+using resilience::render_stale_fallback;
+using resilience::render_static_fallback;
+using resilience::trigger_name;
 
 namespace bhttp = boost::beast::http;
 using steady = std::chrono::steady_clock;
@@ -91,52 +101,51 @@ std::optional<fallback_trigger> trigger_of(const call_result& r)
 
 class forwarder {
 public:
-    forwarder(worker_context& w, worker_generation& gen, http::request& req, const routing::route_match& route, bool head,
+    forwarder(runtime::worker_context& w, runtime::worker_generation& gen, http::request& req, const routing::route_match& route, bool head,
               const client_info& client)
-        : worker_(w), gen_(gen), cfg_(gen.rt->cfg), req_(req), route_(route), head_(head), client_(client), watch_(client.watch)
+        : worker_(w), gen_(gen), cfg_(gen.config->cfg), req_(req), route_(route), head_(head), client_(client), watch_(client.watch)
     {
     }
 
     // One upstream with all its policies, then its fallbacks, into `out`. depth > 0 for a failover
     // target, whose own upstream fallbacks are not followed again (no chains or loops).
-    asio::awaitable<void> to_upstream(std::size_t u, int depth, forward_result& out)
+    asio::awaitable<void> to_upstream(upstream_handle& up, int depth, forward_result& out)
     {
-        const auto& ucfg = cfg_.upstreams[u];
-        out.upstream = ucfg.name;
+        out.upstream = up.cfg.name;
         call_result r;
         const nanos now = steady_now(); // one clock reading serves the breaker, the deadline and the pool
-        if (auto rejected = rejected_outright(u, now))
+        if (auto rejected = rejected_outright(up, now))
             r = std::move(*rejected);
         else
-            r = co_await call(u, out.response, now);
+            r = co_await call(up, out.response, now);
         auto trigger = trigger_of(r);
         if (r.error == proxy_error::client_closed) {
-            out.response = http::make_error_response(r.error, ucfg.name, r.detail);
+            out.response = http::make_error_response(r.error, up.cfg.name, r.detail);
             out.error = r.error;
         } else if (!trigger) {
             http::rewrite_for_client(out.response, head_, cfg_.forwarding.via);
             out.error = proxy_error::ok;
         } else {
-            co_await fallback(u, std::move(r), *trigger, depth, out);
+            co_await fallback(up, std::move(r), *trigger, depth, out);
         }
     }
 
 private:
     // The open-circuit case without a bulkhead slot or an attempt: what call() would answer and count
     // when the breaker certainly rejects, at a fraction of the cost (fast-fail is the point of a breaker).
-    std::optional<call_result> rejected_outright(std::size_t u, nanos now)
+    static std::optional<call_result> rejected_outright(upstream_handle& up, nanos now)
     {
-        const auto kind = gen_.rt->resilience[u]->breaker.certain_rejection(now);
+        const auto kind = up.shared.breaker.certain_rejection(now);
         if (!kind)
             return std::nullopt;
-        return circuit_refused(u, *kind);
+        return circuit_refused(up, *kind);
     }
 
     // The circuit turned a first attempt away (or, with cancel_in_flight, ended it): the open-circuit
     // answer, counted as a rejection. (A retry it turns away keeps the previous answer instead.)
-    call_result circuit_refused(std::size_t u, resilience::admission kind, std::string detail = {})
+    static call_result circuit_refused(upstream_handle& up, resilience::admission kind, std::string detail = {})
     {
-        gen_.stats.upstreams[u].count(rejection_label(kind));
+        up.stats.count(rejection_label(kind));
         call_result refused{proxy_error::circuit_open, std::move(detail)};
         refused.rejection = kind;
         return refused;
@@ -147,11 +156,10 @@ private:
     // upstream's answer, when there is one, goes to `response`. `started_ns`: the clock when the request
     // reached this upstream. The steps are plain functions: only the waits are coroutine code (GCC keeps
     // every local of a coroutine in its frame, and a frame above about 1 KiB costs an allocation).
-    asio::awaitable<call_result> call(std::size_t u, http::response& response, nanos started_ns)
+    asio::awaitable<call_result> call(upstream_handle& up, http::response& response, nanos started_ns)
     {
-        auto& shared = *gen_.rt->resilience[u];
-        auto& up = gen_.upstreams[u];
-        const auto& ucfg = up.cfg();
+        auto& shared = up.shared;
+        const auto& ucfg = up.cfg;
         const auto deadline = steady_at(started_ns) + as_duration(ucfg.request_timeout);
         nanos unspent_reading = started_ns; // still the current time: nothing has waited since it was read
 
@@ -159,7 +167,7 @@ private:
         if (!slot) {
             const auto admitted = co_await acquire_bulkhead(shared.bulk, ucfg.bulkhead.queue_timeout, slot, client_.socket);
             if (admitted != bulkhead_result::acquired)
-                co_return bulkhead_refusal(u, admitted);
+                co_return bulkhead_refusal(up, admitted);
             unspent_reading = 0;
         }
 
@@ -169,30 +177,30 @@ private:
             const std::uint64_t trips_before = shared.breaker.trip_count(); // before the permit: no trip slips between
             resilience::breaker_permit permit(shared.breaker, shared.breaker.try_acquire(attempt_start));
             if (!permit.get().admitted())
-                co_return refused_by_breaker(u, st, permit.get().kind);
-            upstream::endpoint_slot* ep = up.pick(st.previous);
+                co_return refused_by_breaker(up, st, permit.get().kind);
+            upstream::endpoint_slot* ep = up.local.pick(st.previous);
             if (!ep) // local decisions: the permit is released unrecorded
-                co_return no_endpoint(u);
+                co_return no_endpoint(up);
             if (st.attempt == 1 && !st.stale_resend)
                 prepare_first_attempt(ucfg.retries, st);
             exchange_result result;
             {
                 outstanding_guard counted{*ep};
-                result = co_await exchange(up, *ep, req_, attempt_limits(u, st, attempt_start, deadline, trips_before, permit),
+                result = co_await exchange(up.local, *ep, req_, attempt_limits(up, st, attempt_start, deadline, trips_before, permit),
                                            response, watch_);
             }
             maybe_sent_ = maybe_sent_ || result.maybe_sent;
-            if (resend_after_stale_connection(u, st, result)) {
+            if (resend_after_stale_connection(up, st, result)) {
                 --st.attempt; // not counted against max_attempts
                 continue;
             }
-            if (auto ended = ended_from_outside(u, st, result, permit))
+            if (auto ended = ended_from_outside(up, st, result, permit))
                 co_return std::move(*ended);
-            const auto classified = record_attempt(u, result, response, permit, attempt_start, st);
+            const auto classified = record_attempt(up, result, response, permit, attempt_start, st);
             // `response` keeps the last answer the upstream gave: an attempt that gets none leaves it.
             st.last = call_result{result.error, std::move(result.detail),
                                   result.error == proxy_error::ok && classified == resilience::outcome::failure};
-            const auto delay = next_retry_delay(u, st, result, response, deadline);
+            const auto delay = next_retry_delay(up, st, result, response, deadline);
             if (!delay)
                 co_return std::move(st.last);
             if (*delay > 0) {
@@ -216,10 +224,10 @@ private:
         bool stale_resend = false;             // this attempt resends after a stale pooled connection
     };
 
-    call_result bulkhead_refusal(std::size_t u, bulkhead_result admitted)
+    static call_result bulkhead_refusal(upstream_handle& up, bulkhead_result admitted)
     {
-        auto& stats = gen_.stats.upstreams[u];
-        const auto& name = cfg_.upstreams[u].name;
+        auto& stats = up.stats;
+        const auto& name = up.cfg.name;
         switch (admitted) {
         case bulkhead_result::client_gone:
             stats.count(upstream_outcome::client_gone);
@@ -236,20 +244,20 @@ private:
 
     // The breaker turned an attempt away: a first attempt gets the open-circuit answer; a retry never
     // goes into an open circuit, and the last real answer stands.
-    call_result refused_by_breaker(std::size_t u, attempt_state& st, resilience::admission kind, std::string detail = {})
+    static call_result refused_by_breaker(upstream_handle& up, attempt_state& st, resilience::admission kind, std::string detail = {})
     {
         if (st.attempt > 1) {
-            gen_.stats.upstreams[u].count(retry_result::stopped_by_breaker);
+            up.stats.count(retry_result::stopped_by_breaker);
             return std::move(st.last);
         }
-        return circuit_refused(u, kind, std::move(detail));
+        return circuit_refused(up, kind, std::move(detail));
     }
 
-    call_result no_endpoint(std::size_t u)
+    static call_result no_endpoint(upstream_handle& up)
     {
-        auto& stats = gen_.stats.upstreams[u];
-        const auto& name = cfg_.upstreams[u].name;
-        if (gen_.upstreams[u].has_endpoints()) {
+        auto& stats = up.stats;
+        const auto& name = up.cfg.name;
+        if (up.local.has_endpoints()) {
             stats.count(rejection_reason::connection_limit);
             return {proxy_error::connection_limit, "every endpoint of " + name + " is at pool.max_connections_per_endpoint"};
         }
@@ -263,11 +271,11 @@ private:
         st.resendable = rc.max_attempts > 1 && rc.on_reset && method_retryable(req_, rc);
     }
 
-    exchange_limits attempt_limits(std::size_t u, const attempt_state& st, nanos attempt_start, steady::time_point deadline,
-                                   std::uint64_t trips_before, resilience::breaker_permit& permit)
+    exchange_limits attempt_limits(upstream_handle& up, const attempt_state& st, nanos attempt_start, steady::time_point deadline,
+                                   std::uint64_t trips_before, resilience::breaker_permit& permit) const
     {
-        auto& shared = *gen_.rt->resilience[u];
-        const auto& ucfg = cfg_.upstreams[u];
+        auto& shared = up.shared;
+        const auto& ucfg = up.cfg;
         auto attempt_deadline = deadline;
         if (ucfg.retries.per_try_timeout > 0)
             attempt_deadline = std::min(deadline, steady_at(attempt_start) + as_duration(ucfg.retries.per_try_timeout));
@@ -287,20 +295,20 @@ private:
     // resend is a retry — only for a request that may be sent twice, counted, within the budget, on a
     // new connection, one per attempt. The stale attempt's permit goes unrecorded (the resend's outcome
     // is the one that counts).
-    bool resend_after_stale_connection(std::size_t u, attempt_state& st, const exchange_result& result)
+    static bool resend_after_stale_connection(upstream_handle& up, attempt_state& st, const exchange_result& result)
     {
         if (!result.stale_connection || !st.resendable || std::exchange(st.stale_resend, true))
             return false;
-        return take_retry_slot(*gen_.rt->resilience[u], gen_.stats.upstreams[u], st.retry_slot);
+        return take_retry_slot(up, st.retry_slot);
     }
 
     // An attempt that ended without an upstream outcome: the client left, the circuit opened
     // (cancel_in_flight: answered as if it came after the trip), or the endpoint's last connection went
     // to another request (connection_limit). nullopt: the attempt has an outcome to record.
-    std::optional<call_result> ended_from_outside(std::size_t u, attempt_state& st, exchange_result& result,
-                                                  const resilience::breaker_permit& permit)
+    static std::optional<call_result> ended_from_outside(upstream_handle& up, attempt_state& st, exchange_result& result,
+                                                         const resilience::breaker_permit& permit)
     {
-        auto& stats = gen_.stats.upstreams[u];
+        auto& stats = up.stats;
         if ((result.error == proxy_error::client_closed || result.error == proxy_error::circuit_open) && permit.slow_recorded())
             stats.slow.add(); // ended from outside after the sweep had recorded it as slow
         switch (result.error) {
@@ -308,7 +316,7 @@ private:
             stats.count(upstream_outcome::client_gone);
             return call_result{proxy_error::client_closed, std::move(result.detail)};
         case proxy_error::circuit_open:
-            return refused_by_breaker(u, st, resilience::admission::rejected_open, std::move(result.detail));
+            return refused_by_breaker(up, st, resilience::admission::rejected_open, std::move(result.detail));
         case proxy_error::connection_limit:
             stats.count(rejection_reason::connection_limit);
             return call_result{proxy_error::connection_limit, std::move(result.detail)};
@@ -318,12 +326,12 @@ private:
 
     // Classifies the attempt's outcome and records it: the breaker (through its permit), the counters,
     // the duration histogram, the slow-call count; a retry in flight is over.
-    resilience::outcome record_attempt(std::size_t u, const exchange_result& result, const http::response& response,
-                                       resilience::breaker_permit& permit, nanos attempt_start, attempt_state& st)
+    static resilience::outcome record_attempt(upstream_handle& up, const exchange_result& result, const http::response& response,
+                                              resilience::breaker_permit& permit, nanos attempt_start, attempt_state& st)
     {
-        auto& shared = *gen_.rt->resilience[u];
-        auto& stats = gen_.stats.upstreams[u];
-        const auto& breaker_cfg = cfg_.upstreams[u].breaker;
+        auto& shared = up.shared;
+        auto& stats = up.stats;
+        const auto& breaker_cfg = up.cfg.breaker;
         const nanos finished = result.finished ? result.finished : steady_now();
         const auto classified = result.error == proxy_error::ok ? shared.classifier.of_status(response.result_int())
                                                                 : shared.classifier.of_error(result.error);
@@ -342,10 +350,10 @@ private:
 
     // The pause before the next attempt, with its place in the retry budget taken; nullopt: this
     // attempt's answer stands (not retryable, no attempts or time left, or no budget).
-    std::optional<nanos> next_retry_delay(std::size_t u, attempt_state& st, const exchange_result& result,
+    std::optional<nanos> next_retry_delay(upstream_handle& up, attempt_state& st, const exchange_result& result,
                                           const http::response& response, steady::time_point deadline)
     {
-        const auto& rc = cfg_.upstreams[u].retries;
+        const auto& rc = up.cfg.retries;
         if (st.attempt >= rc.max_attempts || result.stale_connection || !st.resendable ||
             !outcome_retryable(result.error, response, rc))
             return std::nullopt;
@@ -353,28 +361,28 @@ private:
             retry_delay(result.error, response, rc, st.attempt, worker_.random(), static_cast<std::int64_t>(std::time(nullptr)));
         if (!delay || steady::now() + as_duration(*delay) >= deadline)
             return std::nullopt;
-        if (!take_retry_slot(*gen_.rt->resilience[u], gen_.stats.upstreams[u], st.retry_slot))
+        if (!take_retry_slot(up, st.retry_slot))
             return std::nullopt;
         st.stale_resend = false;
         return delay;
     }
 
     // A retry (or resend) takes a place in the retry budget, or is refused (and counted either way).
-    static bool take_retry_slot(resilience::upstream_resilience& shared, upstream_stats& stats, resilience::retry_permit& slot)
+    static bool take_retry_slot(upstream_handle& up, resilience::retry_permit& slot)
     {
-        if (!slot.try_acquire(shared.budget, shared.bulk.in_flight())) {
-            stats.count(retry_result::budget_exhausted);
+        if (!slot.try_acquire(up.shared.budget, up.shared.bulk.in_flight())) {
+            up.stats.count(retry_result::budget_exhausted);
             return false;
         }
-        stats.count(retry_result::attempted);
+        up.stats.count(retry_result::attempted);
         return true;
     }
 
     // `out.response` holds the upstream's answer when r.error == ok (a failure status).
-    asio::awaitable<void> fallback(std::size_t u, call_result r, fallback_trigger trigger, int depth, forward_result& out)
+    asio::awaitable<void> fallback(upstream_handle& up, call_result r, fallback_trigger trigger, int depth, forward_result& out)
     {
-        auto& shared = *gen_.rt->resilience[u];
-        auto& stats = gen_.stats.upstreams[u];
+        auto& shared = up.shared;
+        auto& stats = up.stats;
         const auto& ucfg = shared.cfg;
         const std::string_view reason = trigger_name(trigger);
         const long retry_after = retry_after_seconds(shared.breaker);
@@ -387,7 +395,7 @@ private:
             case config::fallback_kind::static_response: {
                 stats.count(fallback_served::static_fallback);
                 const long wait = trigger == fallback_trigger::circuit_open ? retry_after : 0;
-                if (const auto* ready = gen_.rt->static_answer(u, f, trigger)) {
+                if (const auto* ready = gen_.config->static_answer(up.index, f, trigger)) {
                     out.error = error_or_status(r);
                     out.upstream = ucfg.name;
                     out.from_fallback = true;
@@ -420,15 +428,15 @@ private:
                 // certainly did not get it (refused before sending, or the connection never opened).
                 if (maybe_sent_ && !method_retryable(req_, ucfg.retries)) // req_ is prepared once maybe_sent_
                     continue;
-                const auto t = gen_.rt->index_of(fb.upstream); // the loader checked that it exists
-                if (!t)
+                auto* target = gen_.find(fb.upstream); // the loader checked that it exists
+                if (!target)
                     continue;
                 ensure_prepared();
                 // The failover target gets the same target path (it serves the same API: the route's
                 // prefix was stripped for it too) but its own Host: its host_rewrite, else the client's.
-                http::set_field(req_, {bhttp::field::host}, failover_host(cfg_.upstreams[*t]));
+                http::set_field(req_, {bhttp::field::host}, failover_host(target->cfg));
                 forward_result other;
-                co_await to_upstream(*t, depth + 1, other);
+                co_await to_upstream(*target, depth + 1, other);
                 if (other.error != proxy_error::ok || other.from_fallback || other.response.result_int() >= 500)
                     continue; // the failover did not help either: next fallback
                 mark_fallback(other.response, "upstream:" + fb.upstream, reason);
@@ -438,7 +446,7 @@ private:
                 co_return;
             }
             case config::fallback_kind::error: {
-                default_answer(u, r, retry_after, out);
+                default_answer(up, r, retry_after, out);
                 mark_fallback(out.response, "error", reason);
                 stats.count(fallback_served::error_fallback);
                 out.from_fallback = true;
@@ -446,14 +454,14 @@ private:
             }
             }
         }
-        default_answer(u, r, retry_after, out);
+        default_answer(up, r, retry_after, out);
     }
 
     // Without a fallback: an upstream's failure response as it is, or the explicit proxy error.
     // `out.response` holds the upstream's answer when r.error == ok.
-    void default_answer(std::size_t u, const call_result& r, long retry_after, forward_result& out)
+    void default_answer(const upstream_handle& up, const call_result& r, long retry_after, forward_result& out)
     {
-        const auto& ucfg = cfg_.upstreams[u];
+        const auto& ucfg = up.cfg;
         out.upstream = ucfg.name;
         out.error = r.error;
         if (r.error == proxy_error::ok) {
@@ -464,7 +472,7 @@ private:
             std::string_view why = r.rejection == resilience::admission::rejected_probes ? "half-open: the allowed probes are already in flight"
                                    : r.rejection == resilience::admission::rejected_ramp ? "recovering: admitting a growing share of traffic"
                                                                                          : "the circuit is open";
-            const auto& cb = gen_.rt->resilience[u]->breaker;
+            const auto& cb = up.shared.breaker;
             out.response = http::make_circuit_open_response(ucfg.name, resilience::to_string(cb.state()), retry_after, why);
             return;
         }
@@ -517,8 +525,8 @@ private:
         prepared_ = true;
     }
 
-    worker_context& worker_;
-    worker_generation& gen_;
+    runtime::worker_context& worker_;
+    runtime::worker_generation& gen_;
     const config::config& cfg_;
     http::request& req_;
     const routing::route_match& route_;
@@ -531,15 +539,16 @@ private:
 
 } // namespace
 
-asio::awaitable<void> forward_request(worker_context& worker, worker_generation& gen, http::request& req,
+asio::awaitable<void> forward_request(runtime::worker_context& worker, runtime::worker_generation& gen, http::request& req,
                                       const routing::route_match& route, const client_info& client, forward_result& out)
 {
     worker.owner.assert_owned("forward_request");
     const bool head = req.method() == bhttp::verb::head;
     forwarder f(worker, gen, req, route, head, client);
-    co_await f.to_upstream(route.upstream, 0, out);
+    auto& up = gen.upstreams[route.upstream];
+    co_await f.to_upstream(up, 0, out);
     // Remember good answers for the stale fallback (opt-in per upstream).
-    auto& shared = *gen.rt->resilience[route.upstream];
+    auto& shared = up.shared;
     if (shared.cache && out.error == proxy_error::ok && !out.from_fallback)
         shared.cache->store(req, out.response, steady_now());
 }

@@ -4,15 +4,18 @@
 #pragma once
 #include "core/asio.hpp"
 #include "core/error.hpp"
-#include "forward/client_watch.hpp"
-#include "forward/fallback_response.hpp"
-#include "forward/worker_context.hpp"
+#include "resilience/client_watch.hpp"
+#include "resilience/fallback_response.hpp"
+#include "runtime/worker_context.hpp"
 #include "http/message.hpp"
 #include "routing/router.hpp"
 
 #include <string_view>
 
 namespace breakerbox::forward {
+
+using resilience::client_watch;
+using resilience::prerendered_answer;
 
 struct client_info {
     std::string_view ip;
@@ -37,7 +40,7 @@ struct forward_result {
 // routed with (the caller keeps it alive). The answer goes to `out` (a fresh forward_result): the
 // upstream's response is parsed into it and never moved on its way to the client. Never throws; every
 // failure becomes a response.
-asio::awaitable<void> forward_request(worker_context& worker, worker_generation& gen, http::request& req,
+asio::awaitable<void> forward_request(runtime::worker_context& worker, runtime::worker_generation& gen, http::request& req,
                                       const routing::route_match& route, const client_info& client, forward_result& out);
 
 } // namespace breakerbox::forward

@@ -4,13 +4,15 @@
 #pragma once
 #include "core/asio.hpp"
 #include "core/error.hpp"
-#include "forward/client_watch.hpp"
+#include "resilience/client_watch.hpp"
 #include "http/message.hpp"
 #include "upstream/worker_upstream.hpp"
 
 #include <chrono>
 
 namespace breakerbox::forward {
+
+using resilience::client_watch;
 
 struct exchange_result {
     proxy_error error = proxy_error::ok; // ok: the response is in the caller's message

@@ -24,9 +24,9 @@ using request_parser = bhttp::request_parser<bhttp::string_body>;
 
 // Decrements the process-wide connection count however the session ends.
 struct connection_count_guard {
-    explicit connection_count_guard(forward::proxy_state& s) : state(s) {}
+    explicit connection_count_guard(runtime::proxy_state& s) : state(s) {}
     ~connection_count_guard() { state.active_connections.fetch_sub(1, std::memory_order_relaxed); }
-    forward::proxy_state& state;
+    runtime::proxy_state& state;
 };
 
 // Maps a failure while reading the client's request to the status the client gets.
@@ -250,7 +250,7 @@ private:
         gen_->stats.worker->requests.add();
         bool keep_alive = parser.keep_alive(); // the parser read Connection already
         auto& req = state.req = parser.release();
-        const bool access_log = gen_->rt->cfg.logging.access_log;
+        const bool access_log = gen_->config->cfg.logging.access_log;
         const auto started = access_log ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
         std::string method, target; // copied before forwarding rewrites them, only for the access log
         if (access_log) {
@@ -294,7 +294,7 @@ private:
                        proxy_error::method_not_allowed};
             return std::nullopt;
         }
-        auto route = gen_->rt->router.match(listener_index_, req.target(), http::value_of(req, {bhttp::field::host}));
+        auto route = gen_->config->router.match(listener_index_, req.target(), http::value_of(req, {bhttp::field::host}));
         if (!route)
             refused = {http::make_error_response(proxy_error::no_route, {}, "no configured upstream matches this request"),
                        proxy_error::no_route};
@@ -385,13 +385,13 @@ private:
     bool last_read_short_ = false; // the last read got less than it asked for: the queue was empty then
     bool refused_unread_ = false;  // answered and closing with the request's bytes possibly unread
     std::string head_;
-    forward::client_watch watch_;
+    resilience::client_watch watch_;
     worker& worker_;
-    forward::proxy_state& state_;
+    runtime::proxy_state& state_;
     // The configuration generation this connection serves with; refreshed before each request, so a
     // reload applies from the next request on while the current one finishes on its own.
-    std::shared_ptr<forward::worker_generation> gen_;
-    const config::limits_config& limits() const { return gen_->rt->cfg.limits; }
+    std::shared_ptr<runtime::worker_generation> gen_;
+    const config::limits_config& limits() const { return gen_->config->cfg.limits; }
     std::size_t listener_index_;
     std::string client_ip_;
 };

@@ -22,7 +22,7 @@ tcp::endpoint resolve_listen_address(const config::host_port& hp)
 }
 
 listener::listener(asio::io_context& accept_context, const config::listener_config& cfg, std::size_t index,
-                   worker_pool& pool, forward::proxy_state& state)
+                   worker_pool& pool, runtime::proxy_state& state)
     : acceptor_(accept_context), cfg_(cfg), index_(index), pool_(pool), state_(state)
 {
 }

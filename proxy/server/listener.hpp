@@ -12,7 +12,7 @@ namespace breakerbox::server {
 class listener {
 public:
     listener(asio::io_context& accept_context, const config::listener_config& cfg, std::size_t index,
-             worker_pool& pool, forward::proxy_state& state);
+             worker_pool& pool, runtime::proxy_state& state);
 
     // Binds and listens; start-up only. Throws std::runtime_error naming the address on failure.
     void bind();
@@ -29,7 +29,7 @@ private:
     const config::listener_config& cfg_;
     std::size_t index_;
     worker_pool& pool_;
-    forward::proxy_state& state_;
+    runtime::proxy_state& state_;
 };
 
 // Resolves a configured host:port to a bindable endpoint (start-up only; throws on failure).

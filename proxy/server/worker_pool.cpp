@@ -29,7 +29,7 @@ asio::awaitable<void> sweep(worker& w)
         w.context.watches.sweep(now, millis(100));
         if (tick % 10 == 0) {
             for (auto& up : w.context.current->upstreams)
-                up.sweep(now);
+                up.local.sweep(now);
             // Parked connections free their buffers too: counted as activity, so that the quiet
             // second after parking gives that memory back as well.
             const std::size_t asked = w.idle.park_long_idle();
@@ -43,7 +43,7 @@ asio::awaitable<void> sweep(worker& w)
 
 } // namespace
 
-worker_pool::worker_pool(std::size_t count, forward::proxy_state& state)
+worker_pool::worker_pool(std::size_t count, runtime::proxy_state& state)
 {
     for (std::size_t i = 0; i < count; ++i)
         workers_.push_back(std::make_unique<worker>(state, i));

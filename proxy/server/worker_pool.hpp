@@ -4,8 +4,8 @@
 #pragma once
 #include "core/asio.hpp"
 #include "core/deadline_stream.hpp"
-#include "forward/proxy_state.hpp"
-#include "forward/worker_context.hpp"
+#include "runtime/proxy_state.hpp"
+#include "runtime/worker_context.hpp"
 #include "server/idle_registry.hpp"
 
 #include <memory>
@@ -15,16 +15,16 @@
 namespace breakerbox::server {
 
 struct worker {
-    worker(forward::proxy_state& state, std::size_t index) : ioc(1), context(ioc, state, index) {}
+    worker(runtime::proxy_state& state, std::size_t index) : ioc(1), context(ioc, state, index) {}
     asio::io_context ioc;
-    forward::worker_context context;
+    runtime::worker_context context;
     idle_registry idle;
     std::thread thread;
 };
 
 class worker_pool {
 public:
-    worker_pool(std::size_t count, forward::proxy_state& state);
+    worker_pool(std::size_t count, runtime::proxy_state& state);
     ~worker_pool();
 
     void start();

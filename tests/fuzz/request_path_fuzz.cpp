@@ -4,7 +4,7 @@
 // leaves the machine and every forwarded request ends in a prompt 502 or a fallback.
 #include "config/loader.hpp"
 #include "core/asio.hpp"
-#include "forward/proxy_state.hpp"
+#include "runtime/proxy_state.hpp"
 #include "server/downstream_session.hpp"
 #include "server/worker_pool.hpp"
 
@@ -40,15 +40,15 @@ upstreams:
 )", "fuzz.yaml");
         if (!loaded.cfg)
             __builtin_trap();
-        auto rt = std::make_shared<const forward::runtime>(std::move(*loaded.cfg), steady_clock_source::instance(), nullptr);
-        state = std::make_unique<forward::proxy_state>(rt, 1);
+        auto rt = std::make_shared<const runtime::config_generation>(std::move(*loaded.cfg), steady_clock_source::instance(), nullptr);
+        state = std::make_unique<runtime::proxy_state>(rt, 1);
         w = std::make_unique<server::worker>(*state, 0);
         for (auto& up : w->context.current->upstreams)
-            up.set_endpoints({tcp::endpoint(asio::ip::make_address("127.0.0.1"), 1)});
+            up.local.set_endpoints({tcp::endpoint(asio::ip::make_address("127.0.0.1"), 1)});
         acceptor = std::make_unique<tcp::acceptor>(w->ioc, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
         w->context.owner.bind_to_this_thread(); // the worker's io_context runs on this (the fuzzer's) thread
     }
-    std::unique_ptr<forward::proxy_state> state;
+    std::unique_ptr<runtime::proxy_state> state;
     std::unique_ptr<server::worker> w;
     std::unique_ptr<tcp::acceptor> acceptor;
 };

@@ -10,7 +10,7 @@
 #include <string>
 #include <string_view>
 
-namespace breakerbox::forward {
+namespace breakerbox::resilience {
 
 inline constexpr std::string_view fallback_header = "X-Breakerbox-Fallback";
 inline constexpr std::string_view fallback_reason_header = "X-Breakerbox-Fallback-Reason";
@@ -55,4 +55,4 @@ struct prerendered_answer {
 std::optional<prerendered_answer> prerender_static_fallback(const config::fallback_config& fb, std::string_view upstream,
                                                             config::fallback_trigger trigger);
 
-} // namespace breakerbox::forward
+} // namespace breakerbox::resilience

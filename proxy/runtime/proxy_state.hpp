@@ -3,7 +3,7 @@
 // Shared: the atomics are lock-free; the current runtime is behind a mutex that only the main thread
 // (reload, accept loops, admin) takes — workers hold their own copy (worker_context::current).
 #pragma once
-#include "forward/runtime.hpp"
+#include "runtime/config_generation.hpp"
 
 #include <atomic>
 #include <chrono>
@@ -12,18 +12,18 @@
 #include <mutex>
 #include <string>
 
-namespace breakerbox::forward {
+namespace breakerbox::runtime {
 
 class proxy_state {
 public:
-    proxy_state(std::shared_ptr<const runtime> first, std::size_t workers) : worker_count(workers), current_(std::move(first)) {}
+    proxy_state(std::shared_ptr<const config_generation> first, std::size_t workers) : worker_count(workers), current_(std::move(first)) {}
 
-    std::shared_ptr<const runtime> current() const
+    std::shared_ptr<const config_generation> current() const
     {
         std::lock_guard lock(mutex_);
         return current_;
     }
-    void set_current(std::shared_ptr<const runtime> next)
+    void set_current(std::shared_ptr<const config_generation> next)
     {
         std::lock_guard lock(mutex_);
         current_ = std::move(next);
@@ -42,7 +42,7 @@ public:
 
 private:
     mutable std::mutex mutex_;
-    std::shared_ptr<const runtime> current_;
+    std::shared_ptr<const config_generation> current_;
 };
 
-} // namespace breakerbox::forward
+} // namespace breakerbox::runtime

@@ -1,10 +1,10 @@
-#include "forward/runtime.hpp"
+#include "runtime/config_generation.hpp"
 
 #include <bit>
 
-namespace breakerbox::forward {
+namespace breakerbox::runtime {
 
-runtime::runtime(config::config c, const clock& clk, const runtime* previous) : cfg(std::move(c)), router(cfg)
+config_generation::config_generation(config::config c, const clock& clk, const config_generation* previous) : cfg(std::move(c)), router(cfg)
 {
     std::uint64_t seed = static_cast<std::uint64_t>(clk.now());
     if (previous)
@@ -13,9 +13,9 @@ runtime::runtime(config::config c, const clock& clk, const runtime* previous) : 
         std::shared_ptr<resilience::circuit_breaker> kept;
         if (previous)
             if (auto i = previous->index_of(u.name); i && previous->cfg.upstreams[*i].breaker == u.breaker)
-                kept = previous->resilience[*i]->breaker_ptr;
+                kept = previous->upstreams[*i]->breaker_ptr;
         (kept ? kept_breakers : fresh_breakers).push_back(u.name);
-        resilience.push_back(std::make_shared<resilience::upstream_resilience>(u, clk, seed++, std::move(kept)));
+        upstreams.push_back(std::make_shared<resilience::upstream_resilience>(u, clk, seed++, std::move(kept)));
         auto& answers = static_answers_.emplace_back(u.fallbacks.size());
         for (std::size_t f = 0; f < u.fallbacks.size(); ++f) {
             const auto& fb = u.fallbacks[f];
@@ -23,18 +23,18 @@ runtime::runtime(config::config c, const clock& clk, const runtime* previous) : 
                 continue;
             for (unsigned bit = 0; bit < 4; ++bit)
                 if (fb.triggers & (1u << bit))
-                    answers[f][bit] = prerender_static_fallback(fb, u.name, static_cast<config::fallback_trigger>(1u << bit));
+                    answers[f][bit] = resilience::prerender_static_fallback(fb, u.name, static_cast<config::fallback_trigger>(1u << bit));
         }
     }
 }
 
-const prerendered_answer* runtime::static_answer(std::size_t u, std::size_t f, config::fallback_trigger trigger) const noexcept
+const resilience::prerendered_answer* config_generation::static_answer(std::size_t u, std::size_t f, config::fallback_trigger trigger) const noexcept
 {
     const auto& answer = static_answers_[u][f][std::countr_zero(static_cast<unsigned>(trigger))];
     return answer ? &*answer : nullptr;
 }
 
-std::optional<std::size_t> runtime::index_of(std::string_view upstream) const
+std::optional<std::size_t> config_generation::index_of(std::string_view upstream) const
 {
     for (std::size_t i = 0; i < cfg.upstreams.size(); ++i)
         if (cfg.upstreams[i].name == upstream)
@@ -42,4 +42,4 @@ std::optional<std::size_t> runtime::index_of(std::string_view upstream) const
     return std::nullopt;
 }
 
-} // namespace breakerbox::forward
+} // namespace breakerbox::runtime

@@ -1,4 +1,4 @@
-#include "forward/client_watch.hpp"
+#include "resilience/client_watch.hpp"
 #include "../support/manual_clock.hpp"
 
 #include <gtest/gtest.h>
@@ -7,7 +7,6 @@
 #include <vector>
 
 using namespace breakerbox;
-using namespace breakerbox::forward;
 using namespace breakerbox::resilience;
 
 namespace {

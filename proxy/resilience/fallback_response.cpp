@@ -1,4 +1,4 @@
-#include "forward/fallback_response.hpp"
+#include "resilience/fallback_response.hpp"
 
 #include "http/error_response.hpp"
 #include "http/field_scan.hpp"
@@ -9,7 +9,7 @@
 
 #include <charconv>
 
-namespace breakerbox::forward {
+namespace breakerbox::resilience {
 namespace {
 
 namespace bhttp = boost::beast::http;
@@ -132,4 +132,4 @@ void prerendered_answer::write_head(std::string& out, unsigned version, bool kee
     out.append("\r\n");
 }
 
-} // namespace breakerbox::forward
+} // namespace breakerbox::resilience

@@ -1,8 +1,8 @@
-#include "forward/client_watch.hpp"
+#include "resilience/client_watch.hpp"
 
 #include "core/socket_peek.hpp"
 
-namespace breakerbox::forward {
+namespace breakerbox::resilience {
 
 void watch_registry::sweep(nanos now, nanos min_age)
 {
@@ -96,4 +96,4 @@ void client_watch::disarm() noexcept
     }
 }
 
-} // namespace breakerbox::forward
+} // namespace breakerbox::resilience

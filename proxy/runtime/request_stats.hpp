@@ -13,7 +13,7 @@
 #include <string_view>
 #include <vector>
 
-namespace breakerbox::forward {
+namespace breakerbox::runtime {
 
 // Upstream call outcomes as recorded (label `outcome`). client_gone: the client went away while its
 // call was queued for the bulkhead or in flight (cancelled; the breaker records nothing for it).
@@ -148,4 +148,4 @@ private:
     std::unordered_map<std::string, std::shared_ptr<upstream_stats>> by_name_;
 };
 
-} // namespace breakerbox::forward
+} // namespace breakerbox::runtime

@@ -24,7 +24,7 @@
 #include "resilience/breaker_permit.hpp"
 #include "resilience/circuit_breaker.hpp"
 
-namespace breakerbox::forward {
+namespace breakerbox::resilience {
 
 class client_watch;
 
@@ -79,4 +79,4 @@ private:
     client_watch* next_ = nullptr;
 };
 
-} // namespace breakerbox::forward
+} // namespace breakerbox::resilience
