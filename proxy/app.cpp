@@ -270,9 +270,7 @@ private:
 
 int run_proxy(config::config cfg)
 {
-    log::level lvl = log::level::info;
-    log::parse_level(cfg.logging.level, lvl);
-    log::set_level(lvl);
+    log::set_level(cfg.logging.level);
     application app(std::move(cfg));
     return app.run();
 }

@@ -14,78 +14,81 @@ using resilience::breaker_state;
 
 double ms(nanos n) { return static_cast<double>(n) / 1e6; }
 
+nlohmann::json breaker_json(const config::breaker_config& b)
+{
+    return {{"enabled", b.enabled},
+            {"consecutive_failures", b.consecutive_failures},
+            {"failure_rate",
+             {{"enabled", b.failure_rate_enabled},
+              {"threshold_percent", b.failure_rate_threshold},
+              {"window", name_of(b.window)},
+              {"window_size", b.window_size},
+              {"window_duration_ms", ms(b.window_duration)},
+              {"window_buckets", b.window_buckets},
+              {"minimum_calls", b.minimum_calls},
+              {"minimum_failures", b.minimum_failures}}},
+            {"slow_calls",
+             {{"enabled", b.slow_call_enabled}, {"duration_ms", ms(b.slow_call_duration)}, {"rate_threshold_percent", b.slow_call_rate_threshold},
+              {"consecutive", b.slow_call_consecutive}, {"in_flight", b.slow_call_in_flight}}},
+            {"open_duration_ms", ms(b.open_duration)},
+            {"open_duration_multiplier", b.open_duration_multiplier},
+            {"max_open_duration_ms", ms(b.max_open_duration)},
+            {"open_duration_jitter", b.open_duration_jitter},
+            {"half_open", {{"max_probes", b.half_open_max_probes}, {"successes_to_close", b.half_open_successes_to_close}, {"max_wait_ms", ms(b.half_open_max_wait)},
+                           {"probe", b.probe_path.empty() ? nlohmann::json(nullptr)
+                                                          : nlohmann::json{{"path", b.probe_path}, {"timeout_ms", ms(b.probe_timeout)}}}}},
+            {"recovery_ramp_ms", ms(b.recovery_ramp)},
+            {"cancel_in_flight", b.cancel_in_flight}};
+}
+
+nlohmann::json retries_json(const config::retry_config& r)
+{
+    return {{"max_attempts", r.max_attempts},
+            {"on_connect_failure", r.on_connect_failure},
+            {"on_reset", r.on_reset},
+            {"on_timeout", r.on_timeout},
+            {"on_statuses", r.on_statuses},
+            {"methods", r.methods},
+            {"allow_post", r.allow_post},
+            {"per_try_timeout_ms", ms(r.per_try_timeout)},
+            {"backoff_base_ms", ms(r.backoff_base)},
+            {"backoff_max_ms", ms(r.backoff_max)},
+            {"retry_after_max_ms", ms(r.retry_after_max)},
+            {"budget", {{"ratio", r.budget_ratio}, {"min_concurrent", r.budget_min_concurrent}}}};
+}
+
+nlohmann::json fallbacks_json(const std::vector<config::fallback_config>& fallbacks)
+{
+    nlohmann::json list = nlohmann::json::array();
+    for (const auto& f : fallbacks) {
+        nlohmann::json when = nlohmann::json::array();
+        for (const auto& t : config::fallback_trigger_names)
+            if (f.triggers & static_cast<std::uint8_t>(t.value))
+                when.push_back(t.name);
+        nlohmann::json item = {{"kind", name_of(f.kind)}, {"when", when}};
+        if (f.kind == config::fallback_kind::upstream)
+            item["upstream"] = f.upstream;
+        if (f.kind == config::fallback_kind::static_response)
+            item["status"] = f.status;
+        list.push_back(item);
+    }
+    return list;
+}
+
 nlohmann::json policy_json(const config::upstream_config& u)
 {
-    const auto& b = u.breaker;
+    nlohmann::json endpoints = nlohmann::json::array();
+    for (const auto& e : u.endpoints)
+        endpoints.push_back(e.text());
     return {
-        {"endpoints", [&] {
-             nlohmann::json eps = nlohmann::json::array();
-             for (const auto& e : u.endpoints)
-                 eps.push_back(e.text());
-             return eps;
-         }()},
+        {"endpoints", endpoints},
         {"connect_timeout_ms", ms(u.connect_timeout)},
         {"request_timeout_ms", ms(u.request_timeout)},
-        {"load_balancing", u.load_balancing == config::lb_policy::round_robin ? "round_robin" : "least_outstanding"},
-        {"circuit_breaker",
-         {{"enabled", b.enabled},
-          {"consecutive_failures", b.consecutive_failures},
-          {"failure_rate",
-           {{"enabled", b.failure_rate_enabled},
-            {"threshold_percent", b.failure_rate_threshold},
-            {"window", b.window == config::window_type::time_based ? "time" : "count"},
-            {"window_size", b.window_size},
-            {"window_duration_ms", ms(b.window_duration)},
-            {"window_buckets", b.window_buckets},
-            {"minimum_calls", b.minimum_calls},
-            {"minimum_failures", b.minimum_failures}}},
-          {"slow_calls",
-           {{"enabled", b.slow_call_enabled}, {"duration_ms", ms(b.slow_call_duration)}, {"rate_threshold_percent", b.slow_call_rate_threshold},
-             {"consecutive", b.slow_call_consecutive}, {"in_flight", b.slow_call_in_flight}}},
-          {"open_duration_ms", ms(b.open_duration)},
-          {"open_duration_multiplier", b.open_duration_multiplier},
-          {"max_open_duration_ms", ms(b.max_open_duration)},
-          {"open_duration_jitter", b.open_duration_jitter},
-          {"half_open", {{"max_probes", b.half_open_max_probes}, {"successes_to_close", b.half_open_successes_to_close}, {"max_wait_ms", ms(b.half_open_max_wait)},
-                         {"probe", b.probe_path.empty() ? nlohmann::json(nullptr)
-                                                        : nlohmann::json{{"path", b.probe_path}, {"timeout_ms", ms(b.probe_timeout)}}}}},
-          {"recovery_ramp_ms", ms(b.recovery_ramp)},
-          {"cancel_in_flight", b.cancel_in_flight}}},
+        {"load_balancing", name_of(u.load_balancing)},
+        {"circuit_breaker", breaker_json(u.breaker)},
         {"bulkhead", {{"max_concurrent", u.bulkhead.max_concurrent}, {"max_queue", u.bulkhead.max_queue}, {"queue_timeout_ms", ms(u.bulkhead.queue_timeout)}}},
-        {"retries",
-         {{"max_attempts", u.retries.max_attempts},
-          {"on_connect_failure", u.retries.on_connect_failure},
-          {"on_reset", u.retries.on_reset},
-          {"on_timeout", u.retries.on_timeout},
-          {"on_statuses", u.retries.on_statuses},
-          {"methods", u.retries.methods},
-          {"allow_post", u.retries.allow_post},
-          {"per_try_timeout_ms", ms(u.retries.per_try_timeout)},
-          {"backoff_base_ms", ms(u.retries.backoff_base)},
-          {"backoff_max_ms", ms(u.retries.backoff_max)},
-          {"retry_after_max_ms", ms(u.retries.retry_after_max)},
-          {"budget", {{"ratio", u.retries.budget_ratio}, {"min_concurrent", u.retries.budget_min_concurrent}}}}},
-        {"fallbacks", [&] {
-             nlohmann::json list = nlohmann::json::array();
-             for (const auto& f : u.fallbacks) {
-                 nlohmann::json when = nlohmann::json::array();
-                 for (auto t : {config::fallback_trigger::circuit_open, config::fallback_trigger::bulkhead_full,
-                                config::fallback_trigger::upstream_error, config::fallback_trigger::timeout})
-                     if (f.triggers & static_cast<std::uint8_t>(t))
-                         when.push_back(resilience::trigger_name(t));
-                 const char* kind = f.kind == config::fallback_kind::static_response ? "static"
-                                    : f.kind == config::fallback_kind::stale          ? "stale"
-                                    : f.kind == config::fallback_kind::upstream       ? "upstream"
-                                                                                      : "error";
-                 nlohmann::json item = {{"kind", kind}, {"when", when}};
-                 if (f.kind == config::fallback_kind::upstream)
-                     item["upstream"] = f.upstream;
-                 if (f.kind == config::fallback_kind::static_response)
-                     item["status"] = f.status;
-                 list.push_back(item);
-             }
-             return list;
-         }()},
+        {"retries", retries_json(u.retries)},
+        {"fallbacks", fallbacks_json(u.fallbacks)},
     };
 }
 

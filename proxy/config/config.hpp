@@ -3,9 +3,12 @@
 // before anything starts. Durations are nanoseconds, sizes bytes.
 #pragma once
 #include "core/clock.hpp"
+#include "core/enum_names.hpp"
+#include "core/log.hpp"
 
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -45,7 +48,7 @@ struct forwarding_config {
 };
 
 struct logging_config {
-    std::string level = "info";
+    log::level level = log::level::info;
     bool access_log = false;
 };
 
@@ -57,6 +60,9 @@ struct admin_config {
 };
 
 enum class lb_policy { round_robin, least_outstanding };
+inline constexpr enum_name<lb_policy> lb_policy_names[]{{lb_policy::round_robin, "round_robin"},
+                                                        {lb_policy::least_outstanding, "least_outstanding"}};
+constexpr std::span<const enum_name<lb_policy>> names_of(lb_policy) noexcept { return lb_policy_names; }
 
 struct pool_config {
     std::uint32_t max_connections_per_endpoint = 0; // 0 = unlimited; shared out evenly among the workers
@@ -66,6 +72,8 @@ struct pool_config {
 };
 
 enum class window_type { count_based, time_based };
+inline constexpr enum_name<window_type> window_type_names[]{{window_type::count_based, "count"}, {window_type::time_based, "time"}};
+constexpr std::span<const enum_name<window_type>> names_of(window_type) noexcept { return window_type_names; }
 
 // 5xx minus 501 (Not Implemented: the method, not the server's health) and 505 (HTTP Version Not
 // Supported): the default of classify.failure_statuses.
@@ -156,10 +164,22 @@ struct retry_config {
     std::uint32_t budget_min_concurrent = 3;
 };
 
+// Bit values: a fallback's `when` is a set of them.
 enum class fallback_trigger : std::uint8_t { circuit_open = 1, bulkhead_full = 2, upstream_error = 4, timeout = 8 };
 constexpr std::uint8_t all_fallback_triggers = 1 | 2 | 4 | 8;
+inline constexpr enum_name<fallback_trigger> fallback_trigger_names[]{{fallback_trigger::circuit_open, "circuit_open"},
+                                                                      {fallback_trigger::bulkhead_full, "bulkhead_full"},
+                                                                      {fallback_trigger::upstream_error, "upstream_error"},
+                                                                      {fallback_trigger::timeout, "timeout"}};
+constexpr std::span<const enum_name<fallback_trigger>> names_of(fallback_trigger) noexcept { return fallback_trigger_names; }
 
+// The names are the YAML keys of a fallback entry, the X-Breakerbox-Fallback values and the `kind` label.
 enum class fallback_kind : std::uint8_t { static_response, stale, upstream, error };
+inline constexpr enum_name<fallback_kind> fallback_kind_names[]{{fallback_kind::static_response, "static"},
+                                                                {fallback_kind::stale, "stale"},
+                                                                {fallback_kind::upstream, "upstream"},
+                                                                {fallback_kind::error, "error"}};
+constexpr std::span<const enum_name<fallback_kind>> names_of(fallback_kind) noexcept { return fallback_kind_names; }
 
 struct fallback_config {
     std::uint8_t triggers = all_fallback_triggers; // bit set of fallback_trigger

@@ -202,6 +202,24 @@ public:
         out = *v;
     }
 
+    // A value named in E's table (core/enum_names.hpp): the one spelling the docs, /health/circuits and
+    // /metrics use too.
+    template <class E>
+    void read_enum(const YAML::Node& map, std::string_view key, const std::string& path, E& out)
+    {
+        if (auto f = field(map, key, path))
+            if (auto v = enum_value<E>(f->node, f->path, f->text))
+                out = *v;
+    }
+    template <class E>
+    std::optional<E> enum_value(const YAML::Node& node, const std::string& path, const std::string& text)
+    {
+        auto v = parse_name<E>(text);
+        if (!v)
+            fail(node, path, "expected " + names_list<E>() + ", got \"" + text + "\"");
+        return v;
+    }
+
     void read_string(const YAML::Node& map, std::string_view key, const std::string& path, std::string& out)
     {
         if (auto f = field(map, key, path))
@@ -320,6 +338,52 @@ void read_classification(reader& r, const YAML::Node& node, const std::string& p
     r.read_bool(node, "invalid_response", path, c.invalid_response);
 }
 
+void read_failure_rate(reader& r, const YAML::Node& fr, const std::string& p, breaker_config& b)
+{
+    if (!r.check_map(fr, p, {"enabled", "threshold", "window", "window_size", "window_duration", "window_buckets",
+                             "minimum_calls", "minimum_failures"}))
+        return;
+    r.read_bool(fr, "enabled", p, b.failure_rate_enabled);
+    r.read_percent(fr, "threshold", p, b.failure_rate_threshold);
+    r.read_enum(fr, "window", p, b.window);
+    r.read_uint(fr, "window_size", p, b.window_size, 1, 100000);
+    r.read_duration(fr, "window_duration", p, b.window_duration, millis(100), hour);
+    r.read_uint(fr, "window_buckets", p, b.window_buckets, 1, 1000);
+    r.read_uint(fr, "minimum_calls", p, b.minimum_calls, 1, 1000000);
+    r.read_uint(fr, "minimum_failures", p, b.minimum_failures, 0, 1000000);
+}
+
+void read_slow_calls(reader& r, const YAML::Node& sc, const std::string& p, breaker_config& b)
+{
+    if (!r.check_map(sc, p, {"enabled", "duration", "rate_threshold", "consecutive", "in_flight"}))
+        return;
+    b.slow_call_enabled = true; // the block's presence turns it on, unless it says enabled: false
+    r.read_bool(sc, "enabled", p, b.slow_call_enabled);
+    r.read_duration(sc, "duration", p, b.slow_call_duration, millis(1), hour);
+    r.read_percent(sc, "rate_threshold", p, b.slow_call_rate_threshold);
+    r.read_uint(sc, "consecutive", p, b.slow_call_consecutive, 0, 1000000);
+    r.read_bool(sc, "in_flight", p, b.slow_call_in_flight);
+}
+
+void read_half_open(reader& r, const YAML::Node& ho, const std::string& p, breaker_config& b)
+{
+    if (!r.check_map(ho, p, {"max_probes", "successes_to_close", "max_wait", "probe"}))
+        return;
+    r.read_uint(ho, "max_probes", p, b.half_open_max_probes, 1, 10000);
+    r.read_uint(ho, "successes_to_close", p, b.half_open_successes_to_close, 1, 10000);
+    r.read_duration(ho, "max_wait", p, b.half_open_max_wait, millis(1), hour);
+    auto probe = ho["probe"];
+    if (!probe)
+        return;
+    auto pp = reader::join(p, "probe");
+    if (!r.check_map(probe, pp, {"path", "timeout"}))
+        return;
+    r.read_string(probe, "path", pp, b.probe_path);
+    if (b.probe_path.empty() || b.probe_path.front() != '/' || b.probe_path.find_first_of(" \r\n") != std::string::npos)
+        r.fail(probe["path"] ? probe["path"] : probe, pp + ".path", "must be an origin-form path starting with '/' (no spaces)");
+    r.read_duration(probe, "timeout", pp, b.probe_timeout, millis(1), seconds(60));
+}
+
 void read_breaker(reader& r, const YAML::Node& node, const std::string& path, breaker_config& b)
 {
     if (!r.check_map(node, path,
@@ -329,64 +393,18 @@ void read_breaker(reader& r, const YAML::Node& node, const std::string& path, br
         return;
     r.read_bool(node, "enabled", path, b.enabled);
     r.read_uint(node, "consecutive_failures", path, b.consecutive_failures, 0, 1000000);
-    if (auto fr = node["failure_rate"]) {
-        auto p = reader::join(path, "failure_rate");
-        if (r.check_map(fr, p, {"enabled", "threshold", "window", "window_size", "window_duration", "window_buckets",
-                                "minimum_calls", "minimum_failures"})) {
-            r.read_bool(fr, "enabled", p, b.failure_rate_enabled);
-            r.read_percent(fr, "threshold", p, b.failure_rate_threshold);
-            if (auto w = fr["window"]) {
-                if (auto s = r.scalar(w, reader::join(p, "window"))) {
-                    if (*s == "count")
-                        b.window = window_type::count_based;
-                    else if (*s == "time")
-                        b.window = window_type::time_based;
-                    else
-                        r.fail(w, reader::join(p, "window"), "expected \"count\" or \"time\", got \"" + *s + "\"");
-                }
-            }
-            r.read_uint(fr, "window_size", p, b.window_size, 1, 100000);
-            r.read_duration(fr, "window_duration", p, b.window_duration, millis(100), hour);
-            r.read_uint(fr, "window_buckets", p, b.window_buckets, 1, 1000);
-            r.read_uint(fr, "minimum_calls", p, b.minimum_calls, 1, 1000000);
-            r.read_uint(fr, "minimum_failures", p, b.minimum_failures, 0, 1000000);
-        }
-    }
-    if (auto sc = node["slow_calls"]) {
-        auto p = reader::join(path, "slow_calls");
-        if (r.check_map(sc, p, {"enabled", "duration", "rate_threshold", "consecutive", "in_flight"})) {
-            b.slow_call_enabled = true;
-            r.read_bool(sc, "enabled", p, b.slow_call_enabled);
-            r.read_duration(sc, "duration", p, b.slow_call_duration, millis(1), hour);
-            r.read_percent(sc, "rate_threshold", p, b.slow_call_rate_threshold);
-            r.read_uint(sc, "consecutive", p, b.slow_call_consecutive, 0, 1000000);
-            r.read_bool(sc, "in_flight", p, b.slow_call_in_flight);
-        }
-    }
+    if (auto fr = node["failure_rate"])
+        read_failure_rate(r, fr, reader::join(path, "failure_rate"), b);
+    if (auto sc = node["slow_calls"])
+        read_slow_calls(r, sc, reader::join(path, "slow_calls"), b);
     r.read_duration(node, "open_duration", path, b.open_duration, millis(1), hour);
     r.read_double(node, "open_duration_multiplier", path, b.open_duration_multiplier, 1.0, 100.0, "a number in [1, 100]");
     r.read_duration(node, "max_open_duration", path, b.max_open_duration, millis(1), 24 * hour);
     r.read_double(node, "open_duration_jitter", path, b.open_duration_jitter, 0.0, 1.0, "a fraction in [0, 1]");
     r.read_duration(node, "open_backoff_reset_after", path, b.open_backoff_reset_after, 0, 24 * hour);
     r.read_bool(node, "cancel_in_flight", path, b.cancel_in_flight);
-    if (auto ho = node["half_open"]) {
-        auto p = reader::join(path, "half_open");
-        if (r.check_map(ho, p, {"max_probes", "successes_to_close", "max_wait", "probe"})) {
-            r.read_uint(ho, "max_probes", p, b.half_open_max_probes, 1, 10000);
-            r.read_uint(ho, "successes_to_close", p, b.half_open_successes_to_close, 1, 10000);
-            r.read_duration(ho, "max_wait", p, b.half_open_max_wait, millis(1), hour);
-            if (auto probe = ho["probe"]) {
-                auto pp = reader::join(p, "probe");
-                if (r.check_map(probe, pp, {"path", "timeout"})) {
-                    r.read_string(probe, "path", pp, b.probe_path);
-                    if (b.probe_path.empty() || b.probe_path.front() != '/' ||
-                        b.probe_path.find_first_of(" \r\n") != std::string::npos)
-                        r.fail(probe["path"] ? probe["path"] : probe, pp + ".path", "must be an origin-form path starting with '/' (no spaces)");
-                    r.read_duration(probe, "timeout", pp, b.probe_timeout, millis(1), seconds(60));
-                }
-            }
-        }
-    }
+    if (auto ho = node["half_open"])
+        read_half_open(r, ho, reader::join(path, "half_open"), b);
     r.read_duration(node, "recovery_ramp", path, b.recovery_ramp, 0, hour);
     if (auto c = node["classify"])
         read_classification(r, c, reader::join(path, "classify"), b.classify);
@@ -463,105 +481,122 @@ void read_stale_cache(reader& r, const YAML::Node& node, const std::string& path
     r.read_duration(node, "max_age", path, c.max_age, seconds(1), 24 * hour * 7);
 }
 
+void read_fallback_triggers(reader& r, const YAML::Node& when, const std::string& path, std::uint8_t& triggers)
+{
+    triggers = 0;
+    if (!when.IsSequence()) {
+        r.fail(when, path, "expected a list of " + names_list<fallback_trigger>());
+        return;
+    }
+    for (std::size_t k = 0; k < when.size(); ++k) {
+        auto p = path + "[" + std::to_string(k) + "]";
+        if (auto s = r.scalar(when[k], p))
+            if (auto t = r.enum_value<fallback_trigger>(when[k], p, *s))
+                triggers |= static_cast<std::uint8_t>(*t);
+    }
+}
+
+bool is_token(std::string_view name) // RFC 9110 §5.6.2
+{
+    return !name.empty() && std::all_of(name.begin(), name.end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) || std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+    });
+}
+
+void read_fallback_headers(reader& r, const YAML::Node& h, const std::string& path, fallback_config& fb)
+{
+    if (!h.IsMap()) {
+        r.fail(h, path, "expected a mapping of header name to value");
+        return;
+    }
+    for (auto it = h.begin(); it != h.end(); ++it) {
+        std::string name = it->first.Scalar();
+        auto value = r.scalar(it->second, path + "." + name);
+        if (!is_token(name))
+            r.fail(it->first, path + "." + name, "not a valid header name");
+        else if (value && value->find_first_of("\r\n") != std::string::npos)
+            r.fail(it->second, path + "." + name, "header values cannot contain line breaks");
+        else if (value)
+            fb.headers.emplace_back(name, *value);
+    }
+}
+
+// body_file: relative to the configuration file's folder; read once, at load (and reload) time.
+void read_body_file(reader& r, const YAML::Node& bf, const std::string& path, std::string& body, const std::string& config_dir)
+{
+    auto file = r.scalar(bf, path);
+    if (!file)
+        return;
+    std::string full = (!file->empty() && file->front() == '/') ? *file : config_dir + "/" + *file;
+    std::ifstream in(full, std::ios::binary);
+    if (!in) {
+        r.fail(bf, path, "cannot read " + full);
+        return;
+    }
+    std::stringstream ss;
+    ss << in.rdbuf();
+    body = ss.str();
+}
+
+void read_static_fallback(reader& r, const YAML::Node& st, const std::string& path, fallback_config& fb, const std::string& config_dir)
+{
+    if (!r.check_map(st, path, {"status", "headers", "body", "body_file"}))
+        return;
+    r.read_uint(st, "status", path, fb.status, 200, 599);
+    if (auto h = st["headers"])
+        read_fallback_headers(r, h, path + ".headers", fb);
+    r.read_string(st, "body", path, fb.body);
+    if (auto bf = st["body_file"]) {
+        read_body_file(r, bf, path + ".body_file", fb.body, config_dir);
+        if (st["body"])
+            r.fail(bf, path + ".body_file", "give body or body_file, not both");
+    }
+}
+
+// One entry of a fallbacks list: `when`, and exactly one kind (its key is the kind's name).
+fallback_config read_fallback(reader& r, const YAML::Node& f, const std::string& p, const std::string& config_dir)
+{
+    fallback_config fb;
+    if (auto when = f["when"])
+        read_fallback_triggers(r, when, p + ".when", fb.triggers);
+    int kinds = 0;
+    for (const auto& [kind, key] : fallback_kind_names) {
+        const YAML::Node settings = f[std::string(key)];
+        if (!settings)
+            continue;
+        ++kinds;
+        fb.kind = kind;
+        const auto sp = p + "." + std::string(key);
+        switch (kind) {
+        case fallback_kind::static_response: read_static_fallback(r, settings, sp, fb, config_dir); break;
+        case fallback_kind::stale:
+            if (!settings.IsNull() && !(settings.IsMap() && settings.size() == 0))
+                r.fail(settings, sp, "takes no settings here (the cache is configured in stale_cache): write stale: {}");
+            break;
+        case fallback_kind::upstream:
+            if (auto s = r.scalar(settings, sp))
+                fb.upstream = *s;
+            break;
+        case fallback_kind::error: break;
+        }
+    }
+    if (kinds != 1)
+        r.fail(f, p, "each fallback needs exactly one of " + names_list<fallback_kind>());
+    return fb;
+}
+
 void read_fallbacks(reader& r, const YAML::Node& node, const std::string& path, std::vector<fallback_config>& out,
                     const std::string& config_dir)
 {
     out.clear();
     if (!node.IsSequence()) {
-        r.fail(node, path, "expected a list of fallbacks, each with one of static, stale, upstream or error");
+        r.fail(node, path, "expected a list of fallbacks, each with one of " + names_list<fallback_kind>());
         return;
     }
     for (std::size_t i = 0; i < node.size(); ++i) {
         auto p = path + "[" + std::to_string(i) + "]";
-        const YAML::Node f = node[i];
-        if (!r.check_map(f, p, {"when", "static", "stale", "upstream", "error"}))
-            continue;
-        fallback_config fb;
-        if (auto when = f["when"]) {
-            fb.triggers = 0;
-            auto wp = p + ".when";
-            if (!when.IsSequence())
-                r.fail(when, wp, "expected a list of circuit_open, bulkhead_full, upstream_error, timeout");
-            else
-                for (std::size_t k = 0; k < when.size(); ++k) {
-                    auto s = r.scalar(when[k], wp + "[" + std::to_string(k) + "]");
-                    if (!s)
-                        continue;
-                    if (*s == "circuit_open")
-                        fb.triggers |= static_cast<std::uint8_t>(fallback_trigger::circuit_open);
-                    else if (*s == "bulkhead_full")
-                        fb.triggers |= static_cast<std::uint8_t>(fallback_trigger::bulkhead_full);
-                    else if (*s == "upstream_error")
-                        fb.triggers |= static_cast<std::uint8_t>(fallback_trigger::upstream_error);
-                    else if (*s == "timeout")
-                        fb.triggers |= static_cast<std::uint8_t>(fallback_trigger::timeout);
-                    else
-                        r.fail(when[k], wp + "[" + std::to_string(k) + "]",
-                               "expected circuit_open, bulkhead_full, upstream_error or timeout, got \"" + *s + "\"");
-                }
-        }
-        int kinds = 0;
-        if (auto st = f["static"]) {
-            ++kinds;
-            fb.kind = fallback_kind::static_response;
-            auto sp = p + ".static";
-            if (r.check_map(st, sp, {"status", "headers", "body", "body_file"})) {
-                r.read_uint(st, "status", sp, fb.status, 200, 599);
-                if (auto h = st["headers"]) {
-                    if (!h.IsMap())
-                        r.fail(h, sp + ".headers", "expected a mapping of header name to value");
-                    else
-                        for (auto it = h.begin(); it != h.end(); ++it) {
-                            std::string name = it->first.Scalar();
-                            auto value = r.scalar(it->second, sp + ".headers." + name);
-                            bool token = !name.empty() && std::all_of(name.begin(), name.end(), [](char c) {
-                                return std::isalnum(static_cast<unsigned char>(c)) || std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
-                            });
-                            if (!token)
-                                r.fail(it->first, sp + ".headers." + name, "not a valid header name");
-                            else if (value && value->find_first_of("\r\n") != std::string::npos)
-                                r.fail(it->second, sp + ".headers." + name, "header values cannot contain line breaks");
-                            else if (value)
-                                fb.headers.emplace_back(name, *value);
-                        }
-                }
-                r.read_string(st, "body", sp, fb.body);
-                if (auto bf = st["body_file"]) {
-                    if (auto file = r.scalar(bf, sp + ".body_file")) {
-                        std::string full = (!file->empty() && file->front() == '/') ? *file : config_dir + "/" + *file;
-                        std::ifstream in(full, std::ios::binary);
-                        if (!in)
-                            r.fail(bf, sp + ".body_file", "cannot read " + full);
-                        else {
-                            std::stringstream ss;
-                            ss << in.rdbuf();
-                            fb.body = ss.str();
-                        }
-                    }
-                    if (st["body"])
-                        r.fail(bf, sp + ".body_file", "give body or body_file, not both");
-                }
-            }
-        }
-        if (auto sl = f["stale"]) {
-            ++kinds;
-            fb.kind = fallback_kind::stale;
-            if (!sl.IsNull() && !(sl.IsMap() && sl.size() == 0))
-                r.fail(sl, p + ".stale", "takes no settings here (the cache is configured in stale_cache): write stale: {}");
-        }
-        if (auto up = f["upstream"]) {
-            ++kinds;
-            fb.kind = fallback_kind::upstream;
-            if (auto s = r.scalar(up, p + ".upstream"))
-                fb.upstream = *s;
-        }
-        if (auto er = f["error"]) {
-            ++kinds;
-            fb.kind = fallback_kind::error;
-        }
-        if (kinds != 1)
-            r.fail(f, p, "each fallback needs exactly one of static, stale, upstream or error");
-        out.push_back(std::move(fb));
+        if (r.check_map(node[i], p, {"when", "static", "stale", "upstream", "error"}))
+            out.push_back(read_fallback(r, node[i], p, config_dir));
     }
 }
 
@@ -571,17 +606,7 @@ void read_fallbacks(reader& r, const YAML::Node& node, const std::string& path, 
 
 void read_policies(reader& r, const YAML::Node& node, const std::string& path, upstream_config& u)
 {
-    if (auto lb = node["load_balancing"]) {
-        auto p = reader::join(path, "load_balancing");
-        if (auto s = r.scalar(lb, p)) {
-            if (*s == "round_robin")
-                u.load_balancing = lb_policy::round_robin;
-            else if (*s == "least_outstanding")
-                u.load_balancing = lb_policy::least_outstanding;
-            else
-                r.fail(lb, p, "expected round_robin or least_outstanding, got \"" + *s + "\"");
-        }
-    }
+    r.read_enum(node, "load_balancing", path, u.load_balancing);
     r.read_duration(node, "connect_timeout", path, u.connect_timeout, millis(1), hour);
     r.read_duration(node, "request_timeout", path, u.request_timeout, millis(1), hour);
     r.read_duration(node, "resolve_interval", path, u.resolve_interval, seconds(1), 24 * hour);
@@ -661,9 +686,7 @@ void read_logging(reader& r, const YAML::Node& lg, logging_config& logging)
 {
     if (!r.check_map(lg, "logging", {"level", "access_log"}))
         return;
-    r.read_string(lg, "level", "logging", logging.level);
-    if (logging.level != "debug" && logging.level != "info" && logging.level != "warn" && logging.level != "error")
-        r.fail(lg["level"], "logging.level", "expected debug, info, warn or error");
+    r.read_enum(lg, "level", "logging", logging.level);
     r.read_bool(lg, "access_log", "logging", logging.access_log);
 }
 

@@ -14,38 +14,16 @@ namespace {
 std::atomic<int> g_level{static_cast<int>(level::info)};
 constexpr int g_fd = 2; // stderr: a container runtime collects it
 
-constexpr std::string_view level_name(level l)
-{
-    switch (l) {
-    case level::debug: return "debug";
-    case level::info: return "info";
-    case level::warn: return "warn";
-    case level::error: return "error";
-    }
-    return "info";
-}
-
 } // namespace
 
 void set_level(level l) noexcept { g_level.store(static_cast<int>(l)); }
 level current_level() noexcept { return static_cast<level>(g_level.load(std::memory_order_relaxed)); }
 
-bool parse_level(std::string_view text, level& out) noexcept
-{
-    for (level l : {level::debug, level::info, level::warn, level::error}) {
-        if (text == level_name(l)) {
-            out = l;
-            return true;
-        }
-    }
-    return false;
-}
-
 void write(level l, std::string_view msg, const nlohmann::json& fields)
 {
     nlohmann::json line = nlohmann::json::object();
     line["ts"] = iso8601(std::chrono::system_clock::now());
-    line["level"] = level_name(l);
+    line["level"] = name_of(l);
     line["msg"] = msg;
     if (fields.is_object())
         for (auto it = fields.begin(); it != fields.end(); ++it)

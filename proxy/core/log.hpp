@@ -2,16 +2,20 @@
 // Shared, thread-safe: each line is formatted on the caller's thread and emitted with one write(2),
 // so lines from different workers never interleave. Not for the hot path except the opt-in access log.
 #pragma once
+#include "core/enum_names.hpp"
+
 #include <nlohmann/json_fwd.hpp>
+#include <span>
 #include <string_view>
 
 namespace breakerbox::log {
 
 enum class level { debug = 0, info = 1, warn = 2, error = 3 };
+inline constexpr enum_name<level> level_names[]{{level::debug, "debug"}, {level::info, "info"}, {level::warn, "warn"}, {level::error, "error"}};
+constexpr std::span<const enum_name<level>> names_of(level) noexcept { return level_names; }
 
 void set_level(level l) noexcept;
 level current_level() noexcept;
-bool parse_level(std::string_view text, level& out) noexcept;
 
 inline bool enabled(level l) noexcept { return l >= current_level(); }
 

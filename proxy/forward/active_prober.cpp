@@ -94,9 +94,7 @@ asio::awaitable<void> run_active_prober(probe_target target, std::function<bool(
                     log::debug("active probe", {{"upstream", cfg.name}, {"endpoint", endpoint.address().to_string()},
                                                 {"status", r.status}, {"error", r.error == proxy_error::ok ? "" : token(r.error)},
                                                 {"detail", r.detail},
-                                                {"outcome", outcome == resilience::outcome::success   ? "success"
-                                                            : outcome == resilience::outcome::failure ? "failure"
-                                                                                                      : "ignored"}});
+                                                {"outcome", name_of(outcome)}});
                     continue; // look at the breaker again at once: more probes may be needed to close it
                 }
             }

@@ -27,7 +27,6 @@ using runtime::fallback_served;
 using resilience::mark_fallback;
 using resilience::render_stale_fallback;
 using resilience::render_static_fallback;
-using resilience::trigger_name;
 
 namespace bhttp = boost::beast::http;
 using steady = std::chrono::steady_clock;
@@ -384,7 +383,7 @@ private:
         auto& shared = up.shared;
         auto& stats = up.stats;
         const auto& ucfg = shared.cfg;
-        const std::string_view reason = trigger_name(trigger);
+        const std::string_view reason = name_of(trigger);
         const long retry_after = retry_after_seconds(shared.breaker);
 
         for (std::size_t f = 0; f < ucfg.fallbacks.size(); ++f) {
@@ -404,7 +403,7 @@ private:
                     co_return;
                 }
                 auto res = render_static_fallback(fb, {ucfg.name, wait, reason});
-                mark_fallback(res, "static", reason);
+                mark_fallback(res, name_of(fb.kind), reason);
                 out = forward_result{std::move(res), error_or_status(r), ucfg.name, true};
                 co_return;
             }
@@ -416,7 +415,7 @@ private:
                 if (!hit)
                     continue; // nothing (fresh enough) to serve: try the next fallback
                 auto res = render_stale_fallback(*hit, steady_now());
-                mark_fallback(res, "stale", reason);
+                mark_fallback(res, name_of(fb.kind), reason);
                 stats.count(fallback_served::stale_fallback);
                 out = forward_result{std::move(res), error_or_status(r), ucfg.name, true};
                 co_return;
@@ -439,7 +438,7 @@ private:
                 co_await to_upstream(*target, depth + 1, other);
                 if (other.error != proxy_error::ok || other.from_fallback || other.response.result_int() >= 500)
                     continue; // the failover did not help either: next fallback
-                mark_fallback(other.response, "upstream:" + fb.upstream, reason);
+                mark_fallback(other.response, std::string(name_of(fb.kind)) + ":" + fb.upstream, reason);
                 stats.count(fallback_served::upstream_fallback);
                 other.from_fallback = true;
                 out = std::move(other);
@@ -447,7 +446,7 @@ private:
             }
             case config::fallback_kind::error: {
                 default_answer(up, r, retry_after, out);
-                mark_fallback(out.response, "error", reason);
+                mark_fallback(out.response, name_of(fb.kind), reason);
                 stats.count(fallback_served::error_fallback);
                 out.from_fallback = true;
                 co_return;

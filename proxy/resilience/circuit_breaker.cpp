@@ -48,19 +48,6 @@ std::uint64_t encode_probes(probe_word p) { return (std::uint64_t(p.tag) << 32) 
 
 } // namespace
 
-std::string_view to_string(breaker_state s) noexcept
-{
-    switch (s) {
-    case breaker_state::closed: return "closed";
-    case breaker_state::open: return "open";
-    case breaker_state::half_open: return "half_open";
-    case breaker_state::forced_open: return "forced_open";
-    case breaker_state::forced_closed: return "forced_closed";
-    case breaker_state::disabled: return "disabled";
-    }
-    return "unknown";
-}
-
 std::uint64_t circuit_breaker::encode(word w) noexcept
 {
     return static_cast<std::uint64_t>(w.state) | (std::uint64_t(w.generation) << state_bits) |

@@ -41,6 +41,7 @@
 #include <functional>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -48,7 +49,12 @@ namespace breakerbox::resilience {
 
 enum class breaker_state : std::uint8_t { closed = 0, open = 1, half_open = 2, forced_open = 3, forced_closed = 4, disabled = 5 };
 constexpr std::size_t breaker_state_count = 6;
-std::string_view to_string(breaker_state s) noexcept;
+inline constexpr enum_name<breaker_state> breaker_state_names[]{
+    {breaker_state::closed, "closed"},           {breaker_state::open, "open"},
+    {breaker_state::half_open, "half_open"},     {breaker_state::forced_open, "forced_open"},
+    {breaker_state::forced_closed, "forced_closed"}, {breaker_state::disabled, "disabled"}};
+constexpr std::span<const enum_name<breaker_state>> names_of(breaker_state) noexcept { return breaker_state_names; }
+constexpr std::string_view to_string(breaker_state s) noexcept { return name_of(s); }
 
 // The transitions the state machine makes on its own (Resilience4j's StateTransition): a trip, the open
 // time running out, a half-open verdict. /metrics declares these edges even before they happen.

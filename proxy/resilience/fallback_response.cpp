@@ -51,17 +51,6 @@ std::string header_safe(std::string value)
 
 } // namespace
 
-std::string_view trigger_name(config::fallback_trigger t) noexcept
-{
-    switch (t) {
-    case config::fallback_trigger::circuit_open: return "circuit_open";
-    case config::fallback_trigger::bulkhead_full: return "bulkhead_full";
-    case config::fallback_trigger::upstream_error: return "upstream_error";
-    case config::fallback_trigger::timeout: return "timeout";
-    }
-    return "unknown";
-}
-
 http::response render_static_fallback(const config::fallback_config& fb, const fallback_vars& vars)
 {
     http::response res{static_cast<bhttp::status>(fb.status), 11};
@@ -101,9 +90,9 @@ std::optional<prerendered_answer> prerender_static_fallback(const config::fallba
     for (const auto& [name, value] : fb.headers)
         if (value.find(per_answer) != std::string::npos || boost::beast::iequals(name, "connection"))
             return std::nullopt;
-    const std::string_view reason = trigger_name(trigger);
+    const std::string_view reason = name_of(trigger);
     auto res = render_static_fallback(fb, {upstream, 0, reason});
-    mark_fallback(res, "static", reason);
+    mark_fallback(res, name_of(config::fallback_kind::static_response), reason);
     std::string head;
     http::serialize_head(res, head); // version 1.1, ends with the empty line
     const auto line_end = head.find("\r\n") + 2;

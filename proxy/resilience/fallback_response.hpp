@@ -15,8 +15,6 @@ namespace breakerbox::resilience {
 inline constexpr std::string_view fallback_header = "X-Breakerbox-Fallback";
 inline constexpr std::string_view fallback_reason_header = "X-Breakerbox-Fallback-Reason";
 
-std::string_view trigger_name(config::fallback_trigger t) noexcept;
-
 struct fallback_vars {
     std::string_view upstream;
     long retry_after_seconds; // 0 when not applicable

@@ -3,14 +3,18 @@
 // they are not upstream outcomes.
 #pragma once
 #include "config/config.hpp"
+#include "core/enum_names.hpp"
 #include "core/error.hpp"
 
 #include <array>
 #include <cstdint>
+#include <span>
 
 namespace breakerbox::resilience {
 
 enum class outcome : std::uint8_t { success, failure, ignored };
+inline constexpr enum_name<outcome> outcome_names[]{{outcome::success, "success"}, {outcome::failure, "failure"}, {outcome::ignored, "ignored"}};
+constexpr std::span<const enum_name<outcome>> names_of(outcome) noexcept { return outcome_names; }
 
 // Shared, immutable after construction: a lookup table per status plus the error classes.
 class outcome_classifier {

@@ -100,7 +100,7 @@ wire_answer parse(const std::string& wire)
 std::string rendered_per_answer(const config::fallback_config& fb, config::fallback_trigger trigger, unsigned version,
                                 bool keep_alive, long retry_after)
 {
-    const auto reason = resilience::trigger_name(trigger);
+    const auto reason = name_of(trigger);
     auto res = resilience::render_static_fallback(fb, {"orders", trigger == config::fallback_trigger::circuit_open ? retry_after : 0, reason});
     resilience::mark_fallback(res, "static", reason);
     res.version(version);
@@ -130,7 +130,7 @@ TEST(prerender_static_fallback, answers_exactly_what_rendering_per_answer_would)
                         std::string head;
                         ready->write_head(head, version, keep_alive, retry_after);
                         EXPECT_EQ(parse(head + ready->body), parse(rendered_per_answer(config, trigger, version, keep_alive, retry_after)))
-                            << resilience::trigger_name(trigger) << " HTTP/" << version << " keep_alive=" << keep_alive
+                            << name_of(trigger) << " HTTP/" << version << " keep_alive=" << keep_alive
                             << " retry_after=" << retry_after << "\n" << head;
                     }
         }
