@@ -24,25 +24,24 @@ struct admin_context {
     const clock& clk;
     std::function<reload_outcome()> reload; // POST /admin/reload (runs on the main thread, like SIGHUP)
 
-    // Sums one per-upstream counter across workers, by upstream name (a worker may briefly still serve
-    // the previous configuration after a reload, with other indexes; the counters are the same objects).
-    template <class F>
-    std::uint64_t sum_upstream(const std::string& upstream, F&& get) const
+    // One upstream's counters summed over the workers, by upstream name (a worker may briefly still
+    // serve the previous configuration after a reload, with other indexes; the counters are the same
+    // objects). An upstream no worker serves sums to zeros.
+    runtime::upstream_totals upstream_totals(std::string_view upstream) const
     {
-        std::uint64_t total = 0;
+        runtime::upstream_totals total;
         for (const auto* w : workers) {
             const auto gen = w->snapshot();
             if (auto i = gen.config->index_of(upstream))
-                total += get(gen.stats.upstreams[*i]);
+                runtime::accumulate(total, gen.stats.upstreams[*i]);
         }
         return total;
     }
-    template <class F>
-    std::uint64_t sum_worker(F&& get) const
+    runtime::worker_totals worker_totals() const
     {
-        std::uint64_t total = 0;
+        runtime::worker_totals total;
         for (const auto* w : workers)
-            total += get(*w->snapshot().stats.worker);
+            runtime::accumulate(total, *w->snapshot().stats.worker);
         return total;
     }
 };

@@ -104,20 +104,15 @@ nlohmann::json upstream_json(const admin_context& ctx, const resilience::upstrea
     nlohmann::json window = {{"calls", snap.window.calls}, {"failures", snap.window.failures}, {"slow", snap.window.slow},
                              {"failure_rate", snap.window.calls ? double(snap.window.failures) / snap.window.calls : 0.0},
                              {"slow_call_rate", snap.window.calls ? double(snap.window.slow) / snap.window.calls : 0.0}};
-    nlohmann::json outcomes = nlohmann::json::object();
-    for (std::size_t k = 0; k < runtime::upstream_outcome_names.size(); ++k)
-        outcomes[std::string(runtime::upstream_outcome_names[k])] = ctx.sum_upstream(name, [k](const auto& s) { return s.outcomes[k].value(); });
-    nlohmann::json rejections = nlohmann::json::object();
-    for (std::size_t k = 0; k < runtime::rejection_reason_names.size(); ++k)
-        rejections[std::string(runtime::rejection_reason_names[k])] = ctx.sum_upstream(name, [k](const auto& s) { return s.rejections[k].value(); });
-
-    nlohmann::json retries = nlohmann::json::object();
-    for (std::size_t k = 0; k < runtime::retry_result_names.size(); ++k)
-        retries[std::string(runtime::retry_result_names[k])] = ctx.sum_upstream(name, [k](const auto& s) { return s.retries[k].value(); });
-    retries["budget_in_use"] = r.budget.active();
-    nlohmann::json fallbacks = nlohmann::json::object();
-    for (std::size_t k = 0; k < runtime::fallback_kind_names.size(); ++k)
-        fallbacks[std::string(runtime::fallback_kind_names[k])] = ctx.sum_upstream(name, [k](const auto& s) { return s.fallbacks[k].value(); });
+    const auto totals = ctx.upstream_totals(name);
+    nlohmann::json counts = nlohmann::json::object(); // requests, rejections, retries, fallbacks: by label value
+    for (const auto& family : runtime::upstream_families) {
+        auto& by_value = counts[std::string(family.json_key)] = nlohmann::json::object();
+        const auto values = family.counts(totals);
+        for (std::size_t k = 0; k < values.size(); ++k)
+            by_value[std::string(family.values[k])] = values[k];
+    }
+    counts["retries"]["budget_in_use"] = r.budget.active();
     const auto bulk = r.bulk.snapshot();
     nlohmann::json bulkhead = {{"in_flight", bulk.in_flight}, {"queued", bulk.queued}, {"limit", bulk.limit}, {"max_queue", bulk.max_queue}};
 
@@ -134,12 +129,12 @@ nlohmann::json upstream_json(const admin_context& ctx, const resilience::upstrea
         {"consecutive_slow_calls", snap.consecutive_slow_calls},
         {"window", window},
         {"half_open", {{"probes_in_flight", snap.probes_in_flight}, {"successes", snap.probe_successes}}},
-        {"requests", outcomes},
-        {"slow_requests", ctx.sum_upstream(name, [](const auto& s) { return s.slow.value(); })},
-        {"rejections", rejections},
+        {"requests", counts["requests"]},
+        {"slow_requests", totals.slow},
+        {"rejections", counts["rejections"]},
         {"bulkhead", bulkhead},
-        {"retries", retries},
-        {"fallbacks", fallbacks},
+        {"retries", counts["retries"]},
+        {"fallbacks", counts["fallbacks"]},
         {"policy", policy_json(r.cfg)},
     };
     if (snap.state == breaker_state::open)

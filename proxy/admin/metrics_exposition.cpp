@@ -5,7 +5,6 @@
 #include <prometheus/text_serializer.h>
 
 #include <limits>
-#include <sstream>
 
 namespace breakerbox::admin {
 namespace {
@@ -15,21 +14,94 @@ using prometheus::MetricFamily;
 using prometheus::MetricType;
 using resilience::breaker_state;
 
-MetricFamily family(std::string name, std::string help, MetricType type)
-{
-    return MetricFamily{std::move(name), std::move(help), type, {}};
-}
+// Every metric family /metrics exposes besides the labelled upstream counters (those come with their
+// label values from runtime::upstream_families): name, type and help, declared once, in output order.
+#define BREAKERBOX_METRIC_FAMILIES(X)                                                                                        \
+    X(build_info, Gauge, "breakerbox_build_info", "Build information; always 1.")                                           \
+    X(circuit_state, Gauge, "breakerbox_circuit_state", "1 for the circuit's current state, 0 for the others.")             \
+    X(circuit_state_code, Gauge, "breakerbox_circuit_state_code", "Circuit state as a number: 0 closed, 1 half-open, 2 open.") \
+    X(transitions, Counter, "breakerbox_circuit_transitions_total", "Circuit state transitions.")                          \
+    X(trips, Counter, "breakerbox_circuit_trips_total", "Transitions into open or forced-open.")                           \
+    X(window_calls, Gauge, "breakerbox_circuit_window_calls", "Calls in the breaker's sliding window.")                    \
+    X(failure_ratio, Gauge, "breakerbox_circuit_failure_ratio", "Failure ratio over the sliding window (0-1).")            \
+    X(slow_call_ratio, Gauge, "breakerbox_circuit_slow_call_ratio", "Slow-call ratio over the sliding window (0-1).")      \
+    X(consecutive_failures, Gauge, "breakerbox_circuit_consecutive_failures", "Current run of consecutive failures.")      \
+    X(next_probe, Gauge, "breakerbox_circuit_next_probe_seconds", "Seconds until the next half-open probe (0 unless open).") \
+    X(slow_requests, Counter, "breakerbox_upstream_slow_requests_total", "Upstream calls slower than the slow-call duration.") \
+    X(bulkhead_in_flight, Gauge, "breakerbox_bulkhead_in_flight", "Requests holding a bulkhead slot.")                     \
+    X(bulkhead_queued, Gauge, "breakerbox_bulkhead_queued", "Requests waiting for a bulkhead slot.")                       \
+    X(bulkhead_limit, Gauge, "breakerbox_bulkhead_limit", "Bulkhead limit on concurrent requests (0: unlimited).")         \
+    X(bulkhead_queue_limit, Gauge, "breakerbox_bulkhead_queue_limit", "Bulkhead wait-queue capacity.")                     \
+    X(retry_budget_in_use, Gauge, "breakerbox_retry_budget_in_use", "Retries in flight against the retry budget.")         \
+    X(request_duration, Histogram, "breakerbox_upstream_request_duration_seconds",                                         \
+      "Duration of upstream calls (connect, write, read).")                                                                 \
+    X(active_probes, Counter, "breakerbox_active_probes_total",                                                             \
+      "Active half-open probes (circuit_breaker.half_open.probe) by outcome.")                                              \
+    X(connections, Counter, "breakerbox_downstream_connections_total", "Client connections accepted.")                     \
+    X(connections_parked, Counter, "breakerbox_downstream_connections_parked_total",                                        \
+      "Idle keep-alive client connections that gave their read buffer back after a second without a request.")              \
+    X(connections_active, Gauge, "breakerbox_downstream_connections_active", "Client connections open now.")               \
+    X(connections_rejected, Counter, "breakerbox_downstream_connections_rejected_total",                                    \
+      "Client connections refused (limit or draining).")                                                                   \
+    X(accept_errors, Counter, "breakerbox_accept_errors_total", "Failed accept() calls.")                                  \
+    X(requests, Counter, "breakerbox_downstream_requests_total", "Client requests read.")                                  \
+    X(responses, Counter, "breakerbox_downstream_responses_total", "Responses sent to clients, by status class.")          \
+    X(generated_responses, Counter, "breakerbox_proxy_generated_responses_total",                                           \
+      "Responses breakerbox generated itself (errors, rejections).")
 
-void add(MetricFamily& f, std::vector<ClientMetric::Label> labels, double value)
-{
-    ClientMetric m;
-    m.label = std::move(labels);
-    if (f.type == MetricType::Counter)
-        m.counter.value = value;
-    else
-        m.gauge.value = value;
-    f.metric.push_back(std::move(m));
-}
+#define BREAKERBOX_METRIC_ENUM(id, type, name, help) id,
+enum class metric : std::size_t { BREAKERBOX_METRIC_FAMILIES(BREAKERBOX_METRIC_ENUM) count };
+#undef BREAKERBOX_METRIC_ENUM
+
+using labels = std::vector<ClientMetric::Label>;
+
+// The families being rendered: the fixed ones (by `metric`) and the labelled upstream counters.
+class exposition {
+public:
+    exposition()
+    {
+#define BREAKERBOX_METRIC_INIT(id, type, name, help) fixed_.push_back(MetricFamily{name, help, MetricType::type, {}});
+        BREAKERBOX_METRIC_FAMILIES(BREAKERBOX_METRIC_INIT)
+#undef BREAKERBOX_METRIC_INIT
+        for (const auto& f : runtime::upstream_families)
+            labelled_.push_back(MetricFamily{std::string(f.metric), std::string(f.help), MetricType::Counter, {}});
+    }
+
+    void add(metric m, labels l, double value) { add_to(fixed_[static_cast<std::size_t>(m)], std::move(l), value); }
+    void add_labelled(std::size_t family, labels l, double value) { add_to(labelled_[family], std::move(l), value); }
+    void add_histogram(metric m, ClientMetric h) { fixed_[static_cast<std::size_t>(m)].metric.push_back(std::move(h)); }
+
+    // The text format: the upstream families first (fixed ones, then the labelled counters), then the
+    // proxy-wide ones. A family without samples (active probes when none is configured) is left out.
+    std::string serialize()
+    {
+        const auto first_proxy_wide = static_cast<std::size_t>(metric::connections);
+        std::vector<MetricFamily> out;
+        for (std::size_t i = 0; i < first_proxy_wide; ++i)
+            out.push_back(std::move(fixed_[i]));
+        for (auto& f : labelled_)
+            out.push_back(std::move(f));
+        for (std::size_t i = first_proxy_wide; i < fixed_.size(); ++i)
+            out.push_back(std::move(fixed_[i]));
+        std::erase_if(out, [](const MetricFamily& f) { return f.metric.empty(); });
+        return prometheus::TextSerializer().Serialize(out);
+    }
+
+private:
+    static void add_to(MetricFamily& f, labels l, double value)
+    {
+        ClientMetric m;
+        m.label = std::move(l);
+        if (f.type == MetricType::Counter)
+            m.counter.value = value;
+        else
+            m.gauge.value = value;
+        f.metric.push_back(std::move(m));
+    }
+
+    std::vector<MetricFamily> fixed_;
+    std::vector<MetricFamily> labelled_;
+};
 
 // 0 closed, 1 half-open, 2 open (Dapr's convention); forced states map to what they behave like.
 double state_code(breaker_state s)
@@ -42,133 +114,95 @@ double state_code(breaker_state s)
     }
 }
 
+double ratio(std::uint64_t part, std::uint64_t whole) { return whole ? double(part) / double(whole) : 0.0; }
+
+void add_breaker(exposition& e, const std::string& name, const resilience::circuit_breaker& cb, nanos now)
+{
+    const auto snap = cb.snapshot();
+    for (const auto& [s, state_name] : resilience::breaker_state_names)
+        e.add(metric::circuit_state, {{"upstream", name}, {"state", std::string(state_name)}}, snap.state == s ? 1 : 0);
+    e.add(metric::circuit_state_code, {{"upstream", name}}, state_code(snap.state));
+    for (const auto& [from, from_name] : resilience::breaker_state_names)
+        for (const auto& [to, to_name] : resilience::breaker_state_names) {
+            const auto n = cb.transition_count(from, to);
+            if (n > 0 || resilience::is_automatic_transition(from, to)) // the usual edges, declared before they happen
+                e.add(metric::transitions, {{"upstream", name}, {"from", std::string(from_name)}, {"to", std::string(to_name)}}, double(n));
+        }
+    e.add(metric::trips, {{"upstream", name}}, double(snap.trips));
+    e.add(metric::window_calls, {{"upstream", name}}, snap.window.calls);
+    e.add(metric::failure_ratio, {{"upstream", name}}, ratio(snap.window.failures, snap.window.calls));
+    e.add(metric::slow_call_ratio, {{"upstream", name}}, ratio(snap.window.slow, snap.window.calls));
+    e.add(metric::consecutive_failures, {{"upstream", name}}, snap.consecutive_failures);
+    e.add(metric::next_probe, {{"upstream", name}},
+          snap.state == breaker_state::open ? double(std::max<nanos>(0, snap.open_until - now)) / 1e9 : 0);
+}
+
+void add_counters(exposition& e, const std::string& name, const runtime::upstream_totals& totals)
+{
+    for (std::size_t f = 0; f < std::size(runtime::upstream_families); ++f) {
+        const auto& family = runtime::upstream_families[f];
+        const auto counts = family.counts(totals);
+        for (std::size_t k = 0; k < counts.size(); ++k)
+            e.add_labelled(f, {{"upstream", name}, {std::string(family.label), std::string(family.values[k])}}, double(counts[k]));
+    }
+    e.add(metric::slow_requests, {{"upstream", name}}, double(totals.slow));
+    ClientMetric h;
+    h.label = {{"upstream", name}};
+    std::uint64_t cumulative = 0;
+    for (std::size_t b = 0; b < totals.duration_bucket.size(); ++b) {
+        cumulative += totals.duration_bucket[b];
+        const double le = b < runtime::duration_buckets.size() ? runtime::duration_buckets[b] : std::numeric_limits<double>::infinity();
+        h.histogram.bucket.push_back({cumulative, le});
+    }
+    h.histogram.sample_count = cumulative;
+    h.histogram.sample_sum = double(totals.duration_sum_ns) / 1e9;
+    e.add_histogram(metric::request_duration, std::move(h));
+}
+
+void add_capacity(exposition& e, const std::string& name, const resilience::upstream_resilience& shared)
+{
+    const auto bulk = shared.bulk.snapshot();
+    e.add(metric::bulkhead_in_flight, {{"upstream", name}}, bulk.in_flight);
+    e.add(metric::bulkhead_queued, {{"upstream", name}}, bulk.queued);
+    e.add(metric::bulkhead_limit, {{"upstream", name}}, bulk.limit);
+    e.add(metric::bulkhead_queue_limit, {{"upstream", name}}, bulk.max_queue);
+    e.add(metric::retry_budget_in_use, {{"upstream", name}}, shared.budget.active());
+    if (shared.breaker.probes_actively())
+        for (const auto& [o, outcome_name] : resilience::outcome_names)
+            e.add(metric::active_probes, {{"upstream", name}, {"outcome", std::string(outcome_name)}},
+                  double(shared.active_probes[static_cast<std::size_t>(o)].load(std::memory_order_relaxed)));
+}
+
+void add_proxy_wide(exposition& e, const admin_context& ctx)
+{
+    const auto w = ctx.worker_totals();
+    e.add(metric::connections, {}, double(w.connections_accepted));
+    e.add(metric::connections_parked, {}, double(w.connections_parked));
+    e.add(metric::connections_active, {}, double(ctx.state.active_connections.load()));
+    e.add(metric::connections_rejected, {}, double(ctx.state.rejected_connections.load()));
+    e.add(metric::accept_errors, {}, double(ctx.state.accept_errors.load()));
+    e.add(metric::requests, {}, double(w.requests));
+    for (unsigned c = 1; c <= 5; ++c)
+        e.add(metric::responses, {{"code", std::to_string(c) + "xx"}}, double(w.responses_by_class[c]));
+    e.add(metric::generated_responses, {}, double(w.proxy_errors));
+}
+
 } // namespace
 
 std::string render_metrics(const admin_context& ctx)
 {
     const auto rt = ctx.state.current();
-    const auto& ups = rt->cfg.upstreams;
-    std::vector<MetricFamily> out;
-
-    auto build = family("breakerbox_build_info", "Build information; always 1.", MetricType::Gauge);
-    add(build, {{"version", build::version}, {"instance", ctx.state.instance_id}}, 1);
-    out.push_back(std::move(build));
-
-    auto state = family("breakerbox_circuit_state", "1 for the circuit's current state, 0 for the others.", MetricType::Gauge);
-    auto code = family("breakerbox_circuit_state_code", "Circuit state as a number: 0 closed, 1 half-open, 2 open.", MetricType::Gauge);
-    auto transitions = family("breakerbox_circuit_transitions_total", "Circuit state transitions.", MetricType::Counter);
-    auto trips = family("breakerbox_circuit_trips_total", "Transitions into open or forced-open.", MetricType::Counter);
-    auto window_calls = family("breakerbox_circuit_window_calls", "Calls in the breaker's sliding window.", MetricType::Gauge);
-    auto failure_rate = family("breakerbox_circuit_failure_ratio", "Failure ratio over the sliding window (0-1).", MetricType::Gauge);
-    auto slow_rate = family("breakerbox_circuit_slow_call_ratio", "Slow-call ratio over the sliding window (0-1).", MetricType::Gauge);
-    auto consecutive = family("breakerbox_circuit_consecutive_failures", "Current run of consecutive failures.", MetricType::Gauge);
-    auto next_probe = family("breakerbox_circuit_next_probe_seconds", "Seconds until the next half-open probe (0 unless open).", MetricType::Gauge);
-    auto requests = family("breakerbox_upstream_requests_total", "Upstream calls by outcome.", MetricType::Counter);
-    auto slow = family("breakerbox_upstream_slow_requests_total", "Upstream calls slower than the slow-call duration.", MetricType::Counter);
-    auto rejections = family("breakerbox_rejections_total", "Requests answered locally without reaching the upstream, by reason.", MetricType::Counter);
-    auto retries = family("breakerbox_retries_total", "Retries by result.", MetricType::Counter);
-    auto fallbacks = family("breakerbox_fallbacks_total", "Responses served by a fallback, by kind.", MetricType::Counter);
-    auto bulk_in_flight = family("breakerbox_bulkhead_in_flight", "Requests holding a bulkhead slot.", MetricType::Gauge);
-    auto bulk_queued = family("breakerbox_bulkhead_queued", "Requests waiting for a bulkhead slot.", MetricType::Gauge);
-    auto bulk_limit = family("breakerbox_bulkhead_limit", "Bulkhead limit on concurrent requests (0: unlimited).", MetricType::Gauge);
-    auto bulk_queue_limit = family("breakerbox_bulkhead_queue_limit", "Bulkhead wait-queue capacity.", MetricType::Gauge);
-    auto budget = family("breakerbox_retry_budget_in_use", "Retries in flight against the retry budget.", MetricType::Gauge);
-    auto duration = family("breakerbox_upstream_request_duration_seconds", "Duration of upstream calls (connect, write, read).", MetricType::Histogram);
-    auto probes = family("breakerbox_active_probes_total", "Active half-open probes (circuit_breaker.half_open.probe) by outcome.", MetricType::Counter);
-
     const nanos now = ctx.clk.now();
-    const std::array<breaker_state, resilience::breaker_state_count> all_states{
-        breaker_state::closed, breaker_state::open, breaker_state::half_open,
-        breaker_state::forced_open, breaker_state::forced_closed, breaker_state::disabled};
-    for (std::size_t i = 0; i < ups.size(); ++i) {
-        const std::string& name = ups[i].name;
-        const auto& cb = rt->upstreams[i]->breaker;
-        const auto snap = cb.snapshot();
-        for (auto s : all_states)
-            add(state, {{"upstream", name}, {"state", std::string(resilience::to_string(s))}}, snap.state == s ? 1 : 0);
-        add(code, {{"upstream", name}}, state_code(snap.state));
-        for (auto from : all_states)
-            for (auto to : all_states) {
-                auto n = cb.transition_count(from, to);
-                if (n > 0 || resilience::is_automatic_transition(from, to))
-                    add(transitions, {{"upstream", name}, {"from", std::string(resilience::to_string(from))}, {"to", std::string(resilience::to_string(to))}},
-                        static_cast<double>(n));
-            }
-        add(trips, {{"upstream", name}}, static_cast<double>(snap.trips));
-        add(window_calls, {{"upstream", name}}, snap.window.calls);
-        add(failure_rate, {{"upstream", name}}, snap.window.calls ? double(snap.window.failures) / snap.window.calls : 0);
-        add(slow_rate, {{"upstream", name}}, snap.window.calls ? double(snap.window.slow) / snap.window.calls : 0);
-        add(consecutive, {{"upstream", name}}, snap.consecutive_failures);
-        add(next_probe, {{"upstream", name}}, snap.state == breaker_state::open ? double(std::max<nanos>(0, snap.open_until - now)) / 1e9 : 0);
-        for (std::size_t k = 0; k < runtime::upstream_outcome_names.size(); ++k)
-            add(requests, {{"upstream", name}, {"outcome", std::string(runtime::upstream_outcome_names[k])}},
-                double(ctx.sum_upstream(name, [k](const auto& s) { return s.outcomes[k].value(); })));
-        add(slow, {{"upstream", name}}, double(ctx.sum_upstream(name, [](const auto& s) { return s.slow.value(); })));
-        for (std::size_t k = 0; k < runtime::rejection_reason_names.size(); ++k)
-            add(rejections, {{"upstream", name}, {"reason", std::string(runtime::rejection_reason_names[k])}},
-                double(ctx.sum_upstream(name, [k](const auto& s) { return s.rejections[k].value(); })));
-
-        for (std::size_t k = 0; k < runtime::retry_result_names.size(); ++k)
-            add(retries, {{"upstream", name}, {"result", std::string(runtime::retry_result_names[k])}},
-                double(ctx.sum_upstream(name, [k](const auto& s) { return s.retries[k].value(); })));
-        for (std::size_t k = 0; k < runtime::fallback_kind_names.size(); ++k)
-            add(fallbacks, {{"upstream", name}, {"kind", std::string(runtime::fallback_kind_names[k])}},
-                double(ctx.sum_upstream(name, [k](const auto& s) { return s.fallbacks[k].value(); })));
-        const auto bulk = rt->upstreams[i]->bulk.snapshot();
-        add(bulk_in_flight, {{"upstream", name}}, bulk.in_flight);
-        add(bulk_queued, {{"upstream", name}}, bulk.queued);
-        add(bulk_limit, {{"upstream", name}}, bulk.limit);
-        add(bulk_queue_limit, {{"upstream", name}}, bulk.max_queue);
-        add(budget, {{"upstream", name}}, rt->upstreams[i]->budget.active());
-        if (cb.probes_actively()) {
-            static constexpr std::array<std::string_view, 3> outcome_names{"success", "failure", "ignored"};
-            for (std::size_t k = 0; k < outcome_names.size(); ++k)
-                add(probes, {{"upstream", name}, {"outcome", std::string(outcome_names[k])}},
-                    double(rt->upstreams[i]->active_probes[k].load(std::memory_order_relaxed)));
-        }
-
-        ClientMetric h;
-        h.label = {{"upstream", name}};
-        std::uint64_t cumulative = 0;
-        for (std::size_t b = 0; b <= runtime::duration_buckets.size(); ++b) {
-            cumulative += ctx.sum_upstream(name, [b](const auto& s) { return s.duration_bucket[b].value(); });
-            h.histogram.bucket.push_back({cumulative, b < runtime::duration_buckets.size() ? runtime::duration_buckets[b]
-                                                                                         : std::numeric_limits<double>::infinity()});
-        }
-        h.histogram.sample_count = cumulative;
-        h.histogram.sample_sum = double(ctx.sum_upstream(name, [](const auto& s) { return s.duration_sum_ns.value(); })) / 1e9;
-        duration.metric.push_back(std::move(h));
+    exposition e;
+    e.add(metric::build_info, {{"version", build::version}, {"instance", ctx.state.instance_id}}, 1);
+    for (const auto& shared : rt->upstreams) {
+        const std::string& name = shared->cfg.name;
+        add_breaker(e, name, shared->breaker, now);
+        add_counters(e, name, ctx.upstream_totals(name));
+        add_capacity(e, name, *shared);
     }
-    for (auto* f : {&state, &code, &transitions, &trips, &window_calls, &failure_rate, &slow_rate, &consecutive, &next_probe,
-                    &requests, &slow, &rejections, &retries, &fallbacks, &bulk_in_flight, &bulk_queued, &bulk_limit,
-                    &bulk_queue_limit, &budget, &duration})
-        out.push_back(std::move(*f));
-    if (!probes.metric.empty()) // only upstreams with an active probe have these
-        out.push_back(std::move(probes));
-
-    auto connections = family("breakerbox_downstream_connections_total", "Client connections accepted.", MetricType::Counter);
-    add(connections, {}, double(ctx.sum_worker([](const auto& w) { return w.connections_accepted.value(); })));
-    auto parked = family("breakerbox_downstream_connections_parked_total",
-                         "Idle keep-alive client connections that gave their read buffer back after a second without a request.",
-                         MetricType::Counter);
-    add(parked, {}, double(ctx.sum_worker([](const auto& w) { return w.connections_parked.value(); })));
-    auto active = family("breakerbox_downstream_connections_active", "Client connections open now.", MetricType::Gauge);
-    add(active, {}, double(ctx.state.active_connections.load()));
-    auto rejected = family("breakerbox_downstream_connections_rejected_total", "Client connections refused (limit or draining).", MetricType::Counter);
-    add(rejected, {}, double(ctx.state.rejected_connections.load()));
-    auto accept_errors = family("breakerbox_accept_errors_total", "Failed accept() calls.", MetricType::Counter);
-    add(accept_errors, {}, double(ctx.state.accept_errors.load()));
-    auto reqs = family("breakerbox_downstream_requests_total", "Client requests read.", MetricType::Counter);
-    add(reqs, {}, double(ctx.sum_worker([](const auto& w) { return w.requests.value(); })));
-    auto responses = family("breakerbox_downstream_responses_total", "Responses sent to clients, by status class.", MetricType::Counter);
-    for (unsigned c = 1; c <= 5; ++c)
-        add(responses, {{"code", std::to_string(c) + "xx"}}, double(ctx.sum_worker([c](const auto& w) { return w.responses_by_class[c].value(); })));
-    auto generated = family("breakerbox_proxy_generated_responses_total", "Responses breakerbox generated itself (errors, rejections).", MetricType::Counter);
-    add(generated, {}, double(ctx.sum_worker([](const auto& w) { return w.proxy_errors.value(); })));
-    for (auto* f : {&connections, &parked, &active, &rejected, &accept_errors, &reqs, &responses, &generated})
-        out.push_back(std::move(*f));
-
-    return prometheus::TextSerializer().Serialize(out);
+    add_proxy_wide(e, ctx);
+    return e.serialize();
 }
 
 } // namespace breakerbox::admin

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <array>
 #include <memory>
+#include <span>
 #include <string>
 #include <unordered_map>
 #include <cstdint>
@@ -74,15 +75,38 @@ inline constexpr std::array<std::string_view, static_cast<std::size_t>(fallback_
 inline constexpr std::array<double, 14> duration_buckets{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                                          0.1, 0.25, 0.5, 1, 2.5, 5, 10};
 
-struct upstream_stats {
-    std::array<local_counter, static_cast<std::size_t>(upstream_outcome::count)> outcomes;
-    std::array<local_counter, static_cast<std::size_t>(rejection_reason::count)> rejections;
-    std::array<local_counter, static_cast<std::size_t>(retry_result::count)> retries;
-    std::array<local_counter, static_cast<std::size_t>(fallback_served::count)> fallbacks;
-    local_counter slow;
-    std::array<local_counter, duration_buckets.size() + 1> duration_bucket; // last: +Inf
-    local_counter duration_sum_ns;
+// The counters of one upstream: on one worker (Counter = local_counter, written by that worker only),
+// or summed over the workers for a report (Counter = std::uint64_t, upstream_totals).
+template <class Counter>
+struct upstream_counters {
+    std::array<Counter, static_cast<std::size_t>(upstream_outcome::count)> outcomes{};
+    std::array<Counter, static_cast<std::size_t>(rejection_reason::count)> rejections{};
+    std::array<Counter, static_cast<std::size_t>(retry_result::count)> retries{};
+    std::array<Counter, static_cast<std::size_t>(fallback_served::count)> fallbacks{};
+    Counter slow{};
+    std::array<Counter, duration_buckets.size() + 1> duration_bucket{}; // last: +Inf
+    Counter duration_sum_ns{};
+};
 
+// Calls f(x, y) for each counter x of `a` and the counter y of `b` in the same place: the one list of
+// the fields, for every operation that goes over all of them.
+template <class A, class B, class F>
+void for_each_counter(A& a, B& b, F&& f)
+{
+    const auto pairwise = [&](auto& xs, auto& ys) {
+        for (std::size_t i = 0; i < xs.size(); ++i)
+            f(xs[i], ys[i]);
+    };
+    pairwise(a.outcomes, b.outcomes);
+    pairwise(a.rejections, b.rejections);
+    pairwise(a.retries, b.retries);
+    pairwise(a.fallbacks, b.fallbacks);
+    f(a.slow, b.slow);
+    pairwise(a.duration_bucket, b.duration_bucket);
+    f(a.duration_sum_ns, b.duration_sum_ns);
+}
+
+struct upstream_stats : upstream_counters<local_counter> {
     void observe_duration(std::int64_t ns) noexcept
     {
         const double s = static_cast<double>(ns) / 1e9;
@@ -98,14 +122,57 @@ struct upstream_stats {
     void count(fallback_served f) noexcept { fallbacks[static_cast<std::size_t>(f)].add(); }
 };
 
-// Proxy-wide figures of one worker.
-struct worker_stats {
-    local_counter connections_accepted;
-    local_counter connections_parked;  // idle keep-alive connections that gave their buffers back
-    local_counter requests;            // requests read from clients (answered by anyone)
-    std::array<local_counter, 6> responses_by_class; // index = status / 100 (1xx..5xx)
-    local_counter proxy_errors;        // responses breakerbox generated itself
+using upstream_totals = upstream_counters<std::uint64_t>;
+
+inline void accumulate(upstream_totals& total, const upstream_stats& one_worker)
+{
+    for_each_counter(total, one_worker, [](std::uint64_t& t, const local_counter& c) { t += c.value(); });
+}
+
+// The labelled per-upstream counter families, declared once for /metrics and /health/circuits: the
+// Prometheus family and its help, the label, the /health/circuits key, and the label values (the
+// lists above, whose order is the counters' order).
+struct labelled_family {
+    std::string_view metric;
+    std::string_view help;
+    std::string_view label;
+    std::string_view json_key;
+    std::span<const std::string_view> values;
+    std::span<const std::uint64_t> (*counts)(const upstream_totals&);
 };
+
+inline constexpr labelled_family upstream_families[]{
+    {"breakerbox_upstream_requests_total", "Upstream calls by outcome.", "outcome", "requests", upstream_outcome_names,
+     [](const upstream_totals& t) { return std::span<const std::uint64_t>(t.outcomes); }},
+    {"breakerbox_rejections_total", "Requests answered locally without reaching the upstream, by reason.", "reason",
+     "rejections", rejection_reason_names, [](const upstream_totals& t) { return std::span<const std::uint64_t>(t.rejections); }},
+    {"breakerbox_retries_total", "Retries by result.", "result", "retries", retry_result_names,
+     [](const upstream_totals& t) { return std::span<const std::uint64_t>(t.retries); }},
+    {"breakerbox_fallbacks_total", "Responses served by a fallback, by kind.", "kind", "fallbacks", fallback_kind_names,
+     [](const upstream_totals& t) { return std::span<const std::uint64_t>(t.fallbacks); }},
+};
+
+// Proxy-wide figures of one worker (local_counter), or summed over the workers (worker_totals).
+template <class Counter>
+struct worker_counters {
+    Counter connections_accepted{};
+    Counter connections_parked{};  // idle keep-alive connections that gave their buffers back
+    Counter requests{};            // requests read from clients (answered by anyone)
+    std::array<Counter, 6> responses_by_class{}; // index = status / 100 (1xx..5xx)
+    Counter proxy_errors{};        // responses breakerbox generated itself
+};
+using worker_stats = worker_counters<local_counter>;
+using worker_totals = worker_counters<std::uint64_t>;
+
+inline void accumulate(worker_totals& total, const worker_stats& w)
+{
+    total.connections_accepted += w.connections_accepted.value();
+    total.connections_parked += w.connections_parked.value();
+    total.requests += w.requests.value();
+    for (std::size_t i = 0; i < total.responses_by_class.size(); ++i)
+        total.responses_by_class[i] += w.responses_by_class[i].value();
+    total.proxy_errors += w.proxy_errors.value();
+}
 
 // A configuration generation's view of its worker's statistics: the worker's own counters, and one
 // upstream_stats per upstream of the generation (by index). The objects are the worker's for its whole
