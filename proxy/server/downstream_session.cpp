@@ -133,6 +133,20 @@ public:
     }
 
 private:
+    // What one request needs while it is served: members, not locals of serve_one, because Asio
+    // recycles coroutine frames only up to about 1 KiB and these made serve_one's frame larger (a fresh
+    // allocation per request). Released when the request is over: an idle connection holds none of it.
+    struct request_state {
+        request_state() : fence(parser) {} // (a default member initializer would not do for clang here)
+        request_parser parser;
+        http::trailer_fence fence;         // after the parser: it registers with it
+        http::request req;
+        forward::forward_result result;
+    };
+    struct request_state_release {
+        std::optional<request_state>& state;
+        ~request_state_release() { state.reset(); }
+    };
     // False when the connection should close instead of waiting for another request. Refreshes the
     // configuration generation the next request is served with.
     bool may_wait_for_request(bool first)
@@ -179,85 +193,40 @@ private:
         last_read_short_ = n < asked;
     }
 
-    // Reads, handles and answers one request. Returns whether the connection stays open.
+    // Reads, handles and answers one request: the head (usually buffered already), its checks, the
+    // route, the body if any, the forwarder, the answer. Returns whether the connection stays open.
+    // Only the waits are coroutine code here; each step that does not wait is a plain function (a
+    // coroutine per step would cost a frame per request).
     asio::awaitable<bool> serve_one()
     {
         gen_ = worker_.context.current;
         auto& state = current_.emplace();
         const request_state_release release_at_end{current_};
-        auto& parser = state.parser;
-        parser.header_limit(static_cast<std::uint32_t>(limits().max_header_bytes));
-        parser.body_limit(limits().max_request_body);
+        state.parser.header_limit(static_cast<std::uint32_t>(limits().max_header_bytes));
+        state.parser.body_limit(limits().max_request_body);
 
-        auto head = proxy_error::ok;
-        if (auto verdict = check_buffered_head())
-            head = *verdict; // the usual case: the whole head came with the first read
-        else
-            head = co_await read_rest_of_head();
+        auto checked = check_buffered_head(); // the usual case: the whole head came with the first read
+        auto head = checked ? parsed_head{*checked} : parsed_head{co_await read_rest_of_head()};
         stream_.expires_never(); // the exchange runs under its own deadlines
-        if (head != proxy_error::ok) {
-            if (head != proxy_error::client_closed)
-                co_await send_and_close(head, 11);
+        if (head.error == proxy_error::ok)
+            head = parse_head(state.parser);
+        if (head.error != proxy_error::ok) {
+            if (head.error != proxy_error::client_closed)
+                co_await send_and_close(head.error, head.version, head.head_request);
             co_return false;
         }
-        // The header block is buffered and checked: parse it in place.
-        error_code hec;
-        buffer_.consume(parser.put(buffer_.data(), hec));
-        if (!hec && !parser.is_header_done())
-            hec = bhttp::error::partial_message;
-        if (hec) {
-            co_await send_and_close(request_read_error(hec, false), 11);
-            co_return false;
-        }
-        const unsigned version = parser.get().version() == 10 ? 10 : 11;
-        const bool head_request = parser.get().method() == bhttp::verb::head;
-        if (const auto refused = http::request_head_refusal(parser.get()); refused != proxy_error::ok) {
-            co_await send_and_close(refused, version, head_request);
-            co_return false;
-        }
-        if (parser.is_done() && buffer_.size() == 0 && last_read_short_)
-            stream_.mark_drained(); // the request ended with the data queued: the next one is not there yet
-        auto& result = state.result;
         // Routed before the body is read: a request nobody will take is answered at once, without a
         // 100 Continue and without waiting for its body (as a 413 is).
-        auto route = route_request(parser.get(), result);
-        if (!parser.is_done()) {
-            if (!route && expects_continue(parser.get())) {
-                // The client waits for our go-ahead before it sends the body: answer now and close
-                // (RFC 9110 §10.1.1), since the unread body would otherwise be taken for the next request.
-                co_await send_refusal_and_close(result, version, head_request);
-                co_return false;
-            }
-            if (route && expects_continue(parser.get()) && version == 11) {
-                static constexpr std::string_view go_on = "HTTP/1.1 100 Continue\r\n\r\n";
-                if ((co_await write_all(stream_, asio::buffer(go_on), limits().write_timeout)).ec)
-                    co_return false;
-            }
-            stream_.expires_after(as_duration(limits().body_timeout));
-            const auto bec = co_await http::read_message(stream_, buffer_, parser, state.fence, 8192);
-            const bool timed_out = bec == beast::error::timeout;
-            stream_.expires_never();
-            if (bec) {
-                if (!timed_out && (bec == asio::error::connection_reset || bec == bhttp::error::partial_message))
-                    co_return false; // the client went away mid-body: nobody to answer
-                co_await send_and_close(request_read_error(bec, timed_out), version, head_request);
-                co_return false;
-            }
-        }
+        auto& result = state.result;
+        const auto route = route_request(state.parser.get(), result);
+        if (!state.parser.is_done() && !co_await read_body(state, route.has_value(), head))
+            co_return false;
 
-        if (buffer_.size() == 0 && buffer_.capacity() > 4096)
-            buffer_.shrink_to_fit(); // a body made it grow: idle keep-alive connections keep only a small buffer
-        gen_->stats.worker->requests.add();
-        bool keep_alive = parser.keep_alive(); // the parser read Connection already
-        auto& req = state.req = parser.release();
-        const bool access_log = gen_->config->cfg.logging.access_log;
-        const auto started = access_log ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
-        std::string method, target; // copied before forwarding rewrites them, only for the access log
-        if (access_log) {
-            method = req.method_string();
-            target = req.target();
-        }
-
+        bool keep_alive = state.parser.keep_alive(); // the parser read Connection already
+        auto& req = take_request(state);
+        std::optional<access_record> record;
+        if (gen_->config->cfg.logging.access_log)
+            record.emplace(req); // before forwarding rewrites the request
         if (route)
             co_await forward::forward_request(worker_.context, *gen_, req, *route, {client_ip_, &stream_.socket(), &watch_}, result);
         if (result.error == proxy_error::client_closed)
@@ -265,17 +234,87 @@ private:
 
         keep_alive = keep_alive && !state_.draining.load(std::memory_order_relaxed) && !worker_.idle.closing;
         count_response(result.status(), result.error != proxy_error::ok);
-        const auto message = serialize_response(result, version, keep_alive, head_request);
+        const auto message = serialize_response(result, head.version, keep_alive, head.head_request);
         auto sent = message.try_write(stream_);
         if (!sent.finished) // the socket is full: only now a coroutine and the write deadline
             sent = co_await message.write_rest(stream_, sent, limits().write_timeout);
-
-        if (access_log)
-            log::info("access", {{"client", client_ip_}, {"method", method}, {"target", target},
-                                 {"status", result.status()}, {"error", result.error == proxy_error::ok ? "" : token(result.error)},
-                                 {"upstream", result.upstream},
-                                 {"duration_ms", std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count()}});
+        if (record)
+            log_access(*record, result);
         co_return !sent.ec && keep_alive;
+    }
+
+    // The verdict on a request's head, with what answering it needs.
+    struct parsed_head {
+        proxy_error error = proxy_error::ok;
+        unsigned version = 11;     // the request's HTTP version: 10 or 11
+        bool head_request = false; // a HEAD request: its answer goes without a body
+    };
+
+    // Parses the buffered, checked header block in place and applies the rules every request must meet
+    // (http/message_rules.hpp).
+    parsed_head parse_head(request_parser& parser)
+    {
+        error_code ec;
+        buffer_.consume(parser.put(buffer_.data(), ec));
+        if (!ec && !parser.is_header_done())
+            ec = bhttp::error::partial_message;
+        if (ec)
+            return {request_read_error(ec, false)};
+        const parsed_head head{http::request_head_refusal(parser.get()), parser.get().version() == 10 ? 10u : 11u,
+                               parser.get().method() == bhttp::verb::head};
+        if (head.error == proxy_error::ok && parser.is_done() && buffer_.size() == 0 && last_read_short_)
+            stream_.mark_drained(); // the request ended with the data queued: the next one is not there yet
+        return head;
+    }
+
+    // Reads the request's body under the body timeout, after a 100 Continue when the client waits for
+    // one. False: the connection is over (answered and closing, or the client left).
+    asio::awaitable<bool> read_body(request_state& state, bool routed, const parsed_head& head)
+    {
+        if (expects_continue(state.parser.get())) {
+            if (!routed) {
+                // The client waits for our go-ahead before it sends the body: answer now and close
+                // (RFC 9110 §10.1.1), since the unread body would otherwise be taken for the next request.
+                co_await send_refusal_and_close(state.result, head.version, head.head_request);
+                co_return false;
+            }
+            static constexpr std::string_view go_on = "HTTP/1.1 100 Continue\r\n\r\n";
+            if (head.version == 11 && (co_await write_all(stream_, asio::buffer(go_on), limits().write_timeout)).ec)
+                co_return false;
+        }
+        stream_.expires_after(as_duration(limits().body_timeout));
+        const auto ec = co_await http::read_message(stream_, buffer_, state.parser, state.fence, 8192);
+        const bool timed_out = ec == beast::error::timeout;
+        stream_.expires_never();
+        if (!ec)
+            co_return true;
+        if (!timed_out && (ec == asio::error::connection_reset || ec == bhttp::error::partial_message))
+            co_return false; // the client went away mid-body: nobody to answer
+        co_await send_and_close(request_read_error(ec, timed_out), head.version, head.head_request);
+        co_return false;
+    }
+
+    // The complete request, out of its parser, counted; a buffer a body made grow is given back.
+    http::request& take_request(request_state& state)
+    {
+        if (buffer_.size() == 0 && buffer_.capacity() > 4096)
+            buffer_.shrink_to_fit(); // idle keep-alive connections keep only a small buffer
+        gen_->stats.worker->requests.add();
+        return state.req = state.parser.release();
+    }
+
+    // What the access log line needs from the request as the client sent it (opt-in: copied only then).
+    struct access_record {
+        explicit access_record(const http::request& req) : method(req.method_string()), target(req.target()) {}
+        std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+        std::string method, target;
+    };
+    void log_access(const access_record& r, const forward::forward_result& result) const
+    {
+        log::info("access", {{"client", client_ip_}, {"method", r.method}, {"target", r.target},
+                             {"status", result.status()}, {"error", result.error == proxy_error::ok ? "" : token(result.error)},
+                             {"upstream", result.upstream},
+                             {"duration_ms", std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - r.started).count()}});
     }
 
     void count_response(unsigned status, bool generated_by_proxy)
@@ -364,20 +403,6 @@ private:
         return serialize_response(result.response, head_request);
     }
 
-    // What one request needs while it is served: members, not locals of serve_one, because Asio
-    // recycles coroutine frames only up to about 1 KiB and these made serve_one's frame larger (a fresh
-    // allocation per request). Released when the request is over: an idle connection holds none of it.
-    struct request_state {
-        request_state() : fence(parser) {} // (a default member initializer would not do for clang here)
-        request_parser parser;
-        http::trailer_fence fence;         // after the parser: it registers with it
-        http::request req;
-        forward::forward_result result;
-    };
-    struct request_state_release {
-        std::optional<request_state>& state;
-        ~request_state_release() { state.reset(); }
-    };
     std::optional<request_state> current_;
 
     deadline_stream stream_;
