@@ -219,8 +219,17 @@ private:
         // 100 Continue and without waiting for its body (as a 413 is).
         auto& result = state.result;
         const auto route = route_request(state.parser.get(), result);
-        if (!state.parser.is_done() && !co_await read_body(state, route.has_value(), head))
-            co_return false;
+        if (!state.parser.is_done()) { // the body: under its own timeout, after a 100 Continue if asked for
+            if (expects_continue(state.parser.get()) && !co_await answer_expect_continue(state, route.has_value(), head))
+                co_return false;
+            stream_.expires_after(as_duration(limits().body_timeout));
+            const auto bec = co_await http::read_message(stream_, buffer_, state.parser, state.fence, 8192);
+            stream_.expires_never();
+            if (bec) {
+                co_await answer_unreadable_body(bec, head);
+                co_return false;
+            }
+        }
 
         bool keep_alive = state.parser.keep_alive(); // the parser read Connection already
         auto& req = take_request(state);
@@ -267,31 +276,26 @@ private:
         return head;
     }
 
-    // Reads the request's body under the body timeout, after a 100 Continue when the client waits for
-    // one. False: the connection is over (answered and closing, or the client left).
-    asio::awaitable<bool> read_body(request_state& state, bool routed, const parsed_head& head)
+    // The client waits for our go-ahead before it sends the body (RFC 9110 §10.1.1). A request nobody
+    // will take is answered now, and the connection closes, since the unread body would otherwise be
+    // taken for the next request. False: the connection is over.
+    asio::awaitable<bool> answer_expect_continue(request_state& state, bool routed, const parsed_head& head)
     {
-        if (expects_continue(state.parser.get())) {
-            if (!routed) {
-                // The client waits for our go-ahead before it sends the body: answer now and close
-                // (RFC 9110 §10.1.1), since the unread body would otherwise be taken for the next request.
-                co_await send_refusal_and_close(state.result, head.version, head.head_request);
-                co_return false;
-            }
-            static constexpr std::string_view go_on = "HTTP/1.1 100 Continue\r\n\r\n";
-            if (head.version == 11 && (co_await write_all(stream_, asio::buffer(go_on), limits().write_timeout)).ec)
-                co_return false;
+        if (!routed) {
+            co_await send_refusal_and_close(state.result, head.version, head.head_request);
+            co_return false;
         }
-        stream_.expires_after(as_duration(limits().body_timeout));
-        const auto ec = co_await http::read_message(stream_, buffer_, state.parser, state.fence, 8192);
+        static constexpr std::string_view go_on = "HTTP/1.1 100 Continue\r\n\r\n";
+        co_return head.version != 11 || !(co_await write_all(stream_, asio::buffer(go_on), limits().write_timeout)).ec;
+    }
+
+    // The body could not be read: answered and closing, unless the client went away mid-body.
+    asio::awaitable<void> answer_unreadable_body(error_code ec, const parsed_head& head)
+    {
         const bool timed_out = ec == beast::error::timeout;
-        stream_.expires_never();
-        if (!ec)
-            co_return true;
         if (!timed_out && (ec == asio::error::connection_reset || ec == bhttp::error::partial_message))
-            co_return false; // the client went away mid-body: nobody to answer
+            co_return; // nobody to answer
         co_await send_and_close(request_read_error(ec, timed_out), head.version, head.head_request);
-        co_return false;
     }
 
     // The complete request, out of its parser, counted; a buffer a body made grow is given back.
