@@ -119,7 +119,7 @@ asio::awaitable<std::optional<exchange_result>> connect(upstream::upstream_conne
     co_return failure(proxy_error::upstream_connect_failed, "connecting to " + ep.label + " failed: " + ec.message());
 }
 
-} // namespace
+using response_parser = bhttp::response_parser<bhttp::string_body>;
 
 // Disarms the client watch however the exchange ends.
 struct watch_guard {
@@ -131,19 +131,102 @@ struct watch_guard {
     }
 };
 
+// The connection takes the request: its deadline, its count, and the client watch armed on it. The
+// caller's clock reading is recent enough, except on the second pass (after a stale pooled connection
+// and a connect).
+void start_request(upstream::upstream_connection& conn, const exchange_limits& limits, client_watch* watch, bool first_pass)
+{
+    conn.stream.expires_at(limits.deadline);
+    ++conn.requests;
+    if (watch)
+        watch->arm(conn.stream, first_pass ? limits.now : now_nanos(), limits.cancel_on_trip, limits.trips_at_admission,
+                   limits.slow_permit);
+}
+
+// Whether a failed write goes again on a fresh connection: a pooled connection closed before a byte of
+// the request left (nothing reached the upstream), and nothing cancelled the exchange from outside.
+bool rewrite_on_fresh_connection(const upstream::upstream_connection& conn, const write_progress& sent, const client_watch* watch)
+{
+    return !cancelled_from_outside(watch) && conn.reused && is_connection_closed(sent.ec) && sent.written == 0;
+}
+
+// The result of a failed write that is not sent again here.
+exchange_result write_failed(const upstream::upstream_connection& conn, const write_progress& sent, const client_watch* watch,
+                             const std::string& endpoint)
+{
+    if (cancelled_from_outside(watch))
+        return cancellation(*watch, endpoint, sent.written != 0);
+    if (conn.reused && is_connection_closed(sent.ec))
+        return stale_failure(endpoint + " closed the pooled connection while the request was written: " + sent.ec.message());
+    return write_failure(sent.ec, sent.written, endpoint);
+}
+
+// A fresh parser for the next response on `conn` (after an interim one, the final one).
+void start_parser(std::optional<response_parser>& parser, std::optional<http::trailer_fence>& fence, const exchange_limits& limits,
+                  bool head)
+{
+    fence.reset(); // it refers to the parser: gone first
+    parser.emplace();
+    fence.emplace(*parser);
+    parser->body_limit(limits.max_response_body);
+    parser->header_limit(64 * 1024);
+    if (head)
+        parser->skip(true);
+}
+
+// The result of a failed read. `answered`: an interim 1xx came, so the upstream has the request.
+exchange_result read_failed(const error_code& ec, const upstream::upstream_connection& conn, const response_parser& parser,
+                            bool answered, const client_watch* watch, const std::string& endpoint)
+{
+    if (cancelled_from_outside(watch))
+        return cancellation(*watch, endpoint, true);
+    if (conn.reused && !answered && !parser.got_some() && is_connection_closed(ec))
+        return stale_failure(endpoint + " closed the pooled connection before responding: " + ec.message());
+    return sent_failure(read_failure(ec, endpoint));
+}
+
+// Whether a final response can be passed on: not a 101 (we never ask to switch protocols), nor a
+// transfer coding the body would need undone (a bodiless answer's Transfer-Encoding describes nothing
+// sent).
+bool usable_response(const http::response& res, bool head)
+{
+    const unsigned status = res.result_int();
+    return status != 101 && (head || status == 204 || status == 304 || http::response_coding_supported(res));
+}
+
+exchange_result unusable_response(const http::response& res, const std::string& endpoint)
+{
+    if (res.result_int() == 101)
+        return sent_failure(failure(proxy_error::upstream_invalid_response, endpoint + " switched protocols, which is not supported"));
+    return coding_failure(res, endpoint);
+}
+
+// The response goes to the caller's message; the connection back to the pool when it may carry another.
+exchange_result deliver(upstream::worker_upstream& up, upstream::endpoint_slot& ep, std::unique_ptr<upstream::upstream_connection> conn,
+                        response_parser& parser, http::response& response)
+{
+    const bool reusable = parser.keep_alive() && conn->buffer.size() == 0;
+    response = parser.release();
+    const nanos finished = now_nanos();
+    if (reusable)
+        up.give_back(ep, std::move(conn), finished);
+    return answered_at(finished);
+}
+
+} // namespace
+
 asio::awaitable<exchange_result> exchange(upstream::worker_upstream& up, upstream::endpoint_slot& ep,
                                           const http::request& req, const exchange_limits& limits,
                                           http::response& response, client_watch* watch)
 {
     const bool head = req.method() == bhttp::verb::head;
     watch_guard disarm_at_end{watch};
-    // Why the exchange was cancelled from outside, if it was: the answer then is not the upstream's.
     // A pooled connection the peer closed meanwhile: when the write fails before a byte of the request
     // left, the request goes on a fresh connection here (nothing reached the upstream); when the
     // connection breaks after that and before any response byte, the result says stale_connection and
     // the caller decides whether the request may be sent again.
-    for (int attempt = 0; attempt < 2; ++attempt) {
-        auto conn = attempt == 0 && !limits.fresh_connection ? up.take_idle(ep, limits.now, !limits.resendable) : nullptr;
+    for (int pass = 0; pass < 2; ++pass) {
+        auto conn = pass == 0 && !limits.fresh_connection ? up.take_idle(ep, limits.now, !limits.resendable) : nullptr;
         if (!conn) {
             if (!up.has_capacity(ep))
                 co_return failure(proxy_error::connection_limit, ep.label + " is at pool.max_connections_per_endpoint");
@@ -151,65 +234,30 @@ asio::awaitable<exchange_result> exchange(upstream::worker_upstream& up, upstrea
             if (auto failed = co_await connect(*conn, ep, limits))
                 co_return std::move(*failed);
         }
-        conn->stream.expires_at(limits.deadline);
-        ++conn->requests;
-        // The caller's clock reading is recent enough, except on the second pass (after a stale
-        // pooled connection and a connect).
-        if (watch)
-            watch->arm(conn->stream, attempt == 0 ? limits.now : now_nanos(), limits.cancel_on_trip, limits.trips_at_admission,
-                       limits.slow_permit);
-
+        start_request(*conn, limits, watch, pass == 0);
         http::serialize_head(req, conn->head);
         const head_and_body message(conn->head, req.body());
         auto sent = message.try_write(conn->stream);
         if (!sent.finished)
             sent = co_await message.write_rest(conn->stream, sent);
-        if (const auto wec = sent.ec) {
-            if (cancelled_from_outside(watch))
-                co_return cancellation(*watch, ep.label, sent.written != 0);
-            if (conn->reused && is_connection_closed(wec)) {
-                if (sent.written == 0)
-                    continue; // not a byte left: the request goes on a fresh connection, unsent so far
-                co_return stale_failure(ep.label + " closed the pooled connection while the request was written: " + wec.message());
-            }
-            co_return write_failure(wec, sent.written, ep.label);
+        if (sent.ec) {
+            if (rewrite_on_fresh_connection(*conn, sent, watch))
+                continue;
+            co_return write_failed(*conn, sent, watch, ep.label);
         }
 
-        std::optional<bhttp::response_parser<bhttp::string_body>> parser;
+        std::optional<response_parser> parser;
         std::optional<http::trailer_fence> fence;
-        bool answered = false; // an interim 1xx came: the upstream has the request
-        for (;;) { // skip interim 1xx responses (except 101, which we never ask for)
-            fence.reset(); // it refers to the parser: gone first
-            parser.emplace();
-            fence.emplace(*parser);
-            parser->body_limit(limits.max_response_body);
-            parser->header_limit(64 * 1024);
-            if (head)
-                parser->skip(true);
-            auto rec = co_await http::read_message(conn->stream, conn->buffer, *parser, *fence, response_read_size);
-            if (rec) {
-                if (cancelled_from_outside(watch))
-                    co_return cancellation(*watch, ep.label, true);
-                if (conn->reused && !answered && !parser->got_some() && is_connection_closed(rec))
-                    co_return stale_failure(ep.label + " closed the pooled connection before responding: " + rec.message());
-                co_return sent_failure(read_failure(rec, ep.label));
-            }
-            unsigned status = parser->get().result_int();
-            if (status >= 100 && status < 200 && status != 101) {
-                answered = true;
+        for (bool answered = false;; answered = true) { // interim 1xx responses are skipped (not 101)
+            start_parser(parser, fence, limits, head);
+            if (auto rec = co_await http::read_message(conn->stream, conn->buffer, *parser, *fence, response_read_size))
+                co_return read_failed(rec, *conn, *parser, answered, watch, ep.label);
+            const unsigned status = parser->get().result_int();
+            if (status >= 100 && status < 200 && status != 101)
                 continue;
-            }
-            if (status == 101)
-                co_return sent_failure(failure(proxy_error::upstream_invalid_response, ep.label + " switched protocols, which is not supported"));
-            // A coding the body would need undone (a bodiless answer's Transfer-Encoding describes nothing sent).
-            if (!head && status != 204 && status != 304 && !http::response_coding_supported(parser->get()))
-                co_return coding_failure(parser->get(), ep.label);
-            const bool reusable = parser->keep_alive() && conn->buffer.size() == 0;
-            response = parser->release();
-            const nanos finished = now_nanos();
-            if (reusable)
-                up.give_back(ep, std::move(conn), finished);
-            co_return answered_at(finished);
+            if (!usable_response(parser->get(), head))
+                co_return unusable_response(parser->get(), ep.label);
+            co_return deliver(up, ep, std::move(conn), *parser, response);
         }
     }
     co_return failure(proxy_error::upstream_reset, ep.label + " closed the connection before the request was sent");
