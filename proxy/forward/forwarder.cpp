@@ -23,7 +23,6 @@ using runtime::upstream_handle;
 using runtime::upstream_outcome;
 using runtime::rejection_reason;
 using runtime::retry_result;
-using runtime::fallback_served;
 using resilience::mark_fallback;
 using resilience::render_stale_fallback;
 using resilience::render_static_fallback;
@@ -377,83 +376,106 @@ private:
         return true;
     }
 
-    // `out.response` holds the upstream's answer when r.error == ok (a failure status).
+    // What every fallback needs to know about the call it answers for.
+    struct fallback_cause {
+        call_result result;          // `out.response` holds the upstream's answer when result.error == ok
+        fallback_trigger trigger;
+        std::string_view reason;     // the trigger's name (X-Breakerbox-Fallback-Reason)
+        long retry_after;            // whole seconds until the next probe
+    };
+
+    // The upstream's fallbacks in order: the first one that applies to the trigger and can answer does;
+    // a fallback that cannot (no cached answer, a failover that failed too) passes to the next. Without
+    // one, the default answer.
     asio::awaitable<void> fallback(upstream_handle& up, call_result r, fallback_trigger trigger, int depth, forward_result& out)
     {
-        auto& shared = up.shared;
-        auto& stats = up.stats;
-        const auto& ucfg = shared.cfg;
-        const std::string_view reason = name_of(trigger);
-        const long retry_after = retry_after_seconds(shared.breaker);
-
-        for (std::size_t f = 0; f < ucfg.fallbacks.size(); ++f) {
-            const auto& fb = ucfg.fallbacks[f];
+        const fallback_cause cause{std::move(r), trigger, name_of(trigger), retry_after_seconds(up.shared.breaker)};
+        for (std::size_t f = 0; f < up.cfg.fallbacks.size(); ++f) {
+            const auto& fb = up.cfg.fallbacks[f];
             if (!(fb.triggers & static_cast<std::uint8_t>(trigger)))
                 continue;
+            bool served = false;
             switch (fb.kind) {
-            case config::fallback_kind::static_response: {
-                stats.count(fallback_served::static_fallback);
-                const long wait = trigger == fallback_trigger::circuit_open ? retry_after : 0;
-                if (const auto* ready = gen_.config->static_answer(up.index, f, trigger)) {
-                    out.error = error_or_status(r);
-                    out.upstream = ucfg.name;
-                    out.from_fallback = true;
-                    out.prerendered = ready;
-                    out.retry_after_seconds = wait;
-                    co_return;
-                }
-                auto res = render_static_fallback(fb, {ucfg.name, wait, reason});
-                mark_fallback(res, name_of(fb.kind), reason);
-                out = forward_result{std::move(res), error_or_status(r), ucfg.name, true};
-                co_return;
+            case config::fallback_kind::static_response: served = serve_static(up, f, cause, out); break;
+            case config::fallback_kind::stale: served = serve_stale(up, cause, out); break;
+            case config::fallback_kind::upstream: served = depth == 0 && co_await serve_failover(up, fb, cause, out); break;
+            case config::fallback_kind::error: served = serve_error(up, cause, out); break;
             }
-            case config::fallback_kind::stale: {
-                if (!shared.cache)
-                    continue;
-                ensure_prepared(); // the cache keys on the request as sent upstream
-                auto hit = shared.cache->lookup(req_, steady_now());
-                if (!hit)
-                    continue; // nothing (fresh enough) to serve: try the next fallback
-                auto res = render_stale_fallback(*hit, steady_now());
-                mark_fallback(res, name_of(fb.kind), reason);
-                stats.count(fallback_served::stale_fallback);
-                out = forward_result{std::move(res), error_or_status(r), ucfg.name, true};
+            if (served) {
+                up.stats.count(fb.kind);
                 co_return;
-            }
-            case config::fallback_kind::upstream: {
-                if (depth > 0)
-                    continue;
-                // A request that must not be sent twice goes elsewhere only if the first upstream
-                // certainly did not get it (refused before sending, or the connection never opened).
-                if (maybe_sent_ && !method_retryable(req_, ucfg.retries)) // req_ is prepared once maybe_sent_
-                    continue;
-                auto* target = gen_.find(fb.upstream); // the loader checked that it exists
-                if (!target)
-                    continue;
-                ensure_prepared();
-                // The failover target gets the same target path (it serves the same API: the route's
-                // prefix was stripped for it too) but its own Host: its host_rewrite, else the client's.
-                http::set_field(req_, {bhttp::field::host}, failover_host(target->cfg));
-                forward_result other;
-                co_await to_upstream(*target, depth + 1, other);
-                if (other.error != proxy_error::ok || other.from_fallback || other.response.result_int() >= 500)
-                    continue; // the failover did not help either: next fallback
-                mark_fallback(other.response, std::string(name_of(fb.kind)) + ":" + fb.upstream, reason);
-                stats.count(fallback_served::upstream_fallback);
-                other.from_fallback = true;
-                out = std::move(other);
-                co_return;
-            }
-            case config::fallback_kind::error: {
-                default_answer(up, r, retry_after, out);
-                mark_fallback(out.response, name_of(fb.kind), reason);
-                stats.count(fallback_served::error_fallback);
-                out.from_fallback = true;
-                co_return;
-            }
             }
         }
-        default_answer(up, r, retry_after, out);
+        default_answer(up, cause.result, cause.retry_after, out);
+    }
+
+    // A static answer: rendered once per generation when it has no per-answer placeholders.
+    bool serve_static(const upstream_handle& up, std::size_t f, const fallback_cause& cause, forward_result& out) const
+    {
+        const auto& fb = up.cfg.fallbacks[f];
+        const long wait = cause.trigger == fallback_trigger::circuit_open ? cause.retry_after : 0;
+        if (const auto* ready = gen_.config->static_answer(up.index, f, cause.trigger)) {
+            out.error = error_or_status(cause.result);
+            out.upstream = up.cfg.name;
+            out.from_fallback = true;
+            out.prerendered = ready;
+            out.retry_after_seconds = wait;
+            return true;
+        }
+        auto res = render_static_fallback(fb, {up.cfg.name, wait, cause.reason});
+        mark_fallback(res, name_of(fb.kind), cause.reason);
+        out = forward_result{std::move(res), error_or_status(cause.result), up.cfg.name, true};
+        return true;
+    }
+
+    // The last good answer to this request, when the cache has one fresh enough.
+    bool serve_stale(const upstream_handle& up, const fallback_cause& cause, forward_result& out)
+    {
+        if (!up.shared.cache)
+            return false;
+        ensure_prepared(); // the cache keys on the request as sent upstream
+        auto hit = up.shared.cache->lookup(req_, steady_now());
+        if (!hit)
+            return false;
+        auto res = render_stale_fallback(*hit, steady_now());
+        mark_fallback(res, name_of(config::fallback_kind::stale), cause.reason);
+        out = forward_result{std::move(res), error_or_status(cause.result), up.cfg.name, true};
+        return true;
+    }
+
+    // Another upstream serving the same API, with its own policies but without its own upstream
+    // fallbacks (no chains or loops). Only its good answer serves.
+    asio::awaitable<bool> serve_failover(const upstream_handle& up, const config::fallback_config& fb, const fallback_cause& cause,
+                                         forward_result& out)
+    {
+        // A request that must not be sent twice goes elsewhere only if the first upstream certainly did
+        // not get it (refused before sending, or the connection never opened).
+        if (maybe_sent_ && !method_retryable(req_, up.cfg.retries)) // req_ is prepared once maybe_sent_
+            co_return false;
+        auto* target = gen_.find(fb.upstream); // the loader checked that it exists
+        if (!target)
+            co_return false;
+        ensure_prepared();
+        // The failover target gets the same target path (it serves the same API: the route's prefix was
+        // stripped for it too) but its own Host: its host_rewrite, else the client's.
+        http::set_field(req_, {bhttp::field::host}, failover_host(target->cfg));
+        forward_result other;
+        co_await to_upstream(*target, 1, other);
+        if (other.error != proxy_error::ok || other.from_fallback || other.response.result_int() >= 500)
+            co_return false; // the failover did not help either: next fallback
+        mark_fallback(other.response, std::string(name_of(fb.kind)) + ":" + fb.upstream, cause.reason);
+        other.from_fallback = true;
+        out = std::move(other);
+        co_return true;
+    }
+
+    // The default answer, marked as a fallback's.
+    bool serve_error(const upstream_handle& up, const fallback_cause& cause, forward_result& out)
+    {
+        default_answer(up, cause.result, cause.retry_after, out);
+        mark_fallback(out.response, name_of(config::fallback_kind::error), cause.reason);
+        out.from_fallback = true;
+        return true;
     }
 
     // Without a fallback: an upstream's failure response as it is, or the explicit proxy error.

@@ -2,6 +2,7 @@
 // and the /health/circuits keys cannot drift apart. Worker-owned blocks of single-writer counters;
 // readers (the admin listener) sum them across workers.
 #pragma once
+#include "config/config.hpp"
 #include "core/local_counter.hpp"
 
 #include <algorithm>
@@ -46,21 +47,12 @@ namespace breakerbox::runtime {
     X(budget_exhausted)             \
     X(stopped_by_breaker)
 
-// Fallbacks served (label `kind`).
-#define BREAKERBOX_FALLBACK_KINDS(X) \
-    X(static)                        \
-    X(stale)                         \
-    X(upstream)                      \
-    X(error)
-
 #define BREAKERBOX_ENUM_ENTRY(name) name,
 #define BREAKERBOX_NAME_ENTRY(name) #name,
 
 enum class upstream_outcome : std::uint8_t { BREAKERBOX_UPSTREAM_OUTCOMES(BREAKERBOX_ENUM_ENTRY) count };
 enum class rejection_reason : std::uint8_t { BREAKERBOX_REJECTION_REASONS(BREAKERBOX_ENUM_ENTRY) count };
 enum class retry_result : std::uint8_t { BREAKERBOX_RETRY_RESULTS(BREAKERBOX_ENUM_ENTRY) count };
-#define BREAKERBOX_FALLBACK_ENUM_ENTRY(name) name##_fallback,
-enum class fallback_served : std::uint8_t { BREAKERBOX_FALLBACK_KINDS(BREAKERBOX_FALLBACK_ENUM_ENTRY) count };
 
 inline constexpr std::array<std::string_view, static_cast<std::size_t>(upstream_outcome::count)> upstream_outcome_names{
     BREAKERBOX_UPSTREAM_OUTCOMES(BREAKERBOX_NAME_ENTRY)};
@@ -68,8 +60,20 @@ inline constexpr std::array<std::string_view, static_cast<std::size_t>(rejection
     BREAKERBOX_REJECTION_REASONS(BREAKERBOX_NAME_ENTRY)};
 inline constexpr std::array<std::string_view, static_cast<std::size_t>(retry_result::count)> retry_result_names{
     BREAKERBOX_RETRY_RESULTS(BREAKERBOX_NAME_ENTRY)};
-inline constexpr std::array<std::string_view, static_cast<std::size_t>(fallback_served::count)> fallback_kind_names{
-    BREAKERBOX_FALLBACK_KINDS(BREAKERBOX_NAME_ENTRY)};
+// Fallbacks served (label `kind`): counted by config::fallback_kind, named as the config names them.
+inline constexpr std::size_t fallback_kind_count = std::size(config::fallback_kind_names);
+inline constexpr auto fallback_kind_labels = [] {
+    std::array<std::string_view, fallback_kind_count> labels{};
+    for (std::size_t i = 0; i < labels.size(); ++i)
+        labels[i] = config::fallback_kind_names[i].name;
+    return labels;
+}();
+static_assert([] {
+    for (std::size_t i = 0; i < fallback_kind_count; ++i)
+        if (static_cast<std::size_t>(config::fallback_kind_names[i].value) != i)
+            return false;
+    return true;
+}(), "config::fallback_kind_names must list the kinds in the enum's order (they index the counters)");
 
 // Upper bounds of the request-duration histogram, in seconds (Prometheus `le`).
 inline constexpr std::array<double, 14> duration_buckets{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
@@ -82,7 +86,7 @@ struct upstream_counters {
     std::array<Counter, static_cast<std::size_t>(upstream_outcome::count)> outcomes{};
     std::array<Counter, static_cast<std::size_t>(rejection_reason::count)> rejections{};
     std::array<Counter, static_cast<std::size_t>(retry_result::count)> retries{};
-    std::array<Counter, static_cast<std::size_t>(fallback_served::count)> fallbacks{};
+    std::array<Counter, fallback_kind_count> fallbacks{};
     Counter slow{};
     std::array<Counter, duration_buckets.size() + 1> duration_bucket{}; // last: +Inf
     Counter duration_sum_ns{};
@@ -119,7 +123,7 @@ struct upstream_stats : upstream_counters<local_counter> {
     void count(upstream_outcome o) noexcept { outcomes[static_cast<std::size_t>(o)].add(); }
     void count(rejection_reason r) noexcept { rejections[static_cast<std::size_t>(r)].add(); }
     void count(retry_result r) noexcept { retries[static_cast<std::size_t>(r)].add(); }
-    void count(fallback_served f) noexcept { fallbacks[static_cast<std::size_t>(f)].add(); }
+    void count(config::fallback_kind f) noexcept { fallbacks[static_cast<std::size_t>(f)].add(); }
 };
 
 using upstream_totals = upstream_counters<std::uint64_t>;
@@ -148,7 +152,7 @@ inline constexpr labelled_family upstream_families[]{
      "rejections", rejection_reason_names, [](const upstream_totals& t) { return std::span<const std::uint64_t>(t.rejections); }},
     {"breakerbox_retries_total", "Retries by result.", "result", "retries", retry_result_names,
      [](const upstream_totals& t) { return std::span<const std::uint64_t>(t.retries); }},
-    {"breakerbox_fallbacks_total", "Responses served by a fallback, by kind.", "kind", "fallbacks", fallback_kind_names,
+    {"breakerbox_fallbacks_total", "Responses served by a fallback, by kind.", "kind", "fallbacks", fallback_kind_labels,
      [](const upstream_totals& t) { return std::span<const std::uint64_t>(t.fallbacks); }},
 };
 
