@@ -94,11 +94,12 @@ private:
     void start_upstream_tasks(const std::shared_ptr<const runtime::config_generation>& rt, const std::vector<std::vector<tcp::endpoint>>& addresses)
     {
         auto active = [this, rt] { return state_.current() == rt; };
-        for (std::size_t i = 0; i < rt->cfg.upstreams.size(); ++i) {
-            const auto& up = rt->cfg.upstreams[i];
+        for (std::size_t i = 0; i < rt->upstreams.size(); ++i) {
+            const auto& shared = rt->upstreams[i];
+            const auto& up = shared->cfg;
             auto probe_endpoints = std::make_shared<std::vector<tcp::endpoint>>(addresses[i]);
-            if (rt->upstreams[i]->breaker.probes_actively()) {
-                forward::probe_target target{rt->upstreams[i], probe_endpoints,
+            if (shared->breaker.probes_actively()) {
+                forward::probe_target target{shared, probe_endpoints,
                                              up.host_rewrite.empty() ? up.endpoints.front().text() : up.host_rewrite};
                 asio::co_spawn(main_, forward::run_active_prober(std::move(target), active), asio::detached);
             }

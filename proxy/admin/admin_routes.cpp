@@ -66,11 +66,11 @@ http::response circuit_action(const admin_context& ctx, std::string_view upstrea
                               const std::string& actor)
 {
     const auto rt = ctx.state.current();
-    const auto& ups = rt->cfg.upstreams;
-    for (std::size_t i = 0; i < ups.size(); ++i) {
-        if (upstream != "*" && ups[i].name != upstream)
+    for (const auto& shared : rt->upstreams) {
+        const std::string& name = shared->cfg.name;
+        if (upstream != "*" && name != upstream)
             continue;
-        auto& cb = rt->upstreams[i]->breaker;
+        auto& cb = shared->breaker;
         auto before = cb.state();
         if (action == "force-open")
             cb.force_open(actor);
@@ -82,18 +82,94 @@ http::response circuit_action(const admin_context& ctx, std::string_view upstrea
             cb.reset(actor);
         else
             return error(404, "unknown_action", "actions: force-open, force-closed, disable, reset");
-        log::warn("operator action", {{"action", action}, {"upstream", ups[i].name}, {"who", actor},
+        log::warn("operator action", {{"action", action}, {"upstream", name}, {"who", actor},
                                       {"from", resilience::to_string(before)}, {"to", resilience::to_string(cb.state())}});
         if (upstream != "*") {
-            auto report = build_health_report(ctx, ups[i].name);
-            return json_response(200, {{"action", action}, {"upstream", ups[i].name}, {"by", actor},
-                                       {"circuit", report->body["upstreams"][ups[i].name]}});
+            auto report = build_health_report(ctx, name);
+            return json_response(200, {{"action", action}, {"upstream", name}, {"by", actor},
+                                       {"circuit", report->body["upstreams"][name]}});
         }
     }
     if (upstream == "*")
-        return json_response(200, {{"action", action}, {"upstream", "*"}, {"by", actor}, {"count", ups.size()}});
+        return json_response(200, {{"action", action}, {"upstream", "*"}, {"by", actor}, {"count", rt->upstreams.size()}});
     return error(404, "unknown_upstream", "no upstream named \"" + std::string(upstream) + "\"");
 }
+
+http::response live(const admin_context&, const http::request&, const admin_request_info&, std::string_view)
+{
+    return json_response(200, {{"status", "live"}});
+}
+
+http::response ready(const admin_context& ctx, const http::request&, const admin_request_info&, std::string_view)
+{
+    if (ctx.state.draining.load())
+        return json_response(503, {{"status", "draining"}});
+    return ctx.state.ready.load() ? json_response(200, {{"status", "ready"}}) : json_response(503, {{"status", "starting"}});
+}
+
+http::response metrics(const admin_context& ctx, const http::request&, const admin_request_info&, std::string_view)
+{
+    http::response res{bhttp::status::ok, 11};
+    res.set(bhttp::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
+    res.body() = render_metrics(ctx);
+    res.prepare_payload();
+    return res;
+}
+
+// `rest`: "" for every upstream, else one upstream's name.
+http::response health(const admin_context& ctx, const http::request&, const admin_request_info&, std::string_view rest)
+{
+    std::optional<std::string_view> one;
+    if (!rest.empty())
+        one = rest;
+    auto report = build_health_report(ctx, one);
+    if (!report)
+        return error(404, "unknown_upstream", "no upstream named \"" + std::string(*one) + "\"");
+    return json_response(report->status, report->body);
+}
+
+http::response reload(const admin_context& ctx, const http::request& req, const admin_request_info& info, std::string_view)
+{
+    if (!ctx.reload)
+        return error(503, "reload_unavailable", "reload is not available here");
+    const auto out = ctx.reload();
+    log::warn("operator action", {{"action", "reload"}, {"who", who(req, info.remote_ip)}, {"applied", out.applied},
+                                  {"generation", out.generation}});
+    return json_response(out.applied ? 200 : 422, {{"applied", out.applied}, {"errors", out.errors},
+                                                   {"generation", out.generation},
+                                                   {"breakers_kept", out.kept_breakers},
+                                                   {"breakers_reset", out.fresh_breakers}});
+}
+
+// `rest`: "reset" (every circuit) or "{upstream}/{action}".
+http::response circuits(const admin_context& ctx, const http::request& req, const admin_request_info& info, std::string_view rest)
+{
+    if (rest == "reset")
+        return circuit_action(ctx, "*", "reset", who(req, info.remote_ip));
+    auto slash = rest.find('/');
+    if (slash == std::string_view::npos)
+        return error(404, "not_found", "use POST /admin/circuits/{upstream}/{force-open|force-closed|disable|reset}");
+    return circuit_action(ctx, rest.substr(0, slash), rest.substr(slash + 1), who(req, info.remote_ip));
+}
+
+// The admin API: a path (or a path prefix, whose remainder goes to the handler), its one method (GET
+// also answers HEAD), and whether it changes anything (then only with the admin token).
+struct admin_route {
+    std::string_view path;
+    bool prefix;
+    bool mutation; // POST with the admin token; otherwise GET
+    http::response (*handle)(const admin_context&, const http::request&, const admin_request_info&, std::string_view rest);
+};
+
+constexpr admin_route admin_routes[]{
+    {"/live", false, false, live},
+    {"/ready", false, false, ready},
+    {"/metrics", false, false, metrics},
+    {"/health/circuits", false, false, health},
+    {"/health/circuits/", true, false, health},
+    {"/admin/reload", false, true, reload},
+    {"/admin/circuits/", true, true, circuits},
+};
 
 } // namespace
 
@@ -103,65 +179,16 @@ http::response handle_admin_request(const admin_context& ctx, const http::reques
     std::string_view path = target.substr(0, target.find('?'));
     const bool get = req.method() == bhttp::verb::get || req.method() == bhttp::verb::head;
     const bool post = req.method() == bhttp::verb::post;
-
-    if (path == "/live")
-        return get ? json_response(200, {{"status", "live"}}) : error(405, "method_not_allowed", "GET only");
-    if (path == "/ready") {
-        if (!get)
-            return error(405, "method_not_allowed", "GET only");
-        if (ctx.state.draining.load())
-            return json_response(503, {{"status", "draining"}});
-        return ctx.state.ready.load() ? json_response(200, {{"status", "ready"}}) : json_response(503, {{"status", "starting"}});
-    }
-    if (path == "/metrics") {
-        if (!get)
-            return error(405, "method_not_allowed", "GET only");
-        http::response res{bhttp::status::ok, 11};
-        res.set(bhttp::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
-        res.body() = render_metrics(ctx);
-        res.prepare_payload();
-        return res;
-    }
-    constexpr std::string_view health = "/health/circuits";
-    if (path == health || path.substr(0, health.size() + 1) == std::string(health) + "/") {
-        if (!get)
-            return error(405, "method_not_allowed", "GET only");
-        std::optional<std::string_view> one;
-        if (path.size() > health.size() + 1)
-            one = path.substr(health.size() + 1);
-        auto report = build_health_report(ctx, one);
-        if (!report)
-            return error(404, "unknown_upstream", "no upstream named \"" + std::string(*one) + "\"");
-        return json_response(report->status, report->body);
-    }
-    if (path == "/admin/reload") {
-        if (!post)
-            return error(405, "method_not_allowed", "POST only");
-        if (auto denied = authorize(req, info.token))
-            return *denied;
-        if (!ctx.reload)
-            return error(503, "reload_unavailable", "reload is not available here");
-        const auto out = ctx.reload();
-        log::warn("operator action", {{"action", "reload"}, {"who", who(req, info.remote_ip)}, {"applied", out.applied},
-                                      {"generation", out.generation}});
-        return json_response(out.applied ? 200 : 422, {{"applied", out.applied}, {"errors", out.errors},
-                                                       {"generation", out.generation},
-                                                       {"breakers_kept", out.kept_breakers},
-                                                       {"breakers_reset", out.fresh_breakers}});
-    }
-    constexpr std::string_view circuits = "/admin/circuits/";
-    if (path.substr(0, circuits.size()) == circuits) {
-        if (!post)
-            return error(405, "method_not_allowed", "operator actions are POST only");
-        if (auto denied = authorize(req, info.token))
-            return *denied;
-        std::string_view rest = path.substr(circuits.size());
-        if (rest == "reset")
-            return circuit_action(ctx, "*", "reset", who(req, info.remote_ip));
-        auto slash = rest.find('/');
-        if (slash == std::string_view::npos)
-            return error(404, "not_found", "use POST /admin/circuits/{upstream}/{force-open|force-closed|disable|reset}");
-        return circuit_action(ctx, rest.substr(0, slash), rest.substr(slash + 1), who(req, info.remote_ip));
+    for (const auto& route : admin_routes) {
+        if (route.prefix ? !path.starts_with(route.path) : path != route.path)
+            continue;
+        if (route.mutation ? !post : !get)
+            return error(405, "method_not_allowed", route.mutation ? "POST only" : "GET only");
+        if (route.mutation)
+            if (auto denied = authorize(req, info.token))
+                return *denied;
+        const auto rest = route.prefix ? path.substr(route.path.size()) : std::string_view{};
+        return route.handle(ctx, req, info, rest);
     }
     return error(404, "not_found", "endpoints: /live, /ready, /health/circuits[/{upstream}], /metrics, POST /admin/circuits/...");
 }

@@ -149,15 +149,15 @@ nlohmann::json upstream_json(const admin_context& ctx, const resilience::upstrea
 std::optional<health_report> build_health_report(const admin_context& ctx, std::optional<std::string_view> only)
 {
     const auto rt = ctx.state.current();
-    const auto& ups = rt->cfg.upstreams;
     nlohmann::json upstreams = nlohmann::json::object();
     bool any_open = false, any_half_open = false, found = false;
-    for (std::size_t i = 0; i < ups.size(); ++i) {
-        if (only && ups[i].name != *only)
+    for (const auto& shared : rt->upstreams) {
+        const std::string& name = shared->cfg.name;
+        if (only && name != *only)
             continue;
         found = true;
         breaker_state st;
-        upstreams[ups[i].name] = upstream_json(ctx, *rt->upstreams[i], st);
+        upstreams[name] = upstream_json(ctx, *shared, st);
         any_open = any_open || st == breaker_state::open || st == breaker_state::forced_open;
         any_half_open = any_half_open || st == breaker_state::half_open;
     }
