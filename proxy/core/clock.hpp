@@ -13,11 +13,16 @@ using nanos = std::int64_t;
 constexpr nanos millis(std::int64_t ms) { return ms * 1'000'000; }
 constexpr nanos seconds(std::int64_t s) { return s * 1'000'000'000; }
 
-// Shared, thread-safe: now() may be called from any thread.
+// Shared, thread-safe: every member may be called from any thread.
 class clock {
 public:
     virtual ~clock() = default;
+    // Monotonic time, in nanoseconds.
     virtual nanos now() const noexcept = 0;
+    // Wall-clock time, in whole seconds since the Unix epoch (HTTP-dates: Retry-After, RFC 9110 §10.2.3).
+    virtual std::int64_t unix_seconds() const noexcept = 0;
+    // The steady_clock time point at which now() reads `t`: what Asio's timers (deadlines) wait for.
+    virtual std::chrono::steady_clock::time_point to_steady(nanos t) const noexcept = 0;
 };
 
 class steady_clock_source final : public clock {
@@ -27,6 +32,15 @@ public:
         return std::chrono::duration_cast<std::chrono::nanoseconds>(
                    std::chrono::steady_clock::now().time_since_epoch())
             .count();
+    }
+    std::int64_t unix_seconds() const noexcept override
+    {
+        return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+    }
+    // now() is steady_clock's own reading: the same time base, no conversion.
+    std::chrono::steady_clock::time_point to_steady(nanos t) const noexcept override
+    {
+        return std::chrono::steady_clock::time_point(std::chrono::nanoseconds(t));
     }
     static steady_clock_source& instance()
     {

@@ -28,11 +28,8 @@ using resilience::render_stale_fallback;
 using resilience::render_static_fallback;
 
 namespace bhttp = boost::beast::http;
-using steady = std::chrono::steady_clock;
 using config::fallback_trigger;
 
-nanos steady_now() { return steady::now().time_since_epoch().count(); } // steady_clock_source's time base
-steady::time_point steady_at(nanos t) { return steady::time_point(std::chrono::nanoseconds(t)); }
 
 upstream_outcome outcome_label(proxy_error e, resilience::outcome classified)
 {
@@ -101,7 +98,7 @@ class forwarder {
 public:
     forwarder(runtime::worker_context& w, runtime::worker_generation& gen, http::request& req, const routing::route_match& route, bool head,
               const client_info& client)
-        : worker_(w), gen_(gen), cfg_(gen.config->cfg), req_(req), route_(route), head_(head), client_(client), watch_(client.watch)
+        : worker_(w), clk_(w.clk), gen_(gen), cfg_(gen.config->cfg), req_(req), route_(route), head_(head), client_(client), watch_(client.watch)
     {
     }
 
@@ -111,7 +108,7 @@ public:
     {
         out.upstream = up.cfg.name;
         call_result r;
-        const nanos now = steady_now(); // one clock reading serves the breaker, the deadline and the pool
+        const nanos now = clk_.now(); // one clock reading serves the breaker, the deadline and the pool
         if (auto rejected = rejected_outright(up, now))
             r = std::move(*rejected);
         else
@@ -158,7 +155,7 @@ private:
     {
         auto& shared = up.shared;
         const auto& ucfg = up.cfg;
-        const auto deadline = steady_at(started_ns) + as_duration(ucfg.request_timeout);
+        const nanos deadline = started_ns + ucfg.request_timeout;
         nanos unspent_reading = started_ns; // still the current time: nothing has waited since it was read
 
         bulkhead_permit slot = try_take_slot(shared.bulk); // the usual case, without a coroutine
@@ -171,7 +168,7 @@ private:
 
         attempt_state st;
         for (st.attempt = 1;; ++st.attempt) {
-            const nanos attempt_start = unspent_reading ? std::exchange(unspent_reading, 0) : steady_now();
+            const nanos attempt_start = unspent_reading ? std::exchange(unspent_reading, 0) : clk_.now();
             const std::uint64_t trips_before = shared.breaker.trip_count(); // before the permit: no trip slips between
             resilience::breaker_permit permit(shared.breaker, shared.breaker.try_acquire(attempt_start));
             if (!permit.get().admitted())
@@ -194,7 +191,7 @@ private:
             }
             if (auto ended = ended_from_outside(up, st, result, permit))
                 co_return std::move(*ended);
-            const auto classified = record_attempt(up, result, response, permit, attempt_start, st);
+            const auto classified = record_attempt(up, result, response, permit, attempt_start, st, clk_);
             // `response` keeps the last answer the upstream gave: an attempt that gets none leaves it.
             st.last = call_result{result.error, std::move(result.detail),
                                   result.error == proxy_error::ok && classified == resilience::outcome::failure};
@@ -215,9 +212,11 @@ private:
         call_result last;                      // the last attempt's result (its answer is in `response`)
         upstream::endpoint_slot* previous = nullptr;
         resilience::retry_permit retry_slot;   // held while the attempt in flight is a retry
-        // Whether the request may be sent again once it may have reached the upstream: the retry rules
-        // (RFC 9110 §9.2.2 methods, max_attempts, retry_on: reset) allow it. Known after the first
-        // ensure_prepared: a field the client named in Connection (say, Idempotency-Key) is gone then.
+        // Whether the request may be sent more than once (RFC 9110 §9.2.2: its method, or POST with an
+        // Idempotency-Key or allow_post), and whether it may be sent again after a broken connection
+        // (also max_attempts > 1 and retry_on: reset). Known after the first ensure_prepared: a field
+        // the client named in Connection (say, Idempotency-Key) is gone then.
+        bool repeatable = false;
         bool resendable = false;
         bool stale_resend = false;             // this attempt resends after a stale pooled connection
     };
@@ -266,18 +265,19 @@ private:
     void prepare_first_attempt(const config::retry_config& rc, attempt_state& st)
     {
         ensure_prepared();
-        st.resendable = rc.max_attempts > 1 && rc.on_reset && method_retryable(req_, rc);
+        st.repeatable = method_retryable(req_, rc);
+        st.resendable = st.repeatable && rc.max_attempts > 1 && rc.on_reset;
     }
 
-    exchange_limits attempt_limits(upstream_handle& up, const attempt_state& st, nanos attempt_start, steady::time_point deadline,
+    exchange_limits attempt_limits(upstream_handle& up, const attempt_state& st, nanos attempt_start, nanos deadline,
                                    std::uint64_t trips_before, resilience::breaker_permit& permit) const
     {
         auto& shared = up.shared;
         const auto& ucfg = up.cfg;
-        auto attempt_deadline = deadline;
+        nanos attempt_deadline = deadline;
         if (ucfg.retries.per_try_timeout > 0)
-            attempt_deadline = std::min(deadline, steady_at(attempt_start) + as_duration(ucfg.retries.per_try_timeout));
-        return {attempt_deadline,
+            attempt_deadline = std::min(deadline, attempt_start + ucfg.retries.per_try_timeout);
+        return {clk_.to_steady(attempt_deadline),
                 ucfg.connect_timeout,
                 cfg_.limits.max_response_body,
                 attempt_start,
@@ -285,7 +285,8 @@ private:
                 trips_before,
                 ucfg.breaker.slow_call_in_flight ? &permit : nullptr,
                 st.resendable,
-                st.stale_resend};
+                st.stale_resend,
+                &clk_};
     }
 
     // A reused pooled connection broke after the request was written: most likely the peer closed the
@@ -325,12 +326,13 @@ private:
     // Classifies the attempt's outcome and records it: the breaker (through its permit), the counters,
     // the duration histogram, the slow-call count; a retry in flight is over.
     static resilience::outcome record_attempt(upstream_handle& up, const exchange_result& result, const http::response& response,
-                                              resilience::breaker_permit& permit, nanos attempt_start, attempt_state& st)
+                                              resilience::breaker_permit& permit, nanos attempt_start, attempt_state& st,
+                                              const clock& clk)
     {
         auto& shared = up.shared;
         auto& stats = up.stats;
         const auto& breaker_cfg = up.cfg.breaker;
-        const nanos finished = result.finished ? result.finished : steady_now();
+        const nanos finished = result.finished ? result.finished : clk.now();
         const auto classified = result.error == proxy_error::ok ? shared.classifier.of_status(response.result_int())
                                                                 : shared.classifier.of_error(result.error);
         permit.complete(classified, finished);
@@ -349,15 +351,15 @@ private:
     // The pause before the next attempt, with its place in the retry budget taken; nullopt: this
     // attempt's answer stands (not retryable, no attempts or time left, or no budget).
     std::optional<nanos> next_retry_delay(upstream_handle& up, attempt_state& st, const exchange_result& result,
-                                          const http::response& response, steady::time_point deadline)
+                                          const http::response& response, nanos deadline)
     {
         const auto& rc = up.cfg.retries;
-        if (st.attempt >= rc.max_attempts || result.stale_connection || !st.resendable ||
+        if (st.attempt >= rc.max_attempts || result.stale_connection || !st.repeatable ||
             !outcome_retryable(result.error, response, rc))
             return std::nullopt;
         const auto delay =
-            retry_delay(result.error, response, rc, st.attempt, worker_.random(), static_cast<std::int64_t>(std::time(nullptr)));
-        if (!delay || steady::now() + as_duration(*delay) >= deadline)
+            retry_delay(result.error, response, rc, st.attempt, worker_.random(), clk_.unix_seconds());
+        if (!delay || clk_.now() + *delay >= deadline)
             return std::nullopt;
         if (!take_retry_slot(up, st.retry_slot))
             return std::nullopt;
@@ -434,10 +436,10 @@ private:
         if (!up.shared.cache)
             return false;
         ensure_prepared(); // the cache keys on the request as sent upstream
-        auto hit = up.shared.cache->lookup(req_, steady_now());
+        auto hit = up.shared.cache->lookup(req_, clk_.now());
         if (!hit)
             return false;
-        auto res = render_stale_fallback(*hit, steady_now());
+        auto res = render_stale_fallback(*hit, clk_.now());
         mark_fallback(res, name_of(config::fallback_kind::stale), cause.reason);
         out = forward_result{std::move(res), error_or_status(cause.result), up.cfg.name, true};
         return true;
@@ -547,6 +549,7 @@ private:
     }
 
     runtime::worker_context& worker_;
+    const clock& clk_;
     runtime::worker_generation& gen_;
     const config::config& cfg_;
     http::request& req_;
@@ -571,7 +574,7 @@ asio::awaitable<void> forward_request(runtime::worker_context& worker, runtime::
     // Remember good answers for the stale fallback (opt-in per upstream).
     auto& shared = up.shared;
     if (shared.cache && out.error == proxy_error::ok && !out.from_fallback)
-        shared.cache->store(req, out.response, steady_now());
+        shared.cache->store(req, out.response, worker.clk.now());
 }
 
 } // namespace breakerbox::forward

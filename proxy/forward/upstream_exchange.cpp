@@ -20,8 +20,6 @@ using steady = std::chrono::steady_clock;
 // Most responses arrive in one read of this size (a pooled connection keeps the buffer).
 constexpr std::size_t response_read_size = 8192;
 
-nanos now_nanos() { return std::chrono::duration_cast<std::chrono::nanoseconds>(steady::now().time_since_epoch()).count(); }
-
 bool is_connection_closed(const error_code& ec)
 {
     return ec == bhttp::error::end_of_stream || ec == asio::error::eof || ec == asio::error::connection_reset ||
@@ -104,7 +102,7 @@ exchange_result read_failure(const error_code& ec, const std::string& endpoint)
 asio::awaitable<std::optional<exchange_result>> connect(upstream::upstream_connection& conn, const upstream::endpoint_slot& ep,
                                                         const exchange_limits& limits)
 {
-    auto connect_deadline = std::min(limits.deadline, steady::now() + as_duration(limits.connect_timeout));
+    auto connect_deadline = std::min(limits.deadline, limits.clk->to_steady(limits.clk->now() + limits.connect_timeout));
     conn.stream.expires_at(connect_deadline);
     auto ec = co_await conn.stream.connect(ep.address);
     if (!ec) {
@@ -139,7 +137,7 @@ void start_request(upstream::upstream_connection& conn, const exchange_limits& l
     conn.stream.expires_at(limits.deadline);
     ++conn.requests;
     if (watch)
-        watch->arm(conn.stream, first_pass ? limits.now : now_nanos(), limits.cancel_on_trip, limits.trips_at_admission,
+        watch->arm(conn.stream, first_pass ? limits.now : limits.clk->now(), limits.cancel_on_trip, limits.trips_at_admission,
                    limits.slow_permit);
 }
 
@@ -203,11 +201,11 @@ exchange_result unusable_response(const http::response& res, const std::string& 
 
 // The response goes to the caller's message; the connection back to the pool when it may carry another.
 exchange_result deliver(upstream::worker_upstream& up, upstream::endpoint_slot& ep, std::unique_ptr<upstream::upstream_connection> conn,
-                        response_parser& parser, http::response& response)
+                        response_parser& parser, http::response& response, const clock& clk)
 {
     const bool reusable = parser.keep_alive() && conn->buffer.size() == 0;
     response = parser.release();
-    const nanos finished = now_nanos();
+    const nanos finished = clk.now();
     if (reusable)
         up.give_back(ep, std::move(conn), finished);
     return answered_at(finished);
@@ -257,7 +255,7 @@ asio::awaitable<exchange_result> exchange(upstream::worker_upstream& up, upstrea
                 continue;
             if (!usable_response(parser->get(), head))
                 co_return unusable_response(parser->get(), ep.label);
-            co_return deliver(up, ep, std::move(conn), *parser, response);
+            co_return deliver(up, ep, std::move(conn), *parser, response, *limits.clk);
         }
     }
     co_return failure(proxy_error::upstream_reset, ep.label + " closed the connection before the request was sent");

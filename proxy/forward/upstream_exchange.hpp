@@ -46,6 +46,8 @@ struct exchange_limits {
     bool resendable = true;
     // Skip the pool: a resend after a stale pooled connection goes on a new connection.
     bool fresh_connection = false;
+    // The clock `now` and `finished` are read from, and deadlines derived from (injected: the worker's).
+    const clock* clk = &steady_clock_source::instance();
 };
 
 // `response` is assigned only on success: it is the caller's, so that the answer is not moved through

@@ -72,8 +72,9 @@ private:
 
 class worker_context {
 public:
-    worker_context(asio::io_context& ioc, proxy_state& state, std::size_t index)
-        : ioc(ioc), state(state), index(index),
+    // `clk`: the time the worker's requests are served by (tests pass a manual clock).
+    worker_context(asio::io_context& ioc, proxy_state& state, std::size_t index, const clock& clk = steady_clock_source::instance())
+        : ioc(ioc), state(state), index(index), clk(clk),
           current(std::make_shared<worker_generation>(state.current(), index, state.worker_count, stats_registry_))
     {
     }
@@ -110,6 +111,7 @@ public:
     asio::io_context& ioc;
     proxy_state& state;
     const std::size_t index; // this worker's number, 0..workers-1
+    const clock& clk;
     thread_owner owner;      // the worker's thread, once it runs: asserted at the worker-only entry points
     std::shared_ptr<worker_generation> current;
     resilience::watch_registry watches; // clients of this worker's exchanges in progress

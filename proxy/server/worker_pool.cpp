@@ -25,7 +25,7 @@ asio::awaitable<void> sweep(worker& w)
         auto [ec] = co_await timer.async_wait(nothrow_awaitable);
         if (ec)
             co_return;
-        const nanos now = steady_clock_source::instance().now();
+        const nanos now = w.context.clk.now();
         w.context.watches.sweep(now, millis(100));
         if (tick % 10 == 0) {
             for (auto& up : w.context.current->upstreams)

@@ -4,6 +4,7 @@
 // and whether the failure was a stale pooled connection.
 #include "forward/upstream_exchange.hpp"
 #include "../socket_pair_fixture.hpp"
+#include "../support/scripted_upstream.hpp"
 
 #include <boost/asio/read_until.hpp>
 #include <boost/asio/write.hpp>
@@ -19,62 +20,19 @@ using namespace std::chrono_literals;
 using steady = std::chrono::steady_clock;
 namespace bhttp = boost::beast::http;
 
-// What the upstream does with one connection: reads a request head, then this.
-struct upstream_step {
-    std::string reply;          // bytes written after the request was read
-    bool close = true;          // then closes (false: keeps the connection, reads the next request)
-    bool read_request = true;   // false: closes before reading anything
-};
+using testing::upstream_step;
 
 struct exchange_fixture : ::testing::Test {
     asio::io_context ioc;
-    tcp::acceptor acceptor{ioc, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)};
+    testing::scripted_upstream upstream{ioc};
     config::upstream_config cfg;
     std::optional<upstream::worker_upstream> up;
-    std::vector<std::vector<upstream_step>> connections; // per accepted connection, its steps in order
-    int accepted = 0;
-    int requests_read = 0;
 
     void SetUp() override
     {
         cfg.name = "svc";
         up.emplace(cfg, 0, 1);
-        up->set_endpoints({acceptor.local_endpoint()});
-    }
-
-    asio::awaitable<void> serve()
-    {
-        for (;;) {
-            auto [ec, socket] = co_await acceptor.async_accept(nothrow_awaitable);
-            if (ec)
-                co_return;
-            const auto steps = accepted < static_cast<int>(connections.size()) ? connections[accepted] : std::vector<upstream_step>{};
-            ++accepted;
-            asio::co_spawn(ioc, serve_connection(std::move(socket), steps), asio::detached);
-        }
-    }
-
-    asio::awaitable<void> serve_connection(tcp::socket socket, std::vector<upstream_step> steps)
-    {
-        std::string buffer;
-        for (const auto& step : steps) {
-            if (step.read_request) {
-                auto [ec, n] = co_await asio::async_read_until(socket, asio::dynamic_buffer(buffer), "\r\n\r\n", nothrow_awaitable);
-                if (ec)
-                    co_return;
-                buffer.erase(0, n);
-                ++requests_read;
-            }
-            if (!step.reply.empty())
-                co_await asio::async_write(socket, asio::buffer(step.reply), nothrow_awaitable);
-            if (step.close) {
-                error_code ignored;
-                socket.close(ignored);
-                co_return;
-            }
-        }
-        asio::steady_timer hold(ioc, 10s); // steps done without a close: keep the connection, silent
-        co_await hold.async_wait(nothrow_awaitable);
+        up->set_endpoints({upstream.endpoint()});
     }
 
     forward::exchange_limits limits(std::chrono::milliseconds deadline = 2000ms, bool resendable = true)
@@ -88,14 +46,18 @@ struct exchange_fixture : ::testing::Test {
     // Runs `body` with the upstream serving; fails the test if it has not finished within 5 s.
     void run(std::function<asio::awaitable<void>()> body)
     {
-        asio::co_spawn(ioc, serve(), asio::detached);
+        upstream.start();
         testing::run_bounded(ioc, std::move(body));
     }
 
-    asio::awaitable<forward::exchange_result> exchange_once(http::response& res, forward::exchange_limits l)
+    asio::awaitable<forward::exchange_result> exchange_once(http::response& res, forward::exchange_limits l, std::string body = {})
     {
-        http::request req{bhttp::verb::get, "/item", 11};
+        http::request req{body.empty() ? bhttp::verb::get : bhttp::verb::post, "/item", 11};
         req.set(bhttp::field::host, "svc");
+        if (!body.empty()) {
+            req.body() = std::move(body);
+            req.prepare_payload();
+        }
         auto* ep = up->pick();
         co_return co_await forward::exchange(*up, *ep, req, l, res);
     }
@@ -128,10 +90,10 @@ TEST_F(exchange_fixture, every_failure_point_on_a_fresh_connection)
     };
     for (const auto& point : points) {
         SCOPED_TRACE(point.name);
-        connections = {{point.step}};
-        accepted = 0;
+        upstream.connections = {{point.step}};
+        upstream.accepted = 0;
         up.emplace(cfg, 0, 1);
-        up->set_endpoints({acceptor.local_endpoint()});
+        up->set_endpoints({upstream.endpoint()});
         ioc.restart();
         run([&]() -> asio::awaitable<void> {
             http::response res;
@@ -148,10 +110,22 @@ TEST_F(exchange_fixture, every_failure_point_on_a_fresh_connection)
     }
 }
 
+TEST_F(exchange_fixture, a_deadline_during_the_write_is_a_timeout_of_a_request_that_may_have_left)
+{
+    upstream.connections = {{{"", false, false}}}; // accepts, never reads: the socket buffers fill up
+    run([&]() -> asio::awaitable<void> {
+        http::response res;
+        auto r = co_await exchange_once(res, limits(300ms), std::string(32 << 20, 'x'));
+        EXPECT_EQ(r.error, proxy_error::upstream_timeout) << r.detail;
+        EXPECT_TRUE(r.maybe_sent);
+        EXPECT_NE(r.detail.find("writing"), std::string::npos) << r.detail;
+    });
+}
+
 TEST_F(exchange_fixture, connect_refused_never_sent_anything)
 {
-    const auto dead = acceptor.local_endpoint();
-    acceptor.close();
+    const auto dead = upstream.endpoint();
+    upstream.close();
     up->set_endpoints({dead});
     run([&]() -> asio::awaitable<void> {
         http::response res;
@@ -163,7 +137,7 @@ TEST_F(exchange_fixture, connect_refused_never_sent_anything)
 
 TEST_F(exchange_fixture, a_pooled_connection_closed_after_the_request_was_read_is_stale)
 {
-    connections = {{{std::string(ok_reply), false}, {"", true}}, {{std::string(ok_reply), false}}};
+    upstream.connections = {{{std::string(ok_reply), false}, {"", true}}, {{std::string(ok_reply), false}}};
     run([&]() -> asio::awaitable<void> {
         http::response res;
         auto first = co_await exchange_once(res, limits());
@@ -172,14 +146,14 @@ TEST_F(exchange_fixture, a_pooled_connection_closed_after_the_request_was_read_i
         EXPECT_EQ(second.error, proxy_error::upstream_reset);
         EXPECT_TRUE(second.stale_connection); // the caller decides whether it may be sent again
         EXPECT_TRUE(second.maybe_sent);
-        EXPECT_EQ(requests_read, 2);
-        EXPECT_EQ(accepted, 1); // the exchange itself did not resend it
+        EXPECT_EQ(upstream.requests_read, 2);
+        EXPECT_EQ(upstream.accepted, 1); // the exchange itself did not resend it
     });
 }
 
 TEST_F(exchange_fixture, a_pooled_connection_the_upstream_closed_is_not_used_for_a_request_that_must_not_repeat)
 {
-    connections = {{{std::string(ok_reply), true}}, {{std::string(ok_reply), false}}};
+    upstream.connections = {{{std::string(ok_reply), true}}, {{std::string(ok_reply), false}}};
     run([&]() -> asio::awaitable<void> {
         http::response res;
         auto first = co_await exchange_once(res, limits());
@@ -188,7 +162,7 @@ TEST_F(exchange_fixture, a_pooled_connection_the_upstream_closed_is_not_used_for
         co_await settle.async_wait(nothrow_awaitable);
         auto second = co_await exchange_once(res, limits(2000ms, false));
         EXPECT_EQ(second.error, proxy_error::ok) << second.detail;
-        EXPECT_EQ(accepted, 2); // the liveness check found the close: a new connection, nothing lost
+        EXPECT_EQ(upstream.accepted, 2); // the liveness check found the close: a new connection, nothing lost
     });
 }
 
