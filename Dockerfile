@@ -18,6 +18,7 @@ RUN cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DBREAKERBOX_BUILD_T
 
 # The controllable upstream, for the compose example's flaky service.
 FROM debian:bookworm-slim AS test-upstream
+RUN apt-get update && apt-get install -y --no-install-recommends libssl3 && rm -rf /var/lib/apt/lists/*
 COPY --from=build /src/build/breakerbox-test-upstream /usr/local/bin/breakerbox-test-upstream
 USER 65534:65534
 ENTRYPOINT ["/usr/local/bin/breakerbox-test-upstream"]
@@ -26,6 +27,7 @@ CMD ["--listen", "0.0.0.0:7000", "--threads", "2"]
 FROM debian:bookworm-slim AS runtime
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libyaml-cpp0.7 libprometheus-cpp-core1.0 libmimalloc2.0 \
+    libssl3 ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 breakerbox \
  && useradd --system --uid 10001 --gid breakerbox --no-create-home --shell /usr/sbin/nologin breakerbox

@@ -24,6 +24,8 @@ import threading
 import time
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+import tls_pki  # noqa: E402  (test certificates made at run time with the openssl command)
 BUILD = os.environ.get("BREAKERBOX_BUILD", os.path.join(ROOT, "build"))
 BREAKERBOX = os.path.join(BUILD, "breakerbox")
 MICRO = os.path.join(BUILD, "bench", "resilience_bench")
@@ -211,9 +213,47 @@ http {{
         self.procs.append(self.upstream)
         wait_port(self.upstream_port, self.upstream)
 
-    def start_haproxy(self, port, outage=False):
+    def start_tls_upstream(self):
+        """The same nginx bodies over TLS (a certificate for localhost from a CA made now), with a
+        server-side session cache and tickets, so that resumption is possible for every proxy."""
+        self.pki = tls_pki.make_pki(os.path.join(self.dir, "pki"))
+        os.chmod(os.path.join(self.dir, "pki"), 0o755)
+        cert, key = self.pki["server"]
+        self.tls_port = free_port()
+        conf = self.write("upstream-tls.conf", f"""
+daemon off; master_process on; worker_processes 1; pid {self.dir}/upstream-tls.pid;
+error_log stderr crit;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off; keepalive_requests 1000000; keepalive_timeout 60s;
+  server {{
+    listen 127.0.0.1:{self.tls_port} ssl backlog=4096;
+    ssl_certificate {cert}; ssl_certificate_key {key};
+    ssl_session_cache shared:SSL:10m; ssl_session_tickets on;
+    location = /small {{ default_type text/plain; return 200 "{SMALL}"; }}
+    location = /4k {{ default_type text/plain; alias {self.dir}/big.txt; }}
+  }}
+}}
+""")
+        self.tls_upstream = Proc("upstream-tls", [NGINX, "-c", conf, "-p", self.dir], LOAD_CORE)
+        self.procs.append(self.tls_upstream)
+        wait_port(self.tls_port, self.tls_upstream)
+
+    def start_haproxy(self, port, outage=False, tls=None, idle_pool=None):
+        """`tls`: None (plain upstream), "pooled" (kept-alive TLS connections), "resumed" (a new
+        connection per request, resuming the session) or "full" (a new connection and a full handshake
+        per request)."""
         checks = ("check inter 500ms fall 2 rise 1 observe layer7 error-limit 3 on-error mark-down "
                   "on-marked-down shutdown-sessions" if outage else "")
+        server_addr = f"127.0.0.1:{self.upstream_port}"
+        reuse = "http-reuse always"
+        if tls:
+            server_addr = f"127.0.0.1:{self.tls_port}"
+            checks = f"ssl verify required ca-file {self.pki['ca']} sni str(localhost) alpn http/1.1"
+            if tls == "full":
+                checks += " no-ssl-reuse"
+            if tls != "pooled":
+                reuse = "http-reuse never\n  option http-server-close"
         conf = self.write(f"haproxy-{port}.cfg", f"""
 global
   nbthread 1
@@ -221,7 +261,7 @@ global
 defaults
   mode http
   option http-keep-alive
-  http-reuse always
+  {reuse}
   timeout connect 1s
   timeout client 30s
   timeout server {"1s" if outage else "30s"}
@@ -232,29 +272,39 @@ frontend fe
   default_backend be
 backend be
   {"option httpchk GET /small" if outage else ""}
-  server s1 127.0.0.1:{self.upstream_port} maxconn 1000 {checks}
+  server s1 {server_addr} maxconn {2000 if idle_pool else 1000} {checks} {f"pool-purge-delay 60s" if idle_pool else ""}
 """)
         p = Proc("haproxy", [HAPROXY, "-f", conf], PROXY_CORE)
         self.procs.append(p)
         wait_port(port, p)
         return p
 
-    def start_nginx(self, port, outage=False):
+    def start_nginx(self, port, outage=False, tls=None, idle_pool=None):
         fails = "max_fails=3 fail_timeout=1s" if outage else "max_fails=0"
+        server_addr, scheme, keepalive, tls_lines = f"127.0.0.1:{self.upstream_port}", "http", "keepalive 64;", ""
+        if tls:
+            server_addr, scheme = f"127.0.0.1:{self.tls_port}", "https"
+            keepalive = "keepalive 64;" if tls == "pooled" else ""
+        if idle_pool:
+            keepalive = f"keepalive {idle_pool};"
+            tls_lines = (f"proxy_ssl_verify on; proxy_ssl_trusted_certificate {self.pki['ca']}; proxy_ssl_verify_depth 2;\n"
+                         f"      proxy_ssl_server_name on; proxy_ssl_name localhost; "
+                         f"proxy_ssl_session_reuse {'off' if tls == 'full' else 'on'};")
         conf = self.write(f"nginx-{port}.conf", f"""
 daemon off; master_process on; worker_processes 1; pid {self.dir}/nginx-{port}.pid;
 error_log stderr crit;
 events {{ worker_connections {2 * connection_limit()}; }}  # nginx counts both sides of a proxied connection
 http {{
   access_log off; keepalive_requests 1000000;
-  upstream u {{ server 127.0.0.1:{self.upstream_port} {fails}; keepalive 64; }}
+  upstream u {{ server {server_addr} {fails}; {keepalive} }}
   server {{
     listen 127.0.0.1:{port} backlog=4096;
     location / {{
-      proxy_pass http://u;
+      proxy_pass {scheme}://u;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
       {FORWARDING_HEADERS["nginx"]}
+      {tls_lines}
       proxy_connect_timeout 1s;
       proxy_read_timeout {"1s" if outage else "30s"};
       proxy_next_upstream off;
@@ -267,8 +317,17 @@ http {{
         wait_port(port, p)
         return p
 
-    def start_breakerbox(self, port, admin_port, outage=False, stale=False):
+    def start_breakerbox(self, port, admin_port, outage=False, stale=False, tls=None, pool_idle=None):
         fallbacks = ""
+        endpoint, tls_lines = f"127.0.0.1:{self.upstream_port}", ""
+        if tls:
+            endpoint = f"127.0.0.1:{self.tls_port}"
+            tls_lines = (f"    tls: {{ca_file: {self.pki['ca']}, server_name: localhost"
+                         f"{', session_reuse: false' if tls == 'full' else ''}}}\n")
+            if tls != "pooled":
+                tls_lines += "    pool: {max_idle_per_endpoint: 0}\n"
+        if pool_idle:
+            tls_lines += f"    pool: {{max_idle_per_endpoint: {pool_idle}}}\n"
         if stale:
             fallbacks = """    stale_cache: {max_entries: 100, max_age: 60s}
     fallbacks:
@@ -292,9 +351,9 @@ logging: {{level: error}}
 limits: {{max_connections: {connection_limit()}}}
 upstreams:
   svc:
-    endpoints: ["127.0.0.1:{self.upstream_port}"]
+    endpoints: ["{endpoint}"]
     routes: {{path_prefix: /}}
-    connect_timeout: 1s
+{tls_lines}    connect_timeout: 1s
     request_timeout: {"1s" if outage else "30s"}
     bulkhead: {{max_concurrent: 1000, max_queue: 1000}}
     retries: {{max_attempts: 1}}
@@ -517,6 +576,89 @@ upstreams:
         return {"idle_mib": idle / 1024, "with_1000_mib": loaded / 1024}
 
 
+    # ---- TLS towards the upstream ------------------------------------------------------------------
+    def tls_throughput(self):
+        """Proxied requests to a TLS upstream: over pooled TLS connections (CPU per request), and with a
+        new upstream connection per request, resuming the session or making a full handshake (new
+        connections per second and CPU per connection), interleaved like the plain cells."""
+        self.start_tls_upstream()
+        results = {}
+        starts = {"haproxy": self.start_haproxy, "nginx": self.start_nginx,
+                  "breakerbox": lambda port, tls: self.start_breakerbox(port, free_port(), tls=tls)}
+        for mode in ("pooled", "resumed", "full"):
+            targets = {}
+            for name, start in starts.items():
+                port = free_port()
+                targets[name] = (port, start(port, tls=mode))
+            for rep in range(self.args.reps):
+                order = list(targets)[rep % 3:] + list(targets)[:rep % 3]
+                for name in order:
+                    port, p = targets[name]
+                    r = self.wrk(port, "/small", 50, self.args.seconds, p.pids())
+                    results.setdefault((name, mode), []).append(r)
+            for _, p in targets.values():
+                self.stop(p)
+            print(f"  TLS {mode} done", file=sys.stderr)
+        for (name, mode), runs in results.items():
+            if sum(r["non2xx"] + r["socket_errors"] for r in runs):
+                self.failures.append(f"TLS {mode}, {name}: non-2xx answers or socket errors")
+        return {k: {m: statistics.median(x[m] for x in v) if v[0][m] is not None else None for m in v[0]}
+                for k, v in results.items()}
+
+    def tls_memory(self, name):
+        """Memory per pooled upstream connection, TLS against plain: 1,000 concurrent slow requests make
+        each proxy open 1,000 upstream connections (breakerbox-test-upstream, 300 ms per answer), which its
+        pool then keeps; RSS 3.5 s later, minus RSS before, over 1,000 — for a TLS and a plain upstream."""
+        upstream_bin = os.path.join(BUILD, "breakerbox-test-upstream")
+        per_conn = {}
+        for kind in ("plain", "tls"):
+            args = [upstream_bin, "--listen", "127.0.0.1:0", "--threads", "1"]
+            if kind == "tls":
+                args += ["--tls-cert", self.pki["server"][0], "--tls-key", self.pki["server"][1]]
+            up = subprocess.Popen(["taskset", "-c", LOAD_CORE] + args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            try:
+                up_port = int(up.stdout.readline().split()[1])
+                saved = self.tls_port, self.upstream_port
+                self.tls_port = self.upstream_port = up_port
+                port = free_port()
+                tls = "pooled" if kind == "tls" else None
+                if name == "breakerbox":
+                    p = self.start_breakerbox(port, free_port(), tls=tls, pool_idle=2000)
+                else:
+                    p = {"haproxy": self.start_haproxy, "nginx": self.start_nginx}[name](port, tls=tls, idle_pool=2000)
+                self.tls_port, self.upstream_port = saved
+                time.sleep(0.3)
+                before = rss_kib(p.pids())
+                subprocess.run(["taskset", "-c", LOAD_CORE, "wrk", "-t1", "-c1000", "-d1s", "--timeout", "10s",
+                                f"http://127.0.0.1:{port}/slow?delay_ms=300"], capture_output=True, timeout=60)
+                time.sleep(3.5)
+                per_conn[kind] = (rss_kib(p.pids()) - before) / 1000
+                self.stop(p)
+            finally:
+                up.kill()
+                up.wait(timeout=10)
+        return {"plain_kib": per_conn["plain"], "tls_kib": per_conn["tls"], "tls_extra_kib": per_conn["tls"] - per_conn["plain"]}
+
+
+def print_tls(res, mem):
+    print("\n### TLS towards the upstream (50 connections, 64 B; nginx TLS upstream with session cache and tickets)\n")
+    print("| upstream connections | proxy | req/s | p99 ms | proxy CPU µs/req | CPU vs HAProxy | req/s vs HAProxy |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    labels = {"pooled": "pooled (keep-alive)", "resumed": "new per request, resumed", "full": "new per request, full handshake"}
+    for mode in ("pooled", "resumed", "full"):
+        h = res[("haproxy", mode)]
+        for name in ("haproxy", "nginx", "breakerbox"):
+            r = res[(name, mode)]
+            ratio = r["cpu_us"] / h["cpu_us"] if r["cpu_us"] and h["cpu_us"] else None
+            print(f"| {labels[mode]} | {name} | {fmt(r['rps'], 0)} | {fmt(r['p99'], 3)} | {fmt(r['cpu_us'], 2)} | "
+                  f"{fmt(ratio, 2)} | {r['rps'] / h['rps']:.2f} |")
+    if mem:
+        print("\n| proxy | KiB per pooled plain connection | KiB per pooled TLS connection | TLS extra |")
+        print("|---|---:|---:|---:|")
+        for n, m in mem.items():
+            print(f"| {n} | {fmt(m['plain_kib'])} | {fmt(m['tls_kib'])} | {fmt(m['tls_extra_kib'])} |")
+
+
 def percent(v):
     return "-" if v is None else f"{v * 100:.0f}%"
 
@@ -529,11 +671,11 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--seconds", type=int, default=3, help="length of each wrk run")
     ap.add_argument("--reps", type=int, default=3, help="repetitions (median reported)")
-    ap.add_argument("--only", default="throughput,outage,memory,micro",
-                    help="comma-separated parts to run (default: all): throughput, outage, memory, micro")
+    ap.add_argument("--only", default="throughput,tls,outage,memory,micro",
+                    help="comma-separated parts to run (default: all): throughput, tls, outage, memory, micro")
     args = ap.parse_args()
     parts = set(args.only.split(","))
-    unknown = parts - {"throughput", "outage", "memory", "micro"}
+    unknown = parts - {"throughput", "tls", "outage", "memory", "micro"}
     if unknown:
         ap.error(f"unknown part(s) for --only: {', '.join(sorted(unknown))}")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -541,11 +683,15 @@ def main():
     b = Bench(args)
     try:
         b.start_upstream()
-        res, outage, mem = None, None, None
+        res, outage, mem, tls_res, tls_mem = None, None, None, None, None
         if "throughput" in parts:
             print(f"== throughput: {args.reps} interleaved repetitions of {args.seconds}s per cell "
                   f"(proxy on core {PROXY_CORE}, wrk + upstream on core {LOAD_CORE})", file=sys.stderr)
             res = b.throughput()
+        if "tls" in parts:
+            print(f"== TLS upstream: {args.reps} interleaved repetitions of {args.seconds}s per cell", file=sys.stderr)
+            tls_res = b.tls_throughput()
+            tls_mem = {n: b.tls_memory(n) for n in ("haproxy", "nginx", "breakerbox")}
         if "outage" in parts:
             print("== outage scenario", file=sys.stderr)
             outage = {n: b.outage(n) for n in ("haproxy", "nginx", "breakerbox", "breakerbox+stale")}
@@ -556,6 +702,8 @@ def main():
         b.cleanup()
     if res:
         print_throughput(res)
+    if tls_res:
+        print_tls(tls_res, tls_mem)
     if outage:
         print_outage(outage)
     if mem:

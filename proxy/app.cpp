@@ -32,6 +32,7 @@ public:
         state_.instance_id = make_instance_id();
         try {
             auto rt = state_.current();
+            warn_if_unverified(*rt);
             const auto addresses = resolve_all(*rt);
             // Workers are not running yet: setting their state directly is safe.
             for (std::size_t w = 0; w < pool_.size(); ++w)
@@ -73,6 +74,16 @@ private:
             return cfg.workers;
         auto n = std::thread::hardware_concurrency();
         return n > 0 ? n : 1;
+    }
+
+    // Turning certificate verification off must be visible: a warning per such upstream, at start and
+    // on every reload.
+    static void warn_if_unverified(const runtime::config_generation& rt)
+    {
+        for (const auto& u : rt.cfg.upstreams)
+            if (u.tls.enabled && !u.tls.verify)
+                log::warn("TLS verification is off: the upstream's certificate and name are not checked",
+                          {{"upstream", u.name}, {"generation", rt.generation}});
     }
 
     // Blocking name resolution of every upstream of `rt` (start-up and reload only).
@@ -146,7 +157,17 @@ private:
                                                          {"detail", "the previous configuration keeps serving"}});
             return out;
         }
-        auto rt = std::make_shared<const runtime::config_generation>(std::move(*loaded.cfg), steady_clock_source::instance(), old.get());
+        std::shared_ptr<const runtime::config_generation> rt;
+        try {
+            rt = std::make_shared<const runtime::config_generation>(std::move(*loaded.cfg), steady_clock_source::instance(), old.get());
+        } catch (const std::exception& e) { // OpenSSL refused TLS material the loader accepted
+            out.errors.push_back(config_path_ + ": " + e.what());
+            log::error("configuration reload rejected", {{"config", config_path_}, {"errors", out.errors},
+                                                         {"generation", old->generation},
+                                                         {"detail", "the previous configuration keeps serving"}});
+            return out;
+        }
+        warn_if_unverified(*rt);
         const auto addresses = resolve_all(*rt);
         state_.set_current(rt);
         for (std::size_t w = 0; w < pool_.size(); ++w) {
@@ -272,8 +293,14 @@ private:
 int run_proxy(config::config cfg)
 {
     log::set_level(cfg.logging.level);
-    application app(std::move(cfg));
-    return app.run();
+    std::unique_ptr<application> app;
+    try {
+        app = std::make_unique<application>(std::move(cfg));
+    } catch (const std::exception& e) { // OpenSSL refused TLS material the loader accepted
+        log::error("start-up failed", {{"error", e.what()}});
+        return 1;
+    }
+    return app->run();
 }
 
 } // namespace breakerbox

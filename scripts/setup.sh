@@ -11,6 +11,7 @@ build_packages=(
   libboost1.81-dev            # Beast + Asio, headers only (NOT the 1.74 default)
   nlohmann-json3-dev libyaml-cpp-dev prometheus-cpp-dev libcli11-dev
   libmimalloc-dev              # the proxy's allocator (CMakeLists.txt says why)
+  libssl-dev                   # TLS towards upstreams (OpenSSL 3.0 through boost::asio::ssl)
 )
 # What the tests, the demo and the benchmarks need on top.
 test_packages=(
@@ -18,6 +19,7 @@ test_packages=(
   libgtest-dev libbenchmark-dev
   clang-14 libclang-rt-14-dev  # libFuzzer targets (tests/fuzz)
   wrk                          # the soak test's load generator
+  openssl                      # test certificates, made at run time (tests/integration/tls_pki.py)
 )
 build_only=0
 [ "${1:-}" = --build-only ] && build_only=1

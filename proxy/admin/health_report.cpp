@@ -1,5 +1,7 @@
 #include "admin/health_report.hpp"
 
+#include "tls/upstream_tls.hpp"
+
 #include "core/iso8601.hpp"
 #include "resilience/fallback_response.hpp"
 
@@ -75,6 +77,31 @@ nlohmann::json fallbacks_json(const std::vector<config::fallback_config>& fallba
     return list;
 }
 
+// The upstream's TLS: its settings and what the last full handshake with each endpoint saw; null
+// without TLS. `handshakes`: the handshake counts by result.
+nlohmann::json tls_json(const resilience::upstream_resilience& r, const nlohmann::json& handshakes)
+{
+    if (!r.tls)
+        return nullptr;
+    const auto& t = r.tls->cfg();
+    const auto now = std::chrono::system_clock::now();
+    const auto now_unix = std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
+    nlohmann::json peers = nlohmann::json::array();
+    for (const auto& p : r.tls->peers())
+        peers.push_back({{"endpoint", p.endpoint},
+                         {"verified_name", p.verified_name.empty() ? nlohmann::json(nullptr) : nlohmann::json(p.verified_name)},
+                         {"protocol", p.protocol},
+                         {"not_after", iso8601(std::chrono::system_clock::time_point(std::chrono::seconds(p.not_after)))},
+                         {"expires_in_seconds", p.not_after - now_unix}});
+    return {{"verify", t.verify},
+            {"server_name", t.server_name},
+            {"min_version", name_of(t.min_version)},
+            {"client_certificate", !t.certificate_pem.empty()},
+            {"session_reuse", t.session_reuse},
+            {"handshakes", handshakes},
+            {"peers", peers}};
+}
+
 nlohmann::json policy_json(const config::upstream_config& u)
 {
     nlohmann::json endpoints = nlohmann::json::array();
@@ -135,6 +162,7 @@ nlohmann::json upstream_json(const admin_context& ctx, const resilience::upstrea
         {"bulkhead", bulkhead},
         {"retries", counts["retries"]},
         {"fallbacks", counts["fallbacks"]},
+        {"tls", tls_json(r, counts["tls_handshakes"])},
         {"policy", policy_json(r.cfg)},
     };
     if (snap.state == breaker_state::open)

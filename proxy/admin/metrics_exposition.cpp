@@ -1,10 +1,14 @@
 #include "admin/metrics_exposition.hpp"
 
+#include "tls/upstream_tls.hpp"
+
 #include <build_info.hpp>
 #include <prometheus/metric_family.h>
 #include <prometheus/text_serializer.h>
 
+#include <chrono>
 #include <limits>
+#include <optional>
 
 namespace breakerbox::admin {
 namespace {
@@ -33,6 +37,8 @@ using resilience::breaker_state;
     X(bulkhead_limit, Gauge, "breakerbox_bulkhead_limit", "Bulkhead limit on concurrent requests (0: unlimited).")         \
     X(bulkhead_queue_limit, Gauge, "breakerbox_bulkhead_queue_limit", "Bulkhead wait-queue capacity.")                     \
     X(retry_budget_in_use, Gauge, "breakerbox_retry_budget_in_use", "Retries in flight against the retry budget.")         \
+    X(tls_certificate_expiry, Gauge, "breakerbox_upstream_tls_certificate_expiry_seconds",                                 \
+      "Seconds until the soonest-expiring certificate the upstream's endpoints presented in a full handshake.")            \
     X(request_duration, Histogram, "breakerbox_upstream_request_duration_seconds",                                         \
       "Duration of upstream calls (connect, write, read).")                                                                 \
     X(active_probes, Counter, "breakerbox_active_probes_total",                                                             \
@@ -159,6 +165,22 @@ void add_counters(exposition& e, const std::string& name, const runtime::upstrea
     e.add_histogram(metric::request_duration, std::move(h));
 }
 
+std::int64_t unix_now()
+{
+    return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+// The earliest expiry (seconds since the epoch) among the certificates the endpoints presented; none
+// before a full handshake.
+std::optional<std::int64_t> soonest_expiry(const tls::upstream_tls& t)
+{
+    std::optional<std::int64_t> soonest;
+    for (const auto& p : t.peers())
+        if (p.not_after > 0 && (!soonest || p.not_after < *soonest))
+            soonest = p.not_after;
+    return soonest;
+}
+
 void add_capacity(exposition& e, const std::string& name, const resilience::upstream_resilience& shared)
 {
     const auto bulk = shared.bulk.snapshot();
@@ -167,6 +189,9 @@ void add_capacity(exposition& e, const std::string& name, const resilience::upst
     e.add(metric::bulkhead_limit, {{"upstream", name}}, bulk.limit);
     e.add(metric::bulkhead_queue_limit, {{"upstream", name}}, bulk.max_queue);
     e.add(metric::retry_budget_in_use, {{"upstream", name}}, shared.budget.active());
+    if (shared.tls)
+        if (const auto expiry = soonest_expiry(*shared.tls))
+            e.add(metric::tls_certificate_expiry, {{"upstream", name}}, double(*expiry - unix_now()));
     if (shared.breaker.probes_actively())
         for (const auto& [o, outcome_name] : resilience::outcome_names)
             e.add(metric::active_probes, {{"upstream", name}, {"outcome", std::string(outcome_name)}},

@@ -204,6 +204,30 @@ struct routes_config {
     bool strip_prefix = false;
 };
 
+// TLS towards the upstream's endpoints (origination; the sidecar's own listeners stay plain HTTP on
+// loopback, as Envoy's, Linkerd's and Istio's do). Peers: Envoy UpstreamTlsContext, HAProxy `server ... ssl
+// verify required sni`, nginx proxy_ssl_*.
+enum class tls_version : std::uint8_t { v1_2, v1_3 };
+inline constexpr enum_name<tls_version> tls_version_names[]{{tls_version::v1_2, "1.2"}, {tls_version::v1_3, "1.3"}};
+constexpr std::span<const enum_name<tls_version>> names_of(tls_version) noexcept { return tls_version_names; }
+
+struct tls_config {
+    bool enabled = false;              // true once a tls block is given, unless it says enabled: false
+    bool verify = true;                // the chain against the trust source and the name (RFC 9110 §4.3.4)
+    std::string ca_file;               // "" = the system bundle
+    std::string server_name;           // SNI and the name checked; "" = the endpoints' host
+    std::string client_certificate;    // mutual TLS: PEM chain, with client_key
+    std::string client_key;
+    tls_version min_version = tls_version::v1_2;
+    bool session_reuse = true;         // resume sessions on new connections (per worker and endpoint)
+    // Filled by the loader from the files above (read at load and at every reload), already checked:
+    std::string ca_pem;                // the trusted certificates (ca_file, or the system bundle)
+    std::string certificate_pem;
+    std::string key_pem;
+    bool server_name_is_ip = false;    // checked against IP subjectAltNames, and sent as no SNI (RFC 6066 §3)
+    bool operator==(const tls_config&) const = default;
+};
+
 struct upstream_config {
     std::string name;
     std::vector<host_port> endpoints;
@@ -219,6 +243,7 @@ struct upstream_config {
     retry_config retries;
     std::vector<fallback_config> fallbacks; // tried in order
     stale_cache_config stale_cache;
+    tls_config tls;
     bool has_stale_fallback() const
     {
         for (const auto& f : fallbacks)

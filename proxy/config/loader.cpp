@@ -1,8 +1,11 @@
 #include "config/loader.hpp"
+#include "config/tls_material.hpp"
 
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <cctype>
 #include <fstream>
 #include <initializer_list>
@@ -472,6 +475,89 @@ void read_retries(reader& r, const YAML::Node& node, const std::string& path, re
     }
 }
 
+void read_tls(reader& r, const YAML::Node& node, const std::string& path, tls_config& t)
+{
+    if (!r.check_map(node, path, {"enabled", "verify", "ca_file", "server_name", "client_certificate", "client_key",
+                                  "min_version", "session_reuse"}))
+        return;
+    t.enabled = true; // the block's presence turns it on, unless it says enabled: false
+    r.read_bool(node, "enabled", path, t.enabled);
+    r.read_bool(node, "verify", path, t.verify);
+    r.read_enum(node, "min_version", path, t.min_version);
+    r.read_bool(node, "session_reuse", path, t.session_reuse);
+    // Names and files: checked (and the files read) by resolve_tls once the endpoints are known.
+    using text_field = std::string tls_config::*;
+    const std::pair<const char*, text_field> texts[]{{"ca_file", &tls_config::ca_file},
+                                                     {"server_name", &tls_config::server_name},
+                                                     {"client_certificate", &tls_config::client_certificate},
+                                                     {"client_key", &tls_config::client_key}};
+    for (const auto& [key, field] : texts)
+        r.read_string(node, key, path, t.*field);
+}
+
+// A file named in the configuration, relative to the configuration file's folder; nullopt with the
+// reason in `error` when it cannot be read.
+std::optional<std::string> read_text_file(const std::string& name, const std::string& config_dir, std::string& error)
+{
+    const std::string full = (!name.empty() && name.front() == '/') ? name : config_dir + "/" + name;
+    std::ifstream in(full, std::ios::binary);
+    if (!in) {
+        error = "cannot read " + full + ": " + std::strerror(errno);
+        return std::nullopt;
+    }
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+// The TLS material an upstream with tls.enabled names, read and checked now (at start and at every
+// reload: rotation without restart), and the name it verifies. Errors point at the key that named the
+// file (in the upstream's tls block, or the upstream when the block came from defaults).
+void resolve_tls(reader& r, const YAML::Node& node, const std::string& path, upstream_config& u, const std::string& config_dir)
+{
+    auto& t = u.tls;
+    if (!t.enabled)
+        return;
+    const YAML::Node block = node["tls"] ? node["tls"] : node;
+    const std::string p = path + ".tls";
+    auto at = [&](const char* key) { return block[key] ? block[key] : block; };
+    auto load = [&](const std::string& file, const char* key, std::string& out) {
+        std::string error;
+        if (auto text = read_text_file(file, config_dir, error))
+            out = std::move(*text);
+        else
+            r.fail(at(key), p + "." + key, error);
+        return !out.empty();
+    };
+    if (!t.ca_file.empty()) {
+        if (load(t.ca_file, "ca_file", t.ca_pem))
+            if (auto bad = check_certificates(t.ca_pem); !bad.empty())
+                r.fail(at("ca_file"), p + ".ca_file", t.ca_file + ": " + bad);
+    } else if (t.verify) {
+        std::string error;
+        const auto system = system_trust_file();
+        auto text = read_text_file(system, "/", error);
+        if (!text || !check_certificates(*text).empty())
+            r.fail(block, p, "no trust source: tls.ca_file is not set and the system bundle " + system +
+                                 " has no readable certificate (install ca-certificates, or set tls.ca_file)");
+        else
+            t.ca_pem = std::move(*text);
+    }
+    if (t.client_certificate.empty() != t.client_key.empty())
+        r.fail(block, p, "mutual TLS needs both client_certificate and client_key");
+    else if (!t.client_certificate.empty() && load(t.client_certificate, "client_certificate", t.certificate_pem) &&
+             load(t.client_key, "client_key", t.key_pem))
+        if (auto bad = check_certificate_and_key(t.certificate_pem, t.key_pem); !bad.empty())
+            r.fail(at("client_key"), p + "." + bad.substr(0, bad.find(':')), bad.substr(bad.find(':') + 2));
+    if (t.server_name.empty() && !u.endpoints.empty()) {
+        t.server_name = u.endpoints.front().host;
+        for (const auto& e : u.endpoints)
+            if (e.host != t.server_name)
+                r.fail(block, p + ".server_name", "the endpoints have different hosts: set the name their certificates carry");
+    }
+    t.server_name_is_ip = is_ip_literal(t.server_name);
+}
+
 void read_stale_cache(reader& r, const YAML::Node& node, const std::string& path, stale_cache_config& c)
 {
     if (!r.check_map(node, path, {"max_entries", "max_bytes", "max_age"}))
@@ -601,7 +687,7 @@ void read_fallbacks(reader& r, const YAML::Node& node, const std::string& path, 
 }
 
 // Keys an upstream shares with the defaults block.
-#define BREAKERBOX_POLICY_KEYS "load_balancing", "connect_timeout", "request_timeout", "resolve_interval", "pool", \
+#define BREAKERBOX_POLICY_KEYS "load_balancing", "connect_timeout", "request_timeout", "resolve_interval", "pool", "tls", \
     "circuit_breaker", "bulkhead", "retries", "stale_cache"
 
 void read_policies(reader& r, const YAML::Node& node, const std::string& path, upstream_config& u)
@@ -620,6 +706,8 @@ void read_policies(reader& r, const YAML::Node& node, const std::string& path, u
         read_retries(r, b, reader::join(path, "retries"), u.retries);
     if (auto b = node["stale_cache"])
         read_stale_cache(r, b, reader::join(path, "stale_cache"), u.stale_cache);
+    if (auto t = node["tls"])
+        read_tls(r, t, reader::join(path, "tls"), u.tls);
 }
 
 bool valid_name(const std::string& name)
@@ -757,6 +845,7 @@ std::optional<upstream_config> read_upstream(reader& r, const YAML::Node& key, c
         read_routes(r, rt, path + ".routes", u.routes);
     r.read_string(node, "host_rewrite", path, u.host_rewrite);
     read_policies(r, node, path, u);
+    resolve_tls(r, node, path, u, config_dir);
     validate_breaker(r, node, path + ".circuit_breaker", u.breaker);
     validate_retries(r, node, path + ".retries", u.retries);
     return u;

@@ -38,6 +38,8 @@ public:
     deadline_stream& operator=(const deadline_stream&) = delete;
 
     tcp::socket& socket() noexcept { return socket_; }
+    // What reads and writes await (the socket itself; tls::tls_io's is the TLS stream over it).
+    tcp::socket& io() noexcept { return socket_; }
 
     void expires_at(clock::time_point deadline);
     void expires_after(clock::duration timeout) { expires_at(clock::now() + timeout); }
@@ -57,15 +59,6 @@ public:
     //   if (s.timed_out()) → timeout;  auto [ec, n] = co_await s.socket().async_read_some(b, nothrow_awaitable);
     //   ec = s.io_error(ec);
     error_code io_error(const error_code& ec) const { return as_timeout(ec); }
-
-    template <class ConstBuffers>
-    asio::awaitable<io_result> write_some(const ConstBuffers& buffers)
-    {
-        if (timer_->expired)
-            co_return io_result{beast::error::timeout, 0};
-        auto [ec, n] = co_await socket_.async_write_some(buffers, nothrow_awaitable);
-        co_return io_result{as_timeout(ec), n};
-    }
 
 private:
     struct timer_state {

@@ -21,6 +21,9 @@ namespace breakerbox {
     X(request_timeout, 408, "request not received in time") /* the client was too slow sending its request */         \
     X(upstream_connect_failed, 502, "could not connect to the upstream")                                               \
     X(upstream_connect_timeout, 504, "connecting to the upstream timed out")                                           \
+    X(upstream_tls_handshake_failed, 502, "the TLS handshake with the upstream failed") /* alert, protocol, ALPN */   \
+    X(upstream_tls_verify_failed, 502, "the upstream's certificate failed verification") /* chain or name */         \
+    X(upstream_tls_reset, 502, "the upstream closed the connection during the TLS handshake")                         \
     X(upstream_timeout, 504, "the upstream did not answer in time")                                                    \
     X(upstream_reset, 502, "the upstream closed the connection before a complete response")                            \
     X(upstream_invalid_response, 502, "the upstream sent an invalid response")                                         \

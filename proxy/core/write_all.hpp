@@ -38,10 +38,11 @@ write_progress try_write(deadline_stream& stream, const Buffers& buffers)
     return p;
 }
 
-// The rest of a write that try_write left unfinished. `timeout` > 0 sets the stream's deadline for it;
-// 0 keeps the one already set.
-template <class Buffers>
-asio::awaitable<write_progress> write_rest(deadline_stream& stream, const Buffers& buffers, write_progress p, nanos timeout)
+// The rest of a write that try_write left unfinished (or all of it, from p = {}). `timeout` > 0 sets the
+// stream's deadline for it; 0 keeps the one already set. `Stream`: a deadline_stream, or a view with its
+// io(), timed_out(), io_error() and expires_after() (tls::tls_io writes through TLS).
+template <class Stream, class Buffers>
+asio::awaitable<write_progress> write_rest(Stream& stream, const Buffers& buffers, write_progress p, nanos timeout)
 {
     const std::size_t total = asio::buffer_size(buffers);
     beast::buffers_suffix<Buffers> rest(buffers);
@@ -49,9 +50,13 @@ asio::awaitable<write_progress> write_rest(deadline_stream& stream, const Buffer
     if (timeout > 0)
         stream.expires_after(as_duration(timeout));
     while (p.written < total) {
-        auto [ec, n] = co_await stream.write_some(rest);
-        if (ec) {
-            p.ec = ec;
+        if (stream.timed_out()) {
+            p.ec = beast::error::timeout;
+            break;
+        }
+        auto [aec, n] = co_await stream.io().async_write_some(rest, nothrow_awaitable);
+        if (aec) {
+            p.ec = stream.io_error(aec);
             break;
         }
         rest.consume(n);
@@ -93,7 +98,8 @@ public:
         return parts_[1].size() == 0 ? breakerbox::try_write(stream, parts_[0]) : breakerbox::try_write(stream, parts_);
     }
 
-    asio::awaitable<write_progress> write_rest(deadline_stream& stream, write_progress p, nanos timeout = 0) const
+    template <class Stream>
+    asio::awaitable<write_progress> write_rest(Stream& stream, write_progress p, nanos timeout = 0) const
     {
         co_return co_await breakerbox::write_rest(stream, parts_, p, timeout);
     }

@@ -5,6 +5,9 @@
 #include "core/write_all.hpp"
 #include "http/message_rules.hpp"
 #include "http/read_message.hpp"
+#include "tls/session_cache.hpp"
+#include "tls/tls_connection.hpp"
+#include "tls/upstream_tls.hpp"
 
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/string_body.hpp>
@@ -24,35 +27,57 @@ struct probe_result {
     std::string detail;
 };
 
-// One health request on a connection of its own, closed afterwards, all under `timeout`.
-asio::awaitable<probe_result> probe_once(const tcp::endpoint& endpoint, const std::string& path, const std::string& host,
-                                         nanos timeout)
+probe_result read_failure(const error_code& rec)
 {
-    deadline_stream stream(co_await asio::this_coro::executor);
-    stream.expires_after(as_duration(timeout));
-    if (auto ec = co_await stream.connect(endpoint))
-        co_return probe_result{ec == beast::error::timeout ? proxy_error::upstream_connect_timeout : proxy_error::upstream_connect_failed,
-                               0, ec.message()};
+    if (rec == beast::error::timeout)
+        return probe_result{proxy_error::upstream_timeout, 0, "no complete answer within the probe timeout"};
+    if (rec.category() == make_error_code(bhttp::error::bad_version).category() && rec != bhttp::error::partial_message &&
+        rec != bhttp::error::end_of_stream)
+        return probe_result{proxy_error::upstream_invalid_response, 0, rec.message()};
+    return probe_result{proxy_error::upstream_reset, 0, rec.message()};
+}
+
+// The request and its answer over `stream` (a deadline_stream, or a tls::tls_io over one).
+template <class Stream>
+asio::awaitable<probe_result> request_health(Stream& stream, const std::string& path, const std::string& host)
+{
     const std::string request =
         "GET " + path + " HTTP/1.1\r\nHost: " + host + "\r\nUser-Agent: breakerbox-probe\r\nConnection: close\r\n\r\n";
-    const auto sent = co_await write_all(stream, asio::buffer(request));
+    const auto sent = co_await write_rest(stream, asio::buffer(request), write_progress{}, 0);
     if (const auto wec = sent.ec)
         co_return probe_result{wec == beast::error::timeout ? proxy_error::upstream_timeout : proxy_error::upstream_reset, 0, wec.message()};
     beast::flat_buffer buffer;
     bhttp::response_parser<bhttp::string_body> parser;
     http::trailer_fence fence{parser}; // only the status is judged, but trailers never join the header
     parser.body_limit(64 * 1024); // a health answer; anything bigger is not one
-    if (auto rec = co_await http::read_message(stream, buffer, parser, fence)) {
-        if (rec == beast::error::timeout)
-            co_return probe_result{proxy_error::upstream_timeout, 0, "no complete answer within the probe timeout"};
-        if (rec.category() == make_error_code(bhttp::error::bad_version).category() && rec != bhttp::error::partial_message &&
-            rec != bhttp::error::end_of_stream)
-            co_return probe_result{proxy_error::upstream_invalid_response, 0, rec.message()};
-        co_return probe_result{proxy_error::upstream_reset, 0, rec.message()};
-    }
+    if (auto rec = co_await http::read_message(stream, buffer, parser, fence))
+        co_return read_failure(rec);
     if (!http::response_coding_supported(parser.get()))
         co_return probe_result{proxy_error::upstream_invalid_response, 0, "a transfer coding other than chunked (RFC 9112 §6.1)"};
     co_return probe_result{proxy_error::ok, parser.get().result_int(), {}};
+}
+
+// One health request on a connection of its own, closed afterwards, all under `timeout`; with the
+// upstream's TLS (the same context, name and trust as its requests) when it has TLS.
+asio::awaitable<probe_result> probe_once(const tcp::endpoint& endpoint, const std::string& path, const std::string& host,
+                                         nanos timeout, tls::upstream_tls* tls, tls::session_cache& sessions)
+{
+    deadline_stream stream(co_await asio::this_coro::executor);
+    stream.expires_after(as_duration(timeout));
+    if (auto ec = co_await stream.connect(endpoint))
+        co_return probe_result{ec == beast::error::timeout ? proxy_error::upstream_connect_timeout : proxy_error::upstream_connect_failed,
+                               0, ec.message()};
+    if (!tls)
+        co_return co_await request_health(stream, path, host);
+    tls::tls_connection conn(stream.socket(), *tls);
+    const std::string label = endpoint.address().to_string() + ":" + std::to_string(endpoint.port());
+    auto handshake = co_await tls::client_handshake(conn, stream, &sessions, label, false);
+    if (handshake.error != proxy_error::ok)
+        co_return probe_result{handshake.error, 0, std::move(handshake.detail)};
+    tls::tls_io io{stream, conn.stream};
+    const probe_result r = co_await request_health(io, path, host);
+    tls::forget_without_invalidating(conn); // its session stays resumable for the next probe
+    co_return r;
 }
 
 // How long to sleep before looking at the breaker again.
@@ -75,6 +100,7 @@ asio::awaitable<void> run_active_prober(probe_target target, std::function<bool(
     const auto& clk = steady_clock_source::instance();
     asio::steady_timer timer(co_await asio::this_coro::executor);
     std::size_t next_endpoint = 0;
+    tls::session_cache sessions; // the prober's own (main thread), for all endpoints of this generation
     while (active()) {
         const auto state = breaker.state();
         if ((state == breaker_state::open && breaker.time_until_probe() == 0) || state == breaker_state::half_open) {
@@ -86,7 +112,7 @@ asio::awaitable<void> run_active_prober(probe_target target, std::function<bool(
                 } else {
                     const tcp::endpoint endpoint = endpoints[next_endpoint++ % endpoints.size()];
                     const probe_result r = co_await probe_once(endpoint, cfg.breaker.probe_path, target.host,
-                                                               cfg.breaker.probe_timeout);
+                                                               cfg.breaker.probe_timeout, target.shared->tls.get(), sessions);
                     const auto outcome = r.error == proxy_error::ok ? target.shared->classifier.of_status(r.status)
                                                                     : target.shared->classifier.of_error(r.error);
                     breaker.on_result(permit, outcome, clk.now());

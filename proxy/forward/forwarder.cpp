@@ -40,6 +40,9 @@ upstream_outcome outcome_label(proxy_error e, resilience::outcome classified)
                                                             : upstream_outcome::ignored;
     case proxy_error::upstream_connect_failed: return upstream_outcome::connect_failed;
     case proxy_error::upstream_connect_timeout: return upstream_outcome::connect_timeout;
+    case proxy_error::upstream_tls_handshake_failed: return upstream_outcome::tls_handshake_failed;
+    case proxy_error::upstream_tls_verify_failed: return upstream_outcome::tls_verify_failed;
+    case proxy_error::upstream_tls_reset: return upstream_outcome::tls_reset;
     case proxy_error::upstream_timeout: return upstream_outcome::timeout;
     case proxy_error::upstream_reset: return upstream_outcome::reset;
     default: return upstream_outcome::invalid_response;
@@ -286,7 +289,8 @@ private:
                 ucfg.breaker.slow_call_in_flight ? &permit : nullptr,
                 st.resendable,
                 st.stale_resend,
-                &clk_};
+                &clk_,
+                up.stats.tls_handshakes};
     }
 
     // A reused pooled connection broke after the request was written: most likely the peer closed the

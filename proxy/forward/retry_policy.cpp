@@ -29,7 +29,10 @@ bool outcome_retryable(proxy_error error, const http::response& response, const 
         return std::find(rc.on_statuses.begin(), rc.on_statuses.end(), s) != rc.on_statuses.end();
     }
     case proxy_error::upstream_connect_failed:
-    case proxy_error::upstream_connect_timeout: return rc.on_connect_failure;
+    case proxy_error::upstream_connect_timeout:
+    case proxy_error::upstream_tls_handshake_failed:
+    case proxy_error::upstream_tls_reset: return rc.on_connect_failure;
+    case proxy_error::upstream_tls_verify_failed: return false; // deterministic: the same certificate again
     case proxy_error::upstream_reset: return rc.on_reset;
     case proxy_error::upstream_timeout: return rc.on_timeout;
     default: return false;

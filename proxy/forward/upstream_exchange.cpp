@@ -5,6 +5,8 @@
 #include "http/message_rules.hpp"
 #include "http/read_message.hpp"
 #include "http/serialize.hpp"
+#include "tls/tls_connection.hpp"
+#include "tls/upstream_tls.hpp"
 
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/parser.hpp>
@@ -23,7 +25,7 @@ constexpr std::size_t response_read_size = 8192;
 bool is_connection_closed(const error_code& ec)
 {
     return ec == bhttp::error::end_of_stream || ec == asio::error::eof || ec == asio::error::connection_reset ||
-           ec == asio::error::broken_pipe || ec == asio::error::connection_aborted;
+           ec == asio::error::broken_pipe || ec == asio::error::connection_aborted || tls::is_tls_close(ec);
 }
 
 exchange_result failure(proxy_error e, std::string detail)
@@ -99,25 +101,56 @@ exchange_result read_failure(const error_code& ec, const std::string& endpoint)
     return failure(proxy_error::upstream_reset, "reading from " + endpoint + " failed: " + ec.message());
 }
 
-asio::awaitable<std::optional<exchange_result>> connect(upstream::upstream_connection& conn, const upstream::endpoint_slot& ep,
-                                                        const exchange_limits& limits)
+// The result of a failed TLS handshake: connect-class, nothing of the request was sent.
+exchange_result handshake_failure(tls::handshake_outcome& h) { return failure(h.error, std::move(h.detail)); }
+
+void count_handshake(const exchange_limits& limits, tls::handshake_result r)
+{
+    if (static_cast<std::size_t>(r) < limits.tls_handshakes.size())
+        limits.tls_handshakes[static_cast<std::size_t>(r)].add();
+}
+
+// A new connection to `ep`: TCP connect, then for an upstream with tls the handshake, both within
+// connect_timeout (and the request's deadline). nullopt: ready for the request.
+asio::awaitable<std::optional<exchange_result>> open_connection(upstream::worker_upstream& up, upstream::upstream_connection& conn,
+                                                                upstream::endpoint_slot& ep, const exchange_limits& limits)
 {
     auto connect_deadline = std::min(limits.deadline, limits.clk->to_steady(limits.clk->now() + limits.connect_timeout));
     conn.stream.expires_at(connect_deadline);
     auto ec = co_await conn.stream.connect(ep.address);
-    if (!ec) {
-        conn.stream.socket().set_option(tcp::no_delay(true), ec);
-        co_return std::nullopt;
-    }
     if (ec == beast::error::timeout) {
         if (connect_deadline >= limits.deadline)
             co_return failure(proxy_error::upstream_timeout, "request deadline passed while connecting to " + ep.label);
         co_return failure(proxy_error::upstream_connect_timeout, "connecting to " + ep.label + " timed out");
     }
-    co_return failure(proxy_error::upstream_connect_failed, "connecting to " + ep.label + " failed: " + ec.message());
+    if (ec)
+        co_return failure(proxy_error::upstream_connect_failed, "connecting to " + ep.label + " failed: " + ec.message());
+    conn.stream.socket().set_option(tcp::no_delay(true), ec);
+    if (!up.tls())
+        co_return std::nullopt;
+    conn.tls = std::make_unique<tls::tls_connection>(conn.stream.socket(), *up.tls());
+    auto handshake = co_await tls::client_handshake(*conn.tls, conn.stream, &ep.tls_sessions, ep.label, connect_deadline >= limits.deadline);
+    count_handshake(limits, handshake.result);
+    if (handshake.error != proxy_error::ok)
+        co_return handshake_failure(handshake);
+    co_return std::nullopt;
 }
 
 using response_parser = bhttp::response_parser<bhttp::string_body>;
+
+// The TLS halves of the exchange's write and read: coroutines of their own, so that the plain path's
+// frame does not carry their state.
+asio::awaitable<write_progress> write_through_tls(upstream::upstream_connection& conn, const head_and_body& message)
+{
+    tls::tls_io io{conn.stream, conn.tls->stream};
+    co_return co_await message.write_rest(io, write_progress{});
+}
+
+asio::awaitable<error_code> read_through_tls(upstream::upstream_connection& conn, response_parser& parser, http::trailer_fence& fence)
+{
+    tls::tls_io io{conn.stream, conn.tls->stream};
+    co_return co_await http::read_message(io, conn.buffer, parser, fence, response_read_size);
+}
 
 // Disarms the client watch however the exchange ends.
 struct watch_guard {
@@ -160,9 +193,10 @@ exchange_result write_failed(const upstream::upstream_connection& conn, const wr
 }
 
 // A fresh parser for the next response on `conn` (after an interim one, the final one).
-void start_parser(std::optional<response_parser>& parser, std::optional<http::trailer_fence>& fence, const exchange_limits& limits,
-                  bool head)
+void start_parser(upstream::upstream_connection& conn, const exchange_limits& limits, bool head)
 {
+    auto& parser = conn.parser;
+    auto& fence = conn.fence;
     fence.reset(); // it refers to the parser: gone first
     parser.emplace();
     fence.emplace(*parser);
@@ -180,6 +214,10 @@ exchange_result read_failed(const error_code& ec, const upstream::upstream_conne
         return cancellation(*watch, endpoint, true);
     if (conn.reused && !answered && !parser.got_some() && is_connection_closed(ec))
         return stale_failure(endpoint + " closed the pooled connection before responding: " + ec.message());
+    if (conn.tls && !conn.reused && !parser.got_some() && tls::is_received_alert(ec))
+        // TLS 1.3: the server's verdict on our certificate comes after our side finished the handshake.
+        return sent_failure(failure(proxy_error::upstream_tls_handshake_failed,
+                                    endpoint + " refused the TLS session after the handshake: " + ec.message()));
     return sent_failure(read_failure(ec, endpoint));
 }
 
@@ -203,8 +241,10 @@ exchange_result unusable_response(const http::response& res, const std::string& 
 exchange_result deliver(upstream::worker_upstream& up, upstream::endpoint_slot& ep, std::unique_ptr<upstream::upstream_connection> conn,
                         response_parser& parser, http::response& response, const clock& clk)
 {
-    const bool reusable = parser.keep_alive() && conn->buffer.size() == 0;
+    const bool reusable = parser.keep_alive() && conn->buffer.size() == 0 && (!conn->tls || tls::nothing_buffered(*conn->tls));
     response = parser.release();
+    conn->fence.reset(); // the next exchange starts its own
+    conn->parser.reset();
     const nanos finished = clk.now();
     if (reusable)
         up.give_back(ep, std::move(conn), finished);
@@ -229,14 +269,17 @@ asio::awaitable<exchange_result> exchange(upstream::worker_upstream& up, upstrea
             if (!up.has_capacity(ep))
                 co_return failure(proxy_error::connection_limit, ep.label + " is at pool.max_connections_per_endpoint");
             conn = std::make_unique<upstream::upstream_connection>(co_await asio::this_coro::executor, ep.open_connections);
-            if (auto failed = co_await connect(*conn, ep, limits))
+            if (auto failed = co_await open_connection(up, *conn, ep, limits))
                 co_return std::move(*failed);
         }
         start_request(*conn, limits, watch, pass == 0);
         http::serialize_head(req, conn->head);
         const head_and_body message(conn->head, req.body());
-        auto sent = message.try_write(conn->stream);
-        if (!sent.finished)
+        // Through TLS no synchronous first attempt: a TLS write that would block must be retried as it was.
+        auto sent = conn->tls ? write_progress{} : message.try_write(conn->stream);
+        if (conn->tls)
+            sent = co_await write_through_tls(*conn, message);
+        else if (!sent.finished)
             sent = co_await message.write_rest(conn->stream, sent);
         if (sent.ec) {
             if (rewrite_on_fresh_connection(*conn, sent, watch))
@@ -244,11 +287,15 @@ asio::awaitable<exchange_result> exchange(upstream::worker_upstream& up, upstrea
             co_return write_failed(*conn, sent, watch, ep.label);
         }
 
-        std::optional<response_parser> parser;
-        std::optional<http::trailer_fence> fence;
         for (bool answered = false;; answered = true) { // interim 1xx responses are skipped (not 101)
-            start_parser(parser, fence, limits, head);
-            if (auto rec = co_await http::read_message(conn->stream, conn->buffer, *parser, *fence, response_read_size))
+            start_parser(*conn, limits, head);
+            auto& parser = conn->parser;
+            error_code rec;
+            if (conn->tls)
+                rec = co_await read_through_tls(*conn, *parser, *conn->fence);
+            else
+                rec = co_await http::read_message(conn->stream, conn->buffer, *parser, *conn->fence, response_read_size);
+            if (rec)
                 co_return read_failed(rec, *conn, *parser, answered, watch, ep.label);
             const unsigned status = parser->get().result_int();
             if (status >= 100 && status < 200 && status != 101)

@@ -4,11 +4,13 @@
 #pragma once
 #include "core/asio.hpp"
 #include "core/error.hpp"
+#include "core/local_counter.hpp"
 #include "resilience/client_watch.hpp"
 #include "http/message.hpp"
 #include "upstream/worker_upstream.hpp"
 
 #include <chrono>
+#include <span>
 
 namespace breakerbox::forward {
 
@@ -48,6 +50,8 @@ struct exchange_limits {
     bool fresh_connection = false;
     // The clock `now` and `finished` are read from, and deadlines derived from (injected: the worker's).
     const clock* clk = &steady_clock_source::instance();
+    // Where the TLS handshakes of new connections are counted, by tls::handshake_result (empty: nowhere).
+    std::span<local_counter> tls_handshakes;
 };
 
 // `response` is assigned only on success: it is the caller's, so that the answer is not moved through

@@ -13,7 +13,8 @@
 
 namespace breakerbox::http {
 
-// Completes when the parser is done; errors are Beast's (need_more never escapes), end_of_stream when
+// `Stream`: a deadline_stream, or anything with its io(), timed_out(), io_error() and mark_drained()
+// (tls::tls_io reads through TLS). Completes when the parser is done; errors are Beast's (need_more never escapes), end_of_stream when
 // the peer closed before sending anything, and beast::error::timeout past the deadline.
 // `fence`: the parser's trailer_fence (http/message_rules.hpp), so that a chunked message's trailer
 // section is dropped instead of joining the header; every parser on a path that reads bodies has one.
@@ -25,9 +26,8 @@ namespace detail {
 // after which the final one (or the upstream's close, whose FIN may have come with the 1xx's edge) is
 // expected at once (core/drained_hint.hpp). A function of its own, not code in the coroutine: GCC
 // keeps every local of a coroutine in its frame, and read_message's must stay within Asio's recycling.
-template <bool IsRequest, class Body>
-void finish_message(deadline_stream& stream, boost::beast::http::parser<IsRequest, Body>& parser, trailer_fence& fence,
-                    bool drained)
+template <class Stream, bool IsRequest, class Body>
+void finish_message(Stream& stream, boost::beast::http::parser<IsRequest, Body>& parser, trailer_fence& fence, bool drained)
 {
     fence.finish();
     if constexpr (!IsRequest)
@@ -40,8 +40,8 @@ void finish_message(deadline_stream& stream, boost::beast::http::parser<IsReques
 // The longest chunk line or trailer section read_message waits for (bytes).
 inline constexpr std::size_t max_unparsed_after_header = 64 * 1024;
 
-template <bool IsRequest, class Body>
-asio::awaitable<error_code> read_message(deadline_stream& stream, beast::flat_buffer& buffer,
+template <class Stream, bool IsRequest, class Body>
+asio::awaitable<error_code> read_message(Stream& stream, beast::flat_buffer& buffer,
                                          boost::beast::http::parser<IsRequest, Body>& parser, trailer_fence& fence,
                                          std::size_t min_read = 512)
 {
@@ -78,7 +78,7 @@ asio::awaitable<error_code> read_message(deadline_stream& stream, beast::flat_bu
             co_return bhttp::error::buffer_overflow;
         if (stream.timed_out())
             co_return beast::error::timeout;
-        auto [aec, n] = co_await stream.socket().async_read_some(buffer.prepare(room), nothrow_awaitable);
+        auto [aec, n] = co_await stream.io().async_read_some(buffer.prepare(room), nothrow_awaitable);
         const error_code ec = stream.io_error(aec);
         if (ec == asio::error::eof) {
             if (!parser.got_some())

@@ -18,7 +18,10 @@ outcome outcome_classifier::of_error(proxy_error e) const noexcept
 {
     auto as = [](bool failure) { return failure ? outcome::failure : outcome::ignored; };
     switch (e) {
-    case proxy_error::upstream_connect_failed: return as(cfg_.connect_failure);
+    case proxy_error::upstream_connect_failed:
+    case proxy_error::upstream_tls_handshake_failed: // TLS failures are connect-class: no request was sent
+    case proxy_error::upstream_tls_verify_failed:
+    case proxy_error::upstream_tls_reset: return as(cfg_.connect_failure);
     case proxy_error::upstream_connect_timeout: return as(cfg_.connect_timeout);
     case proxy_error::upstream_timeout: return as(cfg_.request_timeout);
     case proxy_error::upstream_reset: return as(cfg_.connection_reset);

@@ -1,6 +1,6 @@
-// Everything resilience-related about one upstream that all workers share: its circuit breaker and
-// its outcome classifier, its bulkhead, its retry budget and (when a stale fallback is configured) its
-// stale-response cache.
+// Everything about one upstream that all workers share: its circuit breaker and its outcome
+// classifier, its bulkhead, its retry budget, (when a stale fallback is configured) its stale-response
+// cache, and (with tls) its TLS client context.
 // Shared, lock-free on the hot path; created once at start-up.
 #pragma once
 #include "config/config.hpp"
@@ -14,6 +14,10 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+
+namespace breakerbox::tls {
+class upstream_tls;
+}
 
 namespace breakerbox::resilience {
 
@@ -30,6 +34,7 @@ public:
     bulkhead bulk;
     retry_budget budget;
     std::unique_ptr<stale_cache> cache; // only with a stale fallback
+    std::shared_ptr<tls::upstream_tls> tls; // only with tls.enabled (set by the configuration generation)
     // Active half-open probes by outcome (success, failure, ignored): written by the prober on the main
     // thread, read by /metrics.
     std::array<std::atomic<std::uint64_t>, 3> active_probes{};

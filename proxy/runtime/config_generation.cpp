@@ -1,8 +1,22 @@
 #include "runtime/config_generation.hpp"
 
+#include "tls/upstream_tls.hpp"
+
 #include <bit>
 
 namespace breakerbox::runtime {
+namespace {
+
+// The same upstream's TLS in the configuration being replaced, if it had TLS.
+const tls::upstream_tls* previous_tls(const config_generation* previous, const std::string& name)
+{
+    if (!previous)
+        return nullptr;
+    const auto i = previous->index_of(name);
+    return i ? previous->upstreams[*i]->tls.get() : nullptr;
+}
+
+} // namespace
 
 config_generation::config_generation(config::config c, const clock& clk, const config_generation* previous) : cfg(std::move(c)), router(cfg)
 {
@@ -15,7 +29,9 @@ config_generation::config_generation(config::config c, const clock& clk, const c
             if (auto i = previous->index_of(u.name); i && previous->cfg.upstreams[*i].breaker == u.breaker)
                 kept = previous->upstreams[*i]->breaker_ptr;
         (kept ? kept_breakers : fresh_breakers).push_back(u.name);
-        upstreams.push_back(std::make_shared<resilience::upstream_resilience>(u, clk, seed++, std::move(kept)));
+        auto& shared = upstreams.emplace_back(std::make_shared<resilience::upstream_resilience>(u, clk, seed++, std::move(kept)));
+        if (u.tls.enabled)
+            shared->tls = std::make_shared<tls::upstream_tls>(u.tls, previous_tls(previous, u.name));
         auto& answers = static_answers_.emplace_back(u.fallbacks.size());
         for (std::size_t f = 0; f < u.fallbacks.size(); ++f) {
             const auto& fb = u.fallbacks[f];

@@ -4,6 +4,7 @@
 #pragma once
 #include "config/config.hpp"
 #include "core/local_counter.hpp"
+#include "tls/handshake_result.hpp"
 
 #include <algorithm>
 #include <array>
@@ -24,6 +25,9 @@ namespace breakerbox::runtime {
     X(status_failure)                   \
     X(connect_failed)                   \
     X(connect_timeout)                  \
+    X(tls_handshake_failed)             \
+    X(tls_verify_failed)                \
+    X(tls_reset)                        \
     X(timeout)                          \
     X(reset)                            \
     X(invalid_response)                 \
@@ -60,6 +64,9 @@ inline constexpr std::array<std::string_view, static_cast<std::size_t>(rejection
     BREAKERBOX_REJECTION_REASONS(BREAKERBOX_NAME_ENTRY)};
 inline constexpr std::array<std::string_view, static_cast<std::size_t>(retry_result::count)> retry_result_names{
     BREAKERBOX_RETRY_RESULTS(BREAKERBOX_NAME_ENTRY)};
+// TLS handshakes with the upstream (label `result`), by tls::handshake_result.
+inline constexpr std::array<std::string_view, static_cast<std::size_t>(tls::handshake_result::count)> tls_handshake_result_names{
+    BREAKERBOX_TLS_HANDSHAKE_RESULTS(BREAKERBOX_NAME_ENTRY)};
 // Fallbacks served (label `kind`): counted by config::fallback_kind, named as the config names them.
 inline constexpr std::size_t fallback_kind_count = std::size(config::fallback_kind_names);
 inline constexpr auto fallback_kind_labels = [] {
@@ -87,6 +94,7 @@ struct upstream_counters {
     std::array<Counter, static_cast<std::size_t>(rejection_reason::count)> rejections{};
     std::array<Counter, static_cast<std::size_t>(retry_result::count)> retries{};
     std::array<Counter, fallback_kind_count> fallbacks{};
+    std::array<Counter, static_cast<std::size_t>(tls::handshake_result::count)> tls_handshakes{};
     Counter slow{};
     std::array<Counter, duration_buckets.size() + 1> duration_bucket{}; // last: +Inf
     Counter duration_sum_ns{};
@@ -105,6 +113,7 @@ void for_each_counter(A& a, B& b, F&& f)
     pairwise(a.rejections, b.rejections);
     pairwise(a.retries, b.retries);
     pairwise(a.fallbacks, b.fallbacks);
+    pairwise(a.tls_handshakes, b.tls_handshakes);
     f(a.slow, b.slow);
     pairwise(a.duration_bucket, b.duration_bucket);
     f(a.duration_sum_ns, b.duration_sum_ns);
@@ -154,6 +163,9 @@ inline constexpr labelled_family upstream_families[]{
      [](const upstream_totals& t) { return std::span<const std::uint64_t>(t.retries); }},
     {"breakerbox_fallbacks_total", "Responses served by a fallback, by kind.", "kind", "fallbacks", fallback_kind_labels,
      [](const upstream_totals& t) { return std::span<const std::uint64_t>(t.fallbacks); }},
+    {"breakerbox_upstream_tls_handshakes_total", "TLS handshakes with the upstream's endpoints, by result (full, resumed, or how it failed).",
+     "result", "tls_handshakes", tls_handshake_result_names,
+     [](const upstream_totals& t) { return std::span<const std::uint64_t>(t.tls_handshakes); }},
 };
 
 // Proxy-wide figures of one worker (local_counter), or summed over the workers (worker_totals).

@@ -23,7 +23,8 @@ namespace breakerbox::runtime {
 // cfg.upstreams), for what is kept per generation by index (the prerendered static answers).
 struct upstream_handle {
     upstream_handle(std::size_t i, const config_generation& gen, std::size_t worker_index, std::size_t workers, upstream_stats& s)
-        : index(i), cfg(gen.cfg.upstreams[i]), shared(*gen.upstreams[i]), local(cfg, worker_index, workers), stats(s)
+        : index(i), cfg(gen.cfg.upstreams[i]), shared(*gen.upstreams[i]), local(cfg, worker_index, workers, shared.tls.get()),
+          stats(s)
     {
     }
 

@@ -9,8 +9,8 @@ constexpr nanos recently_used = millis(250);
 constexpr nanos buffers_kept_while_idle = seconds(1);
 }
 
-worker_upstream::worker_upstream(const config::upstream_config& cfg, std::size_t seed, std::size_t workers)
-    : cfg_(&cfg), cursor_(seed)
+worker_upstream::worker_upstream(const config::upstream_config& cfg, std::size_t seed, std::size_t workers, tls::upstream_tls* tls)
+    : cfg_(&cfg), tls_(tls), cursor_(seed)
 {
     const auto limit = cfg.pool.max_connections_per_endpoint;
     if (limit > 0)

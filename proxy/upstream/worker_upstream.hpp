@@ -6,11 +6,16 @@
 #pragma once
 #include "config/config.hpp"
 #include "core/asio.hpp"
+#include "tls/session_cache.hpp"
 #include "upstream/upstream_connection.hpp"
 
 #include <memory>
 #include <string>
 #include <vector>
+
+namespace breakerbox::tls {
+class upstream_tls;
+}
 
 namespace breakerbox::upstream {
 
@@ -21,15 +26,18 @@ struct endpoint_slot {
     std::uint32_t open_connections = 0; // idle + in use, on this worker
     bool retired = false;       // no longer resolved: finishes its in-flight requests, pools nothing
     std::vector<std::unique_ptr<upstream_connection>> idle; // most recently used at the back
+    tls::session_cache tls_sessions; // for an upstream with tls: sessions to resume on new connections
 };
 
 class worker_upstream {
 public:
     // `seed` staggers the round-robin start so that workers do not all begin with the same endpoint;
     // `workers` shares pool.max_connections_per_endpoint out among them.
-    worker_upstream(const config::upstream_config& cfg, std::size_t seed, std::size_t workers);
+    // `tls`: the upstream's TLS context in this generation (null: plain HTTP).
+    worker_upstream(const config::upstream_config& cfg, std::size_t seed, std::size_t workers, tls::upstream_tls* tls = nullptr);
 
     const config::upstream_config& cfg() const { return *cfg_; }
+    tls::upstream_tls* tls() const noexcept { return tls_; }
     bool has_endpoints() const { return !endpoints_.empty(); }
 
     // Picks an endpoint by the configured policy, avoiding `avoid` when another one exists, and skipping
@@ -56,6 +64,7 @@ public:
 
 private:
     const config::upstream_config* cfg_;
+    tls::upstream_tls* tls_;
     std::vector<std::unique_ptr<endpoint_slot>> endpoints_;
     std::vector<std::unique_ptr<endpoint_slot>> retired_; // kept until their in-flight requests finish
     std::size_t cursor_ = 0;

@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -26,10 +27,22 @@ START_TIMEOUT = 10.0
 class Upstream:
     """One breakerbox-test-upstream process."""
 
-    def __init__(self, name="upstream", defaults="", threads=1):
+    def __init__(self, name="upstream", defaults="", threads=1, tls=None):
+        """`tls`: serve TLS — a dict with "cert", "key", and optionally "ca" (to verify our own /__
+        requests), "client_ca" (require a client certificate), "max_version" ("1.2"),
+        "idle_timeout_ms"."""
         args = [UPSTREAM_BIN, "--listen", "127.0.0.1:0", "--name", name, "--threads", str(threads)]
         if defaults:
             args += ["--defaults", defaults]
+        self.tls = tls
+        if tls:
+            args += ["--tls-cert", tls["cert"], "--tls-key", tls["key"]]
+            if tls.get("client_ca"):
+                args += ["--client-ca", tls["client_ca"]]
+            if tls.get("max_version"):
+                args += ["--tls-max-version", tls["max_version"]]
+            if tls.get("idle_timeout_ms"):
+                args += ["--idle-timeout-ms", str(tls["idle_timeout_ms"])]
         self.name = name
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline().strip()
@@ -39,7 +52,17 @@ class Upstream:
         self.address = "127.0.0.1:%d" % self.port
 
     def _admin(self, method, path):
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+        if self.tls:
+            # Our own observation requests: no verification needed, and (when the upstream requires
+            # one) the client certificate the test made.
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            if self.tls.get("admin_client"):
+                ctx.load_cert_chain(*self.tls["admin_client"])
+            conn = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=5, context=ctx)
+        else:
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
         try:
             conn.request(method, path)
             return json.loads(conn.getresponse().read())
@@ -235,8 +258,8 @@ class ProxyTestCase(unittest.TestCase):
             except Exception:
                 pass
 
-    def upstream(self, name="upstream", defaults="", threads=1):
-        u = Upstream(name, defaults, threads)
+    def upstream(self, name="upstream", defaults="", threads=1, tls=None):
+        u = Upstream(name, defaults, threads, tls)
         self._processes.append(u)
         return u
 

@@ -13,10 +13,17 @@
 //                     reset_mid_body | short_body | long_body | drip | huge_headers | close_after_response
 //
 // The JSON echo: {"server", "method", "target", "headers", "body_bytes"}.
+//
+// TLS mode (--tls-cert and --tls-key): every connection is TLS; --client-ca requires a client
+// certificate signed by that CA; --tls-max-version 1.2 caps the protocol. /__stats then reports the
+// handshakes of connections that carried a real request: full or resumed, the SNI, the protocol and the
+// client certificate's common name.
 #include <boost/asio.hpp>
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
@@ -42,6 +49,13 @@ std::mutex g_defaults_mutex;
 std::map<std::string, std::string> g_defaults; // from POST /__config
 std::mutex g_paths_mutex;
 std::map<std::string, std::uint64_t> g_paths; // requests per path, for /__stats
+
+// TLS mode: what the handshakes of counted connections were (under g_paths_mutex).
+struct tls_seen {
+    std::uint64_t full = 0, resumed = 0, failed = 0;
+    std::map<std::string, std::uint64_t> sni, protocols, client_subjects;
+} g_tls;
+long g_idle_timeout_ms = 0; // > 0: idle keep-alive connections are closed after this long
 
 std::multimap<std::string, std::string> parse_query(std::string_view target)
 {
@@ -124,12 +138,37 @@ std::string stats_json()
     std::lock_guard lock(g_paths_mutex);
     return nlohmann::json{{"server", g_name}, {"connections", g_connections.load()}, {"open_connections", g_open.load()},
                           {"requests", g_requests.load()}, {"in_flight", g_in_flight.load()},
-                          {"max_in_flight", g_max_in_flight.load()}, {"paths", g_paths}}
+                          {"max_in_flight", g_max_in_flight.load()}, {"paths", g_paths},
+                          {"tls", {{"full", g_tls.full}, {"resumed", g_tls.resumed}, {"failed", g_tls.failed},
+                                   {"sni", g_tls.sni}, {"protocols", g_tls.protocols}, {"client_subjects", g_tls.client_subjects}}}}
         .dump();
 }
 
+// What a TLS handshake was, counted with the connection's first real request (so the /__ requests a
+// test makes do not disturb what it observes).
+struct handshake_facts {
+    bool tls = false, resumed = false;
+    std::string sni, protocol, client_subject;
+};
+
+void count_handshake(const handshake_facts& h)
+{
+    if (!h.tls)
+        return;
+    std::lock_guard lock(g_paths_mutex);
+    ++(h.resumed ? g_tls.resumed : g_tls.full);
+    ++g_tls.sni[h.sni];
+    ++g_tls.protocols[h.protocol];
+    if (!h.client_subject.empty())
+        ++g_tls.client_subjects[h.client_subject];
+}
+
+tcp::socket& socket_of(beast::tcp_stream& s) { return s.socket(); }
+tcp::socket& socket_of(beast::ssl_stream<beast::tcp_stream>& s) { return beast::get_lowest_layer(s).socket(); }
+
 // Returns false when the connection must end.
-asio::awaitable<bool> answer(beast::tcp_stream& stream, http::request<http::string_body>& req, bool& counted)
+template <class Stream>
+asio::awaitable<bool> answer(Stream& stream, http::request<http::string_body>& req, bool& counted, const handshake_facts& handshake)
 {
     std::string_view target = req.target();
     std::string path(target.substr(0, target.find('?')));
@@ -146,6 +185,7 @@ asio::awaitable<bool> answer(beast::tcp_stream& stream, http::request<http::stri
             {
                 std::lock_guard paths_lock(g_paths_mutex);
                 g_paths.clear();
+                g_tls = {};
             }
             std::lock_guard lock(g_defaults_mutex);
             g_defaults.clear();
@@ -166,6 +206,7 @@ asio::awaitable<bool> answer(beast::tcp_stream& stream, http::request<http::stri
     if (!counted) {
         counted = true;
         g_connections.fetch_add(1);
+        count_handshake(handshake);
     }
     g_requests.fetch_add(1);
     {
@@ -189,7 +230,7 @@ asio::awaitable<bool> answer(beast::tcp_stream& stream, http::request<http::stri
     } guard;
 
     behaviour b = behaviour_for(target);
-    auto& socket = stream.socket();
+    auto& socket = socket_of(stream);
     if (b.delay_ms > 0) {
         asio::steady_timer t(stream.get_executor(), std::chrono::milliseconds(b.delay_ms));
         co_await t.async_wait(nothrow);
@@ -211,7 +252,7 @@ asio::awaitable<bool> answer(beast::tcp_stream& stream, http::request<http::stri
         co_return false;
     }
     auto raw = [&](std::string bytes) -> asio::awaitable<bool> {
-        auto [ec, n] = co_await asio::async_write(socket, asio::buffer(bytes), nothrow);
+        auto [ec, n] = co_await asio::async_write(stream, asio::buffer(bytes), nothrow);
         co_return !ec;
     };
     if (b.fault == "garbage") {
@@ -304,27 +345,108 @@ asio::awaitable<bool> answer(beast::tcp_stream& stream, http::request<http::stri
     co_return !ec && res.keep_alive();
 }
 
-asio::awaitable<void> session(tcp::socket socket)
+std::shared_ptr<asio::ssl::context> g_tls_context; // TLS mode when set
+
+// Reads requests and answers them until the connection ends (with --idle-timeout-ms, also when it was
+// idle that long).
+template <class Stream>
+asio::awaitable<void> serve(Stream& stream, const handshake_facts& handshake)
 {
-    g_open.fetch_add(1);
     bool counted = false;
-    struct open_guard {
-        ~open_guard() { g_open.fetch_sub(1); }
-    } guard;
-    beast::tcp_stream stream(std::move(socket));
     beast::flat_buffer buffer;
     for (;;) {
         http::request_parser<http::string_body> parser;
         parser.body_limit(64 * 1024 * 1024);
+        if (g_idle_timeout_ms > 0)
+            beast::get_lowest_layer(stream).expires_after(std::chrono::milliseconds(g_idle_timeout_ms));
+        else
+            beast::get_lowest_layer(stream).expires_never();
         auto [ec, n] = co_await http::async_read(stream, buffer, parser, nothrow);
         if (ec)
             break;
+        beast::get_lowest_layer(stream).expires_never();
         auto req = parser.release();
-        if (!co_await answer(stream, req, counted))
+        if (!co_await answer(stream, req, counted, handshake))
             break;
     }
+}
+
+handshake_facts facts_of(SSL* ssl)
+{
+    handshake_facts h;
+    h.tls = true;
+    h.resumed = SSL_session_reused(ssl) == 1;
+    const char* sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+    h.sni = sni ? sni : "";
+    h.protocol = SSL_get_version(ssl);
+    if (X509* peer = SSL_get0_peer_certificate(ssl)) {
+        char cn[256] = {};
+        if (X509_NAME_get_text_by_NID(X509_get_subject_name(peer), NID_commonName, cn, sizeof cn) > 0)
+            h.client_subject = cn;
+    }
+    return h;
+}
+
+asio::awaitable<void> session(tcp::socket socket)
+{
+    g_open.fetch_add(1);
+    struct open_guard {
+        ~open_guard() { g_open.fetch_sub(1); }
+    } guard;
+    if (!g_tls_context) {
+        beast::tcp_stream stream(std::move(socket));
+        const handshake_facts plain; // a named object: g++ 12 frees a temporary in a co_await expression twice
+        co_await serve(stream, plain);
+        error_code ec;
+        stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+        co_return;
+    }
+    beast::ssl_stream<beast::tcp_stream> stream(beast::tcp_stream(std::move(socket)), *g_tls_context);
+    beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(5));
+    auto [hec] = co_await stream.async_handshake(asio::ssl::stream_base::server, nothrow);
+    if (hec) {
+        std::lock_guard lock(g_paths_mutex);
+        ++g_tls.failed;
+        co_return;
+    }
+    const auto facts = facts_of(stream.native_handle());
+    co_await serve(stream, facts);
+    if (g_idle_timeout_ms > 0) { // an idle close of ours: with close_notify, as a well-behaved server does
+        beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(1));
+        co_await stream.async_shutdown(nothrow);
+    }
     error_code ec;
-    stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+    beast::get_lowest_layer(stream).socket().shutdown(tcp::socket::shutdown_send, ec);
+}
+
+// The server side of TLS mode: certificate and key, optionally a CA whose client certificates are
+// required, and a maximum version. Sessions are resumable (tickets and a session id context).
+std::shared_ptr<asio::ssl::context> make_tls_context(const std::string& cert, const std::string& key, const std::string& client_ca,
+                                                     const std::string& max_version)
+{
+    auto ctx = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_server);
+    ctx->use_certificate_chain_file(cert);
+    ctx->use_private_key_file(key, asio::ssl::context::pem);
+    static constexpr unsigned char id[] = "bbtest";
+    SSL_CTX_set_session_id_context(ctx->native_handle(), id, sizeof id - 1);
+    if (max_version == "1.2")
+        SSL_CTX_set_max_proto_version(ctx->native_handle(), TLS1_2_VERSION);
+    if (!client_ca.empty()) {
+        ctx->load_verify_file(client_ca);
+        ctx->set_verify_mode(asio::ssl::verify_peer | asio::ssl::verify_fail_if_no_peer_cert);
+    }
+    SSL_CTX_set_alpn_select_cb(
+        ctx->native_handle(),
+        [](SSL*, const unsigned char** out, unsigned char* outlen, const unsigned char* in, unsigned inlen, void*) {
+            static constexpr unsigned char ours[] = "\x08http/1.1";
+            unsigned char* selected = nullptr;
+            if (SSL_select_next_proto(&selected, outlen, ours, sizeof ours - 1, in, inlen) != OPENSSL_NPN_NEGOTIATED)
+                return SSL_TLSEXT_ERR_NOACK;
+            *out = selected;
+            return SSL_TLSEXT_ERR_OK;
+        },
+        nullptr);
+    return ctx;
 }
 
 asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, std::vector<std::unique_ptr<asio::io_context>>& contexts)
@@ -356,7 +478,21 @@ int main(int argc, char** argv)
     cli.add_option("--name", g_name, "name reported in the JSON echo and /__stats");
     cli.add_option("--threads", threads, "threads serving connections");
     cli.add_option("--defaults", defaults, "default behaviour as a query string, e.g. status=500&delay_ms=10");
+    std::string tls_cert, tls_key, client_ca, tls_max_version;
+    cli.add_option("--tls-cert", tls_cert, "serve TLS with this certificate chain (PEM)");
+    cli.add_option("--tls-key", tls_key, "the certificate's private key (PEM)");
+    cli.add_option("--client-ca", client_ca, "require a client certificate signed by this CA (PEM)");
+    cli.add_option("--tls-max-version", tls_max_version, "1.2 to refuse TLS 1.3");
+    cli.add_option("--idle-timeout-ms", g_idle_timeout_ms, "close keep-alive connections idle this long");
     CLI11_PARSE(cli, argc, argv);
+    if (!tls_cert.empty()) {
+        try {
+            g_tls_context = make_tls_context(tls_cert, tls_key, client_ca, tls_max_version);
+        } catch (const std::exception& e) {
+            std::cerr << "TLS: " << e.what() << "\n";
+            return 1;
+        }
+    }
     if (!defaults.empty())
         for (auto& [k, v] : parse_query("?" + defaults))
             g_defaults[k] = v;

@@ -314,3 +314,68 @@ upstreams:
     ASSERT_TRUE(e);
     EXPECT_NE(e->message.find("NOT_SET"), std::string::npos);
 }
+
+namespace breakerbox::config {
+namespace {
+
+// One upstream `pay` with the given tls block (a flow map) and endpoints.
+load_result load_with_tls(const std::string& tls, const std::string& endpoints = "[\"127.0.0.1:8443\"]")
+{
+    return load_string("listeners: [{name: main, address: \"127.0.0.1:8080\"}]\n"
+                       "upstreams:\n"
+                       "  pay:\n"
+                       "    endpoints: " + endpoints + "\n"
+                       "    routes: {hosts: [pay]}\n"
+                       "    tls: " + tls + "\n",
+                       "tls.yaml", [](const std::string&) { return std::optional<std::string>(); });
+}
+
+TEST(loader_tls, every_tls_error_names_its_key)
+{
+    struct bad_case {
+        const char* tls;
+        const char* endpoints;
+        const char* path;
+        const char* says;
+    };
+    const bad_case cases[] = {
+        {"{ca_file: /nonexistent/ca.pem}", "[\"127.0.0.1:8443\"]", "upstreams.pay.tls.ca_file", "cannot read /nonexistent/ca.pem"},
+        {"{verify: false, client_certificate: /x.pem}", "[\"127.0.0.1:8443\"]", "upstreams.pay.tls", "both client_certificate and client_key"},
+        {"{verify: false}", "[\"a.example:443\", \"b.example:443\"]", "upstreams.pay.tls.server_name", "different hosts"},
+        {"{verify: false, min_version: \"1.1\"}", "[\"127.0.0.1:8443\"]", "upstreams.pay.tls.min_version", "expected 1.2 or 1.3"},
+        {"{verify: maybe}", "[\"127.0.0.1:8443\"]", "upstreams.pay.tls.verify", "expected true or false"},
+        {"{sni: x}", "[\"127.0.0.1:8443\"]", "upstreams.pay.tls.sni", "unknown key"},
+    };
+    for (const auto& c : cases) {
+        SCOPED_TRACE(c.tls);
+        auto r = load_with_tls(c.tls, c.endpoints);
+        EXPECT_FALSE(r.cfg);
+        const auto* e = error_at(r, c.path);
+        ASSERT_TRUE(e);
+        EXPECT_NE(e->message.find(c.says), std::string::npos) << e->message;
+        EXPECT_GT(e->line, 0);
+    }
+}
+
+TEST(loader_tls, the_name_defaults_to_the_endpoints_host_and_an_ip_is_verified_as_an_ip)
+{
+    auto by_ip = load_with_tls("{verify: false}");
+    ASSERT_TRUE(by_ip.cfg) << by_ip.errors.front().text();
+    const auto& t = by_ip.cfg->upstreams[0].tls;
+    EXPECT_TRUE(t.enabled);
+    EXPECT_EQ(t.server_name, "127.0.0.1");
+    EXPECT_TRUE(t.server_name_is_ip);
+    EXPECT_EQ(t.min_version, tls_version::v1_2);
+    EXPECT_TRUE(t.session_reuse);
+
+    auto by_name = load_with_tls("{verify: false, server_name: api.example}");
+    ASSERT_TRUE(by_name.cfg);
+    EXPECT_FALSE(by_name.cfg->upstreams[0].tls.server_name_is_ip);
+
+    auto off = load_with_tls("{enabled: false, ca_file: /nonexistent}");
+    ASSERT_TRUE(off.cfg); // a disabled block's files are not read
+    EXPECT_FALSE(off.cfg->upstreams[0].tls.enabled);
+}
+
+} // namespace
+} // namespace breakerbox::config

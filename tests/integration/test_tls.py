@@ -1,0 +1,240 @@
+"""HTTPS upstreams: breakerbox originates TLS with verification on by default — chain and name — SNI,
+mutual TLS, pooled and resumed sessions, the three TLS failure reasons (never a retry for a verification
+failure), rotation by reload, the verify-off warning, and what /health/circuits and /metrics say. The
+certificates are made at run time with the `openssl` command (tls_pki.py); the upstream is the real test
+upstream in TLS mode."""
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import unittest
+
+from harness import (ProxyTestCase, request, wait_until, BREAKERBOX_BIN, PROMTOOL)
+import tls_pki
+
+PKI_DIR = None
+PKI = None
+
+
+def setUpModule():
+    global PKI_DIR, PKI
+    PKI_DIR = tempfile.TemporaryDirectory(prefix="breakerbox-pki-")
+    PKI = tls_pki.make_pki(PKI_DIR.name)
+
+
+def tearDownModule():
+    PKI_DIR.cleanup()
+
+
+def config(upstream_address, tls="", extra="", workers=1):
+    return f"""
+workers: {workers}
+listeners: [{{name: main, address: "127.0.0.1:0"}}]
+admin: {{address: "127.0.0.1:0", token: t0ken}}
+upstreams:
+  pay:
+    endpoints: ["{upstream_address}"]
+    routes: {{path_prefix: /}}
+    retries: {{max_attempts: 2, backoff_base: 1ms, backoff_max: 1ms}}
+    tls:
+{tls}{extra}"""
+
+
+def trusted(ca=None, name="localhost", more=""):
+    return f"      ca_file: {ca or PKI['ca']}\n      server_name: {name}\n{more}"
+
+
+class TlsUpstreamTest(ProxyTestCase):
+    def tls_upstream(self, cert="server", **more):
+        cert_path, key_path = PKI[cert]
+        return self.upstream("pay", tls=dict(cert=cert_path, key=key_path, **more))
+
+    def metric(self, bb, needle):
+        text = request(bb.port("admin"), target="/metrics").body.decode()
+        for line in text.splitlines():
+            if line.startswith(needle + " "):
+                return float(line.split()[-1])
+        return None
+
+    def test_requests_go_over_verified_tls_with_sni_and_alpn(self):
+        up = self.tls_upstream()
+        bb = self.breakerbox(config(up.address, trusted()))
+        r = request(bb.port(), target="/hello")
+        self.assertEqual(r.status, 200, r.body)
+        self.assertEqual(r.json()["target"], "/hello")
+        post = request(bb.port(), method="POST", target="/orders", body=b'{"n": 1}' * 1000)
+        self.assertEqual(post.status, 200)
+        self.assertEqual(post.json()["body_bytes"], 8000)
+        tls = up.stats()["tls"]
+        self.assertEqual(tls["sni"], {"localhost": 1})  # the name, not the endpoint's IP
+        self.assertEqual(sum(tls["protocols"].values()), 1)  # one pooled connection carried both
+        health = request(bb.port("admin"), target="/health/circuits").json()["upstreams"]["pay"]["tls"]
+        self.assertTrue(health["verify"])
+        self.assertEqual(health["server_name"], "localhost")
+        self.assertEqual(health["peers"][0]["verified_name"], "localhost")
+        self.assertGreater(health["peers"][0]["expires_in_seconds"], 3600)
+        self.assertEqual(health["handshakes"]["full"], 1)
+        expiry = self.metric(bb, 'breakerbox_upstream_tls_certificate_expiry_seconds{upstream="pay"}')
+        self.assertTrue(expiry is not None and 3600 < expiry <= 86400, expiry)
+        self.assertEqual(self.metric(bb, 'breakerbox_upstream_tls_handshakes_total{upstream="pay",result="full"}'), 1)
+        scrape = request(bb.port("admin"), target="/metrics").body
+        check = subprocess.run([PROMTOOL, "check", "metrics"], input=scrape, capture_output=True, timeout=30)
+        self.assertEqual(check.returncode, 0, check.stdout + check.stderr)
+
+    def test_an_ip_endpoint_is_verified_by_ip_when_no_name_is_given(self):
+        up = self.tls_upstream()
+        bb = self.breakerbox(config(up.address, f"      ca_file: {PKI['ca']}\n"))
+        self.assertEqual(request(bb.port(), target="/").status, 200)
+        self.assertEqual(up.stats()["tls"]["sni"], {"": 1})  # no SNI for an IP literal (RFC 6066 §3)
+
+    def test_certificates_that_fail_verification_are_refused_counted_and_never_retried(self):
+        cases = [("wrong_name", "hostname mismatch"), ("unknown_ca", "unable to get local issuer"),
+                 ("expired", "expired")]
+        for cert, why in cases:
+            with self.subTest(cert):
+                up = self.tls_upstream(cert)
+                bb = self.breakerbox(config(up.address, trusted()))
+                r = request(bb.port(), target="/")
+                self.assertEqual(r.status, 502)
+                self.assertEqual(r.headers["x-breakerbox-error"], "upstream_tls_verify_failed")
+                self.assertIn(why, r.json()["detail"])
+                self.assertEqual(up.stats()["tls"]["failed"], 1)  # max_attempts 2, yet one handshake: deterministic
+                self.assertEqual(up.stats()["requests"], 0)
+                self.assertEqual(self.metric(bb, 'breakerbox_upstream_requests_total{upstream="pay",outcome="tls_verify_failed"}'), 1)
+                self.assertEqual(self.metric(bb, 'breakerbox_upstream_tls_handshakes_total{upstream="pay",result="verify_failed"}'), 1)
+                bb.stop()
+                up.stop()
+
+    def test_mutual_tls_with_and_without_a_client_certificate(self):
+        client_cert, client_key = PKI["client"]
+        for version in ("1.3", "1.2"):
+            with self.subTest(version):
+                up = self.tls_upstream(client_ca=PKI["ca"], max_version=version if version == "1.2" else None,
+                                       admin_client=PKI["client"])
+                without = self.breakerbox(config(up.address, trusted()))
+                r = request(without.port(), target="/")
+                self.assertEqual(r.status, 502)
+                self.assertEqual(r.headers["x-breakerbox-error"], "upstream_tls_handshake_failed", r.body)
+                self.assertEqual(up.stats()["requests"], 0)
+                with_cert = self.breakerbox(config(up.address, trusted(more=f"      client_certificate: {client_cert}\n"
+                                                                          f"      client_key: {client_key}\n")))
+                self.assertEqual(request(with_cert.port(), target="/").status, 200)
+                self.assertEqual(up.stats()["tls"]["client_subjects"], {"breakerbox client": 1})
+                for p in (without, with_cert, up):
+                    p.stop()
+
+    def test_new_connections_resume_the_session(self):
+        up = self.tls_upstream()
+        bb = self.breakerbox(config(up.address, trusted(), "    pool: {max_idle_per_endpoint: 0}\n"))
+        for _ in range(3):
+            self.assertEqual(request(bb.port(), target="/").status, 200)
+        tls = up.stats()["tls"]
+        self.assertEqual((tls["full"], tls["resumed"]), (1, 2))  # a connection per request, one full handshake
+        self.assertEqual(self.metric(bb, 'breakerbox_upstream_tls_handshakes_total{upstream="pay",result="resumed"}'), 2)
+
+        no_reuse = self.breakerbox(config(up.address, trusted(more="      session_reuse: false\n"),
+                                          "    pool: {max_idle_per_endpoint: 0}\n"))
+        up.reset()
+        for _ in range(2):
+            self.assertEqual(request(no_reuse.port(), target="/").status, 200)
+        self.assertEqual((up.stats()["tls"]["full"], up.stats()["tls"]["resumed"]), (2, 0))
+
+    def test_a_pooled_tls_connection_the_upstream_closed_loses_nothing(self):
+        up = self.tls_upstream(idle_timeout_ms=200)
+        bb = self.breakerbox(config(up.address, trusted()))
+        self.assertEqual(request(bb.port(), target="/first").status, 200)
+        wait_until(lambda: up.stats()["open_connections"] <= 1, timeout=5)  # (the /__stats request's own)
+        # Both a request that may be resent and one that must not be get their answer on a new connection.
+        self.assertEqual(request(bb.port(), method="POST", target="/once", body=b"x").status, 200)
+        self.assertEqual(request(bb.port(), target="/again").status, 200)
+        self.assertEqual(up.stats()["requests"], 3)
+
+    def test_a_plain_http_endpoint_fails_the_handshake(self):
+        def answer_in_plain_http(upstream, conn, index):
+            conn.recv(4096)  # the ClientHello, which a plain HTTP server takes for a bad request
+            conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        plain = self.scripted(answer_in_plain_http)
+        bb = self.breakerbox(config(plain.address, trusted()))
+        r = request(bb.port(), target="/")
+        self.assertEqual(r.status, 502)
+        self.assertEqual(r.headers["x-breakerbox-error"], "upstream_tls_handshake_failed")
+        self.assertIn("plain HTTP", r.json()["detail"])
+
+    def test_a_close_during_the_handshake_is_a_tls_reset(self):
+        def close_after_hello(upstream, conn, index):
+            conn.recv(4096)  # the ClientHello
+        scripted = self.scripted(close_after_hello)
+        bb = self.breakerbox(config(scripted.address, trusted()))
+        r = request(bb.port(), target="/")
+        self.assertEqual(r.status, 502)
+        self.assertEqual(r.headers["x-breakerbox-error"], "upstream_tls_reset")
+        self.assertEqual(scripted.connections, 2)  # a connect-class failure: retried once (retry_on connect_failure)
+
+    def test_client_certificates_rotate_on_reload_and_broken_material_is_rejected(self):
+        workdir = tempfile.mkdtemp(prefix="breakerbox-rotate-")
+        self.addCleanup(shutil.rmtree, workdir)
+        cert, key = os.path.join(workdir, "client.pem"), os.path.join(workdir, "client.key")
+        shutil.copy(PKI["client"][0], cert)
+        shutil.copy(PKI["client"][1], key)
+        up = self.tls_upstream(client_ca=PKI["ca"], admin_client=PKI["client"])
+        bb = self.breakerbox(config(up.address, trusted(more=f"      client_certificate: {cert}\n      client_key: {key}\n"),
+                                    "    pool: {max_idle_per_endpoint: 0}\n"))
+        self.assertEqual(request(bb.port(), target="/").status, 200)
+        shutil.copy(PKI["client2"][0], cert)
+        shutil.copy(PKI["client2"][1], key)
+        r = request(bb.port("admin"), method="POST", target="/admin/reload", headers={"Authorization": "Bearer t0ken"})
+        self.assertEqual(r.status, 200, r.body)
+        self.assertEqual(request(bb.port(), target="/").status, 200)
+        self.assertEqual(up.stats()["tls"]["client_subjects"], {"breakerbox client": 1, "breakerbox client 2": 1})
+
+        with open(key, "w") as f:
+            f.write("-----BEGIN PRIVATE KEY-----\nbroken\n-----END PRIVATE KEY-----\n")
+        r = request(bb.port("admin"), method="POST", target="/admin/reload", headers={"Authorization": "Bearer t0ken"})
+        self.assertEqual(r.status, 422)
+        self.assertTrue(any("upstreams.pay.tls.client_key" in e for e in r.json()["errors"]), r.json())
+        self.assertEqual(request(bb.port(), target="/").status, 200)  # the previous material keeps serving
+
+    def test_verify_off_is_spelled_out_warned_at_start_and_on_reload(self):
+        up = self.tls_upstream("wrong_name")
+        bb = self.breakerbox(config(up.address, "      verify: false\n"))
+        self.assertEqual(request(bb.port(), target="/").status, 200)
+        warning = "TLS verification is off: the upstream's certificate and name are not checked"
+        self.assertEqual(len(bb.log_entries(warning, at_least=1)), 1)
+        bb.signal(signal.SIGHUP)
+        self.assertTrue(bb.log_entries("configuration reloaded", at_least=1))
+        self.assertEqual(len(bb.log_entries(warning, at_least=2)), 2)
+        self.assertFalse(request(bb.port("admin"), target="/health/circuits").json()["upstreams"]["pay"]["tls"]["verify"])
+
+    def test_unreadable_material_refuses_to_start_with_file_line_and_key(self):
+        with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+            f.write(config("127.0.0.1:9", "      ca_file: /nonexistent/ca.pem\n"))
+        self.addCleanup(os.unlink, f.name)
+        check = subprocess.run([BREAKERBOX_BIN, "--check-config", f.name], capture_output=True, text=True, timeout=10)
+        self.assertEqual(check.returncode, 1)
+        self.assertRegex(check.stdout + check.stderr, r"\.yaml:\d+:\d+: upstreams\.pay\.tls\.ca_file: cannot read /nonexistent/ca\.pem")
+
+    def test_no_trust_source_refuses_to_start(self):
+        with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+            f.write(config("127.0.0.1:9", "      server_name: localhost\n"))
+        self.addCleanup(os.unlink, f.name)
+        env = dict(os.environ, SSL_CERT_FILE="/nonexistent/bundle.pem")
+        check = subprocess.run([BREAKERBOX_BIN, "--check-config", f.name], capture_output=True, text=True, timeout=10, env=env)
+        self.assertEqual(check.returncode, 1)
+        self.assertIn("upstreams.pay.tls: no trust source", check.stdout + check.stderr)
+
+    def test_the_active_prober_uses_the_upstreams_tls(self):
+        up = self.tls_upstream()
+        probe = ("    circuit_breaker: {consecutive_failures: 1, open_duration: 200ms, half_open: {probe: {path: /healthz}}}\n")
+        bb = self.breakerbox(config(up.address, trusted(), probe))
+        up.configure("status=500")
+        self.assertEqual(request(bb.port(), target="/").status, 500)
+        health = lambda: request(bb.port("admin"), target="/health/circuits").json()["upstreams"]["pay"]["state"]
+        self.assertEqual(health(), "open")
+        up.configure("status=200")
+        self.assertTrue(wait_until(lambda: health() == "closed", timeout=10))
+        self.assertGreaterEqual(up.stats()["paths"].get("/healthz", 0), 1)
+
+
+if __name__ == "__main__":
+    unittest.main()
