@@ -16,6 +16,7 @@ import resource
 import shutil
 import signal
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -605,6 +606,21 @@ upstreams:
         return {k: {m: statistics.median(x[m] for x in v) if v[0][m] is not None else None for m in v[0]}
                 for k, v in results.items()}
 
+    @staticmethod
+    def upstream_open_connections(port, tls):
+        """The test upstream's count of open connections (its own /__stats connection included)."""
+        if tls:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=10, context=ctx)
+        else:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("GET", "/__stats")
+        n = json.loads(conn.getresponse().read())["open_connections"]
+        conn.close()
+        return n - 1
+
     def tls_memory(self, name):
         """Memory per pooled upstream connection, TLS against plain: 1,000 concurrent slow requests make
         each proxy open 1,000 upstream connections (breakerbox-test-upstream, 300 ms per answer), which its
@@ -629,10 +645,23 @@ upstreams:
                 self.tls_port, self.upstream_port = saved
                 time.sleep(0.3)
                 before = rss_kib(p.pids())
-                subprocess.run(["taskset", "-c", LOAD_CORE, "wrk", "-t1", "-c1000", "-d1s", "--timeout", "10s",
-                                f"http://127.0.0.1:{port}/slow?delay_ms=300"], capture_output=True, timeout=60)
+                # 1,000 clients, one request each, all in flight together (the upstream answers after
+                # 300 ms), all answered: the proxy opens 1,000 upstream connections and pools them.
+                socks = []
+                for _ in range(1000):
+                    c = socket.create_connection(("127.0.0.1", port))
+                    c.sendall(b"GET /slow?delay_ms=300 HTTP/1.1\r\nHost: x\r\n\r\n")
+                    socks.append(c)
+                for c in socks:
+                    c.settimeout(30)
+                    c.recv(65536)
                 time.sleep(3.5)
+                pooled = self.upstream_open_connections(up_port, kind == "tls")
+                if pooled < 900:
+                    self.failures.append(f"TLS memory, {name}, {kind}: only {pooled} upstream connections were kept")
                 per_conn[kind] = (rss_kib(p.pids()) - before) / 1000
+                for c in socks:
+                    c.close()
                 self.stop(p)
             finally:
                 up.kill()
