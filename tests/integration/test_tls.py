@@ -68,6 +68,7 @@ class TlsUpstreamTest(ProxyTestCase):
         self.assertEqual(post.json()["body_bytes"], 8000)
         tls = up.stats()["tls"]
         self.assertEqual(tls["sni"], {"localhost": 1})  # the name, not the endpoint's IP
+        self.assertEqual(tls["alpn"], {"http/1.1": 1})
         self.assertEqual(sum(tls["protocols"].values()), 1)  # one pooled connection carried both
         health = request(bb.port("admin"), target="/health/circuits").json()["upstreams"]["pay"]["tls"]
         self.assertTrue(health["verify"])
@@ -87,6 +88,44 @@ class TlsUpstreamTest(ProxyTestCase):
         bb = self.breakerbox(config(up.address, f"      ca_file: {PKI['ca']}\n"))
         self.assertEqual(request(bb.port(), target="/").status, 200)
         self.assertEqual(up.stats()["tls"]["sni"], {"": 1})  # no SNI for an IP literal (RFC 6066 §3)
+
+    def test_a_handshake_that_never_completes_is_bounded_by_connect_timeout(self):
+        def hold_the_hello(upstream, conn, index):
+            conn.recv(4096)
+            conn.settimeout(5)
+            try:
+                conn.recv(1)  # never answers; the proxy gives up first
+            except OSError:
+                pass
+        silent = self.scripted(hold_the_hello)
+        bb = self.breakerbox(config(silent.address, trusted(), "    connect_timeout: 200ms\n"))
+        r = request(bb.port(), target="/")
+        self.assertEqual(r.status, 504)
+        self.assertEqual(r.headers["x-breakerbox-error"], "upstream_connect_timeout")
+        self.assertEqual(self.metric(bb, 'breakerbox_upstream_tls_handshakes_total{upstream="pay",result="timeout"}'), 2)
+
+    def test_min_version_refuses_an_older_server(self):
+        up = self.tls_upstream(max_version="1.2")
+        bb = self.breakerbox(config(up.address, trusted(more="      min_version: \"1.3\"\n")))
+        r = request(bb.port(), target="/")
+        self.assertEqual(r.status, 502)
+        self.assertEqual(r.headers["x-breakerbox-error"], "upstream_tls_handshake_failed")
+        ok = self.breakerbox(config(up.address, trusted()))
+        self.assertEqual(request(ok.port(), target="/").status, 200)
+        self.assertEqual(up.stats()["tls"]["protocols"], {"TLSv1.2": 1})
+
+    def test_a_failover_target_uses_its_own_tls(self):
+        down = self.tls_upstream("wrong_name")  # the primary: refused by verification
+        backup = self.tls_upstream()
+        text = config(down.address, trusted(),
+                      "    fallbacks:\n      - upstream: backup\n"
+                      f"  backup:\n    endpoints: [\"{backup.address}\"]\n    routes: {{hosts: [backup]}}\n"
+                      f"    tls: {{ca_file: {PKI['ca']}, server_name: localhost}}\n")
+        bb = self.breakerbox(text)
+        r = request(bb.port(), target="/")
+        self.assertEqual(r.status, 200, r.body)
+        self.assertEqual(r.headers["x-breakerbox-fallback"], "upstream:backup")
+        self.assertEqual(backup.stats()["tls"]["sni"], {"localhost": 1})
 
     def test_certificates_that_fail_verification_are_refused_counted_and_never_retried(self):
         cases = [("wrong_name", "hostname mismatch"), ("unknown_ca", "unable to get local issuer"),

@@ -53,7 +53,7 @@ std::map<std::string, std::uint64_t> g_paths; // requests per path, for /__stats
 // TLS mode: what the handshakes of counted connections were (under g_paths_mutex).
 struct tls_seen {
     std::uint64_t full = 0, resumed = 0, failed = 0;
-    std::map<std::string, std::uint64_t> sni, protocols, client_subjects;
+    std::map<std::string, std::uint64_t> sni, protocols, client_subjects, alpn;
 } g_tls;
 long g_idle_timeout_ms = 0; // > 0: idle keep-alive connections are closed after this long
 
@@ -140,7 +140,8 @@ std::string stats_json()
                           {"requests", g_requests.load()}, {"in_flight", g_in_flight.load()},
                           {"max_in_flight", g_max_in_flight.load()}, {"paths", g_paths},
                           {"tls", {{"full", g_tls.full}, {"resumed", g_tls.resumed}, {"failed", g_tls.failed},
-                                   {"sni", g_tls.sni}, {"protocols", g_tls.protocols}, {"client_subjects", g_tls.client_subjects}}}}
+                                   {"sni", g_tls.sni}, {"protocols", g_tls.protocols}, {"client_subjects", g_tls.client_subjects},
+                                   {"alpn", g_tls.alpn}}}}
         .dump();
 }
 
@@ -148,7 +149,7 @@ std::string stats_json()
 // test makes do not disturb what it observes).
 struct handshake_facts {
     bool tls = false, resumed = false;
-    std::string sni, protocol, client_subject;
+    std::string sni, protocol, client_subject, alpn;
 };
 
 void count_handshake(const handshake_facts& h)
@@ -159,6 +160,7 @@ void count_handshake(const handshake_facts& h)
     ++(h.resumed ? g_tls.resumed : g_tls.full);
     ++g_tls.sni[h.sni];
     ++g_tls.protocols[h.protocol];
+    ++g_tls.alpn[h.alpn];
     if (!h.client_subject.empty())
         ++g_tls.client_subjects[h.client_subject];
 }
@@ -379,6 +381,10 @@ handshake_facts facts_of(SSL* ssl)
     const char* sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
     h.sni = sni ? sni : "";
     h.protocol = SSL_get_version(ssl);
+    const unsigned char* alpn = nullptr;
+    unsigned alpn_len = 0;
+    SSL_get0_alpn_selected(ssl, &alpn, &alpn_len);
+    h.alpn.assign(reinterpret_cast<const char*>(alpn ? alpn : reinterpret_cast<const unsigned char*>("")), alpn_len);
     if (X509* peer = SSL_get0_peer_certificate(ssl)) {
         char cn[256] = {};
         if (X509_NAME_get_text_by_NID(X509_get_subject_name(peer), NID_commonName, cn, sizeof cn) > 0)
