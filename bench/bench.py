@@ -624,9 +624,10 @@ upstreams:
     def tls_memory(self, name):
         """Memory per pooled upstream connection, TLS against plain: 1,000 concurrent slow requests make
         each proxy open 1,000 upstream connections (breakerbox-test-upstream, 300 ms per answer), which its
-        pool then keeps; RSS 3.5 s later, minus RSS before, over 1,000 — for a TLS and a plain upstream."""
+        pool then keeps; RSS 3.5 s later, minus RSS before, over the connections kept — for a TLS and a
+        plain upstream."""
         upstream_bin = os.path.join(BUILD, "breakerbox-test-upstream")
-        per_conn = {}
+        per_conn, kept = {}, {}
         for kind in ("plain", "tls"):
             args = [upstream_bin, "--listen", "127.0.0.1:0", "--threads", "1"]
             if kind == "tls":
@@ -657,16 +658,19 @@ upstreams:
                     c.recv(65536)
                 time.sleep(3.5)
                 pooled = self.upstream_open_connections(up_port, kind == "tls")
-                if pooled < 900:
+                kept[kind] = pooled
+                if name == "breakerbox" and pooled < 900: # ours must pool them; a peer's choice is reported
                     self.failures.append(f"TLS memory, {name}, {kind}: only {pooled} upstream connections were kept")
-                per_conn[kind] = (rss_kib(p.pids()) - before) / 1000
+                per_conn[kind] = (rss_kib(p.pids()) - before) / pooled if pooled >= 100 else None
                 for c in socks:
                     c.close()
                 self.stop(p)
             finally:
                 up.kill()
                 up.wait(timeout=10)
-        return {"plain_kib": per_conn["plain"], "tls_kib": per_conn["tls"], "tls_extra_kib": per_conn["tls"] - per_conn["plain"]}
+        extra = per_conn["tls"] - per_conn["plain"] if per_conn["tls"] is not None and per_conn["plain"] is not None else None
+        return {"plain_kib": per_conn["plain"], "tls_kib": per_conn["tls"], "tls_extra_kib": extra,
+                "kept": f"{kept['plain']} / {kept['tls']}"}
 
 
 def print_tls(res, mem):
@@ -682,10 +686,11 @@ def print_tls(res, mem):
             print(f"| {labels[mode]} | {name} | {fmt(r['rps'], 0)} | {fmt(r['p99'], 3)} | {fmt(r['cpu_us'], 2)} | "
                   f"{fmt(ratio, 2)} | {r['rps'] / h['rps']:.2f} |")
     if mem:
-        print("\n| proxy | KiB per pooled plain connection | KiB per pooled TLS connection | TLS extra |")
-        print("|---|---:|---:|---:|")
+        print("\n| proxy | upstream connections kept (plain / TLS) | KiB per pooled plain connection | KiB per pooled TLS connection | TLS extra |")
+        print("|---|---:|---:|---:|---:|")
         for n, m in mem.items():
-            print(f"| {n} | {fmt(m['plain_kib'])} | {fmt(m['tls_kib'])} | {fmt(m['tls_extra_kib'])} |")
+            print(f"| {n} | {m['kept']} | {fmt(m['plain_kib'])} | {fmt(m['tls_kib'])} | {fmt(m['tls_extra_kib'])} |")
+        print("\n(per connection: RSS growth over the connections the upstream saw kept; '-' when fewer than 100 were)")
 
 
 def percent(v):

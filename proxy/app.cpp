@@ -6,6 +6,7 @@
 #include "core/log.hpp"
 #include "forward/active_prober.hpp"
 #include "runtime/proxy_state.hpp"
+#include "tls/upstream_tls.hpp"
 #include "server/listener.hpp"
 #include "server/worker_pool.hpp"
 #include "upstream/resolver.hpp"
@@ -118,6 +119,8 @@ private:
                 continue;
             auto publish = [this, rt, i, probe_endpoints](std::vector<tcp::endpoint> found) {
                 *probe_endpoints = found; // on the main thread, like the prober
+                if (const auto& tls = rt->upstreams[i]->tls)
+                    tls->retain_peers(found);
                 for (std::size_t w = 0; w < pool_.size(); ++w) {
                     auto& wk = pool_.at(w);
                     asio::post(wk.ioc, [&wk, rt, i, found] {

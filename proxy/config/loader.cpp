@@ -44,6 +44,9 @@ public:
         }
         e.path = path;
         e.message = message;
+        for (const auto& seen : errors) // an inherited setting is checked once per upstream: say it once
+            if (seen.line == e.line && seen.column == e.column && seen.path == e.path && seen.message == e.message)
+                return;
         errors.push_back(std::move(e));
     }
 
@@ -513,13 +516,17 @@ std::optional<std::string> read_text_file(const std::string& name, const std::st
 // The TLS material an upstream with tls.enabled names, read and checked now (at start and at every
 // reload: rotation without restart), and the name it verifies. Errors point at the key that named the
 // file (in the upstream's tls block, or the upstream when the block came from defaults).
-void resolve_tls(reader& r, const YAML::Node& node, const std::string& path, upstream_config& u, const std::string& config_dir)
+void resolve_tls(reader& r, const YAML::Node& node, const std::string& path, upstream_config& u, const std::string& config_dir,
+                 const YAML::Node& defaults_tls)
 {
     auto& t = u.tls;
     if (!t.enabled)
         return;
-    const YAML::Node block = node["tls"] ? node["tls"] : node;
-    const std::string p = path + ".tls";
+    // The block's own place: the upstream's tls block, else the defaults' one it inherited (reported
+    // there, once: the reader drops repeated errors).
+    const bool own = static_cast<bool>(node["tls"]);
+    const YAML::Node block = own ? node["tls"] : (defaults_tls ? defaults_tls : node);
+    const std::string p = own || !defaults_tls ? path + ".tls" : "defaults.tls";
     auto at = [&](const char* key) { return block[key] ? block[key] : block; };
     auto load = [&](const std::string& file, const char* key, std::string& out) {
         std::string error;
@@ -527,6 +534,8 @@ void resolve_tls(reader& r, const YAML::Node& node, const std::string& path, ups
             out = std::move(*text);
         else
             r.fail(at(key), p + "." + key, error);
+        if (error.empty() && out.empty()) // (a rotation caught between truncate and write, say)
+            r.fail(at(key), p + "." + key, file + " is empty");
         return !out.empty();
     };
     if (!t.ca_file.empty()) {
@@ -547,8 +556,10 @@ void resolve_tls(reader& r, const YAML::Node& node, const std::string& path, ups
         r.fail(block, p, "mutual TLS needs both client_certificate and client_key");
     else if (!t.client_certificate.empty() && load(t.client_certificate, "client_certificate", t.certificate_pem) &&
              load(t.client_key, "client_key", t.key_pem))
-        if (auto bad = check_certificate_and_key(t.certificate_pem, t.key_pem); !bad.empty())
-            r.fail(at("client_key"), p + "." + bad.substr(0, bad.find(':')), bad.substr(bad.find(':') + 2));
+        if (auto bad = check_certificate_and_key(t.certificate_pem, t.key_pem); !bad.empty()) {
+            const std::string key = bad.substr(0, bad.find(':')); // client_certificate or client_key
+            r.fail(at(key.c_str()), p + "." + key, bad.substr(bad.find(':') + 2));
+        }
     if (t.server_name.empty() && !u.endpoints.empty()) {
         t.server_name = u.endpoints.front().host;
         for (const auto& e : u.endpoints)
@@ -828,7 +839,8 @@ void read_routes(reader& r, const YAML::Node& rt, const std::string& rp, routes_
 
 // One upstream, on top of `defaults`. nullopt when its block is not a mapping of known keys.
 std::optional<upstream_config> read_upstream(reader& r, const YAML::Node& key, const YAML::Node& node,
-                                             const upstream_config& defaults, const std::string& config_dir)
+                                             const upstream_config& defaults, const std::string& config_dir,
+                                             const YAML::Node& defaults_tls)
 {
     const std::string name = key.Scalar();
     const std::string path = "upstreams." + name;
@@ -845,7 +857,7 @@ std::optional<upstream_config> read_upstream(reader& r, const YAML::Node& key, c
         read_routes(r, rt, path + ".routes", u.routes);
     r.read_string(node, "host_rewrite", path, u.host_rewrite);
     read_policies(r, node, path, u);
-    resolve_tls(r, node, path, u, config_dir);
+    resolve_tls(r, node, path, u, config_dir, defaults_tls);
     validate_breaker(r, node, path + ".circuit_breaker", u.breaker);
     validate_retries(r, node, path + ".retries", u.retries);
     return u;
@@ -854,7 +866,10 @@ std::optional<upstream_config> read_upstream(reader& r, const YAML::Node& key, c
 void read_upstreams(reader& r, const YAML::Node& root, config& cfg, const std::string& config_dir)
 {
     upstream_config defaults;
+    YAML::Node defaults_tls;
     if (auto d = root["defaults"]) {
+        if (d.IsMap() && d["tls"])
+            defaults_tls = d["tls"];
         if (r.check_map(d, "defaults", {BREAKERBOX_POLICY_KEYS}))
             read_policies(r, d, "defaults", defaults);
     }
@@ -868,7 +883,7 @@ void read_upstreams(reader& r, const YAML::Node& root, config& cfg, const std::s
         return;
     }
     for (auto it = ups.begin(); it != ups.end(); ++it)
-        if (auto u = read_upstream(r, it->first, it->second, defaults, config_dir))
+        if (auto u = read_upstream(r, it->first, it->second, defaults, config_dir, defaults_tls))
             cfg.upstreams.push_back(std::move(*u));
 }
 

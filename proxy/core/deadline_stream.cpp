@@ -52,8 +52,17 @@ void deadline_stream::on_expiry(const std::shared_ptr<timer_state>& state, unsig
         return;
     }
     state->expired = true;
+    abort(*state); // pending operations complete as aborted, reported as timeout
+}
+
+void deadline_stream::abort(timer_state& state) noexcept
+{
+    if (!state.socket)
+        return;
     error_code ignored;
-    state->socket->cancel(ignored); // pending operations complete as aborted, reported as timeout
+    state.socket->cancel(ignored);
+    if (state.shut_down_on_abort)
+        state.socket->shutdown(tcp::socket::shutdown_both, ignored);
 }
 
 asio::awaitable<error_code> deadline_stream::connect(const tcp::endpoint& endpoint)

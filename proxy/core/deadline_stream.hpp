@@ -47,6 +47,13 @@ public:
     // True once the current deadline has passed (until a new one is set).
     bool timed_out() const noexcept { return timer_->expired; }
 
+    // Ends the pending operations from outside (the deadline's expiry does the same): they complete as
+    // aborted. With shut_down_on_abort — for a layer that starts socket operations of its own, such as
+    // TLS, whose engine may start the next read after the cancel was issued — the socket is also shut
+    // down, so that no later operation can wait either. Such a stream is not answered on afterwards.
+    void abort_io() noexcept { abort(*timer_); }
+    void shut_down_on_abort() noexcept { timer_->shut_down_on_abort = true; }
+
     // After a read that completed a message with fewer bytes than it asked for: the next read waits for
     // epoll instead of first failing a recv (core/drained_hint.hpp says when this is safe).
     void mark_drained() noexcept;
@@ -69,13 +76,17 @@ private:
         clock::time_point armed_for = clock::time_point::max(); // the pending expiry; max: none
         unsigned generation = 0;                        // tells a superseded expiry from the current one
         bool expired = false;
+        bool shut_down_on_abort = false;                // see abort_io()
     };
     static void arm(const std::shared_ptr<timer_state>& state, clock::time_point when);
     static void on_expiry(const std::shared_ptr<timer_state>& state, unsigned generation, const error_code& ec);
+    static void abort(timer_state& state) noexcept;
 
+    // Past the deadline every failure is the deadline's (with shut_down_on_abort an operation started
+    // after it fails with a shutdown error rather than operation_aborted).
     error_code as_timeout(const error_code& ec) const
     {
-        return ec == asio::error::operation_aborted && timer_->expired ? error_code(beast::error::timeout) : ec;
+        return ec && timer_->expired ? error_code(beast::error::timeout) : ec;
     }
 
     tcp::socket socket_;

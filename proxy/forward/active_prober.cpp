@@ -70,6 +70,7 @@ asio::awaitable<probe_result> probe_once(const tcp::endpoint& endpoint, const st
     if (!tls)
         co_return co_await request_health(stream, path, host);
     tls::tls_connection conn(stream.socket(), *tls);
+    stream.shut_down_on_abort(); // the TLS engine starts socket operations a cancel cannot reach
     const std::string label = endpoint.address().to_string() + ":" + std::to_string(endpoint.port());
     auto handshake = co_await tls::client_handshake(conn, stream, &sessions, label, false);
     if (handshake.error != proxy_error::ok)

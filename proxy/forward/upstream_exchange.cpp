@@ -129,6 +129,7 @@ asio::awaitable<std::optional<exchange_result>> open_connection(upstream::worker
     if (!up.tls())
         co_return std::nullopt;
     conn.tls = std::make_unique<tls::tls_connection>(conn.stream.socket(), *up.tls());
+    conn.stream.shut_down_on_abort(); // the TLS engine starts socket operations a cancel cannot reach
     auto handshake = co_await tls::client_handshake(*conn.tls, conn.stream, &ep.tls_sessions, ep.label, connect_deadline >= limits.deadline);
     count_handshake(limits, handshake.result);
     if (handshake.error != proxy_error::ok)

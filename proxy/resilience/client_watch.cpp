@@ -69,8 +69,7 @@ void client_watch::start_socket_wait()
             return;
         if (ec || peek_receive_queue(client_) == peek_result::closed) {
             gone_ = true;
-            error_code ignored;
-            upstream_->socket().cancel(ignored); // the exchange ends with operation_aborted
+            upstream_->abort_io(); // the exchange ends with operation_aborted
         }
     });
 }
@@ -78,9 +77,8 @@ void client_watch::start_socket_wait()
 // The exchange ends with operation_aborted and disarms the watch; the sweep is done with it.
 void client_watch::cancel_exchange() noexcept
 {
-    error_code ignored;
     if (upstream_)
-        upstream_->socket().cancel(ignored);
+        upstream_->abort_io();
     unlink();
 }
 

@@ -59,7 +59,9 @@ handshake_outcome classify_failure(const error_code& ec, SSL* ssl, const upstrea
         return deadline_is_request
                    ? failed(handshake_result::timeout, proxy_error::upstream_timeout, "request deadline passed during the TLS handshake with " + endpoint)
                    : failed(handshake_result::timeout, proxy_error::upstream_connect_timeout, "the TLS handshake with " + endpoint + " timed out");
-    if (const long verify = SSL_get_verify_result(ssl); verify != X509_V_OK)
+    // (With verify off OpenSSL still records a chain result — "unable to get local issuer" against an
+    // empty store — which is no reason for a failure then.)
+    if (const long verify = SSL_get_verify_result(ssl); identity.cfg().verify && verify != X509_V_OK)
         return failed(handshake_result::verify_failed, proxy_error::upstream_tls_verify_failed,
                       "the certificate of " + endpoint + " failed verification: " + X509_verify_cert_error_string(verify) +
                           " (expected " + identity.cfg().server_name + ")");
@@ -115,8 +117,8 @@ bool is_tls_close(const error_code& ec) noexcept { return ec == asio::ssl::error
 
 bool is_received_alert(const error_code& ec) noexcept
 {
-    return ec.category() == asio::error::get_ssl_category() &&
-           ERR_GET_REASON(static_cast<unsigned long>(ec.value())) >= SSL_AD_REASON_OFFSET;
+    const auto e = static_cast<unsigned long>(ec.value());
+    return ec.category() == asio::error::get_ssl_category() && ERR_GET_LIB(e) == ERR_LIB_SSL && ERR_GET_REASON(e) >= SSL_AD_REASON_OFFSET;
 }
 
 } // namespace breakerbox::tls

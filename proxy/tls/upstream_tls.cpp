@@ -7,6 +7,8 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include <algorithm>
+
 namespace breakerbox::tls {
 namespace {
 
@@ -92,6 +94,15 @@ void upstream_tls::record_peer(peer_status status)
             return;
         }
     peers_.push_back(std::move(status));
+}
+
+void upstream_tls::retain_peers(const std::vector<tcp::endpoint>& endpoints)
+{
+    std::vector<std::string> labels; // as upstream::endpoint_slot::label spells them
+    for (const auto& e : endpoints)
+        labels.push_back(e.address().to_string() + ":" + std::to_string(e.port()));
+    std::lock_guard lock(mutex_);
+    std::erase_if(peers_, [&](const peer_status& p) { return std::find(labels.begin(), labels.end(), p.endpoint) == labels.end(); });
 }
 
 std::vector<peer_status> upstream_tls::peers() const

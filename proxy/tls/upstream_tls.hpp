@@ -39,6 +39,9 @@ public:
 
     void record_peer(peer_status status);
     std::vector<peer_status> peers() const;
+    // Forgets the peers that are no longer among the upstream's resolved endpoints (after re-resolution:
+    // an address gone must not keep an old certificate's expiry in the metric). Main thread.
+    void retain_peers(const std::vector<tcp::endpoint>& endpoints);
 
 private:
     const config::tls_config cfg_;

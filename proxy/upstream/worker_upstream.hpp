@@ -25,8 +25,10 @@ struct endpoint_slot {
     std::uint32_t outstanding = 0;
     std::uint32_t open_connections = 0; // idle + in use, on this worker
     bool retired = false;       // no longer resolved: finishes its in-flight requests, pools nothing
+    // For an upstream with tls: sessions to resume on new connections. Before `idle`: the pooled
+    // connections' SSL objects point at it, so it goes after them.
+    tls::session_cache tls_sessions;
     std::vector<std::unique_ptr<upstream_connection>> idle; // most recently used at the back
-    tls::session_cache tls_sessions; // for an upstream with tls: sessions to resume on new connections
 };
 
 class worker_upstream {

@@ -6,11 +6,13 @@ upstream in TLS mode."""
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import tempfile
+import time
 import unittest
 
-from harness import (ProxyTestCase, request, wait_until, BREAKERBOX_BIN, PROMTOOL)
+from harness import (ProxyTestCase, request, wait_until, ok_response, BREAKERBOX_BIN, PROMTOOL)
 import tls_pki
 
 PKI_DIR = None
@@ -179,7 +181,8 @@ class TlsUpstreamTest(ProxyTestCase):
             self.assertEqual(request(no_reuse.port(), target="/").status, 200)
         self.assertEqual((up.stats()["tls"]["full"], up.stats()["tls"]["resumed"]), (2, 0))
 
-    def test_a_pooled_tls_connection_the_upstream_closed_loses_nothing(self):
+    def test_a_pooled_tls_connection_the_upstream_dropped_loses_nothing(self):
+        # The upstream closes idle connections with a bare FIN (no close_notify: many servers do).
         up = self.tls_upstream(idle_timeout_ms=200)
         bb = self.breakerbox(config(up.address, trusted()))
         self.assertEqual(request(bb.port(), target="/first").status, 200)
@@ -244,6 +247,53 @@ class TlsUpstreamTest(ProxyTestCase):
         self.assertTrue(bb.log_entries("configuration reloaded", at_least=1))
         self.assertEqual(len(bb.log_entries(warning, at_least=2)), 2)
         self.assertFalse(request(bb.port("admin"), target="/health/circuits").json()["upstreams"]["pay"]["tls"]["verify"])
+
+    def server_context(self):
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(*PKI["server"])
+        return ctx
+
+    def test_verify_off_does_not_turn_other_handshake_failures_into_verification_failures(self):
+        up = self.tls_upstream(client_ca=PKI["ca"], max_version="1.2", admin_client=PKI["client"])
+        bb = self.breakerbox(config(up.address, "      verify: false\n"))
+        r = request(bb.port(), target="/")
+        self.assertEqual(r.status, 502)
+        self.assertEqual(r.headers["x-breakerbox-error"], "upstream_tls_handshake_failed", r.body)
+
+    def test_a_deadline_during_a_tls_read_ends_the_request(self):
+        ctx = self.server_context()
+
+        def answer_nothing(upstream, conn, index):
+            with ctx.wrap_socket(conn, server_side=True) as tls:
+                tls.recv(65536)  # the request
+                time.sleep(3)    # and no answer
+        silent = self.scripted(answer_nothing)
+        bb = self.breakerbox(config(silent.address, trusted(), "    request_timeout: 300ms\n"))
+        r = request(bb.port(), target="/", timeout=10)
+        # 504 upstream_timeout: the deadline ended it (the upstream's own close, 3 s later, would be a 502)
+        self.assertEqual(r.status, 504)
+        self.assertEqual(r.headers["x-breakerbox-error"], "upstream_timeout")
+
+    def test_a_pooled_tls_connection_closed_with_close_notify_is_not_reused(self):
+        ctx = self.server_context()
+
+        def one_answer_then_close_notify(upstream, conn, index):
+            with ctx.wrap_socket(conn, server_side=True) as tls:
+                upstream.read_request(tls)
+                tls.sendall(ok_response(b"first" if index == 0 else b"again"))
+                if index == 0:
+                    time.sleep(0.2)
+                    tls.unwrap().close()  # close_notify, as a well-behaved server closes an idle connection
+                else:
+                    time.sleep(1)
+        scripted = self.scripted(one_answer_then_close_notify)
+        bb = self.breakerbox(config(scripted.address, trusted()))
+        self.assertEqual(request(bb.port(), target="/").body, b"first")
+        time.sleep(0.5)
+        r = request(bb.port(), method="POST", target="/once", body=b"x")  # must not be sent twice: always peeked
+        self.assertEqual((r.status, r.body), (200, b"again"))
+        self.assertEqual(scripted.connections, 2)
+        self.assertEqual(scripted.count("POST"), 1)
 
     def test_unreadable_material_refuses_to_start_with_file_line_and_key(self):
         with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:

@@ -2,6 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cstdlib>
+#include <unistd.h>
+
 using namespace breakerbox;
 using namespace breakerbox::config;
 
@@ -355,6 +359,36 @@ TEST(loader_tls, every_tls_error_names_its_key)
         EXPECT_NE(e->message.find(c.says), std::string::npos) << e->message;
         EXPECT_GT(e->line, 0);
     }
+}
+
+TEST(loader_tls, an_empty_file_is_an_error_not_a_silent_absence)
+{
+    char path[] = "/tmp/breakerbox-empty-XXXXXX";
+    const int fd = mkstemp(path);
+    ASSERT_GE(fd, 0);
+    close(fd);
+    auto r = load_with_tls(std::string("{ca_file: ") + path + ", server_name: localhost}");
+    unlink(path);
+    EXPECT_FALSE(r.cfg);
+    const auto* e = error_at(r, "upstreams.pay.tls.ca_file");
+    ASSERT_TRUE(e);
+    EXPECT_NE(e->message.find("is empty"), std::string::npos) << e->message;
+}
+
+TEST(loader_tls, an_inherited_block_is_reported_where_it_is_written_and_once)
+{
+    auto r = load_string("listeners: [{name: main, address: \"127.0.0.1:8080\"}]\n"
+                         "defaults:\n"
+                         "  tls: {ca_file: /nonexistent/ca.pem}\n"
+                         "upstreams:\n"
+                         "  a: {endpoints: [\"127.0.0.1:1\"], routes: {hosts: [a]}}\n"
+                         "  b: {endpoints: [\"127.0.0.1:2\"], routes: {hosts: [b]}}\n",
+                         "tls.yaml", [](const std::string&) { return std::optional<std::string>(); });
+    EXPECT_FALSE(r.cfg);
+    const auto* e = error_at(r, "defaults.tls.ca_file");
+    ASSERT_TRUE(e);
+    EXPECT_EQ(e->line, 3);
+    EXPECT_EQ(std::count_if(r.errors.begin(), r.errors.end(), [](const config_error& x) { return x.path == "defaults.tls.ca_file"; }), 1);
 }
 
 TEST(loader_tls, the_name_defaults_to_the_endpoints_host_and_an_ip_is_verified_as_an_ip)
