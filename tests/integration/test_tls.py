@@ -319,7 +319,7 @@ class TlsUpstreamTest(ProxyTestCase):
         up.configure("status=500")
         self.assertEqual(request(bb.port(), target="/").status, 500)
         health = lambda: request(bb.port("admin"), target="/health/circuits").json()["upstreams"]["pay"]["state"]
-        self.assertEqual(health(), "open")
+        self.assertIn(health(), ("open", "half_open"))  # the prober may be probing the still failing upstream
         up.configure("status=200")
         self.assertTrue(wait_until(lambda: health() == "closed", timeout=10))
         self.assertGreaterEqual(up.stats()["paths"].get("/healthz", 0), 1)
