@@ -45,7 +45,8 @@ void set_trust(asio::ssl::context& ctx, const config::tls_config& cfg)
         throw_if(X509_VERIFY_PARAM_set1_ip_asc(param, cfg.server_name.c_str()) != 1, "tls.server_name");
     } else {
         // Every connection inherits the name: the chain and the name are both checked (RFC 9110 §4.3.4).
-        X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+        // subjectAltName only, never the subject's common name (RFC 9525 §6.3; CAs stopped relying on it).
+        X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS | X509_CHECK_FLAG_NEVER_CHECK_SUBJECT);
         throw_if(X509_VERIFY_PARAM_set1_host(param, cfg.server_name.c_str(), cfg.server_name.size()) != 1, "tls.server_name");
     }
 }

@@ -131,7 +131,8 @@ class TlsUpstreamTest(ProxyTestCase):
 
     def test_certificates_that_fail_verification_are_refused_counted_and_never_retried(self):
         cases = [("wrong_name", "hostname mismatch"), ("unknown_ca", "unable to get local issuer"),
-                 ("expired", "expired")]
+                 ("expired", "expired"),
+                 ("cn_only", "hostname mismatch")]  # the name only in the subject's CN is not the name
         for cert, why in cases:
             with self.subTest(cert):
                 up = self.tls_upstream(cert)

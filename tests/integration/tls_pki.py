@@ -10,6 +10,7 @@ import subprocess
 SERVER_EXT = "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=critical,CA:FALSE\n"
 WRONG_EXT = "subjectAltName=DNS:wrong.example\nextendedKeyUsage=serverAuth\nbasicConstraints=critical,CA:FALSE\n"
 CLIENT_EXT = "extendedKeyUsage=clientAuth\nbasicConstraints=critical,CA:FALSE\n"
+CN_ONLY_EXT = "extendedKeyUsage=serverAuth\nbasicConstraints=critical,CA:FALSE\n"  # the name only in the subject
 
 
 def _run(args, cwd):
@@ -62,6 +63,7 @@ def make_pki(d):
         "wrong_name": _leaf(d, "wrong", "/CN=wrong.example", WRONG_EXT, serial=3),
         "unknown_ca": _leaf(d, "untrusted", "/CN=localhost", SERVER_EXT, ca="other_ca", serial=4),
         "expired": _expired(d),
+        "cn_only": _leaf(d, "cn_only", "/CN=localhost", CN_ONLY_EXT, serial=7),
         "client": _leaf(d, "client", "/CN=breakerbox client", CLIENT_EXT, serial=5),
         "client2": _leaf(d, "client2", "/CN=breakerbox client 2", CLIENT_EXT, serial=6),
     }
