@@ -26,7 +26,7 @@ namespace {
 
 class application {
 public:
-    application(config::config cfg) : application(worker_count(cfg), std::move(cfg)) {}
+    application(config::config cfg) : application(worker_count(cfg), std::move(cfg)) { }
 
     int run()
     {
@@ -64,7 +64,8 @@ private:
     // An rvalue reference, so that worker_count(cfg) above is evaluated before anything is moved.
     application(std::size_t workers, config::config&& cfg)
         : config_path_(cfg.source_file), workers_setting_(cfg.workers), listener_cfgs_(cfg.listeners), admin_cfg_(cfg.admin),
-          state_(std::make_shared<const runtime::config_generation>(std::move(cfg), steady_clock_source::instance(), nullptr), workers),
+          state_(std::make_shared<const runtime::config_generation>(std::move(cfg), steady_clock_source::instance(), nullptr),
+                 workers),
           pool_(workers, state_), signals_(main_, SIGTERM, SIGINT, SIGHUP)
     {
     }
@@ -103,7 +104,8 @@ private:
 
     // Periodic re-resolution for the upstreams of `rt` that use names, and the active probers of those
     // with circuit_breaker.half_open.probe; both stop once `rt` is replaced.
-    void start_upstream_tasks(const std::shared_ptr<const runtime::config_generation>& rt, const std::vector<std::vector<tcp::endpoint>>& addresses)
+    void start_upstream_tasks(const std::shared_ptr<const runtime::config_generation>& rt,
+                              const std::vector<std::vector<tcp::endpoint>>& addresses)
     {
         auto active = [this, rt] { return state_.current() == rt; };
         for (std::size_t i = 0; i < rt->upstreams.size(); ++i) {
@@ -155,17 +157,20 @@ private:
                 out.errors.push_back(config_path_ + ": workers: changing the worker count needs a restart");
         }
         if (!out.errors.empty()) {
-            log::error("configuration reload rejected", {{"config", config_path_}, {"errors", out.errors},
+            log::error("configuration reload rejected", {{"config", config_path_},
+                                                         {"errors", out.errors},
                                                          {"generation", old->generation},
                                                          {"detail", "the previous configuration keeps serving"}});
             return out;
         }
         std::shared_ptr<const runtime::config_generation> rt;
         try {
-            rt = std::make_shared<const runtime::config_generation>(std::move(*loaded.cfg), steady_clock_source::instance(), old.get());
+            rt = std::make_shared<const runtime::config_generation>(std::move(*loaded.cfg), steady_clock_source::instance(),
+                                                                    old.get());
         } catch (const std::exception& e) { // OpenSSL refused TLS material the loader accepted
             out.errors.push_back(config_path_ + ": " + e.what());
-            log::error("configuration reload rejected", {{"config", config_path_}, {"errors", out.errors},
+            log::error("configuration reload rejected", {{"config", config_path_},
+                                                         {"errors", out.errors},
                                                          {"generation", old->generation},
                                                          {"detail", "the previous configuration keeps serving"}});
             return out;
@@ -178,8 +183,10 @@ private:
             asio::post(wk.ioc, [&wk, rt, addresses] { wk.context.install(rt, addresses); });
         }
         start_upstream_tasks(rt, addresses);
-        log::info("configuration reloaded", {{"config", config_path_}, {"generation", rt->generation},
-                                             {"breakers_kept", rt->kept_breakers}, {"breakers_reset", rt->fresh_breakers}});
+        log::info("configuration reloaded", {{"config", config_path_},
+                                             {"generation", rt->generation},
+                                             {"breakers_kept", rt->kept_breakers},
+                                             {"breakers_reset", rt->fresh_breakers}});
         return {true, {}, rt->generation, rt->kept_breakers, rt->fresh_breakers};
     }
 
@@ -220,9 +227,10 @@ private:
             ctx.workers.push_back(&pool_.at(w).context);
         admin_ = std::make_unique<admin::admin_server>(main_, std::move(ctx), a.token);
         admin_->bind(a.address);
-        log::info("admin listening", {{"address", a.address.host + ":" + std::to_string(admin_->port())},
-                                      {"port", admin_->port()},
-                                      {"mutations", a.token.empty() ? "disabled (no admin.token)" : "enabled with bearer token"}});
+        log::info("admin listening",
+                  {{"address", a.address.host + ":" + std::to_string(admin_->port())},
+                   {"port", admin_->port()},
+                   {"mutations", a.token.empty() ? "disabled (no admin.token)" : "enabled with bearer token"}});
     }
 
     void wait_for_signals()
@@ -249,7 +257,8 @@ private:
     // keep-alive connections, then stop.
     void start_drain(int signo)
     {
-        log::info("draining", {{"signal", signo}, {"active_connections", state_.active_connections.load()},
+        log::info("draining", {{"signal", signo},
+                               {"active_connections", state_.active_connections.load()},
                                {"drain_timeout_ms", state_.current()->cfg.limits.drain_timeout / millis(1)}});
         state_.draining.store(true);
         state_.ready.store(false);

@@ -13,8 +13,8 @@ namespace breakerbox::admin {
 
 struct reload_outcome {
     bool applied;
-    std::vector<std::string> errors;   // why it was rejected (file:line:column: key: message)
-    std::uint64_t generation;          // the configuration generation now serving
+    std::vector<std::string> errors; // why it was rejected (file:line:column: key: message)
+    std::uint64_t generation;        // the configuration generation now serving
     std::vector<std::string> kept_breakers, fresh_breakers;
 };
 

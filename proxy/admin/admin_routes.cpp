@@ -82,12 +82,15 @@ http::response circuit_action(const admin_context& ctx, std::string_view upstrea
             cb.reset(actor);
         else
             return error(404, "unknown_action", "actions: force-open, force-closed, disable, reset");
-        log::warn("operator action", {{"action", action}, {"upstream", name}, {"who", actor},
-                                      {"from", resilience::to_string(before)}, {"to", resilience::to_string(cb.state())}});
+        log::warn("operator action", {{"action", action},
+                                      {"upstream", name},
+                                      {"who", actor},
+                                      {"from", resilience::to_string(before)},
+                                      {"to", resilience::to_string(cb.state())}});
         if (upstream != "*") {
             auto report = build_health_report(ctx, name);
-            return json_response(200, {{"action", action}, {"upstream", name}, {"by", actor},
-                                       {"circuit", report->body["upstreams"][name]}});
+            return json_response(
+                200, {{"action", action}, {"upstream", name}, {"by", actor}, {"circuit", report->body["upstreams"][name]}});
         }
     }
     if (upstream == "*")
@@ -133,9 +136,11 @@ http::response reload(const admin_context& ctx, const http::request& req, const 
     if (!ctx.reload)
         return error(503, "reload_unavailable", "reload is not available here");
     const auto out = ctx.reload();
-    log::warn("operator action", {{"action", "reload"}, {"who", who(req, info.remote_ip)}, {"applied", out.applied},
-                                  {"generation", out.generation}});
-    return json_response(out.applied ? 200 : 422, {{"applied", out.applied}, {"errors", out.errors},
+    log::warn(
+        "operator action",
+        {{"action", "reload"}, {"who", who(req, info.remote_ip)}, {"applied", out.applied}, {"generation", out.generation}});
+    return json_response(out.applied ? 200 : 422, {{"applied", out.applied},
+                                                   {"errors", out.errors},
                                                    {"generation", out.generation},
                                                    {"breakers_kept", out.kept_breakers},
                                                    {"breakers_reset", out.fresh_breakers}});

@@ -30,15 +30,21 @@ nlohmann::json breaker_json(const config::breaker_config& b)
               {"minimum_calls", b.minimum_calls},
               {"minimum_failures", b.minimum_failures}}},
             {"slow_calls",
-             {{"enabled", b.slow_call_enabled}, {"duration_ms", ms(b.slow_call_duration)}, {"rate_threshold_percent", b.slow_call_rate_threshold},
-              {"consecutive", b.slow_call_consecutive}, {"in_flight", b.slow_call_in_flight}}},
+             {{"enabled", b.slow_call_enabled},
+              {"duration_ms", ms(b.slow_call_duration)},
+              {"rate_threshold_percent", b.slow_call_rate_threshold},
+              {"consecutive", b.slow_call_consecutive},
+              {"in_flight", b.slow_call_in_flight}}},
             {"open_duration_ms", ms(b.open_duration)},
             {"open_duration_multiplier", b.open_duration_multiplier},
             {"max_open_duration_ms", ms(b.max_open_duration)},
             {"open_duration_jitter", b.open_duration_jitter},
-            {"half_open", {{"max_probes", b.half_open_max_probes}, {"successes_to_close", b.half_open_successes_to_close}, {"max_wait_ms", ms(b.half_open_max_wait)},
-                           {"probe", b.probe_path.empty() ? nlohmann::json(nullptr)
-                                                          : nlohmann::json{{"path", b.probe_path}, {"timeout_ms", ms(b.probe_timeout)}}}}},
+            {"half_open",
+             {{"max_probes", b.half_open_max_probes},
+              {"successes_to_close", b.half_open_successes_to_close},
+              {"max_wait_ms", ms(b.half_open_max_wait)},
+              {"probe", b.probe_path.empty() ? nlohmann::json(nullptr)
+                                             : nlohmann::json{{"path", b.probe_path}, {"timeout_ms", ms(b.probe_timeout)}}}}},
             {"recovery_ramp_ms", ms(b.recovery_ramp)},
             {"cancel_in_flight", b.cancel_in_flight}};
 }
@@ -113,7 +119,10 @@ nlohmann::json policy_json(const config::upstream_config& u)
         {"request_timeout_ms", ms(u.request_timeout)},
         {"load_balancing", name_of(u.load_balancing)},
         {"circuit_breaker", breaker_json(u.breaker)},
-        {"bulkhead", {{"max_concurrent", u.bulkhead.max_concurrent}, {"max_queue", u.bulkhead.max_queue}, {"queue_timeout_ms", ms(u.bulkhead.queue_timeout)}}},
+        {"bulkhead",
+         {{"max_concurrent", u.bulkhead.max_concurrent},
+          {"max_queue", u.bulkhead.max_queue},
+          {"queue_timeout_ms", ms(u.bulkhead.queue_timeout)}}},
         {"retries", retries_json(u.retries)},
         {"fallbacks", fallbacks_json(u.fallbacks)},
     };
@@ -128,7 +137,9 @@ nlohmann::json upstream_json(const admin_context& ctx, const resilience::upstrea
     const auto wall_now = std::chrono::system_clock::now();
     const auto since_wall = wall_now - std::chrono::nanoseconds(now - snap.since);
 
-    nlohmann::json window = {{"calls", snap.window.calls}, {"failures", snap.window.failures}, {"slow", snap.window.slow},
+    nlohmann::json window = {{"calls", snap.window.calls},
+                             {"failures", snap.window.failures},
+                             {"slow", snap.window.slow},
                              {"failure_rate", snap.window.calls ? double(snap.window.failures) / snap.window.calls : 0.0},
                              {"slow_call_rate", snap.window.calls ? double(snap.window.slow) / snap.window.calls : 0.0}};
     const auto totals = ctx.upstream_totals(name);
@@ -141,7 +152,8 @@ nlohmann::json upstream_json(const admin_context& ctx, const resilience::upstrea
     }
     counts["retries"]["budget_in_use"] = r.budget.active();
     const auto bulk = r.bulk.snapshot();
-    nlohmann::json bulkhead = {{"in_flight", bulk.in_flight}, {"queued", bulk.queued}, {"limit", bulk.limit}, {"max_queue", bulk.max_queue}};
+    nlohmann::json bulkhead = {
+        {"in_flight", bulk.in_flight}, {"queued", bulk.queued}, {"limit", bulk.limit}, {"max_queue", bulk.max_queue}};
 
     nlohmann::json j = {
         {"state", resilience::to_string(snap.state)},
@@ -193,14 +205,17 @@ std::optional<health_report> build_health_report(const admin_context& ctx, std::
         return std::nullopt;
     const auto uptime = std::chrono::duration<double>(std::chrono::system_clock::now() - ctx.state.started_at).count();
     nlohmann::json body = {
-        {"status", any_open ? "open" : any_half_open ? "degraded" : "ok"},
+        {"status", any_open        ? "open"
+                   : any_half_open ? "degraded"
+                                   : "ok"},
         {"config_generation", rt->generation},
         {"instance",
          {{"id", ctx.state.instance_id},
           {"version", build::version},
           {"started_at", iso8601(ctx.state.started_at)},
           {"uptime_seconds", uptime},
-          {"scope", "per-instance: every breakerbox sidecar keeps its own circuit state; other replicas may see different states"}}},
+          {"scope",
+           "per-instance: every breakerbox sidecar keeps its own circuit state; other replicas may see different states"}}},
         {"upstreams", upstreams},
     };
     return health_report{std::move(body), any_open ? 503u : 200u};

@@ -20,39 +20,39 @@ using resilience::breaker_state;
 
 // Every metric family /metrics exposes besides the labelled upstream counters (those come with their
 // label values from runtime::upstream_families): name, type and help, declared once, in output order.
-#define BREAKERBOX_METRIC_FAMILIES(X)                                                                                        \
-    X(build_info, Gauge, "breakerbox_build_info", "Build information; always 1.")                                           \
-    X(circuit_state, Gauge, "breakerbox_circuit_state", "1 for the circuit's current state, 0 for the others.")             \
+#define BREAKERBOX_METRIC_FAMILIES(X)                                                                                          \
+    X(build_info, Gauge, "breakerbox_build_info", "Build information; always 1.")                                              \
+    X(circuit_state, Gauge, "breakerbox_circuit_state", "1 for the circuit's current state, 0 for the others.")                \
     X(circuit_state_code, Gauge, "breakerbox_circuit_state_code", "Circuit state as a number: 0 closed, 1 half-open, 2 open.") \
-    X(transitions, Counter, "breakerbox_circuit_transitions_total", "Circuit state transitions.")                          \
-    X(trips, Counter, "breakerbox_circuit_trips_total", "Transitions into open or forced-open.")                           \
-    X(window_calls, Gauge, "breakerbox_circuit_window_calls", "Calls in the breaker's sliding window.")                    \
-    X(failure_ratio, Gauge, "breakerbox_circuit_failure_ratio", "Failure ratio over the sliding window (0-1).")            \
-    X(slow_call_ratio, Gauge, "breakerbox_circuit_slow_call_ratio", "Slow-call ratio over the sliding window (0-1).")      \
-    X(consecutive_failures, Gauge, "breakerbox_circuit_consecutive_failures", "Current run of consecutive failures.")      \
-    X(next_probe, Gauge, "breakerbox_circuit_next_probe_seconds", "Seconds until the next half-open probe (0 unless open).") \
+    X(transitions, Counter, "breakerbox_circuit_transitions_total", "Circuit state transitions.")                              \
+    X(trips, Counter, "breakerbox_circuit_trips_total", "Transitions into open or forced-open.")                               \
+    X(window_calls, Gauge, "breakerbox_circuit_window_calls", "Calls in the breaker's sliding window.")                        \
+    X(failure_ratio, Gauge, "breakerbox_circuit_failure_ratio", "Failure ratio over the sliding window (0-1).")                \
+    X(slow_call_ratio, Gauge, "breakerbox_circuit_slow_call_ratio", "Slow-call ratio over the sliding window (0-1).")          \
+    X(consecutive_failures, Gauge, "breakerbox_circuit_consecutive_failures", "Current run of consecutive failures.")          \
+    X(next_probe, Gauge, "breakerbox_circuit_next_probe_seconds", "Seconds until the next half-open probe (0 unless open).")   \
     X(slow_requests, Counter, "breakerbox_upstream_slow_requests_total", "Upstream calls slower than the slow-call duration.") \
-    X(bulkhead_in_flight, Gauge, "breakerbox_bulkhead_in_flight", "Requests holding a bulkhead slot.")                     \
-    X(bulkhead_queued, Gauge, "breakerbox_bulkhead_queued", "Requests waiting for a bulkhead slot.")                       \
-    X(bulkhead_limit, Gauge, "breakerbox_bulkhead_limit", "Bulkhead limit on concurrent requests (0: unlimited).")         \
-    X(bulkhead_queue_limit, Gauge, "breakerbox_bulkhead_queue_limit", "Bulkhead wait-queue capacity.")                     \
-    X(retry_budget_in_use, Gauge, "breakerbox_retry_budget_in_use", "Retries in flight against the retry budget.")         \
-    X(tls_certificate_expiry, Gauge, "breakerbox_upstream_tls_certificate_expiry_seconds",                                 \
-      "Seconds until the soonest-expiring certificate the upstream's endpoints presented in a full handshake.")            \
-    X(request_duration, Histogram, "breakerbox_upstream_request_duration_seconds",                                         \
-      "Duration of upstream calls (connect, write, read).")                                                                 \
-    X(active_probes, Counter, "breakerbox_active_probes_total",                                                             \
-      "Active half-open probes (circuit_breaker.half_open.probe) by outcome.")                                              \
-    X(connections, Counter, "breakerbox_downstream_connections_total", "Client connections accepted.")                     \
-    X(connections_parked, Counter, "breakerbox_downstream_connections_parked_total",                                        \
-      "Idle keep-alive client connections that gave their read buffer back after a second without a request.")              \
-    X(connections_active, Gauge, "breakerbox_downstream_connections_active", "Client connections open now.")               \
-    X(connections_rejected, Counter, "breakerbox_downstream_connections_rejected_total",                                    \
-      "Client connections refused (limit or draining).")                                                                   \
-    X(accept_errors, Counter, "breakerbox_accept_errors_total", "Failed accept() calls.")                                  \
-    X(requests, Counter, "breakerbox_downstream_requests_total", "Client requests read.")                                  \
-    X(responses, Counter, "breakerbox_downstream_responses_total", "Responses sent to clients, by status class.")          \
-    X(generated_responses, Counter, "breakerbox_proxy_generated_responses_total",                                           \
+    X(bulkhead_in_flight, Gauge, "breakerbox_bulkhead_in_flight", "Requests holding a bulkhead slot.")                         \
+    X(bulkhead_queued, Gauge, "breakerbox_bulkhead_queued", "Requests waiting for a bulkhead slot.")                           \
+    X(bulkhead_limit, Gauge, "breakerbox_bulkhead_limit", "Bulkhead limit on concurrent requests (0: unlimited).")             \
+    X(bulkhead_queue_limit, Gauge, "breakerbox_bulkhead_queue_limit", "Bulkhead wait-queue capacity.")                         \
+    X(retry_budget_in_use, Gauge, "breakerbox_retry_budget_in_use", "Retries in flight against the retry budget.")             \
+    X(tls_certificate_expiry, Gauge, "breakerbox_upstream_tls_certificate_expiry_seconds",                                     \
+      "Seconds until the soonest-expiring certificate the upstream's endpoints presented in a full handshake.")                \
+    X(request_duration, Histogram, "breakerbox_upstream_request_duration_seconds",                                             \
+      "Duration of upstream calls (connect, write, read).")                                                                    \
+    X(active_probes, Counter, "breakerbox_active_probes_total",                                                                \
+      "Active half-open probes (circuit_breaker.half_open.probe) by outcome.")                                                 \
+    X(connections, Counter, "breakerbox_downstream_connections_total", "Client connections accepted.")                         \
+    X(connections_parked, Counter, "breakerbox_downstream_connections_parked_total",                                           \
+      "Idle keep-alive client connections that gave their read buffer back after a second without a request.")                 \
+    X(connections_active, Gauge, "breakerbox_downstream_connections_active", "Client connections open now.")                   \
+    X(connections_rejected, Counter, "breakerbox_downstream_connections_rejected_total",                                       \
+      "Client connections refused (limit or draining).")                                                                       \
+    X(accept_errors, Counter, "breakerbox_accept_errors_total", "Failed accept() calls.")                                      \
+    X(requests, Counter, "breakerbox_downstream_requests_total", "Client requests read.")                                      \
+    X(responses, Counter, "breakerbox_downstream_responses_total", "Responses sent to clients, by status class.")              \
+    X(generated_responses, Counter, "breakerbox_proxy_generated_responses_total",                                              \
       "Responses breakerbox generated itself (errors, rejections).")
 
 #define BREAKERBOX_METRIC_ENUM(id, type, name, help) id,
@@ -132,7 +132,8 @@ void add_breaker(exposition& e, const std::string& name, const resilience::circu
         for (const auto& [to, to_name] : resilience::breaker_state_names) {
             const auto n = cb.transition_count(from, to);
             if (n > 0 || resilience::is_automatic_transition(from, to)) // the usual edges, declared before they happen
-                e.add(metric::transitions, {{"upstream", name}, {"from", std::string(from_name)}, {"to", std::string(to_name)}}, double(n));
+                e.add(metric::transitions, {{"upstream", name}, {"from", std::string(from_name)}, {"to", std::string(to_name)}},
+                      double(n));
         }
     e.add(metric::trips, {{"upstream", name}}, double(snap.trips));
     e.add(metric::window_calls, {{"upstream", name}}, snap.window.calls);
@@ -149,7 +150,8 @@ void add_counters(exposition& e, const std::string& name, const runtime::upstrea
         const auto& family = runtime::upstream_families[f];
         const auto counts = family.counts(totals);
         for (std::size_t k = 0; k < counts.size(); ++k)
-            e.add_labelled(f, {{"upstream", name}, {std::string(family.label), std::string(family.values[k])}}, double(counts[k]));
+            e.add_labelled(f, {{"upstream", name}, {std::string(family.label), std::string(family.values[k])}},
+                           double(counts[k]));
     }
     e.add(metric::slow_requests, {{"upstream", name}}, double(totals.slow));
     ClientMetric h;
@@ -157,7 +159,8 @@ void add_counters(exposition& e, const std::string& name, const runtime::upstrea
     std::uint64_t cumulative = 0;
     for (std::size_t b = 0; b < totals.duration_bucket.size(); ++b) {
         cumulative += totals.duration_bucket[b];
-        const double le = b < runtime::duration_buckets.size() ? runtime::duration_buckets[b] : std::numeric_limits<double>::infinity();
+        const double le =
+            b < runtime::duration_buckets.size() ? runtime::duration_buckets[b] : std::numeric_limits<double>::infinity();
         h.histogram.bucket.push_back({cumulative, le});
     }
     h.histogram.sample_count = cumulative;

@@ -72,7 +72,8 @@ struct pool_config {
 };
 
 enum class window_type { count_based, time_based };
-inline constexpr enum_name<window_type> window_type_names[]{{window_type::count_based, "count"}, {window_type::time_based, "time"}};
+inline constexpr enum_name<window_type> window_type_names[]{{window_type::count_based, "count"},
+                                                            {window_type::time_based, "time"}};
 constexpr std::span<const enum_name<window_type>> names_of(window_type) noexcept { return window_type_names; }
 
 // 5xx minus 501 (Not Implemented: the method, not the server's health) and 505 (HTTP Version Not
@@ -90,7 +91,7 @@ inline std::vector<unsigned> default_failure_statuses()
 // ignored counts as a success.
 struct classification_config {
     std::vector<unsigned> failure_statuses = default_failure_statuses(); // an explicit [] means: no status is a failure
-    std::vector<unsigned> ignored_statuses;   // counted neither way
+    std::vector<unsigned> ignored_statuses;                              // counted neither way
     bool status_429_is_failure = false;
     bool connect_failure = true;
     bool connect_timeout = true;
@@ -102,18 +103,18 @@ struct classification_config {
 
 struct breaker_config {
     bool enabled = true;
-    std::uint32_t consecutive_failures = 5;     // 0 disables the rule
+    std::uint32_t consecutive_failures = 5; // 0 disables the rule
     bool failure_rate_enabled = true;
-    double failure_rate_threshold = 50.0;       // percent
+    double failure_rate_threshold = 50.0; // percent
     window_type window = window_type::time_based;
-    std::uint32_t window_size = 100;            // calls, for count_based
-    nanos window_duration = seconds(10);        // for time_based
-    std::uint32_t window_buckets = 10;          // for time_based
+    std::uint32_t window_size = 100;     // calls, for count_based
+    nanos window_duration = seconds(10); // for time_based
+    std::uint32_t window_buckets = 10;   // for time_based
     std::uint32_t minimum_calls = 20;
-    std::uint32_t minimum_failures = 0;         // > 0: trip also when failures >= this even below minimum_calls
+    std::uint32_t minimum_failures = 0; // > 0: trip also when failures >= this even below minimum_calls
     bool slow_call_enabled = false;
     nanos slow_call_duration = seconds(2);
-    double slow_call_rate_threshold = 100.0;    // percent
+    double slow_call_rate_threshold = 100.0; // percent
     // slow_calls.consecutive: trip after this many slow calls in a row (no fast call between); 0 = off.
     // Unlike a rate it is not diluted by the fast calls of the last window, so a hang trips it quickly.
     std::uint32_t slow_call_consecutive = 0;
@@ -123,7 +124,7 @@ struct breaker_config {
     nanos open_duration = seconds(5);
     double open_duration_multiplier = 2.0;
     nanos max_open_duration = seconds(300);
-    double open_duration_jitter = 0.1;          // +-10 %
+    double open_duration_jitter = 0.1;            // +-10 %
     nanos open_backoff_reset_after = seconds(60); // closed this long: the open time goes back to the base
     std::uint32_t half_open_max_probes = 1;
     std::uint32_t half_open_successes_to_close = 1;
@@ -132,7 +133,7 @@ struct breaker_config {
     // and client requests are never used as probes (they get the open-circuit answer until it closes).
     std::string probe_path;
     nanos probe_timeout = seconds(1);
-    nanos recovery_ramp = 0;                    // 0: no ramp
+    nanos recovery_ramp = 0; // 0: no ramp
     // When the circuit opens, requests already with the upstream are answered at once as if they had
     // arrived after it opened (within the worker's 100 ms sweep) instead of waiting out their timeout.
     bool cancel_in_flight = false;
@@ -142,25 +143,25 @@ struct breaker_config {
 };
 
 struct bulkhead_config {
-    std::uint32_t max_concurrent = 128;  // 0 = unlimited
-    std::uint32_t max_queue = 128;       // 0 = reject at once when full
+    std::uint32_t max_concurrent = 128; // 0 = unlimited
+    std::uint32_t max_queue = 128;      // 0 = reject at once when full
     nanos queue_timeout = seconds(1);
 };
 
 // What a failed attempt must have been for a retry (RFC 9110 §9.2.2 idempotent methods only, by default).
 struct retry_config {
-    std::uint32_t max_attempts = 2;      // including the first; 1 = no retries
-    bool on_connect_failure = true;      // refused, connect timeout, no route to host
-    bool on_reset = true;                // the connection broke before a complete response
-    bool on_timeout = false;             // the attempt's deadline passed (doubling latency is opt-in)
+    std::uint32_t max_attempts = 2; // including the first; 1 = no retries
+    bool on_connect_failure = true; // refused, connect timeout, no route to host
+    bool on_reset = true;           // the connection broke before a complete response
+    bool on_timeout = false;        // the attempt's deadline passed (doubling latency is opt-in)
     std::vector<unsigned> on_statuses{502, 503, 504};
     std::vector<std::string> methods{"GET", "HEAD", "OPTIONS", "PUT", "DELETE"};
-    bool allow_post = false;             // POST is retried only with an Idempotency-Key, unless this is set
-    nanos per_try_timeout = 0;           // 0 = the request deadline only
+    bool allow_post = false;   // POST is retried only with an Idempotency-Key, unless this is set
+    nanos per_try_timeout = 0; // 0 = the request deadline only
     nanos backoff_base = millis(25);
     nanos backoff_max = millis(250);
-    nanos retry_after_max = seconds(1);  // an upstream Retry-After longer than this ends the retries
-    double budget_ratio = 0.2;           // retries in flight <= max(min, ratio * active requests)
+    nanos retry_after_max = seconds(1); // an upstream Retry-After longer than this ends the retries
+    double budget_ratio = 0.2;          // retries in flight <= max(min, ratio * active requests)
     std::uint32_t budget_min_concurrent = 3;
 };
 
@@ -187,7 +188,7 @@ struct fallback_config {
     // static
     unsigned status = 503;
     std::vector<std::pair<std::string, std::string>> headers;
-    std::string body;                    // inline, or read from body_file at load time
+    std::string body; // inline, or read from body_file at load time
     // upstream (failover)
     std::string upstream;
 };
@@ -199,8 +200,8 @@ struct stale_cache_config {
 };
 
 struct routes_config {
-    std::vector<std::string> hosts;      // Host header / absolute-form authority matches (case-insensitive)
-    std::string path_prefix;             // "" = no prefix route
+    std::vector<std::string> hosts; // Host header / absolute-form authority matches (case-insensitive)
+    std::string path_prefix;        // "" = no prefix route
     bool strip_prefix = false;
 };
 
@@ -212,19 +213,19 @@ inline constexpr enum_name<tls_version> tls_version_names[]{{tls_version::v1_2, 
 constexpr std::span<const enum_name<tls_version>> names_of(tls_version) noexcept { return tls_version_names; }
 
 struct tls_config {
-    bool enabled = false;              // true once a tls block is given, unless it says enabled: false
-    bool verify = true;                // the chain against the trust source and the name (RFC 9110 §4.3.4)
-    std::string ca_file;               // "" = the system bundle
-    std::string server_name;           // SNI and the name checked; "" = the endpoints' host
-    std::string client_certificate;    // mutual TLS: PEM chain, with client_key
+    bool enabled = false;           // true once a tls block is given, unless it says enabled: false
+    bool verify = true;             // the chain against the trust source and the name (RFC 9110 §4.3.4)
+    std::string ca_file;            // "" = the system bundle
+    std::string server_name;        // SNI and the name checked; "" = the endpoints' host
+    std::string client_certificate; // mutual TLS: PEM chain, with client_key
     std::string client_key;
     tls_version min_version = tls_version::v1_2;
-    bool session_reuse = true;         // resume sessions on new connections (per worker and endpoint)
+    bool session_reuse = true; // resume sessions on new connections (per worker and endpoint)
     // Filled by the loader from the files above (read at load and at every reload), already checked:
-    std::string ca_pem;                // the trusted certificates (ca_file, or the system bundle)
+    std::string ca_pem; // the trusted certificates (ca_file, or the system bundle)
     std::string certificate_pem;
     std::string key_pem;
-    bool server_name_is_ip = false;    // checked against IP subjectAltNames, and sent as no SNI (RFC 6066 §3)
+    bool server_name_is_ip = false; // checked against IP subjectAltNames, and sent as no SNI (RFC 6066 §3)
     bool operator==(const tls_config&) const = default;
 };
 
@@ -237,7 +238,7 @@ struct upstream_config {
     nanos resolve_interval = seconds(30);
     pool_config pool;
     routes_config routes;
-    std::string host_rewrite;            // "" = keep the client's Host
+    std::string host_rewrite; // "" = keep the client's Host
     breaker_config breaker;
     bulkhead_config bulkhead;
     retry_config retries;
@@ -255,7 +256,7 @@ struct upstream_config {
 
 struct config {
     std::string source_file;
-    std::uint32_t workers = 0;           // 0 = number of cores
+    std::uint32_t workers = 0; // 0 = number of cores
     std::vector<listener_config> listeners;
     admin_config admin;
     limits_config limits;

@@ -29,7 +29,7 @@ namespace {
 // Walks the YAML tree, collecting errors. One instance per load.
 class reader {
 public:
-    reader(std::string file, const env_lookup& env) : file_(std::move(file)), env_(env) {}
+    reader(std::string file, const env_lookup& env) : file_(std::move(file)), env_(env) { }
 
     std::vector<config_error> errors;
 
@@ -122,15 +122,16 @@ public:
     }
 
     template <class Int>
-    void read_uint(const YAML::Node& map, std::string_view key, const std::string& path, Int& out,
-                   std::uint64_t min, std::uint64_t max)
+    void read_uint(const YAML::Node& map, std::string_view key, const std::string& path, Int& out, std::uint64_t min,
+                   std::uint64_t max)
     {
         auto f = field(map, key, path);
         if (!f)
             return;
         const auto& [node, p, s] = *f;
         std::uint64_t v = 0;
-        bool ok = !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)); });
+        bool ok =
+            !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)); });
         if (ok) {
             try {
                 v = std::stoull(s);
@@ -150,8 +151,8 @@ public:
         read_double(map, key, path, out, 0.0, 100.0, "a percentage in (0, 100]", true);
     }
 
-    void read_double(const YAML::Node& map, std::string_view key, const std::string& path, double& out,
-                     double min, double max, const std::string& expected, bool exclusive_min = false)
+    void read_double(const YAML::Node& map, std::string_view key, const std::string& path, double& out, double min, double max,
+                     const std::string& expected, bool exclusive_min = false)
     {
         auto f = field(map, key, path);
         if (!f)
@@ -170,8 +171,7 @@ public:
         out = v;
     }
 
-    void read_duration(const YAML::Node& map, std::string_view key, const std::string& path, nanos& out,
-                       nanos min, nanos max)
+    void read_duration(const YAML::Node& map, std::string_view key, const std::string& path, nanos& out, nanos min, nanos max)
     {
         auto f = field(map, key, path);
         if (!f)
@@ -189,8 +189,8 @@ public:
         out = *d;
     }
 
-    void read_size(const YAML::Node& map, std::string_view key, const std::string& path, std::uint64_t& out,
-                   std::uint64_t min, std::uint64_t max)
+    void read_size(const YAML::Node& map, std::string_view key, const std::string& path, std::uint64_t& out, std::uint64_t min,
+                   std::uint64_t max)
     {
         auto f = field(map, key, path);
         if (!f)
@@ -240,8 +240,9 @@ public:
             return false;
         auto hp = parse_host_port(*s);
         if (!hp || (hp->port == 0 && !allow_port_zero)) {
-            fail(node, path, std::string("expected host:port with a port in [") + (allow_port_zero ? "0" : "1") +
-                                 ", 65535], got \"" + *s + "\"");
+            fail(node, path,
+                 std::string("expected host:port with a port in [") + (allow_port_zero ? "0" : "1") + ", 65535], got \"" + *s +
+                     "\"");
             return false;
         }
         out = *hp;
@@ -265,8 +266,7 @@ public:
         return out;
     }
 
-    std::optional<std::vector<unsigned>> read_status_list(const YAML::Node& map, std::string_view key,
-                                                          const std::string& path)
+    std::optional<std::vector<unsigned>> read_status_list(const YAML::Node& map, std::string_view key, const std::string& path)
     {
         auto node = map[std::string(key)];
         if (!node)
@@ -319,7 +319,8 @@ constexpr nanos hour = seconds(3600);
 
 void read_pool(reader& r, const YAML::Node& node, const std::string& path, pool_config& pool)
 {
-    if (!r.check_map(node, path, {"max_connections_per_endpoint", "max_idle_per_endpoint", "idle_timeout", "max_requests_per_connection"}))
+    if (!r.check_map(node, path,
+                     {"max_connections_per_endpoint", "max_idle_per_endpoint", "idle_timeout", "max_requests_per_connection"}))
         return;
     r.read_uint(node, "max_connections_per_endpoint", path, pool.max_connections_per_endpoint, 0, 1000000);
     r.read_uint(node, "max_idle_per_endpoint", path, pool.max_idle_per_endpoint, 0, 100000);
@@ -329,8 +330,9 @@ void read_pool(reader& r, const YAML::Node& node, const std::string& path, pool_
 
 void read_classification(reader& r, const YAML::Node& node, const std::string& path, classification_config& c)
 {
-    if (!r.check_map(node, path, {"failure_statuses", "ignored_statuses", "status_429_is_failure", "connect_failure",
-                                  "connect_timeout", "request_timeout", "connection_reset", "invalid_response"}))
+    if (!r.check_map(node, path,
+                     {"failure_statuses", "ignored_statuses", "status_429_is_failure", "connect_failure", "connect_timeout",
+                      "request_timeout", "connection_reset", "invalid_response"}))
         return;
     if (auto v = r.read_status_list(node, "failure_statuses", path))
         c.failure_statuses = *v;
@@ -346,8 +348,9 @@ void read_classification(reader& r, const YAML::Node& node, const std::string& p
 
 void read_failure_rate(reader& r, const YAML::Node& fr, const std::string& p, breaker_config& b)
 {
-    if (!r.check_map(fr, p, {"enabled", "threshold", "window", "window_size", "window_duration", "window_buckets",
-                             "minimum_calls", "minimum_failures"}))
+    if (!r.check_map(fr, p,
+                     {"enabled", "threshold", "window", "window_size", "window_duration", "window_buckets", "minimum_calls",
+                      "minimum_failures"}))
         return;
     r.read_bool(fr, "enabled", p, b.failure_rate_enabled);
     r.read_percent(fr, "threshold", p, b.failure_rate_threshold);
@@ -394,8 +397,8 @@ void read_breaker(reader& r, const YAML::Node& node, const std::string& path, br
 {
     if (!r.check_map(node, path,
                      {"enabled", "consecutive_failures", "failure_rate", "slow_calls", "open_duration",
-                      "open_duration_multiplier", "max_open_duration", "open_duration_jitter",
-                      "open_backoff_reset_after", "half_open", "recovery_ramp", "cancel_in_flight", "classify"}))
+                      "open_duration_multiplier", "max_open_duration", "open_duration_jitter", "open_backoff_reset_after",
+                      "half_open", "recovery_ramp", "cancel_in_flight", "classify"}))
         return;
     r.read_bool(node, "enabled", path, b.enabled);
     r.read_uint(node, "consecutive_failures", path, b.consecutive_failures, 0, 1000000);
@@ -427,8 +430,9 @@ void read_bulkhead(reader& r, const YAML::Node& node, const std::string& path, b
 
 void read_retries(reader& r, const YAML::Node& node, const std::string& path, retry_config& c)
 {
-    if (!r.check_map(node, path, {"max_attempts", "retry_on", "methods", "allow_post", "per_try_timeout", "backoff_base",
-                                  "backoff_max", "retry_after_max", "budget"}))
+    if (!r.check_map(node, path,
+                     {"max_attempts", "retry_on", "methods", "allow_post", "per_try_timeout", "backoff_base", "backoff_max",
+                      "retry_after_max", "budget"}))
         return;
     r.read_uint(node, "max_attempts", path, c.max_attempts, 1, 10);
     if (auto on = node["retry_on"]) {
@@ -449,7 +453,8 @@ void read_retries(reader& r, const YAML::Node& node, const std::string& path, re
                     c.on_reset = true;
                 else if (*s == "timeout")
                     c.on_timeout = true;
-                else if (s->size() == 3 && std::all_of(s->begin(), s->end(), ::isdigit) && std::stoi(*s) >= 100 && std::stoi(*s) <= 599)
+                else if (s->size() == 3 && std::all_of(s->begin(), s->end(), ::isdigit) && std::stoi(*s) >= 100 &&
+                         std::stoi(*s) <= 599)
                     c.on_statuses.push_back(static_cast<unsigned>(std::stoi(*s)));
                 else
                     r.fail(on[i], ip, "expected connect_failure, reset, timeout or a status code, got \"" + *s + "\"");
@@ -480,8 +485,9 @@ void read_retries(reader& r, const YAML::Node& node, const std::string& path, re
 
 void read_tls(reader& r, const YAML::Node& node, const std::string& path, tls_config& t)
 {
-    if (!r.check_map(node, path, {"enabled", "verify", "ca_file", "server_name", "client_certificate", "client_key",
-                                  "min_version", "session_reuse"}))
+    if (!r.check_map(
+            node, path,
+            {"enabled", "verify", "ca_file", "server_name", "client_certificate", "client_key", "min_version", "session_reuse"}))
         return;
     t.enabled = true; // the block's presence turns it on, unless it says enabled: false
     r.read_bool(node, "enabled", path, t.enabled);
@@ -547,8 +553,9 @@ void resolve_tls(reader& r, const YAML::Node& node, const std::string& path, ups
         const auto system = system_trust_file();
         auto text = read_text_file(system, "/", error);
         if (!text || !check_certificates(*text).empty())
-            r.fail(block, p, "no trust source: tls.ca_file is not set and the system bundle " + system +
-                                 " has no readable certificate (install ca-certificates, or set tls.ca_file)");
+            r.fail(block, p,
+                   "no trust source: tls.ca_file is not set and the system bundle " + system +
+                       " has no readable certificate (install ca-certificates, or set tls.ca_file)");
         else
             t.ca_pem = std::move(*text);
     }
@@ -596,7 +603,8 @@ void read_fallback_triggers(reader& r, const YAML::Node& when, const std::string
 bool is_token(std::string_view name) // RFC 9110 §5.6.2
 {
     return !name.empty() && std::all_of(name.begin(), name.end(), [](char c) {
-        return std::isalnum(static_cast<unsigned char>(c)) || std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+        return std::isalnum(static_cast<unsigned char>(c)) ||
+               std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
     });
 }
 
@@ -635,7 +643,8 @@ void read_body_file(reader& r, const YAML::Node& bf, const std::string& path, st
     body = ss.str();
 }
 
-void read_static_fallback(reader& r, const YAML::Node& st, const std::string& path, fallback_config& fb, const std::string& config_dir)
+void read_static_fallback(reader& r, const YAML::Node& st, const std::string& path, fallback_config& fb,
+                          const std::string& config_dir)
 {
     if (!r.check_map(st, path, {"status", "headers", "body", "body_file"}))
         return;
@@ -698,8 +707,9 @@ void read_fallbacks(reader& r, const YAML::Node& node, const std::string& path, 
 }
 
 // Keys an upstream shares with the defaults block.
-#define BREAKERBOX_POLICY_KEYS "load_balancing", "connect_timeout", "request_timeout", "resolve_interval", "pool", "tls", \
-    "circuit_breaker", "bulkhead", "retries", "stale_cache"
+#define BREAKERBOX_POLICY_KEYS                                                                                                \
+    "load_balancing", "connect_timeout", "request_timeout", "resolve_interval", "pool", "tls", "circuit_breaker", "bulkhead", \
+        "retries", "stale_cache"
 
 void read_policies(reader& r, const YAML::Node& node, const std::string& path, upstream_config& u)
 {
@@ -734,10 +744,7 @@ std::string lower(std::string s)
     return s;
 }
 
-bool is_loopback(const std::string& host)
-{
-    return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
-}
+bool is_loopback(const std::string& host) { return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0; }
 
 void validate_retries(reader& r, const YAML::Node& at, const std::string& path, const retry_config& c)
 {
@@ -757,8 +764,9 @@ void validate_breaker(reader& r, const YAML::Node& at, const std::string& path, 
 
 void read_limits(reader& r, const YAML::Node& l, limits_config& lim)
 {
-    if (!r.check_map(l, "limits", {"max_connections", "max_header_bytes", "max_request_body", "max_response_body",
-                                   "header_timeout", "body_timeout", "idle_timeout", "write_timeout", "drain_timeout"}))
+    if (!r.check_map(l, "limits",
+                     {"max_connections", "max_header_bytes", "max_request_body", "max_response_body", "header_timeout",
+                      "body_timeout", "idle_timeout", "write_timeout", "drain_timeout"}))
         return;
     r.read_uint(l, "max_connections", "limits", lim.max_connections, 1, 1000000);
     r.read_size(l, "max_header_bytes", "limits", lim.max_header_bytes, 1024, 1024 * 1024);
@@ -959,7 +967,8 @@ void check_routes(reader& r, const YAML::Node& root, const config& cfg)
                 failover_target = failover_target || (fb.kind == fallback_kind::upstream && fb.upstream == u.name);
         if (!dedicated && !failover_target && u.routes.hosts.empty() && u.routes.path_prefix.empty())
             r.fail(node, "upstreams." + u.name + ".routes",
-                   "upstream is unreachable: give it routes (hosts or path_prefix), a dedicated listener, or make it a failover target");
+                   "upstream is unreachable: give it routes (hosts or path_prefix), a dedicated listener, or make it a failover "
+                   "target");
         for (const auto& h : u.routes.hosts)
             if (!hosts.insert(h).second)
                 r.fail(node, "upstreams." + u.name + ".routes.hosts", "host \"" + h + "\" is routed to another upstream too");
@@ -1017,8 +1026,9 @@ load_result load_string(const std::string& yaml, const std::string& file_name, c
         r.fail(root, "", std::string("unexpected YAML structure: ") + e.what());
     }
     result.errors = std::move(r.errors);
-    std::stable_sort(result.errors.begin(), result.errors.end(),
-                     [](const config_error& a, const config_error& b) { return std::tie(a.line, a.column) < std::tie(b.line, b.column); });
+    std::stable_sort(result.errors.begin(), result.errors.end(), [](const config_error& a, const config_error& b) {
+        return std::tie(a.line, a.column) < std::tie(b.line, b.column);
+    });
     if (result.errors.empty())
         result.cfg = std::move(cfg);
     return result;

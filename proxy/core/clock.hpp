@@ -29,9 +29,7 @@ class steady_clock_source final : public clock {
 public:
     nanos now() const noexcept override
     {
-        return std::chrono::duration_cast<std::chrono::nanoseconds>(
-                   std::chrono::steady_clock::now().time_since_epoch())
-            .count();
+        return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
     }
     std::int64_t unix_seconds() const noexcept override
     {

@@ -69,14 +69,14 @@ public:
 
 private:
     struct timer_state {
-        explicit timer_state(const asio::any_io_executor& ex, tcp::socket* s) : timer(ex), socket(s) {}
+        explicit timer_state(const asio::any_io_executor& ex, tcp::socket* s) : timer(ex), socket(s) { }
         asio::steady_timer timer;
-        tcp::socket* socket;                            // null once the stream is gone
+        tcp::socket* socket; // null once the stream is gone
         clock::time_point deadline = clock::time_point::max();
         clock::time_point armed_for = clock::time_point::max(); // the pending expiry; max: none
-        unsigned generation = 0;                        // tells a superseded expiry from the current one
+        unsigned generation = 0;                                // tells a superseded expiry from the current one
         bool expired = false;
-        bool shut_down_on_abort = false;                // see abort_io()
+        bool shut_down_on_abort = false; // see abort_io()
     };
     static void arm(const std::shared_ptr<timer_state>& state, clock::time_point when);
     static void on_expiry(const std::shared_ptr<timer_state>& state, unsigned generation, const error_code& ec);
@@ -84,10 +84,7 @@ private:
 
     // Past the deadline every failure is the deadline's (with shut_down_on_abort an operation started
     // after it fails with a shutdown error rather than operation_aborted).
-    error_code as_timeout(const error_code& ec) const
-    {
-        return ec && timer_->expired ? error_code(beast::error::timeout) : ec;
-    }
+    error_code as_timeout(const error_code& ec) const { return ec && timer_->expired ? error_code(beast::error::timeout) : ec; }
 
     tcp::socket socket_;
     std::shared_ptr<timer_state> timer_;

@@ -11,7 +11,10 @@
 namespace breakerbox::log {
 
 enum class level { debug = 0, info = 1, warn = 2, error = 3 };
-inline constexpr enum_name<level> level_names[]{{level::debug, "debug"}, {level::info, "info"}, {level::warn, "warn"}, {level::error, "error"}};
+inline constexpr enum_name<level> level_names[]{{level::debug, "debug"},
+                                                {level::info, "info"},
+                                                {level::warn, "warn"},
+                                                {level::error, "error"}};
 constexpr std::span<const enum_name<level>> names_of(level) noexcept { return level_names; }
 
 void set_level(level l) noexcept;
@@ -23,9 +26,25 @@ inline bool enabled(level l) noexcept { return l >= current_level(); }
 void write(level l, std::string_view msg, const nlohmann::json& fields);
 void write(level l, std::string_view msg);
 
-inline void debug(std::string_view m, const nlohmann::json& f) { if (enabled(level::debug)) write(level::debug, m, f); }
-inline void info(std::string_view m, const nlohmann::json& f) { if (enabled(level::info)) write(level::info, m, f); }
-inline void warn(std::string_view m, const nlohmann::json& f) { if (enabled(level::warn)) write(level::warn, m, f); }
-inline void error(std::string_view m, const nlohmann::json& f) { if (enabled(level::error)) write(level::error, m, f); }
+inline void debug(std::string_view m, const nlohmann::json& f)
+{
+    if (enabled(level::debug))
+        write(level::debug, m, f);
+}
+inline void info(std::string_view m, const nlohmann::json& f)
+{
+    if (enabled(level::info))
+        write(level::info, m, f);
+}
+inline void warn(std::string_view m, const nlohmann::json& f)
+{
+    if (enabled(level::warn))
+        write(level::warn, m, f);
+}
+inline void error(std::string_view m, const nlohmann::json& f)
+{
+    if (enabled(level::error))
+        write(level::error, m, f);
+}
 
 } // namespace breakerbox::log

@@ -45,11 +45,12 @@ asio::awaitable<probe_result> request_health(Stream& stream, const std::string& 
         "GET " + path + " HTTP/1.1\r\nHost: " + host + "\r\nUser-Agent: breakerbox-probe\r\nConnection: close\r\n\r\n";
     const auto sent = co_await write_rest(stream, asio::buffer(request), write_progress{}, 0);
     if (const auto wec = sent.ec)
-        co_return probe_result{wec == beast::error::timeout ? proxy_error::upstream_timeout : proxy_error::upstream_reset, 0, wec.message()};
+        co_return probe_result{wec == beast::error::timeout ? proxy_error::upstream_timeout : proxy_error::upstream_reset, 0,
+                               wec.message()};
     beast::flat_buffer buffer;
     bhttp::response_parser<bhttp::string_body> parser;
     http::trailer_fence fence{parser}; // only the status is judged, but trailers never join the header
-    parser.body_limit(64 * 1024); // a health answer; anything bigger is not one
+    parser.body_limit(64 * 1024);      // a health answer; anything bigger is not one
     if (auto rec = co_await http::read_message(stream, buffer, parser, fence))
         co_return read_failure(rec);
     if (!http::response_coding_supported(parser.get()))
@@ -65,7 +66,8 @@ asio::awaitable<probe_result> probe_once(const tcp::endpoint& endpoint, const st
     deadline_stream stream(co_await asio::this_coro::executor);
     stream.expires_after(as_duration(timeout));
     if (auto ec = co_await stream.connect(endpoint))
-        co_return probe_result{ec == beast::error::timeout ? proxy_error::upstream_connect_timeout : proxy_error::upstream_connect_failed,
+        co_return probe_result{ec == beast::error::timeout ? proxy_error::upstream_connect_timeout
+                                                           : proxy_error::upstream_connect_failed,
                                0, ec.message()};
     if (!tls)
         co_return co_await request_health(stream, path, host);
@@ -88,7 +90,7 @@ nanos next_look(const resilience::circuit_breaker& breaker)
     // At most a second: an operator reset and a new trip with a shorter open time are noticed soon.
     case breaker_state::open: return std::clamp(breaker.time_until_probe(), millis(1), seconds(1));
     case breaker_state::half_open: return millis(10); // our probe slot may be taken: look again soon
-    default: return millis(50); // closed: notice a trip quickly; a timer on the main thread costs nothing
+    default: return millis(50);                       // closed: notice a trip quickly; a timer on the main thread costs nothing
     }
 }
 
@@ -118,8 +120,10 @@ asio::awaitable<void> run_active_prober(probe_target target, std::function<bool(
                                                                     : target.shared->classifier.of_error(r.error);
                     breaker.on_result(permit, outcome, clk.now());
                     target.shared->active_probes[static_cast<std::size_t>(outcome)].fetch_add(1, std::memory_order_relaxed);
-                    log::debug("active probe", {{"upstream", cfg.name}, {"endpoint", endpoint.address().to_string()},
-                                                {"status", r.status}, {"error", r.error == proxy_error::ok ? "" : token(r.error)},
+                    log::debug("active probe", {{"upstream", cfg.name},
+                                                {"endpoint", endpoint.address().to_string()},
+                                                {"status", r.status},
+                                                {"error", r.error == proxy_error::ok ? "" : token(r.error)},
                                                 {"detail", r.detail},
                                                 {"outcome", name_of(outcome)}});
                     continue; // look at the breaker again at once: more probes may be needed to close it

@@ -30,7 +30,6 @@ using resilience::render_static_fallback;
 namespace bhttp = boost::beast::http;
 using config::fallback_trigger;
 
-
 upstream_outcome outcome_label(proxy_error e, resilience::outcome classified)
 {
     switch (e) {
@@ -73,10 +72,10 @@ private:
 // The result of trying one upstream with its bulkhead, breaker and retries. The upstream's answer
 // itself is in the caller's message (forward_result::response), never moved from layer to layer.
 struct call_result {
-    proxy_error error = proxy_error::ok;   // ok: the upstream answered
+    proxy_error error = proxy_error::ok; // ok: the upstream answered
     std::string detail;
-    bool failure_status = false;           // the upstream answered, with a status classified as failure
-    resilience::admission rejection{};     // when error == circuit_open
+    bool failure_status = false;       // the upstream answered, with a status classified as failure
+    resilience::admission rejection{}; // when error == circuit_open
 };
 
 std::optional<fallback_trigger> trigger_of(const call_result& r)
@@ -99,9 +98,10 @@ std::optional<fallback_trigger> trigger_of(const call_result& r)
 
 class forwarder {
 public:
-    forwarder(runtime::worker_context& w, runtime::worker_generation& gen, http::request& req, const routing::route_match& route, bool head,
-              const client_info& client)
-        : worker_(w), clk_(w.clk), gen_(gen), cfg_(gen.config->cfg), req_(req), route_(route), head_(head), client_(client), watch_(client.watch)
+    forwarder(runtime::worker_context& w, runtime::worker_generation& gen, http::request& req, const routing::route_match& route,
+              bool head, const client_info& client)
+        : worker_(w), clk_(w.clk), gen_(gen), cfg_(gen.config->cfg), req_(req), route_(route), head_(head), client_(client),
+          watch_(client.watch)
     {
     }
 
@@ -184,8 +184,8 @@ private:
             exchange_result result;
             {
                 outstanding_guard counted{*ep};
-                result = co_await exchange(up.local, *ep, req_, attempt_limits(up, st, attempt_start, deadline, trips_before, permit),
-                                           response, watch_);
+                result = co_await exchange(
+                    up.local, *ep, req_, attempt_limits(up, st, attempt_start, deadline, trips_before, permit), response, watch_);
             }
             maybe_sent_ = maybe_sent_ || result.maybe_sent;
             if (resend_after_stale_connection(up, st, result)) {
@@ -212,16 +212,16 @@ private:
     // What one call keeps from attempt to attempt.
     struct attempt_state {
         unsigned attempt = 1;
-        call_result last;                      // the last attempt's result (its answer is in `response`)
+        call_result last; // the last attempt's result (its answer is in `response`)
         upstream::endpoint_slot* previous = nullptr;
-        resilience::retry_permit retry_slot;   // held while the attempt in flight is a retry
+        resilience::retry_permit retry_slot; // held while the attempt in flight is a retry
         // Whether the request may be sent more than once (RFC 9110 §9.2.2: its method, or POST with an
         // Idempotency-Key or allow_post), and whether it may be sent again after a broken connection
         // (also max_attempts > 1 and retry_on: reset). Known after the first ensure_prepared: a field
         // the client named in Connection (say, Idempotency-Key) is gone then.
         bool repeatable = false;
         bool resendable = false;
-        bool stale_resend = false;             // this attempt resends after a stale pooled connection
+        bool stale_resend = false; // this attempt resends after a stale pooled connection
     };
 
     static call_result bulkhead_refusal(upstream_handle& up, bulkhead_result admitted)
@@ -244,7 +244,8 @@ private:
 
     // The breaker turned an attempt away: a first attempt gets the open-circuit answer; a retry never
     // goes into an open circuit, and the last real answer stands.
-    static call_result refused_by_breaker(upstream_handle& up, attempt_state& st, resilience::admission kind, std::string detail = {})
+    static call_result refused_by_breaker(upstream_handle& up, attempt_state& st, resilience::admission kind,
+                                          std::string detail = {})
     {
         if (st.attempt > 1) {
             up.stats.count(retry_result::stopped_by_breaker);
@@ -361,8 +362,7 @@ private:
         if (st.attempt >= rc.max_attempts || result.stale_connection || !st.repeatable ||
             !outcome_retryable(result.error, response, rc))
             return std::nullopt;
-        const auto delay =
-            retry_delay(result.error, response, rc, st.attempt, worker_.random(), clk_.unix_seconds());
+        const auto delay = retry_delay(result.error, response, rc, st.attempt, worker_.random(), clk_.unix_seconds());
         if (!delay || clk_.now() + *delay >= deadline)
             return std::nullopt;
         if (!take_retry_slot(up, st.retry_slot))
@@ -384,10 +384,10 @@ private:
 
     // What every fallback needs to know about the call it answers for.
     struct fallback_cause {
-        call_result result;          // `out.response` holds the upstream's answer when result.error == ok
+        call_result result; // `out.response` holds the upstream's answer when result.error == ok
         fallback_trigger trigger;
-        std::string_view reason;     // the trigger's name (X-Breakerbox-Fallback-Reason)
-        long retry_after;            // whole seconds until the next probe
+        std::string_view reason; // the trigger's name (X-Breakerbox-Fallback-Reason)
+        long retry_after;        // whole seconds until the next probe
     };
 
     // The upstream's fallbacks in order: the first one that applies to the trigger and can answer does;
@@ -451,8 +451,8 @@ private:
 
     // Another upstream serving the same API, with its own policies but without its own upstream
     // fallbacks (no chains or loops). Only its good answer serves.
-    asio::awaitable<bool> serve_failover(const upstream_handle& up, const config::fallback_config& fb, const fallback_cause& cause,
-                                         forward_result& out)
+    asio::awaitable<bool> serve_failover(const upstream_handle& up, const config::fallback_config& fb,
+                                         const fallback_cause& cause, forward_result& out)
     {
         // A request that must not be sent twice goes elsewhere only if the first upstream certainly did
         // not get it (refused before sending, or the connection never opened).
@@ -496,9 +496,10 @@ private:
             return;
         }
         if (r.error == proxy_error::circuit_open) {
-            std::string_view why = r.rejection == resilience::admission::rejected_probes ? "half-open: the allowed probes are already in flight"
-                                   : r.rejection == resilience::admission::rejected_ramp ? "recovering: admitting a growing share of traffic"
-                                                                                         : "the circuit is open";
+            std::string_view why =
+                r.rejection == resilience::admission::rejected_probes ? "half-open: the allowed probes are already in flight"
+                : r.rejection == resilience::admission::rejected_ramp ? "recovering: admitting a growing share of traffic"
+                                                                      : "the circuit is open";
             const auto& cb = up.shared.breaker;
             out.response = http::make_circuit_open_response(ucfg.name, resilience::to_string(cb.state()), retry_after, why);
             return;
@@ -547,8 +548,10 @@ private:
         std::string endpoint_host;
         if (route_.authority.empty())
             endpoint_host = up.endpoints.front().text();
-        const std::string_view host_if_missing = route_.authority.empty() ? std::string_view(endpoint_host) : std::string_view(route_.authority);
-        http::rewrite_for_upstream(req_, cfg_.forwarding, {client_.ip, route_.authority}, route_.origin_target, host, host_if_missing);
+        const std::string_view host_if_missing =
+            route_.authority.empty() ? std::string_view(endpoint_host) : std::string_view(route_.authority);
+        http::rewrite_for_upstream(req_, cfg_.forwarding, {client_.ip, route_.authority}, route_.origin_target, host,
+                                   host_if_missing);
         prepared_ = true;
     }
 

@@ -112,8 +112,9 @@ void count_handshake(const exchange_limits& limits, tls::handshake_result r)
 
 // A new connection to `ep`: TCP connect, then for an upstream with tls the handshake, both within
 // connect_timeout (and the request's deadline). nullopt: ready for the request.
-asio::awaitable<std::optional<exchange_result>> open_connection(upstream::worker_upstream& up, upstream::upstream_connection& conn,
-                                                                upstream::endpoint_slot& ep, const exchange_limits& limits)
+asio::awaitable<std::optional<exchange_result>> open_connection(upstream::worker_upstream& up,
+                                                                upstream::upstream_connection& conn, upstream::endpoint_slot& ep,
+                                                                const exchange_limits& limits)
 {
     auto connect_deadline = std::min(limits.deadline, limits.clk->to_steady(limits.clk->now() + limits.connect_timeout));
     conn.stream.expires_at(connect_deadline);
@@ -130,7 +131,8 @@ asio::awaitable<std::optional<exchange_result>> open_connection(upstream::worker
         co_return std::nullopt;
     conn.tls = std::make_unique<tls::tls_connection>(conn.stream.socket(), *up.tls());
     conn.stream.shut_down_on_abort(); // the TLS engine starts socket operations a cancel cannot reach
-    auto handshake = co_await tls::client_handshake(*conn.tls, conn.stream, &ep.tls_sessions, ep.label, connect_deadline >= limits.deadline);
+    auto handshake =
+        co_await tls::client_handshake(*conn.tls, conn.stream, &ep.tls_sessions, ep.label, connect_deadline >= limits.deadline);
     count_handshake(limits, handshake.result);
     if (handshake.error != proxy_error::ok)
         co_return handshake_failure(handshake);
@@ -147,7 +149,8 @@ asio::awaitable<write_progress> write_through_tls(upstream::upstream_connection&
     co_return co_await message.write_rest(io, write_progress{});
 }
 
-asio::awaitable<error_code> read_through_tls(upstream::upstream_connection& conn, response_parser& parser, http::trailer_fence& fence)
+asio::awaitable<error_code> read_through_tls(upstream::upstream_connection& conn, response_parser& parser,
+                                             http::trailer_fence& fence)
 {
     tls::tls_io io{conn.stream, conn.tls->stream};
     co_return co_await http::read_message(io, conn.buffer, parser, fence, response_read_size);
@@ -234,13 +237,15 @@ bool usable_response(const http::response& res, bool head)
 exchange_result unusable_response(const http::response& res, const std::string& endpoint)
 {
     if (res.result_int() == 101)
-        return sent_failure(failure(proxy_error::upstream_invalid_response, endpoint + " switched protocols, which is not supported"));
+        return sent_failure(
+            failure(proxy_error::upstream_invalid_response, endpoint + " switched protocols, which is not supported"));
     return coding_failure(res, endpoint);
 }
 
 // The response goes to the caller's message; the connection back to the pool when it may carry another.
-exchange_result deliver(upstream::worker_upstream& up, upstream::endpoint_slot& ep, std::unique_ptr<upstream::upstream_connection> conn,
-                        response_parser& parser, http::response& response, const clock& clk)
+exchange_result deliver(upstream::worker_upstream& up, upstream::endpoint_slot& ep,
+                        std::unique_ptr<upstream::upstream_connection> conn, response_parser& parser, http::response& response,
+                        const clock& clk)
 {
     const bool reusable = parser.keep_alive() && conn->buffer.size() == 0 && (!conn->tls || tls::nothing_buffered(*conn->tls));
     response = parser.release();
@@ -254,9 +259,8 @@ exchange_result deliver(upstream::worker_upstream& up, upstream::endpoint_slot& 
 
 } // namespace
 
-asio::awaitable<exchange_result> exchange(upstream::worker_upstream& up, upstream::endpoint_slot& ep,
-                                          const http::request& req, const exchange_limits& limits,
-                                          http::response& response, client_watch* watch)
+asio::awaitable<exchange_result> exchange(upstream::worker_upstream& up, upstream::endpoint_slot& ep, const http::request& req,
+                                          const exchange_limits& limits, http::response& response, client_watch* watch)
 {
     const bool head = req.method() == bhttp::verb::head;
     watch_guard disarm_at_end{watch};

@@ -58,8 +58,7 @@ struct exchange_limits {
 // every layer on its way to the client. `watch` (optional): the client's connection is watched
 // meanwhile; if the client goes away the exchange is cancelled and ends with proxy_error::client_closed
 // (and with limits.cancel_on_trip, if that circuit opens, with proxy_error::circuit_open).
-asio::awaitable<exchange_result> exchange(upstream::worker_upstream& up, upstream::endpoint_slot& ep,
-                                          const http::request& req, const exchange_limits& limits,
-                                          http::response& response, client_watch* watch = nullptr);
+asio::awaitable<exchange_result> exchange(upstream::worker_upstream& up, upstream::endpoint_slot& ep, const http::request& req,
+                                          const exchange_limits& limits, http::response& response, client_watch* watch = nullptr);
 
 } // namespace breakerbox::forward

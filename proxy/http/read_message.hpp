@@ -14,12 +14,11 @@
 namespace breakerbox::http {
 
 // `Stream`: a deadline_stream, or anything with its io(), timed_out(), io_error() and mark_drained()
-// (tls::tls_io reads through TLS). Completes when the parser is done; errors are Beast's (need_more never escapes), end_of_stream when
-// the peer closed before sending anything, and beast::error::timeout past the deadline.
-// `fence`: the parser's trailer_fence (http/message_rules.hpp), so that a chunked message's trailer
-// section is dropped instead of joining the header; every parser on a path that reads bodies has one.
-// `min_read`: each read asks for at least this much (Beast's own sizing starts at 512 bytes, which took
-// nine recv calls for a 4 KiB response).
+// (tls::tls_io reads through TLS). Completes when the parser is done; errors are Beast's (need_more never escapes), end_of_stream
+// when the peer closed before sending anything, and beast::error::timeout past the deadline. `fence`: the parser's trailer_fence
+// (http/message_rules.hpp), so that a chunked message's trailer section is dropped instead of joining the header; every parser on
+// a path that reads bodies has one. `min_read`: each read asks for at least this much (Beast's own sizing starts at 512 bytes,
+// which took nine recv calls for a 4 KiB response).
 namespace detail {
 // A complete message: the trailer placeholder goes, and when it ended with the data queued (`drained`),
 // the socket is marked drained — the next one is not there yet. Not after an interim 1xx response,
@@ -72,8 +71,7 @@ asio::awaitable<error_code> read_message(Stream& stream, beast::flat_buffer& buf
         // as long as the deadline lasts.
         if (parser.is_header_done() && buffer.size() > max_unparsed_after_header)
             co_return bhttp::error::header_limit;
-        const std::size_t room =
-            std::min(std::max(beast::read_size(buffer, 65536), min_read), buffer.max_size() - buffer.size());
+        const std::size_t room = std::min(std::max(beast::read_size(buffer, 65536), min_read), buffer.max_size() - buffer.size());
         if (room == 0)
             co_return bhttp::error::buffer_overflow;
         if (stream.timed_out())

@@ -43,8 +43,15 @@ struct probe_word {
     std::uint32_t in_flight;
     std::uint32_t successes;
 };
-probe_word decode_probes(std::uint64_t v) { return {static_cast<std::uint32_t>(v >> 32), static_cast<std::uint32_t>((v >> 16) & 0xffff), static_cast<std::uint32_t>(v & 0xffff)}; }
-std::uint64_t encode_probes(probe_word p) { return (std::uint64_t(p.tag) << 32) | (std::uint64_t(p.in_flight & 0xffff) << 16) | (p.successes & 0xffff); }
+probe_word decode_probes(std::uint64_t v)
+{
+    return {static_cast<std::uint32_t>(v >> 32), static_cast<std::uint32_t>((v >> 16) & 0xffff),
+            static_cast<std::uint32_t>(v & 0xffff)};
+}
+std::uint64_t encode_probes(probe_word p)
+{
+    return (std::uint64_t(p.tag) << 32) | (std::uint64_t(p.in_flight & 0xffff) << 16) | (p.successes & 0xffff);
+}
 
 } // namespace
 
@@ -110,10 +117,8 @@ permit circuit_breaker::acquire(nanos now, bool prober) noexcept
             }
             return {admission::admitted, w.generation, now};
         case breaker_state::forced_closed:
-        case breaker_state::disabled:
-            return {admission::admitted, w.generation, now};
-        case breaker_state::forced_open:
-            return {admission::rejected_open, w.generation, now};
+        case breaker_state::disabled: return {admission::admitted, w.generation, now};
+        case breaker_state::forced_open: return {admission::rejected_open, w.generation, now};
         case breaker_state::open:
             if (now < from_ms(w.stamp_ms) || !may_probe)
                 return {admission::rejected_open, w.generation, now};
@@ -124,7 +129,8 @@ permit circuit_breaker::acquire(nanos now, bool prober) noexcept
             if (!may_probe)
                 return {admission::rejected_probes, w.generation, now};
             if (now >= from_ms(w.stamp_ms)) {
-                trip(bits, w, "half-open probes did not complete within max_wait of " + duration_text(cfg_.half_open_max_wait), now);
+                trip(bits, w, "half-open probes did not complete within max_wait of " + duration_text(cfg_.half_open_max_wait),
+                     now);
                 continue;
             }
             if (auto p = try_probe(bits, w, now); p.kind != admission::rejected_open)
@@ -144,7 +150,7 @@ permit circuit_breaker::try_probe(std::uint64_t bits, const word& w, nanos now) 
             // state is stale; taking over the counter would clobber the newer period's accounting.
             if (static_cast<std::int16_t>(static_cast<std::uint16_t>(p.tag) - w.generation) > 0)
                 return {admission::rejected_open, w.generation, now}; // caller looks at the state again
-            p = {w.generation, 0, 0}; // first probe of this half-open period
+            p = {w.generation, 0, 0};                                 // first probe of this half-open period
         }
         if (p.in_flight >= cfg_.half_open_max_probes)
             return {admission::rejected_probes, w.generation, now};
@@ -249,8 +255,10 @@ void circuit_breaker::evaluate_trip(std::uint64_t bits, const word& w, nanos now
     }
     const std::uint32_t slow_streak = consecutive_slow_.load(std::memory_order_relaxed);
     if (cfg_.slow_call_enabled && cfg_.slow_call_consecutive > 0 && slow_streak >= cfg_.slow_call_consecutive) {
-        trip(bits, w, std::to_string(slow_streak) + " consecutive slow calls >= " + std::to_string(cfg_.slow_call_consecutive) +
-                          " (slower than " + duration_text(cfg_.slow_call_duration) + ")", now);
+        trip(bits, w,
+             std::to_string(slow_streak) + " consecutive slow calls >= " + std::to_string(cfg_.slow_call_consecutive) +
+                 " (slower than " + duration_text(cfg_.slow_call_duration) + ")",
+             now);
         return;
     }
     const window_totals t = window_.totals(now);
@@ -258,19 +266,22 @@ void circuit_breaker::evaluate_trip(std::uint64_t bits, const word& w, nanos now
         return;
     if (cfg_.failure_rate_enabled) {
         const double rate = 100.0 * t.failures / t.calls;
-        const bool enough = t.calls >= cfg_.minimum_calls ||
-                            (cfg_.minimum_failures > 0 && t.failures >= cfg_.minimum_failures);
+        const bool enough = t.calls >= cfg_.minimum_calls || (cfg_.minimum_failures > 0 && t.failures >= cfg_.minimum_failures);
         if (enough && rate >= cfg_.failure_rate_threshold) {
-            trip(bits, w, "failure rate " + percent(rate) + " >= " + percent(cfg_.failure_rate_threshold) + " over " +
-                              std::to_string(t.calls) + " calls (" + std::to_string(t.failures) + " failed)", now);
+            trip(bits, w,
+                 "failure rate " + percent(rate) + " >= " + percent(cfg_.failure_rate_threshold) + " over " +
+                     std::to_string(t.calls) + " calls (" + std::to_string(t.failures) + " failed)",
+                 now);
             return;
         }
     }
     if (cfg_.slow_call_enabled && t.calls >= cfg_.minimum_calls) {
         const double rate = 100.0 * t.slow / t.calls;
         if (rate >= cfg_.slow_call_rate_threshold)
-            trip(bits, w, "slow-call rate " + percent(rate) + " >= " + percent(cfg_.slow_call_rate_threshold) + " over " +
-                              std::to_string(t.calls) + " calls (slower than " + duration_text(cfg_.slow_call_duration) + ")", now);
+            trip(bits, w,
+                 "slow-call rate " + percent(rate) + " >= " + percent(cfg_.slow_call_rate_threshold) + " over " +
+                     std::to_string(t.calls) + " calls (slower than " + duration_text(cfg_.slow_call_duration) + ")",
+                 now);
     }
 }
 
@@ -317,7 +328,8 @@ void circuit_breaker::release(const permit& p) noexcept
 
 nanos circuit_breaker::next_open_duration(std::uint16_t generation, std::uint32_t trips) const noexcept
 {
-    double d = static_cast<double>(cfg_.open_duration) * std::pow(cfg_.open_duration_multiplier, std::min<std::uint32_t>(trips, 64));
+    double d =
+        static_cast<double>(cfg_.open_duration) * std::pow(cfg_.open_duration_multiplier, std::min<std::uint32_t>(trips, 64));
     d = std::min(d, static_cast<double>(cfg_.max_open_duration));
     if (cfg_.open_duration_jitter > 0) {
         const double u = static_cast<double>(mix(seed_ ^ generation) >> 11) / 9007199254740992.0; // [0, 1)
@@ -330,7 +342,8 @@ nanos circuit_breaker::next_open_duration(std::uint16_t generation, std::uint32_
 bool circuit_breaker::trip(std::uint64_t expected, const word& from, std::string reason, nanos now)
 {
     // A circuit that stayed closed long enough starts again from the base open time.
-    const bool healthy_close = from.state == breaker_state::closed && now - from_ms(from.stamp_ms) >= cfg_.open_backoff_reset_after;
+    const bool healthy_close =
+        from.state == breaker_state::closed && now - from_ms(from.stamp_ms) >= cfg_.open_backoff_reset_after;
     const std::uint32_t trips = healthy_close ? 0 : consecutive_trips_.load(std::memory_order_relaxed);
     const nanos open_for = next_open_duration(static_cast<std::uint16_t>(from.generation + 1), trips);
     if (!transition(expected, breaker_state::open, to_ms_ceil(now + open_for), std::move(reason), now, open_for))
@@ -339,8 +352,8 @@ bool circuit_breaker::trip(std::uint64_t expected, const word& from, std::string
     return true;
 }
 
-bool circuit_breaker::transition(std::uint64_t expected, breaker_state to, std::int64_t stamp_ms, std::string reason,
-                                 nanos now, nanos open_for)
+bool circuit_breaker::transition(std::uint64_t expected, breaker_state to, std::int64_t stamp_ms, std::string reason, nanos now,
+                                 nanos open_for)
 {
     const word from = decode(expected);
 #if defined(BREAKERBOX_DEBUG_CHECKS) // debug and sanitizer builds: is_legal_transition, asserted
@@ -366,7 +379,8 @@ bool circuit_breaker::transition(std::uint64_t expected, breaker_state to, std::
     if (to == breaker_state::open)
         last_open_for_.store(open_for, std::memory_order_relaxed);
     transitions_.fetch_add(1, std::memory_order_relaxed);
-    transitions_by_edge_[static_cast<std::size_t>(from.state)][static_cast<std::size_t>(to)].fetch_add(1, std::memory_order_relaxed);
+    transitions_by_edge_[static_cast<std::size_t>(from.state)][static_cast<std::size_t>(to)].fetch_add(1,
+                                                                                                       std::memory_order_relaxed);
     {
         std::lock_guard lock(reason_mutex_);
         last_reason_ = reason;
@@ -391,7 +405,10 @@ void circuit_breaker::operator_transition(breaker_state to, std::string_view act
 }
 
 void circuit_breaker::force_open(std::string_view who) { operator_transition(breaker_state::forced_open, "force-open", who); }
-void circuit_breaker::force_closed(std::string_view who) { operator_transition(breaker_state::forced_closed, "force-closed", who); }
+void circuit_breaker::force_closed(std::string_view who)
+{
+    operator_transition(breaker_state::forced_closed, "force-closed", who);
+}
 void circuit_breaker::disable(std::string_view who) { operator_transition(breaker_state::disabled, "disable", who); }
 
 void circuit_breaker::reset(std::string_view who)
@@ -428,9 +445,10 @@ breaker_snapshot circuit_breaker::snapshot() const
     s.consecutive_slow_calls = consecutive_slow_.load(std::memory_order_relaxed);
     s.window = window_.totals(now);
     s.open_until = w.state == breaker_state::open ? from_ms(w.stamp_ms) : 0;
-    s.current_open_duration = w.state == breaker_state::open ? last_open_for_.load(std::memory_order_relaxed)
-                                                             : next_open_duration(static_cast<std::uint16_t>(w.generation + 1),
-                                                                                  consecutive_trips_.load(std::memory_order_relaxed));
+    s.current_open_duration = w.state == breaker_state::open
+                                  ? last_open_for_.load(std::memory_order_relaxed)
+                                  : next_open_duration(static_cast<std::uint16_t>(w.generation + 1),
+                                                       consecutive_trips_.load(std::memory_order_relaxed));
     if (w.state == breaker_state::half_open) {
         auto p = decode_probes(probes_.load(std::memory_order_acquire));
         if (p.tag == w.generation) {
@@ -447,8 +465,8 @@ breaker_snapshot circuit_breaker::snapshot() const
         s.state = breaker_state::half_open;
         s.since = from_ms(w.stamp_ms);
         s.open_until = 0;
-        s.current_open_duration = next_open_duration(static_cast<std::uint16_t>(w.generation + 2),
-                                                      consecutive_trips_.load(std::memory_order_relaxed));
+        s.current_open_duration =
+            next_open_duration(static_cast<std::uint16_t>(w.generation + 2), consecutive_trips_.load(std::memory_order_relaxed));
         s.last_reason = "open time of " + duration_text(last_open_for_.load(std::memory_order_relaxed)) +
                         " elapsed: the next call is admitted as a probe";
     }

@@ -49,10 +49,12 @@ namespace breakerbox::resilience {
 
 enum class breaker_state : std::uint8_t { closed = 0, open = 1, half_open = 2, forced_open = 3, forced_closed = 4, disabled = 5 };
 constexpr std::size_t breaker_state_count = 6;
-inline constexpr enum_name<breaker_state> breaker_state_names[]{
-    {breaker_state::closed, "closed"},           {breaker_state::open, "open"},
-    {breaker_state::half_open, "half_open"},     {breaker_state::forced_open, "forced_open"},
-    {breaker_state::forced_closed, "forced_closed"}, {breaker_state::disabled, "disabled"}};
+inline constexpr enum_name<breaker_state> breaker_state_names[]{{breaker_state::closed, "closed"},
+                                                                {breaker_state::open, "open"},
+                                                                {breaker_state::half_open, "half_open"},
+                                                                {breaker_state::forced_open, "forced_open"},
+                                                                {breaker_state::forced_closed, "forced_closed"},
+                                                                {breaker_state::disabled, "disabled"}};
 constexpr std::span<const enum_name<breaker_state>> names_of(breaker_state) noexcept { return breaker_state_names; }
 constexpr std::string_view to_string(breaker_state s) noexcept { return name_of(s); }
 
@@ -104,9 +106,9 @@ struct breaker_snapshot {
     // half_open, with `since` the end of the open time and open_until 0.
     breaker_state state;
     breaker_state recorded_state; // the state word as stored (moves from open to half_open lazily)
-    nanos since;                 // when the current state began
-    std::uint64_t transitions;   // number of transitions so far
-    std::uint64_t trips;         // transitions into open (all kinds)
+    nanos since;                  // when the current state began
+    std::uint64_t transitions;    // number of transitions so far
+    std::uint64_t trips;          // transitions into open (all kinds)
     std::uint32_t consecutive_failures;
     std::uint32_t consecutive_slow_calls;
     window_totals window;
@@ -119,8 +121,8 @@ struct breaker_snapshot {
 
 class circuit_breaker {
 public:
-    circuit_breaker(std::string upstream, const config::breaker_config& cfg, const clock& clk,
-                    transition_listener listener = {}, std::uint64_t seed = 0);
+    circuit_breaker(std::string upstream, const config::breaker_config& cfg, const clock& clk, transition_listener listener = {},
+                    std::uint64_t seed = 0);
 
     // Hot path: decide whether a call may go to the upstream now. Callers on the request path pass the
     // time they already read (one clock read serves the deadline, the breaker and the metrics); the
@@ -217,7 +219,10 @@ private:
     permit try_probe(std::uint64_t bits, const word& w, nanos now) noexcept;
     void finish_probe(const permit& p, bool success, nanos now) noexcept;
 
-    bool open_time_over(const word& w, nanos now) const noexcept { return w.state == breaker_state::open && now >= from_ms(w.stamp_ms); }
+    bool open_time_over(const word& w, nanos now) const noexcept
+    {
+        return w.state == breaker_state::open && now >= from_ms(w.stamp_ms);
+    }
     static std::int64_t to_ms_ceil(nanos t) noexcept { return (t + 999'999) / 1'000'000; }
     static nanos from_ms(std::int64_t ms) noexcept { return ms * 1'000'000; }
 
@@ -228,7 +233,7 @@ private:
     const std::uint64_t seed_;
 
     std::atomic<std::uint64_t> state_word_;
-    std::atomic<std::uint64_t> probes_{0};        // {generation:32 | in_flight:16 | successes:16}
+    std::atomic<std::uint64_t> probes_{0}; // {generation:32 | in_flight:16 | successes:16}
     std::atomic<std::uint32_t> consecutive_failures_{0};
     std::atomic<std::uint32_t> consecutive_slow_{0};
     std::atomic<std::uint32_t> consecutive_trips_{0}; // re-trips without a healthy close: drives the open time

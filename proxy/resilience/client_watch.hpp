@@ -42,7 +42,7 @@ private:
 
 class client_watch {
 public:
-    client_watch(tcp::socket& client, watch_registry& registry) : client_(client), registry_(registry) {}
+    client_watch(tcp::socket& client, watch_registry& registry) : client_(client), registry_(registry) { }
     ~client_watch() { disarm(); }
     client_watch(const client_watch&) = delete;
     client_watch& operator=(const client_watch&) = delete;
@@ -51,8 +51,8 @@ public:
     // or — with `breaker` — if that circuit has opened since its trip count was `trips` (read before
     // the call was admitted, so that a trip in between is not missed). With `slow_permit`, the sweep
     // records the call as slow through it once it has run that long.
-    void arm(deadline_stream& upstream, nanos now, const resilience::circuit_breaker* breaker = nullptr,
-             std::uint64_t trips = 0, resilience::breaker_permit* slow_permit = nullptr);
+    void arm(deadline_stream& upstream, nanos now, const resilience::circuit_breaker* breaker = nullptr, std::uint64_t trips = 0,
+             resilience::breaker_permit* slow_permit = nullptr);
     // Stops watching (a pending socket wait completes later as aborted and touches nothing).
     void disarm() noexcept;
     bool client_gone() const noexcept { return gone_; }

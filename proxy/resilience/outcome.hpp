@@ -13,7 +13,9 @@
 namespace breakerbox::resilience {
 
 enum class outcome : std::uint8_t { success, failure, ignored };
-inline constexpr enum_name<outcome> outcome_names[]{{outcome::success, "success"}, {outcome::failure, "failure"}, {outcome::ignored, "ignored"}};
+inline constexpr enum_name<outcome> outcome_names[]{{outcome::success, "success"},
+                                                    {outcome::failure, "failure"},
+                                                    {outcome::ignored, "ignored"}};
 constexpr std::span<const enum_name<outcome>> names_of(outcome) noexcept { return outcome_names; }
 
 // Shared, immutable after construction: a lookup table per status plus the error classes.
@@ -21,10 +23,7 @@ class outcome_classifier {
 public:
     explicit outcome_classifier(const config::classification_config& cfg);
 
-    outcome of_status(unsigned status) const noexcept
-    {
-        return status < table_.size() ? table_[status] : outcome::failure;
-    }
+    outcome of_status(unsigned status) const noexcept { return status < table_.size() ? table_[status] : outcome::failure; }
     // For failures the proxy saw itself (connect failure, timeout, reset, invalid response).
     outcome of_error(proxy_error e) const noexcept;
 

@@ -33,7 +33,7 @@ public:
     circuit_breaker& breaker;
     bulkhead bulk;
     retry_budget budget;
-    std::unique_ptr<stale_cache> cache; // only with a stale fallback
+    std::unique_ptr<stale_cache> cache;     // only with a stale fallback
     std::shared_ptr<tls::upstream_tls> tls; // only with tls.enabled (set by the configuration generation)
     // Active half-open probes by outcome (success, failure, ignored): written by the prober on the main
     // thread, read by /metrics.

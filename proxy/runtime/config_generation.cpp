@@ -18,7 +18,8 @@ const tls::upstream_tls* previous_tls(const config_generation* previous, const s
 
 } // namespace
 
-config_generation::config_generation(config::config c, const clock& clk, const config_generation* previous) : cfg(std::move(c)), router(cfg)
+config_generation::config_generation(config::config c, const clock& clk, const config_generation* previous)
+    : cfg(std::move(c)), router(cfg)
 {
     std::uint64_t seed = static_cast<std::uint64_t>(clk.now());
     if (previous)
@@ -39,12 +40,14 @@ config_generation::config_generation(config::config c, const clock& clk, const c
                 continue;
             for (unsigned bit = 0; bit < 4; ++bit)
                 if (fb.triggers & (1u << bit))
-                    answers[f][bit] = resilience::prerender_static_fallback(fb, u.name, static_cast<config::fallback_trigger>(1u << bit));
+                    answers[f][bit] =
+                        resilience::prerender_static_fallback(fb, u.name, static_cast<config::fallback_trigger>(1u << bit));
         }
     }
 }
 
-const resilience::prerendered_answer* config_generation::static_answer(std::size_t u, std::size_t f, config::fallback_trigger trigger) const noexcept
+const resilience::prerendered_answer* config_generation::static_answer(std::size_t u, std::size_t f,
+                                                                       config::fallback_trigger trigger) const noexcept
 {
     const auto& answer = static_answers_[u][f][std::countr_zero(static_cast<unsigned>(trigger))];
     return answer ? &*answer : nullptr;

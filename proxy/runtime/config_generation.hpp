@@ -31,7 +31,8 @@ struct config_generation {
     std::optional<std::size_t> index_of(std::string_view upstream) const;
     // The static fallback answer of upstream `u`'s fallback `f` for `trigger`, rendered once; nullptr when
     // it has to be rendered per answer (or `f` is not a static fallback).
-    const resilience::prerendered_answer* static_answer(std::size_t u, std::size_t f, config::fallback_trigger trigger) const noexcept;
+    const resilience::prerendered_answer* static_answer(std::size_t u, std::size_t f,
+                                                        config::fallback_trigger trigger) const noexcept;
 
 private:
     // [upstream][fallback][trigger bit]

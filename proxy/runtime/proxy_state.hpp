@@ -16,7 +16,10 @@ namespace breakerbox::runtime {
 
 class proxy_state {
 public:
-    proxy_state(std::shared_ptr<const config_generation> first, std::size_t workers) : worker_count(workers), current_(std::move(first)) {}
+    proxy_state(std::shared_ptr<const config_generation> first, std::size_t workers)
+        : worker_count(workers), current_(std::move(first))
+    {
+    }
 
     std::shared_ptr<const config_generation> current() const
     {
@@ -30,7 +33,7 @@ public:
     }
 
     const std::size_t worker_count;
-    std::atomic<bool> ready{false};      // every listener bound and serving; false again while draining
+    std::atomic<bool> ready{false}; // every listener bound and serving; false again while draining
     std::atomic<bool> draining{false};
     std::atomic<std::int64_t> active_connections{0};
     std::atomic<std::uint64_t> accept_errors{0};

@@ -75,16 +75,18 @@ inline constexpr auto fallback_kind_labels = [] {
         labels[i] = config::fallback_kind_names[i].name;
     return labels;
 }();
-static_assert([] {
-    for (std::size_t i = 0; i < fallback_kind_count; ++i)
-        if (static_cast<std::size_t>(config::fallback_kind_names[i].value) != i)
-            return false;
-    return true;
-}(), "config::fallback_kind_names must list the kinds in the enum's order (they index the counters)");
+static_assert(
+    [] {
+        for (std::size_t i = 0; i < fallback_kind_count; ++i)
+            if (static_cast<std::size_t>(config::fallback_kind_names[i].value) != i)
+                return false;
+        return true;
+    }(),
+    "config::fallback_kind_names must list the kinds in the enum's order (they index the counters)");
 
 // Upper bounds of the request-duration histogram, in seconds (Prometheus `le`).
 inline constexpr std::array<double, 14> duration_buckets{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-                                                         0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+                                                         0.1,    0.25,  0.5,    1,     2.5,  5,     10};
 
 // The counters of one upstream: on one worker (Counter = local_counter, written by that worker only),
 // or summed over the workers for a report (Counter = std::uint64_t, upstream_totals).
@@ -157,25 +159,25 @@ struct labelled_family {
 inline constexpr labelled_family upstream_families[]{
     {"breakerbox_upstream_requests_total", "Upstream calls by outcome.", "outcome", "requests", upstream_outcome_names,
      [](const upstream_totals& t) { return std::span<const std::uint64_t>(t.outcomes); }},
-    {"breakerbox_rejections_total", "Requests answered locally without reaching the upstream, by reason.", "reason",
-     "rejections", rejection_reason_names, [](const upstream_totals& t) { return std::span<const std::uint64_t>(t.rejections); }},
+    {"breakerbox_rejections_total", "Requests answered locally without reaching the upstream, by reason.", "reason", "rejections",
+     rejection_reason_names, [](const upstream_totals& t) { return std::span<const std::uint64_t>(t.rejections); }},
     {"breakerbox_retries_total", "Retries by result.", "result", "retries", retry_result_names,
      [](const upstream_totals& t) { return std::span<const std::uint64_t>(t.retries); }},
     {"breakerbox_fallbacks_total", "Responses served by a fallback, by kind.", "kind", "fallbacks", fallback_kind_labels,
      [](const upstream_totals& t) { return std::span<const std::uint64_t>(t.fallbacks); }},
-    {"breakerbox_upstream_tls_handshakes_total", "TLS handshakes with the upstream's endpoints, by result (full, resumed, or how it failed).",
-     "result", "tls_handshakes", tls_handshake_result_names,
-     [](const upstream_totals& t) { return std::span<const std::uint64_t>(t.tls_handshakes); }},
+    {"breakerbox_upstream_tls_handshakes_total",
+     "TLS handshakes with the upstream's endpoints, by result (full, resumed, or how it failed).", "result", "tls_handshakes",
+     tls_handshake_result_names, [](const upstream_totals& t) { return std::span<const std::uint64_t>(t.tls_handshakes); }},
 };
 
 // Proxy-wide figures of one worker (local_counter), or summed over the workers (worker_totals).
 template <class Counter>
 struct worker_counters {
     Counter connections_accepted{};
-    Counter connections_parked{};  // idle keep-alive connections that gave their buffers back
-    Counter requests{};            // requests read from clients (answered by anyone)
+    Counter connections_parked{};                // idle keep-alive connections that gave their buffers back
+    Counter requests{};                          // requests read from clients (answered by anyone)
     std::array<Counter, 6> responses_by_class{}; // index = status / 100 (1xx..5xx)
-    Counter proxy_errors{};        // responses breakerbox generated itself
+    Counter proxy_errors{};                      // responses breakerbox generated itself
 };
 using worker_stats = worker_counters<local_counter>;
 using worker_totals = worker_counters<std::uint64_t>;

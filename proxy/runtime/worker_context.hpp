@@ -58,7 +58,7 @@ struct worker_generation {
     }
 
     const std::shared_ptr<const config_generation> config;
-    generation_stats stats;                // written by this worker only; kept across reloads
+    generation_stats stats;                 // written by this worker only; kept across reloads
     std::vector<upstream_handle> upstreams; // same order as config->cfg.upstreams
 
 private:
@@ -74,7 +74,8 @@ private:
 class worker_context {
 public:
     // `clk`: the time the worker's requests are served by (tests pass a manual clock).
-    worker_context(asio::io_context& ioc, proxy_state& state, std::size_t index, const clock& clk = steady_clock_source::instance())
+    worker_context(asio::io_context& ioc, proxy_state& state, std::size_t index,
+                   const clock& clk = steady_clock_source::instance())
         : ioc(ioc), state(state), index(index), clk(clk),
           current(std::make_shared<worker_generation>(state.current(), index, state.worker_count, stats_registry_))
     {
@@ -113,7 +114,7 @@ public:
     proxy_state& state;
     const std::size_t index; // this worker's number, 0..workers-1
     const clock& clk;
-    thread_owner owner;      // the worker's thread, once it runs: asserted at the worker-only entry points
+    thread_owner owner; // the worker's thread, once it runs: asserted at the worker-only entry points
     std::shared_ptr<worker_generation> current;
     resilience::watch_registry watches; // clients of this worker's exchanges in progress
 

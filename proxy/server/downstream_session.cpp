@@ -24,7 +24,7 @@ using request_parser = bhttp::request_parser<bhttp::string_body>;
 
 // Decrements the process-wide connection count however the session ends.
 struct connection_count_guard {
-    explicit connection_count_guard(runtime::proxy_state& s) : state(s) {}
+    explicit connection_count_guard(runtime::proxy_state& s) : state(s) { }
     ~connection_count_guard() { state.active_connections.fetch_sub(1, std::memory_order_relaxed); }
     runtime::proxy_state& state;
 };
@@ -77,9 +77,8 @@ bool expects_continue(const http::request& req)
 class downstream_session {
 public:
     downstream_session(tcp::socket socket, worker& w, std::size_t listener_index)
-        : stream_(std::move(socket)), watch_(stream_.socket(), w.context.watches), worker_(w),
-          state_(w.context.state), gen_(w.context.current),
-          listener_index_(listener_index)
+        : stream_(std::move(socket)), watch_(stream_.socket(), w.context.watches), worker_(w), state_(w.context.state),
+          gen_(w.context.current), listener_index_(listener_index)
     {
         error_code ec;
         auto remote = stream_.socket().remote_endpoint(ec);
@@ -137,9 +136,9 @@ private:
     // recycles coroutine frames only up to about 1 KiB and these made serve_one's frame larger (a fresh
     // allocation per request). Released when the request is over: an idle connection holds none of it.
     struct request_state {
-        request_state() : fence(parser) {} // (a default member initializer would not do for clang here)
+        request_state() : fence(parser) { } // (a default member initializer would not do for clang here)
         request_parser parser;
-        http::trailer_fence fence;         // after the parser: it registers with it
+        http::trailer_fence fence; // after the parser: it registers with it
         http::request req;
         forward::forward_result result;
     };
@@ -237,7 +236,8 @@ private:
         if (gen_->config->cfg.logging.access_log)
             record.emplace(req); // before forwarding rewrites the request
         if (route)
-            co_await forward::forward_request(worker_.context, *gen_, req, *route, {client_ip_, &stream_.socket(), &watch_}, result);
+            co_await forward::forward_request(worker_.context, *gen_, req, *route, {client_ip_, &stream_.socket(), &watch_},
+                                              result);
         if (result.error == proxy_error::client_closed)
             co_return false; // nobody left to answer
 
@@ -309,16 +309,20 @@ private:
 
     // What the access log line needs from the request as the client sent it (opt-in: copied only then).
     struct access_record {
-        explicit access_record(const http::request& req) : method(req.method_string()), target(req.target()) {}
+        explicit access_record(const http::request& req) : method(req.method_string()), target(req.target()) { }
         std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
         std::string method, target;
     };
     void log_access(const access_record& r, const forward::forward_result& result) const
     {
-        log::info("access", {{"client", client_ip_}, {"method", r.method}, {"target", r.target},
-                             {"status", result.status()}, {"error", result.error == proxy_error::ok ? "" : token(result.error)},
+        log::info("access", {{"client", client_ip_},
+                             {"method", r.method},
+                             {"target", r.target},
+                             {"status", result.status()},
+                             {"error", result.error == proxy_error::ok ? "" : token(result.error)},
                              {"upstream", result.upstream},
-                             {"duration_ms", std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - r.started).count()}});
+                             {"duration_ms",
+                              std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - r.started).count()}});
     }
 
     void count_response(unsigned status, bool generated_by_proxy)
@@ -333,7 +337,8 @@ private:
     std::optional<routing::route_match> route_request(const http::request& req, forward::forward_result& refused)
     {
         if (req.method() == bhttp::verb::connect) {
-            refused = {http::make_error_response(proxy_error::method_not_allowed, {}, "CONNECT is not supported: breakerbox is not a tunnel"),
+            refused = {http::make_error_response(proxy_error::method_not_allowed, {},
+                                                 "CONNECT is not supported: breakerbox is not a tunnel"),
                        proxy_error::method_not_allowed};
             return std::nullopt;
         }

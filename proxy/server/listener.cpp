@@ -21,8 +21,8 @@ tcp::endpoint resolve_listen_address(const config::host_port& hp)
     return {address, hp.port};
 }
 
-listener::listener(asio::io_context& accept_context, const config::listener_config& cfg, std::size_t index,
-                   worker_pool& pool, runtime::proxy_state& state)
+listener::listener(asio::io_context& accept_context, const config::listener_config& cfg, std::size_t index, worker_pool& pool,
+                   runtime::proxy_state& state)
     : acceptor_(accept_context), cfg_(cfg), index_(index), pool_(pool), state_(state)
 {
 }

@@ -11,8 +11,8 @@ namespace breakerbox::server {
 
 class listener {
 public:
-    listener(asio::io_context& accept_context, const config::listener_config& cfg, std::size_t index,
-             worker_pool& pool, runtime::proxy_state& state);
+    listener(asio::io_context& accept_context, const config::listener_config& cfg, std::size_t index, worker_pool& pool,
+             runtime::proxy_state& state);
 
     // Binds and listens; start-up only. Throws std::runtime_error naming the address on failure.
     void bind();

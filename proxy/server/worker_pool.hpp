@@ -15,7 +15,7 @@
 namespace breakerbox::server {
 
 struct worker {
-    worker(runtime::proxy_state& state, std::size_t index) : ioc(1), context(ioc, state, index) {}
+    worker(runtime::proxy_state& state, std::size_t index) : ioc(1), context(ioc, state, index) { }
     asio::io_context ioc;
     runtime::worker_context context;
     idle_registry idle;

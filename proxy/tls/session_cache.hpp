@@ -18,7 +18,7 @@ public:
     ~session_cache();
     session_cache(const session_cache&) = delete;
     session_cache& operator=(const session_cache&) = delete;
-    session_cache(session_cache&& other) noexcept : sessions_(std::move(other.sessions_)) {}
+    session_cache(session_cache&& other) noexcept : sessions_(std::move(other.sessions_)) { }
 
     // Takes ownership of one reference to `session` (from the new-session callback); keeps the newest few.
     void put(ssl_session_st* session) noexcept;

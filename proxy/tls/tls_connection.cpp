@@ -56,9 +56,10 @@ handshake_outcome classify_failure(const error_code& ec, SSL* ssl, const upstrea
                                    bool deadline_is_request)
 {
     if (ec == beast::error::timeout)
-        return deadline_is_request
-                   ? failed(handshake_result::timeout, proxy_error::upstream_timeout, "request deadline passed during the TLS handshake with " + endpoint)
-                   : failed(handshake_result::timeout, proxy_error::upstream_connect_timeout, "the TLS handshake with " + endpoint + " timed out");
+        return deadline_is_request ? failed(handshake_result::timeout, proxy_error::upstream_timeout,
+                                            "request deadline passed during the TLS handshake with " + endpoint)
+                                   : failed(handshake_result::timeout, proxy_error::upstream_connect_timeout,
+                                            "the TLS handshake with " + endpoint + " timed out");
     // (With verify off OpenSSL still records a chain result — "unable to get local issuer" against an
     // empty store — which is no reason for a failure then.)
     if (const long verify = SSL_get_verify_result(ssl); identity.cfg().verify && verify != X509_V_OK)
@@ -66,16 +67,18 @@ handshake_outcome classify_failure(const error_code& ec, SSL* ssl, const upstrea
                       "the certificate of " + endpoint + " failed verification: " + X509_verify_cert_error_string(verify) +
                           " (expected " + identity.cfg().server_name + ")");
     if (is_closed(ec))
-        return failed(handshake_result::reset, proxy_error::upstream_tls_reset, endpoint + " closed the connection during the TLS handshake");
+        return failed(handshake_result::reset, proxy_error::upstream_tls_reset,
+                      endpoint + " closed the connection during the TLS handshake");
     std::string detail = "the TLS handshake with " + endpoint + " failed: " + ec.message();
-    if (ec.category() == asio::error::get_ssl_category() && ERR_GET_REASON(static_cast<unsigned long>(ec.value())) == SSL_R_WRONG_VERSION_NUMBER)
+    if (ec.category() == asio::error::get_ssl_category() &&
+        ERR_GET_REASON(static_cast<unsigned long>(ec.value())) == SSL_R_WRONG_VERSION_NUMBER)
         detail += " (is the endpoint plain HTTP?)";
     return failed(handshake_result::handshake_failed, proxy_error::upstream_tls_handshake_failed, std::move(detail));
 }
 
 } // namespace
 
-tls_connection::tls_connection(tcp::socket& socket, upstream_tls& id) : stream(socket, id.context()), identity(&id) {}
+tls_connection::tls_connection(tcp::socket& socket, upstream_tls& id) : stream(socket, id.context()), identity(&id) { }
 
 asio::awaitable<handshake_outcome> client_handshake(tls_connection& conn, deadline_stream& stream, session_cache* cache,
                                                     const std::string& endpoint, bool deadline_is_request)
@@ -118,7 +121,8 @@ bool is_tls_close(const error_code& ec) noexcept { return ec == asio::ssl::error
 bool is_received_alert(const error_code& ec) noexcept
 {
     const auto e = static_cast<unsigned long>(ec.value());
-    return ec.category() == asio::error::get_ssl_category() && ERR_GET_LIB(e) == ERR_LIB_SSL && ERR_GET_REASON(e) >= SSL_AD_REASON_OFFSET;
+    return ec.category() == asio::error::get_ssl_category() && ERR_GET_LIB(e) == ERR_LIB_SSL &&
+           ERR_GET_REASON(e) >= SSL_AD_REASON_OFFSET;
 }
 
 } // namespace breakerbox::tls

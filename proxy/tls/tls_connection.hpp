@@ -36,7 +36,7 @@ struct tls_io {
     void expires_after(std::chrono::steady_clock::duration d) { deadline.expires_after(d); }
     // A TLS read returns one record's plaintext: how much it returned says nothing about the socket's
     // queue, so no drained hint (core/drained_hint.hpp) — the next read tries the socket first.
-    void mark_drained() noexcept {}
+    void mark_drained() noexcept { }
 };
 
 struct handshake_outcome {

@@ -74,11 +74,12 @@ upstream_tls::upstream_tls(const config::tls_config& cfg, const upstream_tls* pr
     SSL_CTX* h = context_.native_handle();
     // A password callback that never asks: an encrypted key fails instead of prompting on a terminal.
     context_.set_password_callback([](std::size_t, asio::ssl::context::password_purpose) { return std::string(); });
-    throw_if(SSL_CTX_set_min_proto_version(h, cfg.min_version == config::tls_version::v1_3 ? TLS1_3_VERSION : TLS1_2_VERSION) != 1,
+    throw_if(SSL_CTX_set_min_proto_version(h, cfg.min_version == config::tls_version::v1_3 ? TLS1_3_VERSION : TLS1_2_VERSION) !=
+                 1,
              "tls.min_version");
     set_trust(context_, cfg);
     set_client_certificate(context_, cfg);
-    static constexpr unsigned char alpn[] = "\x08http/1.1"; // length-prefixed protocol names
+    static constexpr unsigned char alpn[] = "\x08http/1.1";                   // length-prefixed protocol names
     throw_if(SSL_CTX_set_alpn_protos(h, alpn, sizeof alpn - 1) != 0, "ALPN"); // 0: success
     SSL_CTX_set_session_cache_mode(h, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
     SSL_CTX_sess_set_new_cb(h, on_new_session);
@@ -103,7 +104,8 @@ void upstream_tls::retain_peers(const std::vector<tcp::endpoint>& endpoints)
     for (const auto& e : endpoints)
         labels.push_back(e.address().to_string() + ":" + std::to_string(e.port()));
     std::lock_guard lock(mutex_);
-    std::erase_if(peers_, [&](const peer_status& p) { return std::find(labels.begin(), labels.end(), p.endpoint) == labels.end(); });
+    std::erase_if(peers_,
+                  [&](const peer_status& p) { return std::find(labels.begin(), labels.end(), p.endpoint) == labels.end(); });
 }
 
 std::vector<peer_status> upstream_tls::peers() const

@@ -20,9 +20,9 @@ namespace breakerbox::tls {
 
 // What the last full handshake with one endpoint saw.
 struct peer_status {
-    std::string endpoint;      // "127.0.0.1:8443"
-    std::string verified_name; // the name (or IP) the certificate was verified for; "" with verify off
-    std::string protocol;      // "TLSv1.3"
+    std::string endpoint;       // "127.0.0.1:8443"
+    std::string verified_name;  // the name (or IP) the certificate was verified for; "" with verify off
+    std::string protocol;       // "TLSv1.3"
     std::int64_t not_after = 0; // the certificate's expiry, seconds since the epoch
 };
 

@@ -29,14 +29,14 @@ struct upstream_connection {
 
     deadline_stream stream;
     beast::flat_buffer buffer;
-    std::string head;           // the serialised request head, capacity reused across requests
+    std::string head; // the serialised request head, capacity reused across requests
     // The response being read, and the trailer fence on its parser (reset after each exchange). Here,
     // not in the exchange's coroutine frame: the parser alone is half of the ~1 KiB Asio recycles.
     std::optional<boost::beast::http::response_parser<boost::beast::http::string_body>> parser;
     std::optional<http::trailer_fence> fence;
     std::uint32_t requests = 0; // requests sent on this connection so far
     nanos idle_since = 0;
-    bool reused = false;        // taken from the pool: a close before any response byte may be a stale one
+    bool reused = false; // taken from the pool: a close before any response byte may be a stale one
     // TLS over `stream`'s socket for an upstream with tls (null: plain HTTP). Its context is the
     // endpoint's generation's: the pool never hands it to a request under another name or trust.
     std::unique_ptr<tls::tls_connection> tls;

@@ -7,9 +7,10 @@ namespace {
 constexpr nanos recently_used = millis(250);
 // A pooled connection idle this long gives its read buffer and request-head string back.
 constexpr nanos buffers_kept_while_idle = seconds(1);
-}
+} // namespace
 
-worker_upstream::worker_upstream(const config::upstream_config& cfg, std::size_t seed, std::size_t workers, tls::upstream_tls* tls)
+worker_upstream::worker_upstream(const config::upstream_config& cfg, std::size_t seed, std::size_t workers,
+                                 tls::upstream_tls* tls)
     : cfg_(&cfg), tls_(tls), cursor_(seed)
 {
     const auto limit = cfg.pool.max_connections_per_endpoint;
@@ -81,9 +82,8 @@ void worker_upstream::sweep(nanos now)
 {
     for (auto& ep : endpoints_) {
         auto& idle = ep->idle;
-        auto stale = std::stable_partition(idle.begin(), idle.end(), [&](const auto& c) {
-            return now - c->idle_since >= cfg_->pool.idle_timeout;
-        });
+        auto stale = std::stable_partition(idle.begin(), idle.end(),
+                                           [&](const auto& c) { return now - c->idle_since >= cfg_->pool.idle_timeout; });
         for (auto it = idle.begin(); it != stale; ++it) {
             error_code ignored;
             (*it)->stream.socket().close(ignored);
@@ -100,8 +100,8 @@ void worker_upstream::set_endpoints(const std::vector<tcp::endpoint>& addresses)
 {
     std::vector<std::unique_ptr<endpoint_slot>> next;
     for (const auto& address : addresses) {
-        auto same = std::find_if(endpoints_.begin(), endpoints_.end(),
-                                 [&](const auto& ep) { return ep && ep->address == address; });
+        auto same =
+            std::find_if(endpoints_.begin(), endpoints_.end(), [&](const auto& ep) { return ep && ep->address == address; });
         if (same != endpoints_.end()) {
             next.push_back(std::move(*same));
             continue;

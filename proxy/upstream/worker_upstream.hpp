@@ -1,8 +1,8 @@
 // One upstream as seen by one worker: its resolved endpoints, the load-balancing cursor and the idle
 // keep-alive connections. Worker-owned: only the owning worker's thread touches it, so nothing here is
 // locked. NOTE: the per-endpoint connection limit is divided evenly among workers (rounded up), so no
-// state is shared; a worker at its share does not borrow another's. NOTE: least-outstanding counts the requests this worker has in flight per endpoint (as
-// Envoy's per-worker load balancers do), not the process-wide figure.
+// state is shared; a worker at its share does not borrow another's. NOTE: least-outstanding counts the requests this worker has
+// in flight per endpoint (as Envoy's per-worker load balancers do), not the process-wide figure.
 #pragma once
 #include "config/config.hpp"
 #include "core/asio.hpp"
@@ -21,10 +21,10 @@ namespace breakerbox::upstream {
 
 struct endpoint_slot {
     tcp::endpoint address;
-    std::string label;          // "127.0.0.1:7001"
+    std::string label; // "127.0.0.1:7001"
     std::uint32_t outstanding = 0;
     std::uint32_t open_connections = 0; // idle + in use, on this worker
-    bool retired = false;       // no longer resolved: finishes its in-flight requests, pools nothing
+    bool retired = false;               // no longer resolved: finishes its in-flight requests, pools nothing
     // For an upstream with tls: sessions to resume on new connections. Before `idle`: the pooled
     // connections' SSL objects point at it, so it goes after them.
     tls::session_cache tls_sessions;

@@ -37,10 +37,12 @@ upstreams:
     endpoints: ["127.0.0.1:1"]
     routes: {path_prefix: /static}
     fallbacks: [{static: {status: 200, body: "{{upstream}} {{reason}}"}}]
-)", "fuzz.yaml");
+)",
+                                          "fuzz.yaml");
         if (!loaded.cfg)
             __builtin_trap();
-        auto rt = std::make_shared<const runtime::config_generation>(std::move(*loaded.cfg), steady_clock_source::instance(), nullptr);
+        auto rt =
+            std::make_shared<const runtime::config_generation>(std::move(*loaded.cfg), steady_clock_source::instance(), nullptr);
         state = std::make_unique<runtime::proxy_state>(rt, 1);
         w = std::make_unique<server::worker>(*state, 0);
         for (auto& up : w->context.current->upstreams)
@@ -75,15 +77,18 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     asio::write(client, asio::buffer(data, size), ec);
     client.shutdown(tcp::socket::shutdown_send, ec);
     std::string out;
-    asio::co_spawn(ioc, [&]() -> asio::awaitable<void> {
-        char buf[8192];
-        for (;;) {
-            auto [rec, n] = co_await client.async_read_some(asio::buffer(buf), nothrow_awaitable);
-            if (rec)
-                break;
-            out.append(buf, n);
-        }
-    }, asio::detached);
+    asio::co_spawn(
+        ioc,
+        [&]() -> asio::awaitable<void> {
+            char buf[8192];
+            for (;;) {
+                auto [rec, n] = co_await client.async_read_some(asio::buffer(buf), nothrow_awaitable);
+                if (rec)
+                    break;
+                out.append(buf, n);
+            }
+        },
+        asio::detached);
     ioc.restart();
     ioc.run_for(std::chrono::seconds(5));
     if (!well_formed(out))

@@ -109,12 +109,18 @@ behaviour behaviour_for(std::string_view target)
     behaviour b;
     for (auto& [k, v] : params) {
         try {
-            if (k == "status") b.status = static_cast<unsigned>(std::stoul(v));
-            else if (k == "delay_ms") b.delay_ms = std::stol(v);
-            else if (k == "bytes") b.bytes = std::stol(v);
-            else if (k == "chunked") b.chunked = v == "1";
-            else if (k == "close") b.close = v == "1";
-            else if (k == "fault") b.fault = v;
+            if (k == "status")
+                b.status = static_cast<unsigned>(std::stoul(v));
+            else if (k == "delay_ms")
+                b.delay_ms = std::stol(v);
+            else if (k == "bytes")
+                b.bytes = std::stol(v);
+            else if (k == "chunked")
+                b.chunked = v == "1";
+            else if (k == "close")
+                b.close = v == "1";
+            else if (k == "fault")
+                b.fault = v;
             else if (k == "header") {
                 auto colon = v.find(':');
                 if (colon != std::string::npos)
@@ -136,12 +142,21 @@ void reset_hard(tcp::socket& s)
 std::string stats_json()
 {
     std::lock_guard lock(g_paths_mutex);
-    return nlohmann::json{{"server", g_name}, {"connections", g_connections.load()}, {"open_connections", g_open.load()},
-                          {"requests", g_requests.load()}, {"in_flight", g_in_flight.load()},
-                          {"max_in_flight", g_max_in_flight.load()}, {"paths", g_paths},
-                          {"tls", {{"full", g_tls.full}, {"resumed", g_tls.resumed}, {"failed", g_tls.failed},
-                                   {"sni", g_tls.sni}, {"protocols", g_tls.protocols}, {"client_subjects", g_tls.client_subjects},
-                                   {"alpn", g_tls.alpn}}}}
+    return nlohmann::json{{"server", g_name},
+                          {"connections", g_connections.load()},
+                          {"open_connections", g_open.load()},
+                          {"requests", g_requests.load()},
+                          {"in_flight", g_in_flight.load()},
+                          {"max_in_flight", g_max_in_flight.load()},
+                          {"paths", g_paths},
+                          {"tls",
+                           {{"full", g_tls.full},
+                            {"resumed", g_tls.resumed},
+                            {"failed", g_tls.failed},
+                            {"sni", g_tls.sni},
+                            {"protocols", g_tls.protocols},
+                            {"client_subjects", g_tls.client_subjects},
+                            {"alpn", g_tls.alpn}}}}
         .dump();
 }
 
@@ -170,7 +185,8 @@ tcp::socket& socket_of(beast::ssl_stream<beast::tcp_stream>& s) { return beast::
 
 // Returns false when the connection must end.
 template <class Stream>
-asio::awaitable<bool> answer(Stream& stream, http::request<http::string_body>& req, bool& counted, const handshake_facts& handshake)
+asio::awaitable<bool> answer(Stream& stream, http::request<http::string_body>& req, bool& counted,
+                             const handshake_facts& handshake)
 {
     std::string_view target = req.target();
     std::string path(target.substr(0, target.find('?')));
@@ -216,8 +232,8 @@ asio::awaitable<bool> answer(Stream& stream, http::request<http::string_body>& r
         ++g_paths[path];
     }
     auto now_in_flight = g_in_flight.fetch_add(1) + 1;
-    for (auto seen = g_max_in_flight.load(); now_in_flight > seen && !g_max_in_flight.compare_exchange_weak(seen, now_in_flight);) {
-    }
+    for (auto seen = g_max_in_flight.load();
+         now_in_flight > seen && !g_max_in_flight.compare_exchange_weak(seen, now_in_flight);) { }
     // A request is in flight until its answer starts to go out (release() below), not until the write
     // completes: a client that sends its next request only after reading this answer must never be seen
     // overlapping it, however late this thread resumes after the write.
@@ -315,8 +331,10 @@ asio::awaitable<bool> answer(Stream& stream, http::request<http::string_body>& r
         nlohmann::json headers = nlohmann::json::object();
         for (const auto& f : req)
             headers[std::string(f.name_string())] = std::string(f.value());
-        res.body() = nlohmann::json{{"server", g_name}, {"method", std::string(req.method_string())},
-                                    {"target", std::string(target)}, {"headers", headers},
+        res.body() = nlohmann::json{{"server", g_name},
+                                    {"method", std::string(req.method_string())},
+                                    {"target", std::string(target)},
+                                    {"headers", headers},
                                     {"body_bytes", req.body().size()}}
                          .dump();
     }
@@ -427,8 +445,8 @@ asio::awaitable<void> session(tcp::socket socket)
 
 // The server side of TLS mode: certificate and key, optionally a CA whose client certificates are
 // required, and a maximum version. Sessions are resumable (tickets and a session id context).
-std::shared_ptr<asio::ssl::context> make_tls_context(const std::string& cert, const std::string& key, const std::string& client_ca,
-                                                     const std::string& max_version)
+std::shared_ptr<asio::ssl::context> make_tls_context(const std::string& cert, const std::string& key,
+                                                     const std::string& client_ca, const std::string& max_version)
 {
     auto ctx = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_server);
     ctx->use_certificate_chain_file(cert);

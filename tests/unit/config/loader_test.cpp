@@ -38,7 +38,8 @@ upstreams:
   svc:
     endpoints: ["127.0.0.1:1"]
     routes: {hosts: [x]}
-    circuit_breaker: )" + breaker + "\n");
+    circuit_breaker: )" +
+                breaker + "\n");
 }
 
 // Finds the error about `path`; fails the test when there is none.
@@ -114,7 +115,7 @@ upstreams:
     EXPECT_EQ(b.connect_timeout, millis(250));
     EXPECT_EQ(b.request_timeout, seconds(9));
     EXPECT_EQ(b.breaker.consecutive_failures, 3u);
-    EXPECT_EQ(b.breaker.half_open_max_probes, 2u);       // inherited inside a nested block
+    EXPECT_EQ(b.breaker.half_open_max_probes, 2u);         // inherited inside a nested block
     EXPECT_EQ(b.breaker.half_open_successes_to_close, 2u); // overridden beside it
 }
 
@@ -305,7 +306,8 @@ TEST(loader, environment_variables_are_substituted_with_errors_located)
 listeners: [{name: main, address: "127.0.0.1:${PORT:-8081}"}]
 upstreams:
   svc: {endpoints: ["${UPSTREAM}"], routes: {hosts: [x]}}
-)", "env.yaml", env);
+)",
+                          "env.yaml", env);
     ASSERT_TRUE(ok.cfg);
     EXPECT_EQ(ok.cfg->listeners[0].address.port, 8081);
     EXPECT_EQ(ok.cfg->upstreams[0].endpoints[0].port, 7009);
@@ -313,7 +315,8 @@ upstreams:
 listeners: [{name: main, address: "127.0.0.1:8080"}]
 upstreams:
   svc: {endpoints: ["${NOT_SET}"], routes: {hosts: [x]}}
-)", "env.yaml", env);
+)",
+                               "env.yaml", env);
     auto* e = error_at(missing, "upstreams.svc.endpoints[0]");
     ASSERT_TRUE(e);
     EXPECT_NE(e->message.find("NOT_SET"), std::string::npos);
@@ -328,9 +331,12 @@ load_result load_with_tls(const std::string& tls, const std::string& endpoints =
     return load_string("listeners: [{name: main, address: \"127.0.0.1:8080\"}]\n"
                        "upstreams:\n"
                        "  pay:\n"
-                       "    endpoints: " + endpoints + "\n"
-                       "    routes: {hosts: [pay]}\n"
-                       "    tls: " + tls + "\n",
+                       "    endpoints: " +
+                           endpoints +
+                           "\n"
+                           "    routes: {hosts: [pay]}\n"
+                           "    tls: " +
+                           tls + "\n",
                        "tls.yaml", [](const std::string&) { return std::optional<std::string>(); });
 }
 
@@ -343,8 +349,10 @@ TEST(loader_tls, every_tls_error_names_its_key)
         const char* says;
     };
     const bad_case cases[] = {
-        {"{ca_file: /nonexistent/ca.pem}", "[\"127.0.0.1:8443\"]", "upstreams.pay.tls.ca_file", "cannot read /nonexistent/ca.pem"},
-        {"{verify: false, client_certificate: /x.pem}", "[\"127.0.0.1:8443\"]", "upstreams.pay.tls", "both client_certificate and client_key"},
+        {"{ca_file: /nonexistent/ca.pem}", "[\"127.0.0.1:8443\"]", "upstreams.pay.tls.ca_file",
+         "cannot read /nonexistent/ca.pem"},
+        {"{verify: false, client_certificate: /x.pem}", "[\"127.0.0.1:8443\"]", "upstreams.pay.tls",
+         "both client_certificate and client_key"},
         {"{verify: false}", "[\"a.example:443\", \"b.example:443\"]", "upstreams.pay.tls.server_name", "different hosts"},
         {"{verify: false, min_version: \"1.1\"}", "[\"127.0.0.1:8443\"]", "upstreams.pay.tls.min_version", "expected 1.2 or 1.3"},
         {"{verify: maybe}", "[\"127.0.0.1:8443\"]", "upstreams.pay.tls.verify", "expected true or false"},
@@ -388,7 +396,9 @@ TEST(loader_tls, an_inherited_block_is_reported_where_it_is_written_and_once)
     const auto* e = error_at(r, "defaults.tls.ca_file");
     ASSERT_TRUE(e);
     EXPECT_EQ(e->line, 3);
-    EXPECT_EQ(std::count_if(r.errors.begin(), r.errors.end(), [](const config_error& x) { return x.path == "defaults.tls.ca_file"; }), 1);
+    EXPECT_EQ(
+        std::count_if(r.errors.begin(), r.errors.end(), [](const config_error& x) { return x.path == "defaults.tls.ca_file"; }),
+        1);
 }
 
 TEST(loader_tls, the_name_defaults_to_the_endpoints_host_and_an_ip_is_verified_as_an_ip)

@@ -8,7 +8,7 @@
 namespace breakerbox {
 namespace {
 
-struct deadline_stream_test : testing::socket_pair_fixture {};
+struct deadline_stream_test : testing::socket_pair_fixture { };
 using namespace std::chrono_literals;
 
 TEST_F(deadline_stream_test, read_past_its_deadline_times_out_and_leaves_the_socket_usable)

@@ -59,9 +59,13 @@ struct forwarder_fixture : ::testing::Test {
         const auto yaml = "listeners: [{name: main, address: \"127.0.0.1:8080\"}]\n"
                           "upstreams:\n"
                           "  svc:\n"
-                          "    endpoints: [\"127.0.0.1:" + std::to_string(upstream.endpoint().port()) + "\"]\n"
-                          "    routes: {hosts: [svc]}\n" + policies;
-        auto loaded = config::load_string(yaml, "forwarder_test.yaml", [](const std::string&) { return std::optional<std::string>(); });
+                          "    endpoints: [\"127.0.0.1:" +
+                          std::to_string(upstream.endpoint().port()) +
+                          "\"]\n"
+                          "    routes: {hosts: [svc]}\n" +
+                          policies;
+        auto loaded =
+            config::load_string(yaml, "forwarder_test.yaml", [](const std::string&) { return std::optional<std::string>(); });
         ASSERT_TRUE(loaded.cfg) << (loaded.errors.empty() ? "" : loaded.errors.front().text());
         generation = std::make_shared<const runtime::config_generation>(std::move(*loaded.cfg), clk, nullptr);
         state.emplace(generation, 1);
@@ -109,11 +113,11 @@ struct failure_point {
     std::vector<std::vector<upstream_step>> connections; // what the upstream does, per connection
     bool post;                                           // a POST (never sent twice) instead of a GET
     std::string policies;
-    unsigned status;                                     // what the client gets
+    unsigned status; // what the client gets
     proxy_error error;
-    int requests_read;                                   // how often the upstream saw the request
-    runtime::upstream_outcome last_outcome;              // counted for the last attempt
-    std::uint64_t retries;                               // retries attempted
+    int requests_read;                      // how often the upstream saw the request
+    runtime::upstream_outcome last_outcome; // counted for the last attempt
+    std::uint64_t retries;                  // retries attempted
 };
 
 const std::string no_retries = "    retries: {max_attempts: 1}\n";
@@ -124,21 +128,78 @@ TEST_F(forwarder_fixture, every_failure_point_with_what_the_client_gets_and_what
     using o = runtime::upstream_outcome;
     const std::string big(32 << 20, 'x');
     const failure_point points[] = {
-        {"reset before any byte, GET retried", {{{""}}, {{std::string(ok_reply)}}}, false, retries, 200, proxy_error::ok, 2, o::success, 1},
-        {"reset before any byte, POST never sent twice", {{{""}}, {{std::string(ok_reply)}}}, true, retries, 502,
-         proxy_error::upstream_reset, 1, o::reset, 0},
-        {"closed mid-head", {{{"HTTP/1.1 200 OK\r\nContent-Le"}}}, false, no_retries, 502, proxy_error::upstream_reset, 1, o::reset, 0},
-        {"closed mid-body", {{{"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort"}}}, false, no_retries, 502,
-         proxy_error::upstream_reset, 1, o::reset, 0},
-        {"1xx then 200", {{{"HTTP/1.1 100 Continue\r\n\r\n" + std::string(ok_reply)}}}, false, no_retries, 200, proxy_error::ok, 1,
-         o::success, 0},
-        {"101 switching protocols", {{{"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n"}}}, false, no_retries, 502,
-         proxy_error::upstream_invalid_response, 1, o::invalid_response, 0},
-        {"per-try timeout, then an answer", {{{"", false}}, {{std::string(ok_reply)}}}, false,
-         "    retries: {max_attempts: 2, per_try_timeout: 100ms, retry_on: [timeout], backoff_base: 1ms, backoff_max: 1ms}\n", 200,
-         proxy_error::ok, 2, o::success, 1},
-        {"deadline during the write", {{{"", false, false}}}, true, "    request_timeout: 300ms\n" + no_retries, 504,
-         proxy_error::upstream_timeout, 0, o::timeout, 0},
+        {"reset before any byte, GET retried",
+         {{{""}}, {{std::string(ok_reply)}}},
+         false,
+         retries,
+         200,
+         proxy_error::ok,
+         2,
+         o::success,
+         1},
+        {"reset before any byte, POST never sent twice",
+         {{{""}}, {{std::string(ok_reply)}}},
+         true,
+         retries,
+         502,
+         proxy_error::upstream_reset,
+         1,
+         o::reset,
+         0},
+        {"closed mid-head",
+         {{{"HTTP/1.1 200 OK\r\nContent-Le"}}},
+         false,
+         no_retries,
+         502,
+         proxy_error::upstream_reset,
+         1,
+         o::reset,
+         0},
+        {"closed mid-body",
+         {{{"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort"}}},
+         false,
+         no_retries,
+         502,
+         proxy_error::upstream_reset,
+         1,
+         o::reset,
+         0},
+        {"1xx then 200",
+         {{{"HTTP/1.1 100 Continue\r\n\r\n" + std::string(ok_reply)}}},
+         false,
+         no_retries,
+         200,
+         proxy_error::ok,
+         1,
+         o::success,
+         0},
+        {"101 switching protocols",
+         {{{"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n"}}},
+         false,
+         no_retries,
+         502,
+         proxy_error::upstream_invalid_response,
+         1,
+         o::invalid_response,
+         0},
+        {"per-try timeout, then an answer",
+         {{{"", false}}, {{std::string(ok_reply)}}},
+         false,
+         "    retries: {max_attempts: 2, per_try_timeout: 100ms, retry_on: [timeout], backoff_base: 1ms, backoff_max: 1ms}\n",
+         200,
+         proxy_error::ok,
+         2,
+         o::success,
+         1},
+        {"deadline during the write",
+         {{{"", false, false}}},
+         true,
+         "    request_timeout: 300ms\n" + no_retries,
+         504,
+         proxy_error::upstream_timeout,
+         0,
+         o::timeout,
+         0},
         // last: it closes the upstream's listening socket
         {"connect refused", {}, false, no_retries, 502, proxy_error::upstream_connect_failed, 0, o::connect_failed, 0},
     };
@@ -221,7 +282,8 @@ TEST_F(forwarder_fixture, no_retry_whose_wait_would_end_past_the_request_deadlin
 
 TEST_F(forwarder_fixture, an_open_circuit_answers_without_the_upstream_until_the_injected_clock_says_probe)
 {
-    upstream.connections = {{{"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n", false}, {std::string(ok_reply), false}}};
+    upstream.connections = {
+        {{"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n", false}, {std::string(ok_reply), false}}};
     configure("    circuit_breaker: {consecutive_failures: 1, open_duration: 10s, open_duration_jitter: 0}\n" + no_retries);
     run([&]() -> asio::awaitable<void> {
         auto failed = co_await send(bhttp::verb::get);

@@ -50,7 +50,8 @@ struct exchange_fixture : ::testing::Test {
         testing::run_bounded(ioc, std::move(body));
     }
 
-    asio::awaitable<forward::exchange_result> exchange_once(http::response& res, forward::exchange_limits l, std::string body = {})
+    asio::awaitable<forward::exchange_result> exchange_once(http::response& res, forward::exchange_limits l,
+                                                            std::string body = {})
     {
         http::request req{body.empty() ? bhttp::verb::get : bhttp::verb::post, "/item", 11};
         req.set(bhttp::field::host, "svc");
@@ -79,14 +80,24 @@ TEST_F(exchange_fixture, every_failure_point_on_a_fresh_connection)
         {"closed mid-head", {"HTTP/1.1 200 OK\r\nContent-Le", true}, proxy_error::upstream_reset, true},
         {"closed mid-body", {"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", true}, proxy_error::upstream_reset, true},
         {"garbage", {"NOT HTTP\r\n\r\n", true}, proxy_error::upstream_invalid_response, true},
-        {"101 switching protocols", {"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n", true}, proxy_error::upstream_invalid_response, true},
-        {"a transfer coding other than chunked", {"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", true},
-         proxy_error::upstream_invalid_response, true},
-        {"1xx then 200", {"HTTP/1.1 103 Early Hints\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false}, proxy_error::ok, true},
+        {"101 switching protocols",
+         {"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n", true},
+         proxy_error::upstream_invalid_response,
+         true},
+        {"a transfer coding other than chunked",
+         {"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", true},
+         proxy_error::upstream_invalid_response,
+         true},
+        {"1xx then 200",
+         {"HTTP/1.1 103 Early Hints\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false},
+         proxy_error::ok,
+         true},
         {"1xx then close", {"HTTP/1.1 100 Continue\r\n\r\n", true}, proxy_error::upstream_reset, true},
         {"no answer before the deadline", {"", false}, proxy_error::upstream_timeout, true},
-        {"chunked with trailers", {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nContent-Length: 9\r\n\r\n", false},
-         proxy_error::ok, true},
+        {"chunked with trailers",
+         {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nContent-Length: 9\r\n\r\n", false},
+         proxy_error::ok,
+         true},
     };
     for (const auto& point : points) {
         SCOPED_TRACE(point.name);

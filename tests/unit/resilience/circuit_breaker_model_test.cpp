@@ -18,7 +18,7 @@ namespace {
 // The specification, written plainly: lists instead of rings, no atomics, no packing.
 class reference_breaker {
 public:
-    explicit reference_breaker(const config::breaker_config& c) : c_(c) {}
+    explicit reference_breaker(const config::breaker_config& c) : c_(c) { }
 
     breaker_state state = breaker_state::closed;
 

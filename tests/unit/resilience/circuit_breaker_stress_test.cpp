@@ -57,8 +57,7 @@ TEST(circuit_breaker_stress, probes_never_exceed_the_limit_and_each_trip_is_publ
                 if (p.kind == admission::probe) {
                     int now = probes_now[p.generation].fetch_add(1) + 1;
                     int seen = max_probes_seen.load();
-                    while (now > seen && !max_probes_seen.compare_exchange_weak(seen, now)) {
-                    }
+                    while (now > seen && !max_probes_seen.compare_exchange_weak(seen, now)) { }
                     for (int k = 0; k < 20; ++k) // hold the probe a moment, as a real call would
                         std::this_thread::yield();
                 }
@@ -68,7 +67,9 @@ TEST(circuit_breaker_stress, probes_never_exceed_the_limit_and_each_trip_is_publ
                     probes_now[p.generation].fetch_sub(1);
                 switch (x % 8) {
                 case 0: cb.release(p); break;
-                case 1: case 2: case 3: cb.on_result(p, outcome::failure); break;
+                case 1:
+                case 2:
+                case 3: cb.on_result(p, outcome::failure); break;
                 default: cb.on_result(p, outcome::success); break;
                 }
             }

@@ -356,7 +356,7 @@ TEST_F(circuit_breaker_test, certain_rejection_agrees_with_try_acquire_and_chang
     EXPECT_EQ(cb->try_acquire().kind, admission::rejected_open);
     clk.advance(seconds(5));
     EXPECT_EQ(cb->certain_rejection(clk.now()), std::nullopt); // a probe may go now...
-    EXPECT_EQ(cb->state(), breaker_state::open);                // ...and looking did not move the state
+    EXPECT_EQ(cb->state(), breaker_state::open);               // ...and looking did not move the state
     auto probe = cb->try_acquire();
     EXPECT_EQ(probe.kind, admission::probe);
     EXPECT_EQ(cb->certain_rejection(clk.now()), std::nullopt); // half-open: only trying tells
@@ -433,10 +433,13 @@ TEST_F(circuit_breaker_test, jitter_stays_within_its_bounds_and_varies)
     c.open_duration_multiplier = 1;
     std::vector<nanos> seen;
     for (std::uint64_t seed = 0; seed < 20; ++seed) {
-        cb = std::make_unique<circuit_breaker>("svc", c, clk, [&](const transition_event& e) {
-            if (e.to == breaker_state::open)
-                seen.push_back(e.open_for);
-        }, seed);
+        cb = std::make_unique<circuit_breaker>(
+            "svc", c, clk,
+            [&](const transition_event& e) {
+                if (e.to == breaker_state::open)
+                    seen.push_back(e.open_for);
+            },
+            seed);
         call(outcome::failure);
     }
     ASSERT_EQ(seen.size(), 20u);

@@ -24,7 +24,8 @@ config::fallback_config static_fallback(std::string body)
 TEST(render_static_fallback, substitutes_every_known_placeholder_and_keeps_the_rest)
 {
     const resilience::fallback_vars vars{"orders", 7, "circuit_open"};
-    auto res = resilience::render_static_fallback(static_fallback("{{upstream}}{{reason}} in {{retry_after}}s {{other}} {{upstream"), vars);
+    auto res = resilience::render_static_fallback(
+        static_fallback("{{upstream}}{{reason}} in {{retry_after}}s {{other}} {{upstream"), vars);
     EXPECT_EQ(res.body(), "orderscircuit_open in 7s {{other}} {{upstream");
     EXPECT_EQ(res[bhttp::field::content_length], std::to_string(res.body().size()));
     EXPECT_EQ(res[bhttp::field::retry_after], "7");
@@ -101,7 +102,8 @@ std::string rendered_per_answer(const config::fallback_config& fb, config::fallb
                                 bool keep_alive, long retry_after)
 {
     const auto reason = name_of(trigger);
-    auto res = resilience::render_static_fallback(fb, {"orders", trigger == config::fallback_trigger::circuit_open ? retry_after : 0, reason});
+    auto res = resilience::render_static_fallback(
+        fb, {"orders", trigger == config::fallback_trigger::circuit_open ? retry_after : 0, reason});
     resilience::mark_fallback(res, "static", reason);
     res.version(version);
     http::set_keep_alive(res, keep_alive);
@@ -129,9 +131,11 @@ TEST(prerender_static_fallback, answers_exactly_what_rendering_per_answer_would)
                     for (long retry_after : {0L, 1L, 42L}) {
                         std::string head;
                         ready->write_head(head, version, keep_alive, retry_after);
-                        EXPECT_EQ(parse(head + ready->body), parse(rendered_per_answer(config, trigger, version, keep_alive, retry_after)))
+                        EXPECT_EQ(parse(head + ready->body),
+                                  parse(rendered_per_answer(config, trigger, version, keep_alive, retry_after)))
                             << name_of(trigger) << " HTTP/" << version << " keep_alive=" << keep_alive
-                            << " retry_after=" << retry_after << "\n" << head;
+                            << " retry_after=" << retry_after << "\n"
+                            << head;
                     }
         }
 }
@@ -139,7 +143,7 @@ TEST(prerender_static_fallback, answers_exactly_what_rendering_per_answer_would)
 TEST(prerender_static_fallback, leaves_per_answer_templates_and_connection_fields_to_rendering)
 {
     EXPECT_FALSE(resilience::prerender_static_fallback(static_fallback("again in {{retry_after}}s"), "u",
-                                                    config::fallback_trigger::circuit_open));
+                                                       config::fallback_trigger::circuit_open));
     auto header_template = static_fallback("x");
     header_template.headers.emplace_back("X-Wait", "{{retry_after}}");
     EXPECT_FALSE(resilience::prerender_static_fallback(header_template, "u", config::fallback_trigger::timeout));

@@ -22,7 +22,10 @@ struct upstream_step {
 
 class scripted_upstream {
 public:
-    explicit scripted_upstream(asio::io_context& ioc) : ioc_(ioc), acceptor_(ioc, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)) {}
+    explicit scripted_upstream(asio::io_context& ioc)
+        : ioc_(ioc), acceptor_(ioc, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0))
+    {
+    }
 
     tcp::endpoint endpoint() const { return acceptor_.local_endpoint(); }
     void close() { acceptor_.close(); } // connections are refused from now on
@@ -54,7 +57,8 @@ private:
         std::string buffer;
         for (const auto& step : steps) {
             if (step.read_request) {
-                auto [ec, n] = co_await asio::async_read_until(socket, asio::dynamic_buffer(buffer), "\r\n\r\n", nothrow_awaitable);
+                auto [ec, n] =
+                    co_await asio::async_read_until(socket, asio::dynamic_buffer(buffer), "\r\n\r\n", nothrow_awaitable);
                 if (ec)
                     co_return;
                 heads.push_back(buffer.substr(0, n));
