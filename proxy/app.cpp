@@ -5,6 +5,7 @@
 #include "core/asio.hpp"
 #include "core/log.hpp"
 #include "forward/active_prober.hpp"
+#include "forward/outlier_monitor.hpp"
 #include "runtime/proxy_state.hpp"
 #include "tls/upstream_tls.hpp"
 #include "server/listener.hpp"
@@ -35,10 +36,11 @@ public:
             auto rt = state_.current();
             warn_if_unverified(*rt);
             const auto addresses = resolve_all(*rt);
+            give_detectors(*rt, addresses);
             // Workers are not running yet: setting their state directly is safe.
             for (std::size_t w = 0; w < pool_.size(); ++w)
                 for (std::size_t i = 0; i < addresses.size(); ++i)
-                    pool_.at(w).context.current->upstreams[i].local.set_endpoints(addresses[i]);
+                    pool_.at(w).context.current->upstreams[i].set_endpoints(addresses[i]);
             start_upstream_tasks(rt, addresses);
             bind_listeners();
             bind_admin();
@@ -102,8 +104,22 @@ private:
         return out;
     }
 
-    // Periodic re-resolution for the upstreams of `rt` that use names, and the active probers of those
-    // with circuit_breaker.half_open.probe; both stop once `rt` is replaced.
+    // Outlier detection keeps its records by address: the detectors learn each upstream's addresses
+    // before the workers do (so a worker finds every address's record), on the main thread.
+    static void give_detectors(const runtime::config_generation& rt, const std::vector<std::vector<tcp::endpoint>>& addresses)
+    {
+        for (std::size_t i = 0; i < rt.upstreams.size() && i < addresses.size(); ++i)
+            give_detector(*rt.upstreams[i], addresses[i]);
+    }
+    static void give_detector(resilience::upstream_resilience& shared, const std::vector<tcp::endpoint>& addresses)
+    {
+        if (shared.outliers)
+            forward::apply_outlier_verdict(shared, shared.outliers->set_endpoints(addresses),
+                                           steady_clock_source::instance().now());
+    }
+
+    // Periodic re-resolution for the upstreams of `rt` that use names, the active probers of those
+    // with circuit_breaker.half_open.probe and the outlier monitors; all stop once `rt` is replaced.
     void start_upstream_tasks(const std::shared_ptr<const runtime::config_generation>& rt,
                               const std::vector<std::vector<tcp::endpoint>>& addresses)
     {
@@ -112,23 +128,26 @@ private:
             const auto& shared = rt->upstreams[i];
             const auto& up = shared->cfg;
             auto probe_endpoints = std::make_shared<std::vector<tcp::endpoint>>(addresses[i]);
+            const std::string probe_host = up.host_rewrite.empty() ? up.endpoints.front().text() : up.host_rewrite;
             if (shared->breaker.probes_actively()) {
-                forward::probe_target target{shared, probe_endpoints,
-                                             up.host_rewrite.empty() ? up.endpoints.front().text() : up.host_rewrite};
+                forward::probe_target target{shared, probe_endpoints, probe_host};
                 asio::co_spawn(main_, forward::run_active_prober(std::move(target), active), asio::detached);
             }
+            if (shared->outliers)
+                asio::co_spawn(main_, forward::run_outlier_monitor(shared, probe_host, active), asio::detached);
             if (upstream::all_literal(up))
                 continue;
             auto publish = [this, rt, i, probe_endpoints](std::vector<tcp::endpoint> found) {
                 *probe_endpoints = found; // on the main thread, like the prober
                 if (const auto& tls = rt->upstreams[i]->tls)
                     tls->retain_peers(found);
+                give_detector(*rt->upstreams[i], found);
                 for (std::size_t w = 0; w < pool_.size(); ++w) {
                     auto& wk = pool_.at(w);
                     asio::post(wk.ioc, [&wk, rt, i, found] {
                         wk.context.owner.assert_owned("endpoint update");
                         if (wk.context.current->config == rt) // a reload may have replaced it meanwhile
-                            wk.context.current->upstreams[i].local.set_endpoints(found);
+                            wk.context.current->upstreams[i].set_endpoints(found);
                     });
                 }
             };
@@ -177,6 +196,7 @@ private:
         }
         warn_if_unverified(*rt);
         const auto addresses = resolve_all(*rt);
+        give_detectors(*rt, addresses);
         state_.set_current(rt);
         for (std::size_t w = 0; w < pool_.size(); ++w) {
             auto& wk = pool_.at(w);

@@ -229,6 +229,37 @@ struct tls_config {
     bool operator==(const tls_config&) const = default;
 };
 
+// outlier_detection: per-endpoint ejection (Envoy's outlier detection, Linkerd's failure accrual),
+// working with the upstream's breaker: an ejected endpoint leaves load balancing and retries; when too
+// few endpoints are healthy the upstream's breaker opens (instead of Envoy's panic mode, which sends
+// traffic to known-bad endpoints). Counts: non-negative integers; times: nanoseconds; shares: percent.
+struct outlier_rate_rule {
+    bool enabled = false;           // on once its block is given
+    double threshold = 85.0;        // failure_percentage: failure share in percent; success_rate: stdev factor
+    std::uint32_t minimum_hosts = 5;   // fewer endpoints with enough requests: detected, never enforced
+    std::uint32_t request_volume = 50; // an endpoint with fewer requests in the interval is not judged
+    bool operator==(const outlier_rate_rule&) const = default;
+};
+
+struct outlier_config {
+    bool enabled = true;
+    std::uint32_t consecutive_5xx = 5;                   // answers classified as failures in a row; 0 = off
+    std::uint32_t consecutive_local_origin_failures = 5; // connect, TLS, timeout, reset in a row; 0 = off
+    nanos interval = seconds(10);                        // the rate rules' period; ejection levels decay per interval
+    nanos base_ejection_time = seconds(30);              // times the endpoint's ejection level
+    nanos max_ejection_time = seconds(300);
+    nanos max_ejection_time_jitter = seconds(1); // a random 0..jitter added to each ejection
+    double max_ejection_percent = 50.0;          // always at least one of >= 2 endpoints, never the last healthy one
+    double min_healthy_percent = 50.0;           // below it (or none healthy) the upstream's breaker opens
+    outlier_rate_rule failure_percentage{false, 85.0, 5, 50};
+    outlier_rate_rule success_rate{false, 1.9, 5, 100};
+    // probe: an ejected endpoint is sent GET probe_path every probe_interval; a success returns it early.
+    std::string probe_path;
+    nanos probe_interval = seconds(1);
+    nanos probe_timeout = seconds(1);
+    bool operator==(const outlier_config&) const = default;
+};
+
 struct upstream_config {
     std::string name;
     std::vector<host_port> endpoints;
@@ -245,6 +276,7 @@ struct upstream_config {
     std::vector<fallback_config> fallbacks; // tried in order
     stale_cache_config stale_cache;
     tls_config tls;
+    outlier_config outliers;
     bool has_stale_fallback() const
     {
         for (const auto& f : fallbacks)

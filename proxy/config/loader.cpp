@@ -419,6 +419,59 @@ void read_breaker(reader& r, const YAML::Node& node, const std::string& path, br
         read_classification(r, c, reader::join(path, "classify"), b.classify);
 }
 
+// failure_percentage / success_rate: the block's presence turns the rule on, unless it says enabled: false.
+void read_rate_rule(reader& r, const YAML::Node& node, const std::string& path, const char* threshold_key, double max,
+                    const std::string& expected, outlier_rate_rule& rule)
+{
+    if (!r.check_map(node, path, {"enabled", threshold_key, "minimum_hosts", "request_volume"}))
+        return;
+    rule.enabled = true;
+    r.read_bool(node, "enabled", path, rule.enabled);
+    r.read_double(node, threshold_key, path, rule.threshold, 0.0, max, expected, true);
+    r.read_uint(node, "minimum_hosts", path, rule.minimum_hosts, 1, 100000);
+    r.read_uint(node, "request_volume", path, rule.request_volume, 1, 100000000);
+}
+
+void read_outlier_probe(reader& r, const YAML::Node& probe, const std::string& pp, outlier_config& o)
+{
+    if (!r.check_map(probe, pp, {"path", "interval", "timeout"}))
+        return;
+    r.read_string(probe, "path", pp, o.probe_path);
+    if (o.probe_path.empty() || o.probe_path.front() != '/' || o.probe_path.find_first_of(" \r\n") != std::string::npos)
+        r.fail(probe["path"] ? probe["path"] : probe, pp + ".path", "must be an origin-form path starting with '/' (no spaces)");
+    r.read_duration(probe, "interval", pp, o.probe_interval, millis(10), hour);
+    r.read_duration(probe, "timeout", pp, o.probe_timeout, millis(1), seconds(60));
+}
+
+void read_outlier_detection(reader& r, const YAML::Node& node, const std::string& path, outlier_config& o)
+{
+    if (!r.check_map(node, path,
+                     {"enabled", "consecutive_5xx", "consecutive_local_origin_failures", "interval", "base_ejection_time",
+                      "max_ejection_time", "max_ejection_time_jitter", "max_ejection_percent", "min_healthy_percent",
+                      "failure_percentage", "success_rate", "probe"}))
+        return;
+    r.read_bool(node, "enabled", path, o.enabled);
+    r.read_uint(node, "consecutive_5xx", path, o.consecutive_5xx, 0, 1000000);
+    r.read_uint(node, "consecutive_local_origin_failures", path, o.consecutive_local_origin_failures, 0, 1000000);
+    r.read_duration(node, "interval", path, o.interval, millis(100), hour);
+    r.read_duration(node, "base_ejection_time", path, o.base_ejection_time, millis(1), 24 * hour);
+    r.read_duration(node, "max_ejection_time", path, o.max_ejection_time, millis(1), 24 * hour);
+    r.read_duration(node, "max_ejection_time_jitter", path, o.max_ejection_time_jitter, 0, hour);
+    r.read_double(node, "max_ejection_percent", path, o.max_ejection_percent, 0.0, 100.0, "a percentage in [0, 100]");
+    r.read_double(node, "min_healthy_percent", path, o.min_healthy_percent, 0.0, 100.0, "a percentage in [0, 100]");
+    if (auto fp = node["failure_percentage"])
+        read_rate_rule(r, fp, reader::join(path, "failure_percentage"), "threshold", 100.0, "a percentage in (0, 100]",
+                       o.failure_percentage);
+    if (auto sr = node["success_rate"])
+        read_rate_rule(r, sr, reader::join(path, "success_rate"), "stdev_factor", 100.0, "a number in (0, 100]",
+                       o.success_rate);
+    if (auto probe = node["probe"])
+        read_outlier_probe(r, probe, reader::join(path, "probe"), o);
+    if (o.max_ejection_time < o.base_ejection_time)
+        r.fail(node["max_ejection_time"] ? node["max_ejection_time"] : node, reader::join(path, "max_ejection_time"),
+               "must be at least base_ejection_time");
+}
+
 void read_bulkhead(reader& r, const YAML::Node& node, const std::string& path, bulkhead_config& b)
 {
     if (!r.check_map(node, path, {"max_concurrent", "max_queue", "queue_timeout"}))
@@ -709,7 +762,7 @@ void read_fallbacks(reader& r, const YAML::Node& node, const std::string& path, 
 // Keys an upstream shares with the defaults block.
 #define BREAKERBOX_POLICY_KEYS                                                                                                \
     "load_balancing", "connect_timeout", "request_timeout", "resolve_interval", "pool", "tls", "circuit_breaker", "bulkhead", \
-        "retries", "stale_cache"
+        "retries", "stale_cache", "outlier_detection"
 
 void read_policies(reader& r, const YAML::Node& node, const std::string& path, upstream_config& u)
 {
@@ -729,6 +782,8 @@ void read_policies(reader& r, const YAML::Node& node, const std::string& path, u
         read_stale_cache(r, b, reader::join(path, "stale_cache"), u.stale_cache);
     if (auto t = node["tls"])
         read_tls(r, t, reader::join(path, "tls"), u.tls);
+    if (auto o = node["outlier_detection"])
+        read_outlier_detection(r, o, reader::join(path, "outlier_detection"), u.outliers);
 }
 
 bool valid_name(const std::string& name)

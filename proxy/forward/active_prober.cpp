@@ -21,12 +21,6 @@ namespace {
 namespace bhttp = boost::beast::http;
 using resilience::breaker_state;
 
-struct probe_result {
-    proxy_error error = proxy_error::ok; // ok: `status` is the upstream's answer
-    unsigned status = 0;
-    std::string detail;
-};
-
 probe_result read_failure(const error_code& rec)
 {
     if (rec == beast::error::timeout)
@@ -58,8 +52,19 @@ asio::awaitable<probe_result> request_health(Stream& stream, const std::string& 
     co_return probe_result{proxy_error::ok, parser.get().result_int(), {}};
 }
 
-// One health request on a connection of its own, closed afterwards, all under `timeout`; with the
-// upstream's TLS (the same context, name and trust as its requests) when it has TLS.
+// How long to sleep before looking at the breaker again.
+nanos next_look(const resilience::circuit_breaker& breaker)
+{
+    switch (breaker.state()) {
+    // At most a second: an operator reset and a new trip with a shorter open time are noticed soon.
+    case breaker_state::open: return std::clamp(breaker.time_until_probe(), millis(1), seconds(1));
+    case breaker_state::half_open: return millis(10); // our probe slot may be taken: look again soon
+    default: return millis(50);                       // closed: notice a trip quickly; a timer on the main thread costs nothing
+    }
+}
+
+} // namespace
+
 asio::awaitable<probe_result> probe_once(const tcp::endpoint& endpoint, const std::string& path, const std::string& host,
                                          nanos timeout, tls::upstream_tls* tls, tls::session_cache& sessions)
 {
@@ -82,19 +87,6 @@ asio::awaitable<probe_result> probe_once(const tcp::endpoint& endpoint, const st
     tls::forget_without_invalidating(conn); // its session stays resumable for the next probe
     co_return r;
 }
-
-// How long to sleep before looking at the breaker again.
-nanos next_look(const resilience::circuit_breaker& breaker)
-{
-    switch (breaker.state()) {
-    // At most a second: an operator reset and a new trip with a shorter open time are noticed soon.
-    case breaker_state::open: return std::clamp(breaker.time_until_probe(), millis(1), seconds(1));
-    case breaker_state::half_open: return millis(10); // our probe slot may be taken: look again soon
-    default: return millis(50);                       // closed: notice a trip quickly; a timer on the main thread costs nothing
-    }
-}
-
-} // namespace
 
 asio::awaitable<void> run_active_prober(probe_target target, std::function<bool()> active)
 {

@@ -14,6 +14,7 @@
 #pragma once
 #include "core/asio.hpp"
 #include "resilience/upstream_resilience.hpp"
+#include "tls/session_cache.hpp"
 
 #include <functional>
 #include <memory>
@@ -29,5 +30,17 @@ struct probe_target {
 };
 
 asio::awaitable<void> run_active_prober(probe_target target, std::function<bool()> active);
+
+struct probe_result {
+    proxy_error error = proxy_error::ok; // ok: `status` is the upstream's answer
+    unsigned status = 0;
+    std::string detail;
+};
+
+// One health request (GET `path` with `host`) to one endpoint on a connection of its own, closed
+// afterwards, all under `timeout`; with the upstream's TLS (the same context, name and trust as its
+// requests) when `tls` is set. Also used by outlier detection's per-endpoint probe.
+asio::awaitable<probe_result> probe_once(const tcp::endpoint& endpoint, const std::string& path, const std::string& host,
+                                         nanos timeout, tls::upstream_tls* tls, tls::session_cache& sessions);
 
 } // namespace breakerbox::forward

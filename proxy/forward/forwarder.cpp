@@ -176,9 +176,9 @@ private:
             resilience::breaker_permit permit(shared.breaker, shared.breaker.try_acquire(attempt_start));
             if (!permit.get().admitted())
                 co_return refused_by_breaker(up, st, permit.get().kind);
-            upstream::endpoint_slot* ep = up.local.pick(st.previous);
+            upstream::endpoint_slot* ep = up.local.pick(attempt_start, st.previous);
             if (!ep) // local decisions: the permit is released unrecorded
-                co_return no_endpoint(up);
+                co_return no_endpoint(up, attempt_start);
             if (st.attempt == 1 && !st.stale_resend)
                 prepare_first_attempt(ucfg.retries, st);
             exchange_result result;
@@ -194,7 +194,7 @@ private:
             }
             if (auto ended = ended_from_outside(up, st, result, permit))
                 co_return std::move(*ended);
-            const auto classified = record_attempt(up, result, response, permit, attempt_start, st, clk_);
+            const auto classified = record_attempt(up, *ep, result, response, permit, attempt_start, st, clk_);
             // `response` keeps the last answer the upstream gave: an attempt that gets none leaves it.
             st.last = call_result{result.error, std::move(result.detail),
                                   result.error == proxy_error::ok && classified == resilience::outcome::failure};
@@ -254,10 +254,14 @@ private:
         return circuit_refused(up, kind, std::move(detail));
     }
 
-    static call_result no_endpoint(upstream_handle& up)
+    static call_result no_endpoint(upstream_handle& up, nanos now)
     {
         auto& stats = up.stats;
         const auto& name = up.cfg.name;
+        if (up.local.all_kept_out(now)) { // only for a moment: no healthy endpoint opens the circuit
+            stats.count(rejection_reason::no_endpoint);
+            return {proxy_error::no_endpoint, "every endpoint of " + name + " is ejected by outlier detection"};
+        }
         if (up.local.has_endpoints()) {
             stats.count(rejection_reason::connection_limit);
             return {proxy_error::connection_limit, "every endpoint of " + name + " is at pool.max_connections_per_endpoint"};
@@ -330,9 +334,9 @@ private:
 
     // Classifies the attempt's outcome and records it: the breaker (through its permit), the counters,
     // the duration histogram, the slow-call count; a retry in flight is over.
-    static resilience::outcome record_attempt(upstream_handle& up, const exchange_result& result, const http::response& response,
-                                              resilience::breaker_permit& permit, nanos attempt_start, attempt_state& st,
-                                              const clock& clk)
+    static resilience::outcome record_attempt(upstream_handle& up, upstream::endpoint_slot& ep, const exchange_result& result,
+                                              const http::response& response, resilience::breaker_permit& permit,
+                                              nanos attempt_start, attempt_state& st, const clock& clk)
     {
         auto& shared = up.shared;
         auto& stats = up.stats;
@@ -341,6 +345,8 @@ private:
         const auto classified = result.error == proxy_error::ok ? shared.classifier.of_status(response.result_int())
                                                                 : shared.classifier.of_error(result.error);
         permit.complete(classified, finished);
+        if (ep.health)
+            judge_endpoint(up, *ep.health, result.error, classified, finished);
         stats.count(outcome_label(result.error, classified));
         stats.observe_duration(finished - attempt_start);
         if (breaker_cfg.slow_call_enabled && finished - attempt_start >= breaker_cfg.slow_call_duration)
@@ -351,6 +357,20 @@ private:
                 stats.count(retry_result::succeeded);
         }
         return classified;
+    }
+
+    // The same outcome for the endpoint that served the attempt (outlier detection). When too few
+    // endpoints are left healthy, the upstream's circuit opens, so the fallback answers.
+    static void judge_endpoint(upstream_handle& up, upstream::endpoint_health& health, proxy_error error,
+                               resilience::outcome classified, nanos now)
+    {
+        auto& detector = *up.shared.outliers; // a record exists only with a detector
+        auto verdict = detector.record(health,
+                                       resilience::endpoint_outcome_of(error, classified == resilience::outcome::failure,
+                                                                       classified == resilience::outcome::ignored),
+                                       now);
+        if (verdict.open_upstream && up.shared.breaker.trip_from_outside(std::move(verdict.reason), now))
+            detector.count_upstream_open();
     }
 
     // The pause before the next attempt, with its place in the retry budget taken; nullopt: this

@@ -339,6 +339,15 @@ nanos circuit_breaker::next_open_duration(std::uint16_t generation, std::uint32_
     return std::max<nanos>(static_cast<nanos>(d), millis(1));
 }
 
+bool circuit_breaker::trip_from_outside(std::string reason, nanos now)
+{
+    const std::uint64_t bits = state_word_.load(std::memory_order_acquire);
+    const word w = decode(bits);
+    if (w.state != breaker_state::closed)
+        return false;
+    return trip(bits, w, std::move(reason), now);
+}
+
 bool circuit_breaker::trip(std::uint64_t expected, const word& from, std::string reason, nanos now)
 {
     // A circuit that stayed closed long enough starts again from the base open time.

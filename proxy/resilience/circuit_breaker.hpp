@@ -161,6 +161,11 @@ public:
     // Seconds-resolution hint for Retry-After: time until the next probe may go (0 when not open).
     nanos time_until_probe() const noexcept;
 
+    // Opens a closed circuit for a reason found outside the breaker's own rules (outlier detection: too
+    // few healthy endpoints), with the open time the next trip would get. Returns whether this call won
+    // the transition; false when the circuit was not closed (or another thread moved it first).
+    bool trip_from_outside(std::string reason, nanos now);
+
     // Operator control (admin API). `who` is logged with the transition.
     void force_open(std::string_view who);
     void force_closed(std::string_view who);

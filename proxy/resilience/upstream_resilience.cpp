@@ -7,11 +7,14 @@
 namespace breakerbox::resilience {
 
 upstream_resilience::upstream_resilience(const config::upstream_config& c, const clock& clk, std::uint64_t seed,
-                                         std::shared_ptr<circuit_breaker> kept)
+                                         std::shared_ptr<circuit_breaker> kept, std::shared_ptr<outlier_detector> kept_outliers)
     : cfg(c), classifier(c.breaker.classify),
       breaker_ptr(kept ? std::move(kept) : std::make_shared<circuit_breaker>(c.name, c.breaker, clk, log_transition, seed)),
       breaker(*breaker_ptr),
-      bulk(c.bulkhead.max_concurrent, c.bulkhead.max_queue), budget(c.retries.budget_ratio, c.retries.budget_min_concurrent)
+      bulk(c.bulkhead.max_concurrent, c.bulkhead.max_queue), budget(c.retries.budget_ratio, c.retries.budget_min_concurrent),
+      outliers(kept_outliers       ? std::move(kept_outliers)
+               : c.outliers.enabled ? std::make_shared<outlier_detector>(c.name, c.outliers, seed)
+                                    : nullptr)
 {
     if (c.has_stale_fallback())
         cache = std::make_unique<stale_cache>(c.stale_cache);

@@ -1,5 +1,5 @@
 // Everything about one upstream that all workers share: its circuit breaker and its outcome
-// classifier, its bulkhead, its retry budget, (when a stale fallback is configured) its stale-response
+// classifier, its endpoints' outlier detector, its bulkhead, its retry budget, (when a stale fallback is configured) its stale-response
 // cache, and (with tls) its TLS client context.
 // Shared, lock-free on the hot path; created once at start-up.
 #pragma once
@@ -7,6 +7,7 @@
 #include "resilience/bulkhead.hpp"
 #include "resilience/circuit_breaker.hpp"
 #include "resilience/outcome.hpp"
+#include "resilience/outlier_detector.hpp"
 #include "resilience/retry_budget.hpp"
 #include "resilience/stale_cache.hpp"
 
@@ -24,8 +25,10 @@ namespace breakerbox::resilience {
 class upstream_resilience {
 public:
     // `kept`: the breaker of the previous configuration, reused when its policy did not change (reload).
+    // `kept_outliers`: the previous configuration's outlier detector, reused when its policy did not
+    // change (its endpoints keep their ejections).
     upstream_resilience(const config::upstream_config& cfg, const clock& clk, std::uint64_t seed,
-                        std::shared_ptr<circuit_breaker> kept = nullptr);
+                        std::shared_ptr<circuit_breaker> kept = nullptr, std::shared_ptr<outlier_detector> kept_outliers = nullptr);
 
     const config::upstream_config& cfg;
     outcome_classifier classifier;
@@ -34,6 +37,8 @@ public:
     bulkhead bulk;
     retry_budget budget;
     std::unique_ptr<stale_cache> cache;     // only with a stale fallback
+    // Only with outlier_detection.enabled; shared with later configurations that keep it.
+    const std::shared_ptr<outlier_detector> outliers;
     std::shared_ptr<tls::upstream_tls> tls; // only with tls.enabled (set by the configuration generation)
     // Active half-open probes by outcome (success, failure, ignored): written by the prober on the main
     // thread, read by /metrics.

@@ -26,11 +26,17 @@ config_generation::config_generation(config::config c, const clock& clk, const c
         generation = previous->generation + 1;
     for (const auto& u : cfg.upstreams) {
         std::shared_ptr<resilience::circuit_breaker> kept;
-        if (previous)
-            if (auto i = previous->index_of(u.name); i && previous->cfg.upstreams[*i].breaker == u.breaker)
+        std::shared_ptr<resilience::outlier_detector> kept_outliers; // ejections survive a reload that keeps the policy
+        if (auto i = previous ? previous->index_of(u.name) : std::nullopt) {
+            const auto& before = previous->cfg.upstreams[*i];
+            if (before.breaker == u.breaker)
                 kept = previous->upstreams[*i]->breaker_ptr;
+            if (u.outliers.enabled && before.outliers == u.outliers)
+                kept_outliers = previous->upstreams[*i]->outliers;
+        }
         (kept ? kept_breakers : fresh_breakers).push_back(u.name);
-        auto& shared = upstreams.emplace_back(std::make_shared<resilience::upstream_resilience>(u, clk, seed++, std::move(kept)));
+        auto& shared = upstreams.emplace_back(
+            std::make_shared<resilience::upstream_resilience>(u, clk, seed++, std::move(kept), std::move(kept_outliers)));
         if (u.tls.enabled)
             shared->tls = std::make_shared<tls::upstream_tls>(u.tls, previous_tls(previous, u.name));
         auto& answers = static_answers_.emplace_back(u.fallbacks.size());

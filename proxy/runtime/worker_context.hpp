@@ -28,6 +28,16 @@ struct upstream_handle {
     {
     }
 
+    // The upstream's addresses now, each with its outlier-detection record when detection is on (the
+    // main thread gave the detector the same list first).
+    void set_endpoints(const std::vector<tcp::endpoint>& addresses)
+    {
+        if (auto* detector = shared.outliers.get())
+            local.set_endpoints(addresses, [detector](const tcp::endpoint& a) { return detector->find(a); });
+        else
+            local.set_endpoints(addresses);
+    }
+
     const std::size_t index;
     const config::upstream_config& cfg;
     resilience::upstream_resilience& shared; // all workers'
@@ -88,7 +98,7 @@ public:
         owner.assert_owned("worker_context::install");
         auto next = std::make_shared<worker_generation>(std::move(rt), index, state.worker_count, stats_registry_);
         for (std::size_t i = 0; i < next->upstreams.size() && i < addresses.size(); ++i)
-            next->upstreams[i].local.set_endpoints(addresses[i]);
+            next->upstreams[i].set_endpoints(addresses[i]);
         std::lock_guard lock(admin_mutex_);
         current = std::move(next);
     }

@@ -18,7 +18,7 @@ worker_upstream::worker_upstream(const config::upstream_config& cfg, std::size_t
         connection_limit_ = static_cast<std::uint32_t>((limit + workers - 1) / std::max<std::size_t>(workers, 1));
 }
 
-endpoint_slot* worker_upstream::pick(const endpoint_slot* avoid)
+endpoint_slot* worker_upstream::pick(nanos now, const endpoint_slot* avoid)
 {
     const std::size_t n = endpoints_.size();
     if (n == 0)
@@ -30,7 +30,7 @@ endpoint_slot* worker_upstream::pick(const endpoint_slot* avoid)
     // them all from there, so that ties are spread instead of always hitting the first slot.
     for (std::size_t i = 0; i < n; ++i) {
         endpoint_slot* ep = endpoints_[(start + i) % n].get();
-        if (!has_capacity(*ep))
+        if (!has_capacity(*ep) || (ep->health && !ep->health->in_load_balancing(now)))
             continue;
         if (ep == avoid) {
             fallback = ep;
@@ -44,6 +44,13 @@ endpoint_slot* worker_upstream::pick(const endpoint_slot* avoid)
             chosen = ep;
     }
     return chosen ? chosen : fallback;
+}
+
+bool worker_upstream::all_kept_out(nanos now) const
+{
+    return !endpoints_.empty() && std::all_of(endpoints_.begin(), endpoints_.end(), [now](const auto& ep) {
+        return ep->health && !ep->health->in_load_balancing(now);
+    });
 }
 
 std::unique_ptr<upstream_connection> worker_upstream::take_idle(endpoint_slot& ep, nanos now, bool always_check)
@@ -96,7 +103,7 @@ void worker_upstream::sweep(nanos now)
     std::erase_if(retired_, [](const auto& ep) { return ep->outstanding == 0; });
 }
 
-void worker_upstream::set_endpoints(const std::vector<tcp::endpoint>& addresses)
+void worker_upstream::set_endpoints(const std::vector<tcp::endpoint>& addresses, const health_lookup& health_of)
 {
     std::vector<std::unique_ptr<endpoint_slot>> next;
     for (const auto& address : addresses) {
@@ -104,12 +111,12 @@ void worker_upstream::set_endpoints(const std::vector<tcp::endpoint>& addresses)
             std::find_if(endpoints_.begin(), endpoints_.end(), [&](const auto& ep) { return ep && ep->address == address; });
         if (same != endpoints_.end()) {
             next.push_back(std::move(*same));
-            continue;
+        } else {
+            next.push_back(std::make_unique<endpoint_slot>());
+            next.back()->address = address;
+            next.back()->label = address.address().to_string() + ":" + std::to_string(address.port());
         }
-        auto ep = std::make_unique<endpoint_slot>();
-        ep->address = address;
-        ep->label = address.address().to_string() + ":" + std::to_string(address.port());
-        next.push_back(std::move(ep));
+        next.back()->health = health_of ? health_of(address) : nullptr; // the detector keeps records by address
     }
     // Slots that disappeared close their idle connections at once; their in-flight requests still
     // point at them, so they are parked in retired_ until sweep() sees them unused.

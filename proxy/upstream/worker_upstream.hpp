@@ -7,8 +7,10 @@
 #include "config/config.hpp"
 #include "core/asio.hpp"
 #include "tls/session_cache.hpp"
+#include "upstream/endpoint_health.hpp"
 #include "upstream/upstream_connection.hpp"
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -25,6 +27,8 @@ struct endpoint_slot {
     std::uint32_t outstanding = 0;
     std::uint32_t open_connections = 0; // idle + in use, on this worker
     bool retired = false;               // no longer resolved: finishes its in-flight requests, pools nothing
+    // With outlier detection: the address's shared record (an ejected endpoint is skipped); else null.
+    std::shared_ptr<endpoint_health> health;
     // For an upstream with tls: sessions to resume on new connections. Before `idle`: the pooled
     // connections' SSL objects point at it, so it goes after them.
     tls::session_cache tls_sessions;
@@ -43,8 +47,11 @@ public:
     bool has_endpoints() const { return !endpoints_.empty(); }
 
     // Picks an endpoint by the configured policy, avoiding `avoid` when another one exists, and skipping
-    // endpoints at their connection limit that have no idle connection. nullptr: none usable.
-    endpoint_slot* pick(const endpoint_slot* avoid = nullptr);
+    // endpoints that outlier detection keeps out at `now` and those at their connection limit that have
+    // no idle connection. nullptr: none usable (all_kept_out() says whether ejections are why).
+    endpoint_slot* pick(nanos now, const endpoint_slot* avoid = nullptr);
+    // Whether every endpoint is ejected at `now` (re-resolution can leave only ejected addresses).
+    bool all_kept_out(nanos now) const;
     // Whether a request could get a connection to `ep` now (an idle one, or room for a new one).
     bool has_capacity(const endpoint_slot& ep) const
     {
@@ -61,8 +68,10 @@ public:
     void sweep(nanos now);
 
     // Replaces the endpoint list after (re-)resolution, keeping the slots (and their idle
-    // connections) of addresses that are still present.
-    void set_endpoints(const std::vector<tcp::endpoint>& addresses);
+    // connections) of addresses that are still present. `health_of`: each address's outlier record
+    // (null function: no outlier detection).
+    using health_lookup = std::function<std::shared_ptr<endpoint_health>(const tcp::endpoint&)>;
+    void set_endpoints(const std::vector<tcp::endpoint>& addresses, const health_lookup& health_of = {});
 
 private:
     const config::upstream_config* cfg_;

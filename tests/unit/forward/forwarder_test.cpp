@@ -71,7 +71,7 @@ struct forwarder_fixture : ::testing::Test {
         state.emplace(generation, 1);
         worker.emplace(ioc, *state, 0, clk);
         worker->owner.bind_to_this_thread();
-        worker->current->upstreams[0].local.set_endpoints({upstream.endpoint()});
+        worker->current->upstreams[0].set_endpoints({upstream.endpoint()});
     }
 
     runtime::upstream_stats& stats() { return worker->current->upstreams[0].stats; }

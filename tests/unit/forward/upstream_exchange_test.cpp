@@ -59,7 +59,7 @@ struct exchange_fixture : ::testing::Test {
             req.body() = std::move(body);
             req.prepare_payload();
         }
-        auto* ep = up->pick();
+        auto* ep = up->pick(0);
         co_return co_await forward::exchange(*up, *ep, req, l, res);
     }
 };

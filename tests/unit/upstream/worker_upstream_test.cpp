@@ -19,7 +19,7 @@ struct worker_upstream_test : ::testing::Test {
         up = std::make_unique<worker_upstream>(cfg, 0, 1);
         up->set_endpoints({tcp::endpoint(asio::ip::make_address("127.0.0.1"), 7001)});
     }
-    endpoint_slot& ep() { return *up->pick(); }
+    endpoint_slot& ep() { return *up->pick(0); }
     // A connection after an exchange: its buffers hold the capacity the exchange gave them.
     std::unique_ptr<upstream_connection> used_connection()
     {
