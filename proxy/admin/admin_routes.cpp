@@ -3,6 +3,7 @@
 #include "admin/health_report.hpp"
 #include "admin/metrics_exposition.hpp"
 #include "core/log.hpp"
+#include "forward/outlier_monitor.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -157,6 +158,45 @@ http::response circuits(const admin_context& ctx, const http::request& req, cons
     return circuit_action(ctx, rest.substr(0, slash), rest.substr(slash + 1), who(req, info.remote_ip));
 }
 
+// POST /admin/endpoints/{upstream}/{address}/{eject|uneject}: an operator takes an endpoint out of load
+// balancing until returned by hand (never the last one in it), or returns one (ejected or detected).
+http::response endpoint_action(const admin_context& ctx, const http::request& req, const admin_request_info& info,
+                               std::string_view rest)
+{
+    const auto first = rest.find('/');
+    const auto last = rest.rfind('/');
+    if (first == std::string_view::npos || last == first)
+        return error(404, "not_found", "use POST /admin/endpoints/{upstream}/{address}/{eject|uneject}");
+    const std::string upstream(rest.substr(0, first));
+    const std::string address(rest.substr(first + 1, last - first - 1));
+    const std::string_view action = rest.substr(last + 1);
+    if (action != "eject" && action != "uneject")
+        return error(404, "unknown_action", "actions: eject, uneject");
+    const auto rt = ctx.state.current();
+    const auto i = rt->index_of(upstream);
+    if (!i)
+        return error(404, "unknown_upstream", "no upstream named \"" + upstream + "\"");
+    auto& shared = *rt->upstreams[*i];
+    if (!shared.outliers)
+        return error(409, "outlier_detection_off", "outlier_detection is disabled for " + upstream);
+    const std::string actor = who(req, info.remote_ip);
+    const nanos now = ctx.clk.now();
+    resilience::outlier_verdict verdict;
+    const std::string refused = action == "eject" ? shared.outliers->eject_manually(address, actor, now, verdict)
+                                                  : shared.outliers->return_manually(address, actor, now);
+    if (!refused.empty())
+        return error(refused.starts_with("no endpoint") ? 404 : 409, refused.starts_with("no endpoint") ? "unknown_endpoint" : "refused",
+                     refused);
+    forward::apply_outlier_verdict(shared, std::move(verdict), now);
+    log::warn("operator action", {{"action", action}, {"upstream", upstream}, {"endpoint", address}, {"who", actor}});
+    auto report = build_health_report(ctx, upstream);
+    return json_response(200, {{"action", action},
+                               {"upstream", upstream},
+                               {"endpoint", address},
+                               {"by", actor},
+                               {"outlier_detection", report->body["upstreams"][upstream]["outlier_detection"]}});
+}
+
 // The admin API: a path (or a path prefix, whose remainder goes to the handler), its one method (GET
 // also answers HEAD), and whether it changes anything (then only with the admin token).
 struct admin_route {
@@ -174,6 +214,7 @@ constexpr admin_route admin_routes[]{
     {"/health/circuits/", true, false, health},
     {"/admin/reload", false, true, reload},
     {"/admin/circuits/", true, true, circuits},
+    {"/admin/endpoints/", true, true, endpoint_action},
 };
 
 } // namespace
@@ -195,7 +236,7 @@ http::response handle_admin_request(const admin_context& ctx, const http::reques
         const auto rest = route.prefix ? path.substr(route.path.size()) : std::string_view{};
         return route.handle(ctx, req, info, rest);
     }
-    return error(404, "not_found", "endpoints: /live, /ready, /health/circuits[/{upstream}], /metrics, POST /admin/circuits/...");
+    return error(404, "not_found", "endpoints: /live, /ready, /health/circuits[/{upstream}], /metrics, POST /admin/circuits/..., POST /admin/endpoints/...");
 }
 
 } // namespace breakerbox::admin

@@ -108,6 +108,66 @@ nlohmann::json tls_json(const resilience::upstream_resilience& r, const nlohmann
             {"peers", peers}};
 }
 
+nlohmann::json rate_rule_json(const config::outlier_rate_rule& r, const char* threshold_key)
+{
+    if (!r.enabled)
+        return nullptr;
+    return {{threshold_key, r.threshold}, {"minimum_hosts", r.minimum_hosts}, {"request_volume", r.request_volume}};
+}
+
+nlohmann::json outlier_policy_json(const config::outlier_config& o)
+{
+    if (!o.enabled)
+        return nullptr;
+    return {{"consecutive_5xx", o.consecutive_5xx},
+            {"consecutive_local_origin_failures", o.consecutive_local_origin_failures},
+            {"interval_ms", ms(o.interval)},
+            {"base_ejection_time_ms", ms(o.base_ejection_time)},
+            {"max_ejection_time_ms", ms(o.max_ejection_time)},
+            {"max_ejection_time_jitter_ms", ms(o.max_ejection_time_jitter)},
+            {"max_ejection_percent", o.max_ejection_percent},
+            {"min_healthy_percent", o.min_healthy_percent},
+            {"failure_percentage", rate_rule_json(o.failure_percentage, "threshold")},
+            {"success_rate", rate_rule_json(o.success_rate, "stdev_factor")},
+            {"probe", o.probe_path.empty() ? nlohmann::json(nullptr)
+                                           : nlohmann::json{{"path", o.probe_path},
+                                                            {"interval_ms", ms(o.probe_interval)},
+                                                            {"timeout_ms", ms(o.probe_timeout)}}}};
+}
+
+// Each endpoint's outlier-detection state, and the upstream's totals; null without detection.
+nlohmann::json outliers_json(const resilience::upstream_resilience& r, nanos now)
+{
+    if (!r.outliers)
+        return nullptr;
+    const auto& d = *r.outliers;
+    nlohmann::json endpoints = nlohmann::json::array();
+    for (const auto& ep : d.view(now))
+        endpoints.push_back({{"address", ep.address},
+                             {"state", name_of(ep.state)},
+                             {"manual", ep.manual},
+                             {"consecutive_5xx", ep.consecutive_5xx},
+                             {"consecutive_local_origin_failures", ep.consecutive_local_origin_failures},
+                             {"ejections", ep.ejections},
+                             {"ejection_level", ep.level},
+                             {"last_rule", ep.last_rule ? nlohmann::json(name_of(*ep.last_rule)) : nlohmann::json(nullptr)},
+                             {"ejected_for_ms", ep.state != resilience::endpoint_state::ejected ? nlohmann::json(nullptr)
+                                                : ep.manual ? nlohmann::json("until returned by an operator")
+                                                            : nlohmann::json(ms(ep.ejected_for))}});
+    nlohmann::json enforced = nlohmann::json::object(), detected = nlohmann::json::object();
+    for (const auto& [rule, rule_name] : resilience::outlier_rule_names) {
+        enforced[std::string(rule_name)] = d.enforced_total(rule);
+        detected[std::string(rule_name)] = d.detected_total(rule);
+    }
+    return {{"ejected", d.ejected_count()},
+            {"unhealthy", d.unhealthy_count()},
+            {"max_ejected", d.max_ejected(d.endpoint_count())},
+            {"circuit_opens", d.upstream_opens()},
+            {"ejections_enforced", enforced},
+            {"ejections_detected", detected},
+            {"endpoints", endpoints}};
+}
+
 nlohmann::json policy_json(const config::upstream_config& u)
 {
     nlohmann::json endpoints = nlohmann::json::array();
@@ -125,6 +185,7 @@ nlohmann::json policy_json(const config::upstream_config& u)
           {"queue_timeout_ms", ms(u.bulkhead.queue_timeout)}}},
         {"retries", retries_json(u.retries)},
         {"fallbacks", fallbacks_json(u.fallbacks)},
+        {"outlier_detection", outlier_policy_json(u.outliers)},
     };
 }
 
@@ -175,6 +236,7 @@ nlohmann::json upstream_json(const admin_context& ctx, const resilience::upstrea
         {"retries", counts["retries"]},
         {"fallbacks", counts["fallbacks"]},
         {"tls", tls_json(r, counts["tls_handshakes"])},
+        {"outlier_detection", outliers_json(r, now)},
         {"policy", policy_json(r.cfg)},
     };
     if (snap.state == breaker_state::open)

@@ -41,6 +41,17 @@ using resilience::breaker_state;
       "Seconds until the soonest-expiring certificate the upstream's endpoints presented in a full handshake.")                \
     X(request_duration, Histogram, "breakerbox_upstream_request_duration_seconds",                                             \
       "Duration of upstream calls (connect, write, read).")                                                                    \
+    X(outlier_endpoints, Gauge, "breakerbox_outlier_endpoints",                                                                \
+      "Endpoints of the upstream by outlier-detection state (healthy, detected, ejected).")                                  \
+    X(outlier_ejections_active, Gauge, "breakerbox_outlier_ejections_active", "Endpoints ejected now.")                        \
+    X(outlier_ejections_enforced, Counter, "breakerbox_outlier_ejections_enforced_total",                                      \
+      "Ejections carried out, by rule.")                                                                                       \
+    X(outlier_ejections_detected, Counter, "breakerbox_outlier_ejections_detected_total",                                      \
+      "Outliers detected, by rule, whether or not ejected (the cap, or too few endpoints to enforce a rate rule).")            \
+    X(outlier_circuit_opens, Counter, "breakerbox_outlier_circuit_opens_total",                                                \
+      "Times the upstream's circuit was opened because too few endpoints were healthy (min_healthy_percent).")                 \
+    X(outlier_endpoint_ejected, Gauge, "breakerbox_outlier_endpoint_ejected", "1 while the endpoint is ejected, else 0.")      \
+    X(outlier_endpoint_ejections, Counter, "breakerbox_outlier_endpoint_ejections_total", "Ejections of the endpoint.")        \
     X(active_probes, Counter, "breakerbox_active_probes_total",                                                                \
       "Active half-open probes (circuit_breaker.half_open.probe) by outcome.")                                                 \
     X(connections, Counter, "breakerbox_downstream_connections_total", "Client connections accepted.")                         \
@@ -201,6 +212,29 @@ void add_capacity(exposition& e, const std::string& name, const resilience::upst
                   double(shared.active_probes[static_cast<std::size_t>(o)].load(std::memory_order_relaxed)));
 }
 
+void add_outliers(exposition& e, const std::string& name, const resilience::outlier_detector& d, nanos now)
+{
+    const auto endpoints = d.view(now);
+    std::array<std::size_t, 3> by_state{};
+    for (const auto& ep : endpoints) {
+        ++by_state[static_cast<std::size_t>(ep.state)];
+        const labels l{{"upstream", name}, {"endpoint", ep.address}};
+        e.add(metric::outlier_endpoint_ejected, l, ep.state == resilience::endpoint_state::ejected ? 1 : 0);
+        e.add(metric::outlier_endpoint_ejections, l, double(ep.ejections));
+    }
+    for (const auto& [s, state_name] : resilience::endpoint_state_names)
+        e.add(metric::outlier_endpoints, {{"upstream", name}, {"state", std::string(state_name)}},
+              double(by_state[static_cast<std::size_t>(s)]));
+    e.add(metric::outlier_ejections_active, {{"upstream", name}}, d.ejected_count());
+    for (const auto& [rule, rule_name] : resilience::outlier_rule_names) {
+        e.add(metric::outlier_ejections_enforced, {{"upstream", name}, {"rule", std::string(rule_name)}},
+              double(d.enforced_total(rule)));
+        e.add(metric::outlier_ejections_detected, {{"upstream", name}, {"rule", std::string(rule_name)}},
+              double(d.detected_total(rule)));
+    }
+    e.add(metric::outlier_circuit_opens, {{"upstream", name}}, double(d.upstream_opens()));
+}
+
 void add_proxy_wide(exposition& e, const admin_context& ctx)
 {
     const auto w = ctx.worker_totals();
@@ -228,6 +262,8 @@ std::string render_metrics(const admin_context& ctx)
         add_breaker(e, name, shared->breaker, now);
         add_counters(e, name, ctx.upstream_totals(name));
         add_capacity(e, name, *shared);
+        if (shared->outliers)
+            add_outliers(e, name, *shared->outliers, now);
     }
     add_proxy_wide(e, ctx);
     return e.serialize();
