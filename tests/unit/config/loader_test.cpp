@@ -423,3 +423,79 @@ TEST(loader_tls, the_name_defaults_to_the_endpoints_host_and_an_ip_is_verified_a
 
 } // namespace
 } // namespace breakerbox::config
+
+namespace {
+
+load_result load_with_outliers(const std::string& block)
+{
+    return load(R"(
+listeners: [{name: main, address: "127.0.0.1:8080"}]
+defaults:
+  outlier_detection: {consecutive_5xx: 7}
+upstreams:
+  svc:
+    endpoints: ["127.0.0.1:1", "127.0.0.1:2"]
+    routes: {hosts: [x]}
+    outlier_detection: )" +
+                block + "\n");
+}
+
+} // namespace
+
+TEST(loader_outliers, defaults_are_the_documented_ones)
+{
+    const auto r = load(minimal);
+    ASSERT_TRUE(r.cfg);
+    const auto& o = r.cfg->upstreams[0].outliers;
+    EXPECT_TRUE(o.enabled);
+    EXPECT_EQ(o.consecutive_5xx, 5u);
+    EXPECT_EQ(o.consecutive_local_origin_failures, 5u);
+    EXPECT_EQ(o.base_ejection_time, seconds(30));
+    EXPECT_EQ(o.max_ejection_time, seconds(300));
+    EXPECT_EQ(o.max_ejection_percent, 50.0);
+    EXPECT_EQ(o.min_healthy_percent, 50.0);
+    EXPECT_FALSE(o.failure_percentage.enabled);
+    EXPECT_FALSE(o.success_rate.enabled);
+    EXPECT_TRUE(o.probe_path.empty());
+}
+
+TEST(loader_outliers, blocks_are_read_on_top_of_the_defaults_block)
+{
+    const auto r = load_with_outliers(R"(
+      base_ejection_time: 2s
+      failure_percentage: {threshold: 60, minimum_hosts: 2}
+      success_rate: {stdev_factor: 1.5}
+      probe: {path: /ping, interval: 500ms})");
+    ASSERT_TRUE(r.cfg) << r.errors.front().text();
+    const auto& o = r.cfg->upstreams[0].outliers;
+    EXPECT_EQ(o.consecutive_5xx, 7u); // from defaults
+    EXPECT_EQ(o.base_ejection_time, seconds(2));
+    EXPECT_TRUE(o.failure_percentage.enabled);
+    EXPECT_EQ(o.failure_percentage.threshold, 60.0);
+    EXPECT_EQ(o.failure_percentage.minimum_hosts, 2u);
+    EXPECT_EQ(o.failure_percentage.request_volume, 50u);
+    EXPECT_TRUE(o.success_rate.enabled);
+    EXPECT_EQ(o.success_rate.threshold, 1.5);
+    EXPECT_EQ(o.success_rate.request_volume, 100u);
+    EXPECT_EQ(o.probe_path, "/ping");
+    EXPECT_EQ(o.probe_interval, millis(500));
+}
+
+TEST(loader_outliers, every_error_names_its_key)
+{
+    const auto r = load_with_outliers(R"(
+      consecutive_5xx: -1
+      max_ejection_percent: 150
+      min_healthy_percent: lots
+      base_ejection_time: 10s
+      max_ejection_time: 5s
+      failure_percentage: {threshold: 0, minimum_hosts: 0}
+      success_rate: {stdev_factor: 2, request_volume: none}
+      probe: {path: "no slash", timeout: 2m}
+      panic_threshold: 50)");
+    ASSERT_FALSE(r.cfg);
+    for (const char* key : {"consecutive_5xx", "max_ejection_percent", "min_healthy_percent", "max_ejection_time",
+                            "failure_percentage.threshold", "failure_percentage.minimum_hosts",
+                            "success_rate.request_volume", "probe.path", "probe.timeout", "panic_threshold"})
+        error_at(r, std::string("upstreams.svc.outlier_detection.") + key);
+}
