@@ -42,15 +42,6 @@ constexpr std::int64_t forever_ms = (std::int64_t{1} << 58) - 1;
 
 } // namespace
 
-endpoint_outcome endpoint_outcome_of(proxy_error error, bool classified_failure, bool classified_ignored) noexcept
-{
-    if (classified_ignored)
-        return endpoint_outcome::ignored;
-    if (error == proxy_error::ok)
-        return classified_failure ? endpoint_outcome::failure_status : endpoint_outcome::success;
-    return classified_failure ? endpoint_outcome::local_origin_failure : endpoint_outcome::ignored;
-}
-
 outlier_detector::outlier_detector(std::string upstream, const config::outlier_config& cfg, std::uint64_t seed)
     : upstream_(std::move(upstream)), cfg_(cfg), seed_(seed),
       counts_rates_(cfg.failure_percentage.enabled || cfg.success_rate.enabled)
@@ -135,7 +126,7 @@ void outlier_detector::return_if_due(endpoint_health& ep, nanos now) noexcept
         try_return(ep, bits, "ejection time over", now);
 }
 
-outlier_verdict outlier_detector::record(endpoint_health& ep, endpoint_outcome o, nanos now) noexcept
+outlier_verdict outlier_detector::record_slow(endpoint_health& ep, endpoint_outcome o, nanos now) noexcept
 {
     return_if_due(ep, now); // its first outcome after the ejection time makes the return official
     if (counts_rates_ && o != endpoint_outcome::ignored) {

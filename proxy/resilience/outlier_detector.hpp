@@ -116,8 +116,15 @@ public:
 
     // Ends `ep`'s ejection when its time is over (a pick may use it already: see endpoint_word::keeps_out).
     void return_if_due(endpoint_health& ep, nanos now) noexcept;
-    // Hot path: one attempt's outcome on `ep`.
-    outlier_verdict record(endpoint_health& ep, endpoint_outcome o, nanos now) noexcept;
+    // Hot path: one attempt's outcome on `ep`. The usual case — a success on a healthy endpoint with
+    // no streak and no rate rule — is three relaxed loads and no store (no shared cache line written).
+    outlier_verdict record(endpoint_health& ep, endpoint_outcome o, nanos now) noexcept
+    {
+        if (o == endpoint_outcome::success && !counts_rates_ && ep.word.load(std::memory_order_relaxed) == 0 &&
+            (ep.consecutive_5xx.load(std::memory_order_relaxed) | ep.consecutive_local_origin.load(std::memory_order_relaxed)) == 0)
+            return {}; // word 0: healthy, not retired
+        return record_slow(ep, o, now);
+    }
 
     // Main thread, once a second: ends the ejections whose time is over.
     void expire(nanos now);
@@ -148,6 +155,7 @@ private:
     static std::int64_t to_ms_ceil(nanos t) noexcept { return (t + 999'999) / 1'000'000; }
     static std::size_t index(outlier_rule r) noexcept { return static_cast<std::size_t>(r); }
 
+    outlier_verdict record_slow(endpoint_health& ep, endpoint_outcome o, nanos now) noexcept;
     // A rule fired for `ep`: ejects it when the cap allows, marks it detected otherwise (or only
     // counts, when `enforce` is false). `figures`: what the log line says about it.
     outlier_verdict fire(endpoint_health& ep, outlier_rule rule, bool enforce, const std::string& figures, nanos now);
@@ -180,7 +188,14 @@ private:
 };
 
 // The endpoint's view of an attempt's result: `error` is the attempt's proxy error (ok: the upstream
-// answered), `classified` the classification's verdict on it.
-endpoint_outcome endpoint_outcome_of(proxy_error error, bool classified_failure, bool classified_ignored) noexcept;
+// answered), `classified_*` the classification's verdict on it.
+constexpr endpoint_outcome endpoint_outcome_of(proxy_error error, bool classified_failure, bool classified_ignored) noexcept
+{
+    if (classified_ignored)
+        return endpoint_outcome::ignored;
+    if (error == proxy_error::ok)
+        return classified_failure ? endpoint_outcome::failure_status : endpoint_outcome::success;
+    return classified_failure ? endpoint_outcome::local_origin_failure : endpoint_outcome::ignored;
+}
 
 } // namespace breakerbox::resilience
