@@ -97,7 +97,7 @@ http {{
 
 def breakerbox_config(port, admin_port, ports, ejection):
     endpoints = ", ".join(f'"127.0.0.1:{p}"' for p in ports)
-    outliers = ("{consecutive_local_origin_failures: 3, consecutive_5xx: 3, base_ejection_time: 10s}" if ejection
+    outliers = ("{consecutive_local_origin_failure: 3, consecutive_5xx: 3, base_ejection_time: 10s}" if ejection
                 else "{enabled: false}")
     return f"""
 workers: 1

@@ -138,6 +138,8 @@ private:
             if (upstream::all_literal(up))
                 continue;
             auto publish = [this, rt, i, probe_endpoints](std::vector<tcp::endpoint> found) {
+                if (state_.current() != rt) // replaced while resolving: its detector may serve the next one
+                    return;
                 *probe_endpoints = found; // on the main thread, like the prober
                 if (const auto& tls = rt->upstreams[i]->tls)
                     tls->retain_peers(found);
@@ -180,6 +182,7 @@ private:
                                                          {"errors", out.errors},
                                                          {"generation", old->generation},
                                                          {"detail", "the previous configuration keeps serving"}});
+            publish_reload(false, old->generation, out.errors);
             return out;
         }
         std::shared_ptr<const runtime::config_generation> rt;
@@ -192,6 +195,7 @@ private:
                                                          {"errors", out.errors},
                                                          {"generation", old->generation},
                                                          {"detail", "the previous configuration keeps serving"}});
+            publish_reload(false, old->generation, out.errors);
             return out;
         }
         warn_if_unverified(*rt);
@@ -203,11 +207,19 @@ private:
             asio::post(wk.ioc, [&wk, rt, addresses] { wk.context.install(rt, addresses); });
         }
         start_upstream_tasks(rt, addresses);
+        publish_reload(true, rt->generation, {});
         log::info("configuration reloaded", {{"config", config_path_},
                                              {"generation", rt->generation},
                                              {"breakers_kept", rt->kept_breakers},
                                              {"breakers_reset", rt->fresh_breakers}});
         return {true, {}, rt->generation, rt->kept_breakers, rt->fresh_breakers};
+    }
+
+    // A reload, accepted or not, on the admin listener's event stream.
+    void publish_reload(bool applied, std::uint64_t generation, const std::vector<std::string>& errors)
+    {
+        if (admin_)
+            admin_->events().publish("reload", {{"applied", applied}, {"generation", generation}, {"errors", errors}});
     }
 
     void bind_listeners()
@@ -245,7 +257,9 @@ private:
         admin::admin_context ctx{state_, {}, steady_clock_source::instance(), [this] { return reload(); }};
         for (std::size_t w = 0; w < pool_.size(); ++w)
             ctx.workers.push_back(&pool_.at(w).context);
-        admin_ = std::make_unique<admin::admin_server>(main_, std::move(ctx), a.token);
+        admin_ = std::make_unique<admin::admin_server>(main_, std::move(ctx), a.token, admin::event_limits{a.max_event_viewers});
+        // Breaker transitions reach /events from whichever thread wins them (posted to this thread).
+        resilience::set_transition_observer([hub = &admin_->events()](const resilience::transition_event& e) { hub->post_transition(e); });
         admin_->bind(a.address);
         log::info("admin listening",
                   {{"address", a.address.host + ":" + std::to_string(admin_->port())},

@@ -18,11 +18,14 @@ struct reload_outcome {
     std::vector<std::string> kept_breakers, fresh_breakers;
 };
 
+class event_hub;
+
 struct admin_context {
     runtime::proxy_state& state;
     std::vector<const runtime::worker_context*> workers;
     const clock& clk;
     std::function<reload_outcome()> reload; // POST /admin/reload (runs on the main thread, like SIGHUP)
+    event_hub* events = nullptr;            // /events: operator actions and reloads are published there
 
     // One upstream's counters summed over the workers, by upstream name (a worker may briefly still
     // serve the previous configuration after a reload, with other indexes; the counters are the same

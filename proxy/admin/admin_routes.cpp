@@ -1,5 +1,6 @@
 #include "admin/admin_routes.hpp"
 
+#include "admin/event_hub.hpp"
 #include "admin/health_report.hpp"
 #include "admin/metrics_exposition.hpp"
 #include "core/log.hpp"
@@ -8,7 +9,6 @@
 #include <nlohmann/json.hpp>
 
 namespace breakerbox::admin {
-namespace {
 
 namespace bhttp = boost::beast::http;
 
@@ -24,9 +24,29 @@ http::response json_response(unsigned status, const nlohmann::json& body)
     return res;
 }
 
-http::response error(unsigned status, std::string_view code, std::string_view detail)
+http::response json_error_response(unsigned status, std::string_view code, std::string_view detail)
 {
     return json_response(status, {{"error", code}, {"detail", detail}});
+}
+
+bool is_event_stream_request(const http::request& req)
+{
+    std::string_view target = req.target();
+    return req.method() == bhttp::verb::get && target.substr(0, target.find('?')) == "/events";
+}
+
+namespace {
+
+http::response error(unsigned status, std::string_view code, std::string_view detail)
+{
+    return json_error_response(status, code, detail);
+}
+
+// An operator's action, on the event stream as in the log.
+void publish_operator(const admin_context& ctx, nlohmann::json data)
+{
+    if (ctx.events)
+        ctx.events->publish("operator", std::move(data));
 }
 
 // Constant-time comparison: the time taken does not reveal how much of a guess was right.
@@ -83,11 +103,13 @@ http::response circuit_action(const admin_context& ctx, std::string_view upstrea
             cb.reset(actor);
         else
             return error(404, "unknown_action", "actions: force-open, force-closed, disable, reset");
-        log::warn("operator action", {{"action", action},
-                                      {"upstream", name},
-                                      {"who", actor},
-                                      {"from", resilience::to_string(before)},
-                                      {"to", resilience::to_string(cb.state())}});
+        const nlohmann::json fields = {{"action", action},
+                                       {"upstream", name},
+                                       {"who", actor},
+                                       {"from", resilience::to_string(before)},
+                                       {"to", resilience::to_string(cb.state())}};
+        log::warn("operator action", fields);
+        publish_operator(ctx, fields);
         if (upstream != "*") {
             auto report = build_health_report(ctx, name);
             return json_response(
@@ -158,6 +180,25 @@ http::response circuits(const admin_context& ctx, const http::request& req, cons
     return circuit_action(ctx, rest.substr(0, slash), rest.substr(slash + 1), who(req, info.remote_ip));
 }
 
+// RFC 3986 §2.1 percent-decoding of one path segment (an IPv6 label's brackets and colons are often
+// sent encoded); a malformed escape is kept as it is.
+std::string percent_decoded(std::string_view in)
+{
+    auto hex = [](char c) -> int {
+        return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+    };
+    std::string out;
+    for (std::size_t i = 0; i < in.size(); ++i) {
+        if (in[i] == '%' && i + 2 < in.size() && hex(in[i + 1]) >= 0 && hex(in[i + 2]) >= 0) {
+            out.push_back(static_cast<char>(hex(in[i + 1]) * 16 + hex(in[i + 2])));
+            i += 2;
+        } else {
+            out.push_back(in[i]);
+        }
+    }
+    return out;
+}
+
 // POST /admin/endpoints/{upstream}/{address}/{eject|uneject}: an operator takes an endpoint out of load
 // balancing until returned by hand (never the last one in it), or returns one (ejected or detected).
 http::response endpoint_action(const admin_context& ctx, const http::request& req, const admin_request_info& info,
@@ -168,7 +209,7 @@ http::response endpoint_action(const admin_context& ctx, const http::request& re
     if (first == std::string_view::npos || last == first)
         return error(404, "not_found", "use POST /admin/endpoints/{upstream}/{address}/{eject|uneject}");
     const std::string upstream(rest.substr(0, first));
-    const std::string address(rest.substr(first + 1, last - first - 1));
+    const std::string address = percent_decoded(rest.substr(first + 1, last - first - 1)); // [::1]:7001 arrives as %5B%3A%3A1%5D%3A7001
     const std::string_view action = rest.substr(last + 1);
     if (action != "eject" && action != "uneject")
         return error(404, "unknown_action", "actions: eject, uneject");
@@ -188,7 +229,9 @@ http::response endpoint_action(const admin_context& ctx, const http::request& re
         return error(refused.starts_with("no endpoint") ? 404 : 409, refused.starts_with("no endpoint") ? "unknown_endpoint" : "refused",
                      refused);
     forward::apply_outlier_verdict(shared, std::move(verdict), now);
-    log::warn("operator action", {{"action", action}, {"upstream", upstream}, {"endpoint", address}, {"who", actor}});
+    const nlohmann::json fields = {{"action", action}, {"upstream", upstream}, {"endpoint", address}, {"who", actor}};
+    log::warn("operator action", fields);
+    publish_operator(ctx, fields);
     auto report = build_health_report(ctx, upstream);
     return json_response(200, {{"action", action},
                                {"upstream", upstream},

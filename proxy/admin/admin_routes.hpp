@@ -3,6 +3,8 @@
 #include "admin/admin_context.hpp"
 #include "http/message.hpp"
 
+#include <nlohmann/json_fwd.hpp>
+
 #include <string>
 #include <string_view>
 
@@ -14,5 +16,12 @@ struct admin_request_info {
 };
 
 http::response handle_admin_request(const admin_context& ctx, const http::request& req, const admin_request_info& info);
+
+// GET /events: answered by the admin server itself, as a stream (admin/event_hub.hpp).
+bool is_event_stream_request(const http::request& req);
+
+// A JSON answer ({"error": code, "detail": detail} for errors), Cache-Control: no-store.
+http::response json_response(unsigned status, const nlohmann::json& body);
+http::response json_error_response(unsigned status, std::string_view code, std::string_view detail);
 
 } // namespace breakerbox::admin

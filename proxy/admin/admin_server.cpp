@@ -12,13 +12,16 @@
 #include <boost/beast/http/parser.hpp>
 #include <nlohmann/json.hpp>
 
+#include <charconv>
+
 namespace breakerbox::admin {
 
 namespace bhttp = boost::beast::http;
 
-admin_server::admin_server(asio::io_context& ioc, admin_context ctx, std::string token)
-    : acceptor_(ioc), ctx_(std::move(ctx)), token_(std::move(token))
+admin_server::admin_server(asio::io_context& ioc, admin_context ctx, std::string token, event_limits events)
+    : acceptor_(ioc), ctx_(std::move(ctx)), token_(std::move(token)), hub_(ioc.get_executor(), ctx_, events)
 {
+    ctx_.events = &hub_;
 }
 
 void admin_server::bind(const config::host_port& address) { server::listen_on(acceptor_, address, "the admin listener"); }
@@ -29,7 +32,84 @@ std::uint16_t admin_server::port() const
     return acceptor_.local_endpoint(ec).port();
 }
 
-void admin_server::start() { asio::co_spawn(acceptor_.get_executor(), accept_loop(), asio::detached); }
+void admin_server::start()
+{
+    hub_.start();
+    asio::co_spawn(acceptor_.get_executor(), accept_loop(), asio::detached);
+}
+
+namespace {
+
+asio::awaitable<bool> write_response(deadline_stream& stream, http::response& res, bool keep_alive, bool head_only = false)
+{
+    res.keep_alive(keep_alive);
+    res.prepare_payload();
+    std::string head;
+    http::serialize_head(res, head);
+    const head_and_body message(head, head_only ? std::string_view{} : std::string_view(res.body()));
+    co_return !(co_await message.write_all(stream, seconds(30))).ec;
+}
+
+std::optional<std::uint64_t> last_event_id(const http::request& req)
+{
+    const auto field = req["Last-Event-ID"];
+    std::uint64_t id = 0;
+    const auto [end, ec] = std::from_chars(field.data(), field.data() + field.size(), id);
+    if (field.empty() || ec != std::errc{} || end != field.data() + field.size())
+        return std::nullopt;
+    return id;
+}
+
+// Ends the viewer as soon as its client closes the connection (or sends anything: an event stream
+// is one-way), so a closed page frees its place at once rather than at the next heartbeat.
+asio::awaitable<void> watch_for_close(tcp::socket& socket, std::shared_ptr<event_viewer> viewer)
+{
+    char byte;
+    co_await socket.async_read_some(asio::buffer(&byte, 1), nothrow_awaitable);
+    viewer->dropped = true;
+    viewer->wake.cancel();
+}
+
+} // namespace
+
+asio::awaitable<void> admin_server::stream_events(deadline_stream& stream, const http::request& req)
+{
+    auto viewer = hub_.subscribe(last_event_id(req));
+    if (!viewer) {
+        auto res = json_error_response(503, "too_many_viewers",
+                                       "at most " + std::to_string(hub_.limits().max_viewers) + " event viewers at once");
+        co_await write_response(stream, res, false);
+        co_return;
+    }
+    error_code ec;
+    // A small kernel buffer too: a viewer that does not read is noticed after ~64 KiB, not megabytes.
+    stream.socket().set_option(asio::socket_base::send_buffer_size(64 * 1024), ec);
+    std::string out =
+        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\nCache-Control: no-store\r\n"
+        "X-Accel-Buffering: no\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n";
+    asio::co_spawn(stream.socket().get_executor(), watch_for_close(stream.socket(), viewer), asio::detached);
+    const nanos heartbeat = hub_.limits().heartbeat;
+    for (;;) {
+        out += std::exchange(viewer->pending, {});
+        if (!out.empty()) {
+            // The body is close-delimited (RFC 9112 §6.3): no length, and the end is the connection's.
+            if ((co_await write_all(stream, asio::buffer(out), seconds(10))).ec)
+                break;
+            out.clear();
+            continue; // more may have come while writing
+        }
+        if (viewer->dropped)
+            break;
+        viewer->wake.expires_after(as_duration(heartbeat));
+        auto [wec] = co_await viewer->wake.async_wait(nothrow_awaitable);
+        if (viewer->dropped)
+            break;
+        if (!wec && viewer->pending.empty())
+            out = ": heartbeat\n\n";
+    }
+    hub_.unsubscribe(viewer);
+    stream.socket().close(ec); // also ends watch_for_close
+}
 
 asio::awaitable<void> admin_server::accept_loop()
 {
@@ -53,7 +133,6 @@ asio::awaitable<void> admin_server::session(tcp::socket socket)
     const std::string remote = socket.remote_endpoint(ec).address().to_string();
     deadline_stream stream(std::move(socket));
     beast::flat_buffer buffer;
-    std::string head;
     for (;;) {
         bhttp::request_parser<bhttp::string_body> parser;
         http::trailer_fence fence{parser};
@@ -65,14 +144,14 @@ asio::awaitable<void> admin_server::session(tcp::socket socket)
         auto req = parser.release();
         // The same message rules as the data listener (http/message_rules.hpp); a refused request closes.
         const auto refused = http::request_head_refusal(req);
+        if (refused == proxy_error::ok && is_event_stream_request(req)) {
+            co_await stream_events(stream, req);
+            co_return;
+        }
         auto res = refused == proxy_error::ok ? handle_admin_request(ctx_, req, {remote, token_})
                                               : http::make_error_response(refused, {}, "refused by RFC 9112 §3.2 / §6.1", 11);
         const bool keep_alive = refused == proxy_error::ok && req.keep_alive();
-        res.keep_alive(keep_alive);
-        res.prepare_payload();
-        http::serialize_head(res, head);
-        const head_and_body message(head, req.method() == bhttp::verb::head ? std::string_view{} : std::string_view(res.body()));
-        if ((co_await message.write_all(stream, seconds(30))).ec || !keep_alive)
+        if (!co_await write_response(stream, res, keep_alive, req.method() == bhttp::verb::head) || !keep_alive)
             break;
     }
     stream.socket().shutdown(tcp::socket::shutdown_send, ec);

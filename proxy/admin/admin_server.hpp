@@ -3,8 +3,11 @@
 // main thread. Reads snapshots of shared state only.
 #pragma once
 #include "admin/admin_context.hpp"
+#include "admin/event_hub.hpp"
 #include "config/config.hpp"
 #include "core/asio.hpp"
+#include "core/deadline_stream.hpp"
+#include "http/message.hpp"
 
 #include <string>
 
@@ -12,21 +15,26 @@ namespace breakerbox::admin {
 
 class admin_server {
 public:
-    // `token`: the bearer token mutations require ("" = mutations refused).
-    admin_server(asio::io_context& ioc, admin_context ctx, std::string token);
+    // `token`: the bearer token mutations require ("" = mutations refused); `events`: the /events bounds.
+    admin_server(asio::io_context& ioc, admin_context ctx, std::string token, event_limits events = {});
 
     // Start-up only; throws std::runtime_error naming the address.
     void bind(const config::host_port& address);
     void start();
     std::uint16_t port() const;
+    // The /events hub (its transitions come from any thread through post_transition).
+    event_hub& events() noexcept { return hub_; }
 
 private:
     asio::awaitable<void> accept_loop();
     asio::awaitable<void> session(tcp::socket socket);
+    // GET /events: the stream until the viewer leaves, is dropped or the process stops.
+    asio::awaitable<void> stream_events(deadline_stream& stream, const http::request& req);
 
     tcp::acceptor acceptor_;
     admin_context ctx_;
     std::string token_;
+    event_hub hub_; // after ctx_, which it reads
 };
 
 } // namespace breakerbox::admin

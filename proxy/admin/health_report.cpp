@@ -120,7 +120,7 @@ nlohmann::json outlier_policy_json(const config::outlier_config& o)
     if (!o.enabled)
         return nullptr;
     return {{"consecutive_5xx", o.consecutive_5xx},
-            {"consecutive_local_origin_failures", o.consecutive_local_origin_failures},
+            {"consecutive_local_origin_failure", o.consecutive_local_origin_failure},
             {"interval_ms", ms(o.interval)},
             {"base_ejection_time_ms", ms(o.base_ejection_time)},
             {"max_ejection_time_ms", ms(o.max_ejection_time)},
@@ -147,13 +147,14 @@ nlohmann::json outliers_json(const resilience::upstream_resilience& r, nanos now
                              {"state", name_of(ep.state)},
                              {"manual", ep.manual},
                              {"consecutive_5xx", ep.consecutive_5xx},
-                             {"consecutive_local_origin_failures", ep.consecutive_local_origin_failures},
+                             {"consecutive_local_origin_failure", ep.consecutive_local_origin_failure},
                              {"ejections", ep.ejections},
                              {"ejection_level", ep.level},
                              {"last_rule", ep.last_rule ? nlohmann::json(name_of(*ep.last_rule)) : nlohmann::json(nullptr)},
-                             {"ejected_for_ms", ep.state != resilience::endpoint_state::ejected ? nlohmann::json(nullptr)
-                                                : ep.manual ? nlohmann::json("until returned by an operator")
-                                                            : nlohmann::json(ms(ep.ejected_for))}});
+                             // null when not ejected, and for an operator's ejection (no end: `manual`)
+                             {"ejected_for_ms", ep.state != resilience::endpoint_state::ejected || ep.manual
+                                                    ? nlohmann::json(nullptr)
+                                                    : nlohmann::json(ms(ep.ejected_for))}});
     nlohmann::json enforced = nlohmann::json::object(), detected = nlohmann::json::object();
     for (const auto& [rule, rule_name] : resilience::outlier_rule_names) {
         enforced[std::string(rule_name)] = d.enforced_total(rule);

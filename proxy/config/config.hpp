@@ -54,6 +54,7 @@ struct logging_config {
 
 struct admin_config {
     host_port address{"127.0.0.1", 9901};
+    std::uint32_t max_event_viewers = 16; // GET /events (and /dashboard pages) connected at once
     std::string token;
     bool enabled = true;
     bool operator==(const admin_config&) const = default;
@@ -244,7 +245,7 @@ struct outlier_rate_rule {
 struct outlier_config {
     bool enabled = true;
     std::uint32_t consecutive_5xx = 5;                   // answers classified as failures in a row; 0 = off
-    std::uint32_t consecutive_local_origin_failures = 5; // connect, TLS, timeout, reset in a row; 0 = off
+    std::uint32_t consecutive_local_origin_failure = 5; // connect, TLS, timeout, reset in a row; 0 = off
     nanos interval = seconds(10);                        // the rate rules' period; ejection levels decay per interval
     nanos base_ejection_time = seconds(30);              // times the endpoint's ejection level
     nanos max_ejection_time = seconds(300);

@@ -446,13 +446,13 @@ void read_outlier_probe(reader& r, const YAML::Node& probe, const std::string& p
 void read_outlier_detection(reader& r, const YAML::Node& node, const std::string& path, outlier_config& o)
 {
     if (!r.check_map(node, path,
-                     {"enabled", "consecutive_5xx", "consecutive_local_origin_failures", "interval", "base_ejection_time",
+                     {"enabled", "consecutive_5xx", "consecutive_local_origin_failure", "interval", "base_ejection_time",
                       "max_ejection_time", "max_ejection_time_jitter", "max_ejection_percent", "min_healthy_percent",
                       "failure_percentage", "success_rate", "probe"}))
         return;
     r.read_bool(node, "enabled", path, o.enabled);
     r.read_uint(node, "consecutive_5xx", path, o.consecutive_5xx, 0, 1000000);
-    r.read_uint(node, "consecutive_local_origin_failures", path, o.consecutive_local_origin_failures, 0, 1000000);
+    r.read_uint(node, "consecutive_local_origin_failure", path, o.consecutive_local_origin_failure, 0, 1000000);
     r.read_duration(node, "interval", path, o.interval, millis(100), hour);
     r.read_duration(node, "base_ejection_time", path, o.base_ejection_time, millis(1), 24 * hour);
     r.read_duration(node, "max_ejection_time", path, o.max_ejection_time, millis(1), 24 * hour);
@@ -857,8 +857,9 @@ void read_logging(reader& r, const YAML::Node& lg, logging_config& logging)
 void read_admin(reader& r, const YAML::Node& root, admin_config& admin)
 {
     if (auto a = root["admin"]) {
-        if (r.check_map(a, "admin", {"enabled", "address", "token"})) {
+        if (r.check_map(a, "admin", {"enabled", "address", "token", "max_event_viewers"})) {
             r.read_bool(a, "enabled", "admin", admin.enabled);
+            r.read_uint(a, "max_event_viewers", "admin", admin.max_event_viewers, 0, 10000);
             if (auto addr = a["address"])
                 r.read_host_port(addr, "admin.address", admin.address, true);
             r.read_string(a, "token", "admin", admin.token);

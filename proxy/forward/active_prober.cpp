@@ -52,6 +52,20 @@ asio::awaitable<probe_result> request_health(Stream& stream, const std::string& 
     co_return probe_result{proxy_error::ok, parser.get().result_int(), {}};
 }
 
+// The next endpoint to probe, round robin, skipping those outlier detection keeps out (a probe of a
+// known-bad endpoint would only re-open the circuit) unless all are.
+tcp::endpoint next_probe_endpoint(const std::vector<tcp::endpoint>& endpoints, std::size_t& next,
+                                  const resilience::outlier_detector* detector, nanos now)
+{
+    for (std::size_t tried = 0; detector && tried < endpoints.size(); ++tried) {
+        const tcp::endpoint& candidate = endpoints[next % endpoints.size()];
+        if (detector->find(candidate)->in_load_balancing(now))
+            break;
+        ++next;
+    }
+    return endpoints[next++ % endpoints.size()];
+}
+
 // How long to sleep before looking at the breaker again.
 nanos next_look(const resilience::circuit_breaker& breaker)
 {
@@ -105,7 +119,7 @@ asio::awaitable<void> run_active_prober(probe_target target, std::function<bool(
                 if (endpoints.empty()) {
                     breaker.release(permit); // nothing resolved to probe: not an upstream outcome
                 } else {
-                    const tcp::endpoint endpoint = endpoints[next_endpoint++ % endpoints.size()];
+                    const tcp::endpoint endpoint = next_probe_endpoint(endpoints, next_endpoint, target.shared->outliers.get(), clk.now());
                     const probe_result r = co_await probe_once(endpoint, cfg.breaker.probe_path, target.host,
                                                                cfg.breaker.probe_timeout, target.shared->tls.get(), sessions);
                     const auto outcome = r.error == proxy_error::ok ? target.shared->classifier.of_status(r.status)

@@ -1,6 +1,7 @@
 #include "forward/forwarder.hpp"
 
 #include "forward/bulkhead_wait.hpp"
+#include "forward/outlier_monitor.hpp"
 #include "resilience/fallback_response.hpp"
 #include "forward/retry_policy.hpp"
 #include "forward/upstream_exchange.hpp"
@@ -258,9 +259,11 @@ private:
     {
         auto& stats = up.stats;
         const auto& name = up.cfg.name;
-        if (up.local.all_kept_out(now)) { // only for a moment: no healthy endpoint opens the circuit
+        if (up.local.all_kept_out(now)) { // the upstream is unavailable: answered (and its fallback chosen) as an open circuit
             stats.count(rejection_reason::no_endpoint);
-            return {proxy_error::no_endpoint, "every endpoint of " + name + " is ejected by outlier detection"};
+            call_result refused{proxy_error::circuit_open, "every endpoint of " + name + " is ejected by outlier detection"};
+            refused.rejection = resilience::admission::rejected_open;
+            return refused;
         }
         if (up.local.has_endpoints()) {
             stats.count(rejection_reason::connection_limit);
@@ -369,8 +372,8 @@ private:
                                        resilience::endpoint_outcome_of(error, classified == resilience::outcome::failure,
                                                                        classified == resilience::outcome::ignored),
                                        now);
-        if (verdict.open_upstream && up.shared.breaker.trip_from_outside(std::move(verdict.reason), now))
-            detector.count_upstream_open();
+        if (verdict.open_upstream) // rare: endpoints just turned unhealthy
+            apply_outlier_verdict(up.shared, std::move(verdict), now);
     }
 
     // The pause before the next attempt, with its place in the retry budget taken; nullopt: this

@@ -37,8 +37,18 @@ asio::awaitable<void> probe_ejected(resilience::upstream_resilience& shared, con
 
 void apply_outlier_verdict(resilience::upstream_resilience& shared, resilience::outlier_verdict verdict, nanos now)
 {
-    if (verdict.open_upstream && shared.outliers && shared.breaker.trip_from_outside(std::move(verdict.reason), now))
+    if (!verdict.open_upstream || !shared.outliers)
+        return;
+    const auto state = shared.breaker.state();
+    if (shared.breaker.trip_from_outside(verdict.reason, now)) {
         shared.outliers->count_upstream_open();
+        return;
+    }
+    // Not closed: open already, or half-open (its probes decide), or an operator's state or a disabled
+    // breaker, which outlier detection does not override. Said, so it is not silent.
+    if (state != resilience::breaker_state::open)
+        log::warn("too few healthy endpoints, but the circuit is not closed: left as it is",
+                  {{"upstream", shared.cfg.name}, {"state", resilience::to_string(state)}, {"reason", verdict.reason}});
 }
 
 asio::awaitable<void> run_outlier_monitor(std::shared_ptr<resilience::upstream_resilience> shared, std::string probe_host,
@@ -48,7 +58,7 @@ asio::awaitable<void> run_outlier_monitor(std::shared_ptr<resilience::upstream_r
     const auto& cfg = detector.cfg();
     const auto& clk = steady_clock_source::instance();
     const bool probes = !cfg.probe_path.empty();
-    const nanos tick = probes ? std::min(seconds(1), cfg.probe_interval) : seconds(1);
+    const nanos tick = probes ? std::clamp(cfg.probe_interval, millis(50), seconds(1)) : seconds(1);
     nanos next_evaluation = clk.now() + cfg.interval;
     nanos next_probe = clk.now() + cfg.probe_interval;
     tls::session_cache sessions; // this monitor's own (main thread), for all endpoints of this generation

@@ -58,6 +58,8 @@ std::uint32_t outlier_detector::max_ejected(std::uint32_t n) const noexcept
 
 outlier_verdict outlier_detector::set_endpoints(const std::vector<tcp::endpoint>& addresses)
 {
+    if (addresses.empty()) // nothing resolved (a failed lookup at a reload): the records are kept for when it does
+        return {};
     std::vector<std::shared_ptr<endpoint_health>> next;
     std::vector<std::shared_ptr<endpoint_health>> gone;
     {
@@ -151,13 +153,13 @@ outlier_verdict outlier_detector::record_slow(endpoint_health& ep, endpoint_outc
     case endpoint_outcome::failure_status: {
         reset(ep.consecutive_local_origin); // it did answer
         const auto n = ep.consecutive_5xx.fetch_add(1, std::memory_order_relaxed) + 1;
-        if (cfg_.consecutive_5xx == 0 || n < cfg_.consecutive_5xx)
+        if (cfg_.consecutive_5xx == 0 || n < cfg_.consecutive_5xx || !may_change(ep))
             return {};
         return fire(ep, outlier_rule::consecutive_5xx, true, std::to_string(n) + " failure answers in a row", now);
     }
     case endpoint_outcome::local_origin_failure: {
         const auto n = ep.consecutive_local_origin.fetch_add(1, std::memory_order_relaxed) + 1;
-        if (cfg_.consecutive_local_origin_failures == 0 || n < cfg_.consecutive_local_origin_failures)
+        if (cfg_.consecutive_local_origin_failure == 0 || n < cfg_.consecutive_local_origin_failure || !may_change(ep))
             return {};
         return fire(ep, outlier_rule::consecutive_local_origin_failure, true,
                     std::to_string(n) + " local-origin failures in a row", now);
@@ -166,12 +168,23 @@ outlier_verdict outlier_detector::record_slow(endpoint_health& ep, endpoint_outc
     return {};
 }
 
+bool outlier_detector::may_change(const endpoint_health& ep) const noexcept
+{
+    const auto w = endpoint_word::decode(ep.word.load(std::memory_order_relaxed));
+    if (w.retired || w.state == endpoint_state::ejected)
+        return false;
+    // Detected: only a free place under the cap changes anything (then it is ejected).
+    return w.state == endpoint_state::healthy || ejected_count() < max_ejected(endpoint_count());
+}
+
 outlier_verdict outlier_detector::fire(endpoint_health& ep, outlier_rule rule, bool enforce, const std::string& figures, nanos now)
 {
     std::uint64_t bits = ep.word.load(std::memory_order_acquire);
     if (retired_of(bits) || state_of(bits) == endpoint_state::ejected)
         return {};
-    if (!enforce) { // detected, not enforced: counted (and logged at debug), nothing changes
+    if (!enforce || endpoint_count() < 2) {
+        // Detected, not enforced (a rate rule with too few endpoints, or the only endpoint, which the
+        // upstream's breaker judges alone): counted (and logged at debug), nothing changes.
         detected_[index(rule)].fetch_add(1, std::memory_order_relaxed);
         log::debug("endpoint outlier detected, not enforced",
                    {{"upstream", upstream_}, {"endpoint", ep.label}, {"rule", name_of(rule)}, {"figures", figures}});
@@ -179,8 +192,9 @@ outlier_verdict outlier_detector::fire(endpoint_health& ep, outlier_rule rule, b
     }
     if (try_eject(ep, bits, rule, false, figures, now))
         return upstream_verdict();
-    if (state_of(bits) != endpoint_state::healthy)
-        return {}; // already detected: counted when it was first
+    bits = ep.word.load(std::memory_order_acquire);
+    if (state_of(bits) != endpoint_state::healthy || retired_of(bits))
+        return {}; // already detected (counted when it was first), or ejected by another thread meanwhile
     // The cap is reached: detected, still balanced over, and unhealthy for the upstream's verdict.
     if (!ep.word.compare_exchange_strong(bits, encode(endpoint_state::detected, false, false, 0), std::memory_order_acq_rel))
         return {};
@@ -197,42 +211,56 @@ outlier_verdict outlier_detector::fire(endpoint_health& ep, outlier_rule rule, b
     return upstream_verdict();
 }
 
-bool outlier_detector::take_ejection_place() noexcept
+bool outlier_detector::take_ejection_place(std::uint32_t limit) noexcept
 {
     std::uint32_t taken = ejected_count_.load(std::memory_order_relaxed);
     do {
-        if (taken >= max_ejected(endpoint_count()))
+        if (taken >= limit)
             return false;
     } while (!ejected_count_.compare_exchange_weak(taken, taken + 1, std::memory_order_acq_rel));
     return true;
 }
 
-nanos outlier_detector::ejection_time(std::uint32_t level, std::uint64_t nth) const noexcept
+nanos outlier_detector::ejection_time(const endpoint_health& ep, std::uint32_t level, std::uint64_t nth) const noexcept
 {
     const nanos scaled = std::min<nanos>(cfg_.base_ejection_time * std::max<std::uint32_t>(level, 1), cfg_.max_ejection_time);
-    const nanos jitter = cfg_.max_ejection_time_jitter > 0
-                             ? static_cast<nanos>(mix(seed_ ^ (nth * 0x100000001B3ull)) % static_cast<std::uint64_t>(cfg_.max_ejection_time_jitter + 1))
-                             : 0;
-    return scaled + jitter;
+    if (cfg_.max_ejection_time_jitter <= 0)
+        return scaled;
+    // Per endpoint and ejection: endpoints ejected together do not return together.
+    const std::uint64_t r = mix(seed_ ^ std::hash<std::string>{}(ep.label) ^ (nth * 0x100000001B3ull));
+    return scaled + static_cast<nanos>(r % static_cast<std::uint64_t>(cfg_.max_ejection_time_jitter + 1));
+}
+
+std::uint32_t outlier_detector::max_level() const noexcept
+{
+    // Past this the time is at its cap: a level that kept growing would only keep a flapping endpoint at
+    // the cap for longer after it recovers (Envoy stops growing it there too).
+    const auto steps = (cfg_.max_ejection_time + cfg_.base_ejection_time - 1) / cfg_.base_ejection_time;
+    return static_cast<std::uint32_t>(std::clamp<nanos>(steps, 1, 1'000'000));
 }
 
 bool outlier_detector::try_eject(endpoint_health& ep, std::uint64_t bits, outlier_rule rule, bool manual, const std::string& figures,
                                  nanos now)
 {
-    if (!manual && !take_ejection_place())
+    // The place under the cap first (never the last endpoint in load balancing, even by hand), then
+    // the endpoint's word; a place taken for a word that another thread changed is given back.
+    const std::uint32_t n = endpoint_count();
+    if (!take_ejection_place(manual ? (n > 0 ? n - 1 : 0) : max_ejected(n)))
         return false;
-    const std::uint32_t level = manual ? ep.level.load(std::memory_order_relaxed) : ep.level.load(std::memory_order_relaxed) + 1;
+    const std::uint32_t level = manual ? ep.level.load(std::memory_order_relaxed)
+                                       : std::min(ep.level.load(std::memory_order_relaxed) + 1, max_level());
     const std::uint64_t nth = ep.ejections.load(std::memory_order_relaxed) + 1;
-    const nanos for_time = manual ? 0 : ejection_time(level, nth);
+    const nanos for_time = manual ? 0 : ejection_time(ep, level, nth);
     const std::uint64_t desired = encode(endpoint_state::ejected, manual, false, manual ? forever_ms : to_ms_ceil(now + for_time));
-    if (!ep.word.compare_exchange_strong(bits, desired, std::memory_order_acq_rel)) {
-        if (!manual)
+    // Detected meanwhile (another thread found the cap full while this one held the place): still ours
+    // to eject. Ejected or retired meanwhile: not.
+    while (!ep.word.compare_exchange_weak(bits, desired, std::memory_order_acq_rel)) {
+        if (retired_of(bits) || state_of(bits) == endpoint_state::ejected) {
             ejected_count_.fetch_sub(1, std::memory_order_relaxed);
-        return false;
+            return false;
+        }
     }
     // Only the winner gets here.
-    if (manual)
-        ejected_count_.fetch_add(1, std::memory_order_relaxed);
     if (state_of(bits) == endpoint_state::healthy) {
         unhealthy_count_.fetch_add(1, std::memory_order_relaxed);
         detected_[index(rule)].fetch_add(1, std::memory_order_relaxed);
@@ -247,10 +275,10 @@ bool outlier_detector::try_eject(endpoint_health& ep, std::uint64_t bits, outlie
                                    {"endpoint", ep.label},
                                    {"rule", name_of(rule)},
                                    {"figures", figures},
-                                   {"ejected_for_seconds", manual ? -1.0 : seconds_of(for_time)},
+                                   {"ejected_for_seconds", manual ? nlohmann::json(nullptr) : nlohmann::json(seconds_of(for_time))},
                                    {"level", level},
                                    {"ejected", ejected_count()},
-                                   {"endpoints", endpoint_count()}});
+                                   {"endpoints", n}});
     return true;
 }
 
@@ -258,9 +286,9 @@ bool outlier_detector::try_return(endpoint_health& ep, std::uint64_t bits, std::
 {
     (void)now;
     if (retired_of(bits) || state_of(bits) == endpoint_state::healthy)
-        return !retired_of(bits);
+        return false;
     if (!ep.word.compare_exchange_strong(bits, encode(endpoint_state::healthy, false, false, 0), std::memory_order_acq_rel))
-        return state_of(bits) != endpoint_state::ejected; // another thread decided: admitted unless it is ejected
+        return false; // another thread decided
     const bool was_ejected = state_of(bits) == endpoint_state::ejected;
     if (was_ejected)
         ejected_count_.fetch_sub(1, std::memory_order_relaxed);
@@ -274,11 +302,20 @@ bool outlier_detector::try_return(endpoint_health& ep, std::uint64_t bits, std::
 
 outlier_verdict outlier_detector::upstream_verdict() const
 {
-    const std::uint32_t n = endpoint_count();
+    // From the endpoints' words, not the running totals (which another thread may be between
+    // updating): this is the rare path, and the list is short.
+    std::uint32_t n = 0, healthy = 0, ejected = 0;
+    for (const auto& e : endpoints()) {
+        const auto w = endpoint_word::decode(e->word.load(std::memory_order_acquire));
+        ++n;
+        healthy += w.state == endpoint_state::healthy;
+        ejected += w.state == endpoint_state::ejected;
+    }
     if (n == 0)
         return {};
-    const std::uint32_t unhealthy = std::min(unhealthy_count(), n);
-    const std::uint32_t healthy = n - unhealthy;
+    // One endpoint is judged by the upstream's breaker alone — unless it is ejected (the others left).
+    if (n < 2 && ejected < n)
+        return {};
     if (healthy > 0 && healthy * 100.0 >= cfg_.min_healthy_percent * n)
         return {};
     return {true, "outlier detection: " + std::to_string(healthy) + " of " + std::to_string(n) +
@@ -309,13 +346,14 @@ outlier_verdict outlier_detector::evaluate(nanos now)
                 e->level.compare_exchange_strong(level, level - 1, std::memory_order_relaxed);
         }
     }
+    // A verdict only when a rule of this evaluation changed something: the verdict is given when
+    // endpoints turn unhealthy, not repeated each interval (which would re-open a circuit its
+    // half-open probes have just closed).
     outlier_verdict out;
     if (cfg_.failure_percentage.enabled)
         apply_failure_percentage(eps, figures, now, out);
     if (cfg_.success_rate.enabled)
         apply_success_rate(eps, figures, now, out);
-    if (!out.open_upstream)
-        out = upstream_verdict();
     return out;
 }
 
@@ -394,16 +432,14 @@ std::string outlier_detector::eject_manually(const std::string& address, std::st
     std::uint64_t bits = ep->word.load(std::memory_order_acquire);
     if (state_of(bits) == endpoint_state::ejected && manual_of(bits))
         return {}; // already
-    // Never the last endpoint in load balancing, even by hand.
-    const bool already_ejected = state_of(bits) == endpoint_state::ejected;
-    if (!already_ejected && ejected_count() + 1 >= endpoint_count())
-        return "ejecting " + address + " would leave " + upstream_ + " without an endpoint in load balancing";
-    if (already_ejected) { // an automatic ejection becomes a manual one: no change in the totals
+    if (state_of(bits) == endpoint_state::ejected) { // an automatic ejection becomes a manual one: no change in the totals
         if (!ep->word.compare_exchange_strong(bits, encode(endpoint_state::ejected, true, false, forever_ms), std::memory_order_acq_rel))
             return "the endpoint changed state meanwhile; try again";
         ep->last_rule.store(static_cast<std::uint8_t>(outlier_rule::manual), std::memory_order_relaxed);
         enforced_[index(outlier_rule::manual)].fetch_add(1, std::memory_order_relaxed);
     } else if (!try_eject(*ep, bits, outlier_rule::manual, true, "ejected by " + std::string(who), now)) {
+        if (ejected_count() + 1 >= endpoint_count())
+            return "ejecting " + address + " would leave " + upstream_ + " without an endpoint in load balancing";
         return "the endpoint changed state meanwhile; try again";
     }
     verdict = upstream_verdict();
@@ -418,6 +454,8 @@ std::string outlier_detector::return_manually(const std::string& address, std::s
     const std::uint64_t bits = ep->word.load(std::memory_order_acquire);
     if (state_of(bits) != endpoint_state::healthy && !try_return(*ep, bits, "returned by " + std::string(who), now))
         return "the endpoint changed state meanwhile; try again";
+    if (retired_of(bits))
+        return "no endpoint " + address + " in " + upstream_;
     // The operator vouches for it: the next ejection starts from the base time.
     ep->level.store(0, std::memory_order_relaxed);
     return {};

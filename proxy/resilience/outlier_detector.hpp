@@ -7,7 +7,7 @@
 // - Consecutive rules (on by default), counted apart as Envoy's split_external_local_origin_errors does:
 //   answers the upstream's classification calls failures (by default 5xx) in a row, and local-origin
 //   failures (connect refused or timed out, TLS, attempt timeout, reset, invalid answer) in a row. A
-//   success (or an ignored status) ends both streaks; an answer of any kind ends the local-origin one.
+//   success ends both streaks, a failure answer the local-origin one; an ignored outcome changes nothing.
 // - Rate rules, evaluated every `interval` on the main thread: failure percentage, and success rate
 //   below mean - stdev_factor × stdev of the peers. An endpoint with fewer than request_volume requests is
 //   not judged; with fewer than minimum_hosts judged endpoints the rule only detects (Envoy's
@@ -17,12 +17,14 @@
 //   always_eject_one_host, without the flip-flop). A rule that fires when the cap is reached marks the
 //   endpoint `detected`: it stays in load balancing and counts as unhealthy.
 // - Ejection time: base_ejection_time × the endpoint's ejection level (1 on the first ejection, +1 on each
-//   re-ejection, −1 per interval spent healthy), capped at max_ejection_time, plus 0..jitter.
+//   re-ejection up to where the time reaches its cap, −1 at each interval's end that finds it healthy),
+//   capped at max_ejection_time, plus 0..jitter (per endpoint and ejection).
 // - Return: the first outcome recorded after the time is over (load balancing uses the endpoint again as
 //   soon as its time is over, without a timer), or the main thread's once-a-second look, or early by a successful health probe (probe.path), or by an operator.
-// - The upstream: when fewer than min_healthy_percent of the endpoints are healthy (neither ejected nor
-//   detected), or none is, `record`/`evaluate` say so and the caller opens the upstream's breaker, so
-//   the fallback answers — instead of Envoy's panic mode, which spreads traffic over known-bad endpoints.
+// - The upstream: when endpoints turn unhealthy and fewer than min_healthy_percent of them are healthy
+//   (neither ejected nor detected), or none is, `record`/`evaluate`/`set_endpoints` say so and the caller
+//   opens the upstream's (closed) breaker, so the fallback answers — instead of Envoy's panic mode, which
+//   spreads traffic over known-bad endpoints. A single endpoint is left to the breaker alone.
 //
 // Every endpoint's state lives in one 64-bit word (upstream/endpoint_health.hpp); every change is a
 // compare-and-swap and only the winner counts, logs and moves the upstream's totals.
@@ -34,6 +36,7 @@
 #include "core/error.hpp"
 #include "upstream/endpoint_health.hpp"
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cstdint>
@@ -87,7 +90,7 @@ struct endpoint_view {
     endpoint_state state;
     bool manual;
     std::uint32_t consecutive_5xx;
-    std::uint32_t consecutive_local_origin_failures;
+    std::uint32_t consecutive_local_origin_failure;
     std::uint64_t ejections;
     std::uint32_t level;
     std::optional<outlier_rule> last_rule;
@@ -107,7 +110,8 @@ public:
     const config::outlier_config& cfg() const noexcept { return cfg_; }
 
     // Main thread: the upstream's addresses now. Addresses that remain keep their record (state, level,
-    // streaks); records of addresses that left are retired (no longer counted) and returned to nobody.
+    // streaks); records of addresses that left are retired (no longer counted). An empty list (nothing
+    // resolved) changes nothing.
     outlier_verdict set_endpoints(const std::vector<tcp::endpoint>& addresses);
     // Any thread, off the hot path (a worker installing new addresses): the record for `address`; a
     // detached record (never ejected) when the list no longer has it.
@@ -141,7 +145,11 @@ public:
     std::vector<endpoint_view> view(nanos now) const;
     std::uint32_t endpoint_count() const noexcept { return endpoint_count_.load(std::memory_order_relaxed); }
     std::uint32_t ejected_count() const noexcept { return ejected_count_.load(std::memory_order_relaxed); }
-    std::uint32_t unhealthy_count() const noexcept { return unhealthy_count_.load(std::memory_order_relaxed); }
+    // Ejected or detected (for reports: another thread may be between changing a state and this total).
+    std::uint32_t unhealthy_count() const noexcept
+    {
+        return static_cast<std::uint32_t>(std::max(0, unhealthy_count_.load(std::memory_order_relaxed)));
+    }
     std::uint64_t detected_total(outlier_rule r) const noexcept { return detected_[index(r)].load(std::memory_order_relaxed); }
     std::uint64_t enforced_total(outlier_rule r) const noexcept { return enforced_[index(r)].load(std::memory_order_relaxed); }
     // Times the upstream's breaker was opened because too few endpoints were healthy.
@@ -160,10 +168,15 @@ private:
     // counts, when `enforce` is false). `figures`: what the log line says about it.
     outlier_verdict fire(endpoint_health& ep, outlier_rule rule, bool enforce, const std::string& figures, nanos now);
     bool try_eject(endpoint_health& ep, std::uint64_t bits, outlier_rule rule, bool manual, const std::string& figures, nanos now);
+    // Whether `bits` moved from ejected or detected to healthy by this call (false: it was healthy,
+    // retired, or another thread changed it first).
     bool try_return(endpoint_health& ep, std::uint64_t bits, std::string_view why, nanos now) noexcept;
-    // Takes one place under the ejection cap, or says there is none.
-    bool take_ejection_place() noexcept;
-    nanos ejection_time(std::uint32_t level, std::uint64_t nth) const noexcept;
+    // Whether a rule firing for `ep` could change anything (so the failure path builds no text otherwise).
+    bool may_change(const endpoint_health& ep) const noexcept;
+    // Takes one place among `limit` ejections at once, or says there is none.
+    bool take_ejection_place(std::uint32_t limit) noexcept;
+    nanos ejection_time(const endpoint_health& ep, std::uint32_t level, std::uint64_t nth) const noexcept;
+    std::uint32_t max_level() const noexcept;
     outlier_verdict upstream_verdict() const;
     void apply_failure_percentage(const std::vector<std::shared_ptr<endpoint_health>>& eps,
                                   const std::vector<std::pair<std::uint64_t, std::uint64_t>>& figures, nanos now,
@@ -181,7 +194,7 @@ private:
     std::vector<std::shared_ptr<endpoint_health>> endpoints_;
     std::atomic<std::uint32_t> endpoint_count_{0};
     std::atomic<std::uint32_t> ejected_count_{0};
-    std::atomic<std::uint32_t> unhealthy_count_{0}; // ejected or detected
+    std::atomic<std::int32_t> unhealthy_count_{0}; // ejected or detected (briefly below 0 while a retirement races a change)
     std::array<std::atomic<std::uint64_t>, outlier_rule_count> detected_{};
     std::array<std::atomic<std::uint64_t>, outlier_rule_count> enforced_{};
     std::atomic<std::uint64_t> upstream_opens_{0};

@@ -20,6 +20,19 @@ upstream_resilience::upstream_resilience(const config::upstream_config& c, const
         cache = std::make_unique<stale_cache>(c.stale_cache);
 }
 
+namespace {
+std::function<void(const transition_event&)>& transition_observer()
+{
+    static std::function<void(const transition_event&)> observer;
+    return observer;
+}
+} // namespace
+
+void set_transition_observer(std::function<void(const transition_event&)> observer)
+{
+    transition_observer() = std::move(observer);
+}
+
 void log_transition(const transition_event& e)
 {
     nlohmann::json fields = {{"upstream", e.upstream}, {"from", to_string(e.from)}, {"to", to_string(e.to)}, {"reason", e.reason}};
@@ -28,6 +41,8 @@ void log_transition(const transition_event& e)
     const auto lvl = e.to == breaker_state::open || e.to == breaker_state::forced_open ? log::level::warn : log::level::info;
     if (log::enabled(lvl))
         log::write(lvl, "circuit transition", fields);
+    if (const auto& observer = transition_observer())
+        observer(e);
 }
 
 } // namespace breakerbox::resilience

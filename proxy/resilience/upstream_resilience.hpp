@@ -14,6 +14,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 
 namespace breakerbox::tls {
@@ -45,7 +46,13 @@ public:
     std::array<std::atomic<std::uint64_t>, 3> active_probes{};
 };
 
-// Logs a transition as one structured line (the breaker calls it on the winning thread only).
+// Logs a transition as one structured line (the breaker calls it on the winning thread only), then
+// tells the transition observer, if one is set.
 void log_transition(const transition_event& e);
+
+// The one process-wide observer of breaker transitions (the admin listener's /events stream). Set
+// once at start-up, before any worker thread runs, and never changed after; called on the thread that
+// won the transition, so it must only copy and hand over (post), never block.
+void set_transition_observer(std::function<void(const transition_event&)> observer);
 
 } // namespace breakerbox::resilience

@@ -114,7 +114,7 @@ void worker_upstream::set_endpoints(const std::vector<tcp::endpoint>& addresses,
         } else {
             next.push_back(std::make_unique<endpoint_slot>());
             next.back()->address = address;
-            next.back()->label = address.address().to_string() + ":" + std::to_string(address.port());
+            next.back()->label = endpoint_health::label_of(address);
         }
         next.back()->health = health_of ? health_of(address) : nullptr; // the detector keeps records by address
     }

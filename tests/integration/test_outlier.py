@@ -95,6 +95,29 @@ class EjectionTest(OutlierCase):
         check = subprocess.run([PROMTOOL, "check", "metrics"], input=scrape.encode(), capture_output=True, timeout=30)
         self.assertEqual(check.returncode, 0, check.stdout + check.stderr)
 
+    def test_retries_go_around_a_failing_endpoint_until_it_is_ejected(self):
+        good = self.upstream("good")
+        bad = self.upstream("bad")
+        bad.configure("status=503")
+        bb = self.breakerbox(config([good.address, bad.address], outliers="      consecutive_5xx: 3",
+                                    retries="{max_attempts: 3}"))
+        answers = self.send(bb, 30)
+        self.assertEqual([a.status for a in answers], [200] * 30)  # the retries answered for it
+        self.assertEqual(bad.stats()["requests"], 3)  # ejected: neither picked nor retried on since
+        self.assertEqual(self.endpoints(bb)[bad.address]["state"], "ejected")
+
+    def test_the_only_endpoint_is_left_to_the_breaker(self):
+        up = self.upstream("only")
+        up.configure("status=500")
+        bb = self.breakerbox(config([up.address], outliers="      consecutive_5xx: 2"))
+        answers = self.send(bb, 20)
+        self.assertEqual([a.status for a in answers], [500] * 20)  # the lax breaker never opens; nothing ejects
+        h = self.health(bb)
+        self.assertEqual(h["state"], "closed")
+        self.assertEqual(self.endpoints(bb)[up.address]["state"], "healthy")
+        self.assertGreater(h["outlier_detection"]["ejections_detected"]["consecutive_5xx"], 0)
+        self.assertEqual(h["outlier_detection"]["ejections_enforced"]["consecutive_5xx"], 0)
+
     def test_the_ejection_cap_with_2_3_and_10_endpoints(self):
         # Every endpoint fails; the breaker is off, so only the cap limits the ejections: at most
         # max_ejection_percent (50 %) rounded down, at least one, never the last one.
@@ -188,7 +211,7 @@ class EjectionTimeTest(OutlierCase):
         bad.configure("status=500")
         dead = "127.0.0.1:%d" % free_port()  # nothing listens: connect refused
         bb = self.breakerbox(config([good.address, bad.address, dead], outliers="""      consecutive_5xx: 3
-      consecutive_local_origin_failures: 2
+      consecutive_local_origin_failure: 2
       max_ejection_percent: 100""", breaker="      enabled: false"))
         self.send(bb, 30)
         eps = self.endpoints(bb)
@@ -233,6 +256,7 @@ class OperatorAndReloadTest(OutlierCase):
         self.assertEqual(r.status, 200, r.body)
         self.assertEqual(self.endpoints(bb)[ups[0].address]["state"], "ejected")
         self.assertTrue(self.endpoints(bb)[ups[0].address]["manual"])
+        self.assertIsNone(self.endpoints(bb)[ups[0].address]["ejected_for_ms"])  # no end time
         before = ups[0].stats()["requests"]
         self.send(bb, 6)
         self.assertEqual(ups[0].stats()["requests"], before)  # out of load balancing
@@ -243,7 +267,9 @@ class OperatorAndReloadTest(OutlierCase):
         self.assertEqual(self.post(bb, "/admin/endpoints/svc/127.0.0.9:1/eject").status, 404)
         self.assertEqual(self.post(bb, "/admin/endpoints/nope/1.2.3.4:5/eject").status, 404)
         self.assertEqual(self.post(bb, f"/admin/endpoints/svc/{ups[0].address}/explode").status, 404)
-        self.assertEqual(self.post(bb, f"/admin/endpoints/svc/{ups[0].address}/uneject").status, 200)
+        # The address may come percent-encoded (as an IPv6 label's brackets and colons usually do).
+        encoded = ups[0].address.replace(":", "%3A")
+        self.assertEqual(self.post(bb, f"/admin/endpoints/svc/{encoded}/uneject").status, 200)
         self.send(bb, 6)
         self.assertGreater(ups[0].stats()["requests"], before)
         actions = [e for e in bb.log_entries("operator action", at_least=2) if e.get("endpoint")]

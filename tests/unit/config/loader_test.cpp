@@ -449,7 +449,7 @@ TEST(loader_outliers, defaults_are_the_documented_ones)
     const auto& o = r.cfg->upstreams[0].outliers;
     EXPECT_TRUE(o.enabled);
     EXPECT_EQ(o.consecutive_5xx, 5u);
-    EXPECT_EQ(o.consecutive_local_origin_failures, 5u);
+    EXPECT_EQ(o.consecutive_local_origin_failure, 5u);
     EXPECT_EQ(o.base_ejection_time, seconds(30));
     EXPECT_EQ(o.max_ejection_time, seconds(300));
     EXPECT_EQ(o.max_ejection_percent, 50.0);

@@ -26,7 +26,7 @@ config::outlier_config policy()
 {
     config::outlier_config c;
     c.consecutive_5xx = 3;
-    c.consecutive_local_origin_failures = 2;
+    c.consecutive_local_origin_failure = 2;
     c.base_ejection_time = seconds(10);
     c.max_ejection_time = seconds(25);
     c.max_ejection_time_jitter = 0;
@@ -107,7 +107,8 @@ TEST_F(detector_fixture, the_cap_allows_one_of_two_half_of_ten_and_never_the_onl
         for (int i = 0; i < n; ++i)
             fail(i, 3);
         EXPECT_EQ(d->ejected_count(), cap) << n;
-        EXPECT_EQ(d->unhealthy_count(), static_cast<std::uint32_t>(n)) << n; // the rest are detected
+        // The rest are detected — but the only endpoint is left to the upstream's breaker.
+        EXPECT_EQ(d->unhealthy_count(), n < 2 ? 0u : static_cast<std::uint32_t>(n)) << n;
     }
     auto c = policy();
     c.max_ejection_percent = 100;
@@ -164,12 +165,33 @@ TEST_F(detector_fixture, ejection_time_grows_caps_and_decays_per_healthy_interva
         d->record(*eps[0], endpoint_outcome::success, now);
         EXPECT_EQ(state(0), endpoint_state::healthy);
     }
-    EXPECT_EQ(eps[0]->level.load(), 4u);
-    for (int i = 0; i < 3; ++i)
+    EXPECT_EQ(eps[0]->level.load(), 3u); // capped where the time is: ceil(25 s / 10 s)
+    for (int i = 0; i < 2; ++i)
         d->evaluate(now += seconds(10));
     EXPECT_EQ(eps[0]->level.load(), 1u);
     fail(0, 3);
     EXPECT_EQ(ejected_for(), seconds(20)); // level 2 again
+}
+
+TEST_F(detector_fixture, the_only_endpoint_is_left_to_the_upstreams_breaker)
+{
+    make(1);
+    EXPECT_FALSE(fail(0, 50).open_upstream);
+    EXPECT_EQ(state(0), endpoint_state::healthy);
+    EXPECT_GT(d->detected_total(outlier_rule::consecutive_5xx), 0u); // detected, not enforced
+    EXPECT_EQ(d->unhealthy_count(), 0u);
+}
+
+TEST_F(detector_fixture, endpoints_ejected_together_do_not_return_together)
+{
+    auto c = policy();
+    c.max_ejection_time_jitter = seconds(5);
+    c.max_ejection_percent = 100;
+    make(4, c);
+    for (int i = 0; i < 3; ++i)
+        fail(i, 3);
+    const auto v = d->view(now);
+    EXPECT_FALSE(v[0].ejected_for == v[1].ejected_for && v[1].ejected_for == v[2].ejected_for);
 }
 
 TEST_F(detector_fixture, jitter_stays_within_its_bound)
@@ -300,6 +322,51 @@ TEST_F(detector_fixture, a_probe_success_returns_an_ejected_endpoint_early)
     d->probe_succeeded(*eps[0], now + seconds(1));
     EXPECT_EQ(state(0), endpoint_state::healthy);
     EXPECT_EQ(d->ejected_count(), 0u);
+}
+
+// Many threads failing one endpoint at once, with room under the cap: it ends ejected, never merely
+// detected because one thread held the place while another found the cap full.
+TEST(outlier_detector_concurrency, a_failing_endpoint_with_room_under_the_cap_is_ejected)
+{
+    for (int round = 0; round < 200; ++round) {
+        auto c = policy();
+        c.consecutive_5xx = 1;
+        outlier_detector d("svc", c, 7);
+        d.set_endpoints(addresses(3));
+        const auto eps = d.endpoints();
+        std::vector<std::thread> threads;
+        for (int t = 0; t < 4; ++t)
+            threads.emplace_back([&] { d.record(*eps[0], endpoint_outcome::failure_status, seconds(1)); });
+        for (auto& th : threads)
+            th.join();
+        ASSERT_EQ(endpoint_word::decode(eps[0]->word.load()).state, endpoint_state::ejected) << round;
+        ASSERT_EQ(d.ejected_count(), 1u);
+        ASSERT_EQ(d.unhealthy_count(), 1u);
+    }
+}
+
+// An operator ejecting while failures eject automatically: never every endpoint out of load balancing.
+TEST(outlier_detector_concurrency, manual_and_automatic_ejections_never_take_the_last_endpoint)
+{
+    for (int round = 0; round < 200; ++round) {
+        auto c = policy();
+        c.consecutive_5xx = 1;
+        outlier_detector d("svc", c, 7);
+        d.set_endpoints(addresses(2));
+        const auto eps = d.endpoints();
+        std::thread automatic([&] { d.record(*eps[1], endpoint_outcome::failure_status, seconds(1)); });
+        std::thread manual([&] {
+            outlier_verdict v;
+            d.eject_manually(eps[0]->label, "op", seconds(1), v);
+        });
+        automatic.join();
+        manual.join();
+        int ejected = 0;
+        for (const auto& e : eps)
+            ejected += endpoint_word::decode(e->word.load()).state == endpoint_state::ejected;
+        ASSERT_EQ(ejected, 1) << round;
+        ASSERT_EQ(d.ejected_count(), 1u);
+    }
 }
 
 // Many threads failing every endpoint at once: the cap holds exactly and the totals match the states.

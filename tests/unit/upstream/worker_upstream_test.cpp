@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
+#include <set>
+
 using namespace breakerbox;
 using namespace breakerbox::upstream;
 
@@ -54,4 +57,38 @@ TEST_F(worker_upstream_test, connections_idle_past_the_idle_timeout_are_closed)
     up->sweep(t0 + seconds(60));
     EXPECT_TRUE(ep().idle.empty());
     EXPECT_EQ(ep().open_connections, 0u);
+}
+
+TEST(worker_upstream_outliers, load_balancing_and_retries_skip_ejected_endpoints_until_their_time_is_over)
+{
+    config::upstream_config cfg;
+    cfg.name = "svc";
+    worker_upstream up(cfg, 0, 1);
+    std::vector<tcp::endpoint> addresses;
+    std::map<tcp::endpoint, std::shared_ptr<endpoint_health>> records;
+    for (int i = 0; i < 3; ++i) {
+        addresses.emplace_back(asio::ip::make_address("127.0.0.1"), 7001 + i);
+        records[addresses.back()] = std::make_shared<endpoint_health>(addresses.back());
+    }
+    up.set_endpoints(addresses, [&](const tcp::endpoint& a) { return records[a]; });
+    // The second endpoint ejected until t = 10 s.
+    records[addresses[1]]->word.store(endpoint_word{endpoint_state::ejected, false, false, 10'000}.encode());
+    std::set<std::uint16_t> picked;
+    for (int k = 0; k < 30; ++k)
+        picked.insert(up.pick(seconds(5))->address.port());
+    EXPECT_EQ(picked, (std::set<std::uint16_t>{7001, 7003}));
+    // A retry avoiding the previous endpoint still never gets the ejected one.
+    for (int k = 0; k < 10; ++k) {
+        auto* first = up.pick(seconds(5));
+        EXPECT_NE(up.pick(seconds(5), first)->address.port(), 7002);
+    }
+    EXPECT_FALSE(up.all_kept_out(seconds(5)));
+    picked.clear();
+    for (int k = 0; k < 30; ++k)
+        picked.insert(up.pick(seconds(10))->address.port()); // its time is over
+    EXPECT_EQ(picked.size(), 3u);
+    for (auto& [a, r] : records)
+        r->word.store(endpoint_word{endpoint_state::ejected, true, false, 0}.encode()); // all ejected by hand
+    EXPECT_EQ(up.pick(seconds(5)), nullptr);
+    EXPECT_TRUE(up.all_kept_out(seconds(5)));
 }
