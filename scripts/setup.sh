@@ -16,6 +16,7 @@ build_packages=(
 # What the tests, the demo and the benchmarks need on top.
 test_packages=(
   curl python3 python3-yaml
+  python3-matplotlib           # the cascade bench's plot (bench/cascade.py, bench.cascade_smoke)
   libgtest-dev libbenchmark-dev
   clang-14 libclang-rt-14-dev  # libFuzzer targets (tests/fuzz)
   wrk                          # the soak test's load generator

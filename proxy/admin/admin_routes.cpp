@@ -6,6 +6,7 @@
 #include "core/log.hpp"
 #include "forward/outlier_monitor.hpp"
 
+#include <dashboard_assets.hpp>
 #include <nlohmann/json.hpp>
 
 namespace breakerbox::admin {
@@ -240,6 +241,52 @@ http::response endpoint_action(const admin_context& ctx, const http::request& re
                                {"outlier_detection", report->body["upstreams"][upstream]["outlier_detection"]}});
 }
 
+// The dashboard's files, from the binary. The policy says what the page may do: only this origin's
+// script, style sheet and requests (/events, /health/circuits, the admin API); nothing inline, no
+// frames, no forms elsewhere (CSP Level 3).
+http::response asset(std::string_view body, std::string_view type)
+{
+    http::response res{bhttp::status::ok, 11};
+    res.set(bhttp::field::server, "breakerbox-admin");
+    res.set(bhttp::field::content_type, type);
+    res.set(bhttp::field::cache_control, "no-cache");
+    res.set("Content-Security-Policy",
+            "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; "
+            "base-uri 'none'; form-action 'none'; frame-ancestors 'none'");
+    res.set("X-Content-Type-Options", "nosniff");
+    res.set("Referrer-Policy", "no-referrer");
+    res.body() = body;
+    res.prepare_payload();
+    return res;
+}
+
+http::response dashboard_page(const admin_context&, const http::request&, const admin_request_info&, std::string_view)
+{
+    return asset(assets::dashboard_html, "text/html; charset=utf-8");
+}
+
+http::response dashboard_script(const admin_context&, const http::request&, const admin_request_info&, std::string_view)
+{
+    return asset(assets::dashboard_js, "text/javascript; charset=utf-8");
+}
+
+http::response dashboard_style(const admin_context&, const http::request&, const admin_request_info&, std::string_view)
+{
+    return asset(assets::dashboard_css, "text/css; charset=utf-8");
+}
+
+http::response dashboard_icon(const admin_context&, const http::request&, const admin_request_info&, std::string_view)
+{
+    return asset(assets::favicon_svg, "image/svg+xml");
+}
+
+// POST /admin/token: changes nothing; answers 200 when the bearer token is the admin token (the
+// dashboard shows its operator buttons only then), 401/403 otherwise like every mutation.
+http::response token_check(const admin_context&, const http::request& req, const admin_request_info& info, std::string_view)
+{
+    return json_response(200, {{"token", "accepted"}, {"by", who(req, info.remote_ip)}});
+}
+
 // The admin API: a path (or a path prefix, whose remainder goes to the handler), its one method (GET
 // also answers HEAD), and whether it changes anything (then only with the admin token).
 struct admin_route {
@@ -251,6 +298,11 @@ struct admin_route {
 
 constexpr admin_route admin_routes[]{
     {"/live", false, false, live},
+    {"/dashboard", false, false, dashboard_page},
+    {"/dashboard.js", false, false, dashboard_script},
+    {"/dashboard.css", false, false, dashboard_style},
+    {"/favicon.svg", false, false, dashboard_icon},
+    {"/admin/token", false, true, token_check},
     {"/ready", false, false, ready},
     {"/metrics", false, false, metrics},
     {"/health/circuits", false, false, health},
@@ -279,7 +331,8 @@ http::response handle_admin_request(const admin_context& ctx, const http::reques
         const auto rest = route.prefix ? path.substr(route.path.size()) : std::string_view{};
         return route.handle(ctx, req, info, rest);
     }
-    return error(404, "not_found", "endpoints: /live, /ready, /health/circuits[/{upstream}], /metrics, POST /admin/circuits/..., POST /admin/endpoints/...");
+    return error(404, "not_found", "endpoints: /live, /ready, /health/circuits[/{upstream}], /metrics, /events, /dashboard, POST /admin/circuits/..., "
+                                        "POST /admin/endpoints/...");
 }
 
 } // namespace breakerbox::admin

@@ -81,6 +81,7 @@ asio::awaitable<void> admin_server::stream_events(deadline_stream& stream, const
         co_await write_response(stream, res, false);
         co_return;
     }
+    viewer->socket = &stream.socket();
     error_code ec;
     // A small kernel buffer too: a viewer that does not read is noticed after ~64 KiB, not megabytes.
     stream.socket().set_option(asio::socket_base::send_buffer_size(64 * 1024), ec);
@@ -108,6 +109,7 @@ asio::awaitable<void> admin_server::stream_events(deadline_stream& stream, const
             out = ": heartbeat\n\n";
     }
     hub_.unsubscribe(viewer);
+    viewer->socket = nullptr;
     stream.socket().close(ec); // also ends watch_for_close
 }
 

@@ -124,6 +124,10 @@ void event_hub::deliver(event_viewer& v, std::string_view frame)
         v.dropped = true;
         v.pending.clear();
         ++dropped_;
+        if (v.socket) { // its writer may be stuck in a write: end it now, not at the write's deadline
+            error_code ignored;
+            v.socket->close(ignored);
+        }
         log::warn("event viewer dropped: it does not read fast enough", {{"buffer_bytes", limits_.viewer_buffer}});
     } else {
         v.pending += frame;
@@ -170,9 +174,15 @@ nlohmann::json event_hub::take_sample()
         auto& before = previous_[name]; // zeros the first time: the first sample counts since start
         const auto snap = shared->breaker.snapshot();
         const auto bulk = shared->bulk.snapshot();
+        const auto state = shared->breaker.effective_state(now);
         nlohmann::json s = {
             {"upstream", name},
-            {"state", resilience::to_string(shared->breaker.effective_state(now))},
+            {"state", resilience::to_string(state)},
+            {"reason", snap.last_reason},
+            {"seconds_in_state", static_cast<double>(now - snap.since) / 1e9},
+            {"next_probe_in_ms", state == resilience::breaker_state::open
+                                     ? nlohmann::json(static_cast<double>(std::max<nanos>(0, snap.open_until - now)) / 1e6)
+                                     : nlohmann::json(nullptr)},
             {"latency_ms", latency_json(totals, before)},
             {"failure_rate", snap.window.calls ? double(snap.window.failures) / snap.window.calls : 0.0},
             {"slow_call_rate", snap.window.calls ? double(snap.window.slow) / snap.window.calls : 0.0},

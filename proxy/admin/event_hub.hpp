@@ -15,7 +15,8 @@
 //   rejections{reason: n}, fallbacks{kind: n}, retries{result: n} — counts during that second —,
 //   latency_ms {p50, p99} (from the duration histogram's buckets, interpolated; null without requests),
 //   failure_rate, slow_call_rate (the breaker's window, 0–1), bulkhead {in_flight, queued, limit},
-//   retry_budget_in_use, ejected}]}. No id: samples are not replayed.
+//   retry_budget_in_use, ejected, reason (of the last transition), seconds_in_state, next_probe_in_ms
+//   (null unless open)}]}. No id: samples are not replayed.
 // - a `: heartbeat` comment every `heartbeat` without anything else, so proxies and browsers keep the
 //   connection.
 //
@@ -54,6 +55,7 @@ struct event_viewer {
     std::string pending;
     bool dropped = false;
     asio::steady_timer wake;
+    tcp::socket* socket = nullptr; // its connection (the admin session owns it), closed when it is dropped
 };
 
 class event_hub {

@@ -1,5 +1,6 @@
 #include "admin/metrics_exposition.hpp"
 
+#include "admin/event_hub.hpp"
 #include "tls/upstream_tls.hpp"
 
 #include <build_info.hpp>
@@ -63,6 +64,9 @@ using resilience::breaker_state;
     X(accept_errors, Counter, "breakerbox_accept_errors_total", "Failed accept() calls.")                                      \
     X(requests, Counter, "breakerbox_downstream_requests_total", "Client requests read.")                                      \
     X(responses, Counter, "breakerbox_downstream_responses_total", "Responses sent to clients, by status class.")              \
+    X(event_viewers, Gauge, "breakerbox_admin_event_viewers", "GET /events streams (dashboards) connected now.")                \
+    X(event_viewers_dropped, Counter, "breakerbox_admin_event_viewers_dropped_total",                                          \
+      "Event-stream viewers dropped because they did not read fast enough.")                                                   \
     X(generated_responses, Counter, "breakerbox_proxy_generated_responses_total",                                              \
       "Responses breakerbox generated itself (errors, rejections).")
 
@@ -247,6 +251,10 @@ void add_proxy_wide(exposition& e, const admin_context& ctx)
     for (unsigned c = 1; c <= 5; ++c)
         e.add(metric::responses, {{"code", std::to_string(c) + "xx"}}, double(w.responses_by_class[c]));
     e.add(metric::generated_responses, {}, double(w.proxy_errors));
+    if (ctx.events) {
+        e.add(metric::event_viewers, {}, double(ctx.events->viewers()));
+        e.add(metric::event_viewers_dropped, {}, double(ctx.events->dropped_total()));
+    }
 }
 
 } // namespace

@@ -1,0 +1,239 @@
+// breakerbox dashboard: one page, served from the binary, reading only /events (whose snapshot is the
+// /health/circuits body, and whose samples are what /metrics counts). No external requests (the Content-Security-Policy forbids them). The admin
+// token, when entered, stays in this page's memory and is sent only with operator actions.
+"use strict";
+
+const SAMPLE_WINDOW = 300; // seconds of history drawn in the sparklines
+const STATE_RANK = { open: 0, forced_open: 1, half_open: 2, disabled: 3, forced_closed: 4, closed: 5 };
+
+const model = {
+  health: null,      // the last /health/circuits body
+  samples: {},       // upstream -> [{t, rps, p99, errors}]
+  events: [],        // timeline, newest first
+  seen: new Set(),   // event ids already in the timeline
+  token: null,       // admin token, once accepted
+};
+
+const $ = (id) => document.getElementById(id);
+
+function el(tag, attrs, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === "class") e.className = v;
+    else if (k.startsWith("data-")) e.setAttribute(k, v);
+    else e[k] = v;
+  }
+  for (const c of children) e.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  return e;
+}
+
+function sum(obj) { return Object.values(obj || {}).reduce((a, b) => a + b, 0); }
+
+function duration(seconds) {
+  if (seconds < 60) return `${Math.floor(seconds)} s`;
+  if (seconds < 3600) return `${Math.floor(seconds / 60)} min ${Math.floor(seconds % 60)} s`;
+  return `${Math.floor(seconds / 3600)} h ${Math.floor((seconds % 3600) / 60)} min`;
+}
+
+// ---- data in ------------------------------------------------------------------------------------
+function addSample(sample) {
+  for (const u of sample.upstreams) {
+    const list = (model.samples[u.upstream] ||= []);
+    const failures = sum(u.requests) - (u.requests.success || 0) - (u.requests.ignored || 0) - (u.requests.client_gone || 0);
+    list.push({ t: sample.t, rps: sum(u.requests) + sum(u.rejections), p99: u.latency_ms ? u.latency_ms.p99 : null,
+                errors: failures, fallbacks: sum(u.fallbacks), state: u.state, bulkhead: u.bulkhead,
+                budget: u.retry_budget_in_use, ejected: u.ejected });
+    if (list.length > SAMPLE_WINDOW) list.shift();
+    const h = model.health && model.health.upstreams[u.upstream];
+    if (h) { // the live figures; the policy (thresholds) comes with the snapshot
+      Object.assign(h, { state: u.state, reason: u.reason, seconds_in_state: u.seconds_in_state,
+                         next_probe_in_ms: u.next_probe_in_ms, bulkhead: { ...h.bulkhead, ...u.bulkhead } });
+      h.window.failure_rate = u.failure_rate;
+      h.window.slow_call_rate = u.slow_call_rate;
+      h.retries.budget_in_use = u.retry_budget_in_use;
+      if (h.outlier_detection && u.ejected != null) h.outlier_detection.ejected = u.ejected;
+    }
+  }
+}
+
+function addEvent(kind, id, data) {
+  if (id != null) {
+    if (model.seen.has(id)) return;
+    model.seen.add(id);
+  }
+  model.events.unshift({ kind, id, data, at: data.at || new Date().toISOString() });
+  if (model.events.length > 200) model.events.pop();
+  if (kind === "transition" && model.health) {
+    const h = model.health.upstreams[data.upstream];
+    if (h) { h.state = data.to; h.reason = data.reason; h.seconds_in_state = 0; }
+  }
+}
+
+function connect() {
+  const source = new EventSource("/events");
+  source.addEventListener("open", () => setStatus("live"));
+  source.addEventListener("error", () => setStatus("reconnecting…", "lost"));
+  source.addEventListener("snapshot", (m) => {
+    const s = JSON.parse(m.data);
+    model.health = s.health;
+    model.samples = {};
+    for (const sample of s.samples) addSample(sample);
+    for (const e of s.events) addEvent(e.event, e.id, e.data);
+    render();
+  });
+  source.addEventListener("sample", (m) => { addSample(JSON.parse(m.data)); render(); });
+  for (const kind of ["transition", "operator", "reload"])
+    source.addEventListener(kind, (m) => { addEvent(kind, Number(m.lastEventId), JSON.parse(m.data)); render(); });
+  // A reload may change upstreams and thresholds: a new connection brings a new snapshot.
+  source.addEventListener("reload", () => { source.close(); setTimeout(connect, 200); });
+}
+
+// ok | degraded (something half-open or forced) | open, as /health/circuits says it.
+function overallStatus() {
+  const states = Object.values(model.health.upstreams).map((h) => h.state);
+  if (states.some((s) => s === "open" || s === "forced_open")) return "open";
+  if (states.some((s) => s !== "closed")) return "degraded";
+  return "ok";
+}
+
+function setStatus(text, cls) {
+  const s = $("status");
+  s.textContent = text;
+  s.className = "pill " + (cls || text);
+}
+
+// ---- drawing ------------------------------------------------------------------------------------
+function sparkline(values, cls) {
+  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+  svg.setAttribute("class", "spark");
+  svg.setAttribute("viewBox", `0 0 ${SAMPLE_WINDOW} 34`);
+  svg.setAttribute("preserveAspectRatio", "none");
+  const finite = values.filter((v) => v != null);
+  const max = Math.max(1e-9, ...finite);
+  const points = [];
+  values.forEach((v, i) => {
+    if (v == null) return;
+    points.push(`${SAMPLE_WINDOW - values.length + i},${(32 - (v / max) * 30).toFixed(1)}`);
+  });
+  const line = document.createElementNS("http://www.w3.org/2000/svg", "polyline");
+  line.setAttribute("points", points.join(" "));
+  if (cls) line.setAttribute("class", cls);
+  svg.append(line);
+  return svg;
+}
+
+function rateBar(label, rate, threshold) {
+  const bar = el("div", { class: "bar" });
+  const fill = el("div", { class: "fill" + (threshold != null && rate * 100 >= threshold ? " over" : "") });
+  fill.style.width = `${Math.min(100, rate * 100)}%`;
+  bar.append(fill);
+  if (threshold != null) {
+    const mark = el("div", { class: "mark", title: `threshold ${threshold}%` });
+    mark.style.left = `${Math.min(100, threshold)}%`;
+    bar.append(mark);
+  }
+  return el("div", { class: "row" }, el("span", {}, `${label} ${(rate * 100).toFixed(1)}%`), bar);
+}
+
+function usageBar(label, used, limit) {
+  const bar = el("div", { class: "bar" });
+  const fill = el("div", { class: "fill" + (limit && used >= limit ? " over" : "") });
+  fill.style.width = limit ? `${Math.min(100, (100 * used) / limit)}%` : "0%";
+  bar.append(fill);
+  return el("div", { class: "row" }, el("span", {}, `${label} ${used}${limit ? " / " + limit : ""}`), bar);
+}
+
+function tile(name, h) {
+  const samples = model.samples[name] || [];
+  const last = samples[samples.length - 1] || {};
+  const lastMinute = samples.slice(-60);
+  const policy = h.policy.circuit_breaker;
+  const t = el("article", { class: `tile ${h.state}`, "data-upstream": name });
+  t.append(el("h3", {}, name, el("span", { class: `state ${h.state}`, "data-role": "state" }, h.state.replace("_", " "))));
+  let timing = `for ${duration(h.seconds_in_state)}`;
+  if (h.next_probe_in_ms != null) timing += ` · next probe in ${duration(h.next_probe_in_ms / 1000)}`;
+  t.append(el("div", { class: "row muted" }, el("span", {}, timing)));
+  t.append(el("div", { class: "reason", title: h.reason }, h.reason));
+  t.append(rateBar("errors", h.window.failure_rate, policy.failure_rate && policy.failure_rate.enabled ? policy.failure_rate.threshold : null));
+  t.append(rateBar("slow", h.window.slow_call_rate, policy.slow_calls && policy.slow_calls.enabled ? policy.slow_calls.rate_threshold : null));
+  t.append(el("div", { class: "row" }, el("span", {}, `requests ${last.rps != null ? last.rps : 0}/s`),
+              el("span", { class: "muted" }, `fallbacks last min ${lastMinute.reduce((a, s) => a + s.fallbacks, 0)}`)));
+  t.append(sparkline(samples.map((s) => s.rps)));
+  t.append(el("div", { class: "row" }, el("span", {}, `p99 ${last.p99 != null ? last.p99.toFixed(1) + " ms" : "–"}`),
+              el("span", { class: "muted" }, `errors last min ${lastMinute.reduce((a, s) => a + s.errors, 0)}`)));
+  t.append(sparkline(samples.map((s) => s.p99), "p99"));
+  t.append(usageBar("bulkhead", h.bulkhead.in_flight, h.bulkhead.limit));
+  t.append(el("div", { class: "row muted" }, el("span", {}, `queued ${h.bulkhead.queued}`),
+              el("span", {}, `retry budget in use ${h.retries.budget_in_use}`)));
+  if (h.outlier_detection)
+    t.append(el("div", { class: "row muted" }, el("span", {},
+      `endpoints ejected ${h.outlier_detection.ejected} of ${h.outlier_detection.endpoints.length}`)));
+  const ops = el("div", { class: "ops" + (model.token ? "" : " hidden") });
+  for (const [action, label] of [["force-open", "force open"], ["force-closed", "force closed"], ["reset", "reset"]])
+    ops.append(el("button", { type: "button", "data-action": action, onclick: () => act(name, action) }, label));
+  t.append(ops);
+  return t;
+}
+
+function badness(h) {
+  return [STATE_RANK[h.state] ?? 9, -h.window.failure_rate, -h.window.slow_call_rate];
+}
+
+function render() {
+  if (!model.health) return;
+  setStatus(overallStatus());
+  const inst = model.health.instance || {};
+  $("instance").textContent = `${inst.id || ""} · v${inst.version || "?"} · config generation ${model.health.config_generation}`;
+  let names = Object.keys(model.health.upstreams);
+  if ($("sort").value === "worst") {
+    names.sort((a, b) => {
+      const x = badness(model.health.upstreams[a]), y = badness(model.health.upstreams[b]);
+      for (let i = 0; i < x.length; ++i) if (x[i] !== y[i]) return x[i] - y[i];
+      return a.localeCompare(b);
+    });
+  } else names.sort();
+  $("tiles").replaceChildren(...names.map((n) => tile(n, model.health.upstreams[n])));
+  $("timeline").replaceChildren(...model.events.map(timelineItem));
+}
+
+function timelineItem(e) {
+  const when = new Date(e.at).toLocaleTimeString();
+  const d = e.data;
+  if (e.kind === "transition")
+    return el("li", { "data-kind": "transition" }, `${when} ${d.upstream}: ${d.from} → `, el("span", { class: "to" }, d.to), ` — ${d.reason}`);
+  if (e.kind === "operator")
+    return el("li", { "data-kind": "operator" }, `${when} operator ${d.who}: ${d.action} ${d.upstream}${d.endpoint ? " " + d.endpoint : ""}`);
+  return el("li", { "data-kind": e.kind }, `${when} reload: ${d.applied ? "applied, generation " + d.generation : "rejected"}`);
+}
+
+// ---- operator actions ---------------------------------------------------------------------------
+async function post(path, token) {
+  return fetch(path, { method: "POST", cache: "no-store",
+                       headers: { Authorization: `Bearer ${token}`, "X-Breakerbox-Actor": "dashboard" } });
+}
+
+async function useToken(event) {
+  event.preventDefault();
+  const token = $("token").value;
+  $("token").value = "";
+  const r = await post("/admin/token", token); // checks the token, changes nothing
+  model.token = r.ok ? token : null;
+  $("token-state").textContent = r.ok ? "operator controls on" : `token refused (${r.status})`;
+  render();
+}
+
+async function act(upstream, action) {
+  if (!model.token) return;
+  const r = await post(`/admin/circuits/${encodeURIComponent(upstream)}/${action}`, model.token);
+  if (r.status === 401 || r.status === 403) { model.token = null; $("token-state").textContent = "token refused"; render(); }
+  // The result arrives as events (operator, transition).
+}
+
+// ---- start --------------------------------------------------------------------------------------
+$("token-form").addEventListener("submit", useToken);
+$("sort").addEventListener("change", render);
+setInterval(() => { // time in state moves on between samples
+  if (!model.health) return;
+  for (const h of Object.values(model.health.upstreams)) h.seconds_in_state += 1;
+}, 1000);
+connect();
