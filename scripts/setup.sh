@@ -21,6 +21,7 @@ test_packages=(
   clang-14 libclang-rt-14-dev  # libFuzzer targets (tests/fuzz)
   wrk                          # the soak test's load generator
   openssl                      # test certificates, made at run time (tests/integration/tls_pki.py)
+  chromium                     # the dashboard's browser test (tests/browser, driven by playwright-core)
 )
 build_only=0
 [ "${1:-}" = --build-only ] && build_only=1
@@ -62,3 +63,14 @@ fi
 
 # The benchmark's comparison proxies (the bench.smoke test runs them): their services must not start.
 bash "$root/bench/setup.sh"
+
+# The browser test's driver: playwright-core from the npm registry (version pinned in
+# tests/browser/package-lock.json), run by Node.js — Debian's nodejs and npm unless a Node.js with npm
+# is already there. It drives Debian's chromium (/usr/bin/chromium); it downloads no browser.
+if ! command -v npm >/dev/null 2>&1; then
+  apt_update
+  $SUDO apt-get install -y -qq --no-install-recommends nodejs npm
+fi
+if [ ! -d "$root/tests/browser/node_modules/playwright-core" ]; then
+  (cd "$root/tests/browser" && npm ci --no-audit --no-fund --loglevel=error)
+fi

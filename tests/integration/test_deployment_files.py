@@ -1,6 +1,7 @@
 """The deployment files are at least well-formed and say what they claim: YAML parses, the embedded
 breakerbox configs pass --check-config, Prometheus accepts its config, Kubernetes probes point at
 /live and /ready, and the Dockerfile keeps its promises (non-root, healthcheck, ports)."""
+import json
 import os
 import re
 import subprocess
@@ -9,7 +10,7 @@ import unittest
 
 import yaml
 
-from harness import BREAKERBOX_BIN, PROMTOOL
+from harness import BREAKERBOX_BIN, PROMTOOL, ProxyTestCase, request
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../..")
 
@@ -101,3 +102,34 @@ class DeploymentFilesTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class GrafanaDashboardTest(ProxyTestCase):
+    """docker/grafana/breakerbox-dashboard.json is built on the metric names breakerbox exports: every
+    family its queries use is in a real scrape (after real traffic through two endpoints)."""
+
+    def test_every_metric_the_dashboard_queries_is_exported(self):
+        with open(os.path.join(ROOT, "docker/grafana/breakerbox-dashboard.json")) as f:
+            dash = json.load(f)
+        ids = [p["id"] for p in dash["panels"]]
+        self.assertEqual(len(ids), len(set(ids)))
+        exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
+        exprs += [v["query"] for v in dash["templating"]["list"] if v["type"] == "query"]
+        used = {re.sub(r"_(bucket|sum|count)$", "", m) for e in exprs for m in re.findall(r"\bbreakerbox_\w+", e)}
+        self.assertGreater(len(used), 10)
+        ups = [self.upstream("a"), self.upstream("b")]
+        bb = self.breakerbox(f"""
+listeners: [{{name: main, address: "127.0.0.1:0"}}]
+admin: {{address: "127.0.0.1:0"}}
+upstreams:
+  svc:
+    endpoints: [{ups[0].address}, {ups[1].address}]
+    routes: {{path_prefix: /}}
+""")
+        for _ in range(4):
+            request(bb.port(), target="/x")
+        scrape = request(bb.port("admin"), target="/metrics").body.decode()
+        families = set(re.findall(r"^# TYPE (\w+) ", scrape, re.M))
+        # The certificate expiry exists only once a TLS upstream has presented a certificate.
+        missing = sorted(used - families - {"breakerbox_upstream_tls_certificate_expiry_seconds"})
+        self.assertEqual(missing, [], "queried by the Grafana dashboard but not exported")
