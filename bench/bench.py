@@ -28,6 +28,7 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 import tls_pki  # noqa: E402  (test certificates made at run time with the openssl command)
 import ejection  # noqa: E402  (the endpoint-ejection scenario, bench/ejection.py)
+import events  # noqa: E402  (the event stream's cost, bench/events.py)
 BUILD = os.environ.get("BREAKERBOX_BUILD", os.path.join(ROOT, "build"))
 BREAKERBOX = os.path.join(BUILD, "breakerbox")
 MICRO = os.path.join(BUILD, "bench", "resilience_bench")
@@ -706,11 +707,11 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--seconds", type=int, default=3, help="length of each wrk run")
     ap.add_argument("--reps", type=int, default=3, help="repetitions (median reported)")
-    ap.add_argument("--only", default="throughput,tls,outage,ejection,memory,micro",
-                    help="comma-separated parts to run (default: all): throughput, tls, outage, ejection, memory, micro")
+    ap.add_argument("--only", default="throughput,tls,outage,ejection,events,memory,micro",
+                    help="comma-separated parts to run (default: all): throughput, tls, outage, ejection, events, memory, micro")
     args = ap.parse_args()
     parts = set(args.only.split(","))
-    unknown = parts - {"throughput", "tls", "outage", "ejection", "memory", "micro"}
+    unknown = parts - {"throughput", "tls", "outage", "ejection", "events", "memory", "micro"}
     if unknown:
         ap.error(f"unknown part(s) for --only: {', '.join(sorted(unknown))}")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -718,7 +719,7 @@ def main():
     b = Bench(args)
     try:
         b.start_upstream()
-        res, outage, mem, tls_res, tls_mem, ejected = None, None, None, None, None, None
+        res, outage, mem, tls_res, tls_mem, ejected, streamed = None, None, None, None, None, None, None
         if "throughput" in parts:
             print(f"== throughput: {args.reps} interleaved repetitions of {args.seconds}s per cell "
                   f"(proxy on core {PROXY_CORE}, wrk + upstream on core {LOAD_CORE})", file=sys.stderr)
@@ -733,6 +734,9 @@ def main():
         if "ejection" in parts:
             print("== endpoint ejection scenario", file=sys.stderr)
             ejected = ejection.run(b, sys.modules[__name__])
+        if "events" in parts:
+            print("== the event stream's cost", file=sys.stderr)
+            streamed = events.run(b, sys.modules[__name__])
         if "memory" in parts:
             print("== memory", file=sys.stderr)
             mem = {n: b.memory(n) for n in ("haproxy", "nginx", "breakerbox")}
@@ -746,6 +750,8 @@ def main():
         print_outage(outage)
     if ejected:
         ejection.print_results(ejected)
+    if streamed:
+        events.print_results(streamed)
     if mem:
         print_memory(mem)
     if "micro" in parts:
