@@ -72,5 +72,9 @@ if ! command -v npm >/dev/null 2>&1; then
   $SUDO apt-get install -y -qq --no-install-recommends nodejs npm
 fi
 if [ ! -d "$root/tests/browser/node_modules/playwright-core" ]; then
-  (cd "$root/tests/browser" && npm ci --no-audit --no-fund --loglevel=error)
+  # npm trusts its own CA list unless told otherwise: the system's bundle (ca-certificates, above) also
+  # holds any CA the machine's administrator added, e.g. for an egress proxy that inspects TLS.
+  cafile=()
+  [ -s /etc/ssl/certs/ca-certificates.crt ] && cafile=(--cafile /etc/ssl/certs/ca-certificates.crt)
+  (cd "$root/tests/browser" && npm ci --no-audit --no-fund --loglevel=error "${cafile[@]}")
 fi
