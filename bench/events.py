@@ -28,7 +28,7 @@ class Viewers:
         self.threads = []
         for _ in range(n):
             s = socket.create_connection(("127.0.0.1", admin_port), timeout=5)
-            s.sendall(b"GET /events HTTP/1.1\r\nHost: admin\r\nAccept: text/event-stream\r\n\r\n")
+            s.sendall(b"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n")
             self.socks.append(s)
             t = threading.Thread(target=self.read, args=(s,), daemon=True)
             t.start()

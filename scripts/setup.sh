@@ -71,7 +71,8 @@ if ! command -v npm >/dev/null 2>&1; then
   apt_update
   $SUDO apt-get install -y -qq --no-install-recommends nodejs npm
 fi
-if [ ! -d "$root/tests/browser/node_modules/playwright-core" ]; then
+# `npm ls` fails when the package is missing or not the pinned version.
+if ! (cd "$root/tests/browser" && npm ls playwright-core >/dev/null 2>&1); then
   # npm trusts its own CA list unless told otherwise: the system's bundle (ca-certificates, above) also
   # holds any CA the machine's administrator added, e.g. for an egress proxy that inspects TLS.
   cafile=()

@@ -6,6 +6,7 @@
 #include "core/log.hpp"
 #include "forward/outlier_monitor.hpp"
 
+#include <boost/asio/ip/address_v4.hpp>
 #include <dashboard_assets.hpp>
 #include <nlohmann/json.hpp>
 
@@ -19,7 +20,7 @@ http::response json_response(unsigned status, const nlohmann::json& body)
     res.set(bhttp::field::server, "breakerbox-admin");
     res.set(bhttp::field::content_type, "application/json");
     res.set(bhttp::field::cache_control, "no-store");
-    res.body() = body.dump(2);
+    res.body() = body.dump(2, ' ', false, nlohmann::json::error_handler_t::replace); // a path's bytes may be any
     res.body().push_back('\n');
     res.prepare_payload();
     return res;
@@ -28,6 +29,19 @@ http::response json_response(unsigned status, const nlohmann::json& body)
 http::response json_error_response(unsigned status, std::string_view code, std::string_view detail)
 {
     return json_response(status, {{"error", code}, {"detail", detail}});
+}
+
+bool host_is_address_or_localhost(const http::request& req)
+{
+    std::string_view host = req[bhttp::field::host];
+    if (host.starts_with('[')) // [v6]:port
+        return host.find(']') != std::string_view::npos;
+    host = host.substr(0, host.rfind(':') == std::string_view::npos ? host.size() : host.rfind(':'));
+    if (host == "localhost")
+        return true;
+    error_code ec;
+    boost::asio::ip::make_address_v4(host, ec);
+    return !ec;
 }
 
 bool is_event_stream_request(const http::request& req)
@@ -280,6 +294,15 @@ http::response dashboard_icon(const admin_context&, const http::request&, const 
     return asset(assets::favicon_svg, "image/svg+xml");
 }
 
+// HEAD /events (GET is streamed by the admin server itself): the stream's header, no body.
+http::response events_head(const admin_context&, const http::request&, const admin_request_info&, std::string_view)
+{
+    http::response res{bhttp::status::ok, 11};
+    res.set(bhttp::field::content_type, "text/event-stream; charset=utf-8");
+    res.set(bhttp::field::cache_control, "no-store");
+    return res;
+}
+
 // POST /admin/token: changes nothing; answers 200 when the bearer token is the admin token (the
 // dashboard shows its operator buttons only then), 401/403 otherwise like every mutation.
 http::response token_check(const admin_context&, const http::request& req, const admin_request_info& info, std::string_view)
@@ -294,14 +317,16 @@ struct admin_route {
     bool prefix;
     bool mutation; // POST with the admin token; otherwise GET
     http::response (*handle)(const admin_context&, const http::request&, const admin_request_info&, std::string_view rest);
+    bool browser_facing = false; // the dashboard's files: Host must be an address or localhost
 };
 
 constexpr admin_route admin_routes[]{
     {"/live", false, false, live},
-    {"/dashboard", false, false, dashboard_page},
-    {"/dashboard.js", false, false, dashboard_script},
-    {"/dashboard.css", false, false, dashboard_style},
-    {"/favicon.svg", false, false, dashboard_icon},
+    {"/events", false, false, events_head, true},
+    {"/dashboard", false, false, dashboard_page, true},
+    {"/dashboard.js", false, false, dashboard_script, true},
+    {"/dashboard.css", false, false, dashboard_style, true},
+    {"/favicon.svg", false, false, dashboard_icon, true},
     {"/admin/token", false, true, token_check},
     {"/ready", false, false, ready},
     {"/metrics", false, false, metrics},
@@ -326,8 +351,13 @@ http::response handle_admin_request(const admin_context& ctx, const http::reques
         if (route.mutation ? !post : !get)
             return error(405, "method_not_allowed", route.mutation ? "POST only" : "GET only");
         if (route.mutation)
-            if (auto denied = authorize(req, info.token))
+            if (auto denied = authorize(req, info.token)) {
+                log::warn("admin request refused: no valid token", {{"path", path}, {"remote", info.remote_ip}});
                 return *denied;
+            }
+        if (route.browser_facing && !host_is_address_or_localhost(req))
+            return error(421, "misdirected_request",
+                         "open the dashboard by IP address or localhost (a DNS name in Host is refused: DNS rebinding)");
         const auto rest = route.prefix ? path.substr(route.path.size()) : std::string_view{};
         return route.handle(ctx, req, info, rest);
     }

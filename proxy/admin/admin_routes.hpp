@@ -20,6 +20,11 @@ http::response handle_admin_request(const admin_context& ctx, const http::reques
 // GET /events: answered by the admin server itself, as a stream (admin/event_hub.hpp).
 bool is_event_stream_request(const http::request& req);
 
+// Whether Host names the listener by IP address or as localhost. The dashboard's files and the stream
+// are served only then: a page on another site that makes its own name resolve to 127.0.0.1 (DNS
+// rebinding) sends its own name as Host and gets 421.
+bool host_is_address_or_localhost(const http::request& req);
+
 // A JSON answer ({"error": code, "detail": detail} for errors), Cache-Control: no-store.
 http::response json_response(unsigned status, const nlohmann::json& body);
 http::response json_error_response(unsigned status, std::string_view code, std::string_view detail);

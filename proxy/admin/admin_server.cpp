@@ -1,6 +1,7 @@
 #include "admin/admin_server.hpp"
 
 #include "admin/admin_routes.hpp"
+#include "resilience/upstream_resilience.hpp"
 #include "core/log.hpp"
 #include "http/error_response.hpp"
 #include "http/message_rules.hpp"
@@ -23,6 +24,8 @@ admin_server::admin_server(asio::io_context& ioc, admin_context ctx, std::string
 {
     ctx_.events = &hub_;
 }
+
+admin_server::~admin_server() { resilience::set_transition_observer({}); }
 
 void admin_server::bind(const config::host_port& address) { server::listen_on(acceptor_, address, "the admin listener"); }
 
@@ -82,6 +85,17 @@ asio::awaitable<void> admin_server::stream_events(deadline_stream& stream, const
         co_return;
     }
     viewer->socket = &stream.socket();
+    // Whatever ends this coroutine, the hub forgets the viewer and its socket.
+    struct unsubscribe_on_exit {
+        event_hub& hub;
+        std::shared_ptr<event_viewer>& viewer;
+        ~unsubscribe_on_exit()
+        {
+            viewer->socket = nullptr;
+            hub.unsubscribe(viewer);
+        }
+    } guard{hub_, viewer};
+    stream.expires_never(); // the request's read deadline is over: only writes are under one from here
     error_code ec;
     // A small kernel buffer too: a viewer that does not read is noticed after ~64 KiB, not megabytes.
     stream.socket().set_option(asio::socket_base::send_buffer_size(64 * 1024), ec);
@@ -96,6 +110,7 @@ asio::awaitable<void> admin_server::stream_events(deadline_stream& stream, const
             // The body is close-delimited (RFC 9112 §6.3): no length, and the end is the connection's.
             if ((co_await write_all(stream, asio::buffer(out), seconds(10))).ec)
                 break;
+            stream.expires_never(); // a write that had to wait armed a deadline: not for the next wait
             out.clear();
             continue; // more may have come while writing
         }
@@ -108,8 +123,6 @@ asio::awaitable<void> admin_server::stream_events(deadline_stream& stream, const
         if (!wec && viewer->pending.empty())
             out = ": heartbeat\n\n";
     }
-    hub_.unsubscribe(viewer);
-    viewer->socket = nullptr;
     stream.socket().close(ec); // also ends watch_for_close
 }
 
@@ -146,7 +159,7 @@ asio::awaitable<void> admin_server::session(tcp::socket socket)
         auto req = parser.release();
         // The same message rules as the data listener (http/message_rules.hpp); a refused request closes.
         const auto refused = http::request_head_refusal(req);
-        if (refused == proxy_error::ok && is_event_stream_request(req)) {
+        if (refused == proxy_error::ok && is_event_stream_request(req) && !buffer.size() && host_is_address_or_localhost(req)) {
             co_await stream_events(stream, req);
             co_return;
         }

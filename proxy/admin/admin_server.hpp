@@ -17,6 +17,8 @@ class admin_server {
 public:
     // `token`: the bearer token mutations require ("" = mutations refused); `events`: the /events bounds.
     admin_server(asio::io_context& ioc, admin_context ctx, std::string token, event_limits events = {});
+    // Clears the process-wide transition observer, which points at this server's hub.
+    ~admin_server();
 
     // Start-up only; throws std::runtime_error naming the address.
     void bind(const config::host_port& address);

@@ -25,8 +25,8 @@ nlohmann::json family_delta(const runtime::labelled_family& family, const runtim
     const auto a = family.counts(now);
     const auto b = family.counts(before);
     for (std::size_t k = 0; k < a.size(); ++k)
-        if (a[k] != b[k])
-            out[std::string(family.values[k])] = a[k] - b[k];
+        if (a[k] != b[k]) // lower: the counters restarted (the upstream was removed and added again)
+            out[std::string(family.values[k])] = a[k] > b[k] ? a[k] - b[k] : a[k];
     return out;
 }
 
@@ -34,7 +34,8 @@ nlohmann::json latency_json(const runtime::upstream_totals& now, const runtime::
 {
     std::array<std::uint64_t, runtime::duration_buckets.size() + 1> delta{};
     for (std::size_t i = 0; i < delta.size(); ++i)
-        delta[i] = now.duration_bucket[i] - before.duration_bucket[i];
+        delta[i] = now.duration_bucket[i] >= before.duration_bucket[i] ? now.duration_bucket[i] - before.duration_bucket[i]
+                                                                       : now.duration_bucket[i];
     const auto p50 = bucket_quantile(delta, runtime::duration_buckets, 0.5);
     if (!p50)
         return nullptr;
@@ -80,7 +81,10 @@ std::string sse_frame(std::optional<std::uint64_t> id, std::string_view event, c
 }
 
 event_hub::event_hub(asio::any_io_executor main, const admin_context& ctx, event_limits limits)
-    : main_(std::move(main)), ctx_(ctx), limits_(limits)
+    : main_(std::move(main)), ctx_(ctx), limits_(limits),
+      // Unique across restarts: a browser reconnecting to a new process with an old Last-Event-ID is
+      // told (events_lost) and given everything, instead of skipping the new process's first events.
+      first_id_(static_cast<std::uint64_t>(unix_ms()) * 1000), next_id_(first_id_)
 {
 }
 
@@ -92,7 +96,9 @@ void event_hub::post_transition(const resilience::transition_event& e)
                            {"from", resilience::to_string(e.from)},
                            {"to", resilience::to_string(e.to)},
                            {"reason", e.reason},
-                           {"at", iso8601(std::chrono::system_clock::now())}};
+                           // when it happened (the breaker's clock), not when it was posted here
+                           {"at", iso8601(std::chrono::time_point_cast<std::chrono::system_clock::duration>(
+                                      std::chrono::system_clock::now() - std::chrono::nanoseconds(ctx_.clk.now() - e.at)))}};
     if (e.to == resilience::breaker_state::open)
         data["open_for_ms"] = static_cast<double>(e.open_for) / 1e6;
     asio::post(main_, [this, data = std::move(data)]() mutable { publish("transition", std::move(data)); });
@@ -140,22 +146,36 @@ std::shared_ptr<event_viewer> event_hub::subscribe(std::optional<std::uint64_t> 
     if (viewers_.size() >= limits_.max_viewers)
         return nullptr;
     auto v = std::make_shared<event_viewer>(main_);
-    nlohmann::json snapshot = {{"samples", nlohmann::json::array()}, {"events", nlohmann::json::array()}, {"events_lost", false}};
+    nlohmann::json snapshot = {{"events", nlohmann::json::array()}, {"events_lost", false}};
     if (auto report = build_health_report(ctx_, std::nullopt))
         snapshot["health"] = std::move(report->body);
-    for (const auto& s : samples_)
-        snapshot["samples"].push_back(s);
     for (const auto& e : history_)
         snapshot["events"].push_back({{"id", e.id}, {"event", e.kind}, {"data", e.data}});
-    snapshot["last_event_id"] = next_id_ - 1;
-    if (last_event_id && !history_.empty() && history_.front().id > *last_event_id + 1)
-        snapshot["events_lost"] = true; // some it missed are no longer kept
-    v->pending = sse_frame(std::nullopt, "snapshot", snapshot);
-    v->pending.insert(0, "retry: 2000\n\n"); // reconnect after 2 s (WHATWG HTML §9.2.6)
+    const std::uint64_t last_id = next_id_ - 1;
+    snapshot["last_event_id"] = last_id;
+    // Some it missed are no longer kept — or it saw another process's events (ids start at this
+    // process's start time, so an older process's ids are lower, a newer one's never come back).
+    if (last_event_id && ((!history_.empty() && history_.front().id > *last_event_id + 1) || *last_event_id > last_id))
+        snapshot["events_lost"] = true;
+    // The samples are kept as text: spliced in, not parsed and dumped again per viewer.
+    std::string text = snapshot.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    text.pop_back(); // the closing brace
+    text += ",\"samples\":[";
+    for (std::size_t i = 0; i < samples_.size(); ++i) {
+        if (i > 0)
+            text += ',';
+        text += samples_[i];
+    }
+    text += "]}";
+    // The snapshot carries the last id, so a client that saw nothing else still resumes from it.
+    v->pending = "retry: 2000\n\n"; // reconnect after 2 s (WHATWG HTML §9.2.6)
+    if (last_id >= first_id_)
+        v->pending += "id: " + std::to_string(last_id) + "\n";
+    v->pending += "event: snapshot\ndata: " + text + "\n\n";
     // A reconnecting client (Last-Event-ID) also gets, as events, what it missed and is still kept.
     if (last_event_id)
         for (const auto& e : history_)
-            if (e.id > *last_event_id)
+            if (e.id > *last_event_id || *last_event_id > last_id)
                 v->pending += e.frame;
     viewers_.push_back(v);
     return v;
@@ -168,6 +188,7 @@ nlohmann::json event_hub::take_sample()
     const auto rt = ctx_.state.current();
     const nanos now = ctx_.clk.now();
     nlohmann::json list = nlohmann::json::array();
+    std::erase_if(previous_, [&](const auto& kv) { return !rt->index_of(kv.first); }); // removed upstreams
     for (const auto& shared : rt->upstreams) {
         const std::string& name = shared->cfg.name;
         const auto totals = ctx_.upstream_totals(name);
@@ -208,10 +229,12 @@ asio::awaitable<void> event_hub::sample_loop()
         timer.expires_at(next);
         if (auto [ec] = co_await timer.async_wait(nothrow_awaitable); ec)
             co_return;
-        auto sample = take_sample();
+        // After a stall of the main thread (a blocking reload), one sample for the gap, not a burst.
+        next = std::max(next, std::chrono::steady_clock::now());
+        const std::string sample = take_sample().dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
         if (!viewers_.empty())
-            send(sse_frame(std::nullopt, "sample", sample));
-        samples_.push_back(std::move(sample));
+            send("event: sample\ndata: " + sample + "\n\n");
+        samples_.push_back(sample);
         while (samples_.size() > limits_.sample_history)
             samples_.pop_front();
     }

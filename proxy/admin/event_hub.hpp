@@ -4,9 +4,10 @@
 // and posted here, and everything else is read from the same snapshots /metrics reads.
 //
 // Events (each `data:` is one JSON object):
-// - `snapshot` (first, on every connection): {"health": the /health/circuits body, "samples": the last
-//   `sample_history` seconds, "events": the kept history}. Lets a page draw at once, and a reconnecting
-//   EventSource catch up.
+// - `snapshot` (first, on every connection; its `id:` is the last event id): {"health": the
+//   /health/circuits body, "samples": the last `sample_history` seconds, "events": the kept history,
+//   "last_event_id", "events_lost"}. Lets a page draw at once, and a reconnecting EventSource catch up.
+//   Event ids start at the process's start time (ms × 1000), so ids never repeat across restarts.
 // - `transition` {upstream, from, to, reason, open_for_ms, at}, `operator` {action, upstream, who, ...},
 //   `reload` {applied, generation, errors}: each with an `id:`, kept in a bounded history, replayed after
 //   the `Last-Event-ID` a reconnecting client sends (only those still kept; `snapshot.events_lost` says
@@ -17,8 +18,8 @@
 //   failure_rate, slow_call_rate (the breaker's window, 0–1), bulkhead {in_flight, queued, limit},
 //   retry_budget_in_use, ejected, reason (of the last transition), seconds_in_state, next_probe_in_ms
 //   (null unless open)}]}. No id: samples are not replayed.
-// - a `: heartbeat` comment every `heartbeat` without anything else, so proxies and browsers keep the
-//   connection.
+// - a `: heartbeat` comment after `heartbeat` without anything else (samples flow each second, so it
+//   is rarely needed), so proxies and browsers keep the connection.
 //
 // Bounds: at most `max_viewers` at once (more get 503 `too_many_viewers`); each viewer's unsent bytes
 // are capped at `viewer_buffer` (and its socket's send buffer is kept small): a viewer that falls
@@ -79,6 +80,7 @@ public:
     const event_limits& limits() const noexcept { return limits_; }
     std::size_t viewers() const noexcept { return viewers_.size(); }
     std::uint64_t dropped_total() const noexcept { return dropped_; }
+    std::uint64_t first_id() const noexcept { return first_id_; } // this process's first event id
     // The next sample as it would be sent now (tests).
     nlohmann::json take_sample();
 
@@ -91,7 +93,8 @@ private:
     const admin_context& ctx_;
     const event_limits limits_;
     std::list<std::shared_ptr<event_viewer>> viewers_;
-    std::uint64_t next_id_ = 1;
+    const std::uint64_t first_id_; // this process's first event id: its start time in ms × 1000
+    std::uint64_t next_id_;
     struct kept_event {
         std::uint64_t id;
         std::string kind;
@@ -99,7 +102,7 @@ private:
         std::string frame; // as sent
     };
     std::deque<kept_event> history_;
-    std::deque<nlohmann::json> samples_;
+    std::deque<std::string> samples_; // as sent (JSON text)
     std::uint64_t dropped_ = 0;
     // The previous second's totals per upstream, for the differences.
     std::unordered_map<std::string, runtime::upstream_totals> previous_;

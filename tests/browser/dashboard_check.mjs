@@ -29,8 +29,9 @@ try {
 
   await page.goto(`${origin}/dashboard`, { waitUntil: "load" });
   const state = page.locator('[data-upstream="svc"] [data-role="state"]');
-  await state.filter({ hasText: "closed" }).waitFor();
+  await state.filter({ hasText: /^closed$/ }).waitFor();
   step("loaded", { state: await state.textContent() });
+  result.threshold_marks = await page.locator('[data-upstream="svc"] .bar .mark').count();
   result.buttons_visible_without_token = await page.locator('[data-upstream="svc"] button[data-action="force-open"]').isVisible();
   // Three seconds of traffic, so that the screenshots show the sparklines.
   for (const until = Date.now() + 3000; Date.now() < until;) {
@@ -43,7 +44,7 @@ try {
   // The upstream fails: three failing calls open the circuit (consecutive_failures: 3).
   const failedAt = Date.now();
   for (let i = 0; i < 3; ++i) await (await fetch(`http://127.0.0.1:${dataPort}/x?status=500`)).text();
-  await state.filter({ hasText: "open" }).waitFor({ timeout: 5000 });
+  await state.filter({ hasText: /^open$/ }).waitFor({ timeout: 5000 });
   result.open_shown_after_ms = Date.now() - failedAt;
   result.timeline_mentions_trip = (await page.locator("#timeline").textContent()).includes("consecutive failures");
   await page.screenshot({ path: `${shots}/dashboard-open.png`, fullPage: true });
@@ -60,9 +61,9 @@ try {
   await page.click("#token-form button[type=submit]");
   await page.locator("#token-state", { hasText: "operator controls on" }).waitFor();
   await page.locator('[data-upstream="svc"] button[data-action="reset"]').click();
-  await state.filter({ hasText: "closed" }).waitFor();
+  await state.filter({ hasText: /^closed$/ }).waitFor();
   await page.locator('[data-upstream="svc"] button[data-action="force-open"]').click();
-  await state.filter({ hasText: "forced open" }).waitFor();
+  await state.filter({ hasText: /^forced open$/ }).waitFor();
   result.forced_open = true;
   result.timeline_mentions_operator = (await page.locator("#timeline").textContent()).includes("(dashboard): force-open svc");
 } catch (e) {

@@ -41,7 +41,7 @@ def open_stream(port, last_event_id=None, rcvbuf=None):
     s.settimeout(10)
     s.connect(("127.0.0.1", port))
     extra = f"Last-Event-ID: {last_event_id}\r\n" if last_event_id is not None else ""
-    s.sendall(f"GET /events HTTP/1.1\r\nHost: admin\r\nAccept: text/event-stream\r\n{extra}\r\n".encode())
+    s.sendall(f"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n{extra}\r\n".encode())
     return s, s.makefile("rb")
 
 
@@ -159,6 +159,21 @@ class EventStreamTest(ProxyTestCase):
         f.close()
         s.close()
 
+    def test_a_stream_outlives_the_request_read_deadline(self):
+        # The admin listener gives a request 30 s to arrive; a stream that has begun is not under it.
+        s, f = open_stream(self.admin)
+        read_head(f)
+        read_event(f)  # snapshot
+        started = time.monotonic()
+        samples = 0
+        while time.monotonic() - started < 33:
+            ev = read_event(f)
+            self.assertIsNotNone(ev, "the stream ended after %.1f s" % (time.monotonic() - started))
+            samples += ev[1] == "sample"
+        self.assertGreaterEqual(samples, 30)
+        f.close()
+        s.close()
+
     def test_viewer_limit(self):
         streams = [open_stream(self.admin) for _ in range(3)]
         for s, f in streams:
@@ -217,6 +232,7 @@ class DashboardTest(ProxyTestCase):
         self.assertTrue(all("401" in e for e in result["console_errors_after_token"]), result["console_errors_after_token"])
         self.assertEqual(result["external_requests"], [])
         self.assertFalse(result["buttons_visible_without_token"])
+        self.assertGreaterEqual(result["threshold_marks"], 1)  # the failure-rate threshold on its bar
         self.assertLess(result["open_shown_after_ms"], 2000)
         self.assertTrue(result["timeline_mentions_trip"])
         self.assertFalse(result["buttons_visible_with_wrong_token"])

@@ -8,10 +8,11 @@ const STATE_RANK = { open: 0, forced_open: 1, half_open: 2, disabled: 3, forced_
 
 const model = {
   health: null,      // the last /health/circuits body
-  samples: {},       // upstream -> [{t, rps, p99, errors}]
+  samples: Object.create(null), // upstream -> [{t, rps, p99, errors, ...}] (no prototype: any name is safe)
   events: [],        // timeline, newest first
   seen: new Set(),   // event ids already in the timeline
   token: null,       // admin token, once accepted
+  instance: null,    // the sidecar's instance id: event ids start afresh with a new process
 };
 
 const $ = (id) => document.getElementById(id);
@@ -38,7 +39,7 @@ function duration(seconds) {
 // ---- data in ------------------------------------------------------------------------------------
 function addSample(sample) {
   for (const u of sample.upstreams) {
-    const list = (model.samples[u.upstream] ||= []);
+    const list = model.samples[u.upstream] || (model.samples[u.upstream] = []);
     const failures = sum(u.requests) - (u.requests.success || 0) - (u.requests.ignored || 0) - (u.requests.client_gone || 0);
     list.push({ t: sample.t, rps: sum(u.requests) + sum(u.rejections), p99: u.latency_ms ? u.latency_ms.p99 : null,
                 errors: failures, fallbacks: sum(u.fallbacks), state: u.state, bulkhead: u.bulkhead,
@@ -56,14 +57,15 @@ function addSample(sample) {
   }
 }
 
-function addEvent(kind, id, data) {
+// `live`: it happened just now (a kept event from the snapshot is history: the snapshot's own state is newer).
+function addEvent(kind, id, data, live) {
   if (id != null) {
     if (model.seen.has(id)) return;
     model.seen.add(id);
   }
   model.events.unshift({ kind, id, data, at: data.at || new Date().toISOString() });
-  if (model.events.length > 200) model.events.pop();
-  if (kind === "transition" && model.health) {
+  if (model.events.length > 200) model.seen.delete(model.events.pop().id);
+  if (live && kind === "transition" && model.health) {
     const h = model.health.upstreams[data.upstream];
     if (h) { h.state = data.to; h.reason = data.reason; h.seconds_in_state = 0; }
   }
@@ -72,18 +74,24 @@ function addEvent(kind, id, data) {
 function connect() {
   const source = new EventSource("/events");
   source.addEventListener("open", () => setStatus("live"));
-  source.addEventListener("error", () => setStatus("reconnecting…", "lost"));
+  source.addEventListener("error", () => {
+    setStatus("reconnecting…", "lost");
+    // The browser retries by itself, except after an answer that is not a stream (503 too_many_viewers).
+    if (source.readyState === EventSource.CLOSED) setTimeout(connect, 5000);
+  });
   source.addEventListener("snapshot", (m) => {
     const s = JSON.parse(m.data);
+    const instance = s.health.instance && s.health.instance.id;
+    if (instance !== model.instance) { model.seen.clear(); model.events = []; model.instance = instance; }
     model.health = s.health;
-    model.samples = {};
+    model.samples = Object.create(null);
     for (const sample of s.samples) addSample(sample);
-    for (const e of s.events) addEvent(e.event, e.id, e.data);
+    for (const e of s.events) addEvent(e.event, e.id, e.data, false);
     render();
   });
   source.addEventListener("sample", (m) => { addSample(JSON.parse(m.data)); render(); });
   for (const kind of ["transition", "operator", "reload"])
-    source.addEventListener(kind, (m) => { addEvent(kind, Number(m.lastEventId), JSON.parse(m.data)); render(); });
+    source.addEventListener(kind, (m) => { addEvent(kind, Number(m.lastEventId), JSON.parse(m.data), true); render(); });
   // A reload may change upstreams and thresholds: a new connection brings a new snapshot.
   source.addEventListener("reload", () => { source.close(); setTimeout(connect, 200); });
 }
@@ -92,7 +100,7 @@ function connect() {
 function overallStatus() {
   const states = Object.values(model.health.upstreams).map((h) => h.state);
   if (states.some((s) => s === "open" || s === "forced_open")) return "open";
-  if (states.some((s) => s !== "closed")) return "degraded";
+  if (states.some((s) => s === "half_open")) return "degraded";
   return "ok";
 }
 
@@ -154,8 +162,10 @@ function tile(name, h) {
   if (h.next_probe_in_ms != null) timing += ` · next probe in ${duration(h.next_probe_in_ms / 1000)}`;
   t.append(el("div", { class: "row muted" }, el("span", {}, timing)));
   t.append(el("div", { class: "reason", title: h.reason }, h.reason));
-  t.append(rateBar("errors", h.window.failure_rate, policy.failure_rate && policy.failure_rate.enabled ? policy.failure_rate.threshold : null));
-  t.append(rateBar("slow", h.window.slow_call_rate, policy.slow_calls && policy.slow_calls.enabled ? policy.slow_calls.rate_threshold : null));
+  t.append(rateBar("errors", h.window.failure_rate,
+                   policy.failure_rate && policy.failure_rate.enabled ? policy.failure_rate.threshold_percent : null));
+  t.append(rateBar("slow", h.window.slow_call_rate,
+                   policy.slow_calls && policy.slow_calls.enabled ? policy.slow_calls.rate_threshold_percent : null));
   t.append(el("div", { class: "row" }, el("span", {}, `requests ${last.rps != null ? last.rps : 0}/s`),
               el("span", { class: "muted" }, `fallbacks last min ${lastMinute.reduce((a, s) => a + s.fallbacks, 0)}`)));
   t.append(sparkline(samples.map((s) => s.rps)));
@@ -216,24 +226,29 @@ async function useToken(event) {
   event.preventDefault();
   const token = $("token").value;
   $("token").value = "";
-  const r = await post("/admin/token", token); // checks the token, changes nothing
-  model.token = r.ok ? token : null;
-  $("token-state").textContent = r.ok ? "operator controls on" : `token refused (${r.status})`;
+  try {
+    const r = await post("/admin/token", token); // checks the token, changes nothing
+    model.token = r.ok ? token : null;
+    $("token-state").textContent = r.ok ? "operator controls on" : `token refused (${r.status})`;
+  } catch (e) {
+    $("token-state").textContent = "admin listener unreachable";
+  }
   render();
 }
 
 async function act(upstream, action) {
   if (!model.token) return;
-  const r = await post(`/admin/circuits/${encodeURIComponent(upstream)}/${action}`, model.token);
-  if (r.status === 401 || r.status === 403) { model.token = null; $("token-state").textContent = "token refused"; render(); }
-  // The result arrives as events (operator, transition).
+  try {
+    const r = await post(`/admin/circuits/${encodeURIComponent(upstream)}/${action}`, model.token);
+    if (r.status === 401 || r.status === 403) { model.token = null; $("token-state").textContent = "token refused"; render(); }
+    else if (!r.ok) $("token-state").textContent = `${action} ${upstream}: ${r.status}`;
+    // The result itself arrives as events (operator, transition).
+  } catch (e) {
+    $("token-state").textContent = "admin listener unreachable";
+  }
 }
 
 // ---- start --------------------------------------------------------------------------------------
 $("token-form").addEventListener("submit", useToken);
 $("sort").addEventListener("change", render);
-setInterval(() => { // time in state moves on between samples
-  if (!model.health) return;
-  for (const h of Object.values(model.health.upstreams)) h.seconds_in_state += 1;
-}, 1000);
 connect();

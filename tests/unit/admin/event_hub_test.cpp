@@ -8,6 +8,8 @@
 
 #include <gtest/gtest.h>
 
+#include <thread>
+
 namespace breakerbox::admin {
 namespace {
 
@@ -53,29 +55,56 @@ struct hub_fixture : ::testing::Test {
 TEST_F(hub_fixture, a_new_viewer_gets_the_snapshot_with_the_kept_events)
 {
     event_hub hub(ioc.get_executor(), *ctx);
+    const auto first = hub.first_id();
+    EXPECT_GT(first, 1'700'000'000'000'000u); // the process's start time in ms × 1000: never repeats across restarts
     hub.publish("operator", {{"action", "force-open"}});
     auto v = hub.subscribe(std::nullopt);
     ASSERT_TRUE(v);
-    EXPECT_TRUE(v->pending.starts_with("retry: 2000\n\nevent: snapshot\ndata: {"));
+    // The snapshot carries the last id, so a client that saw only it resumes from there.
+    EXPECT_TRUE(v->pending.starts_with("retry: 2000\n\nid: " + std::to_string(first) + "\nevent: snapshot\ndata: {"));
     EXPECT_NE(v->pending.find("\"health\":{"), std::string::npos);
-    EXPECT_NE(v->pending.find("\"events\":[{\"data\":{\"action\":\"force-open\"},\"event\":\"operator\",\"id\":1}]"),
+    EXPECT_NE(v->pending.find("\"events\":[{\"data\":{\"action\":\"force-open\"},\"event\":\"operator\",\"id\":" +
+                              std::to_string(first) + "}]"),
               std::string::npos);
+    EXPECT_TRUE(v->pending.ends_with(",\"samples\":[]}\n\n"));
     hub.publish("reload", {{"applied", true}});
-    EXPECT_TRUE(v->pending.ends_with("id: 2\nevent: reload\ndata: {\"applied\":true}\n\n"));
+    EXPECT_TRUE(v->pending.ends_with("id: " + std::to_string(first + 1) + "\nevent: reload\ndata: {\"applied\":true}\n\n"));
+}
+
+TEST_F(hub_fixture, a_transition_from_any_thread_becomes_an_event_on_the_hubs_thread)
+{
+    event_hub hub(ioc.get_executor(), *ctx);
+    auto v = hub.subscribe(std::nullopt);
+    v->pending.clear();
+    std::thread worker([&] {
+        hub.post_transition({"svc", resilience::breaker_state::closed, resilience::breaker_state::open, "3 consecutive failures >= 3",
+                             clk.now(), seconds(5)});
+    });
+    worker.join();
+    EXPECT_TRUE(v->pending.empty()); // nothing until the hub's own thread runs it
+    ioc.run();
+    EXPECT_NE(v->pending.find("event: transition\ndata: {\"at\":\""), std::string::npos);
+    EXPECT_NE(v->pending.find("\"from\":\"closed\",\"open_for_ms\":5000.0,\"reason\":\"3 consecutive failures >= 3\",\"to\":\"open\",\"upstream\":\"svc\""),
+              std::string::npos);
 }
 
 TEST_F(hub_fixture, last_event_id_replays_what_came_after_and_says_when_some_are_gone)
 {
     event_hub hub(ioc.get_executor(), *ctx, event_limits{16, 1 << 20, seconds(15), 3, 10});
+    const auto first = hub.first_id();
     for (int i = 1; i <= 5; ++i)
         hub.publish("operator", {{"n", i}});
-    auto v = hub.subscribe(std::uint64_t{3}); // kept: 3, 4, 5
-    EXPECT_EQ(v->pending.find("id: 3\n"), std::string::npos);
-    EXPECT_NE(v->pending.find("id: 4\n"), std::string::npos);
-    EXPECT_NE(v->pending.find("id: 5\n"), std::string::npos);
+    auto v = hub.subscribe(first + 2); // kept: +2, +3, +4; seen up to +2
+    EXPECT_EQ(v->pending.find("id: " + std::to_string(first + 2) + "\nevent: operator"), std::string::npos);
+    EXPECT_NE(v->pending.find("id: " + std::to_string(first + 3) + "\nevent: operator"), std::string::npos);
+    EXPECT_NE(v->pending.find("id: " + std::to_string(first + 4) + "\nevent: operator"), std::string::npos);
     EXPECT_NE(v->pending.find("\"events_lost\":false"), std::string::npos);
-    auto late = hub.subscribe(std::uint64_t{1}); // 2 is no longer kept
+    auto late = hub.subscribe(first); // +1 is no longer kept
     EXPECT_NE(late->pending.find("\"events_lost\":true"), std::string::npos);
+    // An id from a later process (this one restarted under the browser): told, and given everything kept.
+    auto other = hub.subscribe(first + 1'000'000);
+    EXPECT_NE(other->pending.find("\"events_lost\":true"), std::string::npos);
+    EXPECT_NE(other->pending.find("id: " + std::to_string(first + 2) + "\nevent: operator"), std::string::npos);
 }
 
 TEST_F(hub_fixture, the_viewer_limit_and_a_viewer_that_falls_behind)
