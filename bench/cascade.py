@@ -142,7 +142,7 @@ def haproxy_config(directory, ports, upstreams):
     return write(directory, "haproxy.cfg", f"""
 global
   nbthread 1
-  maxconn 4000
+  maxconn 1000  # far above what A can have open (32 workers), and within a 4,096-descriptor limit
 defaults
   mode http
   option http-keep-alive
