@@ -260,7 +260,8 @@ private:
             ctx.workers.push_back(&pool_.at(w).context);
         admin_ = std::make_unique<admin::admin_server>(main_, std::move(ctx), a.token, admin::event_limits{a.max_event_viewers});
         // Breaker transitions reach /events from whichever thread wins them (posted to this thread).
-        resilience::set_transition_observer([hub = &admin_->events()](const resilience::transition_event& e) { hub->post_transition(e); });
+        resilience::set_transition_observer(
+            [hub = &admin_->events()](const resilience::transition_event& e) { hub->post_transition(e); });
         admin_->bind(a.address);
         log::info("admin listening",
                   {{"address", a.address.host + ":" + std::to_string(admin_->port())},

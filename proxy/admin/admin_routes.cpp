@@ -224,7 +224,8 @@ http::response endpoint_action(const admin_context& ctx, const http::request& re
     if (first == std::string_view::npos || last == first)
         return error(404, "not_found", "use POST /admin/endpoints/{upstream}/{address}/{eject|uneject}");
     const std::string upstream(rest.substr(0, first));
-    const std::string address = percent_decoded(rest.substr(first + 1, last - first - 1)); // [::1]:7001 arrives as %5B%3A%3A1%5D%3A7001
+    const std::string address =
+        percent_decoded(rest.substr(first + 1, last - first - 1)); // [::1]:7001 arrives as %5B%3A%3A1%5D%3A7001
     const std::string_view action = rest.substr(last + 1);
     if (action != "eject" && action != "uneject")
         return error(404, "unknown_action", "actions: eject, uneject");
@@ -241,8 +242,8 @@ http::response endpoint_action(const admin_context& ctx, const http::request& re
     const std::string refused = action == "eject" ? shared.outliers->eject_manually(address, actor, now, verdict)
                                                   : shared.outliers->return_manually(address, actor, now);
     if (!refused.empty())
-        return error(refused.starts_with("no endpoint") ? 404 : 409, refused.starts_with("no endpoint") ? "unknown_endpoint" : "refused",
-                     refused);
+        return error(refused.starts_with("no endpoint") ? 404 : 409,
+                     refused.starts_with("no endpoint") ? "unknown_endpoint" : "refused", refused);
     forward::apply_outlier_verdict(shared, std::move(verdict), now);
     const nlohmann::json fields = {{"action", action}, {"upstream", upstream}, {"endpoint", address}, {"who", actor}};
     log::warn("operator action", fields);
@@ -361,8 +362,10 @@ http::response handle_admin_request(const admin_context& ctx, const http::reques
         const auto rest = route.prefix ? path.substr(route.path.size()) : std::string_view{};
         return route.handle(ctx, req, info, rest);
     }
-    return error(404, "not_found", "endpoints: /live, /ready, /health/circuits[/{upstream}], /metrics, /events, /dashboard, POST /admin/circuits/..., "
-                                        "POST /admin/endpoints/...");
+    return error(
+        404, "not_found",
+        "endpoints: /live, /ready, /health/circuits[/{upstream}], /metrics, /events, /dashboard, POST /admin/circuits/..., "
+        "POST /admin/endpoints/...");
 }
 
 } // namespace breakerbox::admin

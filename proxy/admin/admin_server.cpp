@@ -99,9 +99,8 @@ asio::awaitable<void> admin_server::stream_events(deadline_stream& stream, const
     error_code ec;
     // A small kernel buffer too: a viewer that does not read is noticed after ~64 KiB, not megabytes.
     stream.socket().set_option(asio::socket_base::send_buffer_size(64 * 1024), ec);
-    std::string out =
-        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\nCache-Control: no-store\r\n"
-        "X-Accel-Buffering: no\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n";
+    std::string out = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\nCache-Control: no-store\r\n"
+                      "X-Accel-Buffering: no\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n";
     asio::co_spawn(stream.socket().get_executor(), watch_for_close(stream.socket(), viewer), asio::detached);
     const nanos heartbeat = hub_.limits().heartbeat;
     for (;;) {

@@ -43,10 +43,9 @@ using resilience::breaker_state;
     X(request_duration, Histogram, "breakerbox_upstream_request_duration_seconds",                                             \
       "Duration of upstream calls (connect, write, read).")                                                                    \
     X(outlier_endpoints, Gauge, "breakerbox_outlier_endpoints",                                                                \
-      "Endpoints of the upstream by outlier-detection state (healthy, detected, ejected).")                                  \
+      "Endpoints of the upstream by outlier-detection state (healthy, detected, ejected).")                                    \
     X(outlier_ejections_active, Gauge, "breakerbox_outlier_ejections_active", "Endpoints ejected now.")                        \
-    X(outlier_ejections_enforced, Counter, "breakerbox_outlier_ejections_enforced_total",                                      \
-      "Ejections carried out, by rule.")                                                                                       \
+    X(outlier_ejections_enforced, Counter, "breakerbox_outlier_ejections_enforced_total", "Ejections carried out, by rule.")   \
     X(outlier_ejections_detected, Counter, "breakerbox_outlier_ejections_detected_total",                                      \
       "Outliers detected, by rule, whether or not ejected (the cap, or too few endpoints to enforce a rate rule).")            \
     X(outlier_circuit_opens, Counter, "breakerbox_outlier_circuit_opens_total",                                                \
@@ -64,7 +63,7 @@ using resilience::breaker_state;
     X(accept_errors, Counter, "breakerbox_accept_errors_total", "Failed accept() calls.")                                      \
     X(requests, Counter, "breakerbox_downstream_requests_total", "Client requests read.")                                      \
     X(responses, Counter, "breakerbox_downstream_responses_total", "Responses sent to clients, by status class.")              \
-    X(event_viewers, Gauge, "breakerbox_admin_event_viewers", "GET /events streams (dashboards) connected now.")                \
+    X(event_viewers, Gauge, "breakerbox_admin_event_viewers", "GET /events streams (dashboards) connected now.")               \
     X(event_viewers_dropped, Counter, "breakerbox_admin_event_viewers_dropped_total",                                          \
       "Event-stream viewers dropped because they did not read fast enough.")                                                   \
     X(generated_responses, Counter, "breakerbox_proxy_generated_responses_total",                                              \

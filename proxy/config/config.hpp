@@ -235,8 +235,8 @@ struct tls_config {
 // few endpoints are healthy the upstream's breaker opens (instead of Envoy's panic mode, which sends
 // traffic to known-bad endpoints). Counts: non-negative integers; times: nanoseconds; shares: percent.
 struct outlier_rate_rule {
-    bool enabled = false;           // on once its block is given
-    double threshold = 85.0;        // failure_percentage: failure share in percent; success_rate: stdev factor
+    bool enabled = false;              // on once its block is given
+    double threshold = 85.0;           // failure_percentage: failure share in percent; success_rate: stdev factor
     std::uint32_t minimum_hosts = 5;   // fewer endpoints with enough requests: detected, never enforced
     std::uint32_t request_volume = 50; // an endpoint with fewer requests in the interval is not judged
     bool operator==(const outlier_rate_rule&) const = default;
@@ -244,10 +244,10 @@ struct outlier_rate_rule {
 
 struct outlier_config {
     bool enabled = true;
-    std::uint32_t consecutive_5xx = 5;                   // answers classified as failures in a row; 0 = off
+    std::uint32_t consecutive_5xx = 5;                  // answers classified as failures in a row; 0 = off
     std::uint32_t consecutive_local_origin_failure = 5; // connect, TLS, timeout, reset in a row; 0 = off
-    nanos interval = seconds(10);                        // the rate rules' period; ejection levels decay per interval
-    nanos base_ejection_time = seconds(30);              // times the endpoint's ejection level
+    nanos interval = seconds(10);                       // the rate rules' period; ejection levels decay per interval
+    nanos base_ejection_time = seconds(30);             // times the endpoint's ejection level
     nanos max_ejection_time = seconds(300);
     nanos max_ejection_time_jitter = seconds(1); // a random 0..jitter added to each ejection
     double max_ejection_percent = 50.0;          // always at least one of >= 2 endpoints, never the last healthy one

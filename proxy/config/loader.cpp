@@ -463,8 +463,7 @@ void read_outlier_detection(reader& r, const YAML::Node& node, const std::string
         read_rate_rule(r, fp, reader::join(path, "failure_percentage"), "threshold", 100.0, "a percentage in (0, 100]",
                        o.failure_percentage);
     if (auto sr = node["success_rate"])
-        read_rate_rule(r, sr, reader::join(path, "success_rate"), "stdev_factor", 100.0, "a number in (0, 100]",
-                       o.success_rate);
+        read_rate_rule(r, sr, reader::join(path, "success_rate"), "stdev_factor", 100.0, "a number in (0, 100]", o.success_rate);
     if (auto probe = node["probe"])
         read_outlier_probe(r, probe, reader::join(path, "probe"), o);
     if (o.max_ejection_time < o.base_ejection_time)

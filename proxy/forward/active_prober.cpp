@@ -119,7 +119,8 @@ asio::awaitable<void> run_active_prober(probe_target target, std::function<bool(
                 if (endpoints.empty()) {
                     breaker.release(permit); // nothing resolved to probe: not an upstream outcome
                 } else {
-                    const tcp::endpoint endpoint = next_probe_endpoint(endpoints, next_endpoint, target.shared->outliers.get(), clk.now());
+                    const tcp::endpoint endpoint =
+                        next_probe_endpoint(endpoints, next_endpoint, target.shared->outliers.get(), clk.now());
                     const probe_result r = co_await probe_once(endpoint, cfg.breaker.probe_path, target.host,
                                                                cfg.breaker.probe_timeout, target.shared->tls.get(), sessions);
                     const auto outcome = r.error == proxy_error::ok ? target.shared->classifier.of_status(r.status)

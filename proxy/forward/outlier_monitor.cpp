@@ -12,7 +12,8 @@ namespace breakerbox::forward {
 namespace {
 
 // Health requests to the ejected (not manually ejected) endpoints; a success returns one at once.
-asio::awaitable<void> probe_ejected(resilience::upstream_resilience& shared, const std::string& host, tls::session_cache& sessions)
+asio::awaitable<void> probe_ejected(resilience::upstream_resilience& shared, const std::string& host,
+                                    tls::session_cache& sessions)
 {
     auto& detector = *shared.outliers;
     const auto& clk = steady_clock_source::instance();
@@ -21,8 +22,10 @@ asio::awaitable<void> probe_ejected(resilience::upstream_resilience& shared, con
         const auto w = upstream::endpoint_word::decode(ep->word.load(std::memory_order_acquire));
         if (w.state != upstream::endpoint_state::ejected || w.manual)
             continue;
-        const probe_result r = co_await probe_once(ep->address, cfg.probe_path, host, cfg.probe_timeout, shared.tls.get(), sessions);
-        const auto outcome = r.error == proxy_error::ok ? shared.classifier.of_status(r.status) : shared.classifier.of_error(r.error);
+        const probe_result r =
+            co_await probe_once(ep->address, cfg.probe_path, host, cfg.probe_timeout, shared.tls.get(), sessions);
+        const auto outcome =
+            r.error == proxy_error::ok ? shared.classifier.of_status(r.status) : shared.classifier.of_error(r.error);
         log::debug("outlier probe", {{"upstream", shared.cfg.name},
                                      {"endpoint", ep->label},
                                      {"status", r.status},

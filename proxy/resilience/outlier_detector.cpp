@@ -177,7 +177,8 @@ bool outlier_detector::may_change(const endpoint_health& ep) const noexcept
     return w.state == endpoint_state::healthy || ejected_count() < max_ejected(endpoint_count());
 }
 
-outlier_verdict outlier_detector::fire(endpoint_health& ep, outlier_rule rule, bool enforce, const std::string& figures, nanos now)
+outlier_verdict outlier_detector::fire(endpoint_health& ep, outlier_rule rule, bool enforce, const std::string& figures,
+                                       nanos now)
 {
     std::uint64_t bits = ep.word.load(std::memory_order_acquire);
     if (retired_of(bits) || state_of(bits) == endpoint_state::ejected)
@@ -201,13 +202,12 @@ outlier_verdict outlier_detector::fire(endpoint_health& ep, outlier_rule rule, b
     unhealthy_count_.fetch_add(1, std::memory_order_relaxed);
     detected_[index(rule)].fetch_add(1, std::memory_order_relaxed);
     ep.last_rule.store(static_cast<std::uint8_t>(rule), std::memory_order_relaxed);
-    log::warn("endpoint outlier detected, not ejected: max_ejection_percent reached",
-              {{"upstream", upstream_},
-               {"endpoint", ep.label},
-               {"rule", name_of(rule)},
-               {"figures", figures},
-               {"ejected", ejected_count()},
-               {"endpoints", endpoint_count()}});
+    log::warn("endpoint outlier detected, not ejected: max_ejection_percent reached", {{"upstream", upstream_},
+                                                                                       {"endpoint", ep.label},
+                                                                                       {"rule", name_of(rule)},
+                                                                                       {"figures", figures},
+                                                                                       {"ejected", ejected_count()},
+                                                                                       {"endpoints", endpoint_count()}});
     return upstream_verdict();
 }
 
@@ -239,19 +239,20 @@ std::uint32_t outlier_detector::max_level() const noexcept
     return static_cast<std::uint32_t>(std::clamp<nanos>(steps, 1, 1'000'000));
 }
 
-bool outlier_detector::try_eject(endpoint_health& ep, std::uint64_t bits, outlier_rule rule, bool manual, const std::string& figures,
-                                 nanos now)
+bool outlier_detector::try_eject(endpoint_health& ep, std::uint64_t bits, outlier_rule rule, bool manual,
+                                 const std::string& figures, nanos now)
 {
     // The place under the cap first (never the last endpoint in load balancing, even by hand), then
     // the endpoint's word; a place taken for a word that another thread changed is given back.
     const std::uint32_t n = endpoint_count();
     if (!take_ejection_place(manual ? (n > 0 ? n - 1 : 0) : max_ejected(n)))
         return false;
-    const std::uint32_t level = manual ? ep.level.load(std::memory_order_relaxed)
-                                       : std::min(ep.level.load(std::memory_order_relaxed) + 1, max_level());
+    const std::uint32_t level =
+        manual ? ep.level.load(std::memory_order_relaxed) : std::min(ep.level.load(std::memory_order_relaxed) + 1, max_level());
     const std::uint64_t nth = ep.ejections.load(std::memory_order_relaxed) + 1;
     const nanos for_time = manual ? 0 : ejection_time(ep, level, nth);
-    const std::uint64_t desired = encode(endpoint_state::ejected, manual, false, manual ? forever_ms : to_ms_ceil(now + for_time));
+    const std::uint64_t desired =
+        encode(endpoint_state::ejected, manual, false, manual ? forever_ms : to_ms_ceil(now + for_time));
     // Detected meanwhile (another thread found the cap full while this one held the place): still ours
     // to eject. Ejected or retired meanwhile: not.
     while (!ep.word.compare_exchange_weak(bits, desired, std::memory_order_acq_rel)) {
@@ -271,14 +272,15 @@ bool outlier_detector::try_eject(endpoint_health& ep, std::uint64_t bits, outlie
     ep.last_rule.store(static_cast<std::uint8_t>(rule), std::memory_order_relaxed);
     ep.consecutive_5xx.store(0, std::memory_order_relaxed);
     ep.consecutive_local_origin.store(0, std::memory_order_relaxed);
-    log::warn("endpoint ejected", {{"upstream", upstream_},
-                                   {"endpoint", ep.label},
-                                   {"rule", name_of(rule)},
-                                   {"figures", figures},
-                                   {"ejected_for_seconds", manual ? nlohmann::json(nullptr) : nlohmann::json(seconds_of(for_time))},
-                                   {"level", level},
-                                   {"ejected", ejected_count()},
-                                   {"endpoints", n}});
+    log::warn("endpoint ejected",
+              {{"upstream", upstream_},
+               {"endpoint", ep.label},
+               {"rule", name_of(rule)},
+               {"figures", figures},
+               {"ejected_for_seconds", manual ? nlohmann::json(nullptr) : nlohmann::json(seconds_of(for_time))},
+               {"level", level},
+               {"ejected", ejected_count()},
+               {"endpoints", n}});
     return true;
 }
 
@@ -409,8 +411,8 @@ void outlier_detector::apply_success_rate(const std::vector<std::shared_ptr<endp
         if (rate >= limit)
             continue;
         auto v = fire(*eps[i], outlier_rule::success_rate, enforce,
-                      "success rate " + percent_text(rate) + " < " + percent_text(limit) + " (peers' mean " +
-                          percent_text(mean) + " - stdev_factor x stdev)",
+                      "success rate " + percent_text(rate) + " < " + percent_text(limit) + " (peers' mean " + percent_text(mean) +
+                          " - stdev_factor x stdev)",
                       now);
         if (v.open_upstream)
             out = std::move(v);
@@ -424,16 +426,18 @@ void outlier_detector::probe_succeeded(endpoint_health& ep, nanos now)
         try_return(ep, bits, "health probe succeeded", now);
 }
 
-std::string outlier_detector::eject_manually(const std::string& address, std::string_view who, nanos now, outlier_verdict& verdict)
+std::string outlier_detector::eject_manually(const std::string& address, std::string_view who, nanos now,
+                                             outlier_verdict& verdict)
 {
     auto ep = find_label(address);
     if (!ep)
         return "no endpoint " + address + " in " + upstream_;
     std::uint64_t bits = ep->word.load(std::memory_order_acquire);
     if (state_of(bits) == endpoint_state::ejected && manual_of(bits))
-        return {}; // already
+        return {};                                   // already
     if (state_of(bits) == endpoint_state::ejected) { // an automatic ejection becomes a manual one: no change in the totals
-        if (!ep->word.compare_exchange_strong(bits, encode(endpoint_state::ejected, true, false, forever_ms), std::memory_order_acq_rel))
+        if (!ep->word.compare_exchange_strong(bits, encode(endpoint_state::ejected, true, false, forever_ms),
+                                              std::memory_order_acq_rel))
             return "the endpoint changed state meanwhile; try again";
         ep->last_rule.store(static_cast<std::uint8_t>(outlier_rule::manual), std::memory_order_relaxed);
         enforced_[index(outlier_rule::manual)].fetch_add(1, std::memory_order_relaxed);

@@ -20,7 +20,8 @@
 //   re-ejection up to where the time reaches its cap, −1 at each interval's end that finds it healthy),
 //   capped at max_ejection_time, plus 0..jitter (per endpoint and ejection).
 // - Return: the first outcome recorded after the time is over (load balancing uses the endpoint again as
-//   soon as its time is over, without a timer), or the main thread's once-a-second look, or early by a successful health probe (probe.path), or by an operator.
+//   soon as its time is over, without a timer), or the main thread's once-a-second look, or early by a successful health probe
+//   (probe.path), or by an operator.
 // - The upstream: when endpoints turn unhealthy and fewer than min_healthy_percent of them are healthy
 //   (neither ejected nor detected), or none is, `record`/`evaluate`/`set_endpoints` say so and the caller
 //   opens the upstream's (closed) breaker, so the fallback answers — instead of Envoy's panic mode, which
@@ -52,8 +53,9 @@ namespace breakerbox::resilience {
 using upstream::endpoint_health;
 using upstream::endpoint_state;
 using upstream::endpoint_word;
-inline constexpr enum_name<endpoint_state> endpoint_state_names[]{
-    {endpoint_state::healthy, "healthy"}, {endpoint_state::detected, "detected"}, {endpoint_state::ejected, "ejected"}};
+inline constexpr enum_name<endpoint_state> endpoint_state_names[]{{endpoint_state::healthy, "healthy"},
+                                                                  {endpoint_state::detected, "detected"},
+                                                                  {endpoint_state::ejected, "ejected"}};
 } // namespace breakerbox::resilience
 
 namespace breakerbox::upstream {
@@ -67,7 +69,13 @@ constexpr std::span<const enum_name<endpoint_state>> names_of(endpoint_state) no
 namespace breakerbox::resilience {
 
 // Why an endpoint was detected or ejected: the `rule` label of the metrics (Envoy's names).
-enum class outlier_rule : std::uint8_t { consecutive_5xx, consecutive_local_origin_failure, failure_percentage, success_rate, manual };
+enum class outlier_rule : std::uint8_t {
+    consecutive_5xx,
+    consecutive_local_origin_failure,
+    failure_percentage,
+    success_rate,
+    manual
+};
 constexpr std::size_t outlier_rule_count = 5;
 inline constexpr enum_name<outlier_rule> outlier_rule_names[]{
     {outlier_rule::consecutive_5xx, "consecutive_5xx"},
@@ -125,7 +133,8 @@ public:
     outlier_verdict record(endpoint_health& ep, endpoint_outcome o, nanos now) noexcept
     {
         if (o == endpoint_outcome::success && !counts_rates_ && ep.word.load(std::memory_order_relaxed) == 0 &&
-            (ep.consecutive_5xx.load(std::memory_order_relaxed) | ep.consecutive_local_origin.load(std::memory_order_relaxed)) == 0)
+            (ep.consecutive_5xx.load(std::memory_order_relaxed) | ep.consecutive_local_origin.load(std::memory_order_relaxed)) ==
+                0)
             return {}; // word 0: healthy, not retired
         return record_slow(ep, o, now);
     }
@@ -167,7 +176,8 @@ private:
     // A rule fired for `ep`: ejects it when the cap allows, marks it detected otherwise (or only
     // counts, when `enforce` is false). `figures`: what the log line says about it.
     outlier_verdict fire(endpoint_health& ep, outlier_rule rule, bool enforce, const std::string& figures, nanos now);
-    bool try_eject(endpoint_health& ep, std::uint64_t bits, outlier_rule rule, bool manual, const std::string& figures, nanos now);
+    bool try_eject(endpoint_health& ep, std::uint64_t bits, outlier_rule rule, bool manual, const std::string& figures,
+                   nanos now);
     // Whether `bits` moved from ejected or detected to healthy by this call (false: it was healthy,
     // retired, or another thread changed it first).
     bool try_return(endpoint_health& ep, std::uint64_t bits, std::string_view why, nanos now) noexcept;

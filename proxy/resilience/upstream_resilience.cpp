@@ -10,9 +10,9 @@ upstream_resilience::upstream_resilience(const config::upstream_config& c, const
                                          std::shared_ptr<circuit_breaker> kept, std::shared_ptr<outlier_detector> kept_outliers)
     : cfg(c), classifier(c.breaker.classify),
       breaker_ptr(kept ? std::move(kept) : std::make_shared<circuit_breaker>(c.name, c.breaker, clk, log_transition, seed)),
-      breaker(*breaker_ptr),
-      bulk(c.bulkhead.max_concurrent, c.bulkhead.max_queue), budget(c.retries.budget_ratio, c.retries.budget_min_concurrent),
-      outliers(kept_outliers       ? std::move(kept_outliers)
+      breaker(*breaker_ptr), bulk(c.bulkhead.max_concurrent, c.bulkhead.max_queue),
+      budget(c.retries.budget_ratio, c.retries.budget_min_concurrent),
+      outliers(kept_outliers        ? std::move(kept_outliers)
                : c.outliers.enabled ? std::make_shared<outlier_detector>(c.name, c.outliers, seed)
                                     : nullptr)
 {
@@ -35,7 +35,8 @@ void set_transition_observer(std::function<void(const transition_event&)> observ
 
 void log_transition(const transition_event& e)
 {
-    nlohmann::json fields = {{"upstream", e.upstream}, {"from", to_string(e.from)}, {"to", to_string(e.to)}, {"reason", e.reason}};
+    nlohmann::json fields = {
+        {"upstream", e.upstream}, {"from", to_string(e.from)}, {"to", to_string(e.to)}, {"reason", e.reason}};
     if (e.to == breaker_state::open)
         fields["open_for_ms"] = e.open_for / millis(1);
     const auto lvl = e.to == breaker_state::open || e.to == breaker_state::forced_open ? log::level::warn : log::level::info;

@@ -1,7 +1,6 @@
 // Everything about one upstream that all workers share: its circuit breaker and its outcome
-// classifier, its endpoints' outlier detector, its bulkhead, its retry budget, (when a stale fallback is configured) its stale-response
-// cache, and (with tls) its TLS client context.
-// Shared, lock-free on the hot path; created once at start-up.
+// classifier, its endpoints' outlier detector, its bulkhead, its retry budget, (when a stale fallback is configured) its
+// stale-response cache, and (with tls) its TLS client context. Shared, lock-free on the hot path; created once at start-up.
 #pragma once
 #include "config/config.hpp"
 #include "resilience/bulkhead.hpp"
@@ -29,7 +28,8 @@ public:
     // `kept_outliers`: the previous configuration's outlier detector, reused when its policy did not
     // change (its endpoints keep their ejections).
     upstream_resilience(const config::upstream_config& cfg, const clock& clk, std::uint64_t seed,
-                        std::shared_ptr<circuit_breaker> kept = nullptr, std::shared_ptr<outlier_detector> kept_outliers = nullptr);
+                        std::shared_ptr<circuit_breaker> kept = nullptr,
+                        std::shared_ptr<outlier_detector> kept_outliers = nullptr);
 
     const config::upstream_config& cfg;
     outcome_classifier classifier;
@@ -37,7 +37,7 @@ public:
     circuit_breaker& breaker;
     bulkhead bulk;
     retry_budget budget;
-    std::unique_ptr<stale_cache> cache;     // only with a stale fallback
+    std::unique_ptr<stale_cache> cache; // only with a stale fallback
     // Only with outlier_detection.enabled; shared with later configurations that keep it.
     const std::shared_ptr<outlier_detector> outliers;
     std::shared_ptr<tls::upstream_tls> tls; // only with tls.enabled (set by the configuration generation)

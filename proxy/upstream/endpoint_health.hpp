@@ -33,7 +33,10 @@ struct endpoint_word {
     }
     // Ejected and not yet due back (the detector makes the return official; until then a pick may
     // already use an endpoint whose time is over).
-    bool keeps_out(nanos now) const noexcept { return state == endpoint_state::ejected && (manual || now < until_ms * 1'000'000); }
+    bool keeps_out(nanos now) const noexcept
+    {
+        return state == endpoint_state::ejected && (manual || now < until_ms * 1'000'000);
+    }
 };
 
 struct endpoint_health {

@@ -77,14 +77,15 @@ TEST_F(hub_fixture, a_transition_from_any_thread_becomes_an_event_on_the_hubs_th
     auto v = hub.subscribe(std::nullopt);
     v->pending.clear();
     std::thread worker([&] {
-        hub.post_transition({"svc", resilience::breaker_state::closed, resilience::breaker_state::open, "3 consecutive failures >= 3",
-                             clk.now(), seconds(5)});
+        hub.post_transition({"svc", resilience::breaker_state::closed, resilience::breaker_state::open,
+                             "3 consecutive failures >= 3", clk.now(), seconds(5)});
     });
     worker.join();
     EXPECT_TRUE(v->pending.empty()); // nothing until the hub's own thread runs it
     ioc.run();
     EXPECT_NE(v->pending.find("event: transition\ndata: {\"at\":\""), std::string::npos);
-    EXPECT_NE(v->pending.find("\"from\":\"closed\",\"open_for_ms\":5000.0,\"reason\":\"3 consecutive failures >= 3\",\"to\":\"open\",\"upstream\":\"svc\""),
+    EXPECT_NE(v->pending.find("\"from\":\"closed\",\"open_for_ms\":5000.0,\"reason\":\"3 consecutive failures >= "
+                              "3\",\"to\":\"open\",\"upstream\":\"svc\""),
               std::string::npos);
 }
 

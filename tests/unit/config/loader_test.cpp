@@ -494,8 +494,8 @@ TEST(loader_outliers, every_error_names_its_key)
       probe: {path: "no slash", timeout: 2m}
       panic_threshold: 50)");
     ASSERT_FALSE(r.cfg);
-    for (const char* key : {"consecutive_5xx", "max_ejection_percent", "min_healthy_percent", "max_ejection_time",
-                            "failure_percentage.threshold", "failure_percentage.minimum_hosts",
-                            "success_rate.request_volume", "probe.path", "probe.timeout", "panic_threshold"})
+    for (const char* key :
+         {"consecutive_5xx", "max_ejection_percent", "min_healthy_percent", "max_ejection_time", "failure_percentage.threshold",
+          "failure_percentage.minimum_hosts", "success_rate.request_volume", "probe.path", "probe.timeout", "panic_threshold"})
         error_at(r, std::string("upstreams.svc.outlier_detection.") + key);
 }

@@ -213,7 +213,7 @@ TEST_F(detector_fixture, too_few_healthy_endpoints_open_the_upstream)
 {
     make(3);
     EXPECT_FALSE(fail(0, 3).open_upstream); // 2 of 3 healthy
-    const auto v = fail(1, 3);               // detected: 1 of 3 healthy < 50 %
+    const auto v = fail(1, 3);              // detected: 1 of 3 healthy < 50 %
     EXPECT_TRUE(v.open_upstream);
     EXPECT_EQ(v.reason, "outlier detection: 1 of 3 endpoints healthy, below min_healthy_percent 50.0%");
 
