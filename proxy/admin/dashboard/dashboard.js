@@ -189,7 +189,21 @@ function badness(h) {
   return [STATE_RANK[h.state] ?? 9, -h.window.failure_rate, -h.window.slow_call_rate];
 }
 
+// A click is a press and a release on the same element: tiles rebuilt in between would lose it, so a
+// render waits while a pointer is down.
+let pointerDown = false, renderWaiting = false;
+document.addEventListener("pointerdown", () => { pointerDown = true; });
+function pointerReleased() {
+  pointerDown = false;
+  if (renderWaiting) setTimeout(render, 0); // after the click has been dispatched
+}
+document.addEventListener("pointerup", pointerReleased);
+document.addEventListener("pointercancel", pointerReleased);
+window.addEventListener("blur", pointerReleased); // released outside the window
+
 function render() {
+  if (pointerDown) { renderWaiting = true; return; }
+  renderWaiting = false;
   if (!model.health) return;
   setStatus(overallStatus());
   const inst = model.health.instance || {};
