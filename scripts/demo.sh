@@ -26,6 +26,12 @@ breakerbox is starting on config/example.yaml. In another terminal:
                                                               # the payments circuit: for the next 10 s
                                                               # its static fallback answers at once
   curl http://127.0.0.1:9901/health/circuits                  # the circuits, their state and why
+  # open http://127.0.0.1:9901/dashboard in a browser         # the same, live
+
+  curl -X POST 'http://127.0.0.1:7003/__config?status=500'    # one catalog endpoint turns bad; then
+  for i in $(seq 12); do curl -so /dev/null http://127.0.0.1:8080/catalog/x; done
+  curl http://127.0.0.1:9901/health/circuits/catalog          # 127.0.0.1:7003 ejected (5 failures in a
+                                                              # row), the catalog circuit still closed
   curl -i -x http://127.0.0.1:8080 http://example.com/        # never an open proxy: 404
 
 Ctrl-C stops breakerbox and the demo upstreams.
