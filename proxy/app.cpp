@@ -1,22 +1,22 @@
 #include "app.hpp"
 
-#include "config/loader.hpp"
 #include "admin/admin_server.hpp"
+#include "config/loader.hpp"
 #include "core/asio.hpp"
 #include "core/log.hpp"
 #include "forward/active_prober.hpp"
 #include "forward/outlier_monitor.hpp"
 #include "runtime/proxy_state.hpp"
-#include "tls/upstream_tls.hpp"
 #include "server/listener.hpp"
 #include "server/worker_pool.hpp"
+#include "tls/upstream_tls.hpp"
 #include "upstream/resolver.hpp"
 
 #include <boost/asio/post.hpp>
-#include <unistd.h>
 #include <boost/asio/signal_set.hpp>
 #include <build_info.hpp>
 #include <nlohmann/json.hpp>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <fstream>

@@ -1,13 +1,13 @@
 #include "admin/admin_server.hpp"
 
 #include "admin/admin_routes.hpp"
-#include "resilience/upstream_resilience.hpp"
 #include "core/log.hpp"
+#include "core/write_all.hpp"
 #include "http/error_response.hpp"
 #include "http/message_rules.hpp"
 #include "http/read_message.hpp"
 #include "http/serialize.hpp"
-#include "core/write_all.hpp"
+#include "resilience/upstream_resilience.hpp"
 #include "server/listener.hpp"
 
 #include <boost/beast/http/parser.hpp>

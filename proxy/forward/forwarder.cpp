@@ -2,7 +2,6 @@
 
 #include "forward/bulkhead_wait.hpp"
 #include "forward/outlier_monitor.hpp"
-#include "resilience/fallback_response.hpp"
 #include "forward/retry_policy.hpp"
 #include "forward/upstream_exchange.hpp"
 #include "http/error_response.hpp"
@@ -10,6 +9,7 @@
 #include "http/header_rules.hpp"
 #include "http/rewrite.hpp"
 #include "resilience/breaker_permit.hpp"
+#include "resilience/fallback_response.hpp"
 
 #include <boost/beast/http/rfc7230.hpp>
 

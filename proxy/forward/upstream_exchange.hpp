@@ -5,8 +5,8 @@
 #include "core/asio.hpp"
 #include "core/error.hpp"
 #include "core/local_counter.hpp"
-#include "resilience/client_watch.hpp"
 #include "http/message.hpp"
+#include "resilience/client_watch.hpp"
 #include "upstream/worker_upstream.hpp"
 
 #include <chrono>

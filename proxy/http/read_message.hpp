@@ -6,8 +6,8 @@
 #include "http/message_rules.hpp"
 
 #include <boost/beast/core/read_size.hpp>
-#include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/error.hpp>
+#include <boost/beast/http/parser.hpp>
 
 #include <algorithm>
 

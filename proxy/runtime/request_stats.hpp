@@ -8,12 +8,12 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdint>
 #include <memory>
 #include <span>
 #include <string>
-#include <unordered_map>
-#include <cstdint>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 namespace breakerbox::runtime {

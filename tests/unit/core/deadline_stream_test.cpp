@@ -1,9 +1,9 @@
 // deadline_stream over real loopback sockets. Timers here only let a configured time pass; nothing
 // asserts how long anything took. A guard stops the io_context so that a lost expiry fails instead of
 // hanging.
+#include "../socket_pair_fixture.hpp"
 #include "core/deadline_stream.hpp"
 #include "core/write_all.hpp"
-#include "../socket_pair_fixture.hpp"
 
 namespace breakerbox {
 namespace {

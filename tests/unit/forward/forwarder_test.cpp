@@ -3,10 +3,10 @@
 // retry rules read a manual clock, so Retry-After dates, back-off against the deadline and the open
 // circuit's wait are decided without sleeping. Every failure point is enumerated in one table, with what
 // the client gets, how often the upstream saw the request and what was counted.
-#include "forward/forwarder.hpp"
 #include "../socket_pair_fixture.hpp"
 #include "../support/manual_clock.hpp"
 #include "../support/scripted_upstream.hpp"
+#include "forward/forwarder.hpp"
 
 #include "config/loader.hpp"
 #include "runtime/config_generation.hpp"

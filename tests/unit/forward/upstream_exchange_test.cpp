@@ -2,9 +2,9 @@
 // every byte: each failure point of the exchange enumerated in one table (the way Beast tests its reads),
 // with what the forwarder relies on — the reason, whether the request may have reached the upstream,
 // and whether the failure was a stale pooled connection.
-#include "forward/upstream_exchange.hpp"
 #include "../socket_pair_fixture.hpp"
 #include "../support/scripted_upstream.hpp"
+#include "forward/upstream_exchange.hpp"
 
 #include <boost/asio/read_until.hpp>
 #include <boost/asio/write.hpp>

@@ -1,7 +1,7 @@
 // Replays long random outcome sequences against a deliberately simple single-threaded reference model
 // of the documented semantics, and requires the same state after every step.
-#include "resilience/circuit_breaker.hpp"
 #include "../support/manual_clock.hpp"
+#include "resilience/circuit_breaker.hpp"
 
 #include <gtest/gtest.h>
 

@@ -1,7 +1,7 @@
 // Many threads against one breaker (run under ThreadSanitizer too): half-open never admits more probes
 // than allowed, and each transition is published exactly once.
-#include "resilience/circuit_breaker.hpp"
 #include "../support/manual_clock.hpp"
+#include "resilience/circuit_breaker.hpp"
 
 #include <gtest/gtest.h>
 

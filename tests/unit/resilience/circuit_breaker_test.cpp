@@ -1,5 +1,5 @@
-#include "resilience/breaker_permit.hpp"
 #include "../support/manual_clock.hpp"
+#include "resilience/breaker_permit.hpp"
 #include "resilience/circuit_breaker.hpp"
 
 #include <gtest/gtest.h>

@@ -1,6 +1,6 @@
-#include "resilience/fallback_response.hpp"
 #include "http/framing.hpp"
 #include "http/serialize.hpp"
+#include "resilience/fallback_response.hpp"
 
 #include <boost/beast/http/parser.hpp>
 #include <gtest/gtest.h>
