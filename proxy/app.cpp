@@ -6,6 +6,8 @@
 #include "core/log.hpp"
 #include "forward/active_prober.hpp"
 #include "forward/outlier_monitor.hpp"
+#include "forward/queue_delivery.hpp"
+#include "queue/queue_store.hpp"
 #include "runtime/proxy_state.hpp"
 #include "server/listener.hpp"
 #include "server/worker_pool.hpp"
@@ -20,6 +22,8 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <set>
+#include <stdexcept>
 #include <thread>
 
 namespace breakerbox {
@@ -42,6 +46,7 @@ public:
                 for (std::size_t i = 0; i < addresses.size(); ++i)
                     pool_.at(w).context.current->upstreams[i].set_endpoints(addresses[i]);
             start_upstream_tasks(rt, addresses);
+            open_queue(*rt);
             bind_listeners();
             bind_admin();
         } catch (const std::exception& e) {
@@ -49,6 +54,7 @@ public:
             return 1;
         }
         pool_.start();
+        start_queue_deliveries(*state_.current());
         for (auto& l : listeners_)
             l->start();
         if (admin_)
@@ -57,6 +63,8 @@ public:
         wait_for_signals();
         log::info("breakerbox ready", {{"version", build::version}, {"workers", pool_.size()}, {"config", config_path_}});
         main_.run();
+        if (queue_) // its last results go to the workers, still running
+            queue_->stop();
         pool_.stop();
         log::info("breakerbox stopped", {});
         return 0;
@@ -176,6 +184,8 @@ private:
                 out.errors.push_back(config_path_ + ": admin: changing the admin listener or its token needs a restart");
             if (c.workers != workers_setting_)
                 out.errors.push_back(config_path_ + ": workers: changing the worker count needs a restart");
+            if (!(c.queue_store == old->cfg.queue_store))
+                out.errors.push_back(config_path_ + ": queue_store: changing the queue's store needs a restart");
         }
         if (!out.errors.empty()) {
             log::error("configuration reload rejected", {{"config", config_path_},
@@ -207,6 +217,8 @@ private:
             asio::post(wk.ioc, [&wk, rt, addresses] { wk.context.install(rt, addresses); });
         }
         start_upstream_tasks(rt, addresses);
+        apply_queue_policies(*rt);
+        start_queue_deliveries(*rt);
         publish_reload(true, rt->generation, {});
         log::info("configuration reloaded", {{"config", config_path_},
                                              {"generation", rt->generation},
@@ -221,6 +233,54 @@ private:
         if (admin_)
             // How many errors, not their text (file paths and values): the stream is readable without the token.
             admin_->events().publish("reload", {{"applied", applied}, {"generation", generation}, {"errors", errors.size()}});
+    }
+
+    // The queue fallback's store, opened (and recovered) before any listener accepts.
+    void open_queue(const runtime::config_generation& rt)
+    {
+        if (!rt.cfg.queue_store.enabled)
+            return;
+        std::string error;
+        queue_ = queue::queue_store::open(rt.cfg.queue_store, error);
+        if (!queue_)
+            throw std::runtime_error("queue_store: " + error);
+        state_.queue = queue_.get();
+        apply_queue_policies(rt);
+        log::info("queue store open", {{"path", rt.cfg.queue_store.path},
+                                       {"synchronous", name_of(rt.cfg.queue_store.synchronous)},
+                                       {"status_path", rt.cfg.queue_store.status_path}});
+    }
+
+    // Expiry and retention per upstream with a queue; a queue whose circuit learns of recovery only from
+    // live traffic is said (its writers all get 202s: an active probe is what closes the circuit).
+    void apply_queue_policies(const runtime::config_generation& rt)
+    {
+        if (!queue_)
+            return;
+        std::map<std::string, queue::queue_policy> policies;
+        for (const auto& u : rt.cfg.upstreams)
+            if (const auto* fb = u.queue_fallback()) {
+                policies[u.name] = {fb->queue.max_age, fb->queue.retention};
+                if (u.breaker.probe_path.empty())
+                    log::warn("queue fallback without circuit_breaker.half_open.probe: the queue is delivered only after "
+                              "live traffic has closed the circuit",
+                              {{"upstream", u.name}});
+            }
+        queue_->set_policies(std::move(policies));
+    }
+
+    // One delivery task per upstream name with a queue, for the process's life (it follows reloads); the
+    // upstreams are spread over the workers.
+    void start_queue_deliveries(const runtime::config_generation& rt)
+    {
+        if (!queue_)
+            return;
+        for (const auto& u : rt.cfg.upstreams) {
+            if (!u.queue_fallback() || !delivering_.insert(u.name).second)
+                continue;
+            auto& wk = pool_.at(delivering_.size() % pool_.size());
+            asio::co_spawn(wk.ioc, forward::run_queue_delivery(wk.context, *queue_, u.name), asio::detached);
+        }
     }
 
     void bind_listeners()
@@ -324,6 +384,10 @@ private:
     const std::vector<config::listener_config> listener_cfgs_; // fixed for the process's life
     const config::admin_config admin_cfg_;
     runtime::proxy_state state_;
+    // Declared before the pool: destroyed after the workers' io_contexts, which may still hold handlers
+    // of its last results (stop() runs before the pool stops).
+    std::unique_ptr<queue::queue_store> queue_;
+    std::set<std::string> delivering_; // upstreams with a delivery task
     server::worker_pool pool_;
     // Declared after the pool, so destroyed before it: an accept still pending when the drain stops
     // this context holds a socket of a worker's io_context (accepted connections are born on their

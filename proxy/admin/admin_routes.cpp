@@ -340,6 +340,11 @@ constexpr admin_route admin_routes[]{
 
 } // namespace
 
+std::optional<http::response> refuse_without_token(const http::request& req, std::string_view token)
+{
+    return authorize(req, token);
+}
+
 http::response handle_admin_request(const admin_context& ctx, const http::request& req, const admin_request_info& info)
 {
     std::string_view target = req.target();
@@ -365,7 +370,7 @@ http::response handle_admin_request(const admin_context& ctx, const http::reques
     return error(
         404, "not_found",
         "endpoints: /live, /ready, /health/circuits[/{upstream}], /metrics, /events, /dashboard, POST /admin/circuits/..., "
-        "POST /admin/endpoints/...");
+        "POST /admin/endpoints/..., /admin/queues[/...]");
 }
 
 } // namespace breakerbox::admin

@@ -5,6 +5,7 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -24,6 +25,10 @@ bool is_event_stream_request(const http::request& req);
 // are served only then: a page on another site that makes its own name resolve to 127.0.0.1 (DNS
 // rebinding) sends its own name as Host and gets 421.
 bool host_is_address_or_localhost(const http::request& req);
+
+// The refusal of a request that needs the admin token and lacks it (401, or 403 without a configured
+// token); nullopt when the token is there.
+std::optional<http::response> refuse_without_token(const http::request& req, std::string_view token);
 
 // A JSON answer ({"error": code, "detail": detail} for errors), Cache-Control: no-store.
 http::response json_response(unsigned status, const nlohmann::json& body);

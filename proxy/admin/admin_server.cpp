@@ -1,6 +1,7 @@
 #include "admin/admin_server.hpp"
 
 #include "admin/admin_routes.hpp"
+#include "admin/queue_routes.hpp"
 #include "core/log.hpp"
 #include "core/write_all.hpp"
 #include "http/error_response.hpp"
@@ -162,8 +163,13 @@ asio::awaitable<void> admin_server::session(tcp::socket socket)
             co_await stream_events(stream, req);
             co_return;
         }
-        auto res = refused == proxy_error::ok ? handle_admin_request(ctx_, req, {remote, token_})
-                                              : http::make_error_response(refused, {}, "refused by RFC 9112 §3.2 / §6.1", 11);
+        http::response res;
+        if (refused != proxy_error::ok)
+            res = http::make_error_response(refused, {}, "refused by RFC 9112 §3.2 / §6.1", 11);
+        else if (is_queue_admin_request(req)) // waits for the queue's writer thread
+            res = co_await handle_queue_admin(ctx_, req, {remote, token_});
+        else
+            res = handle_admin_request(ctx_, req, {remote, token_});
         const bool keep_alive = refused == proxy_error::ok && req.keep_alive();
         if (!co_await write_response(stream, res, keep_alive, req.method() == bhttp::verb::head) || !keep_alive)
             break;

@@ -1,5 +1,7 @@
 #include "admin/health_report.hpp"
 
+#include "admin/queue_routes.hpp"
+
 #include "tls/upstream_tls.hpp"
 
 #include "core/iso8601.hpp"
@@ -78,6 +80,21 @@ nlohmann::json fallbacks_json(const std::vector<config::fallback_config>& fallba
             item["upstream"] = f.upstream;
         if (f.kind == config::fallback_kind::static_response)
             item["status"] = f.status;
+        if (f.kind == config::fallback_kind::queue)
+            item["queue"] = {{"methods", f.queue.methods},
+                             {"path_prefixes", f.queue.path_prefixes},
+                             {"require_prefer_async", f.queue.require_prefer_async},
+                             {"store_credentials", f.queue.store_credentials},
+                             {"max_entries", f.queue.max_entries},
+                             {"max_bytes", f.queue.max_bytes},
+                             {"max_body_size", f.queue.max_body_size},
+                             {"max_attempts", f.queue.max_attempts},
+                             {"max_age_ms", ms(f.queue.max_age)},
+                             {"retention_ms", ms(f.queue.retention)},
+                             {"delivery", {{"rate", f.queue.delivery.rate},
+                                           {"concurrency", f.queue.delivery.concurrency},
+                                           {"backoff_base_ms", ms(f.queue.delivery.backoff_base)},
+                                           {"backoff_max_ms", ms(f.queue.delivery.backoff_max)}}}};
         list.push_back(item);
     }
     return list;
@@ -244,6 +261,9 @@ nlohmann::json upstream_json(const admin_context& ctx, const resilience::upstrea
         j["next_probe_in_ms"] = ms(std::max<nanos>(0, snap.open_until - now));
     if (r.cache)
         j["stale_cache"] = {{"entries", r.cache->entries()}, {"bytes", r.cache->bytes()}};
+    if (ctx.state.queue && r.cfg.queue_fallback())
+        j["queue"] = queue_summary(ctx.state.queue->counters(name),
+                                   std::chrono::duration_cast<std::chrono::milliseconds>(wall_now.time_since_epoch()).count());
     return j;
 }
 

@@ -1,5 +1,7 @@
 #include "admin/metrics_exposition.hpp"
 
+#include "queue/queue_store.hpp"
+
 #include "admin/event_hub.hpp"
 #include "tls/upstream_tls.hpp"
 
@@ -54,6 +56,18 @@ using resilience::breaker_state;
     X(outlier_endpoint_ejections, Counter, "breakerbox_outlier_endpoint_ejections_total", "Ejections of the endpoint.")        \
     X(active_probes, Counter, "breakerbox_active_probes_total",                                                                \
       "Active half-open probes (circuit_breaker.half_open.probe) by outcome.")                                                 \
+    X(queue_depth, Gauge, "breakerbox_queue_depth", "Queued requests waiting or being delivered (queue fallback).")          \
+    X(queue_in_flight, Gauge, "breakerbox_queue_in_flight", "Queued requests being delivered now.")                            \
+    X(queue_bytes, Gauge, "breakerbox_queue_bytes", "Stored size of the queued requests, bytes.")                               \
+    X(queue_oldest_age, Gauge, "breakerbox_queue_oldest_age_seconds", "Age of the oldest queued request (0: none).")            \
+    X(queue_dead_letters, Gauge, "breakerbox_queue_dead_letters", "Dead letters kept: failed and expired requests.")           \
+    X(queue_enqueued, Counter, "breakerbox_queue_enqueued_total", "Requests stored by the queue fallback (202 sent).")           \
+    X(queue_delivered, Counter, "breakerbox_queue_delivered_total", "Queued requests delivered.")                              \
+    X(queue_dead_lettered, Counter, "breakerbox_queue_dead_lettered_total",                                                    \
+      "Queued requests dead-lettered: a terminal answer or max_attempts.")                                                    \
+    X(queue_expired, Counter, "breakerbox_queue_expired_total", "Queued requests not delivered within max_age.")                \
+    X(queue_rejected, Counter, "breakerbox_queue_rejected_total", "Requests the queue did not take, by reason.")               \
+    X(queue_delivery_attempts, Counter, "breakerbox_queue_delivery_attempts_total", "Delivery attempts, by result.")           \
     X(connections, Counter, "breakerbox_downstream_connections_total", "Client connections accepted.")                         \
     X(connections_parked, Counter, "breakerbox_downstream_connections_parked_total",                                           \
       "Idle keep-alive client connections that gave their read buffer back after a second without a request.")                 \
@@ -66,6 +80,8 @@ using resilience::breaker_state;
     X(event_viewers, Gauge, "breakerbox_admin_event_viewers", "GET /events streams (dashboards) connected now.")               \
     X(event_viewers_dropped, Counter, "breakerbox_admin_event_viewers_dropped_total",                                          \
       "Event-stream viewers dropped because they did not read fast enough.")                                                   \
+    X(queue_commit_duration, Histogram, "breakerbox_queue_commit_duration_seconds",                                          \
+      "Time to write and commit one group of queue operations (the fsync included).")                                        \
     X(generated_responses, Counter, "breakerbox_proxy_generated_responses_total",                                              \
       "Responses breakerbox generated itself (errors, rejections).")
 
@@ -238,6 +254,45 @@ void add_outliers(exposition& e, const std::string& name, const resilience::outl
     e.add(metric::outlier_circuit_opens, {{"upstream", name}}, double(d.upstream_opens()));
 }
 
+// Every queue the store knows (configured now, or with entries left from an earlier configuration).
+void add_queues(exposition& e, const queue::queue_store& store)
+{
+    const auto now_ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+    for (const auto& name : store.upstreams()) {
+        const auto& c = store.counters(name);
+        const labels l{{"upstream", name}};
+        const auto oldest = c.oldest_ms.load();
+        e.add(metric::queue_depth, l, double(c.depth.load()));
+        e.add(metric::queue_in_flight, l, double(c.in_flight.load()));
+        e.add(metric::queue_bytes, l, double(c.bytes.load()));
+        e.add(metric::queue_oldest_age, l, oldest ? double(std::max<std::int64_t>(0, now_ms - oldest)) / 1000.0 : 0.0);
+        e.add(metric::queue_dead_letters, l, double(c.dead_letters.load()));
+        e.add(metric::queue_enqueued, l, double(c.enqueued.load()));
+        e.add(metric::queue_delivered, l, double(c.delivered.load()));
+        e.add(metric::queue_dead_lettered, l, double(c.dead_lettered.load()));
+        e.add(metric::queue_expired, l, double(c.expired.load()));
+        for (const auto& r : queue::rejection_names)
+            e.add(metric::queue_rejected, {{"upstream", name}, {"reason", std::string(r.name)}},
+                  double(c.rejected[static_cast<std::size_t>(r.value)].load()));
+        for (const auto& r : queue::delivery_result_names)
+            e.add(metric::queue_delivery_attempts, {{"upstream", name}, {"result", std::string(r.name)}},
+                  double(c.attempts[static_cast<std::size_t>(r.value)].load()));
+    }
+}
+
+void add_commit_latency(exposition& e, const queue::queue_store& store)
+{
+    const auto hist = store.commit_latency();
+    ClientMetric h;
+    for (std::size_t b = 0; b < hist.cumulative.size(); ++b)
+        h.histogram.bucket.push_back({hist.cumulative[b], queue::queue_store::commit_buckets[b]});
+    h.histogram.bucket.push_back({hist.count, std::numeric_limits<double>::infinity()});
+    h.histogram.sample_count = hist.count;
+    h.histogram.sample_sum = hist.sum;
+    e.add_histogram(metric::queue_commit_duration, std::move(h));
+}
+
 void add_proxy_wide(exposition& e, const admin_context& ctx)
 {
     const auto w = ctx.worker_totals();
@@ -272,7 +327,11 @@ std::string render_metrics(const admin_context& ctx)
         if (shared->outliers)
             add_outliers(e, name, *shared->outliers, now);
     }
+    if (ctx.state.queue)
+        add_queues(e, *ctx.state.queue);
     add_proxy_wide(e, ctx);
+    if (ctx.state.queue)
+        add_commit_latency(e, *ctx.state.queue);
     return e.serialize();
 }
 

@@ -176,12 +176,54 @@ inline constexpr enum_name<fallback_trigger> fallback_trigger_names[]{{fallback_
 constexpr std::span<const enum_name<fallback_trigger>> names_of(fallback_trigger) noexcept { return fallback_trigger_names; }
 
 // The names are the YAML keys of a fallback entry, the X-Breakerbox-Fallback values and the `kind` label.
-enum class fallback_kind : std::uint8_t { static_response, stale, upstream, error };
+enum class fallback_kind : std::uint8_t { static_response, stale, upstream, error, queue };
 inline constexpr enum_name<fallback_kind> fallback_kind_names[]{{fallback_kind::static_response, "static"},
                                                                 {fallback_kind::stale, "stale"},
                                                                 {fallback_kind::upstream, "upstream"},
-                                                                {fallback_kind::error, "error"}};
+                                                                {fallback_kind::error, "error"},
+                                                                {fallback_kind::queue, "queue"}};
 constexpr std::span<const enum_name<fallback_kind>> names_of(fallback_kind) noexcept { return fallback_kind_names; }
+
+// queue: "queue for later" (docs/queue.md). A write the circuit (or bulkhead) turns away is stored
+// durably and answered 202 Accepted; it is delivered once the circuit is closed again. Sizes in bytes,
+// times in nanoseconds, rate in deliveries started per second.
+struct queue_delivery_config {
+    double rate = 10.0;
+    std::uint32_t concurrency = 1;
+    nanos backoff_base = seconds(1); // after a retryable failure: base * 2^(n-1), at most backoff_max
+    nanos backoff_max = seconds(30);
+    std::vector<std::pair<std::string, std::string>> headers; // added to each delivery, replacing the client's
+    bool operator==(const queue_delivery_config&) const = default;
+};
+
+struct queue_fallback_config {
+    std::vector<std::string> methods{"POST", "PUT", "PATCH", "DELETE"}; // never GET, HEAD, OPTIONS, TRACE, CONNECT
+    std::vector<std::string> path_prefixes;                             // empty = every path
+    bool require_prefer_async = false;                                  // only with Prefer: respond-async (RFC 7240)
+    bool store_credentials = false; // keep Authorization, Cookie, Proxy-Authorization on disk
+    std::uint64_t max_entries = 10000;
+    std::uint64_t max_bytes = 64ull * 1024 * 1024;
+    std::uint64_t max_body_size = 1024 * 1024;
+    std::uint32_t max_attempts = 10;
+    nanos max_age = seconds(24 * 3600);
+    nanos retention = seconds(24 * 3600); // delivered, failed and expired records answer status this long
+    std::uint64_t response_body_limit = 4096;
+    queue_delivery_config delivery;
+    bool operator==(const queue_fallback_config&) const = default;
+};
+
+enum class queue_sync : std::uint8_t { full, normal };
+inline constexpr enum_name<queue_sync> queue_sync_names[]{{queue_sync::full, "full"}, {queue_sync::normal, "normal"}};
+constexpr std::span<const enum_name<queue_sync>> names_of(queue_sync) noexcept { return queue_sync_names; }
+
+// queue_store: the one database every queue fallback of the process writes to.
+struct queue_store_config {
+    bool enabled = false; // a queue_store block was given
+    std::string path;     // absolute (the loader resolves it against the configuration file's folder)
+    queue_sync synchronous = queue_sync::full;
+    std::string status_path = "/_breakerbox/queue/"; // GET <status_path><id> on the data listeners
+    bool operator==(const queue_store_config&) const = default;
+};
 
 struct fallback_config {
     std::uint8_t triggers = all_fallback_triggers; // bit set of fallback_trigger
@@ -192,6 +234,8 @@ struct fallback_config {
     std::string body; // inline, or read from body_file at load time
     // upstream (failover)
     std::string upstream;
+    // queue
+    queue_fallback_config queue;
 };
 
 struct stale_cache_config {
@@ -278,6 +322,14 @@ struct upstream_config {
     stale_cache_config stale_cache;
     tls_config tls;
     outlier_config outliers;
+    // The upstream's queue fallback (at most one), or nullptr.
+    const fallback_config* queue_fallback() const
+    {
+        for (const auto& f : fallbacks)
+            if (f.kind == fallback_kind::queue)
+                return &f;
+        return nullptr;
+    }
     bool has_stale_fallback() const
     {
         for (const auto& f : fallbacks)
@@ -295,6 +347,7 @@ struct config {
     limits_config limits;
     forwarding_config forwarding;
     logging_config logging;
+    queue_store_config queue_store;
     std::vector<upstream_config> upstreams;
 
     const upstream_config* find_upstream(std::string_view name) const

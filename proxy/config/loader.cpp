@@ -660,7 +660,8 @@ bool is_token(std::string_view name) // RFC 9110 §5.6.2
     });
 }
 
-void read_fallback_headers(reader& r, const YAML::Node& h, const std::string& path, fallback_config& fb)
+void read_header_map(reader& r, const YAML::Node& h, const std::string& path,
+                     std::vector<std::pair<std::string, std::string>>& out)
 {
     if (!h.IsMap()) {
         r.fail(h, path, "expected a mapping of header name to value");
@@ -674,7 +675,7 @@ void read_fallback_headers(reader& r, const YAML::Node& h, const std::string& pa
         else if (value && value->find_first_of("\r\n") != std::string::npos)
             r.fail(it->second, path + "." + name, "header values cannot contain line breaks");
         else if (value)
-            fb.headers.emplace_back(name, *value);
+            out.emplace_back(name, *value);
     }
 }
 
@@ -702,13 +703,87 @@ void read_static_fallback(reader& r, const YAML::Node& st, const std::string& pa
         return;
     r.read_uint(st, "status", path, fb.status, 200, 599);
     if (auto h = st["headers"])
-        read_fallback_headers(r, h, path + ".headers", fb);
+        read_header_map(r, h, path + ".headers", fb.headers);
     r.read_string(st, "body", path, fb.body);
     if (auto bf = st["body_file"]) {
         read_body_file(r, bf, path + ".body_file", fb.body, config_dir);
         if (st["body"])
             r.fail(bf, path + ".body_file", "give body or body_file, not both");
     }
+}
+
+std::string lower(std::string s);
+
+void read_delivery(reader& r, const YAML::Node& d, const std::string& path, queue_delivery_config& c)
+{
+    if (!r.check_map(d, path, {"rate", "concurrency", "backoff_base", "backoff_max", "headers"}))
+        return;
+    r.read_double(d, "rate", path, c.rate, 0.0, 100000.0, "deliveries per second in (0, 100000]", true);
+    r.read_uint(d, "concurrency", path, c.concurrency, 1, 256);
+    r.read_duration(d, "backoff_base", path, c.backoff_base, millis(10), hour);
+    r.read_duration(d, "backoff_max", path, c.backoff_max, millis(10), 24 * hour);
+    if (c.backoff_max < c.backoff_base)
+        r.fail(d, path + ".backoff_max", "must be at least backoff_base");
+    if (auto h = d["headers"])
+        read_header_map(r, h, path + ".headers", c.headers);
+}
+
+// Methods that are never queued: they are safe (RFC 9110 §9.2.1), and a 202 would be a lie about them.
+bool never_queued(std::string_view method)
+{
+    return method == "GET" || method == "HEAD" || method == "OPTIONS" || method == "TRACE" || method == "CONNECT";
+}
+
+void read_queue_fallback(reader& r, const YAML::Node& q, const std::string& path, queue_fallback_config& c)
+{
+    if (q.IsNull())
+        return; // queue: {} or queue: with every default
+    if (!r.check_map(q, path,
+                     {"methods", "path_prefixes", "require_prefer_async", "store_credentials", "max_entries", "max_bytes",
+                      "max_body_size", "max_attempts", "max_age", "retention", "response_body_limit", "delivery"}))
+        return;
+    if (q["methods"]) {
+        c.methods = r.read_string_list(q, "methods", path);
+        for (std::size_t i = 0; i < c.methods.size(); ++i) {
+            const auto& m = c.methods[i];
+            const auto mp = path + ".methods[" + std::to_string(i) + "]";
+            if (!is_token(m) || lower(m) == m)
+                r.fail(q["methods"][i], mp, "expected an upper-case method name such as POST, got \"" + m + "\"");
+            else if (never_queued(m))
+                r.fail(q["methods"][i], mp, m + " is never queued: answering 202 to a safe method would hide the upstream's answer");
+        }
+        if (c.methods.empty())
+            r.fail(q["methods"], path + ".methods", "expected at least one method");
+    }
+    c.path_prefixes = r.read_string_list(q, "path_prefixes", path);
+    for (std::size_t i = 0; i < c.path_prefixes.size(); ++i)
+        if (c.path_prefixes[i].empty() || c.path_prefixes[i].front() != '/')
+            r.fail(q["path_prefixes"][i], path + ".path_prefixes[" + std::to_string(i) + "]", "expected a path starting with /");
+    r.read_bool(q, "require_prefer_async", path, c.require_prefer_async);
+    r.read_bool(q, "store_credentials", path, c.store_credentials);
+    r.read_uint(q, "max_entries", path, c.max_entries, 1, 100000000);
+    r.read_size(q, "max_bytes", path, c.max_bytes, 1024, 1ull << 40);
+    r.read_size(q, "max_body_size", path, c.max_body_size, 0, 1ull << 30);
+    r.read_uint(q, "max_attempts", path, c.max_attempts, 1, 1000);
+    r.read_duration(q, "max_age", path, c.max_age, seconds(1), 24 * hour * 365);
+    r.read_duration(q, "retention", path, c.retention, seconds(1), 24 * hour * 365);
+    r.read_size(q, "response_body_limit", path, c.response_body_limit, 0, 1024 * 1024);
+    if (auto d = q["delivery"])
+        read_delivery(r, d, path + ".delivery", c.delivery);
+}
+
+// A queue answers only for requests the upstream certainly did not process: refused by the circuit or
+// the bulkhead. After upstream_error or timeout the upstream may have acted on it already.
+void check_queue_triggers(reader& r, const YAML::Node& f, const std::string& p, fallback_config& fb)
+{
+    constexpr auto allowed =
+        static_cast<std::uint8_t>(fallback_trigger::circuit_open) | static_cast<std::uint8_t>(fallback_trigger::bulkhead_full);
+    if (!f["when"])
+        fb.triggers = static_cast<std::uint8_t>(fallback_trigger::circuit_open);
+    else if (fb.triggers & ~allowed)
+        r.fail(f["when"], p + ".when",
+               "a queue fallback takes circuit_open and bulkhead_full only: after upstream_error or timeout the upstream "
+               "may already have acted on the request");
 }
 
 // One entry of a fallbacks list: `when`, and exactly one kind (its key is the kind's name).
@@ -736,6 +811,10 @@ fallback_config read_fallback(reader& r, const YAML::Node& f, const std::string&
                 fb.upstream = *s;
             break;
         case fallback_kind::error: break;
+        case fallback_kind::queue:
+            read_queue_fallback(r, settings, sp, fb.queue);
+            check_queue_triggers(r, f, p, fb);
+            break;
         }
     }
     if (kinds != 1)
@@ -753,8 +832,11 @@ void read_fallbacks(reader& r, const YAML::Node& node, const std::string& path, 
     }
     for (std::size_t i = 0; i < node.size(); ++i) {
         auto p = path + "[" + std::to_string(i) + "]";
-        if (r.check_map(node[i], p, {"when", "static", "stale", "upstream", "error"}))
+        if (r.check_map(node[i], p, {"when", "static", "stale", "upstream", "error", "queue"}))
             out.push_back(read_fallback(r, node[i], p, config_dir));
+        if (!out.empty() && out.back().kind == fallback_kind::queue &&
+            std::count_if(out.begin(), out.end(), [](const auto& f) { return f.kind == fallback_kind::queue; }) > 1)
+            r.fail(node[i], p, "an upstream has at most one queue fallback");
     }
 }
 
@@ -1034,9 +1116,38 @@ void check_routes(reader& r, const YAML::Node& root, const config& cfg)
 }
 
 // The whole file: each section by its reader, then the checks across sections.
+// queue_store: required once an upstream has a queue fallback; its path is resolved against the
+// configuration file's folder.
+void read_queue_store(reader& r, const YAML::Node& root, config& cfg, const std::string& config_dir)
+{
+    auto& qs = cfg.queue_store;
+    const auto node = root["queue_store"];
+    if (node && r.check_map(node, "queue_store", {"path", "synchronous", "status_path"})) {
+        qs.enabled = true;
+        r.read_string(node, "path", "queue_store", qs.path);
+        if (qs.path.empty())
+            r.fail(node, "queue_store.path", "missing required key \"path\" (the queue's database file)");
+        else if (qs.path.front() != '/')
+            qs.path = config_dir + "/" + qs.path;
+        r.read_enum(node, "synchronous", "queue_store", qs.synchronous);
+        r.read_string(node, "status_path", "queue_store", qs.status_path);
+        if (qs.status_path.size() < 2 || qs.status_path.front() != '/' || qs.status_path.back() != '/')
+            r.fail(node["status_path"], "queue_store.status_path", "expected a path that starts and ends with /, such as /_breakerbox/queue/");
+    }
+    if (qs.enabled)
+        return;
+    for (const auto& u : cfg.upstreams)
+        if (u.queue_fallback()) {
+            auto ups = root["upstreams"];
+            r.fail(ups[u.name]["fallbacks"], "upstreams." + u.name + ".fallbacks",
+                   "a queue fallback needs a top-level queue_store block (where queued requests are kept)");
+        }
+}
+
 void read_root(reader& r, const YAML::Node& root, config& cfg, const std::string& config_dir)
 {
-    if (!r.check_map(root, "", {"workers", "listeners", "admin", "limits", "forwarding", "logging", "defaults", "upstreams"}))
+    if (!r.check_map(root, "",
+                     {"workers", "listeners", "admin", "limits", "forwarding", "logging", "queue_store", "defaults", "upstreams"}))
         return;
     r.read_uint(root, "workers", "", cfg.workers, 0, 256);
     if (auto l = root["limits"])
@@ -1048,6 +1159,7 @@ void read_root(reader& r, const YAML::Node& root, config& cfg, const std::string
     read_admin(r, root, cfg.admin);
     read_upstreams(r, root, cfg, config_dir);
     read_listeners(r, root, cfg);
+    read_queue_store(r, root, cfg, config_dir);
     check_failover_targets(r, root, cfg);
     check_routes(r, root, cfg);
 }

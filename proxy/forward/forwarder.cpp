@@ -8,6 +8,8 @@
 #include "http/field_scan.hpp"
 #include "http/header_rules.hpp"
 #include "http/rewrite.hpp"
+#include "queue/queue_request.hpp"
+#include "queue/queue_store.hpp"
 #include "resilience/breaker_permit.hpp"
 #include "resilience/fallback_response.hpp"
 
@@ -127,6 +129,15 @@ public:
         } else {
             co_await fallback(up, std::move(r), *trigger, depth, out);
         }
+    }
+
+    // A queued request's delivery: the upstream's bulkhead, breaker and retries as for live traffic, never
+    // its fallbacks (a delivery is never queued again). The request is already as sent upstream.
+    asio::awaitable<delivery_answer> deliver(upstream_handle& up, http::response& response)
+    {
+        prepared_ = true;
+        auto r = co_await call(up, response, clk_.now());
+        co_return delivery_answer{r.error, std::move(r.detail)};
     }
 
 private:
@@ -429,6 +440,7 @@ private:
             case config::fallback_kind::stale: served = serve_stale(up, cause, out); break;
             case config::fallback_kind::upstream: served = depth == 0 && co_await serve_failover(up, fb, cause, out); break;
             case config::fallback_kind::error: served = serve_error(up, cause, out); break;
+            case config::fallback_kind::queue: served = depth == 0 && co_await serve_queue(up, fb.queue, cause, out); break;
             }
             if (served) {
                 up.stats.count(fb.kind);
@@ -496,6 +508,53 @@ private:
         other.from_fallback = true;
         out = std::move(other);
         co_return true;
+    }
+
+    // Queue for later (docs/queue.md): the request is stored durably and answered 202 once committed; a
+    // request the queue does not take (method, path, Prefer, size, full, store error) passes to the next
+    // fallback. A failover target (depth > 0) never queues: the first upstream's fallbacks decide.
+    asio::awaitable<bool> serve_queue(const upstream_handle& up, const config::queue_fallback_config& q,
+                                      const fallback_cause& cause, forward_result& out)
+    {
+        auto* store = worker_.state.queue;
+        if (!store || !queue::queueable(q, req_, route_.origin_target))
+            co_return false;
+        auto& counters = store->counters(up.cfg.name);
+        if (req_.body().size() > q.max_body_size) {
+            counters.rejected[static_cast<std::size_t>(queue::rejection::body_too_large)].fetch_add(1);
+            co_return false;
+        }
+        ensure_prepared(); // stored as it will be sent: Host, target and forwarding fields as for a live attempt
+        queue::enqueue_request er;
+        er.upstream = up.cfg.name;
+        er.idempotency_key = std::string(http::value_of(req_, http::field_name::of(queue::idempotency_key_header)));
+        er.key_from_client = !er.idempotency_key.empty();
+        er.request = queue::to_stored(req_, q.store_credentials);
+        er.fingerprint = queue::fingerprint(er.request);
+        er.limits = {q.max_entries, q.max_bytes};
+        const auto stored = co_await store->async_enqueue(std::move(er), asio::use_awaitable);
+        const unsigned version = req_.version();
+        switch (stored.status) {
+        case queue::enqueue_status::stored:
+        case queue::enqueue_status::duplicate: {
+            auto res = queue::accepted_response(stored, up.cfg.name, cfg_.queue_store.status_path, cause.retry_after,
+                                                queue::prefers_respond_async(req_), version);
+            mark_fallback(res, name_of(config::fallback_kind::queue), cause.reason);
+            out = forward_result{std::move(res), error_or_status(cause.result), up.cfg.name, true};
+            co_return true;
+        }
+        case queue::enqueue_status::key_reused: {
+            auto res = queue::key_reused_response(up.cfg.name, version);
+            mark_fallback(res, name_of(config::fallback_kind::queue), cause.reason);
+            out = forward_result{std::move(res), error_or_status(cause.result), up.cfg.name, true};
+            co_return true;
+        }
+        case queue::enqueue_status::full:
+            counters.rejected[static_cast<std::size_t>(queue::rejection::full)].fetch_add(1);
+            co_return false;
+        case queue::enqueue_status::store_error:
+        default: counters.rejected[static_cast<std::size_t>(queue::rejection::store_error)].fetch_add(1); co_return false;
+        }
     }
 
     // The default answer, marked as a fallback's.
@@ -592,6 +651,15 @@ private:
 };
 
 } // namespace
+
+asio::awaitable<delivery_answer> deliver_queued(runtime::worker_context& worker, runtime::worker_generation& gen,
+                                                runtime::upstream_handle& up, http::request& req, http::response& response)
+{
+    worker.owner.assert_owned("deliver_queued");
+    const routing::route_match route{up.index, std::string(req.target()), {}};
+    forwarder f(worker, gen, req, route, false, client_info{});
+    co_return co_await f.deliver(up, response);
+}
 
 asio::awaitable<void> forward_request(runtime::worker_context& worker, runtime::worker_generation& gen, http::request& req,
                                       const routing::route_match& route, const client_info& client, forward_result& out)

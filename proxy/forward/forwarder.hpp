@@ -43,4 +43,17 @@ struct forward_result {
 asio::awaitable<void> forward_request(runtime::worker_context& worker, runtime::worker_generation& gen, http::request& req,
                                       const routing::route_match& route, const client_info& client, forward_result& out);
 
+// How a queued request's delivery ended (queue/queue_delivery.hpp): ok when the upstream answered (its
+// answer is in `response`); otherwise why not — circuit_open, bulkhead_full, queue_timeout,
+// connection_limit and no_endpoint mean it was not sent.
+struct delivery_answer {
+    proxy_error error = proxy_error::ok;
+    std::string detail;
+};
+
+// Sends `req` (a stored request, already as the upstream gets it) through `up`'s bulkhead, breaker and
+// retry policy, as live traffic, without fallbacks. On the worker's thread.
+asio::awaitable<delivery_answer> deliver_queued(runtime::worker_context& worker, runtime::worker_generation& gen,
+                                                runtime::upstream_handle& up, http::request& req, http::response& response);
+
 } // namespace breakerbox::forward

@@ -12,6 +12,10 @@
 #include <mutex>
 #include <string>
 
+namespace breakerbox::queue {
+class queue_store;
+}
+
 namespace breakerbox::runtime {
 
 class proxy_state {
@@ -42,6 +46,10 @@ public:
     // Identity of this sidecar instance: breaker state is per instance, and /health/circuits says so.
     std::string instance_id;
     std::chrono::system_clock::time_point started_at = std::chrono::system_clock::now();
+
+    // The queue fallback's store (queue_store in the configuration), or nullptr. Set before the workers
+    // start and kept for the process's life (queue_store is bound at start-up, like the listeners).
+    queue::queue_store* queue = nullptr;
 
 private:
     mutable std::mutex mutex_;

@@ -3,6 +3,7 @@
 #include "core/log.hpp"
 #include "core/write_all.hpp"
 #include "forward/forwarder.hpp"
+#include "queue/queue_request.hpp"
 #include "http/error_response.hpp"
 #include "http/field_scan.hpp"
 #include "http/framing.hpp"
@@ -235,7 +236,9 @@ private:
         std::optional<access_record> record;
         if (gen_->config->cfg.logging.access_log)
             record.emplace(req); // before forwarding rewrites the request
-        if (route)
+        if (is_queue_status_request(req)) [[unlikely]]
+            co_await answer_queue_status(req, result);
+        else if (route)
             co_await forward::forward_request(worker_.context, *gen_, req, *route, {client_ip_, &stream_.socket(), &watch_},
                                               result);
         if (result.error == proxy_error::client_closed)
@@ -250,6 +253,27 @@ private:
         if (record)
             log_access(*record, result);
         co_return !sent.ec && keep_alive;
+    }
+
+    // GET <queue_store.status_path><id> (docs/queue.md): answered by this sidecar from the queue's store,
+    // whatever the routes say. One flag test when no queue is configured.
+    bool is_queue_status_request(const http::request& req) const
+    {
+        const auto& qs = gen_->config->cfg.queue_store;
+        return qs.enabled && state_.queue && req.target().substr(0, qs.status_path.size()) == qs.status_path;
+    }
+
+    asio::awaitable<void> answer_queue_status(const http::request& req, forward::forward_result& out)
+    {
+        const unsigned version = req.version() == 10 ? 10u : 11u;
+        if (req.method() != bhttp::verb::get && req.method() != bhttp::verb::head) {
+            out = {queue::status_method_not_allowed(version), proxy_error::ok};
+            co_return;
+        }
+        std::optional<queue::entry> found;
+        if (auto id = queue::status_id(req.target(), gen_->config->cfg.queue_store.status_path))
+            found = co_await state_.queue->async_find(std::move(*id), asio::use_awaitable);
+        out = {queue::status_response(found, version), proxy_error::ok};
     }
 
     // The verdict on a request's head, with what answering it needs.

@@ -1,0 +1,215 @@
+#include "admin/queue_routes.hpp"
+
+#include "admin/event_hub.hpp"
+#include "core/log.hpp"
+#include "queue/queue_request.hpp"
+
+#include <charconv>
+
+namespace breakerbox::admin {
+namespace {
+
+namespace bhttp = boost::beast::http;
+
+constexpr std::string_view prefix = "/admin/queues";
+
+std::int64_t wall_ms_now()
+{
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+// A query parameter's raw value ("" when absent).
+std::string_view query_value(std::string_view target, std::string_view key)
+{
+    const auto q = target.find('?');
+    if (q == std::string_view::npos)
+        return {};
+    std::string_view rest = target.substr(q + 1);
+    while (!rest.empty()) {
+        const auto amp = rest.find('&');
+        const auto pair = rest.substr(0, amp);
+        const auto eq = pair.find('=');
+        if (pair.substr(0, eq) == key)
+            return eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1);
+        if (amp == std::string_view::npos)
+            break;
+        rest.remove_prefix(amp + 1);
+    }
+    return {};
+}
+
+nlohmann::json entry_json(const queue::entry& e, bool detail)
+{
+    auto j = nlohmann::json::parse(queue::status_json(e));
+    j["seq"] = e.seq;
+    if (detail) {
+        nlohmann::json fields = nlohmann::json::array();
+        std::string_view lines = e.request.fields;
+        while (!lines.empty()) {
+            const auto end = lines.find("\r\n");
+            fields.push_back(std::string(lines.substr(0, end)));
+            if (end == std::string_view::npos)
+                break;
+            lines.remove_prefix(end + 2);
+        }
+        j["request_fields"] = fields;
+    }
+    return j;
+}
+
+// The path after /admin/queues/, split: {upstream}, {upstream}/{id}, {upstream}/{id}/requeue, {upstream}/purge.
+struct queue_path {
+    std::string upstream;
+    std::string id;
+    std::string action; // "", "requeue", "purge"
+};
+
+std::optional<queue_path> parse_path(std::string_view path)
+{
+    queue_path p;
+    if (path == prefix || path == "/admin/queues/")
+        return p;
+    std::string_view rest = path.substr(prefix.size() + 1);
+    std::vector<std::string_view> parts;
+    while (!rest.empty()) {
+        const auto slash = rest.find('/');
+        parts.push_back(rest.substr(0, slash));
+        if (slash == std::string_view::npos)
+            break;
+        rest.remove_prefix(slash + 1);
+    }
+    if (parts.empty() || parts.size() > 3 || parts[0].empty())
+        return std::nullopt;
+    p.upstream = std::string(parts[0]);
+    if (parts.size() == 2 && parts[1] == "purge") {
+        p.action = "purge";
+        return p;
+    }
+    if (parts.size() >= 2)
+        p.id = std::string(parts[1]);
+    if (parts.size() == 3) {
+        if (parts[2] != "requeue")
+            return std::nullopt;
+        p.action = "requeue";
+    }
+    return p;
+}
+
+http::response admin_status_answer(queue::admin_status s, std::string_view what)
+{
+    switch (s) {
+    case queue::admin_status::done: return json_response(200, {{"result", "done"}, {"action", what}});
+    case queue::admin_status::not_found: return json_error_response(404, "not_found", "no such entry in this queue");
+    case queue::admin_status::conflict:
+        return json_error_response(409, "conflict",
+                                   what == "requeue" ? "only failed or expired entries can be requeued"
+                                                     : "the entry is being delivered; try again when it is not");
+    case queue::admin_status::store_error:
+    default: return json_error_response(503, "store_error", "the queue's database refused the change (see the log)");
+    }
+}
+
+void publish(const admin_context& ctx, const admin_request_info& info, std::string_view action, const queue_path& p)
+{
+    const std::string by(info.remote_ip);
+    log::warn("queue operator action", {{"action", action}, {"upstream", p.upstream}, {"id", p.id}, {"who", by}});
+    if (ctx.events)
+        ctx.events->publish("operator", {{"action", "queue-" + std::string(action)}, {"upstream", p.upstream}, {"by", by}});
+}
+
+} // namespace
+
+bool is_queue_admin_request(const http::request& req)
+{
+    std::string_view target = req.target();
+    std::string_view path = target.substr(0, target.find('?'));
+    return path == prefix || path.starts_with("/admin/queues/");
+}
+
+nlohmann::json queue_summary(const queue::queue_counters& c, std::int64_t now_ms)
+{
+    const auto oldest = c.oldest_ms.load();
+    return {{"depth", c.depth.load()},
+            {"in_flight", c.in_flight.load()},
+            {"bytes", c.bytes.load()},
+            {"oldest_age_seconds", oldest ? static_cast<double>(std::max<std::int64_t>(0, now_ms - oldest)) / 1000.0 : 0.0},
+            {"dead_letters", c.dead_letters.load()},
+            {"enqueued", c.enqueued.load()},
+            {"delivered", c.delivered.load()},
+            {"dead_lettered", c.dead_lettered.load()},
+            {"expired", c.expired.load()}};
+}
+
+asio::awaitable<http::response> handle_queue_admin(const admin_context& ctx, const http::request& req,
+                                                   const admin_request_info& info)
+{
+    std::string_view target = req.target();
+    const std::string_view path = target.substr(0, target.find('?'));
+    if (auto denied = refuse_without_token(req, info.token)) {
+        log::warn("admin request refused: no valid token", {{"path", path}, {"remote", info.remote_ip}});
+        co_return *denied;
+    }
+    auto* store = ctx.state.queue;
+    if (!store)
+        co_return json_error_response(404, "no_queue", "no queue_store is configured");
+    const auto p = parse_path(path);
+    if (!p)
+        co_return json_error_response(404, "not_found", "see docs/queue.md for the queue admin API");
+    const auto method = req.method();
+    const bool get = method == bhttp::verb::get || method == bhttp::verb::head;
+    if (p->upstream.empty()) { // GET /admin/queues
+        if (!get)
+            co_return json_error_response(405, "method_not_allowed", "GET only");
+        nlohmann::json queues = nlohmann::json::object();
+        for (const auto& name : store->upstreams())
+            queues[name] = queue_summary(store->counters(name), wall_ms_now());
+        co_return json_response(200, {{"queues", queues}});
+    }
+    if (p->action == "purge" || p->action == "requeue") {
+        if (method != bhttp::verb::post)
+            co_return json_error_response(405, "method_not_allowed", "POST only");
+        publish(ctx, info, p->action, *p);
+        if (p->action == "purge") {
+            const auto n = co_await store->async_purge(p->upstream, asio::use_awaitable);
+            if (n < 0)
+                co_return admin_status_answer(queue::admin_status::store_error, "purge");
+            co_return json_response(200, {{"result", "done"}, {"action", "purge"}, {"purged", n}});
+        }
+        co_return admin_status_answer(co_await store->async_requeue(p->upstream, p->id, asio::use_awaitable), "requeue");
+    }
+    if (p->id.empty()) { // GET /admin/queues/{upstream}
+        if (!get)
+            co_return json_error_response(405, "method_not_allowed", "GET only");
+        std::optional<queue::entry_state> state;
+        if (auto s = query_value(target, "state"); !s.empty()) {
+            state = parse_name<queue::entry_state>(s);
+            if (!state)
+                co_return json_error_response(400, "bad_state", "state is one of " + names_list<queue::entry_state>());
+        }
+        unsigned limit = 100;
+        if (auto l = query_value(target, "limit"); !l.empty()) {
+            auto [ptr, ec] = std::from_chars(l.data(), l.data() + l.size(), limit);
+            if (ec != std::errc{} || ptr != l.data() + l.size() || limit == 0 || limit > 1000)
+                co_return json_error_response(400, "bad_limit", "limit is an integer in [1, 1000]");
+        }
+        const auto entries = co_await store->async_list(p->upstream, state, limit, asio::use_awaitable);
+        nlohmann::json list = nlohmann::json::array();
+        for (const auto& e : entries)
+            list.push_back(entry_json(e, false));
+        co_return json_response(200, {{"upstream", p->upstream},
+                                      {"queue", queue_summary(store->counters(p->upstream), wall_ms_now())},
+                                      {"entries", list}});
+    }
+    if (method == bhttp::verb::delete_) {
+        publish(ctx, info, "delete", *p);
+        co_return admin_status_answer(co_await store->async_remove(p->upstream, p->id, asio::use_awaitable), "delete");
+    }
+    if (!get)
+        co_return json_error_response(405, "method_not_allowed", "GET or DELETE");
+    const auto e = co_await store->async_inspect(p->upstream, p->id, asio::use_awaitable);
+    if (!e)
+        co_return json_error_response(404, "not_found", "no such entry in this queue");
+    co_return json_response(200, entry_json(*e, true));
+}
+
+} // namespace breakerbox::admin
