@@ -27,12 +27,15 @@ CMD ["--listen", "0.0.0.0:7000", "--threads", "2"]
 FROM debian:bookworm-slim AS runtime
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libyaml-cpp0.7 libprometheus-cpp-core1.0 libmimalloc2.0 \
-    libssl3 ca-certificates \
+    libssl3 ca-certificates libsqlite3-0 \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 breakerbox \
- && useradd --system --uid 10001 --gid breakerbox --no-create-home --shell /usr/sbin/nologin breakerbox
+ && useradd --system --uid 10001 --gid breakerbox --no-create-home --shell /usr/sbin/nologin breakerbox \
+ && install -d -m 0700 -o breakerbox -g breakerbox /var/lib/breakerbox
 COPY --from=build /src/build/breakerbox /usr/local/bin/breakerbox
 COPY docker/breakerbox.yaml /etc/breakerbox/breakerbox.yaml
+# /var/lib/breakerbox: the queue fallback's database (queue_store.path), private to the user. Mount a
+# persistent volume there for durability across containers (docs/queue.md).
 USER 10001:10001
 # 8080: the shared data listener; 9901: the admin listener (/live, /ready, /health/circuits, /metrics)
 EXPOSE 8080 9901

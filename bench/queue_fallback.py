@@ -32,6 +32,7 @@ import http.client
 import json
 import os
 import re
+import shutil
 import signal
 import sqlite3
 import statistics
@@ -263,42 +264,88 @@ def wrk_post(bench, bb, conns, seconds, script):
             "commit_ms": commit_s / commits * 1000 if commits and commit_s is not None else None}
 
 
-def enqueue_rate(bench, findings, seconds, reps):
-    script = bench.write("queue-post.lua", "wrk.method = \"POST\"\n"
-                                           "wrk.headers[\"Content-Type\"] = \"application/json\"\n"
-                                           f"wrk.body = '{BODY.decode()}'\n")
-    # The circuit is forced open: the upstream is never asked; nginx's port is a real one all the same.
-    boxes = {mode: start(bench, f"enqueue-{mode}", mode, bench.upstream_port) for mode in ("full", "normal")}
-    for bb in boxes.values():
-        force_open(bench, bb)
+def post_script(bench):
+    return bench.write("queue-post.lua", "wrk.method = \"POST\"\n"
+                                         "wrk.headers[\"Content-Type\"] = \"application/json\"\n"
+                                         f"wrk.body = '{BODY.decode()}'\n")
+
+
+def open_box(bench, name, mode, findings, first):
+    """A breakerbox with a new, empty database and its circuit forced open (the upstream, nginx, is never
+    asked). The first of each mode is also checked against docs/queue.md: the 202, the files' modes."""
+    bb = start(bench, name, mode, bench.upstream_port)
+    force_open(bench, bb)
+    if first:
         check_202(bench, bb, findings)
-        db_dir = os.path.dirname(bb["db"])
-        for path, want in ((db_dir, 0o700), (bb["db"], 0o600)):
-            mode = os.stat(path).st_mode & 0o777 if os.path.exists(path) else None
-            if mode != want:
-                findings.append(f"queue/{bb['name']}: {path} has mode {oct(mode) if mode is not None else 'missing'}, "
+        for path, want in ((os.path.dirname(bb["db"]), 0o700), (bb["db"], 0o600)):
+            got = os.stat(path).st_mode & 0o777 if os.path.exists(path) else None
+            if got != want:
+                findings.append(f"queue/{name}: {path} has mode {oct(got) if got is not None else 'missing'}, "
                                 f"docs/queue.md says {oct(want)} when breakerbox creates it")
+    return bb
+
+
+def check_cell(bench, findings, tag, r, conns):
+    if r["non2xx"] or r["socket_errors"]:
+        bench.failures.append(f"{tag}: {r['non2xx']} answers other than 2xx, {r['socket_errors']} socket errors")
+    if r["enqueued"] is None:
+        findings.append(f"{tag}: /metrics has no breakerbox_queue_enqueued_total for {UPSTREAM}")
+    elif not r["requests"] <= r["enqueued"] <= r["requests"] + conns:
+        bench.failures.append(f"{tag}: wrk got {r['requests']} answers, breakerbox counted {r['enqueued']:.0f} "
+                              f"enqueues (expected between {r['requests']} and {r['requests'] + conns})")
+
+
+def discard(bench, bb):
+    """Stops a breakerbox and removes its database (a few hundred MB after a long cell)."""
+    bench.stop(bb["proc"])
+    shutil.rmtree(os.path.dirname(bb["db"]), ignore_errors=True)
+
+
+def enqueue_rate(bench, findings, seconds, reps):
+    """Each cell on a new breakerbox with an empty database: the rate falls as the database grows (see
+    growth), so full and normal are compared on databases of the same size. The last repetition's
+    64-connection databases are kept for the bytes on disk."""
+    script = post_script(bench)
     conn_cells = (64,) if seconds <= 1 else (64, 256)
-    results = {}
+    results, disk, checked = {}, {}, set()
     for rep in range(reps):
         order = ("full", "normal") if rep % 2 == 0 else ("normal", "full")
         for conns in conn_cells:
             for mode in order:
-                r = wrk_post(bench, boxes[mode], conns, seconds, script)
+                bb = open_box(bench, f"enqueue-{mode}-{conns}-{rep}", mode, findings, mode not in checked)
+                checked.add(mode)
+                r = wrk_post(bench, bb, conns, seconds, script)
                 results.setdefault((mode, conns), []).append(r)
-                tag = f"queue/enqueue {mode}, {conns} conns"
-                if r["non2xx"] or r["socket_errors"]:
-                    bench.failures.append(f"{tag}: {r['non2xx']} answers other than 2xx, {r['socket_errors']} socket errors")
-                if r["enqueued"] is None:
-                    findings.append(f"{tag}: /metrics has no breakerbox_queue_enqueued_total for {UPSTREAM}")
-                elif not r["requests"] <= r["enqueued"] <= r["requests"] + conns:
-                    bench.failures.append(f"{tag}: wrk got {r['requests']} answers, breakerbox counted {r['enqueued']:.0f} "
-                                          f"enqueues (expected between {r['requests']} and {r['requests'] + conns})")
+                check_cell(bench, findings, f"queue/enqueue {mode}, {conns} conns", r, conns)
+                if rep == reps - 1 and conns == conn_cells[0]:
+                    disk[f"{mode} ({conns} conns, {seconds} s)"] = on_disk(bench, bb, findings)
+                    shutil.rmtree(os.path.dirname(bb["db"]), ignore_errors=True)
+                else:
+                    discard(bench, bb)
         print(f"  queue: enqueue repetition {rep + 1}/{reps} done", file=sys.stderr)
-    disk = {mode: on_disk(bench, bb, findings) for mode, bb in boxes.items()}
     med = {k: {m: (statistics.median(x[m] for x in v) if all(x[m] is not None for x in v) else None) for m in v[0]}
            for k, v in results.items()}
-    return med, disk, fs_type(bench.dir)
+    for k, v in results.items():
+        med[k]["rps_range"] = (min(x["rps"] for x in v), max(x["rps"] for x in v))
+    return med, disk
+
+
+def growth(bench, findings, seconds, steps, disk):
+    """One breakerbox (full, 64 connections) for `steps` runs in a row: the rate against the entries
+    already queued."""
+    script = post_script(bench)
+    bb = open_box(bench, "growth", "full", findings, False)
+    out = []
+    for i in range(steps):
+        entries, _ = depth_of(bb["admin"])
+        r = wrk_post(bench, bb, 64, seconds, script)
+        check_cell(bench, findings, f"queue/growth step {i + 1}", r, 64)
+        r["entries_before"] = entries
+        out.append(r)
+    disk[f"full (growth, {steps} × {seconds} s)"] = on_disk(bench, bb, findings)
+    shutil.rmtree(os.path.dirname(bb["db"]), ignore_errors=True)
+    print("  queue: growth done", file=sys.stderr)
+    return out
 
 
 # ---- 3. bytes on disk ---------------------------------------------------------------------------------
@@ -409,7 +456,7 @@ def drain(bench, findings, n):
             findings.append(f"queue/drain: depth {depth!r} after {n} enqueues (expected {n})")
         if upstream_stats(up_port)["paths"].get(PATH, 0):
             findings.append("queue/drain: the upstream received deliveries while the circuit was forced open")
-        timeout = 3 * n / DRAIN_RATE + 10
+        timeout = 3 * n / DRAIN_RATE + 60
         t0 = time.monotonic()
         status, _, body = admin_post(bb["admin"], f"/admin/circuits/{UPSTREAM}/reset")
         if status != 200:
@@ -486,11 +533,13 @@ def run(bench, bench_module):
     B = bench_module
     findings = []
     seconds, reps = bench.args.seconds, bench.args.reps
-    enq, disk, fs = enqueue_rate(bench, findings, seconds, reps)
+    fs = fs_type(bench.dir)
+    enq, disk = enqueue_rate(bench, findings, seconds, reps)
+    grown = growth(bench, findings, seconds, 2 if seconds <= 1 else 6, disk)
     drained = drain(bench, findings, 200 if seconds <= 1 else 1000)
     for f in findings:
         print(f"  queue finding: {f}", file=sys.stderr)
-    return {"enqueue": enq, "disk": disk, "drain": drained, "fs": fs, "findings": findings,
+    return {"enqueue": enq, "growth": grown, "disk": disk, "drain": drained, "fs": fs, "findings": findings,
             "seconds": seconds, "reps": reps}
 
 

@@ -12,6 +12,7 @@ build_packages=(
   nlohmann-json3-dev libyaml-cpp-dev prometheus-cpp-dev libcli11-dev
   libmimalloc-dev              # the proxy's allocator (CMakeLists.txt says why)
   libssl-dev                   # TLS towards upstreams (OpenSSL 3.0 through boost::asio::ssl)
+  libsqlite3-dev               # the queue fallback's durable store
 )
 # What the tests, the demo and the benchmarks need on top.
 test_packages=(

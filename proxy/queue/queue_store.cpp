@@ -644,17 +644,31 @@ std::int64_t queue_store::do_purge(const std::string& upstream)
 // with a policy, in one transaction of its own.
 void queue_store::maintain()
 {
+    {
+        std::lock_guard lock(mutex_);
+        if (policies_.empty())
+            return;
+    }
+    auto& s = *st_;
+    if (!run(s.begin))
+        return;
+    do_maintain();
+    if (!run(s.commit)) {
+        run(s.rollback);
+        load_counters();
+    }
+}
+
+std::int64_t queue_store::do_maintain()
+{
     std::map<std::string, queue_policy> policies;
     {
         std::lock_guard lock(mutex_);
         policies = policies_;
     }
-    if (policies.empty())
-        return;
     auto& s = *st_;
-    if (!run(s.begin))
-        return;
     const auto now = wall_ms_();
+    std::int64_t expired_total = 0;
     for (const auto& [upstream, p] : policies) {
         auto& c = counters(upstream);
         std::vector<std::pair<std::int64_t, std::int64_t>> expired; // seq, size
@@ -670,6 +684,7 @@ void queue_store::maintain()
             c.bytes -= size;
             c.dead_letters += 1;
             c.expired.fetch_add(1, std::memory_order_relaxed);
+            ++expired_total;
         }
         if (!expired.empty())
             refresh_oldest(upstream);
@@ -679,10 +694,7 @@ void queue_store::maintain()
                 c.dead_letters -= db_->changes();
         }
     }
-    if (!run(s.commit)) {
-        run(s.rollback);
-        load_counters();
-    }
+    return expired_total;
 }
 
 } // namespace breakerbox::queue

@@ -222,6 +222,12 @@ public:
         return submit<std::int64_t>([this, u = std::move(upstream)] { return do_purge(u); }, std::forward<Token>(token));
     }
 
+    // Expiry and retention now (the writer also runs them about once a second); the count expired.
+    template <class Token> auto async_maintain(Token&& token)
+    {
+        return submit<std::int64_t>([this] { return do_maintain(); }, std::forward<Token>(token));
+    }
+
 private:
     struct command {
         virtual ~command() = default;
@@ -237,7 +243,8 @@ private:
     void push(std::unique_ptr<command> c);
     void writer_loop();
     void commit_group(std::vector<std::unique_ptr<command>>& group);
-    void maintain(); // expiry and retention, about once a second
+    void maintain(); // expiry and retention in a transaction of their own, about once a second
+    std::int64_t do_maintain();
     bool prepare_statements();
     void load_counters();
     void refresh_oldest(const std::string& upstream);

@@ -104,6 +104,9 @@ def lower_headers(h):
     for item in h or []:
         if isinstance(item, dict):
             out[item["name"].lower()] = item["value"]
+        elif isinstance(item, str):  # "Name: value"
+            k, v = item.split(":", 1)
+            out[k.strip().lower()] = v.strip()
         else:
             out[item[0].lower()] = item[1]
     return out
@@ -159,9 +162,12 @@ def sample(text, name, **labels):
 def samples_sum(text, name, **labels):
     total, seen = 0.0, False
     for line in text.splitlines():
-        if not line.startswith(name + "{"):
+        if line.startswith(name + "{"):
+            found = dict(re.findall(r'(\w+)="([^"]*)"', line[: line.index("}") + 1]))
+        elif line.startswith(name + " "):
+            found = {}
+        else:
             continue
-        found = dict(re.findall(r'(\w+)="([^"]*)"', line[: line.index("}") + 1]))
         if all(found.get(k) == v for k, v in labels.items()):
             total += float(line.rsplit(" ", 1)[1])
             seen = True
@@ -259,6 +265,13 @@ class QueueCase(ProxyTestCase):
             self.fail(f"no queue {upstream} in {j}")
         self.assertIn(upstream, qs, j)
         return qs[upstream]
+
+    def stored_headers(self, entry):
+        """The stored request headers of an admin entry (`headers`, or `request_fields` as "Name: value")."""
+        for key in ("headers", "request_fields"):
+            if key in entry:
+                return lower_headers(entry[key])
+        self.fail(f"no stored headers in {entry}")
 
     def entries(self, bb, query="", upstream="svc"):
         r = self.admin(bb, "GET", f"/admin/queues/{upstream}{query}")
@@ -557,6 +570,9 @@ class DeliveryTest(QueueCase):
             self.wait_state(bb, qid, "delivered")
         self.assertEqual(rec.targets(), [f"/o/{i}" for i in range(8)])
         self.assertEqual(rec.max_in_flight, 1)  # concurrency 1: each ends before the next starts
+        for _, _, fields, _ in up.requests:  # the stored request is sent as it was, nothing twice
+            names = [k.lower() for k, _ in fields]
+            self.assertEqual(sorted(n for n in set(names) if names.count(n) > 1), [], fields)
         for (_, method, target, headers), qid in zip(rec.records(), ids):
             self.assertEqual(method, "POST")
             self.assertEqual(headers["x-breakerbox-delivery-attempt"], "1")
@@ -611,6 +627,38 @@ class DeliveryTest(QueueCase):
         self.assertEqual(attempts, [str(n) for n in range(1, tries + 1)])
         keys = {h["idempotency-key"] for _, _, t, h in rec.records() if t == "/o/0"}
         self.assertEqual(len(keys), 1)  # the same key on every attempt
+
+    def test_backoff_doubles_up_to_its_cap(self):
+        healed = threading.Event()
+        rec = Recorder(lambda m, t, h, b: (200, b"done") if healed.is_set() else (503, b"busy"))
+        up = self.scripted(rec)
+        bb = self.start(up.address, queue={"delivery": {"backoff_base": "300ms", "backoff_max": "600ms"}})
+        self.force_open(bb)
+        qid = self.enqueue(bb, "/b")
+        self.close(bb)
+        self.assertTrue(wait_until(lambda: rec.count("/b") >= 4, timeout=15))
+        healed.set()
+        self.wait_state(bb, qid, "delivered")
+        times = [t for t, _, _, _ in rec.records()]
+        gaps = [round(b - a, 3) for a, b in zip(times, times[1:])][:3]
+        # base x 2^(n-1): 0.3, 0.6, then capped at 0.6 (1.2 without the cap)
+        self.assertGreaterEqual(gaps[0], 0.25, gaps)
+        self.assertGreaterEqual(gaps[1], 0.5, gaps)
+        self.assertGreaterEqual(gaps[2], 0.5, gaps)
+        self.assertLess(gaps[2], 1.1, gaps)
+
+    def test_retention(self):
+        up = self.upstream("svc")
+        bb = self.start(up.address, queue={"retention": "1s"})
+        self.force_open(bb)
+        done = self.enqueue(bb, "/done")
+        self.close(bb)
+        self.wait_state(bb, done, "delivered")
+        self.force_open(bb)
+        waiting = self.enqueue(bb, "/waiting")
+        # The delivered record answers for its retention, then it is gone; a queued one stays.
+        self.assertTrue(wait_until(lambda: request(bb.port(), target=STATUS + done).status == 404, timeout=15))
+        self.assertEqual(self.status(bb, waiting)["status"], "queued")
 
     def test_dead_letters_max_attempts_and_terminal_4xx(self):
         def decide(method, target, headers, body):
@@ -701,6 +749,8 @@ class DeliveryTest(QueueCase):
                          "delivered again while the circuit was open")
         s = self.status(bb, qid)
         self.assertEqual((s["status"], s["attempts"]), ("queued", 1))  # turned away: not counted
+        self.assertEqual(self.summary(bb)["depth"], 1)
+        self.assertEqual(sample(self.metrics(bb), "breakerbox_queue_enqueued_total", upstream="svc"), 1)  # not queued again
         up.configure("")
         self.close(bb)
         s = self.wait_state(bb, qid, "delivered")
@@ -754,7 +804,7 @@ class CredentialsTest(QueueCase):
             self.assertNotIn(secret, raw)
         r = self.admin(bb, "GET", f"/admin/queues/svc/{qid}")
         self.assertEqual(r.status, 200, r.body)
-        stored = lower_headers(r.json()["headers"])
+        stored = self.stored_headers(r.json())
         self.assertEqual(stored.get("x-custom"), "keep-me-header-value")
         for name in ("authorization", "cookie", "proxy-authorization"):
             self.assertNotIn(name, stored)
@@ -765,16 +815,20 @@ class CredentialsTest(QueueCase):
             self.assertNotIn(name, e["headers"])
 
     def test_delivery_headers_add_credentials_of_their_own(self):
-        up = self.upstream("svc")
-        bb = self.start(up.address, queue={"delivery": {"headers": {"Authorization": "Bearer ${ORDERS_TOKEN}"}}},
+        up = self.scripted(Recorder())
+        bb = self.start(up.address, queue={"delivery": {"headers": {"Authorization": "Bearer ${ORDERS_TOKEN}",
+                                                                    "X-Tenant": "configured"}}},
                         extra_env={"ORDERS_TOKEN": "delivery-token-99"})
         self.force_open(bb)
-        qid = self.enqueue(bb, "/secret", b"{}", dict(self.SECRETS))
+        qid = self.enqueue(bb, "/secret", b"{}", dict(self.SECRETS, **{"X-Tenant": "from-client"}))
         self.assertNotIn(b"SECRET-AUTH-4711", db_raw(self.db))
         self.close(bb)
-        e = self.echo(self.wait_state(bb, qid, "delivered"))
-        self.assertEqual(e["headers"]["authorization"], "Bearer delivery-token-99")
-        self.assertNotIn("cookie", e["headers"])
+        self.wait_state(bb, qid, "delivered")
+        self.assertEqual(len(up.requests), 1)
+        fields = [(k.lower(), v) for k, v in up.requests[0][2]]
+        self.assertEqual([v for k, v in fields if k == "authorization"], ["Bearer delivery-token-99"])
+        self.assertEqual([v for k, v in fields if k == "x-tenant"], ["configured"])  # replacing the client's
+        self.assertEqual([k for k, v in fields if k in ("cookie", "proxy-authorization")], [])
 
     def test_store_credentials_keeps_them(self):
         up = self.upstream("svc")
@@ -914,11 +968,10 @@ class AdminApiTest(QueueCase):
         self.assertEqual(one["id"], b)
         self.assertEqual(one["status"], "queued")
         self.assertEqual(one["body_size"], 10)
-        self.assertEqual(lower_headers(one["headers"]).get("x-custom"), "bee")
+        self.assertEqual(self.stored_headers(one).get("x-custom"), "bee")
         r = self.admin(bb, "GET", f"/admin/queues/svc/{a}")
         self.assertEqual(r.json()["response"]["status"], 400)
         self.assertEqual(self.admin(bb, "GET", "/admin/queues/svc/0123456789abcdef0123456789abcdef").status, 404)
-        self.assertEqual(self.admin(bb, "GET", "/admin/queues/nope").status, 404)
 
         self.assertEqual(self.admin(bb, "POST", f"/admin/queues/svc/{b}/requeue").status, 409)  # not failed/expired
         r = self.admin(bb, "POST", f"/admin/queues/svc/{a}/requeue")
@@ -937,6 +990,7 @@ class AdminApiTest(QueueCase):
         self.assertEqual(r.status, 200, r.body)
         self.assertEqual(request(bb.port(), target=STATUS + a).status, 404)  # purged
         self.assertEqual(self.status(bb, b)["status"], "delivered")  # delivered records are kept
+        self.assertEqual(self.admin(bb, "POST", f"/admin/queues/svc/{b}/requeue").status, 409)  # delivered
         self.assertEqual(self.summary(bb)["dead_letters"], 0)
         self.assertEqual(up.stats()["paths"].get("/c", 0), 0)  # the deleted entry was never delivered
 
@@ -948,6 +1002,16 @@ class AdminApiTest(QueueCase):
         self.assertEqual(self.admin(bb, "DELETE", f"/admin/queues/svc/{d}").status, 409)
         self.assertEqual(self.summary(bb)["in_flight"], 1)
         self.wait_state(bb, d, "delivered")
+
+
+    def test_unknown_upstream_is_404(self):
+        up = self.upstream("svc")
+        bb = self.start(up.address, plain=up.address)  # `plain` exists but has no queue fallback
+        for name in ("nope", "plain"):
+            for method, path in (("GET", f"/admin/queues/{name}"), ("GET", f"/admin/queues/{name}?state=queued"),
+                                 ("POST", f"/admin/queues/{name}/purge")):
+                r = self.admin(bb, method, path)
+                self.assertEqual(r.status, 404, (method, path, r.body))
 
 
 class MetricsTest(QueueCase):
@@ -983,7 +1047,9 @@ class MetricsTest(QueueCase):
         self.assertGreater(sample(text, "breakerbox_queue_bytes", upstream="svc"), 100)
         self.assertGreaterEqual(sample(text, "breakerbox_queue_oldest_age_seconds", upstream="svc"), 0)
         self.assertEqual(samples_sum(text, "breakerbox_queue_rejected_total", upstream="svc"), 1)
-        self.assertEqual(samples_sum(text, "breakerbox_queue_delivery_attempts_total", upstream="svc"), 2)
+        sent = samples_sum(text, "breakerbox_queue_delivery_attempts_total", upstream="svc")
+        sent -= samples_sum(text, "breakerbox_queue_delivery_attempts_total", upstream="svc", result="not_sent") or 0
+        self.assertEqual(sent, 2)  # one delivered, one terminal
         self.assertGreaterEqual(samples_sum(text, "breakerbox_queue_commit_duration_seconds_count"), 3)
         self.assertIn('le="+Inf"', "\n".join(l for l in text.splitlines()
                                              if l.startswith("breakerbox_queue_commit_duration_seconds_bucket")))
@@ -1018,9 +1084,17 @@ class FilesAndConfigTest(QueueCase):
         cfg = os.path.join(self.qdir, "open.yaml")
         with open(cfg, "w") as f:
             f.write(config(up.address, os.path.join(folder, "queue.db")))
-        r = subprocess.run([BREAKERBOX_BIN, "--config", cfg], capture_output=True, text=True, timeout=15)
-        self.assertEqual(r.returncode, 1, r.stderr)
-        self.assertTrue(folder in r.stderr or "queue_store" in r.stderr, r.stderr)
+        p = subprocess.Popen([BREAKERBOX_BIN, "--config", cfg], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             text=True)
+        try:
+            rc = p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            rc = None
+        err = p.communicate(timeout=10)[1]
+        self.assertIsNotNone(rc, "breakerbox started with a queue folder others can read (0755):\n" + err)
+        self.assertEqual(rc, 1, err)
+        self.assertTrue(folder in err or "queue_store" in err, err)
         self.assertFalse(os.path.exists(os.path.join(folder, "queue.db")))
 
     def check_config(self, text):
