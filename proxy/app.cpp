@@ -20,6 +20,7 @@
 #include <nlohmann/json.hpp>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <set>
@@ -258,6 +259,9 @@ private:
         if (!queue_)
             return;
         std::map<std::string, queue::queue_policy> policies;
+        const config::queue_fallback_config defaults;
+        for (const auto& name : queue_->upstreams()) // entries of a removed queue fallback still expire
+            policies[name] = {defaults.max_age, defaults.retention};
         for (const auto& u : rt.cfg.upstreams)
             if (const auto* fb = u.queue_fallback()) {
                 policies[u.name] = {fb->queue.max_age, fb->queue.retention};
@@ -269,14 +273,17 @@ private:
         queue_->set_policies(std::move(policies));
     }
 
-    // One delivery task per upstream name with a queue, for the process's life (it follows reloads); the
-    // upstreams are spread over the workers.
+    // One delivery task per upstream name with a queue (or with entries in the store: a 202 is owed its
+    // delivery even after the queue fallback was removed), for the process's life (it follows reloads);
+    // the upstreams are spread over the workers.
     void start_queue_deliveries(const runtime::config_generation& rt)
     {
         if (!queue_)
             return;
+        const auto stored = queue_->upstreams(); // with entries left from an earlier configuration too
         for (const auto& u : rt.cfg.upstreams) {
-            if (!u.queue_fallback() || !delivering_.insert(u.name).second)
+            const bool has_entries = std::find(stored.begin(), stored.end(), u.name) != stored.end();
+            if (!(u.queue_fallback() || has_entries) || !delivering_.insert(u.name).second)
                 continue;
             auto& wk = pool_.at(delivering_.size() % pool_.size());
             asio::co_spawn(wk.ioc, forward::run_queue_delivery(wk.context, *queue_, u.name), asio::detached);

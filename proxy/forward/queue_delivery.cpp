@@ -10,6 +10,7 @@ namespace breakerbox::forward {
 namespace {
 
 constexpr auto poll_interval = std::chrono::milliseconds(200);
+const config::queue_fallback_config default_queue{};
 
 // The request certainly did not reach the upstream: refused before any attempt.
 bool not_sent(proxy_error e)
@@ -93,13 +94,15 @@ asio::awaitable<void> run_queue_delivery(runtime::worker_context& worker, queue:
             co_return;
         auto gen = worker.current; // this worker's generation now: settings follow reloads
         auto* up = gen->find(upstream);
-        const auto* fb = up ? up->cfg.queue_fallback() : nullptr;
-        if (!fb || counters.depth.load() - counters.in_flight.load() <= 0)
+        if (!up || counters.depth.load() - counters.in_flight.load() <= 0)
             continue;
         const nanos now = worker.clk.now();
         if (now < resume_at || !delivering_state(up->shared.breaker.effective_state(now)))
             continue;
-        const auto& q = fb->queue;
+        // What was accepted with a 202 is owed a delivery even if a reload removed the queue fallback:
+        // then with the default pacing and limits.
+        const auto* fb = up->cfg.queue_fallback();
+        const auto& q = fb ? fb->queue : default_queue;
         auto batch = co_await store.async_claim(upstream, q.delivery.concurrency, asio::use_awaitable);
         if (batch.empty())
             continue;
