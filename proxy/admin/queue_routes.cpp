@@ -165,6 +165,8 @@ asio::awaitable<http::response> handle_queue_admin(const admin_context& ctx, con
             queues[name] = queue_summary(store->counters(name), wall_ms_now());
         co_return json_response(200, {{"queues", queues}});
     }
+    if (!store->has_queue(p->upstream))
+        co_return json_error_response(404, "not_found", "no queue for upstream \"" + p->upstream + "\"");
     if (p->action == "purge" || p->action == "requeue") {
         if (method != bhttp::verb::post)
             co_return json_error_response(405, "method_not_allowed", "POST only");

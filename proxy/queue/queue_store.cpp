@@ -301,6 +301,12 @@ std::vector<std::string> queue_store::upstreams() const
     return names;
 }
 
+bool queue_store::has_queue(const std::string& upstream) const
+{
+    std::lock_guard lock(mutex_);
+    return counters_.contains(upstream);
+}
+
 void queue_store::set_policies(std::map<std::string, queue_policy> policies)
 {
     for (const auto& [name, p] : policies)

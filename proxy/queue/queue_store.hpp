@@ -163,6 +163,8 @@ public:
     // counters are atomics: readable anywhere; the writer thread and the request path update them.
     queue_counters& counters(const std::string& upstream) const;
     std::vector<std::string> upstreams() const; // every upstream with counters, sorted
+    // Whether `upstream` has a queue: configured (set_policies) or with entries in the file.
+    bool has_queue(const std::string& upstream) const;
 
     // Commit latency, seconds: cumulative bucket counts for commit_buckets, the count and the sum.
     static constexpr std::array<double, 10> commit_buckets{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0};
