@@ -9,8 +9,10 @@ upstream on core 1. Three measurements, reported and never asserted:
    `normal` (group commit is always on): wrk with a Lua script — one thread, keep-alive connections, one
    pre-built request — sends `POST /orders` with a 1 KiB JSON body to an upstream whose circuit is forced
    open (`POST /admin/circuits/svc/force-open`), answered by a queue fallback with large limits
-   (`max_entries: 1000000`, `max_bytes: 4GiB`). Both breakerboxes run side by side, each with its own
-   database, and the cells are interleaved (full, normal, full, normal, ...); medians of the repetitions.
+   (`max_entries: 1000000`, `max_bytes: 4GiB`); 64 and 256 connections (64 only in short runs). Each
+   run on a new breakerbox with an empty database (the rate falls as the database grows), full and
+   normal interleaved; medians of the repetitions. Then the same on one database, several runs in a
+   row: the rate against the entries already queued.
    Also: breakerbox's CPU per enqueue (utime+stime of the process, /proc/<pid>/stat), how busy each core
    was, and commits per second from `breakerbox_queue_commit_duration_seconds` (enqueues per commit:
    the group commit's batch). The issue's goal, >= 10,000 durable enqueues/s with `full` on the 2-core
@@ -21,8 +23,8 @@ upstream on core 1. Three measurements, reported and never asserted:
    {rate: 200, concurrency: 4}`; the upstream (breakerbox-test-upstream) answers after 10 ms. Also the
    highest number of deliveries the upstream saw at once (at most the concurrency), and one delivered
    request's status resource and delivery headers.
-3. **Bytes on disk per queued request**: after (1), the database file and its -wal over the entries
-   queued, while breakerbox runs, then after a clean stop (SIGTERM) and a checkpoint (Python's sqlite3,
+3. **Bytes on disk per queued request**: for the last 64-connection databases of (1) and the growing
+   one, the database file and its -wal over the entries queued, while breakerbox runs, then after a clean stop (SIGTERM) and a checkpoint (Python's sqlite3,
    `PRAGMA wal_checkpoint(TRUNCATE)`), for the 1 KiB body used.
 
 Answers that make a figure meaningless (a non-202, a socket error, enqueues that do not add up, a drain

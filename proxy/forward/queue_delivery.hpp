@@ -4,8 +4,9 @@
 //
 // One coroutine per upstream name with a queue, on one worker's io_context (it uses that worker's
 // pools and counters, and the worker's current generation, so a reload changes its settings without a
-// restart). It looks every 200 ms: nothing is claimed while the circuit is open or half-open, while the
-// back-off after a retryable failure runs, or once the process drains (SIGTERM). Rules:
+// restart). It keeps up to `concurrency` deliveries in flight, started at the paced times, and sleeps
+// (200 ms at a time) only when there is nothing it may do: an empty queue, a circuit open or half-open,
+// the back-off after a retryable failure; it stops claiming once the process drains (SIGTERM). Rules:
 // - an answer below 400 delivers the entry; 408, 425, 429, 5xx or no answer is retryable: the entry
 //   keeps its place at the head (dead-lettered once max_attempts is reached) and the drain pauses for
 //   backoff_base * 2^(failures-1), at most backoff_max; any other 4xx dead-letters it at once;

@@ -23,7 +23,7 @@ CREATE TABLE IF NOT EXISTS queue_entries(
   upstream TEXT NOT NULL,
   state TEXT NOT NULL,
   attempts INTEGER NOT NULL DEFAULT 0,
-  idempotency_key TEXT NOT NULL,
+  idempotency_key TEXT,
   key_from_client INTEGER NOT NULL,
   fingerprint TEXT NOT NULL,
   method TEXT NOT NULL,
@@ -39,7 +39,8 @@ CREATE TABLE IF NOT EXISTS queue_entries(
   response_body BLOB,
   response_truncated INTEGER NOT NULL DEFAULT 0,
   last_error TEXT NOT NULL DEFAULT '');
-CREATE UNIQUE INDEX IF NOT EXISTS queue_entries_key ON queue_entries(upstream, idempotency_key);
+CREATE UNIQUE INDEX IF NOT EXISTS queue_entries_key ON queue_entries(upstream, idempotency_key)
+  WHERE idempotency_key IS NOT NULL;
 CREATE INDEX IF NOT EXISTS queue_entries_state ON queue_entries(upstream, state, seq);
 )sql";
 
@@ -67,6 +68,10 @@ std::string random_id()
     }
     return id;
 }
+
+// The key breakerbox sends for a request whose client gave none. Not stored: a minted key is random,
+// and indexing it would cost every enqueue an insert at a random place in a second B-tree.
+std::string minted_key(const std::string& id) { return "bbx-" + id; }
 
 std::int64_t system_wall_ms()
 {
@@ -232,7 +237,7 @@ entry read_entry(const sqlite_statement& s, bool with_body)
     e.upstream = s.text(2);
     e.state = parse_name<entry_state>(s.text(3)).value_or(entry_state::queued);
     e.attempts = static_cast<std::uint32_t>(s.int64(4));
-    e.idempotency_key = s.text(5);
+    e.idempotency_key = s.is_null(5) ? minted_key(e.id) : s.text(5);
     e.enqueued_ms = s.int64(6);
     e.updated_ms = s.int64(7);
     e.request.method = s.text(8);
@@ -456,10 +461,12 @@ enqueue_result queue_store::do_enqueue(enqueue_request& req)
         op_failed_ = true;
         return {};
     }
-    if (req.idempotency_key.empty())
-        req.idempotency_key = "bbx-" + id; // minted: delivery forwards it so the upstream can de-duplicate
     const auto now = wall_ms_();
-    s.insert.bind(1, id).bind(2, req.upstream).bind(3, req.idempotency_key).bind(4, std::int64_t{req.key_from_client});
+    s.insert.bind(1, id).bind(2, req.upstream).bind(4, std::int64_t{req.key_from_client});
+    if (req.idempotency_key.empty()) // minted from the id: delivery forwards it so the upstream can de-duplicate
+        s.insert.bind_null(3);
+    else
+        s.insert.bind(3, req.idempotency_key);
     s.insert.bind(5, req.fingerprint).bind(6, rq.method).bind(7, rq.target).bind_blob(8, rq.fields).bind_blob(9, rq.body);
     s.insert.bind(10, size).bind(11, static_cast<std::int64_t>(rq.body.size())).bind(12, now);
     if (!run(s.insert)) {
@@ -471,7 +478,8 @@ enqueue_result queue_store::do_enqueue(enqueue_request& req)
     if (c.oldest_ms.load() == 0)
         c.oldest_ms = now;
     c.enqueued.fetch_add(1, std::memory_order_relaxed);
-    return {enqueue_status::stored, std::move(id), req.idempotency_key, entry_state::queued};
+    std::string key = req.idempotency_key.empty() ? minted_key(id) : req.idempotency_key;
+    return {enqueue_status::stored, std::move(id), std::move(key), entry_state::queued};
 }
 
 std::optional<entry> queue_store::do_find(const std::string& id, bool with_body)
