@@ -375,7 +375,8 @@ private:
     asio::awaitable<void> wait_drained()
     {
         asio::steady_timer timer(main_);
-        while (state_.active_connections.load() > 0 && std::chrono::steady_clock::now() < drain_deadline_) {
+        while ((state_.active_connections.load() > 0 || state_.queue_deliveries.load() > 0) &&
+               std::chrono::steady_clock::now() < drain_deadline_) {
             pool_.close_idle_connections(); // connections that finished a request since the last pass
             timer.expires_after(std::chrono::milliseconds(20));
             co_await timer.async_wait(nothrow_awaitable);
@@ -383,6 +384,9 @@ private:
         auto left = state_.active_connections.load();
         if (left > 0)
             log::warn("drain timeout: closing remaining connections", {{"active_connections", left}});
+        if (const auto deliveries = state_.queue_deliveries.load(); deliveries > 0)
+            log::warn("drain timeout: queue deliveries cut off (queued again, their attempt counted, at the next start)",
+                      {{"deliveries", deliveries}});
         main_.stop();
     }
 

@@ -718,7 +718,7 @@ void read_delivery(reader& r, const YAML::Node& d, const std::string& path, queu
 {
     if (!r.check_map(d, path, {"rate", "concurrency", "backoff_base", "backoff_max", "headers"}))
         return;
-    r.read_double(d, "rate", path, c.rate, 0.0, 100000.0, "deliveries per second in (0, 100000]", true);
+    r.read_double(d, "rate", path, c.rate, 0.001, 100000.0, "deliveries per second in [0.001, 100000]");
     r.read_uint(d, "concurrency", path, c.concurrency, 1, 256);
     r.read_duration(d, "backoff_base", path, c.backoff_base, millis(10), hour);
     r.read_duration(d, "backoff_max", path, c.backoff_max, millis(10), 24 * hour);
@@ -763,7 +763,7 @@ void read_queue_fallback(reader& r, const YAML::Node& q, const std::string& path
     r.read_bool(q, "store_credentials", path, c.store_credentials);
     r.read_uint(q, "max_entries", path, c.max_entries, 1, 100000000);
     r.read_size(q, "max_bytes", path, c.max_bytes, 1024, 1ull << 40);
-    r.read_size(q, "max_body_size", path, c.max_body_size, 0, 1ull << 30);
+    r.read_size(q, "max_body_size", path, c.max_body_size, 0, 512ull << 20); // SQLite's own limit is 1e9 bytes
     r.read_uint(q, "max_attempts", path, c.max_attempts, 1, 1000);
     r.read_duration(q, "max_age", path, c.max_age, seconds(1), 24 * hour * 365);
     r.read_duration(q, "retention", path, c.retention, seconds(1), 24 * hour * 365);

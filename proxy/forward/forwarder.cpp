@@ -137,7 +137,7 @@ public:
     {
         prepared_ = true;
         auto r = co_await call(up, response, clk_.now());
-        co_return delivery_answer{r.error, std::move(r.detail)};
+        co_return delivery_answer{r.error, std::move(r.detail), maybe_sent_};
     }
 
 private:
@@ -517,7 +517,9 @@ private:
                                       const fallback_cause& cause, forward_result& out)
     {
         auto* store = worker_.state.queue;
-        if (!store || !queue::queueable(q, req_, route_.origin_target))
+        // Only what the upstream certainly did not get: an attempt may have reached it before the circuit
+        // turned a retry away (or cancel_in_flight ended it), or a failover target may have had it.
+        if (!store || maybe_sent_ || !queue::queueable(q, req_, route_.origin_target))
             co_return false;
         auto& counters = store->counters(up.cfg.name);
         if (req_.body().size() > q.max_body_size) {
@@ -530,7 +532,7 @@ private:
         er.idempotency_key = std::string(http::value_of(req_, http::field_name::of(queue::idempotency_key_header)));
         er.key_from_client = !er.idempotency_key.empty();
         er.request = queue::to_stored(req_, q.store_credentials);
-        er.fingerprint = queue::fingerprint(er.request);
+        er.fingerprint = queue::fingerprint(er.request, http::value_of(req_, {bhttp::field::authorization}));
         er.limits = {q.max_entries, q.max_bytes};
         const auto stored = co_await store->async_enqueue(std::move(er), asio::use_awaitable);
         const unsigned version = req_.version();

@@ -49,6 +49,7 @@ asio::awaitable<void> forward_request(runtime::worker_context& worker, runtime::
 struct delivery_answer {
     proxy_error error = proxy_error::ok;
     std::string detail;
+    bool maybe_sent = false; // some attempt may have reached the upstream (then it was not "not sent")
 };
 
 // Sends `req` (a stored request, already as the upstream gets it) through `up`'s bulkhead, breaker and

@@ -12,8 +12,8 @@ namespace {
 constexpr auto poll_interval = std::chrono::milliseconds(200);
 const config::queue_fallback_config default_queue{};
 
-// The request certainly did not reach the upstream: refused before any attempt.
-bool not_sent(proxy_error e)
+// Refusals before any attempt: the request certainly did not reach the upstream.
+bool refused_before_sending(proxy_error e)
 {
     return e == proxy_error::circuit_open || e == proxy_error::bulkhead_full || e == proxy_error::queue_timeout ||
            e == proxy_error::connection_limit || e == proxy_error::no_endpoint;
@@ -24,6 +24,14 @@ bool delivering_state(resilience::breaker_state s)
 {
     using resilience::breaker_state;
     return s == breaker_state::closed || s == breaker_state::forced_closed || s == breaker_state::disabled;
+}
+
+// The upstream's queue settings in this worker's current generation: what was accepted with a 202 is
+// owed a delivery even if a reload removed the queue fallback — then with the defaults.
+const config::queue_fallback_config& queue_settings(const runtime::upstream_handle& up)
+{
+    const auto* fb = up.cfg.queue_fallback();
+    return fb ? fb->queue : default_queue;
 }
 
 queue::delivery_outcome outcome_of(const delivery_answer& a, const http::response& res, const config::queue_fallback_config& q)
@@ -37,26 +45,62 @@ queue::delivery_outcome outcome_of(const delivery_answer& a, const http::respons
             o.error = "the upstream answered " + std::to_string(res.result_int());
         return o;
     }
-    o.result = not_sent(a.error) ? queue::delivery_result::not_sent : queue::delivery_result::retryable;
+    // A refusal after an attempt that may have reached the upstream (a retry the circuit turned away)
+    // counts as that attempt: its number is never sent twice, and max_attempts still ends a flapping one.
+    o.result = refused_before_sending(a.error) && !a.maybe_sent ? queue::delivery_result::not_sent
+                                                                 : queue::delivery_result::retryable;
     o.error = std::string(token(a.error)) + (a.detail.empty() ? "" : ": " + a.detail);
     return o;
 }
 
-// One claimed entry: sent, and its outcome recorded (committed) before the result is returned.
+// Records the outcome; a store that cannot record it now (a failed commit) is asked again, once a
+// second, until it does or the process drains — the entry must not stay in flight with the loop gone on.
+asio::awaitable<void> record_outcome(runtime::worker_context& worker, queue::queue_store& store, const std::string& id,
+                                     queue::delivery_outcome outcome)
+{
+    asio::steady_timer wait(co_await asio::this_coro::executor);
+    for (;;) {
+        const auto recorded = co_await store.async_finish(id, outcome, asio::use_awaitable);
+        if (recorded != queue::finish_status::store_error || worker.state.draining.load())
+            co_return;
+        log::error("queue delivery outcome not recorded; trying again", {{"id", id}});
+        wait.expires_after(std::chrono::seconds(1));
+        co_await wait.async_wait(nothrow_awaitable);
+    }
+}
+
+// Counts a delivery in flight for the drain (SIGTERM waits for it, bounded by drain_timeout).
+struct delivery_count {
+    explicit delivery_count(runtime::proxy_state& s) : state(s) { ++state.queue_deliveries; }
+    ~delivery_count() { --state.queue_deliveries; }
+    delivery_count(const delivery_count&) = delete;
+    delivery_count& operator=(const delivery_count&) = delete;
+    runtime::proxy_state& state;
+};
+
+// One claimed entry: sent, and its outcome recorded (committed) before the result is returned. An
+// exception (an allocation failing, say) is a retryable failure, recorded like one.
 asio::awaitable<queue::delivery_result> deliver_one(runtime::worker_context& worker, queue::queue_store& store,
                                                     std::shared_ptr<runtime::worker_generation> gen,
-                                                    runtime::upstream_handle& up, const config::queue_fallback_config& q,
-                                                    queue::entry e)
+                                                    runtime::upstream_handle& up, queue::entry e)
 {
-    auto req = queue::to_delivery(e, q.delivery);
-    http::response res;
-    const auto answer = co_await deliver_queued(worker, *gen, up, req, res);
-    auto outcome = outcome_of(answer, res, q);
+    const delivery_count counted(worker.state);
+    const auto& q = queue_settings(up);
+    queue::delivery_outcome outcome;
+    try {
+        auto req = queue::to_delivery(e, q.delivery);
+        http::response res;
+        const auto answer = co_await deliver_queued(worker, *gen, up, req, res);
+        outcome = outcome_of(answer, res, q);
+    } catch (const std::exception& ex) {
+        outcome = {queue::delivery_result::retryable, 0, {}, {}, false, std::string("delivery failed: ") + ex.what(),
+                   q.max_attempts};
+    }
     const auto result = outcome.result;
     if (result != queue::delivery_result::delivered && result != queue::delivery_result::not_sent)
         log::warn("queued request not delivered",
                   {{"upstream", up.cfg.name}, {"id", e.id}, {"attempt", e.attempts}, {"error", outcome.error}});
-    co_await store.async_finish(e.id, std::move(outcome), asio::use_awaitable);
+    co_await record_outcome(worker, store, e.id, std::move(outcome));
     co_return result;
 }
 
@@ -65,28 +109,116 @@ struct in_flight_set {
     explicit in_flight_set(const asio::any_io_executor& ex) : freed(ex, std::chrono::steady_clock::time_point::max()) { }
     asio::steady_timer freed; // cancelled whenever a delivery ends
     std::size_t count = 0;
-    bool retryable_failure = false; // since the loop last looked
+    // Since the loop last looked:
+    bool retryable_failure = false;
     bool refused = false;
     bool delivered = false;
 };
 
-// An entry claimed but never sent: back to the queue, its attempt uncounted.
-asio::awaitable<void> release_unsent(queue::queue_store& store, queue::entry& e, const config::queue_fallback_config& q)
-{
-    queue::delivery_outcome o;
-    o.result = queue::delivery_result::not_sent;
-    o.max_attempts = q.max_attempts;
-    o.error = "not sent: the drain stopped at a failure before it";
-    co_await store.async_finish(e.id, std::move(o), asio::use_awaitable);
-}
+// One upstream's delivery loop (see run_queue_delivery): the state it keeps between rounds.
+class delivery_loop {
+public:
+    delivery_loop(runtime::worker_context& w, queue::queue_store& s, std::string u, const asio::any_io_executor& ex)
+        : worker_(w), store_(s), upstream_(std::move(u)), counters_(s.counters(upstream_)), ex_(ex), timer_(ex),
+          flight_(std::make_shared<in_flight_set>(ex))
+    {
+    }
 
-// The upstream's queue settings in this worker's current generation (the defaults without one).
-const config::queue_fallback_config& current_queue(runtime::worker_context& worker, const std::string& upstream)
-{
-    const auto* up = worker.current->find(upstream);
-    const auto* fb = up ? up->cfg.queue_fallback() : nullptr;
-    return fb ? fb->queue : default_queue;
-}
+    asio::awaitable<void> run()
+    {
+        while (!worker_.state.draining.load()) {
+            auto gen = worker_.current; // this worker's generation now: settings follow reloads
+            auto* up = gen->find(upstream_);
+            const nanos now = worker_.clk.now();
+            if (up)
+                learn_from_finished(queue_settings(*up).delivery, now);
+            if (!up || !may_deliver(*up, now)) {
+                co_await sleep_for(poll_interval);
+                continue;
+            }
+            const auto& q = queue_settings(*up);
+            if (flight_->count >= q.delivery.concurrency) { // a free slot first
+                co_await flight_->freed.async_wait(nothrow_awaitable);
+                continue;
+            }
+            if (next_start_ > now) { // pacing: at most `rate` starts per second
+                co_await sleep_until(next_start_);
+                continue; // everything is looked at again after a wait
+            }
+            auto claimed = co_await store_.async_claim(upstream_, 1, q.max_attempts, asio::use_awaitable);
+            if (claimed.empty()) {
+                co_await sleep_for(poll_interval);
+                continue;
+            }
+            next_start_ = std::max(next_start_, worker_.clk.now()) + static_cast<nanos>(1e9 / q.delivery.rate);
+            start(gen, *up, std::move(claimed.front()));
+        }
+    }
+
+private:
+    // Whether a delivery may start now: something queued and not in flight, no back-off running, the
+    // circuit letting traffic through.
+    bool may_deliver(const runtime::upstream_handle& up, nanos now) const
+    {
+        return now >= resume_at_ && counters_.depth.load() - counters_.in_flight.load() > 0 &&
+               delivering_state(up.shared.breaker.effective_state(now));
+    }
+
+    // What the deliveries that ended since the last look mean: a retryable failure pauses the drain
+    // (the head keeps its place) for a back-off that doubles with each failure in a row; a delivery the
+    // circuit or bulkhead turned away pauses it for the same back-off (no claim-and-release churn while
+    // the upstream refuses); a success starts the back-off again from its base.
+    void learn_from_finished(const config::queue_delivery_config& d, nanos now)
+    {
+        auto& f = *flight_;
+        if (std::exchange(f.retryable_failure, false)) {
+            resume_at_ = now + delivery_backoff(d, ++failures_);
+            f.delivered = f.refused = false;
+        } else if (std::exchange(f.refused, false)) {
+            resume_at_ = now + delivery_backoff(d, ++refusals_);
+            f.delivered = false;
+        } else if (std::exchange(f.delivered, false)) {
+            failures_ = refusals_ = 0;
+        }
+    }
+
+    void start(std::shared_ptr<runtime::worker_generation> gen, runtime::upstream_handle& up, queue::entry e)
+    {
+        ++flight_->count;
+        asio::co_spawn(ex_, deliver_one(worker_, store_, std::move(gen), up, std::move(e)),
+                       [flight = flight_](std::exception_ptr failed, queue::delivery_result r) {
+                           if (failed) // deliver_one catches its own; anything else is a failure, not a success
+                               r = queue::delivery_result::retryable;
+                           flight->retryable_failure = flight->retryable_failure || r == queue::delivery_result::retryable;
+                           flight->refused = flight->refused || r == queue::delivery_result::not_sent;
+                           flight->delivered = flight->delivered || r == queue::delivery_result::delivered;
+                           --flight->count;
+                           flight->freed.cancel();
+                       });
+    }
+
+    asio::awaitable<void> sleep_for(std::chrono::milliseconds d)
+    {
+        timer_.expires_after(d);
+        co_await timer_.async_wait(nothrow_awaitable);
+    }
+    asio::awaitable<void> sleep_until(nanos t)
+    {
+        timer_.expires_at(worker_.clk.to_steady(t));
+        co_await timer_.async_wait(nothrow_awaitable);
+    }
+
+    runtime::worker_context& worker_;
+    queue::queue_store& store_;
+    const std::string upstream_;
+    queue::queue_counters& counters_;
+    asio::any_io_executor ex_;
+    asio::steady_timer timer_;
+    std::shared_ptr<in_flight_set> flight_;
+    unsigned failures_ = 0, refusals_ = 0; // in a row
+    nanos resume_at_ = 0;                  // the back-off's end
+    nanos next_start_ = 0;                 // the pacing: the earliest start of the next delivery
+};
 
 } // namespace
 
@@ -98,80 +230,20 @@ nanos delivery_backoff(const config::queue_delivery_config& d, unsigned failures
     return std::min(wait, d.backoff_max);
 }
 
-// The loop: claim the oldest entries while the circuit lets traffic through, start each at the paced
-// time in its own coroutine, keep at most `concurrency` in flight, and stop claiming for the back-off
-// after a retryable failure (what was claimed but not started goes back, uncounted). It sleeps only
-// when there is nothing it may do.
 asio::awaitable<void> run_queue_delivery(runtime::worker_context& worker, queue::queue_store& store, std::string upstream)
 {
     worker.owner.assert_owned("run_queue_delivery");
     const auto ex = co_await asio::this_coro::executor;
-    asio::steady_timer timer(ex);
-    auto& counters = store.counters(upstream);
-    auto flight = std::make_shared<in_flight_set>(ex);
-    unsigned failures = 0;
-    nanos resume_at = 0;  // the back-off's end
-    nanos next_start = 0; // the pacing: the earliest start of the next delivery
-    auto pause = [&](auto d) -> asio::awaitable<void> {
-        timer.expires_after(d);
-        co_await timer.async_wait(nothrow_awaitable);
-    };
+    delivery_loop loop(worker, store, upstream, ex);
     for (;;) {
-        if (worker.state.draining.load())
+        try {
+            co_await loop.run(); // returns when the process drains
             co_return;
-        if (std::exchange(flight->retryable_failure, false)) { // the head stays; the drain pauses
-            ++failures;
-            resume_at = worker.clk.now() + delivery_backoff(current_queue(worker, upstream).delivery, failures);
-            flight->delivered = false;
-        } else if (std::exchange(flight->delivered, false)) {
-            failures = 0; // the back-off starts again from its base after a success
+        } catch (const std::exception& e) { // never silently: the queue would stop being delivered
+            log::error("queue delivery loop failed; it starts again in a second", {{"upstream", upstream}, {"error", e.what()}});
         }
-        auto gen = worker.current; // this worker's generation now: settings follow reloads
-        auto* up = gen->find(upstream);
-        const nanos now = worker.clk.now();
-        if (!up || now < resume_at || std::exchange(flight->refused, false) ||
-            counters.depth.load() - counters.in_flight.load() <= 0 ||
-            !delivering_state(up->shared.breaker.effective_state(now))) {
-            co_await pause(poll_interval);
-            continue;
-        }
-        // What was accepted with a 202 is owed a delivery even if a reload removed the queue fallback:
-        // then with the default pacing and limits.
-        const auto* fb = up->cfg.queue_fallback();
-        const auto& q = fb ? fb->queue : default_queue;
-        if (flight->count >= q.delivery.concurrency) { // wait for a free slot
-            co_await flight->freed.async_wait(nothrow_awaitable);
-            continue;
-        }
-        auto claimed = co_await store.async_claim(upstream, q.delivery.concurrency - flight->count, asio::use_awaitable);
-        if (claimed.empty()) {
-            co_await pause(poll_interval);
-            continue;
-        }
-        const nanos spacing = static_cast<nanos>(1e9 / q.delivery.rate);
-        for (std::size_t i = 0; i < claimed.size(); ++i) {
-            const nanos t = worker.clk.now();
-            if (next_start > t) { // pacing: at most `rate` starts per second
-                timer.expires_at(worker.clk.to_steady(next_start));
-                co_await timer.async_wait(nothrow_awaitable);
-            }
-            if (flight->retryable_failure || flight->refused || worker.state.draining.load()) {
-                // Stop at the first failure: what was claimed but not sent goes back, its attempt uncounted.
-                for (std::size_t k = i; k < claimed.size(); ++k)
-                    co_await release_unsent(store, claimed[k], q);
-                break;
-            }
-            next_start = std::max(next_start, worker.clk.now()) + spacing;
-            ++flight->count;
-            asio::co_spawn(ex, deliver_one(worker, store, gen, *up, q, std::move(claimed[i])),
-                           [flight](std::exception_ptr, queue::delivery_result r) {
-                               flight->retryable_failure = flight->retryable_failure || r == queue::delivery_result::retryable;
-                               flight->refused = flight->refused || r == queue::delivery_result::not_sent;
-                               flight->delivered = flight->delivered || r == queue::delivery_result::delivered;
-                               --flight->count;
-                               flight->freed.cancel();
-                           });
-        }
+        asio::steady_timer pause(ex, std::chrono::seconds(1));
+        co_await pause.async_wait(nothrow_awaitable);
     }
 }
 

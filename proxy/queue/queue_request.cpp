@@ -99,7 +99,7 @@ stored_request to_stored(const http::request& req, bool keep_credentials)
     return r;
 }
 
-std::string fingerprint(const stored_request& r)
+std::string fingerprint(const stored_request& r, std::string_view principal)
 {
     unsigned char digest[EVP_MAX_MD_SIZE];
     unsigned int length = 0;
@@ -107,7 +107,7 @@ std::string fingerprint(const stored_request& r)
     const char nul = 0;
     bool ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr) == 1;
     for (std::string_view part : {std::string_view(r.method), std::string_view(&nul, 1), std::string_view(r.target),
-                                  std::string_view(&nul, 1), std::string_view(r.body)})
+                                  std::string_view(&nul, 1), std::string_view(r.body), std::string_view(&nul, 1), principal})
         ok = ok && EVP_DigestUpdate(ctx, part.data(), part.size()) == 1;
     ok = ok && EVP_DigestFinal_ex(ctx, digest, &length) == 1;
     EVP_MD_CTX_free(ctx);
@@ -214,8 +214,15 @@ std::optional<std::string> status_id(std::string_view target, std::string_view s
     return well_formed ? std::optional<std::string>(id) : std::nullopt;
 }
 
-http::response status_response(const std::optional<entry>& e, unsigned version)
+http::response status_response(const lookup& found, unsigned version)
 {
+    if (!found.ok) {
+        auto res = json_answer(bhttp::status::service_unavailable,
+                               {{"error", "store_error"}, {"detail", "the queue's store could not answer; try again"}}, version);
+        res.set(bhttp::field::retry_after, "1");
+        return res;
+    }
+    const auto& e = found.found;
     if (!e)
         return json_answer(bhttp::status::not_found,
                            {{"error", "not_found"}, {"detail", "no queued request with this id (or its record was purged)"}},
@@ -240,8 +247,16 @@ http::response status_method_not_allowed(unsigned version)
 
 void keep_response(const http::response& res, std::uint64_t limit, delivery_outcome& out)
 {
+    // The status resource answers anyone with the id: only fields that describe the answer, never the
+    // upstream's Set-Cookie or other session state (a delivery may carry a service's own credentials).
+    static constexpr bhttp::field kept[]{bhttp::field::content_type,  bhttp::field::content_language,
+                                         bhttp::field::content_location, bhttp::field::location,
+                                         bhttp::field::etag,           bhttp::field::last_modified,
+                                         bhttp::field::retry_after};
     std::map<std::string, std::string> fields;
     for (const auto& f : res.base()) {
+        if (std::find(std::begin(kept), std::end(kept), f.name()) == std::end(kept))
+            continue;
         std::string name(f.name_string());
         std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
         auto& v = fields[name];
@@ -256,11 +271,17 @@ void keep_response(const http::response& res, std::uint64_t limit, delivery_outc
 
 delivery_result classify_delivery_status(unsigned status)
 {
-    if (status < 400)
+    if (status >= 200 && status < 300)
         return delivery_result::delivered;
-    if (status == 408 || status == 425 || status == 429 || status >= 500)
-        return delivery_result::retryable;
-    return delivery_result::terminal;
+    switch (status) {
+    case 401: // credentials (delivery.headers) rotated or expired: fixable by a reload, so the queue waits
+    case 403:
+    case 408:
+    case 409: // the Idempotency-Key draft's "a request with this key is still being processed"
+    case 425:
+    case 429: return delivery_result::retryable;
+    default: return status >= 500 ? delivery_result::retryable : delivery_result::terminal; // 3xx: sent elsewhere, not done
+    }
 }
 
 } // namespace breakerbox::queue

@@ -29,8 +29,11 @@ bool queueable(const config::queue_fallback_config& q, const http::request& req,
 // and Proxy-Authorization.
 stored_request to_stored(const http::request& req, bool keep_credentials);
 
-// SHA-256 over method, target and body, as 64 hex digits: the payload an Idempotency-Key is bound to.
-std::string fingerprint(const stored_request& r);
+// SHA-256 over method, target, body and `principal` (the request's Authorization value, which is never
+// stored: only this hash of it), as 64 hex digits: what an Idempotency-Key is bound to. Keys are scoped
+// per caller (the draft's advice), so two callers behind one sidecar that happen to send the same key and
+// payload get a 422, never each other's entry.
+std::string fingerprint(const stored_request& r, std::string_view principal = {});
 
 // The request a delivery sends: the stored one with Idempotency-Key, the attempt number and the queue id,
 // and the configured delivery headers (replacing fields of the same name).
@@ -51,17 +54,20 @@ std::string status_json(const entry& e);
 // one (32 lower-case hex digits); nullopt otherwise.
 std::optional<std::string> status_id(std::string_view target, std::string_view status_path);
 
-// The status resource's answers: 200 with status_json, 404 for an unknown id, 405 for a method other
-// than GET and HEAD. JSON bodies, Cache-Control: no-store.
-http::response status_response(const std::optional<entry>& e, unsigned version);
+// The status resource's answers: 200 with status_json, 404 for an unknown id, 503 when the store could
+// not answer (never a 404: the request may well be queued), 405 for a method other than GET and HEAD.
+// JSON bodies, Cache-Control: no-store.
+http::response status_response(const lookup& found, unsigned version);
 http::response status_method_not_allowed(unsigned version);
 
-// The upstream's answer as the status resource keeps it: its fields as a JSON object (lower-case names,
-// repeated names joined with ", ") and at most `limit` bytes of its body.
+// The upstream's answer as the status resource keeps it: the fields that describe it (Content-Type,
+// -Language, -Location, Location, ETag, Last-Modified, Retry-After; never Set-Cookie) as a JSON object
+// (lower-case names, repeated names joined with ", ") and at most `limit` bytes of its body.
 void keep_response(const http::response& res, std::uint64_t limit, delivery_outcome& out);
 
-// What a delivery's answer means for the entry: below 400 delivered; 408, 425, 429 and 5xx retryable;
-// any other 4xx terminal.
+// What a delivery's answer means for the entry: 2xx delivered; 401, 403 (credentials: fixable by a
+// reload), 408, 409 (the key is still being processed, per the Idempotency-Key draft), 425, 429 and 5xx
+// retryable; 3xx and any other 4xx terminal.
 delivery_result classify_delivery_status(unsigned status);
 
 } // namespace breakerbox::queue

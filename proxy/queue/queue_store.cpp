@@ -6,9 +6,11 @@
 #include <fcntl.h>
 #include <openssl/rand.h>
 #include <sqlite3.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -33,6 +35,7 @@ CREATE TABLE IF NOT EXISTS queue_entries(
   size INTEGER NOT NULL,
   body_size INTEGER NOT NULL,
   enqueued_ms INTEGER NOT NULL,
+  age_from_ms INTEGER NOT NULL,
   updated_ms INTEGER NOT NULL,
   response_status INTEGER NOT NULL DEFAULT 0,
   response_headers TEXT NOT NULL DEFAULT '{}',
@@ -42,12 +45,18 @@ CREATE TABLE IF NOT EXISTS queue_entries(
 CREATE UNIQUE INDEX IF NOT EXISTS queue_entries_key ON queue_entries(upstream, idempotency_key)
   WHERE idempotency_key IS NOT NULL;
 CREATE INDEX IF NOT EXISTS queue_entries_state ON queue_entries(upstream, state, seq);
+CREATE INDEX IF NOT EXISTS queue_entries_updated ON queue_entries(upstream, state, updated_ms);
+PRAGMA user_version=1;
 )sql";
+
+// The schema this build writes (PRAGMA user_version). A file of another version is refused, never
+// guessed at: queued requests are data.
+constexpr std::int64_t schema_version = 1;
 
 // The columns an entry is read with, in this order (read_entry).
 #define BREAKERBOX_ENTRY_COLUMNS                                                                                         \
     "seq, id, upstream, state, attempts, idempotency_key, enqueued_ms, updated_ms, method, target, fields, body_size, " \
-    "response_status, response_headers, response_body, response_truncated, last_error"
+    "response_status, response_headers, response_body, response_truncated, last_error, size"
 
 std::string random_id()
 {
@@ -73,6 +82,17 @@ std::string random_id()
 // and indexing it would cost every enqueue an insert at a random place in a second B-tree.
 std::string minted_key(const std::string& id) { return "bbx-" + id; }
 
+// The id in a key of the minted form ("bbx-" and 32 hex digits), or nullopt.
+std::optional<std::string> minted_id(std::string_view key)
+{
+    if (key.size() != 36 || key.substr(0, 4) != "bbx-")
+        return std::nullopt;
+    const auto id = key.substr(4);
+    if (!std::all_of(id.begin(), id.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); }))
+        return std::nullopt;
+    return std::string(id);
+}
+
 std::int64_t system_wall_ms()
 {
     return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
@@ -97,12 +117,84 @@ bool prepare_files(const std::string& path, std::string& error)
         log::warn("the queue's folder is readable by other users: queued requests are data; make it 0700",
                   {{"folder", dir.string()}});
     }
+    const bool existed = fs::exists(file, ec);
     const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0) {
         error = "cannot open " + path + ": " + std::strerror(errno);
         return false;
     }
+    struct stat st {};
+    if (::fstat(fd, &st) == 0 && (st.st_mode & 077) != 0) {
+        log::warn("the queue's database was readable by other users: its mode is set to 0600", {{"database", path}});
+        ::fchmod(fd, 0600);
+    }
     ::close(fd);
+    if (!existed) { // the new file's directory entry, durable before the first 202 relies on it
+        const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd >= 0) {
+            ::fsync(dfd);
+            ::close(dfd);
+        }
+    }
+    return true;
+}
+
+// One process owns a queue: a second one (two sidecars on one volume, an old and a new pod overlapping)
+// would take the first's deliveries in flight for crashed ones. An flock on <path>.lock, held for the
+// store's life (the kernel drops it when the process dies). -1 with `error` when another holds it.
+int lock_queue(const std::string& path, std::string& error)
+{
+    const std::string lock_path = path + ".lock";
+    const int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        error = "cannot open " + lock_path + ": " + std::strerror(errno);
+        return -1;
+    }
+    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        error = errno == EWOULDBLOCK ? "another process holds " + lock_path + " (one breakerbox per queue database)"
+                                     : "cannot lock " + lock_path + ": " + std::strerror(errno);
+        ::close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+// The schema, created in a new file or checked in an existing one.
+bool ensure_schema(sqlite_db& db, std::string& error)
+{
+    auto version_query = db.prepare("PRAGMA user_version");
+    auto tables = db.prepare("SELECT count(*) FROM sqlite_master WHERE type='table' AND name='queue_entries'");
+    if (!version_query || !tables || version_query.step() != SQLITE_ROW || tables.step() != SQLITE_ROW) {
+        error = db.last_error();
+        return false;
+    }
+    const auto version = version_query.int64(0);
+    const bool has_table = tables.int64(0) > 0;
+    if (version == schema_version)
+        return true;
+    if (version == 0 && !has_table) {
+        if (db.exec(schema))
+            return true;
+        error = db.last_error();
+        return false;
+    }
+    error = "the queue's schema version is " + std::to_string(version) + ", this breakerbox reads version " +
+            std::to_string(schema_version) + " only (written by another version?): move the file away to start empty";
+    return false;
+}
+
+// WAL is what lets a commit be one sequential write; a file system without it is refused.
+bool enable_wal(sqlite_db& db, std::string& error)
+{
+    auto q = db.prepare("PRAGMA journal_mode=WAL");
+    if (!q || q.step() != SQLITE_ROW) {
+        error = db.last_error();
+        return false;
+    }
+    if (q.text(0) != "wal") {
+        error = "the file system does not support SQLite's WAL mode (journal_mode is " + q.text(0) + ")";
+        return false;
+    }
     return true;
 }
 
@@ -113,7 +205,7 @@ std::string_view state_name(entry_state s) { return name_of(s); }
 // The prepared statements, on the writer thread.
 struct queue_store::statements {
     sqlite_statement begin, commit, rollback, savepoint, release, rollback_to;
-    sqlite_statement find_key, insert, find_id, select_queued, mark_in_flight, set_state_result, requeue_attempt;
+    sqlite_statement find_key, find_minted, insert, find_id, select_queued, mark_in_flight, set_state_result, requeue_attempt;
     sqlite_statement expire_select, expire_one, delete_final, list_all, list_state, remove, purge, oldest_in_state;
 };
 
@@ -127,23 +219,31 @@ std::unique_ptr<queue_store> queue_store::open(const config::queue_store_config&
 {
     if (!prepare_files(cfg.path, error))
         return nullptr;
+    const int lock_fd = lock_queue(cfg.path, error);
+    if (lock_fd < 0)
+        return nullptr;
+    auto fail = [&](std::string why) {
+        error = cfg.path + ": " + std::move(why);
+        ::close(lock_fd);
+        return nullptr;
+    };
     auto db = sqlite_db::open(cfg.path, error);
-    if (!db) {
-        error = cfg.path + ": " + error;
-        return nullptr;
-    }
+    if (!db)
+        return fail(error);
     const char* sync = cfg.synchronous == config::queue_sync::full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL";
-    if (!db->exec("PRAGMA journal_mode=WAL") || !db->exec(sync) || !db->exec(schema)) {
-        error = cfg.path + ": " + db->last_error();
-        return nullptr;
-    }
+    if (!enable_wal(*db, error) || !ensure_schema(*db, error))
+        return fail(error);
+    if (!db->exec(sync))
+        return fail(db->last_error());
     std::unique_ptr<queue_store> store(new queue_store(std::move(db), std::move(wall_ms)));
+    store->lock_fd_ = lock_fd;
     if (!store->prepare_statements()) {
         error = cfg.path + ": " + store->db_->last_error();
         return nullptr;
     }
     // Crash recovery: what was in flight when the process died goes back to the queue. Its attempt was
-    // counted when it was claimed, so the next delivery carries a higher attempt number.
+    // counted when it was claimed, so the next delivery carries a higher attempt number (and one that
+    // keeps killing the process is dead-lettered at max_attempts by the claim, not delivered forever).
     const std::string recover = "UPDATE queue_entries SET state='queued', updated_ms=" + std::to_string(store->wall_ms_()) +
                                 ", last_error='in flight when breakerbox stopped' WHERE state='in_flight'";
     if (!store->db_->exec(recover.c_str())) {
@@ -158,7 +258,12 @@ std::unique_ptr<queue_store> queue_store::open(const config::queue_store_config&
     return store;
 }
 
-queue_store::~queue_store() { stop(); }
+queue_store::~queue_store()
+{
+    stop();
+    if (lock_fd_ >= 0)
+        ::close(lock_fd_);
+}
 
 void queue_store::stop()
 {
@@ -186,23 +291,27 @@ bool queue_store::prepare_statements()
     s.find_key = db.prepare("SELECT id, fingerprint, state FROM queue_entries WHERE upstream=?1 AND idempotency_key=?2");
     s.insert = db.prepare(
         "INSERT INTO queue_entries(id, upstream, state, idempotency_key, key_from_client, fingerprint, method, target, fields, "
-        "body, size, body_size, enqueued_ms, updated_ms) VALUES(?1, ?2, 'queued', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12)");
-    s.find_id = db.prepare("SELECT " BREAKERBOX_ENTRY_COLUMNS ", body, size FROM queue_entries WHERE id=?1");
+        "body, size, body_size, enqueued_ms, age_from_ms, updated_ms) "
+        "VALUES(?1, ?2, 'queued', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?12)");
+    s.find_minted = db.prepare("SELECT upstream, fingerprint, state FROM queue_entries WHERE id=?1");
+    s.find_id = db.prepare("SELECT " BREAKERBOX_ENTRY_COLUMNS ", body FROM queue_entries WHERE id=?1");
     s.select_queued = db.prepare("SELECT " BREAKERBOX_ENTRY_COLUMNS
-                                 ", body, size FROM queue_entries WHERE upstream=?1 AND state='queued' ORDER BY seq LIMIT ?2");
+                                 ", body FROM queue_entries WHERE upstream=?1 AND state='queued' ORDER BY seq LIMIT ?2");
     s.mark_in_flight =
         db.prepare("UPDATE queue_entries SET state='in_flight', attempts=attempts+1, updated_ms=?2 WHERE seq=?1");
     s.set_state_result = db.prepare(
         "UPDATE queue_entries SET state=?2, updated_ms=?3, response_status=?4, response_headers=?5, response_body=?6, "
-        "response_truncated=?7, last_error=?8, body=CASE WHEN ?2='delivered' THEN NULL ELSE body END WHERE id=?1");
+        "response_truncated=?7, last_error=?8, body=CASE WHEN ?2='delivered' THEN NULL ELSE body END, "
+        "fields=CASE WHEN ?2='delivered' THEN '' ELSE fields END WHERE id=?1");
     s.requeue_attempt = db.prepare(
         "UPDATE queue_entries SET state='queued', attempts=MAX(attempts-?2, 0), updated_ms=?3, last_error=?4 WHERE id=?1");
     s.expire_select = db.prepare(
-        "SELECT seq, size FROM queue_entries WHERE upstream=?1 AND state='queued' AND enqueued_ms<?2 ORDER BY seq");
+        "SELECT seq, size FROM queue_entries WHERE upstream=?1 AND state='queued' AND age_from_ms<?2 ORDER BY seq");
     s.expire_one = db.prepare(
         "UPDATE queue_entries SET state='expired', updated_ms=?2, last_error='not delivered within max_age' WHERE seq=?1");
-    s.delete_final = db.prepare(
-        "DELETE FROM queue_entries WHERE upstream=?1 AND state=?2 AND updated_ms<?3");
+    // In batches: one pass of the maintenance never holds the writer (and every 202 behind it) for long.
+    s.delete_final = db.prepare("DELETE FROM queue_entries WHERE seq IN (SELECT seq FROM queue_entries WHERE upstream=?1 AND "
+                                "state=?2 AND updated_ms<?3 LIMIT 5000)");
     s.list_all = db.prepare("SELECT " BREAKERBOX_ENTRY_COLUMNS " FROM queue_entries WHERE upstream=?1 ORDER BY seq LIMIT ?2");
     s.list_state =
         db.prepare("SELECT " BREAKERBOX_ENTRY_COLUMNS " FROM queue_entries WHERE upstream=?1 AND state=?3 ORDER BY seq LIMIT ?2");
@@ -210,7 +319,7 @@ bool queue_store::prepare_statements()
     s.purge = db.prepare("DELETE FROM queue_entries WHERE upstream=?1 AND state IN ('failed', 'expired')");
     s.oldest_in_state =
         db.prepare("SELECT enqueued_ms FROM queue_entries WHERE upstream=?1 AND state=?2 ORDER BY seq LIMIT 1");
-    for (auto* stmt : {&s.begin, &s.commit, &s.rollback, &s.savepoint, &s.release, &s.rollback_to, &s.find_key, &s.insert,
+    for (auto* stmt : {&s.begin, &s.commit, &s.rollback, &s.savepoint, &s.release, &s.rollback_to, &s.find_key, &s.find_minted, &s.insert,
                        &s.find_id, &s.select_queued, &s.mark_in_flight, &s.set_state_result, &s.requeue_attempt,
                        &s.expire_select, &s.expire_one, &s.delete_final, &s.list_all, &s.list_state, &s.remove, &s.purge,
                        &s.oldest_in_state})
@@ -249,8 +358,9 @@ entry read_entry(const sqlite_statement& s, bool with_body)
     e.response_body = s.text(14);
     e.response_truncated = s.int64(15) != 0;
     e.last_error = s.text(16);
+    e.size = s.int64(17);
     if (with_body)
-        e.request.body = s.text(17);
+        e.request.body = s.text(18);
     return e;
 }
 
@@ -380,28 +490,22 @@ void queue_store::commit_group(std::vector<std::unique_ptr<command>>& group)
 {
     auto& s = *st_;
     const auto started = std::chrono::steady_clock::now();
-    bool committed = run(s.begin);
-    if (committed) {
-        for (auto& c : group) {
-            run(s.savepoint);
-            op_failed_ = false;
-            c->run();
-            if (op_failed_)
-                run(s.rollback_to);
-            run(s.release);
-        }
-        committed = run(s.commit);
-        if (!committed) {
-            log::error("queue commit failed: the group's requests were not stored", {{"error", db_->last_error()}});
-            run(s.rollback);
-        }
-    } else {
+    bool ok = run(s.begin);
+    if (!ok)
         log::error("queue transaction could not start", {{"error", db_->last_error()}});
+    for (std::size_t i = 0; ok && i < group.size(); ++i)
+        ok = run_in_savepoint(*group[i]);
+    if (ok) {
+        ok = run(s.commit);
+        if (!ok)
+            log::error("queue commit failed: the group's operations were not stored", {{"error", db_->last_error()}});
     }
-    if (!committed) {
-        for (auto& c : group)
+    if (!ok) {
+        if (db_->in_transaction())
+            run(s.rollback);
+        for (auto& c : group) // none of them happened, whatever each one returned
             c->fail();
-        load_counters(); // the operations' counter changes did not happen
+        load_counters(); // the operations' counter changes did not happen either
     }
     const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     {
@@ -414,6 +518,29 @@ void queue_store::commit_group(std::vector<std::unique_ptr<command>>& group)
     }
     for (auto& c : group)
         c->complete();
+}
+
+// One operation inside the group's transaction: its writes undone alone when it fails. False when the
+// group cannot go on — a savepoint statement failed, or SQLite rolled the whole transaction back (after
+// SQLITE_FULL, IOERR, NOMEM): then nothing of the group may be reported as stored.
+bool queue_store::run_in_savepoint(command& c)
+{
+    auto& s = *st_;
+    if (!run(s.savepoint))
+        return false;
+    op_failed_ = false;
+    try {
+        c.run();
+    } catch (const std::exception& e) { // bad_alloc loading a body, say: this operation fails, not the process
+        log::error("queue operation failed", {{"error", e.what()}});
+        op_failed_ = true;
+        c.fail();
+    }
+    if (!db_->in_transaction())
+        return false;
+    if (op_failed_ && !run(s.rollback_to))
+        return false;
+    return run(s.release);
 }
 
 void queue_store::refresh_oldest(const std::string& upstream)
@@ -437,7 +564,20 @@ enqueue_result queue_store::do_enqueue(enqueue_request& req)
 {
     auto& s = *st_;
     auto& c = counters(req.upstream);
-    if (!req.idempotency_key.empty()) {
+    if (auto minted = minted_id(req.idempotency_key)) { // a key from one of our 202s: found by its id
+        s.find_minted.bind(1, *minted);
+        enqueue_result r;
+        const bool found = s.find_minted.step() == SQLITE_ROW && s.find_minted.text(0) == req.upstream;
+        if (found) {
+            r.id = *minted;
+            r.idempotency_key = req.idempotency_key;
+            r.state = parse_name<entry_state>(s.find_minted.text(2)).value_or(entry_state::queued);
+            r.status = s.find_minted.text(1) == req.fingerprint ? enqueue_status::duplicate : enqueue_status::key_reused;
+        }
+        s.find_minted.reset();
+        if (found)
+            return r;
+    } else if (!req.idempotency_key.empty()) {
         s.find_key.bind(1, req.upstream).bind(2, req.idempotency_key);
         const bool found = s.find_key.step() == SQLITE_ROW;
         enqueue_result r;
@@ -493,51 +633,80 @@ std::optional<entry> queue_store::do_find(const std::string& id, bool with_body)
     return e;
 }
 
-std::vector<entry> queue_store::do_claim(const std::string& upstream, unsigned n)
+std::vector<entry> queue_store::do_claim(const std::string& upstream, unsigned n, std::uint32_t max_attempts)
 {
     auto& s = *st_;
     std::vector<entry> claimed;
-    std::vector<std::int64_t> sizes;
-    s.select_queued.bind(1, upstream).bind(2, static_cast<std::int64_t>(n));
-    while (s.select_queued.step() == SQLITE_ROW) {
-        claimed.push_back(read_entry(s.select_queued, true));
-        sizes.push_back(s.select_queued.int64(18));
-    }
-    s.select_queued.reset();
     const auto now = wall_ms_();
-    for (auto& e : claimed) {
-        s.mark_in_flight.bind(1, e.seq).bind(2, now);
-        if (!run(s.mark_in_flight)) {
-            op_failed_ = true;
-            return {};
+    for (int round = 0; round < 4 && claimed.size() < n; ++round) { // a few rounds: poison entries are rare
+        std::vector<entry> head;
+        s.select_queued.bind(1, upstream).bind(2, static_cast<std::int64_t>(n - claimed.size()));
+        while (s.select_queued.step() == SQLITE_ROW)
+            head.push_back(read_entry(s.select_queued, true));
+        s.select_queued.reset();
+        if (head.empty())
+            break;
+        for (auto& e : head) {
+            if (e.attempts >= max_attempts) {
+                dead_letter_poison(e, max_attempts);
+                continue;
+            }
+            s.mark_in_flight.bind(1, e.seq).bind(2, now);
+            if (!run(s.mark_in_flight)) {
+                op_failed_ = true;
+                return {};
+            }
+            ++e.attempts;
+            e.state = entry_state::in_flight;
+            e.updated_ms = now;
+            claimed.push_back(std::move(e));
         }
-        ++e.attempts;
-        e.state = entry_state::in_flight;
-        e.updated_ms = now;
     }
     counters(upstream).in_flight += static_cast<std::int64_t>(claimed.size());
     return claimed;
 }
 
-bool queue_store::do_finish(const std::string& id, const delivery_outcome& o)
+// An entry that reached max_attempts without an outcome (in flight at that many stops).
+void queue_store::dead_letter_poison(const entry& e, std::uint32_t max_attempts)
+{
+    auto& s = *st_;
+    const std::string why = "max_attempts (" + std::to_string(max_attempts) + ") reached: in flight when breakerbox stopped, " +
+                            std::to_string(e.attempts) + " times";
+    s.set_state_result.bind(1, e.id).bind(2, state_name(entry_state::failed)).bind(3, wall_ms_());
+    s.set_state_result.bind(4, std::int64_t{0}).bind(5, "{}").bind_blob(6, "").bind(7, std::int64_t{0}).bind(8, why);
+    if (!run(s.set_state_result)) {
+        op_failed_ = true;
+        return;
+    }
+    log::error("queued request dead-lettered: it was in flight whenever breakerbox stopped",
+               {{"upstream", e.upstream}, {"id", e.id}, {"attempts", e.attempts}});
+    auto& c = counters(e.upstream);
+    c.depth -= 1;
+    c.bytes -= e.size;
+    c.dead_letters += 1;
+    c.dead_lettered.fetch_add(1, std::memory_order_relaxed);
+    refresh_oldest(e.upstream);
+}
+
+finish_status queue_store::do_finish(const std::string& id, const delivery_outcome& o)
 {
     auto& s = *st_;
     auto found = do_find(id, false);
     if (!found || found->state != entry_state::in_flight)
-        return false;
+        return finish_status::not_in_flight;
     auto& c = counters(found->upstream);
     const auto now = wall_ms_();
-    c.attempts[static_cast<std::size_t>(o.result)].fetch_add(1, std::memory_order_relaxed);
     if (o.result == delivery_result::not_sent || (o.result == delivery_result::retryable && found->attempts < o.max_attempts)) {
         // Back at its place in the queue; an attempt that was never sent is not counted.
         s.requeue_attempt.bind(1, id).bind(2, std::int64_t{o.result == delivery_result::not_sent ? 1 : 0}).bind(3, now);
         s.requeue_attempt.bind(4, o.error);
         if (!run(s.requeue_attempt)) {
             op_failed_ = true;
-            return false;
+            return finish_status::store_error;
         }
         c.in_flight -= 1;
-        return true;
+        c.attempts[static_cast<std::size_t>(o.result)].fetch_add(1, std::memory_order_relaxed);
+        return finish_status::recorded;
     }
     const bool delivered = o.result == delivery_result::delivered;
     std::string error = o.error;
@@ -548,18 +717,12 @@ bool queue_store::do_finish(const std::string& id, const delivery_outcome& o)
     s.set_state_result.bind_blob(6, o.response_body).bind(7, std::int64_t{o.response_truncated}).bind(8, error);
     if (!run(s.set_state_result)) {
         op_failed_ = true;
-        return false;
-    }
-    auto size_query = db_->prepare("SELECT size FROM queue_entries WHERE id=?1");
-    std::int64_t size = 0;
-    if (size_query) {
-        size_query.bind(1, id);
-        if (size_query.step() == SQLITE_ROW)
-            size = size_query.int64(0);
+        return finish_status::store_error;
     }
     c.depth -= 1;
     c.in_flight -= 1;
-    c.bytes -= size;
+    c.bytes -= found->size;
+    c.attempts[static_cast<std::size_t>(o.result)].fetch_add(1, std::memory_order_relaxed);
     if (delivered) {
         c.delivered.fetch_add(1, std::memory_order_relaxed);
     } else {
@@ -567,7 +730,7 @@ bool queue_store::do_finish(const std::string& id, const delivery_outcome& o)
         c.dead_lettered.fetch_add(1, std::memory_order_relaxed);
     }
     refresh_oldest(found->upstream);
-    return true;
+    return finish_status::recorded;
 }
 
 std::vector<entry> queue_store::do_list(const std::string& upstream, std::optional<entry_state> state, unsigned limit)
@@ -590,8 +753,10 @@ admin_status queue_store::do_requeue(const std::string& upstream, const std::str
         return admin_status::not_found;
     if (e->state != entry_state::failed && e->state != entry_state::expired)
         return admin_status::conflict;
-    auto q = db_->prepare("UPDATE queue_entries SET state='queued', attempts=0, updated_ms=?2, last_error='requeued by an "
-                          "operator' WHERE id=?1 RETURNING size");
+    // Its age (max_age) counts from now, and its old answer is gone: it is a new chance, not a replay.
+    auto q = db_->prepare("UPDATE queue_entries SET state='queued', attempts=0, updated_ms=?2, age_from_ms=?2, "
+                          "response_status=0, response_headers='{}', response_body=NULL, response_truncated=0, "
+                          "last_error='requeued by an operator' WHERE id=?1 RETURNING size");
     if (!q) {
         op_failed_ = true;
         return admin_status::store_error;
@@ -619,13 +784,7 @@ admin_status queue_store::do_remove(const std::string& upstream, const std::stri
         return admin_status::not_found;
     if (e->state == entry_state::in_flight)
         return admin_status::conflict;
-    auto sz = db_->prepare("SELECT size FROM queue_entries WHERE id=?1");
-    std::int64_t size = 0;
-    if (sz) {
-        sz.bind(1, id);
-        if (sz.step() == SQLITE_ROW)
-            size = sz.int64(0);
-    }
+    const auto size = e->size;
     st_->remove.bind(1, id);
     if (!run(st_->remove)) {
         op_failed_ = true;

@@ -114,6 +114,7 @@ struct entry {
     std::int64_t enqueued_ms = 0, updated_ms = 0; // Unix milliseconds
     stored_request request;                       // body only when loaded for delivery or inspection
     std::uint64_t body_size = 0;
+    std::int64_t size = 0;   // what it counts against max_bytes
     int response_status = 0; // 0: none yet
     std::string response_headers; // JSON object text
     std::string response_body;    // at most response_body_limit bytes
@@ -139,6 +140,16 @@ struct queue_policy {
 };
 
 enum class admin_status : std::uint8_t { done, not_found, conflict, store_error };
+
+// What finish() did: recorded the outcome, found the entry no longer in flight (nothing changed), or
+// could not record it (the commit failed, the store stopped: the caller tries again).
+enum class finish_status : std::uint8_t { recorded, not_in_flight, store_error };
+
+// A lookup: `ok` false when the store could not answer (an error, not "unknown id").
+struct lookup {
+    bool ok = false;
+    std::optional<entry> found;
+};
 
 class queue_store {
 public:
@@ -183,17 +194,21 @@ public:
     }
     template <class Token> auto async_find(std::string id, Token&& token)
     {
-        return submit<std::optional<entry>>([this, id = std::move(id)] { return do_find(id, false); }, std::forward<Token>(token));
+        return submit<lookup>([this, id = std::move(id)] { return lookup{true, do_find(id, false)}; }, std::forward<Token>(token));
     }
     // Up to `n` of `upstream`'s oldest queued entries, with their bodies, marked in flight with their
-    // attempt counted (in the same commit, so a crash after it counts the attempt).
-    template <class Token> auto async_claim(std::string upstream, unsigned n, Token&& token)
+    // attempt counted (in the same commit, so a crash after it counts the attempt). An entry whose
+    // attempts already reached `max_attempts` (it was in flight at that many stops: a request that
+    // kills the process, say) is dead-lettered instead of claimed.
+    template <class Token> auto async_claim(std::string upstream, unsigned n, std::uint32_t max_attempts, Token&& token)
     {
-        return submit<std::vector<entry>>([this, u = std::move(upstream), n] { return do_claim(u, n); }, std::forward<Token>(token));
+        return submit<std::vector<entry>>([this, u = std::move(upstream), n, max_attempts] { return do_claim(u, n, max_attempts); },
+                                          std::forward<Token>(token));
     }
     template <class Token> auto async_finish(std::string id, delivery_outcome outcome, Token&& token)
     {
-        return submit<bool>([this, id = std::move(id), o = std::move(outcome)] { return do_finish(id, o); }, std::forward<Token>(token));
+        return submit<finish_status>([this, id = std::move(id), o = std::move(outcome)] { return do_finish(id, o); },
+                                     std::forward<Token>(token));
     }
     // Admin: entries of one upstream (oldest first, without bodies), optionally in one state.
     template <class Token> auto async_list(std::string upstream, std::optional<entry_state> state, unsigned limit, Token&& token)
@@ -205,7 +220,7 @@ public:
     {
         return submit<std::optional<entry>>(
             [this, u = std::move(upstream), id = std::move(id)] {
-                auto e = do_find(id, true);
+                auto e = do_find(id, false);
                 return e && e->upstream == u ? e : std::nullopt;
             },
             std::forward<Token>(token));
@@ -245,6 +260,7 @@ private:
     void push(std::unique_ptr<command> c);
     void writer_loop();
     void commit_group(std::vector<std::unique_ptr<command>>& group);
+    bool run_in_savepoint(command& c);
     void maintain(); // expiry and retention in a transaction of their own, about once a second
     std::int64_t do_maintain();
     bool prepare_statements();
@@ -253,14 +269,16 @@ private:
 
     enqueue_result do_enqueue(enqueue_request& req);
     std::optional<entry> do_find(const std::string& id, bool with_body);
-    std::vector<entry> do_claim(const std::string& upstream, unsigned n);
-    bool do_finish(const std::string& id, const delivery_outcome& o);
+    std::vector<entry> do_claim(const std::string& upstream, unsigned n, std::uint32_t max_attempts);
+    finish_status do_finish(const std::string& id, const delivery_outcome& o);
+    void dead_letter_poison(const entry& e, std::uint32_t max_attempts);
     std::vector<entry> do_list(const std::string& upstream, std::optional<entry_state> state, unsigned limit);
     admin_status do_requeue(const std::string& upstream, const std::string& id);
     admin_status do_remove(const std::string& upstream, const std::string& id);
     std::int64_t do_purge(const std::string& upstream);
 
     std::unique_ptr<sqlite_db> db_;
+    int lock_fd_ = -1; // the flock that makes this process the queue's only owner
     bool op_failed_ = false; // set by an operation whose writes must be rolled back to its savepoint
     struct statements;
     std::unique_ptr<statements> st_;
@@ -301,6 +319,8 @@ template <class R, class Handler> struct queue_store::typed_command final : comm
             return enqueue_result{enqueue_status::store_error, {}, {}, entry_state::queued};
         else if constexpr (std::is_same_v<R, admin_status>)
             return admin_status::store_error;
+        else if constexpr (std::is_same_v<R, finish_status>)
+            return finish_status::store_error;
         else if constexpr (std::is_same_v<R, std::int64_t>)
             return -1;
         else

@@ -87,6 +87,8 @@ sqlite_statement sqlite_db::prepare(const char* sql)
 
 std::string sqlite_db::last_error() const { return sqlite3_errmsg(db_); }
 
+bool sqlite_db::in_transaction() const { return sqlite3_get_autocommit(db_) == 0; }
+
 std::int64_t sqlite_db::changes() const { return sqlite3_changes64(db_); }
 
 } // namespace breakerbox::queue

@@ -57,6 +57,9 @@ public:
     // A prepared statement; empty (and last_error()) when the SQL is invalid.
     sqlite_statement prepare(const char* sql);
     std::string last_error() const;
+    // Whether a transaction is open. After some errors (SQLITE_FULL, IOERR, NOMEM) SQLite rolls the
+    // whole transaction back by itself: this is how the caller learns it.
+    bool in_transaction() const;
     std::int64_t changes() const;
 
 private:

@@ -50,6 +50,7 @@ public:
     // The queue fallback's store (queue_store in the configuration), or nullptr. Set before the workers
     // start and kept for the process's life (queue_store is bound at start-up, like the listeners).
     queue::queue_store* queue = nullptr;
+    std::atomic<std::int64_t> queue_deliveries{0}; // in flight now: the drain waits for them too
 
 private:
     mutable std::mutex mutex_;

@@ -270,7 +270,7 @@ private:
             out = {queue::status_method_not_allowed(version), proxy_error::ok};
             co_return;
         }
-        std::optional<queue::entry> found;
+        queue::lookup found{true, std::nullopt}; // an id of the wrong form is an unknown id
         if (auto id = queue::status_id(req.target(), gen_->config->cfg.queue_store.status_path))
             found = co_await state_.queue->async_find(std::move(*id), asio::use_awaitable);
         out = {queue::status_response(found, version), proxy_error::ok};

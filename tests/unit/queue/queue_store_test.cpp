@@ -2,6 +2,7 @@
 // limits, FIFO claims, every delivery outcome, crash recovery, expiry and retention (with an injected
 // wall clock), the admin operations, the counters, and the files' permissions.
 #include "queue/queue_store.hpp"
+#include "queue/sqlite_db.hpp"
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -63,9 +64,9 @@ protected:
     }
     std::vector<entry> claim(unsigned n)
     {
-        return await<std::vector<entry>>([&](auto h) { store_->async_claim("orders", n, h); });
+        return await<std::vector<entry>>([&](auto h) { store_->async_claim("orders", n, max_attempts_, h); });
     }
-    bool finish(const std::string& id, delivery_result r, int status = 0, std::uint32_t max_attempts = 3)
+    finish_status finish(const std::string& id, delivery_result r, int status = 0, std::uint32_t max_attempts = 3)
     {
         delivery_outcome o;
         o.result = r;
@@ -73,17 +74,20 @@ protected:
         o.response_body = status ? "answer" : "";
         o.error = r == delivery_result::delivered ? "" : "why";
         o.max_attempts = max_attempts;
-        return await<bool>([&](auto h) { store_->async_finish(id, o, h); });
+        return await<finish_status>([&](auto h) { store_->async_finish(id, o, h); });
     }
     std::optional<entry> find(const std::string& id)
     {
-        return await<std::optional<entry>>([&](auto h) { store_->async_find(id, h); });
+        const auto l = await<lookup>([&](auto h) { store_->async_find(id, h); });
+        EXPECT_TRUE(l.ok);
+        return l.found;
     }
     queue_counters& counters() { return store_->counters("orders"); }
 
     fs::path dir_;
     config::queue_store_config cfg_;
     std::atomic<std::int64_t> now_ms_{1'800'000'000'000};
+    std::uint32_t max_attempts_ = 10;
     std::unique_ptr<queue_store> store_;
 };
 
@@ -169,10 +173,10 @@ TEST_F(queue_store_test, every_delivery_outcome_moves_the_entry_as_documented)
 {
     const auto a = enqueue("a"), b = enqueue("b"), c = enqueue("c"), d = enqueue("d");
     claim(4);
-    ASSERT_TRUE(finish(a.id, delivery_result::delivered, 201));
-    ASSERT_TRUE(finish(b.id, delivery_result::terminal, 400));
-    ASSERT_TRUE(finish(c.id, delivery_result::retryable, 503));
-    ASSERT_TRUE(finish(d.id, delivery_result::not_sent));
+    ASSERT_EQ(finish(a.id, delivery_result::delivered, 201), finish_status::recorded);
+    ASSERT_EQ(finish(b.id, delivery_result::terminal, 400), finish_status::recorded);
+    ASSERT_EQ(finish(c.id, delivery_result::retryable, 503), finish_status::recorded);
+    ASSERT_EQ(finish(d.id, delivery_result::not_sent), finish_status::recorded);
     const auto ea = find(a.id), eb = find(b.id), ec = find(c.id), ed = find(d.id);
     EXPECT_EQ(ea->state, entry_state::delivered);
     EXPECT_EQ(ea->response_status, 201);
@@ -187,7 +191,8 @@ TEST_F(queue_store_test, every_delivery_outcome_moves_the_entry_as_documented)
     EXPECT_EQ(counters().dead_letters.load(), 1);
     EXPECT_EQ(counters().delivered.load(), 1u);
     EXPECT_EQ(counters().dead_lettered.load(), 1u);
-    EXPECT_FALSE(finish(a.id, delivery_result::delivered, 200)) << "only an entry in flight can be finished";
+    EXPECT_EQ(finish(a.id, delivery_result::delivered, 200), finish_status::not_in_flight)
+        << "only an entry in flight can be finished";
     // The head is still c (FIFO keeps its place after a retryable failure).
     EXPECT_EQ(claim(1).at(0).id, c.id);
 }
@@ -197,11 +202,11 @@ TEST_F(queue_store_test, a_retryable_failure_at_the_attempt_limit_dead_letters)
     const auto a = enqueue("a");
     for (int i = 0; i < 2; ++i) {
         claim(1);
-        ASSERT_TRUE(finish(a.id, delivery_result::retryable, 503, 3));
+        ASSERT_EQ(finish(a.id, delivery_result::retryable, 503, 3), finish_status::recorded);
         EXPECT_EQ(find(a.id)->state, entry_state::queued);
     }
     claim(1);
-    ASSERT_TRUE(finish(a.id, delivery_result::retryable, 503, 3));
+    ASSERT_EQ(finish(a.id, delivery_result::retryable, 503, 3), finish_status::recorded);
     const auto e = find(a.id);
     EXPECT_EQ(e->state, entry_state::failed);
     EXPECT_EQ(e->attempts, 3u);
@@ -221,6 +226,59 @@ TEST_F(queue_store_test, entries_in_flight_at_a_crash_are_queued_again_with_the_
     EXPECT_EQ(counters().depth.load(), 1);
     EXPECT_EQ(counters().in_flight.load(), 0);
     EXPECT_EQ(claim(1).at(0).attempts, 2u);
+}
+
+TEST_F(queue_store_test, an_entry_in_flight_at_every_stop_is_dead_lettered_at_max_attempts)
+{
+    max_attempts_ = 2;
+    const auto poison = enqueue("kills the process");
+    const auto next = enqueue("next");
+    for (int stop = 0; stop < 2; ++stop) {
+        ASSERT_EQ(claim(1).at(0).id, poison.id);
+        store_.reset(); // the process dies while delivering it
+        open();
+    }
+    const auto claimed = claim(1); // attempts 2 = max: dead-lettered, and the next one is claimed instead
+    ASSERT_EQ(claimed.size(), 1u);
+    EXPECT_EQ(claimed[0].id, next.id);
+    const auto e = find(poison.id);
+    EXPECT_EQ(e->state, entry_state::failed);
+    EXPECT_NE(e->last_error.find("in flight when breakerbox stopped"), std::string::npos) << e->last_error;
+    EXPECT_EQ(counters().dead_letters.load(), 1);
+    EXPECT_EQ(counters().depth.load(), 1);
+}
+
+TEST_F(queue_store_test, a_minted_key_sent_back_finds_its_entry)
+{
+    const auto first = enqueue("a");
+    const auto again = enqueue("a", first.idempotency_key); // the client retries with the key from the 202
+    EXPECT_EQ(again.status, enqueue_status::duplicate);
+    EXPECT_EQ(again.id, first.id);
+    EXPECT_EQ(enqueue("b", first.idempotency_key).status, enqueue_status::key_reused);
+    EXPECT_EQ(counters().depth.load(), 1);
+}
+
+TEST_F(queue_store_test, one_process_owns_a_queue)
+{
+    std::string error;
+    EXPECT_FALSE(queue_store::open(cfg_, error));
+    EXPECT_NE(error.find("another process holds"), std::string::npos) << error;
+    store_.reset();
+    EXPECT_TRUE(queue_store::open(cfg_, error)) << error; // released with its owner
+}
+
+TEST_F(queue_store_test, a_file_of_another_schema_version_is_refused)
+{
+    store_.reset();
+    {
+        std::string error;
+        auto db = sqlite_db::open(cfg_.path, error);
+        ASSERT_TRUE(db) << error;
+        ASSERT_TRUE(db->exec("PRAGMA user_version=7"));
+    }
+    std::string error;
+    EXPECT_FALSE(queue_store::open(cfg_, error));
+    EXPECT_NE(error.find("schema version is 7"), std::string::npos) << error;
 }
 
 TEST_F(queue_store_test, counters_are_rebuilt_from_the_file_on_open)
@@ -257,6 +315,17 @@ TEST_F(queue_store_test, expiry_and_retention_follow_the_injected_wall_clock)
     EXPECT_EQ(counters().dead_letters.load(), 0);
 }
 
+TEST_F(queue_store_test, a_requeued_expired_entry_gets_a_new_max_age)
+{
+    const auto a = enqueue("a");
+    now_ms_ += 61'000;
+    EXPECT_EQ(await<std::int64_t>([&](auto h) { store_->async_maintain(h); }), 1);
+    EXPECT_EQ(await<admin_status>([&](auto h) { store_->async_requeue("orders", a.id, h); }), admin_status::done);
+    now_ms_ += 30'000; // older than max_age since its enqueue, not since its requeue
+    EXPECT_EQ(await<std::int64_t>([&](auto h) { store_->async_maintain(h); }), 0);
+    EXPECT_EQ(find(a.id)->state, entry_state::queued);
+}
+
 TEST_F(queue_store_test, operators_requeue_remove_and_purge)
 {
     const auto a = enqueue("a"), b = enqueue("b"), c = enqueue("c");
@@ -275,6 +344,7 @@ TEST_F(queue_store_test, operators_requeue_remove_and_purge)
     EXPECT_EQ(requeue(a.id), admin_status::done);
     EXPECT_EQ(find(a.id)->state, entry_state::queued);
     EXPECT_EQ(find(a.id)->attempts, 0u);
+    EXPECT_EQ(find(a.id)->response_status, 0) << "a requeued entry's old answer is gone";
     EXPECT_EQ(counters().dead_letters.load(), 0);
     EXPECT_EQ(remove(c.id), admin_status::done);
     EXPECT_FALSE(find(c.id));
