@@ -761,6 +761,29 @@ class DeliveryTest(QueueCase):
         self.assertEqual(self.echo(s)["headers"]["x-breakerbox-delivery-attempt"], "2")
         self.assertEqual(up.stats()["paths"]["/through"], 2)
 
+    def test_a_request_the_upstream_may_have_got_is_never_queued(self):
+        # cancel_in_flight: the circuit opening ends a POST already sent to the upstream. It is answered
+        # by the next fallback, never queued: a delivery would make the upstream do it twice.
+        up = self.upstream("svc", threads=2)
+        bb = self.start(up.address, breaker=merged(LAX_BREAKER, {"consecutive_failures": 1, "cancel_in_flight": True}))
+        result = {}
+
+        def slow_post():
+            result["r"] = request(bb.port(), "POST", "/slow?delay_ms=4000", body=b"{}", timeout=15)
+
+        t = threading.Thread(target=slow_post)
+        t.start()
+        self.assertTrue(wait_until(lambda: up.stats()["in_flight"] >= 1, timeout=5))
+        self.assertEqual(request(bb.port(), target="/trip?status=500").status, 500)  # the trip
+        t.join(15)
+        r = result["r"]
+        self.assertEqual(r.status, 503, r.body)
+        self.assertIn(NEXT_BODY.encode(), r.body)
+        self.assertEqual(self.summary(bb)["depth"], 0)
+        self.assertEqual(sample(self.metrics(bb), "breakerbox_queue_enqueued_total", upstream="svc"), 0)
+        # The same request refused before it was sent is queued.
+        self.assertEqual(request(bb.port(), "POST", "/slow", body=b"{}").status, 202)
+
     def test_an_active_probe_closes_the_circuit_and_the_queue_drains(self):
         up = self.upstream("svc")
         breaker = merged(LAX_BREAKER, {"consecutive_failures": 1, "open_duration": "300ms",
