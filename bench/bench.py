@@ -124,6 +124,26 @@ def core_ticks(core):
     return 0, 0
 
 
+def parse_wrk(out):
+    """wrk --latency's report: requests per second, requests, p50 and p99 in ms, answers other than
+    2xx/3xx and socket errors."""
+    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if not m:
+        raise RuntimeError(f"wrk gave no result: {out[-500:]}")
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+
+    def latency(pct):
+        lm = re.search(rf"\s{pct}%\s+([\d.]+)(us|ms|s)\b", out)
+        v, unit = float(lm.group(1)), lm.group(2)
+        return v / 1000 if unit == "us" else v * 1000 if unit == "s" else v
+
+    return {"rps": float(m.group(1)), "requests": int(re.search(r"(\d+) requests in", out).group(1)),
+            "p50": latency(50), "p99": latency(99),
+            "non2xx": int(non2xx.group(1)) if non2xx else 0,
+            "socket_errors": sum(map(int, errors.groups())) if errors else 0}
+
+
 def busy_fraction(before, after):
     total = after[1] - before[1]
     return (after[0] - before[0]) / total if total else None
@@ -385,29 +405,19 @@ upstreams:
                               f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True, timeout=seconds + 30).stdout
         after = cpu_ticks(pids)
         cores_after = core_ticks(PROXY_CORE), core_ticks(LOAD_CORE)
-        rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-        total = int(re.search(r"(\d+) requests in", out).group(1))
-        non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-        errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-
-        def latency(pct):
-            m = re.search(rf"\s{pct}%\s+([\d.]+)(us|ms|s)", out)
-            v, unit = float(m.group(1)), m.group(2)
-            return v / 1000 if unit == "us" else v * 1000 if unit == "s" else v
+        w = parse_wrk(out)
+        total = w["requests"]
 
         def us_per_request(ticks):
             return ticks / CLK_TCK * 1e6 / max(total, 1) if pids else None
 
         user_us, kernel_us = (us_per_request(a - b) for a, b in zip(after, before))
         cpu_us = user_us + kernel_us if pids else None
-        return {"rps": rps, "p50": latency(50), "p99": latency(99), "cpu_us": cpu_us,
-                "user_us": user_us, "kernel_us": kernel_us,
+        return {**w, "cpu_us": cpu_us, "user_us": user_us, "kernel_us": kernel_us,
                 # Which side limited the run: a core near 100% busy is the bottleneck.
                 "proxy_core_busy": busy_fraction(cores_before[0], cores_after[0]),
                 "load_core_busy": busy_fraction(cores_before[1], cores_after[1]),
-                "requests": total, "bytes_per_request": read_bytes(out) / max(total, 1),
-                "non2xx": int(non2xx.group(1)) if non2xx else 0,
-                "socket_errors": sum(map(int, errors.groups())) if errors else 0}
+                "bytes_per_request": read_bytes(out) / max(total, 1)}
 
     def check_same_header_work(self, ports):
         """Refuses to compare proxies that do different header work (FORWARDING_HEADERS)."""

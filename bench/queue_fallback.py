@@ -235,17 +235,8 @@ def wrk_post(bench, bb, conns, seconds, script):
     cores_after = B.core_ticks(B.PROXY_CORE), B.core_ticks(B.LOAD_CORE)
     time.sleep(0.2)  # the requests wrk abandoned at its end: committed, or not, by now
     m_after = metrics(bb["admin"])
-    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if not m:
-        raise RuntimeError(f"wrk gave no result: {out[-500:]}")
-    total = int(re.search(r"(\d+) requests in", out).group(1))
-    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-
-    def latency(pct):
-        m = re.search(rf"\s{pct}%\s+([\d.]+)(us|ms|s)\b", out)
-        v, unit = float(m.group(1)), m.group(2)
-        return v / 1000 if unit == "us" else v * 1000 if unit == "s" else v
+    w = B.parse_wrk(out)
+    total = w["requests"]
 
     def delta(name):
         a, b = metric_sum(m_before, name), metric_sum(m_after, name)
@@ -254,12 +245,9 @@ def wrk_post(bench, bb, conns, seconds, script):
     user_us, kernel_us = ((a - b) / B.CLK_TCK * 1e6 / max(total, 1) for a, b in zip(after, before))
     commits = delta("breakerbox_queue_commit_duration_seconds_count")
     commit_s = delta("breakerbox_queue_commit_duration_seconds_sum")
-    return {"rps": float(m.group(1)), "p50": latency(50), "p99": latency(99), "requests": total,
-            "cpu_us": user_us + kernel_us, "user_us": user_us, "kernel_us": kernel_us,
+    return {**w, "cpu_us": user_us + kernel_us, "user_us": user_us, "kernel_us": kernel_us,
             "proxy_core_busy": B.busy_fraction(cores_before[0], cores_after[0]),
             "load_core_busy": B.busy_fraction(cores_before[1], cores_after[1]),
-            "non2xx": int(non2xx.group(1)) if non2xx else 0,
-            "socket_errors": sum(map(int, errors.groups())) if errors else 0,
             "enqueued": delta("breakerbox_queue_enqueued_total"),
             "commits_per_s": commits / seconds if commits else None,
             "per_commit": total / commits if commits else None,

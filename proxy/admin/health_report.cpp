@@ -91,10 +91,11 @@ nlohmann::json fallbacks_json(const std::vector<config::fallback_config>& fallba
                              {"max_attempts", f.queue.max_attempts},
                              {"max_age_ms", ms(f.queue.max_age)},
                              {"retention_ms", ms(f.queue.retention)},
-                             {"delivery", {{"rate", f.queue.delivery.rate},
-                                           {"concurrency", f.queue.delivery.concurrency},
-                                           {"backoff_base_ms", ms(f.queue.delivery.backoff_base)},
-                                           {"backoff_max_ms", ms(f.queue.delivery.backoff_max)}}}};
+                             {"delivery",
+                              {{"rate", f.queue.delivery.rate},
+                               {"concurrency", f.queue.delivery.concurrency},
+                               {"backoff_base_ms", ms(f.queue.delivery.backoff_base)},
+                               {"backoff_max_ms", ms(f.queue.delivery.backoff_max)}}}};
         list.push_back(item);
     }
     return list;

@@ -56,16 +56,16 @@ using resilience::breaker_state;
     X(outlier_endpoint_ejections, Counter, "breakerbox_outlier_endpoint_ejections_total", "Ejections of the endpoint.")        \
     X(active_probes, Counter, "breakerbox_active_probes_total",                                                                \
       "Active half-open probes (circuit_breaker.half_open.probe) by outcome.")                                                 \
-    X(queue_depth, Gauge, "breakerbox_queue_depth", "Queued requests waiting or being delivered (queue fallback).")          \
+    X(queue_depth, Gauge, "breakerbox_queue_depth", "Queued requests waiting or being delivered (queue fallback).")            \
     X(queue_in_flight, Gauge, "breakerbox_queue_in_flight", "Queued requests being delivered now.")                            \
-    X(queue_bytes, Gauge, "breakerbox_queue_bytes", "Stored size of the queued requests, bytes.")                               \
-    X(queue_oldest_age, Gauge, "breakerbox_queue_oldest_age_seconds", "Age of the oldest queued request (0: none).")            \
+    X(queue_bytes, Gauge, "breakerbox_queue_bytes", "Stored size of the queued requests, bytes.")                              \
+    X(queue_oldest_age, Gauge, "breakerbox_queue_oldest_age_seconds", "Age of the oldest queued request (0: none).")           \
     X(queue_dead_letters, Gauge, "breakerbox_queue_dead_letters", "Dead letters kept: failed and expired requests.")           \
-    X(queue_enqueued, Counter, "breakerbox_queue_enqueued_total", "Requests stored by the queue fallback (202 sent).")           \
+    X(queue_enqueued, Counter, "breakerbox_queue_enqueued_total", "Requests stored by the queue fallback (202 sent).")         \
     X(queue_delivered, Counter, "breakerbox_queue_delivered_total", "Queued requests delivered.")                              \
     X(queue_dead_lettered, Counter, "breakerbox_queue_dead_lettered_total",                                                    \
-      "Queued requests dead-lettered: a terminal answer or max_attempts.")                                                    \
-    X(queue_expired, Counter, "breakerbox_queue_expired_total", "Queued requests not delivered within max_age.")                \
+      "Queued requests dead-lettered: a terminal answer or max_attempts.")                                                     \
+    X(queue_expired, Counter, "breakerbox_queue_expired_total", "Queued requests not delivered within max_age.")               \
     X(queue_rejected, Counter, "breakerbox_queue_rejected_total", "Requests the queue did not take, by reason.")               \
     X(queue_delivery_attempts, Counter, "breakerbox_queue_delivery_attempts_total", "Delivery attempts, by result.")           \
     X(connections, Counter, "breakerbox_downstream_connections_total", "Client connections accepted.")                         \
@@ -80,8 +80,8 @@ using resilience::breaker_state;
     X(event_viewers, Gauge, "breakerbox_admin_event_viewers", "GET /events streams (dashboards) connected now.")               \
     X(event_viewers_dropped, Counter, "breakerbox_admin_event_viewers_dropped_total",                                          \
       "Event-stream viewers dropped because they did not read fast enough.")                                                   \
-    X(queue_commit_duration, Histogram, "breakerbox_queue_commit_duration_seconds",                                          \
-      "Time to write and commit one group of queue operations (the fsync included).")                                        \
+    X(queue_commit_duration, Histogram, "breakerbox_queue_commit_duration_seconds",                                            \
+      "Time to write and commit one group of queue operations (the fsync included).")                                          \
     X(generated_responses, Counter, "breakerbox_proxy_generated_responses_total",                                              \
       "Responses breakerbox generated itself (errors, rejections).")
 

@@ -200,7 +200,7 @@ struct queue_fallback_config {
     std::vector<std::string> methods{"POST", "PUT", "PATCH", "DELETE"}; // never GET, HEAD, OPTIONS, TRACE, CONNECT
     std::vector<std::string> path_prefixes;                             // empty = every path
     bool require_prefer_async = false;                                  // only with Prefer: respond-async (RFC 7240)
-    bool store_credentials = false; // keep Authorization, Cookie, Proxy-Authorization on disk
+    bool store_credentials = false;                                     // keep Authorization, Cookie, Proxy-Authorization on disk
     std::uint64_t max_entries = 10000;
     std::uint64_t max_bytes = 64ull * 1024 * 1024;
     std::uint64_t max_body_size = 1024 * 1024;

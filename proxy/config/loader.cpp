@@ -750,7 +750,8 @@ void read_queue_fallback(reader& r, const YAML::Node& q, const std::string& path
             if (!is_token(m) || lower(m) == m)
                 r.fail(q["methods"][i], mp, "expected an upper-case method name such as POST, got \"" + m + "\"");
             else if (never_queued(m))
-                r.fail(q["methods"][i], mp, m + " is never queued: answering 202 to a safe method would hide the upstream's answer");
+                r.fail(q["methods"][i], mp,
+                       m + " is never queued: answering 202 to a safe method would hide the upstream's answer");
         }
         if (c.methods.empty())
             r.fail(q["methods"], path + ".methods", "expected at least one method");
@@ -1132,7 +1133,8 @@ void read_queue_store(reader& r, const YAML::Node& root, config& cfg, const std:
         r.read_enum(node, "synchronous", "queue_store", qs.synchronous);
         r.read_string(node, "status_path", "queue_store", qs.status_path);
         if (qs.status_path.size() < 2 || qs.status_path.front() != '/' || qs.status_path.back() != '/')
-            r.fail(node["status_path"], "queue_store.status_path", "expected a path that starts and ends with /, such as /_breakerbox/queue/");
+            r.fail(node["status_path"], "queue_store.status_path",
+                   "expected a path that starts and ends with /, such as /_breakerbox/queue/");
     }
     if (qs.enabled)
         return;
@@ -1146,8 +1148,9 @@ void read_queue_store(reader& r, const YAML::Node& root, config& cfg, const std:
 
 void read_root(reader& r, const YAML::Node& root, config& cfg, const std::string& config_dir)
 {
-    if (!r.check_map(root, "",
-                     {"workers", "listeners", "admin", "limits", "forwarding", "logging", "queue_store", "defaults", "upstreams"}))
+    if (!r.check_map(
+            root, "",
+            {"workers", "listeners", "admin", "limits", "forwarding", "logging", "queue_store", "defaults", "upstreams"}))
         return;
     r.read_uint(root, "workers", "", cfg.workers, 0, 256);
     if (auto l = root["limits"])

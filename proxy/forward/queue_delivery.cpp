@@ -47,8 +47,8 @@ queue::delivery_outcome outcome_of(const delivery_answer& a, const http::respons
     }
     // A refusal after an attempt that may have reached the upstream (a retry the circuit turned away)
     // counts as that attempt: its number is never sent twice, and max_attempts still ends a flapping one.
-    o.result = refused_before_sending(a.error) && !a.maybe_sent ? queue::delivery_result::not_sent
-                                                                 : queue::delivery_result::retryable;
+    o.result =
+        refused_before_sending(a.error) && !a.maybe_sent ? queue::delivery_result::not_sent : queue::delivery_result::retryable;
     o.error = std::string(token(a.error)) + (a.detail.empty() ? "" : ": " + a.detail);
     return o;
 }
@@ -81,8 +81,8 @@ struct delivery_count {
 // One claimed entry: sent, and its outcome recorded (committed) before the result is returned. An
 // exception (an allocation failing, say) is a retryable failure, recorded like one.
 asio::awaitable<queue::delivery_result> deliver_one(runtime::worker_context& worker, queue::queue_store& store,
-                                                    std::shared_ptr<runtime::worker_generation> gen,
-                                                    runtime::upstream_handle& up, queue::entry e)
+                                                    std::shared_ptr<runtime::worker_generation> gen, runtime::upstream_handle& up,
+                                                    queue::entry e)
 {
     const delivery_count counted(worker.state);
     const auto& q = queue_settings(up);
@@ -93,8 +93,8 @@ asio::awaitable<queue::delivery_result> deliver_one(runtime::worker_context& wor
         const auto answer = co_await deliver_queued(worker, *gen, up, req, res);
         outcome = outcome_of(answer, res, q);
     } catch (const std::exception& ex) {
-        outcome = {queue::delivery_result::retryable, 0, {}, {}, false, std::string("delivery failed: ") + ex.what(),
-                   q.max_attempts};
+        outcome = {
+            queue::delivery_result::retryable, 0, {}, {}, false, std::string("delivery failed: ") + ex.what(), q.max_attempts};
     }
     const auto result = outcome.result;
     if (result != queue::delivery_result::delivered && result != queue::delivery_result::not_sent)

@@ -78,9 +78,8 @@ bool queueable(const config::queue_fallback_config& q, const http::request& req,
     const auto method = req.method_string();
     if (std::none_of(q.methods.begin(), q.methods.end(), [&](const std::string& m) { return m == method; }))
         return false;
-    if (!q.path_prefixes.empty() &&
-        std::none_of(q.path_prefixes.begin(), q.path_prefixes.end(),
-                     [&](const std::string& p) { return upstream_target.substr(0, p.size()) == p; }))
+    if (!q.path_prefixes.empty() && std::none_of(q.path_prefixes.begin(), q.path_prefixes.end(),
+                                                 [&](const std::string& p) { return upstream_target.substr(0, p.size()) == p; }))
         return false;
     return !q.require_prefer_async || prefers_respond_async(req);
 }
@@ -209,8 +208,8 @@ std::optional<std::string> status_id(std::string_view target, std::string_view s
     auto id = target.substr(status_path.size());
     id = id.substr(0, id.find('?'));
     const bool well_formed = id.size() == 32 && std::all_of(id.begin(), id.end(), [](char c) {
-        return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
-    });
+                                 return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+                             });
     return well_formed ? std::optional<std::string>(id) : std::nullopt;
 }
 
@@ -238,9 +237,9 @@ http::response status_response(const lookup& found, unsigned version)
 
 http::response status_method_not_allowed(unsigned version)
 {
-    auto res = json_answer(bhttp::status::method_not_allowed,
-                           {{"error", "method_not_allowed"}, {"detail", "the status of a queued request is read with GET"}},
-                           version);
+    auto res =
+        json_answer(bhttp::status::method_not_allowed,
+                    {{"error", "method_not_allowed"}, {"detail", "the status of a queued request is read with GET"}}, version);
     res.set(bhttp::field::allow, "GET, HEAD");
     return res;
 }
@@ -249,16 +248,16 @@ void keep_response(const http::response& res, std::uint64_t limit, delivery_outc
 {
     // The status resource answers anyone with the id: only fields that describe the answer, never the
     // upstream's Set-Cookie or other session state (a delivery may carry a service's own credentials).
-    static constexpr bhttp::field kept[]{bhttp::field::content_type,  bhttp::field::content_language,
-                                         bhttp::field::content_location, bhttp::field::location,
-                                         bhttp::field::etag,           bhttp::field::last_modified,
-                                         bhttp::field::retry_after};
+    static constexpr bhttp::field kept[]{
+        bhttp::field::content_type, bhttp::field::content_language, bhttp::field::content_location, bhttp::field::location,
+        bhttp::field::etag,         bhttp::field::last_modified,    bhttp::field::retry_after};
     std::map<std::string, std::string> fields;
     for (const auto& f : res.base()) {
         if (std::find(std::begin(kept), std::end(kept), f.name()) == std::end(kept))
             continue;
         std::string name(f.name_string());
-        std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+        std::transform(name.begin(), name.end(), name.begin(),
+                       [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
         auto& v = fields[name];
         v += (v.empty() ? "" : ", ") + std::string(f.value());
     }

@@ -54,7 +54,7 @@ PRAGMA user_version=1;
 constexpr std::int64_t schema_version = 1;
 
 // The columns an entry is read with, in this order (read_entry).
-#define BREAKERBOX_ENTRY_COLUMNS                                                                                         \
+#define BREAKERBOX_ENTRY_COLUMNS                                                                                        \
     "seq, id, upstream, state, attempts, idempotency_key, enqueued_ms, updated_ms, method, target, fields, body_size, " \
     "response_status, response_headers, response_body, response_truncated, last_error, size"
 
@@ -93,6 +93,18 @@ std::optional<std::string> minted_id(std::string_view key)
     return std::string(id);
 }
 
+// The entry an Idempotency-Key already names (`q`: a bound lookup returning id, fingerprint, state),
+// answered as a duplicate (same payload) or a reused key (another payload); nullopt when there is none.
+std::optional<enqueue_result> already_stored(sqlite_statement& q, const enqueue_request& req)
+{
+    std::optional<enqueue_result> r;
+    if (q.step() == SQLITE_ROW)
+        r = enqueue_result{q.text(1) == req.fingerprint ? enqueue_status::duplicate : enqueue_status::key_reused, q.text(0),
+                           req.idempotency_key, parse_name<entry_state>(q.text(2)).value_or(entry_state::queued)};
+    q.reset();
+    return r;
+}
+
 std::int64_t system_wall_ms()
 {
     return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
@@ -123,7 +135,7 @@ bool prepare_files(const std::string& path, std::string& error)
         error = "cannot open " + path + ": " + std::strerror(errno);
         return false;
     }
-    struct stat st {};
+    struct stat st { };
     if (::fstat(fd, &st) == 0 && (st.st_mode & 077) != 0) {
         log::warn("the queue's database was readable by other users: its mode is set to 0600", {{"database", path}});
         ::fchmod(fd, 0600);
@@ -293,20 +305,19 @@ bool queue_store::prepare_statements()
         "INSERT INTO queue_entries(id, upstream, state, idempotency_key, key_from_client, fingerprint, method, target, fields, "
         "body, size, body_size, enqueued_ms, age_from_ms, updated_ms) "
         "VALUES(?1, ?2, 'queued', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?12)");
-    s.find_minted = db.prepare("SELECT upstream, fingerprint, state FROM queue_entries WHERE id=?1");
+    s.find_minted = db.prepare("SELECT id, fingerprint, state FROM queue_entries WHERE id=?1 AND upstream=?2");
     s.find_id = db.prepare("SELECT " BREAKERBOX_ENTRY_COLUMNS ", body FROM queue_entries WHERE id=?1");
     s.select_queued = db.prepare("SELECT " BREAKERBOX_ENTRY_COLUMNS
                                  ", body FROM queue_entries WHERE upstream=?1 AND state='queued' ORDER BY seq LIMIT ?2");
-    s.mark_in_flight =
-        db.prepare("UPDATE queue_entries SET state='in_flight', attempts=attempts+1, updated_ms=?2 WHERE seq=?1");
-    s.set_state_result = db.prepare(
-        "UPDATE queue_entries SET state=?2, updated_ms=?3, response_status=?4, response_headers=?5, response_body=?6, "
-        "response_truncated=?7, last_error=?8, body=CASE WHEN ?2='delivered' THEN NULL ELSE body END, "
-        "fields=CASE WHEN ?2='delivered' THEN '' ELSE fields END WHERE id=?1");
+    s.mark_in_flight = db.prepare("UPDATE queue_entries SET state='in_flight', attempts=attempts+1, updated_ms=?2 WHERE seq=?1");
+    s.set_state_result =
+        db.prepare("UPDATE queue_entries SET state=?2, updated_ms=?3, response_status=?4, response_headers=?5, response_body=?6, "
+                   "response_truncated=?7, last_error=?8, body=CASE WHEN ?2='delivered' THEN NULL ELSE body END, "
+                   "fields=CASE WHEN ?2='delivered' THEN '' ELSE fields END WHERE id=?1");
     s.requeue_attempt = db.prepare(
         "UPDATE queue_entries SET state='queued', attempts=MAX(attempts-?2, 0), updated_ms=?3, last_error=?4 WHERE id=?1");
-    s.expire_select = db.prepare(
-        "SELECT seq, size FROM queue_entries WHERE upstream=?1 AND state='queued' AND age_from_ms<?2 ORDER BY seq");
+    s.expire_select =
+        db.prepare("SELECT seq, size FROM queue_entries WHERE upstream=?1 AND state='queued' AND age_from_ms<?2 ORDER BY seq");
     s.expire_one = db.prepare(
         "UPDATE queue_entries SET state='expired', updated_ms=?2, last_error='not delivered within max_age' WHERE seq=?1");
     // In batches: one pass of the maintenance never holds the writer (and every 202 behind it) for long.
@@ -317,12 +328,12 @@ bool queue_store::prepare_statements()
         db.prepare("SELECT " BREAKERBOX_ENTRY_COLUMNS " FROM queue_entries WHERE upstream=?1 AND state=?3 ORDER BY seq LIMIT ?2");
     s.remove = db.prepare("DELETE FROM queue_entries WHERE id=?1");
     s.purge = db.prepare("DELETE FROM queue_entries WHERE upstream=?1 AND state IN ('failed', 'expired')");
-    s.oldest_in_state =
-        db.prepare("SELECT enqueued_ms FROM queue_entries WHERE upstream=?1 AND state=?2 ORDER BY seq LIMIT 1");
-    for (auto* stmt : {&s.begin, &s.commit, &s.rollback, &s.savepoint, &s.release, &s.rollback_to, &s.find_key, &s.find_minted, &s.insert,
-                       &s.find_id, &s.select_queued, &s.mark_in_flight, &s.set_state_result, &s.requeue_attempt,
-                       &s.expire_select, &s.expire_one, &s.delete_final, &s.list_all, &s.list_state, &s.remove, &s.purge,
-                       &s.oldest_in_state})
+    s.oldest_in_state = db.prepare("SELECT enqueued_ms FROM queue_entries WHERE upstream=?1 AND state=?2 ORDER BY seq LIMIT 1");
+    for (auto* stmt : {&s.begin,         &s.commit,         &s.rollback,         &s.savepoint,       &s.release,
+                       &s.rollback_to,   &s.find_key,       &s.find_minted,      &s.insert,          &s.find_id,
+                       &s.select_queued, &s.mark_in_flight, &s.set_state_result, &s.requeue_attempt, &s.expire_select,
+                       &s.expire_one,    &s.delete_final,   &s.list_all,         &s.list_state,      &s.remove,
+                       &s.purge,         &s.oldest_in_state})
         if (!*stmt)
             return false;
     return true;
@@ -376,7 +387,8 @@ void queue_store::load_counters()
         c->dead_letters = 0;
         c->oldest_ms = 0;
     }
-    auto s = db_->prepare("SELECT upstream, state, count(*), sum(size), min(enqueued_ms) FROM queue_entries GROUP BY upstream, state");
+    auto s =
+        db_->prepare("SELECT upstream, state, count(*), sum(size), min(enqueued_ms) FROM queue_entries GROUP BY upstream, state");
     while (s && s.step() == SQLITE_ROW) {
         auto& slot = counters_[s.text(0)];
         if (!slot)
@@ -565,31 +577,13 @@ enqueue_result queue_store::do_enqueue(enqueue_request& req)
     auto& s = *st_;
     auto& c = counters(req.upstream);
     if (auto minted = minted_id(req.idempotency_key)) { // a key from one of our 202s: found by its id
-        s.find_minted.bind(1, *minted);
-        enqueue_result r;
-        const bool found = s.find_minted.step() == SQLITE_ROW && s.find_minted.text(0) == req.upstream;
-        if (found) {
-            r.id = *minted;
-            r.idempotency_key = req.idempotency_key;
-            r.state = parse_name<entry_state>(s.find_minted.text(2)).value_or(entry_state::queued);
-            r.status = s.find_minted.text(1) == req.fingerprint ? enqueue_status::duplicate : enqueue_status::key_reused;
-        }
-        s.find_minted.reset();
-        if (found)
-            return r;
+        s.find_minted.bind(1, *minted).bind(2, req.upstream);
+        if (auto r = already_stored(s.find_minted, req))
+            return *r;
     } else if (!req.idempotency_key.empty()) {
         s.find_key.bind(1, req.upstream).bind(2, req.idempotency_key);
-        const bool found = s.find_key.step() == SQLITE_ROW;
-        enqueue_result r;
-        if (found) {
-            r.id = s.find_key.text(0);
-            r.idempotency_key = req.idempotency_key;
-            r.state = parse_name<entry_state>(s.find_key.text(2)).value_or(entry_state::queued);
-            r.status = s.find_key.text(1) == req.fingerprint ? enqueue_status::duplicate : enqueue_status::key_reused;
-        }
-        s.find_key.reset();
-        if (found)
-            return r;
+        if (auto r = already_stored(s.find_key, req))
+            return *r;
     }
     const auto& rq = req.request;
     const std::int64_t size = static_cast<std::int64_t>(rq.method.size() + rq.target.size() + rq.fields.size() + rq.body.size());

@@ -47,8 +47,9 @@ constexpr std::span<const enum_name<entry_state>> names_of(entry_state) noexcept
 
 // Why a request was not queued (label `reason` of breakerbox_queue_rejected_total).
 enum class rejection : std::uint8_t { full, body_too_large, store_error };
-inline constexpr enum_name<rejection> rejection_names[]{
-    {rejection::full, "full"}, {rejection::body_too_large, "body_too_large"}, {rejection::store_error, "store_error"}};
+inline constexpr enum_name<rejection> rejection_names[]{{rejection::full, "full"},
+                                                        {rejection::body_too_large, "body_too_large"},
+                                                        {rejection::store_error, "store_error"}};
 constexpr std::span<const enum_name<rejection>> names_of(rejection) noexcept { return rejection_names; }
 
 // What a delivery attempt came to (label `result` of breakerbox_queue_delivery_attempts_total).
@@ -114,8 +115,8 @@ struct entry {
     std::int64_t enqueued_ms = 0, updated_ms = 0; // Unix milliseconds
     stored_request request;                       // body only when loaded for delivery or inspection
     std::uint64_t body_size = 0;
-    std::int64_t size = 0;   // what it counts against max_bytes
-    int response_status = 0; // 0: none yet
+    std::int64_t size = 0;        // what it counts against max_bytes
+    int response_status = 0;      // 0: none yet
     std::string response_headers; // JSON object text
     std::string response_body;    // at most response_body_limit bytes
     bool response_truncated = false;
@@ -129,7 +130,7 @@ struct delivery_outcome {
     std::string response_headers; // JSON object text
     std::string response_body;    // already cut to the limit
     bool response_truncated = false;
-    std::string error;            // why, when not delivered
+    std::string error; // why, when not delivered
     std::uint32_t max_attempts = 0;
 };
 
@@ -188,35 +189,47 @@ public:
 
     // Operations. Each completes on the caller's executor after its group committed; a failed commit
     // completes it as a store error. Usable with any completion token whose signature is void(R).
-    template <class Token> auto async_enqueue(enqueue_request req, Token&& token)
+    template <class Token>
+    auto async_enqueue(enqueue_request req, Token&& token)
     {
-        return submit<enqueue_result>([this, req = std::move(req)]() mutable { return do_enqueue(req); }, std::forward<Token>(token));
+        return submit<enqueue_result>([this, req = std::move(req)]() mutable { return do_enqueue(req); },
+                                      std::forward<Token>(token));
     }
-    template <class Token> auto async_find(std::string id, Token&& token)
+    template <class Token>
+    auto async_find(std::string id, Token&& token)
     {
-        return submit<lookup>([this, id = std::move(id)] { return lookup{true, do_find(id, false)}; }, std::forward<Token>(token));
+        return submit<lookup>(
+            [this, id = std::move(id)] {
+                return lookup{true, do_find(id, false)};
+            },
+            std::forward<Token>(token));
     }
     // Up to `n` of `upstream`'s oldest queued entries, with their bodies, marked in flight with their
     // attempt counted (in the same commit, so a crash after it counts the attempt). An entry whose
     // attempts already reached `max_attempts` (it was in flight at that many stops: a request that
     // kills the process, say) is dead-lettered instead of claimed.
-    template <class Token> auto async_claim(std::string upstream, unsigned n, std::uint32_t max_attempts, Token&& token)
+    template <class Token>
+    auto async_claim(std::string upstream, unsigned n, std::uint32_t max_attempts, Token&& token)
     {
-        return submit<std::vector<entry>>([this, u = std::move(upstream), n, max_attempts] { return do_claim(u, n, max_attempts); },
-                                          std::forward<Token>(token));
+        return submit<std::vector<entry>>(
+            [this, u = std::move(upstream), n, max_attempts] { return do_claim(u, n, max_attempts); },
+            std::forward<Token>(token));
     }
-    template <class Token> auto async_finish(std::string id, delivery_outcome outcome, Token&& token)
+    template <class Token>
+    auto async_finish(std::string id, delivery_outcome outcome, Token&& token)
     {
         return submit<finish_status>([this, id = std::move(id), o = std::move(outcome)] { return do_finish(id, o); },
                                      std::forward<Token>(token));
     }
     // Admin: entries of one upstream (oldest first, without bodies), optionally in one state.
-    template <class Token> auto async_list(std::string upstream, std::optional<entry_state> state, unsigned limit, Token&& token)
+    template <class Token>
+    auto async_list(std::string upstream, std::optional<entry_state> state, unsigned limit, Token&& token)
     {
         return submit<std::vector<entry>>([this, u = std::move(upstream), state, limit] { return do_list(u, state, limit); },
                                           std::forward<Token>(token));
     }
-    template <class Token> auto async_inspect(std::string upstream, std::string id, Token&& token)
+    template <class Token>
+    auto async_inspect(std::string upstream, std::string id, Token&& token)
     {
         return submit<std::optional<entry>>(
             [this, u = std::move(upstream), id = std::move(id)] {
@@ -225,22 +238,28 @@ public:
             },
             std::forward<Token>(token));
     }
-    template <class Token> auto async_requeue(std::string upstream, std::string id, Token&& token)
+    template <class Token>
+    auto async_requeue(std::string upstream, std::string id, Token&& token)
     {
-        return submit<admin_status>([this, u = std::move(upstream), id = std::move(id)] { return do_requeue(u, id); }, std::forward<Token>(token));
+        return submit<admin_status>([this, u = std::move(upstream), id = std::move(id)] { return do_requeue(u, id); },
+                                    std::forward<Token>(token));
     }
-    template <class Token> auto async_remove(std::string upstream, std::string id, Token&& token)
+    template <class Token>
+    auto async_remove(std::string upstream, std::string id, Token&& token)
     {
-        return submit<admin_status>([this, u = std::move(upstream), id = std::move(id)] { return do_remove(u, id); }, std::forward<Token>(token));
+        return submit<admin_status>([this, u = std::move(upstream), id = std::move(id)] { return do_remove(u, id); },
+                                    std::forward<Token>(token));
     }
     // Removes `upstream`'s dead letters (failed and expired); the count removed.
-    template <class Token> auto async_purge(std::string upstream, Token&& token)
+    template <class Token>
+    auto async_purge(std::string upstream, Token&& token)
     {
         return submit<std::int64_t>([this, u = std::move(upstream)] { return do_purge(u); }, std::forward<Token>(token));
     }
 
     // Expiry and retention now (the writer also runs them about once a second); the count expired.
-    template <class Token> auto async_maintain(Token&& token)
+    template <class Token>
+    auto async_maintain(Token&& token)
     {
         return submit<std::int64_t>([this] { return do_maintain(); }, std::forward<Token>(token));
     }
@@ -252,11 +271,13 @@ private:
         virtual void complete() = 0; // after the commit: posts the result to the caller
         virtual void fail() = 0;     // the commit failed: the result becomes a store error
     };
-    template <class R, class Handler> struct typed_command;
+    template <class R, class Handler>
+    struct typed_command;
 
     queue_store(std::unique_ptr<sqlite_db> db, std::function<std::int64_t()> wall_ms);
 
-    template <class R, class Op, class Token> auto submit(Op op, Token&& token);
+    template <class R, class Op, class Token>
+    auto submit(Op op, Token&& token);
     void push(std::unique_ptr<command> c);
     void writer_loop();
     void commit_group(std::vector<std::unique_ptr<command>>& group);
@@ -278,7 +299,7 @@ private:
     std::int64_t do_purge(const std::string& upstream);
 
     std::unique_ptr<sqlite_db> db_;
-    int lock_fd_ = -1; // the flock that makes this process the queue's only owner
+    int lock_fd_ = -1;       // the flock that makes this process the queue's only owner
     bool op_failed_ = false; // set by an operation whose writes must be rolled back to its savepoint
     struct statements;
     std::unique_ptr<statements> st_;
@@ -299,7 +320,8 @@ private:
 
 // --- implementation of the template parts ---
 
-template <class R, class Handler> struct queue_store::typed_command final : command {
+template <class R, class Handler>
+struct queue_store::typed_command final : command {
     typed_command(std::function<R()> op, Handler h)
         : op_(std::move(op)), handler_(std::move(h)), work_(asio::make_work_guard(asio::get_associated_executor(handler_)))
     {
@@ -333,7 +355,8 @@ template <class R, class Handler> struct queue_store::typed_command final : comm
     std::optional<R> result_;
 };
 
-template <class R, class Op, class Token> auto queue_store::submit(Op op, Token&& token)
+template <class R, class Op, class Token>
+auto queue_store::submit(Op op, Token&& token)
 {
     return asio::async_initiate<Token, void(R)>(
         [this](auto handler, Op op) {

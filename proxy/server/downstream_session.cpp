@@ -3,13 +3,13 @@
 #include "core/log.hpp"
 #include "core/write_all.hpp"
 #include "forward/forwarder.hpp"
-#include "queue/queue_request.hpp"
 #include "http/error_response.hpp"
 #include "http/field_scan.hpp"
 #include "http/framing.hpp"
 #include "http/message_rules.hpp"
 #include "http/read_message.hpp"
 #include "http/serialize.hpp"
+#include "queue/queue_request.hpp"
 
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/parser.hpp>

@@ -148,8 +148,8 @@ def db_values(db_path):
         con.close()
 
 
-def sample(text, name, **labels):
-    """The value of one sample, by its labels (all given ones must match); None if absent."""
+def matching_samples(text, name, **labels):
+    """The values of the samples of `name` whose labels include all given ones."""
     for line in text.splitlines():
         if line.startswith(name + "{"):
             found = dict(re.findall(r'(\w+)="([^"]*)"', line[: line.index("}") + 1]))
@@ -158,23 +158,18 @@ def sample(text, name, **labels):
         else:
             continue
         if all(found.get(k) == v for k, v in labels.items()):
-            return float(line.rsplit(" ", 1)[1])
-    return None
+            yield float(line.rsplit(" ", 1)[1])
+
+
+def sample(text, name, **labels):
+    """The value of one sample, by its labels (all given ones must match); None if absent."""
+    return next(matching_samples(text, name, **labels), None)
 
 
 def samples_sum(text, name, **labels):
-    total, seen = 0.0, False
-    for line in text.splitlines():
-        if line.startswith(name + "{"):
-            found = dict(re.findall(r'(\w+)="([^"]*)"', line[: line.index("}") + 1]))
-        elif line.startswith(name + " "):
-            found = {}
-        else:
-            continue
-        if all(found.get(k) == v for k, v in labels.items()):
-            total += float(line.rsplit(" ", 1)[1])
-            seen = True
-    return total if seen else None
+    """The sum of the matching samples; None if there is none."""
+    values = list(matching_samples(text, name, **labels))
+    return sum(values) if values else None
 
 
 class Recorder:

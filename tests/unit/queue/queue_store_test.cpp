@@ -43,7 +43,8 @@ protected:
 
     // Runs one operation of the store to completion. Its handler has the system executor: the result
     // arrives on another thread, after the writer thread's commit.
-    template <class R, class Start> R await(Start start)
+    template <class R, class Start>
+    R await(Start start)
     {
         std::atomic<bool> done{false};
         std::optional<R> result;
@@ -308,7 +309,7 @@ TEST_F(queue_store_test, expiry_and_retention_follow_the_injected_wall_clock)
     EXPECT_EQ(counters().depth.load(), 0);
     EXPECT_EQ(counters().oldest_ms.load(), 0);
     EXPECT_TRUE(find(a.id)); // delivered, kept for retention (600 s)
-    now_ms_ += 601'000; // past the retention of both (b's counts from its expiry)
+    now_ms_ += 601'000;      // past the retention of both (b's counts from its expiry)
     await<std::int64_t>([&](auto h) { store_->async_maintain(h); });
     EXPECT_FALSE(find(a.id));
     EXPECT_FALSE(find(b.id));
@@ -367,7 +368,7 @@ TEST_F(queue_store_test, after_stop_every_operation_fails_at_once)
 TEST_F(queue_store_test, the_file_and_a_created_folder_are_private)
 {
     enqueue("a");
-    struct stat st {};
+    struct stat st { };
     ASSERT_EQ(::stat(cfg_.path.c_str(), &st), 0);
     EXPECT_EQ(st.st_mode & 0777, 0600u);
     ASSERT_EQ(::stat((dir_ / "sub").c_str(), &st), 0);
