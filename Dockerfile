@@ -27,7 +27,7 @@ CMD ["--listen", "0.0.0.0:7000", "--threads", "2"]
 FROM debian:bookworm-slim AS runtime
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libyaml-cpp0.7 libprometheus-cpp-core1.0 libmimalloc2.0 \
-    libssl3 ca-certificates libsqlite3-0 \
+    libssl3 ca-certificates libsqlite3-0 libhiredis0.14 \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 breakerbox \
  && useradd --system --uid 10001 --gid breakerbox --no-create-home --shell /usr/sbin/nologin breakerbox \

@@ -6,6 +6,7 @@
 #include "core/log.hpp"
 #include "forward/active_prober.hpp"
 #include "forward/outlier_monitor.hpp"
+#include "cluster/cluster_sync.hpp"
 #include "forward/queue_delivery.hpp"
 #include "queue/queue_store.hpp"
 #include "runtime/proxy_state.hpp"
@@ -48,6 +49,7 @@ public:
                     pool_.at(w).context.current->upstreams[i].set_endpoints(addresses[i]);
             start_upstream_tasks(rt, addresses);
             open_queue(*rt);
+            make_cluster(*rt);
             bind_listeners();
             bind_admin();
         } catch (const std::exception& e) {
@@ -56,6 +58,8 @@ public:
         }
         pool_.start();
         start_queue_deliveries(*state_.current());
+        if (cluster_)
+            cluster_->start();
         for (auto& l : listeners_)
             l->start();
         if (admin_)
@@ -187,6 +191,8 @@ private:
                 out.errors.push_back(config_path_ + ": workers: changing the worker count needs a restart");
             if (!(c.queue_store == old->cfg.queue_store))
                 out.errors.push_back(config_path_ + ": queue_store: changing the queue's store needs a restart");
+            if (!(c.cluster == old->cfg.cluster))
+                out.errors.push_back(config_path_ + ": cluster: changing the cluster block needs a restart");
         }
         if (!out.errors.empty()) {
             log::error("configuration reload rejected", {{"config", config_path_},
@@ -220,6 +226,8 @@ private:
         start_upstream_tasks(rt, addresses);
         apply_queue_policies(*rt);
         start_queue_deliveries(*rt);
+        if (cluster_)
+            cluster_->nudge(); // the new generation's gates get the cluster's verdicts at once
         publish_reload(true, rt->generation, {});
         log::info("configuration reloaded", {{"config", config_path_},
                                              {"generation", rt->generation},
@@ -234,6 +242,19 @@ private:
         if (admin_)
             // How many errors, not their text (file paths and values): the stream is readable without the token.
             admin_->events().publish("reload", {{"applied", applied}, {"generation", generation}, {"errors", errors.size()}});
+    }
+
+    // The cluster sync (scope: cluster), started once the workers run. A clustered upstream without it is
+    // refused by the loader.
+    void make_cluster(const runtime::config_generation& rt)
+    {
+        if (!rt.cfg.cluster.enabled)
+            return;
+        cluster_ = std::make_unique<cluster::cluster_sync>(main_, state_, rt.cfg.cluster);
+        log::info("cluster scope", {{"redis", rt.cfg.cluster.redis},
+                                    {"replica", cluster_->status().replica_id},
+                                    {"quorum", rt.cfg.cluster.quorum},
+                                    {"sync_interval_ms", rt.cfg.cluster.sync_interval / millis(1)}});
     }
 
     // The queue fallback's store, opened (and recovered) before any listener accepts.
@@ -323,12 +344,17 @@ private:
         if (!a.enabled)
             return;
         admin::admin_context ctx{state_, {}, steady_clock_source::instance(), [this] { return reload(); }};
+        ctx.cluster = cluster_.get();
         for (std::size_t w = 0; w < pool_.size(); ++w)
             ctx.workers.push_back(&pool_.at(w).context);
         admin_ = std::make_unique<admin::admin_server>(main_, std::move(ctx), a.token, admin::event_limits{a.max_event_viewers});
         // Breaker transitions reach /events from whichever thread wins them (posted to this thread).
-        resilience::set_transition_observer(
-            [hub = &admin_->events()](const resilience::transition_event& e) { hub->post_transition(e); });
+        // A transition of a clustered upstream is reported to Redis at once, not at the next interval.
+        resilience::set_transition_observer([hub = &admin_->events(), cluster = cluster_.get()](const resilience::transition_event& e) {
+            hub->post_transition(e);
+            if (cluster)
+                cluster->nudge();
+        });
         admin_->bind(a.address);
         log::info("admin listening",
                   {{"address", a.address.host + ":" + std::to_string(admin_->port())},
@@ -405,6 +431,8 @@ private:
     // worker), and destroying that operation after the worker's context would touch its freed socket
     // service (ASan caught it, now and then, on SIGTERM). Its coroutines also refer to the pool.
     asio::io_context main_{1};
+    // scope: cluster. Its client and timers belong to main_: declared after it, destroyed before it.
+    std::unique_ptr<cluster::cluster_sync> cluster_;
     std::vector<std::unique_ptr<server::listener>> listeners_;
     std::unique_ptr<admin::admin_server> admin_;
     asio::signal_set signals_;

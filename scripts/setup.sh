@@ -13,6 +13,7 @@ build_packages=(
   libmimalloc-dev              # the proxy's allocator (CMakeLists.txt says why)
   libssl-dev                   # TLS towards upstreams (OpenSSL 3.0 through boost::asio::ssl)
   libsqlite3-dev               # the queue fallback's durable store
+  libhiredis-dev               # circuit state shared across replicas (cluster scope), Redis client 0.14
 )
 # What the tests, the demo and the benchmarks need on top.
 test_packages=(
@@ -23,6 +24,7 @@ test_packages=(
   wrk                          # the soak test's load generator
   openssl                      # test certificates, made at run time (tests/integration/tls_pki.py)
   chromium                     # the dashboard's browser test (tests/browser, driven by playwright-core)
+  faketime                     # a replica with a skewed clock (tests/integration/test_cluster.py)
 )
 build_only=0
 [ "${1:-}" = --build-only ] && build_only=1
@@ -64,6 +66,22 @@ fi
 
 # The benchmark's comparison proxies (the bench.smoke test runs them): their services must not start.
 bash "$root/bench/setup.sh"
+
+# redis-server for the cluster-scope tests, which start their own (on a Unix socket, no persistence):
+# its service must not start either — a temporary policy-rc.d refuses service starts while installing.
+if ! dpkg-query -W -f='${Status}' redis-server 2>/dev/null | grep -q "install ok installed"; then
+  policy=/usr/sbin/policy-rc.d
+  created_policy=0
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+    $SUDO chmod +x "$policy"
+    created_policy=1
+  fi
+  apt_update
+  $SUDO apt-get install -y -qq --no-install-recommends redis-server >/dev/null || { [ "$created_policy" = 1 ] && $SUDO rm -f "$policy"; exit 1; }
+  [ "$created_policy" = 1 ] && $SUDO rm -f "$policy"
+  echo "setup: redis-server installed (its service not started)"
+fi
 
 # The browser test's driver: playwright-core from the npm registry (version pinned in
 # tests/browser/package-lock.json), run by Node.js — Debian's nodejs and npm unless a Node.js with npm

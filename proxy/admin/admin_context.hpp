@@ -19,6 +19,13 @@ struct reload_outcome {
 };
 
 class event_hub;
+}
+
+namespace breakerbox::cluster {
+class cluster_sync;
+}
+
+namespace breakerbox::admin {
 
 struct admin_context {
     runtime::proxy_state& state;
@@ -26,6 +33,7 @@ struct admin_context {
     const clock& clk;
     std::function<reload_outcome()> reload; // POST /admin/reload (runs on the main thread, like SIGHUP)
     event_hub* events = nullptr;            // /events: operator actions and reloads are published there
+    cluster::cluster_sync* cluster = nullptr; // scope: cluster (main thread, like the admin listener)
 
     // One upstream's counters summed over the workers, by upstream name (a worker may briefly still
     // serve the previous configuration after a reload, with other indexes; the counters are the same

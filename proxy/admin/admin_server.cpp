@@ -1,6 +1,7 @@
 #include "admin/admin_server.hpp"
 
 #include "admin/admin_routes.hpp"
+#include "admin/cluster_routes.hpp"
 #include "admin/queue_routes.hpp"
 #include "core/log.hpp"
 #include "core/write_all.hpp"
@@ -168,6 +169,8 @@ asio::awaitable<void> admin_server::session(tcp::socket socket)
             res = http::make_error_response(refused, {}, "refused by RFC 9112 §3.2 / §6.1", 11);
         else if (is_queue_admin_request(req)) // waits for the queue's writer thread
             res = co_await handle_queue_admin(ctx_, req, {remote, token_});
+        else if (is_cluster_action(req)) // waits for Redis (bounded by cluster.command_timeout)
+            res = co_await handle_cluster_action(ctx_, req, {remote, token_});
         else
             res = handle_admin_request(ctx_, req, {remote, token_});
         const bool keep_alive = refused == proxy_error::ok && req.keep_alive();

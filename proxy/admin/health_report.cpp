@@ -1,6 +1,7 @@
 #include "admin/health_report.hpp"
 
 #include "admin/queue_routes.hpp"
+#include "cluster/cluster_sync.hpp"
 
 #include "tls/upstream_tls.hpp"
 
@@ -208,6 +209,28 @@ nlohmann::json policy_json(const config::upstream_config& u)
     };
 }
 
+// scope: cluster — what the last sync learnt (null before the first, or without a cluster block).
+nlohmann::json cluster_upstream_json(const admin_context& ctx, const std::string& name)
+{
+    if (!ctx.cluster)
+        return nullptr;
+    const auto& status = ctx.cluster->status();
+    const auto it = status.upstreams.find(name);
+    if (it == status.upstreams.end())
+        return {{"scope", "cluster"}, {"verdict", "closed"}, {"synced", false}};
+    const auto& v = it->second;
+    return {{"scope", "cluster"},
+            {"synced", status.redis_up},
+            {"verdict", name_of(v.verdict)},
+            {"reason", v.reason},
+            {"ms_left", v.ms_left},
+            {"live_replicas", v.live_replicas},
+            {"open_replicas", v.open_replicas},
+            {"calls", v.calls},
+            {"failures", v.failures},
+            {"probing", v.probing}};
+}
+
 nlohmann::json upstream_json(const admin_context& ctx, const resilience::upstream_resilience& r, breaker_state& state_out)
 {
     const std::string& name = r.cfg.name;
@@ -262,6 +285,8 @@ nlohmann::json upstream_json(const admin_context& ctx, const resilience::upstrea
         j["next_probe_in_ms"] = ms(std::max<nanos>(0, snap.open_until - now));
     if (r.cache)
         j["stale_cache"] = {{"entries", r.cache->entries()}, {"bytes", r.cache->bytes()}};
+    if (r.cfg.breaker.scope == config::breaker_scope::cluster)
+        j["cluster"] = cluster_upstream_json(ctx, name);
     if (ctx.state.queue && r.cfg.queue_fallback())
         j["queue"] = queue_summary(ctx.state.queue->counters(name),
                                    std::chrono::duration_cast<std::chrono::milliseconds>(wall_now.time_since_epoch()).count());
@@ -302,6 +327,18 @@ std::optional<health_report> build_health_report(const admin_context& ctx, std::
            "per-instance: every breakerbox sidecar keeps its own circuit state; other replicas may see different states"}}},
         {"upstreams", upstreams},
     };
+    if (ctx.cluster) {
+        const auto& c = ctx.cluster->status();
+        body["instance"]["scope"] = "per-instance, except upstreams with circuit_breaker.scope: cluster, whose verdict "
+                                    "the replicas share through Redis (their cluster block)";
+        body["cluster"] = {{"replica_id", c.replica_id},
+                           {"redis",
+                            {{"address", c.address},
+                             {"up", c.redis_up},
+                             {"last_error", c.last_error},
+                             {"clock_offset_ms", c.clock_offset_seconds * 1000.0},
+                             {"syncs", c.syncs}}}};
+    }
     return health_report{std::move(body), any_open ? 503u : 200u};
 }
 

@@ -1,5 +1,6 @@
 #include "admin/metrics_exposition.hpp"
 
+#include "cluster/cluster_sync.hpp"
 #include "queue/queue_store.hpp"
 
 #include "admin/event_hub.hpp"
@@ -68,6 +69,9 @@ using resilience::breaker_state;
     X(queue_expired, Counter, "breakerbox_queue_expired_total", "Queued requests not delivered within max_age.")               \
     X(queue_rejected, Counter, "breakerbox_queue_rejected_total", "Requests the queue did not take, by reason.")               \
     X(queue_delivery_attempts, Counter, "breakerbox_queue_delivery_attempts_total", "Delivery attempts, by result.")           \
+    X(cluster_live_replicas, Gauge, "breakerbox_cluster_live_replicas",                                                      \
+      "Replicas reporting on the upstream in the cluster (scope: cluster), at the last sync.")                                \
+    X(cluster_verdict, Gauge, "breakerbox_cluster_verdict", "1 for the cluster's current verdict on the upstream, 0 for the others.") \
     X(connections, Counter, "breakerbox_downstream_connections_total", "Client connections accepted.")                         \
     X(connections_parked, Counter, "breakerbox_downstream_connections_parked_total",                                           \
       "Idle keep-alive client connections that gave their read buffer back after a second without a request.")                 \
@@ -80,6 +84,12 @@ using resilience::breaker_state;
     X(event_viewers, Gauge, "breakerbox_admin_event_viewers", "GET /events streams (dashboards) connected now.")               \
     X(event_viewers_dropped, Counter, "breakerbox_admin_event_viewers_dropped_total",                                          \
       "Event-stream viewers dropped because they did not read fast enough.")                                                   \
+    X(cluster_redis_up, Gauge, "breakerbox_cluster_redis_up", "1 while the cluster sync reaches Redis (scope: cluster).")       \
+    X(cluster_sync_duration, Histogram, "breakerbox_cluster_sync_duration_seconds",                                          \
+      "One sync with Redis: every clustered upstream's report and verdict, one pipelined call.")                             \
+    X(cluster_sync_failures, Counter, "breakerbox_cluster_sync_failures_total", "Syncs and connections that failed, by reason.") \
+    X(cluster_commands, Counter, "breakerbox_cluster_redis_commands_total", "Commands sent to Redis by the cluster sync.")       \
+    X(cluster_clock_offset, Gauge, "breakerbox_cluster_clock_offset_seconds", "Redis TIME minus this host's clock, at the last sync.") \
     X(queue_commit_duration, Histogram, "breakerbox_queue_commit_duration_seconds",                                            \
       "Time to write and commit one group of queue operations (the fsync included).")                                          \
     X(generated_responses, Counter, "breakerbox_proxy_generated_responses_total",                                              \
@@ -293,6 +303,32 @@ void add_commit_latency(exposition& e, const queue::queue_store& store)
     e.add_histogram(metric::queue_commit_duration, std::move(h));
 }
 
+// scope: cluster — per upstream what the last sync learnt.
+void add_cluster_upstreams(exposition& e, const cluster::sync_status& c)
+{
+    for (const auto& [name, view] : c.upstreams) {
+        e.add(metric::cluster_live_replicas, {{"upstream", name}}, double(view.live_replicas));
+        for (const auto& v : resilience::cluster_verdict_names)
+            e.add(metric::cluster_verdict, {{"upstream", name}, {"state", std::string(v.name)}}, v.value == view.verdict ? 1 : 0);
+    }
+}
+
+void add_cluster(exposition& e, const cluster::sync_status& c)
+{
+    e.add(metric::cluster_redis_up, {}, c.redis_up ? 1 : 0);
+    ClientMetric h;
+    for (std::size_t b = 0; b < c.latency_cumulative.size(); ++b)
+        h.histogram.bucket.push_back({c.latency_cumulative[b], cluster::sync_status::sync_buckets[b]});
+    h.histogram.bucket.push_back({c.latency_count, std::numeric_limits<double>::infinity()});
+    h.histogram.sample_count = c.latency_count;
+    h.histogram.sample_sum = c.latency_sum;
+    e.add_histogram(metric::cluster_sync_duration, std::move(h));
+    for (std::size_t r = 1; r < cluster::sync_failure_names.size(); ++r)
+        e.add(metric::cluster_sync_failures, {{"reason", std::string(cluster::sync_failure_names[r])}}, double(c.failures[r]));
+    e.add(metric::cluster_commands, {}, double(c.commands));
+    e.add(metric::cluster_clock_offset, {}, c.clock_offset_seconds);
+}
+
 void add_proxy_wide(exposition& e, const admin_context& ctx)
 {
     const auto w = ctx.worker_totals();
@@ -329,7 +365,11 @@ std::string render_metrics(const admin_context& ctx)
     }
     if (ctx.state.queue)
         add_queues(e, *ctx.state.queue);
+    if (ctx.cluster)
+        add_cluster_upstreams(e, ctx.cluster->status());
     add_proxy_wide(e, ctx);
+    if (ctx.cluster)
+        add_cluster(e, ctx.cluster->status());
     if (ctx.state.queue)
         add_commit_latency(e, *ctx.state.queue);
     return e.serialize();

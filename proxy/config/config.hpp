@@ -102,8 +102,16 @@ struct classification_config {
     bool operator==(const classification_config&) const = default;
 };
 
+// scope: local (each sidecar decides alone, the default) or cluster (docs/cluster.md: the replicas'
+// windows are summed in Redis and a quorum opens the circuit for all).
+enum class breaker_scope : std::uint8_t { local, cluster };
+inline constexpr enum_name<breaker_scope> breaker_scope_names[]{{breaker_scope::local, "local"},
+                                                                {breaker_scope::cluster, "cluster"}};
+constexpr std::span<const enum_name<breaker_scope>> names_of(breaker_scope) noexcept { return breaker_scope_names; }
+
 struct breaker_config {
     bool enabled = true;
+    breaker_scope scope = breaker_scope::local;
     std::uint32_t consecutive_failures = 5; // 0 disables the rule
     bool failure_rate_enabled = true;
     double failure_rate_threshold = 50.0; // percent
@@ -210,6 +218,21 @@ struct queue_fallback_config {
     std::uint64_t response_body_limit = 4096;
     queue_delivery_config delivery;
     bool operator==(const queue_fallback_config&) const = default;
+};
+
+// cluster: circuit state shared across replicas through Redis (docs/cluster.md). Times in nanoseconds.
+struct cluster_config {
+    bool enabled = false;   // a cluster block was given
+    std::string redis;      // "unix:/path/redis.sock" or "IP:port" (an address: no blocking name lookup)
+    std::string password;   // from password_file or password_env, read at load time ("" = no AUTH)
+    std::string replica_id; // "" = host name + "-" + pid
+    std::string key_prefix = "breakerbox";
+    nanos sync_interval = millis(500);
+    std::uint32_t quorum = 2;
+    nanos replica_timeout = 0; // a replica silent this long drops out; 0 = 4 sync intervals
+    nanos connect_timeout = millis(500);
+    nanos command_timeout = millis(250);
+    bool operator==(const cluster_config&) const = default;
 };
 
 enum class queue_sync : std::uint8_t { full, normal };
@@ -348,6 +371,7 @@ struct config {
     forwarding_config forwarding;
     logging_config logging;
     queue_store_config queue_store;
+    cluster_config cluster;
     std::vector<upstream_config> upstreams;
 
     const upstream_config* find_upstream(std::string_view name) const

@@ -1,6 +1,7 @@
 #include "config/loader.hpp"
 #include "config/tls_material.hpp"
 
+#include <arpa/inet.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -396,11 +397,12 @@ void read_half_open(reader& r, const YAML::Node& ho, const std::string& p, break
 void read_breaker(reader& r, const YAML::Node& node, const std::string& path, breaker_config& b)
 {
     if (!r.check_map(node, path,
-                     {"enabled", "consecutive_failures", "failure_rate", "slow_calls", "open_duration",
+                     {"enabled", "scope", "consecutive_failures", "failure_rate", "slow_calls", "open_duration",
                       "open_duration_multiplier", "max_open_duration", "open_duration_jitter", "open_backoff_reset_after",
                       "half_open", "recovery_ramp", "cancel_in_flight", "classify"}))
         return;
     r.read_bool(node, "enabled", path, b.enabled);
+    r.read_enum(node, "scope", path, b.scope);
     r.read_uint(node, "consecutive_failures", path, b.consecutive_failures, 0, 1000000);
     if (auto fr = node["failure_rate"])
         read_failure_rate(r, fr, reader::join(path, "failure_rate"), b);
@@ -1117,6 +1119,84 @@ void check_routes(reader& r, const YAML::Node& root, const config& cfg)
 }
 
 // The whole file: each section by its reader, then the checks across sections.
+// "unix:/path" or an IP address with a port: never a name (hiredis 0.14 would resolve it with a blocking
+// getaddrinfo on the thread that runs the sync).
+bool valid_redis_address(const std::string& a)
+{
+    if (a.rfind("unix:/", 0) == 0)
+        return a.size() > 6;
+    auto hp = parse_host_port(a);
+    if (!hp || hp->port == 0)
+        return false;
+    unsigned char buf[16];
+    return ::inet_pton(AF_INET, hp->host.c_str(), buf) == 1 || ::inet_pton(AF_INET6, hp->host.c_str(), buf) == 1;
+}
+
+void read_cluster_password(reader& r, const YAML::Node& node, cluster_config& c, const std::string& config_dir)
+{
+    if (node["password_file"] && node["password_env"])
+        r.fail(node, "cluster.password_file", "give password_file or password_env, not both");
+    if (auto f = node["password_file"]) {
+        std::string file;
+        r.read_string(node, "password_file", "cluster", file);
+        std::string error;
+        if (auto text = read_text_file(file, config_dir, error)) {
+            while (!text->empty() && (text->back() == '\n' || text->back() == '\r'))
+                text->pop_back();
+            c.password = *text;
+        } else {
+            r.fail(f, "cluster.password_file", error);
+        }
+    }
+    if (auto e = node["password_env"]) {
+        std::string name;
+        r.read_string(node, "password_env", "cluster", name);
+        if (auto v = r.env(name))
+            c.password = *v;
+        else
+            r.fail(e, "cluster.password_env", "the environment variable " + name + " is not set");
+    }
+}
+
+// cluster: required once an upstream's circuit_breaker has scope: cluster.
+void read_cluster(reader& r, const YAML::Node& root, config& cfg, const std::string& config_dir)
+{
+    auto& c = cfg.cluster;
+    const auto node = root["cluster"];
+    if (node && r.check_map(node, "cluster",
+                            {"redis", "password_file", "password_env", "replica_id", "key_prefix", "sync_interval", "quorum",
+                             "replica_timeout", "connect_timeout", "command_timeout"})) {
+        c.enabled = true;
+        r.read_string(node, "redis", "cluster", c.redis);
+        if (!valid_redis_address(c.redis))
+            r.fail(node["redis"] ? node["redis"] : node, "cluster.redis",
+                   "expected unix:/path/to/redis.sock or an IP address with a port such as 127.0.0.1:6379, got \"" + c.redis +
+                       "\"");
+        read_cluster_password(r, node, c, config_dir);
+        r.read_string(node, "replica_id", "cluster", c.replica_id);
+        r.read_string(node, "key_prefix", "cluster", c.key_prefix);
+        if (c.key_prefix.empty() || c.key_prefix.find_first_of("{} \t\r\n") != std::string::npos)
+            r.fail(node["key_prefix"], "cluster.key_prefix", "expected a non-empty prefix without braces or spaces");
+        if (c.replica_id.find_first_of(" \t\r\n") != std::string::npos)
+            r.fail(node["replica_id"], "cluster.replica_id", "a replica id has no spaces");
+        r.read_duration(node, "sync_interval", "cluster", c.sync_interval, millis(50), seconds(60));
+        r.read_uint(node, "quorum", "cluster", c.quorum, 1, 1000);
+        r.read_duration(node, "replica_timeout", "cluster", c.replica_timeout, millis(100), hour);
+        r.read_duration(node, "connect_timeout", "cluster", c.connect_timeout, millis(10), seconds(60));
+        r.read_duration(node, "command_timeout", "cluster", c.command_timeout, millis(10), seconds(60));
+        if (c.replica_timeout == 0)
+            c.replica_timeout = 4 * c.sync_interval;
+        else if (c.replica_timeout < 2 * c.sync_interval)
+            r.fail(node["replica_timeout"], "cluster.replica_timeout", "must be at least two sync intervals");
+    }
+    if (c.enabled)
+        return;
+    for (const auto& u : cfg.upstreams)
+        if (u.breaker.scope == breaker_scope::cluster)
+            r.fail(root["upstreams"][u.name], "upstreams." + u.name + ".circuit_breaker.scope",
+                   "scope: cluster needs a top-level cluster block (the Redis the replicas share)");
+}
+
 // queue_store: required once an upstream has a queue fallback; its path is resolved against the
 // configuration file's folder.
 void read_queue_store(reader& r, const YAML::Node& root, config& cfg, const std::string& config_dir)
@@ -1150,7 +1230,7 @@ void read_root(reader& r, const YAML::Node& root, config& cfg, const std::string
 {
     if (!r.check_map(
             root, "",
-            {"workers", "listeners", "admin", "limits", "forwarding", "logging", "queue_store", "defaults", "upstreams"}))
+            {"workers", "listeners", "admin", "limits", "forwarding", "logging", "queue_store", "cluster", "defaults", "upstreams"}))
         return;
     r.read_uint(root, "workers", "", cfg.workers, 0, 256);
     if (auto l = root["limits"])
@@ -1163,6 +1243,7 @@ void read_root(reader& r, const YAML::Node& root, config& cfg, const std::string
     read_upstreams(r, root, cfg, config_dir);
     read_listeners(r, root, cfg);
     read_queue_store(r, root, cfg, config_dir);
+    read_cluster(r, root, cfg, config_dir);
     check_failover_targets(r, root, cfg);
     check_routes(r, root, cfg);
 }

@@ -79,6 +79,7 @@ struct call_result {
     std::string detail;
     bool failure_status = false;       // the upstream answered, with a status classified as failure
     resilience::admission rejection{}; // when error == circuit_open
+    bool by_cluster = false;           // circuit_open by the cluster's verdict (scope: cluster)
 };
 
 std::optional<fallback_trigger> trigger_of(const call_result& r)
@@ -115,10 +116,18 @@ public:
         out.upstream = up.cfg.name;
         call_result r;
         const nanos now = clk_.now(); // one clock reading serves the breaker, the deadline and the pool
-        if (auto rejected = rejected_outright(up, now))
+        const auto gate = up.shared.cluster.admit(now); // scope: cluster — one load when there is no verdict
+        if (gate == resilience::gate_admission::reject) {
+            r = cluster_refused(up);
+        } else if (auto rejected = rejected_outright(up, now)) {
             r = std::move(*rejected);
-        else
+            if (gate == resilience::gate_admission::probe) // not a probe after all: the next request is
+                up.shared.cluster.return_token();
+        } else {
             r = co_await call(up, out.response, now);
+            if (gate == resilience::gate_admission::probe) // the cluster's probe: its outcome goes with the next sync
+                record_cluster_probe(up, r);
+        }
         auto trigger = trigger_of(r);
         if (r.error == proxy_error::client_closed) {
             out.response = http::make_error_response(r.error, up.cfg.name, r.detail);
@@ -149,6 +158,25 @@ private:
         if (!kind)
             return std::nullopt;
         return circuit_refused(up, *kind);
+    }
+
+    // The cluster's verdict turned the request away (scope: cluster): the open-circuit answer, counted
+    // apart from the local breaker's rejections.
+    static call_result cluster_refused(upstream_handle& up)
+    {
+        up.stats.count(rejection_reason::cluster_open);
+        call_result refused{proxy_error::circuit_open, {}};
+        refused.rejection = resilience::admission::rejected_open;
+        refused.by_cluster = true;
+        return refused;
+    }
+
+    static void record_cluster_probe(upstream_handle& up, const call_result& r)
+    {
+        if (r.error == proxy_error::client_closed || (r.error == proxy_error::circuit_open && !r.by_cluster))
+            up.shared.cluster.return_token(); // no outcome: another request probes
+        else
+            up.shared.cluster.record_probe(r.error == proxy_error::ok && !r.failure_status);
     }
 
     // The circuit turned a first attempt away (or, with cancel_in_flight, ended it): the open-circuit
@@ -581,11 +609,13 @@ private:
         }
         if (r.error == proxy_error::circuit_open) {
             std::string_view why =
-                r.rejection == resilience::admission::rejected_probes ? "half-open: the allowed probes are already in flight"
+                r.by_cluster                                          ? "the cluster's circuit is open (a quorum of replicas)"
+                : r.rejection == resilience::admission::rejected_probes ? "half-open: the allowed probes are already in flight"
                 : r.rejection == resilience::admission::rejected_ramp ? "recovering: admitting a growing share of traffic"
                                                                       : "the circuit is open";
             const auto& cb = up.shared.breaker;
-            out.response = http::make_circuit_open_response(ucfg.name, resilience::to_string(cb.state()), retry_after, why);
+            const auto state = r.by_cluster ? std::string_view("open") : resilience::to_string(cb.state());
+            out.response = http::make_circuit_open_response(ucfg.name, state, retry_after, why);
             return;
         }
         out.response = http::make_error_response(r.error, ucfg.name, r.detail);

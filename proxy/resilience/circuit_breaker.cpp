@@ -348,6 +348,21 @@ bool circuit_breaker::trip_from_outside(std::string reason, nanos now)
     return trip(bits, w, std::move(reason), now);
 }
 
+bool circuit_breaker::close_from_outside(std::string reason, nanos now)
+{
+    for (;;) {
+        const std::uint64_t bits = state_word_.load(std::memory_order_acquire);
+        const word w = decode(bits);
+        if (w.state != breaker_state::open && w.state != breaker_state::half_open)
+            return false;
+        if (transition(bits, breaker_state::closed, to_ms_ceil(now), reason, now)) {
+            window_.reset();
+            consecutive_trips_.store(0, std::memory_order_relaxed);
+            return true;
+        }
+    }
+}
+
 bool circuit_breaker::trip(std::uint64_t expected, const word& from, std::string reason, nanos now)
 {
     // A circuit that stayed closed long enough starts again from the base open time.

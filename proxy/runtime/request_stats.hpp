@@ -37,6 +37,7 @@ namespace breakerbox::runtime {
 // Requests answered locally without reaching the upstream (label `reason`).
 #define BREAKERBOX_REJECTION_REASONS(X) \
     X(circuit_open)                     \
+    X(cluster_open)                     \
     X(half_open_full)                   \
     X(recovery_ramp)                    \
     X(bulkhead_full)                    \

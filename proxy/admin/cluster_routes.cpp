@@ -1,0 +1,92 @@
+#include "admin/cluster_routes.hpp"
+
+#include "admin/event_hub.hpp"
+#include "cluster/cluster_sync.hpp"
+#include "config/units.hpp"
+#include "core/log.hpp"
+
+namespace breakerbox::admin {
+namespace {
+
+namespace bhttp = boost::beast::http;
+
+constexpr std::string_view prefix = "/admin/circuits/";
+
+std::string_view query_value(std::string_view target, std::string_view key)
+{
+    const auto q = target.find('?');
+    if (q == std::string_view::npos)
+        return {};
+    std::string_view rest = target.substr(q + 1);
+    while (!rest.empty()) {
+        const auto amp = rest.find('&');
+        const auto pair = rest.substr(0, amp);
+        const auto eq = pair.find('=');
+        if (pair.substr(0, eq) == key)
+            return eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1);
+        if (amp == std::string_view::npos)
+            break;
+        rest.remove_prefix(amp + 1);
+    }
+    return {};
+}
+
+} // namespace
+
+bool is_cluster_action(const http::request& req)
+{
+    const std::string_view target = req.target();
+    return target.starts_with(prefix) && query_value(target, "scope") == "cluster";
+}
+
+asio::awaitable<http::response> handle_cluster_action(const admin_context& ctx, const http::request& req,
+                                                      const admin_request_info& info)
+{
+    const std::string_view target = req.target();
+    const std::string_view path = target.substr(0, target.find('?'));
+    if (req.method() != bhttp::verb::post)
+        co_return json_error_response(405, "method_not_allowed", "POST only");
+    if (auto denied = refuse_without_token(req, info.token)) {
+        log::warn("admin request refused: no valid token", {{"path", path}, {"remote", info.remote_ip}});
+        co_return *denied;
+    }
+    const auto rest = path.substr(prefix.size());
+    const auto slash = rest.find('/');
+    if (slash == std::string_view::npos)
+        co_return json_error_response(404, "not_found",
+                                      "use POST /admin/circuits/{upstream}/{force-open|force-closed|reset}?scope=cluster");
+    const std::string upstream(rest.substr(0, slash));
+    const auto action = rest.substr(slash + 1);
+    const auto rt = ctx.state.current();
+    const auto* u = rt->cfg.find_upstream(upstream);
+    if (!u || u->breaker.scope != config::breaker_scope::cluster || !ctx.cluster)
+        co_return json_error_response(404, "not_clustered", "no upstream \"" + upstream + "\" with circuit_breaker.scope: cluster");
+    cluster::operator_action a{upstream, {}, 0, std::string(info.remote_ip)};
+    if (action == "force-open")
+        a.state = "forced_open";
+    else if (action == "force-closed")
+        a.state = "forced_closed";
+    else if (action == "reset")
+        a.state = "reset";
+    else
+        co_return json_error_response(404, "unknown_action", "cluster-wide actions: force-open, force-closed, reset");
+    if (auto lasts = query_value(target, "for"); !lasts.empty()) {
+        const auto d = config::parse_duration(std::string(lasts));
+        if (!d || *d <= 0 || a.state == "reset")
+            co_return json_error_response(400, "bad_duration", "for= takes a duration such as 30s or 10m, with force-open or force-closed");
+        a.lasts = *d;
+    }
+    auto error = co_await ctx.cluster->apply_operator_action(a);
+    if (!error.empty())
+        co_return json_error_response(503, "cluster_unavailable", error);
+    if (ctx.events)
+        ctx.events->publish("operator", {{"action", std::string(action)}, {"scope", "cluster"}, {"upstream", upstream},
+                                         {"by", a.who}});
+    co_return json_response(200, {{"action", std::string(action)},
+                                  {"scope", "cluster"},
+                                  {"upstream", upstream},
+                                  {"lasts_ms", a.lasts / 1'000'000},
+                                  {"by", a.who}});
+}
+
+} // namespace breakerbox::admin

@@ -1,0 +1,109 @@
+// The cluster's verdict on one upstream (circuit_breaker.scope: cluster, docs/cluster.md), as the
+// workers see it: one atomic word the main thread's sync task writes after each exchange with Redis, and
+// every request of the upstream reads with one load, before its local breaker. Nothing on the request
+// path ever waits for Redis.
+//
+// The verdict expires by itself (`expires_at`, a few sync intervals ahead): when Redis goes away, or the
+// sync stops, the upstream is back to local-only breaking without anyone clearing it — stale data never
+// keeps a circuit open.
+//
+// Shared by all workers; lock-free. The probe token: while this replica holds the cluster's probe lease,
+// exactly one request passes as the cluster's probe (a compare-and-swap takes the token), and its outcome
+// waits here for the next sync.
+#pragma once
+#include "core/clock.hpp"
+#include "core/enum_names.hpp"
+
+#include <atomic>
+#include <cstdint>
+#include <span>
+
+namespace breakerbox::resilience {
+
+// closed: no verdict (the local breaker decides); open: the cluster's circuit is open; half_open: its
+// open time is over and another replica holds the probe lease (this one keeps rejecting); probing: this
+// replica holds the lease (one request passes as the probe); forced_open / forced_closed: an operator's
+// cluster-wide action.
+enum class cluster_verdict : std::uint8_t { closed, open, half_open, probing, forced_open, forced_closed };
+inline constexpr enum_name<cluster_verdict> cluster_verdict_names[]{
+    {cluster_verdict::closed, "closed"},       {cluster_verdict::open, "open"},
+    {cluster_verdict::half_open, "half_open"}, {cluster_verdict::probing, "probing"},
+    {cluster_verdict::forced_open, "forced_open"}, {cluster_verdict::forced_closed, "forced_closed"}};
+constexpr std::span<const enum_name<cluster_verdict>> names_of(cluster_verdict) noexcept { return cluster_verdict_names; }
+
+enum class gate_admission : std::uint8_t { pass, reject, probe };
+enum class probe_outcome : std::uint8_t { none, success, failure };
+
+class cluster_gate {
+public:
+    // Main thread: the verdict until `expires_at` (the clock's nanoseconds). Entering `probing` hands
+    // out one probe token.
+    void set(cluster_verdict v, nanos expires_at) noexcept
+    {
+        const auto previous = verdict_of(word_.load(std::memory_order_relaxed));
+        if (v == cluster_verdict::probing && previous != cluster_verdict::probing) {
+            probe_outcome_.store(static_cast<std::uint8_t>(probe_outcome::none), std::memory_order_relaxed);
+            token_.store(1, std::memory_order_relaxed);
+        }
+        word_.store(encode(v, expires_at), std::memory_order_release);
+    }
+    void clear() noexcept { word_.store(0, std::memory_order_release); }
+
+    // Hot path: what the cluster says about one request now. One load when there is no verdict.
+    gate_admission admit(nanos now) noexcept
+    {
+        const auto w = word_.load(std::memory_order_acquire);
+        if (w == 0 || now >= expiry_of(w))
+            return gate_admission::pass;
+        switch (verdict_of(w)) {
+        case cluster_verdict::open:
+        case cluster_verdict::half_open:
+        case cluster_verdict::forced_open: return gate_admission::reject;
+        case cluster_verdict::probing: {
+            std::uint8_t one = 1;
+            return token_.compare_exchange_strong(one, 0, std::memory_order_acq_rel) ? gate_admission::probe
+                                                                                     : gate_admission::reject;
+        }
+        default: return gate_admission::pass;
+        }
+    }
+
+    // A request that took the token but was not sent (the local breaker refused it, the client left):
+    // the next request probes instead.
+    void return_token() noexcept { token_.store(1, std::memory_order_release); }
+
+    // The probe's outcome (any worker), for the next sync to report.
+    void record_probe(bool success) noexcept
+    {
+        probe_outcome_.store(static_cast<std::uint8_t>(success ? probe_outcome::success : probe_outcome::failure),
+                             std::memory_order_release);
+    }
+    // Main thread: the outcome waiting to be reported (it stays until the verdict moves on).
+    probe_outcome pending_probe() const noexcept
+    {
+        return static_cast<probe_outcome>(probe_outcome_.load(std::memory_order_acquire));
+    }
+
+    // The verdict in force at `now` (closed when none or expired).
+    cluster_verdict verdict(nanos now) const noexcept
+    {
+        const auto w = word_.load(std::memory_order_acquire);
+        return w == 0 || now >= expiry_of(w) ? cluster_verdict::closed : verdict_of(w);
+    }
+
+private:
+    // verdict in the low 3 bits, the expiry in milliseconds above them.
+    static std::uint64_t encode(cluster_verdict v, nanos expires_at) noexcept
+    {
+        const auto ms = static_cast<std::uint64_t>(expires_at / 1'000'000 + 1);
+        return (ms << 3) | static_cast<std::uint64_t>(v);
+    }
+    static cluster_verdict verdict_of(std::uint64_t w) noexcept { return static_cast<cluster_verdict>(w & 7); }
+    static nanos expiry_of(std::uint64_t w) noexcept { return static_cast<nanos>(w >> 3) * 1'000'000; }
+
+    std::atomic<std::uint64_t> word_{0};
+    std::atomic<std::uint8_t> token_{0};
+    std::atomic<std::uint8_t> probe_outcome_{0};
+};
+
+} // namespace breakerbox::resilience
