@@ -1,5 +1,6 @@
 #include "cluster/redis_client.hpp"
 
+#include <boost/asio/ip/address.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
@@ -176,18 +177,18 @@ void redis_client::disconnect() noexcept
 
 namespace {
 
-redisAsyncContext* start_connect(const std::string& address)
+struct tcp_target {
+    std::string host;
+    std::string port;
+};
+
+tcp_target split_address(const std::string& address)
 {
-    if (address.rfind("unix:", 0) == 0)
-        return redisAsyncConnectUnix(address.substr(5).c_str());
     const auto colon = address.rfind(':');
     std::string host = address.substr(0, colon);
     if (host.size() > 2 && host.front() == '[' && host.back() == ']')
         host = host.substr(1, host.size() - 2);
-    int port = 0;
-    const auto port_text = std::string_view(address).substr(colon + 1);
-    std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
-    return redisAsyncConnect(host.c_str(), port); // an IP address: no name lookup (the loader insists)
+    return {host, address.substr(colon + 1)};
 }
 
 } // namespace
@@ -195,7 +196,32 @@ redisAsyncContext* start_connect(const std::string& address)
 asio::awaitable<redis_result> redis_client::connect()
 {
     disconnect();
-    redisAsyncContext* ac = start_connect(address_);
+    redisAsyncContext* ac = nullptr;
+    if (address_.rfind("unix:", 0) == 0) {
+        ac = redisAsyncConnectUnix(address_.substr(5).c_str());
+    } else {
+        // hiredis 0.14 would resolve a name with a blocking getaddrinfo on this thread: Asio resolves it
+        // instead (on its own thread), under the connect deadline, and hiredis gets the address.
+        const auto target = split_address(address_);
+        error_code ec;
+        auto ip = asio::ip::make_address(target.host, ec);
+        if (ec) {
+            auto resolver = std::make_shared<tcp::resolver>(ex_); // shared with the deadline's handler
+            asio::steady_timer deadline(ex_, as_duration(connect_timeout_));
+            deadline.async_wait([resolver](const error_code& e) {
+                if (!e)
+                    resolver->cancel();
+            });
+            auto [rec, found] = co_await resolver->async_resolve(target.host, target.port, nothrow_awaitable);
+            deadline.cancel();
+            if (rec || found.empty())
+                co_return redis_result{redis_failure::connect, "cannot resolve " + target.host + ": " + rec.message()};
+            ip = found.begin()->endpoint().address();
+        }
+        int port = 0;
+        std::from_chars(target.port.data(), target.port.data() + target.port.size(), port);
+        ac = redisAsyncConnect(ip.to_string().c_str(), port);
+    }
     if (!ac || ac->err) {
         redis_result failed{redis_failure::connect, ac ? ac->errstr : "out of memory"};
         if (ac)

@@ -1,7 +1,6 @@
 #include "config/loader.hpp"
 #include "config/tls_material.hpp"
 
-#include <arpa/inet.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -1119,17 +1118,13 @@ void check_routes(reader& r, const YAML::Node& root, const config& cfg)
 }
 
 // The whole file: each section by its reader, then the checks across sections.
-// "unix:/path" or an IP address with a port: never a name (hiredis 0.14 would resolve it with a blocking
-// getaddrinfo on the thread that runs the sync).
+// "unix:/path" or host:port (a name is resolved by the sync, off the request path, at each connection).
 bool valid_redis_address(const std::string& a)
 {
     if (a.rfind("unix:/", 0) == 0)
         return a.size() > 6;
     auto hp = parse_host_port(a);
-    if (!hp || hp->port == 0)
-        return false;
-    unsigned char buf[16];
-    return ::inet_pton(AF_INET, hp->host.c_str(), buf) == 1 || ::inet_pton(AF_INET6, hp->host.c_str(), buf) == 1;
+    return hp && hp->port != 0 && !hp->host.empty();
 }
 
 void read_cluster_password(reader& r, const YAML::Node& node, cluster_config& c, const std::string& config_dir)
@@ -1170,7 +1165,7 @@ void read_cluster(reader& r, const YAML::Node& root, config& cfg, const std::str
         r.read_string(node, "redis", "cluster", c.redis);
         if (!valid_redis_address(c.redis))
             r.fail(node["redis"] ? node["redis"] : node, "cluster.redis",
-                   "expected unix:/path/to/redis.sock or an IP address with a port such as 127.0.0.1:6379, got \"" + c.redis +
+                   "expected unix:/path/to/redis.sock or host:port such as 127.0.0.1:6379 or redis:6379, got \"" + c.redis +
                        "\"");
         read_cluster_password(r, node, c, config_dir);
         r.read_string(node, "replica_id", "cluster", c.replica_id);

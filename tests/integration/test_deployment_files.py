@@ -35,6 +35,43 @@ class DeploymentFilesTest(unittest.TestCase):
                 r = check_config(f.read())
             self.assertEqual(r.returncode, 0, rel + ": " + r.stderr)
 
+    def test_cluster_config_needs_its_redis_password(self):
+        with open(os.path.join(ROOT, "docker/breakerbox-cluster.yaml")) as f:
+            text = f.read()
+        self.assertEqual(check_config(text, {"REDIS_PASSWORD": "secret"}).returncode, 0)
+        env = {k: v for k, v in os.environ.items() if k != "REDIS_PASSWORD"}
+        with tempfile.NamedTemporaryFile("w", suffix=".yaml") as f:
+            f.write(text)
+            f.flush()
+            r = subprocess.run([BREAKERBOX_BIN, "--check-config", f.name], capture_output=True, text=True, timeout=10, env=env)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("cluster.password_env", r.stderr)
+
+    def test_compose_cluster_runs_three_sidecars_sharing_one_redis(self):
+        services = load_all("docker/compose-cluster.yaml")[0]["services"]
+        sidecars = [n for n in services if n.startswith("breakerbox-")]
+        self.assertEqual(len(sidecars), 3)
+        self.assertIn("redis", services)
+        ids = set()
+        for n in sidecars:
+            svc = services[n]
+            self.assertEqual(svc["network_mode"], "service:app-" + n.split("-")[1])
+            self.assertEqual(svc["environment"]["REDIS_ADDRESS"], "redis:6379")
+            self.assertIn("REDIS_PASSWORD", svc["environment"])
+            ids.add(svc["environment"]["REPLICA_ID"])
+        self.assertEqual(len(ids), 3)  # each replica reports under its own id
+
+    def test_kubernetes_cluster_example_reads_the_password_from_a_secret(self):
+        docs = load_all("docker/kubernetes/cluster-redis.yaml")
+        kinds = [d["kind"] for d in docs]
+        self.assertIn("Secret", kinds)
+        self.assertIn("Service", kinds)
+        orders = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "orders")
+        sidecar = next(c for c in orders["spec"]["template"]["spec"]["containers"] if c["name"] == "breakerbox")
+        env = {e["name"]: e for e in sidecar["env"]}
+        self.assertEqual(env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"], "breakerbox-redis")
+        self.assertEqual(env["REDIS_ADDRESS"]["value"], "breakerbox-redis:6379")
+
     def test_compose_runs_breakerbox_as_a_sidecar_with_prometheus(self):
         compose = load_all("docker/compose.yaml")[0]
         services = compose["services"]
