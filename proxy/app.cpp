@@ -31,6 +31,9 @@
 namespace breakerbox {
 namespace {
 
+// The cluster sync the probe observer nudges (a plain function pointer: no capture). Set once.
+cluster::cluster_sync* cluster_sync_for_probes = nullptr;
+
 class application {
 public:
     application(config::config cfg) : application(worker_count(cfg), std::move(cfg)) { }
@@ -251,6 +254,9 @@ private:
         if (!rt.cfg.cluster.enabled)
             return;
         cluster_ = std::make_unique<cluster::cluster_sync>(main_, state_, rt.cfg.cluster);
+        // A cluster probe's outcome goes to Redis at once (set before any worker runs).
+        cluster_sync_for_probes = cluster_.get();
+        resilience::cluster_gate::set_probe_observer([] { cluster_sync_for_probes->nudge(); });
         log::info("cluster scope", {{"redis", rt.cfg.cluster.redis},
                                     {"replica", cluster_->status().replica_id},
                                     {"quorum", rt.cfg.cluster.quorum},

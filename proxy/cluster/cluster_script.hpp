@@ -6,7 +6,7 @@
 // KEYS[2] verdict  (string: "state until_ms reason"; absent = closed)
 // KEYS[3] lease    (string: the replica probing for the cluster; SET NX PX)
 // ARGV: 1 replica id, 2 local state, 3 window calls, 4 failures, 5 slow calls, 6 probe outcome
-//       (none|success|failure), 7 replica timeout ms, 8 quorum, 9 failure-rate threshold % (0 = off),
+//       (none|pending|success|failure; pending renews the holder's lease while its probe runs), 7 replica timeout ms, 8 quorum, 9 failure-rate threshold % (0 = off),
 //       10 slow-call-rate threshold % (0 = off), 11 minimum calls, 12 open time ms, 13 lease ms
 // Returns: {verdict, ms left of it, live replicas, open replicas, calls, failures, redis ms, 1 when this
 //           replica holds the lease, reason, 1 when the cluster just recovered}
@@ -71,7 +71,9 @@ if state == 'half_open' then
     holder = 1
   elseif redis.call('GET', KEYS[3]) == me then
     holder = 1
-    if ARGV[6] == 'success' then
+    if ARGV[6] == 'pending' then
+      redis.call('PEXPIRE', KEYS[3], lease_ms)
+    elseif ARGV[6] == 'success' then
       state, until_ms, reason, recovered = 'closed', 0, 'probe by ' .. me .. ' succeeded', 1
       redis.call('DEL', KEYS[3])
     elseif ARGV[6] == 'failure' then
@@ -90,10 +92,12 @@ return {state, math.max(until_ms - now, 0), live, open, calls, fails, now, holde
 )lua";
 
 // An operator's cluster-wide action: KEYS[1] verdict, KEYS[2] lease; ARGV 1 state (forced_open,
-// forced_closed, or reset), 2 ms it lasts (0 = until reset), 3 reason. Redis TIME is the clock.
+// forced_closed, or reset), 2 ms it lasts (0 = until reset), 3 reason, 4 deadline (Redis ms): a command
+// that arrives later is not applied ("late") — its sender has answered 503 already.
 inline constexpr std::string_view operator_script = R"lua(
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if now > tonumber(ARGV[4]) then return 'late' end
 redis.call('DEL', KEYS[2])
 if ARGV[1] == 'reset' then
   redis.call('DEL', KEYS[1])

@@ -169,6 +169,7 @@ asio::awaitable<void> cluster_sync::sync_once()
                             std::to_string(snap.window.slow),
                             probe == resilience::probe_outcome::success   ? "success"
                             : probe == resilience::probe_outcome::failure ? "failure"
+                            : shared->cluster.probe_in_flight()           ? "pending"
                                                                           : "none",
                             ms_text(cfg_.replica_timeout), std::to_string(cfg_.quorum),
                             std::to_string(b.failure_rate_enabled ? b.failure_rate_threshold : 0.0),
@@ -230,8 +231,13 @@ void cluster_sync::apply(resilience::upstream_resilience& shared, const redis_va
     if (verdict == resilience::cluster_verdict::closed) {
         shared.cluster.clear();
     } else {
-        // The verdict expires by itself a few intervals ahead, or when it ends, whichever is first.
-        const nanos lasts = std::min<nanos>(view.ms_left * 1'000'000 + millis(1), 3 * cfg_.sync_interval);
+        // The verdict expires by itself a few intervals ahead (stale data never keeps a circuit open). An
+        // open verdict is not dropped when its open time ends: until this replica's next sync says who
+        // probes, it keeps rejecting (else every replica would let traffic through at that moment). A
+        // forced state that ends is dropped at its end.
+        const bool forced = verdict == resilience::cluster_verdict::forced_open || verdict == resilience::cluster_verdict::forced_closed;
+        const nanos lasts = forced ? std::min<nanos>(view.ms_left * 1'000'000 + millis(1), 3 * cfg_.sync_interval)
+                                   : 3 * cfg_.sync_interval;
         shared.cluster.set(verdict, now + std::max<nanos>(lasts, millis(1)));
     }
     if (before != verdict)
@@ -266,9 +272,15 @@ asio::awaitable<std::string> cluster_sync::apply_operator_action(operator_action
     owner_.assert_owned("cluster_sync::apply_operator_action");
     if (!client_.connected() || operator_sha_.empty())
         co_return "Redis is not reachable: " + (status_.last_error.empty() ? std::string("not connected") : status_.last_error);
+    // A deadline in Redis's time: a command that reaches Redis late (it was stopped, say) after we answered
+    // 503 must not be applied then — "503: nothing changed". Half the command timeout: a command run in
+    // time leaves the other half for its answer, so one run after the deadline is one we gave up on.
+    const auto deadline = wall_ms() + static_cast<std::int64_t>(status_.clock_offset_seconds * 1000.0) +
+                          cfg_.command_timeout / millis(2);
     const std::vector<std::vector<std::string>> command{{"EVALSHA", operator_sha_, "2", key(action.upstream, "verdict"),
                                                          key(action.upstream, "lease"), action.state, ms_text(action.lasts),
-                                                         "operator " + action.state + " by " + action.who}};
+                                                         "operator " + action.state + " by " + action.who,
+                                                         std::to_string(deadline)}};
     auto result = co_await client_.pipeline(command);
     ++status_.commands;
     if (!result.ok()) {
@@ -277,6 +289,8 @@ asio::awaitable<std::string> cluster_sync::apply_operator_action(operator_action
     }
     if (result.replies[0].is_error())
         co_return "Redis refused the action: " + result.replies[0].text;
+    if (result.replies[0].text == "late")
+        co_return "the action reached Redis after its deadline and was not applied";
     log::warn("cluster operator action", {{"upstream", action.upstream},
                                           {"action", action.state},
                                           {"who", action.who},

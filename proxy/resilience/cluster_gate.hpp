@@ -72,11 +72,23 @@ public:
     // the next request probes instead.
     void return_token() noexcept { token_.store(1, std::memory_order_release); }
 
-    // The probe's outcome (any worker), for the next sync to report.
+    // The probe's outcome (any worker), for the sync to report at once (the observer nudges it).
     void record_probe(bool success) noexcept
     {
         probe_outcome_.store(static_cast<std::uint8_t>(success ? probe_outcome::success : probe_outcome::failure),
                              std::memory_order_release);
+        if (auto* observer = probe_observer())
+            (*observer)();
+    }
+    // Set once at start-up, before any worker runs: called on the worker that recorded a probe outcome
+    // (it must only hand over: the cluster sync's nudge posts to the main thread).
+    static void set_probe_observer(void (*observer)()) noexcept { probe_observer() = observer; }
+    // Whether this replica's probe is being sent now (the token taken, no outcome yet): the lease is
+    // renewed for it; a holder without traffic lets its lease expire, so another replica can probe.
+    bool probe_in_flight() const noexcept
+    {
+        return verdict_of(word_.load(std::memory_order_acquire)) == cluster_verdict::probing &&
+               token_.load(std::memory_order_acquire) == 0 && pending_probe() == probe_outcome::none;
     }
     // Main thread: the outcome waiting to be reported (it stays until the verdict moves on).
     probe_outcome pending_probe() const noexcept
@@ -92,6 +104,12 @@ public:
     }
 
 private:
+    static void (*&probe_observer() noexcept)()
+    {
+        static void (*observer)() = nullptr;
+        return observer;
+    }
+
     // verdict in the low 3 bits, the expiry in milliseconds above them.
     static std::uint64_t encode(cluster_verdict v, nanos expires_at) noexcept
     {

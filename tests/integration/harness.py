@@ -90,15 +90,19 @@ class Upstream:
 class Breakerbox:
     """The real breakerbox binary on a config written to a temporary file."""
 
-    def __init__(self, config_text, extra_env=None):
+    def __init__(self, config_text, extra_env=None, command_prefix=None):
+        """`command_prefix`: a wrapper to run the binary under, e.g. ["faketime", "-f", "+2h"]; it then
+        runs in its own session, and stop() kills the whole group (a wrapper may fork)."""
+        self.command_prefix = list(command_prefix or [])
         self.dir = tempfile.TemporaryDirectory(prefix="breakerbox-test-")
         self.config_path = os.path.join(self.dir.name, "breakerbox.yaml")
         with open(self.config_path, "w") as f:
             f.write(config_text)
         env = dict(os.environ)
         env.update(extra_env or {})
-        self.proc = subprocess.Popen([BREAKERBOX_BIN, "--config", self.config_path],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+        self.proc = subprocess.Popen(self.command_prefix + [BREAKERBOX_BIN, "--config", self.config_path],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
+                                     start_new_session=bool(self.command_prefix))
         self.logs = []
         self.ports = {}
         self._ready = threading.Event()
@@ -145,6 +149,11 @@ class Breakerbox:
         return self.proc.wait(timeout=timeout)
 
     def stop(self):
+        if self.command_prefix:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)  # the wrapper and what it started
+            except ProcessLookupError:
+                pass
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(timeout=10)
@@ -263,8 +272,8 @@ class ProxyTestCase(unittest.TestCase):
         self._processes.append(u)
         return u
 
-    def breakerbox(self, config_text, extra_env=None):
-        b = Breakerbox(config_text, extra_env)
+    def breakerbox(self, config_text, extra_env=None, command_prefix=None):
+        b = Breakerbox(config_text, extra_env, command_prefix)
         self._processes.append(b)
         return b
 
