@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Installs the benchmark's tools from Debian (wrk, haproxy, nginx) without starting their services:
+# Installs the benchmark's tools from Debian (wrk, haproxy, nginx) and redis-server (the cluster-scope
+# tests and bench start their own, on a Unix socket) without starting their services:
 # a temporary policy-rc.d refuses service starts during installation. Idempotent.
 set -euo pipefail
 need=()
-for p in wrk haproxy nginx-light util-linux; do
+for p in wrk haproxy nginx-light util-linux redis-server; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
 done
 [ ${#need[@]} -eq 0 ] && exit 0

@@ -1,12 +1,12 @@
 #include "app.hpp"
 
 #include "admin/admin_server.hpp"
+#include "cluster/cluster_sync.hpp"
 #include "config/loader.hpp"
 #include "core/asio.hpp"
 #include "core/log.hpp"
 #include "forward/active_prober.hpp"
 #include "forward/outlier_monitor.hpp"
-#include "cluster/cluster_sync.hpp"
 #include "forward/queue_delivery.hpp"
 #include "queue/queue_store.hpp"
 #include "runtime/proxy_state.hpp"
@@ -356,11 +356,12 @@ private:
         admin_ = std::make_unique<admin::admin_server>(main_, std::move(ctx), a.token, admin::event_limits{a.max_event_viewers});
         // Breaker transitions reach /events from whichever thread wins them (posted to this thread).
         // A transition of a clustered upstream is reported to Redis at once, not at the next interval.
-        resilience::set_transition_observer([hub = &admin_->events(), cluster = cluster_.get()](const resilience::transition_event& e) {
-            hub->post_transition(e);
-            if (cluster)
-                cluster->nudge();
-        });
+        resilience::set_transition_observer(
+            [hub = &admin_->events(), cluster = cluster_.get()](const resilience::transition_event& e) {
+                hub->post_transition(e);
+                if (cluster)
+                    cluster->nudge();
+            });
         admin_->bind(a.address);
         log::info("admin listening",
                   {{"address", a.address.host + ":" + std::to_string(admin_->port())},

@@ -64,24 +64,10 @@ if [ ! -x "$tools/prometheus/usr/bin/promtool" ]; then
   echo "setup: promtool unpacked to $tools/prometheus/usr/bin"
 fi
 
-# The benchmark's comparison proxies (the bench.smoke test runs them): their services must not start.
+# The benchmark's comparison proxies (the bench.smoke test runs them) and redis-server (the cluster
+# tests): their services must not start.
 bash "$root/bench/setup.sh"
 
-# redis-server for the cluster-scope tests, which start their own (on a Unix socket, no persistence):
-# its service must not start either — a temporary policy-rc.d refuses service starts while installing.
-if ! dpkg-query -W -f='${Status}' redis-server 2>/dev/null | grep -q "install ok installed"; then
-  policy=/usr/sbin/policy-rc.d
-  created_policy=0
-  if [ ! -e "$policy" ]; then
-    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
-    $SUDO chmod +x "$policy"
-    created_policy=1
-  fi
-  apt_update
-  $SUDO apt-get install -y -qq --no-install-recommends redis-server >/dev/null || { [ "$created_policy" = 1 ] && $SUDO rm -f "$policy"; exit 1; }
-  [ "$created_policy" = 1 ] && $SUDO rm -f "$policy"
-  echo "setup: redis-server installed (its service not started)"
-fi
 
 # The browser test's driver: playwright-core from the npm registry (version pinned in
 # tests/browser/package-lock.json), run by Node.js — Debian's nodejs and npm unless a Node.js with npm

@@ -19,7 +19,7 @@ struct reload_outcome {
 };
 
 class event_hub;
-}
+} // namespace breakerbox::admin
 
 namespace breakerbox::cluster {
 class cluster_sync;
@@ -31,8 +31,8 @@ struct admin_context {
     runtime::proxy_state& state;
     std::vector<const runtime::worker_context*> workers;
     const clock& clk;
-    std::function<reload_outcome()> reload; // POST /admin/reload (runs on the main thread, like SIGHUP)
-    event_hub* events = nullptr;            // /events: operator actions and reloads are published there
+    std::function<reload_outcome()> reload;   // POST /admin/reload (runs on the main thread, like SIGHUP)
+    event_hub* events = nullptr;              // /events: operator actions and reloads are published there
     cluster::cluster_sync* cluster = nullptr; // scope: cluster (main thread, like the admin listener)
 
     // One upstream's counters summed over the workers, by upstream name (a worker may briefly still

@@ -340,6 +340,25 @@ constexpr admin_route admin_routes[]{
 
 } // namespace
 
+std::string_view query_value(std::string_view target, std::string_view key)
+{
+    const auto q = target.find('?');
+    if (q == std::string_view::npos)
+        return {};
+    std::string_view rest = target.substr(q + 1);
+    while (!rest.empty()) {
+        const auto amp = rest.find('&');
+        const auto pair = rest.substr(0, amp);
+        const auto eq = pair.find('=');
+        if (pair.substr(0, eq) == key)
+            return eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1);
+        if (amp == std::string_view::npos)
+            break;
+        rest.remove_prefix(amp + 1);
+    }
+    return {};
+}
+
 std::optional<http::response> refuse_without_token(const http::request& req, std::string_view token)
 {
     return authorize(req, token);

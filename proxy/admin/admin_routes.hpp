@@ -30,6 +30,9 @@ bool host_is_address_or_localhost(const http::request& req);
 // token); nullopt when the token is there.
 std::optional<http::response> refuse_without_token(const http::request& req, std::string_view token);
 
+// A query parameter's raw (not decoded) value in `target`; "" when absent.
+std::string_view query_value(std::string_view target, std::string_view key);
+
 // A JSON answer ({"error": code, "detail": detail} for errors), Cache-Control: no-store.
 http::response json_response(unsigned status, const nlohmann::json& body);
 http::response json_error_response(unsigned status, std::string_view code, std::string_view detail);

@@ -12,25 +12,6 @@ namespace bhttp = boost::beast::http;
 
 constexpr std::string_view prefix = "/admin/circuits/";
 
-std::string_view query_value(std::string_view target, std::string_view key)
-{
-    const auto q = target.find('?');
-    if (q == std::string_view::npos)
-        return {};
-    std::string_view rest = target.substr(q + 1);
-    while (!rest.empty()) {
-        const auto amp = rest.find('&');
-        const auto pair = rest.substr(0, amp);
-        const auto eq = pair.find('=');
-        if (pair.substr(0, eq) == key)
-            return eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1);
-        if (amp == std::string_view::npos)
-            break;
-        rest.remove_prefix(amp + 1);
-    }
-    return {};
-}
-
 } // namespace
 
 bool is_cluster_action(const http::request& req)
@@ -60,7 +41,8 @@ asio::awaitable<http::response> handle_cluster_action(const admin_context& ctx, 
     const auto rt = ctx.state.current();
     const auto* u = rt->cfg.find_upstream(upstream);
     if (!u || u->breaker.scope != config::breaker_scope::cluster || !ctx.cluster)
-        co_return json_error_response(404, "not_clustered", "no upstream \"" + upstream + "\" with circuit_breaker.scope: cluster");
+        co_return json_error_response(404, "not_clustered",
+                                      "no upstream \"" + upstream + "\" with circuit_breaker.scope: cluster");
     cluster::operator_action a{upstream, {}, 0, std::string(info.remote_ip)};
     if (action == "force-open")
         a.state = "forced_open";
@@ -73,15 +55,16 @@ asio::awaitable<http::response> handle_cluster_action(const admin_context& ctx, 
     if (auto lasts = query_value(target, "for"); !lasts.empty()) {
         const auto d = config::parse_duration(std::string(lasts));
         if (!d || *d <= 0 || a.state == "reset")
-            co_return json_error_response(400, "bad_duration", "for= takes a duration such as 30s or 10m, with force-open or force-closed");
+            co_return json_error_response(400, "bad_duration",
+                                          "for= takes a duration such as 30s or 10m, with force-open or force-closed");
         a.lasts = *d;
     }
     auto error = co_await ctx.cluster->apply_operator_action(a);
     if (!error.empty())
         co_return json_error_response(503, "cluster_unavailable", error);
     if (ctx.events)
-        ctx.events->publish("operator", {{"action", std::string(action)}, {"scope", "cluster"}, {"upstream", upstream},
-                                         {"by", a.who}});
+        ctx.events->publish("operator",
+                            {{"action", std::string(action)}, {"scope", "cluster"}, {"upstream", upstream}, {"by", a.who}});
     co_return json_response(200, {{"action", std::string(action)},
                                   {"scope", "cluster"},
                                   {"upstream", upstream},

@@ -24,75 +24,77 @@ using resilience::breaker_state;
 
 // Every metric family /metrics exposes besides the labelled upstream counters (those come with their
 // label values from runtime::upstream_families): name, type and help, declared once, in output order.
-#define BREAKERBOX_METRIC_FAMILIES(X)                                                                                          \
-    X(build_info, Gauge, "breakerbox_build_info", "Build information; always 1.")                                              \
-    X(circuit_state, Gauge, "breakerbox_circuit_state", "1 for the circuit's current state, 0 for the others.")                \
-    X(circuit_state_code, Gauge, "breakerbox_circuit_state_code", "Circuit state as a number: 0 closed, 1 half-open, 2 open.") \
-    X(transitions, Counter, "breakerbox_circuit_transitions_total", "Circuit state transitions.")                              \
-    X(trips, Counter, "breakerbox_circuit_trips_total", "Transitions into open or forced-open.")                               \
-    X(window_calls, Gauge, "breakerbox_circuit_window_calls", "Calls in the breaker's sliding window.")                        \
-    X(failure_ratio, Gauge, "breakerbox_circuit_failure_ratio", "Failure ratio over the sliding window (0-1).")                \
-    X(slow_call_ratio, Gauge, "breakerbox_circuit_slow_call_ratio", "Slow-call ratio over the sliding window (0-1).")          \
-    X(consecutive_failures, Gauge, "breakerbox_circuit_consecutive_failures", "Current run of consecutive failures.")          \
-    X(next_probe, Gauge, "breakerbox_circuit_next_probe_seconds", "Seconds until the next half-open probe (0 unless open).")   \
-    X(slow_requests, Counter, "breakerbox_upstream_slow_requests_total", "Upstream calls slower than the slow-call duration.") \
-    X(bulkhead_in_flight, Gauge, "breakerbox_bulkhead_in_flight", "Requests holding a bulkhead slot.")                         \
-    X(bulkhead_queued, Gauge, "breakerbox_bulkhead_queued", "Requests waiting for a bulkhead slot.")                           \
-    X(bulkhead_limit, Gauge, "breakerbox_bulkhead_limit", "Bulkhead limit on concurrent requests (0: unlimited).")             \
-    X(bulkhead_queue_limit, Gauge, "breakerbox_bulkhead_queue_limit", "Bulkhead wait-queue capacity.")                         \
-    X(retry_budget_in_use, Gauge, "breakerbox_retry_budget_in_use", "Retries in flight against the retry budget.")             \
-    X(tls_certificate_expiry, Gauge, "breakerbox_upstream_tls_certificate_expiry_seconds",                                     \
-      "Seconds until the soonest-expiring certificate the upstream's endpoints presented in a full handshake.")                \
-    X(request_duration, Histogram, "breakerbox_upstream_request_duration_seconds",                                             \
-      "Duration of upstream calls (connect, write, read).")                                                                    \
-    X(outlier_endpoints, Gauge, "breakerbox_outlier_endpoints",                                                                \
-      "Endpoints of the upstream by outlier-detection state (healthy, detected, ejected).")                                    \
-    X(outlier_ejections_active, Gauge, "breakerbox_outlier_ejections_active", "Endpoints ejected now.")                        \
-    X(outlier_ejections_enforced, Counter, "breakerbox_outlier_ejections_enforced_total", "Ejections carried out, by rule.")   \
-    X(outlier_ejections_detected, Counter, "breakerbox_outlier_ejections_detected_total",                                      \
-      "Outliers detected, by rule, whether or not ejected (the cap, or too few endpoints to enforce a rate rule).")            \
-    X(outlier_circuit_opens, Counter, "breakerbox_outlier_circuit_opens_total",                                                \
-      "Times the upstream's circuit was opened because too few endpoints were healthy (min_healthy_percent).")                 \
-    X(outlier_endpoint_ejected, Gauge, "breakerbox_outlier_endpoint_ejected", "1 while the endpoint is ejected, else 0.")      \
-    X(outlier_endpoint_ejections, Counter, "breakerbox_outlier_endpoint_ejections_total", "Ejections of the endpoint.")        \
-    X(active_probes, Counter, "breakerbox_active_probes_total",                                                                \
-      "Active half-open probes (circuit_breaker.half_open.probe) by outcome.")                                                 \
-    X(queue_depth, Gauge, "breakerbox_queue_depth", "Queued requests waiting or being delivered (queue fallback).")            \
-    X(queue_in_flight, Gauge, "breakerbox_queue_in_flight", "Queued requests being delivered now.")                            \
-    X(queue_bytes, Gauge, "breakerbox_queue_bytes", "Stored size of the queued requests, bytes.")                              \
-    X(queue_oldest_age, Gauge, "breakerbox_queue_oldest_age_seconds", "Age of the oldest queued request (0: none).")           \
-    X(queue_dead_letters, Gauge, "breakerbox_queue_dead_letters", "Dead letters kept: failed and expired requests.")           \
-    X(queue_enqueued, Counter, "breakerbox_queue_enqueued_total", "Requests stored by the queue fallback (202 sent).")         \
-    X(queue_delivered, Counter, "breakerbox_queue_delivered_total", "Queued requests delivered.")                              \
-    X(queue_dead_lettered, Counter, "breakerbox_queue_dead_lettered_total",                                                    \
-      "Queued requests dead-lettered: a terminal answer or max_attempts.")                                                     \
-    X(queue_expired, Counter, "breakerbox_queue_expired_total", "Queued requests not delivered within max_age.")               \
-    X(queue_rejected, Counter, "breakerbox_queue_rejected_total", "Requests the queue did not take, by reason.")               \
-    X(queue_delivery_attempts, Counter, "breakerbox_queue_delivery_attempts_total", "Delivery attempts, by result.")           \
-    X(cluster_live_replicas, Gauge, "breakerbox_cluster_live_replicas",                                                      \
-      "Replicas reporting on the upstream in the cluster (scope: cluster), at the last sync.")                                \
-    X(cluster_verdict, Gauge, "breakerbox_cluster_verdict", "1 for the cluster's current verdict on the upstream, 0 for the others.") \
-    X(connections, Counter, "breakerbox_downstream_connections_total", "Client connections accepted.")                         \
-    X(connections_parked, Counter, "breakerbox_downstream_connections_parked_total",                                           \
-      "Idle keep-alive client connections that gave their read buffer back after a second without a request.")                 \
-    X(connections_active, Gauge, "breakerbox_downstream_connections_active", "Client connections open now.")                   \
-    X(connections_rejected, Counter, "breakerbox_downstream_connections_rejected_total",                                       \
-      "Client connections refused (limit or draining).")                                                                       \
-    X(accept_errors, Counter, "breakerbox_accept_errors_total", "Failed accept() calls.")                                      \
-    X(requests, Counter, "breakerbox_downstream_requests_total", "Client requests read.")                                      \
-    X(responses, Counter, "breakerbox_downstream_responses_total", "Responses sent to clients, by status class.")              \
-    X(event_viewers, Gauge, "breakerbox_admin_event_viewers", "GET /events streams (dashboards) connected now.")               \
-    X(event_viewers_dropped, Counter, "breakerbox_admin_event_viewers_dropped_total",                                          \
-      "Event-stream viewers dropped because they did not read fast enough.")                                                   \
-    X(cluster_redis_up, Gauge, "breakerbox_cluster_redis_up", "1 while the cluster sync reaches Redis (scope: cluster).")       \
-    X(cluster_sync_duration, Histogram, "breakerbox_cluster_sync_duration_seconds",                                          \
-      "One sync with Redis: every clustered upstream's report and verdict, one pipelined call.")                             \
+#define BREAKERBOX_METRIC_FAMILIES(X)                                                                                            \
+    X(build_info, Gauge, "breakerbox_build_info", "Build information; always 1.")                                                \
+    X(circuit_state, Gauge, "breakerbox_circuit_state", "1 for the circuit's current state, 0 for the others.")                  \
+    X(circuit_state_code, Gauge, "breakerbox_circuit_state_code", "Circuit state as a number: 0 closed, 1 half-open, 2 open.")   \
+    X(transitions, Counter, "breakerbox_circuit_transitions_total", "Circuit state transitions.")                                \
+    X(trips, Counter, "breakerbox_circuit_trips_total", "Transitions into open or forced-open.")                                 \
+    X(window_calls, Gauge, "breakerbox_circuit_window_calls", "Calls in the breaker's sliding window.")                          \
+    X(failure_ratio, Gauge, "breakerbox_circuit_failure_ratio", "Failure ratio over the sliding window (0-1).")                  \
+    X(slow_call_ratio, Gauge, "breakerbox_circuit_slow_call_ratio", "Slow-call ratio over the sliding window (0-1).")            \
+    X(consecutive_failures, Gauge, "breakerbox_circuit_consecutive_failures", "Current run of consecutive failures.")            \
+    X(next_probe, Gauge, "breakerbox_circuit_next_probe_seconds", "Seconds until the next half-open probe (0 unless open).")     \
+    X(slow_requests, Counter, "breakerbox_upstream_slow_requests_total", "Upstream calls slower than the slow-call duration.")   \
+    X(bulkhead_in_flight, Gauge, "breakerbox_bulkhead_in_flight", "Requests holding a bulkhead slot.")                           \
+    X(bulkhead_queued, Gauge, "breakerbox_bulkhead_queued", "Requests waiting for a bulkhead slot.")                             \
+    X(bulkhead_limit, Gauge, "breakerbox_bulkhead_limit", "Bulkhead limit on concurrent requests (0: unlimited).")               \
+    X(bulkhead_queue_limit, Gauge, "breakerbox_bulkhead_queue_limit", "Bulkhead wait-queue capacity.")                           \
+    X(retry_budget_in_use, Gauge, "breakerbox_retry_budget_in_use", "Retries in flight against the retry budget.")               \
+    X(tls_certificate_expiry, Gauge, "breakerbox_upstream_tls_certificate_expiry_seconds",                                       \
+      "Seconds until the soonest-expiring certificate the upstream's endpoints presented in a full handshake.")                  \
+    X(request_duration, Histogram, "breakerbox_upstream_request_duration_seconds",                                               \
+      "Duration of upstream calls (connect, write, read).")                                                                      \
+    X(outlier_endpoints, Gauge, "breakerbox_outlier_endpoints",                                                                  \
+      "Endpoints of the upstream by outlier-detection state (healthy, detected, ejected).")                                      \
+    X(outlier_ejections_active, Gauge, "breakerbox_outlier_ejections_active", "Endpoints ejected now.")                          \
+    X(outlier_ejections_enforced, Counter, "breakerbox_outlier_ejections_enforced_total", "Ejections carried out, by rule.")     \
+    X(outlier_ejections_detected, Counter, "breakerbox_outlier_ejections_detected_total",                                        \
+      "Outliers detected, by rule, whether or not ejected (the cap, or too few endpoints to enforce a rate rule).")              \
+    X(outlier_circuit_opens, Counter, "breakerbox_outlier_circuit_opens_total",                                                  \
+      "Times the upstream's circuit was opened because too few endpoints were healthy (min_healthy_percent).")                   \
+    X(outlier_endpoint_ejected, Gauge, "breakerbox_outlier_endpoint_ejected", "1 while the endpoint is ejected, else 0.")        \
+    X(outlier_endpoint_ejections, Counter, "breakerbox_outlier_endpoint_ejections_total", "Ejections of the endpoint.")          \
+    X(active_probes, Counter, "breakerbox_active_probes_total",                                                                  \
+      "Active half-open probes (circuit_breaker.half_open.probe) by outcome.")                                                   \
+    X(queue_depth, Gauge, "breakerbox_queue_depth", "Queued requests waiting or being delivered (queue fallback).")              \
+    X(queue_in_flight, Gauge, "breakerbox_queue_in_flight", "Queued requests being delivered now.")                              \
+    X(queue_bytes, Gauge, "breakerbox_queue_bytes", "Stored size of the queued requests, bytes.")                                \
+    X(queue_oldest_age, Gauge, "breakerbox_queue_oldest_age_seconds", "Age of the oldest queued request (0: none).")             \
+    X(queue_dead_letters, Gauge, "breakerbox_queue_dead_letters", "Dead letters kept: failed and expired requests.")             \
+    X(queue_enqueued, Counter, "breakerbox_queue_enqueued_total", "Requests stored by the queue fallback (202 sent).")           \
+    X(queue_delivered, Counter, "breakerbox_queue_delivered_total", "Queued requests delivered.")                                \
+    X(queue_dead_lettered, Counter, "breakerbox_queue_dead_lettered_total",                                                      \
+      "Queued requests dead-lettered: a terminal answer or max_attempts.")                                                       \
+    X(queue_expired, Counter, "breakerbox_queue_expired_total", "Queued requests not delivered within max_age.")                 \
+    X(queue_rejected, Counter, "breakerbox_queue_rejected_total", "Requests the queue did not take, by reason.")                 \
+    X(queue_delivery_attempts, Counter, "breakerbox_queue_delivery_attempts_total", "Delivery attempts, by result.")             \
+    X(cluster_live_replicas, Gauge, "breakerbox_cluster_live_replicas",                                                          \
+      "Replicas reporting on the upstream in the cluster (scope: cluster), at the last sync.")                                   \
+    X(cluster_verdict, Gauge, "breakerbox_cluster_verdict",                                                                      \
+      "1 for the cluster's current verdict on the upstream, 0 for the others.")                                                  \
+    X(connections, Counter, "breakerbox_downstream_connections_total", "Client connections accepted.")                           \
+    X(connections_parked, Counter, "breakerbox_downstream_connections_parked_total",                                             \
+      "Idle keep-alive client connections that gave their read buffer back after a second without a request.")                   \
+    X(connections_active, Gauge, "breakerbox_downstream_connections_active", "Client connections open now.")                     \
+    X(connections_rejected, Counter, "breakerbox_downstream_connections_rejected_total",                                         \
+      "Client connections refused (limit or draining).")                                                                         \
+    X(accept_errors, Counter, "breakerbox_accept_errors_total", "Failed accept() calls.")                                        \
+    X(requests, Counter, "breakerbox_downstream_requests_total", "Client requests read.")                                        \
+    X(responses, Counter, "breakerbox_downstream_responses_total", "Responses sent to clients, by status class.")                \
+    X(event_viewers, Gauge, "breakerbox_admin_event_viewers", "GET /events streams (dashboards) connected now.")                 \
+    X(event_viewers_dropped, Counter, "breakerbox_admin_event_viewers_dropped_total",                                            \
+      "Event-stream viewers dropped because they did not read fast enough.")                                                     \
+    X(cluster_redis_up, Gauge, "breakerbox_cluster_redis_up", "1 while the cluster sync reaches Redis (scope: cluster).")        \
+    X(cluster_sync_duration, Histogram, "breakerbox_cluster_sync_duration_seconds",                                              \
+      "One sync with Redis: every clustered upstream's report and verdict, one pipelined call.")                                 \
     X(cluster_sync_failures, Counter, "breakerbox_cluster_sync_failures_total", "Syncs and connections that failed, by reason.") \
     X(cluster_commands, Counter, "breakerbox_cluster_redis_commands_total", "Commands sent to Redis by the cluster sync.")       \
-    X(cluster_clock_offset, Gauge, "breakerbox_cluster_clock_offset_seconds", "Redis TIME minus this host's clock, at the last sync.") \
-    X(queue_commit_duration, Histogram, "breakerbox_queue_commit_duration_seconds",                                            \
-      "Time to write and commit one group of queue operations (the fsync included).")                                          \
-    X(generated_responses, Counter, "breakerbox_proxy_generated_responses_total",                                              \
+    X(cluster_clock_offset, Gauge, "breakerbox_cluster_clock_offset_seconds",                                                    \
+      "Redis TIME minus this host's clock, at the last sync.")                                                                   \
+    X(queue_commit_duration, Histogram, "breakerbox_queue_commit_duration_seconds",                                              \
+      "Time to write and commit one group of queue operations (the fsync included).")                                            \
+    X(generated_responses, Counter, "breakerbox_proxy_generated_responses_total",                                                \
       "Responses breakerbox generated itself (errors, rejections).")
 
 #define BREAKERBOX_METRIC_ENUM(id, type, name, help) id,
@@ -291,16 +293,25 @@ void add_queues(exposition& e, const queue::queue_store& store)
     }
 }
 
+// A histogram sample from cumulative bucket counts (`le` = `bounds`, then +Inf = `count`), in seconds.
+template <std::size_t N>
+ClientMetric histogram_of(const std::array<std::uint64_t, N>& cumulative, const std::array<double, N>& bounds,
+                          std::uint64_t count, double sum)
+{
+    ClientMetric h;
+    for (std::size_t b = 0; b < N; ++b)
+        h.histogram.bucket.push_back({cumulative[b], bounds[b]});
+    h.histogram.bucket.push_back({count, std::numeric_limits<double>::infinity()});
+    h.histogram.sample_count = count;
+    h.histogram.sample_sum = sum;
+    return h;
+}
+
 void add_commit_latency(exposition& e, const queue::queue_store& store)
 {
     const auto hist = store.commit_latency();
-    ClientMetric h;
-    for (std::size_t b = 0; b < hist.cumulative.size(); ++b)
-        h.histogram.bucket.push_back({hist.cumulative[b], queue::queue_store::commit_buckets[b]});
-    h.histogram.bucket.push_back({hist.count, std::numeric_limits<double>::infinity()});
-    h.histogram.sample_count = hist.count;
-    h.histogram.sample_sum = hist.sum;
-    e.add_histogram(metric::queue_commit_duration, std::move(h));
+    e.add_histogram(metric::queue_commit_duration,
+                    histogram_of(hist.cumulative, queue::queue_store::commit_buckets, hist.count, hist.sum));
 }
 
 // scope: cluster — per upstream what the last sync learnt.
@@ -316,13 +327,8 @@ void add_cluster_upstreams(exposition& e, const cluster::sync_status& c)
 void add_cluster(exposition& e, const cluster::sync_status& c)
 {
     e.add(metric::cluster_redis_up, {}, c.redis_up ? 1 : 0);
-    ClientMetric h;
-    for (std::size_t b = 0; b < c.latency_cumulative.size(); ++b)
-        h.histogram.bucket.push_back({c.latency_cumulative[b], cluster::sync_status::sync_buckets[b]});
-    h.histogram.bucket.push_back({c.latency_count, std::numeric_limits<double>::infinity()});
-    h.histogram.sample_count = c.latency_count;
-    h.histogram.sample_sum = c.latency_sum;
-    e.add_histogram(metric::cluster_sync_duration, std::move(h));
+    e.add_histogram(metric::cluster_sync_duration,
+                    histogram_of(c.latency_cumulative, cluster::sync_status::sync_buckets, c.latency_count, c.latency_sum));
     for (std::size_t r = 1; r < cluster::sync_failure_names.size(); ++r)
         e.add(metric::cluster_sync_failures, {{"reason", std::string(cluster::sync_failure_names[r])}}, double(c.failures[r]));
     e.add(metric::cluster_commands, {}, double(c.commands));

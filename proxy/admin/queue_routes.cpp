@@ -18,26 +18,6 @@ std::int64_t wall_ms_now()
     return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-// A query parameter's raw value ("" when absent).
-std::string_view query_value(std::string_view target, std::string_view key)
-{
-    const auto q = target.find('?');
-    if (q == std::string_view::npos)
-        return {};
-    std::string_view rest = target.substr(q + 1);
-    while (!rest.empty()) {
-        const auto amp = rest.find('&');
-        const auto pair = rest.substr(0, amp);
-        const auto eq = pair.find('=');
-        if (pair.substr(0, eq) == key)
-            return eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1);
-        if (amp == std::string_view::npos)
-            break;
-        rest.remove_prefix(amp + 1);
-    }
-    return {};
-}
-
 nlohmann::json entry_json(const queue::entry& e, bool detail)
 {
     auto j = nlohmann::json::parse(queue::status_json(e));

@@ -6,8 +6,9 @@
 // KEYS[2] verdict  (string: "state until_ms reason"; absent = closed)
 // KEYS[3] lease    (string: the replica probing for the cluster; SET NX PX)
 // ARGV: 1 replica id, 2 local state, 3 window calls, 4 failures, 5 slow calls, 6 probe outcome
-//       (none|pending|success|failure; pending renews the holder's lease while its probe runs), 7 replica timeout ms, 8 quorum, 9 failure-rate threshold % (0 = off),
-//       10 slow-call-rate threshold % (0 = off), 11 minimum calls, 12 open time ms, 13 lease ms
+//       (none|pending|success|failure; pending renews the holder's lease while its probe runs), 7 replica timeout ms, 8 quorum, 9
+//       failure-rate threshold % (0 = off), 10 slow-call-rate threshold % (0 = off), 11 minimum calls, 12 open time ms, 13 lease
+//       ms
 // Returns: {verdict, ms left of it, live replicas, open replicas, calls, failures, redis ms, 1 when this
 //           replica holds the lease, reason, 1 when the cluster just recovered}
 //

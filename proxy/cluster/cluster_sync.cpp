@@ -20,10 +20,7 @@ std::int64_t wall_ms()
     return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-std::string text_of(const redis_value& v)
-{
-    return v.type == redis_value::kind::integer ? std::to_string(v.integer) : v.text;
-}
+std::string text_of(const redis_value& v) { return v.type == redis_value::kind::integer ? std::to_string(v.integer) : v.text; }
 
 std::int64_t int_of(const redis_value& v)
 {
@@ -61,10 +58,7 @@ cluster_sync::cluster_sync(asio::io_context& main, runtime::proxy_state& state, 
     status_.address = cfg.redis;
 }
 
-void cluster_sync::start()
-{
-    asio::co_spawn(main_, run(), asio::detached);
-}
+void cluster_sync::start() { asio::co_spawn(main_, run(), asio::detached); }
 
 void cluster_sync::nudge()
 {
@@ -119,8 +113,8 @@ asio::awaitable<bool> cluster_sync::ensure_connected()
                 log::info("cluster: connected to Redis", {{"redis", cfg_.redis}, {"replica", status_.replica_id}});
             co_return true;
         }
-        connected = loaded.ok() ? redis_result{redis_failure::script, loaded.replies[0].is_error() ? loaded.replies[0].text
-                                                                                                    : loaded.replies[1].text}
+        connected = loaded.ok() ? redis_result{redis_failure::script,
+                                               loaded.replies[0].is_error() ? loaded.replies[0].text : loaded.replies[1].text}
                                 : loaded;
         client_.disconnect();
     }
@@ -235,9 +229,10 @@ void cluster_sync::apply(resilience::upstream_resilience& shared, const redis_va
         // open verdict is not dropped when its open time ends: until this replica's next sync says who
         // probes, it keeps rejecting (else every replica would let traffic through at that moment). A
         // forced state that ends is dropped at its end.
-        const bool forced = verdict == resilience::cluster_verdict::forced_open || verdict == resilience::cluster_verdict::forced_closed;
-        const nanos lasts = forced ? std::min<nanos>(view.ms_left * 1'000'000 + millis(1), 3 * cfg_.sync_interval)
-                                   : 3 * cfg_.sync_interval;
+        const bool forced =
+            verdict == resilience::cluster_verdict::forced_open || verdict == resilience::cluster_verdict::forced_closed;
+        const nanos lasts =
+            forced ? std::min<nanos>(view.ms_left * 1'000'000 + millis(1), 3 * cfg_.sync_interval) : 3 * cfg_.sync_interval;
         shared.cluster.set(verdict, now + std::max<nanos>(lasts, millis(1)));
     }
     if (before != verdict)
@@ -249,13 +244,12 @@ void cluster_sync::apply(resilience::upstream_resilience& shared, const redis_va
                                       {"open_replicas", view.open_replicas}});
     // The cluster recovered (its probe succeeded, or an operator reset it): this replica's own open
     // circuit closes too — "its result closes the circuit for all".
-    const bool recovered = int_of(e[9]) == 1 || (verdict == resilience::cluster_verdict::closed &&
-                                                 before != resilience::cluster_verdict::closed &&
-                                                 before != resilience::cluster_verdict::forced_closed);
+    const bool recovered =
+        int_of(e[9]) == 1 || (verdict == resilience::cluster_verdict::closed && before != resilience::cluster_verdict::closed &&
+                              before != resilience::cluster_verdict::forced_closed);
     if (recovered)
-        shared.breaker.close_from_outside("cluster: " + (view.reason.empty() ? std::string("the cluster's circuit closed")
-                                                                             : view.reason),
-                                          now);
+        shared.breaker.close_from_outside(
+            "cluster: " + (view.reason.empty() ? std::string("the cluster's circuit closed") : view.reason), now);
 }
 
 void cluster_sync::observe_latency(double seconds)
@@ -275,12 +269,11 @@ asio::awaitable<std::string> cluster_sync::apply_operator_action(operator_action
     // A deadline in Redis's time: a command that reaches Redis late (it was stopped, say) after we answered
     // 503 must not be applied then — "503: nothing changed". Half the command timeout: a command run in
     // time leaves the other half for its answer, so one run after the deadline is one we gave up on.
-    const auto deadline = wall_ms() + static_cast<std::int64_t>(status_.clock_offset_seconds * 1000.0) +
-                          cfg_.command_timeout / millis(2);
-    const std::vector<std::vector<std::string>> command{{"EVALSHA", operator_sha_, "2", key(action.upstream, "verdict"),
-                                                         key(action.upstream, "lease"), action.state, ms_text(action.lasts),
-                                                         "operator " + action.state + " by " + action.who,
-                                                         std::to_string(deadline)}};
+    const auto deadline =
+        wall_ms() + static_cast<std::int64_t>(status_.clock_offset_seconds * 1000.0) + cfg_.command_timeout / millis(2);
+    const std::vector<std::vector<std::string>> command{
+        {"EVALSHA", operator_sha_, "2", key(action.upstream, "verdict"), key(action.upstream, "lease"), action.state,
+         ms_text(action.lasts), "operator " + action.state + " by " + action.who, std::to_string(deadline)}};
     auto result = co_await client_.pipeline(command);
     ++status_.commands;
     if (!result.ok()) {
@@ -291,10 +284,9 @@ asio::awaitable<std::string> cluster_sync::apply_operator_action(operator_action
         co_return "Redis refused the action: " + result.replies[0].text;
     if (result.replies[0].text == "late")
         co_return "the action reached Redis after its deadline and was not applied";
-    log::warn("cluster operator action", {{"upstream", action.upstream},
-                                          {"action", action.state},
-                                          {"who", action.who},
-                                          {"lasts_ms", action.lasts / 1'000'000}});
+    log::warn(
+        "cluster operator action",
+        {{"upstream", action.upstream}, {"action", action.state}, {"who", action.who}, {"lasts_ms", action.lasts / 1'000'000}});
     wake_.cancel(); // this replica applies it at once; the others at their next sync
     co_return std::string();
 }

@@ -37,8 +37,8 @@ struct upstream_view {
     bool probing = false; // this replica holds the probe lease
 };
 
-inline constexpr std::array<std::string_view, 7> sync_failure_names{"none",         "connect", "timeout", "disconnected",
-                                                                    "auth",         "script",  "reply"};
+inline constexpr std::array<std::string_view, 7> sync_failure_names{"none", "connect", "timeout", "disconnected",
+                                                                    "auth", "script",  "reply"};
 
 struct sync_status {
     std::string replica_id;

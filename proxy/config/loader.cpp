@@ -1223,9 +1223,9 @@ void read_queue_store(reader& r, const YAML::Node& root, config& cfg, const std:
 
 void read_root(reader& r, const YAML::Node& root, config& cfg, const std::string& config_dir)
 {
-    if (!r.check_map(
-            root, "",
-            {"workers", "listeners", "admin", "limits", "forwarding", "logging", "queue_store", "cluster", "defaults", "upstreams"}))
+    if (!r.check_map(root, "",
+                     {"workers", "listeners", "admin", "limits", "forwarding", "logging", "queue_store", "cluster", "defaults",
+                      "upstreams"}))
         return;
     r.read_uint(root, "workers", "", cfg.workers, 0, 256);
     if (auto l = root["limits"])

@@ -115,7 +115,7 @@ public:
     {
         out.upstream = up.cfg.name;
         call_result r;
-        const nanos now = clk_.now(); // one clock reading serves the breaker, the deadline and the pool
+        const nanos now = clk_.now();                   // one clock reading serves the breaker, the deadline and the pool
         const auto gate = up.shared.cluster.admit(now); // scope: cluster — one load when there is no verdict
         if (gate == resilience::gate_admission::reject) {
             r = cluster_refused(up);
@@ -609,10 +609,10 @@ private:
         }
         if (r.error == proxy_error::circuit_open) {
             std::string_view why =
-                r.by_cluster                                          ? "the cluster's circuit is open (a quorum of replicas)"
+                r.by_cluster                                            ? "the cluster's circuit is open (a quorum of replicas)"
                 : r.rejection == resilience::admission::rejected_probes ? "half-open: the allowed probes are already in flight"
-                : r.rejection == resilience::admission::rejected_ramp ? "recovering: admitting a growing share of traffic"
-                                                                      : "the circuit is open";
+                : r.rejection == resilience::admission::rejected_ramp   ? "recovering: admitting a growing share of traffic"
+                                                                        : "the circuit is open";
             const auto& cb = up.shared.breaker;
             const auto state = r.by_cluster ? std::string_view("open") : resilience::to_string(cb.state());
             out.response = http::make_circuit_open_response(ucfg.name, state, retry_after, why);

@@ -26,8 +26,8 @@ namespace breakerbox::resilience {
 // cluster-wide action.
 enum class cluster_verdict : std::uint8_t { closed, open, half_open, probing, forced_open, forced_closed };
 inline constexpr enum_name<cluster_verdict> cluster_verdict_names[]{
-    {cluster_verdict::closed, "closed"},       {cluster_verdict::open, "open"},
-    {cluster_verdict::half_open, "half_open"}, {cluster_verdict::probing, "probing"},
+    {cluster_verdict::closed, "closed"},           {cluster_verdict::open, "open"},
+    {cluster_verdict::half_open, "half_open"},     {cluster_verdict::probing, "probing"},
     {cluster_verdict::forced_open, "forced_open"}, {cluster_verdict::forced_closed, "forced_closed"}};
 constexpr std::span<const enum_name<cluster_verdict>> names_of(cluster_verdict) noexcept { return cluster_verdict_names; }
 

@@ -26,8 +26,10 @@ TEST(cluster_gate, each_verdict_admits_as_documented)
     struct row {
         cluster_verdict v;
         gate_admission expected;
-    } rows[] = {{cluster_verdict::closed, gate_admission::pass},      {cluster_verdict::open, gate_admission::reject},
-                {cluster_verdict::half_open, gate_admission::reject}, {cluster_verdict::forced_open, gate_admission::reject},
+    } rows[] = {{cluster_verdict::closed, gate_admission::pass},
+                {cluster_verdict::open, gate_admission::reject},
+                {cluster_verdict::half_open, gate_admission::reject},
+                {cluster_verdict::forced_open, gate_admission::reject},
                 {cluster_verdict::forced_closed, gate_admission::pass}};
     for (const auto& r : rows) {
         cluster_gate g;
@@ -79,7 +81,7 @@ TEST(cluster_gate, the_probe_outcome_waits_for_the_sync_and_resets_with_a_new_le
     ASSERT_EQ(g.admit(t0), gate_admission::probe);
     g.record_probe(false);
     EXPECT_EQ(g.pending_probe(), probe_outcome::failure);
-    g.set(cluster_verdict::open, t0 + seconds(1)); // the cluster opened again
+    g.set(cluster_verdict::open, t0 + seconds(1));    // the cluster opened again
     g.set(cluster_verdict::probing, t0 + seconds(2)); // a new lease: a new token, no old outcome
     EXPECT_EQ(g.pending_probe(), probe_outcome::none);
     EXPECT_EQ(g.admit(t0), gate_admission::probe);
