@@ -108,7 +108,6 @@ asio::awaitable<bool> cluster_sync::ensure_connected()
         if (loaded.ok() && !loaded.replies[0].is_error() && !loaded.replies[1].is_error()) {
             sync_sha_ = loaded.replies[0].text;
             operator_sha_ = loaded.replies[1].text;
-            backoff_ = 0;
             if (!status_.redis_up)
                 log::info("cluster: connected to Redis", {{"redis", cfg_.redis}, {"replica", status_.replica_id}});
             co_return true;
@@ -183,11 +182,15 @@ asio::awaitable<void> cluster_sync::sync_once()
         co_return;
     }
     for (const auto& reply : result.replies)
-        if (reply.is_error()) { // NOSCRIPT after a Redis restart, say: reconnect and load again
-            client_.disconnect();
+        if (reply.is_error()) {
+            // NOSCRIPT (Redis restarted, or its script cache flushed): reconnect and load again. Anything
+            // else (OOM, READONLY, MISCONF) is Redis's own state: stay connected, try at the next interval.
+            if (reply.text.rfind("NOSCRIPT", 0) == 0)
+                client_.disconnect();
             fail(redis_failure::reply, reply.text);
             co_return;
         }
+    backoff_ = 0; // a whole sync worked: the next loss starts the back-off again from its base
     observe_latency(took);
     ++status_.syncs;
     if (!status_.redis_up)
@@ -228,12 +231,12 @@ void cluster_sync::apply(resilience::upstream_resilience& shared, const redis_va
         // The verdict expires by itself a few intervals ahead (stale data never keeps a circuit open). An
         // open verdict is not dropped when its open time ends: until this replica's next sync says who
         // probes, it keeps rejecting (else every replica would let traffic through at that moment). A
-        // forced state that ends is dropped at its end.
+        // forced state that ends is dropped at its end; a probe token lasts no longer than the lease.
         const bool forced =
             verdict == resilience::cluster_verdict::forced_open || verdict == resilience::cluster_verdict::forced_closed;
-        const nanos lasts =
-            forced ? std::min<nanos>(view.ms_left * 1'000'000 + millis(1), 3 * cfg_.sync_interval) : 3 * cfg_.sync_interval;
-        shared.cluster.set(verdict, now + std::max<nanos>(lasts, millis(1)));
+        const nanos left = view.ms_left * 1'000'000;
+        const nanos lasts = forced ? std::min<nanos>(left + millis(1), 3 * cfg_.sync_interval) : 3 * cfg_.sync_interval;
+        shared.cluster.set(verdict, now + std::max<nanos>(lasts, millis(1)), now + left);
     }
     if (before != verdict)
         log::info("cluster verdict", {{"upstream", shared.cfg.name},
@@ -242,14 +245,11 @@ void cluster_sync::apply(resilience::upstream_resilience& shared, const redis_va
                                       {"reason", view.reason},
                                       {"live_replicas", view.live_replicas},
                                       {"open_replicas", view.open_replicas}});
-    // The cluster recovered (its probe succeeded, or an operator reset it): this replica's own open
-    // circuit closes too — "its result closes the circuit for all".
-    const bool recovered =
-        int_of(e[9]) == 1 || (verdict == resilience::cluster_verdict::closed && before != resilience::cluster_verdict::closed &&
-                              before != resilience::cluster_verdict::forced_closed);
-    if (recovered)
-        shared.breaker.close_from_outside(
-            "cluster: " + (view.reason.empty() ? std::string("the cluster's circuit closed") : view.reason), now);
+    // The cluster recovered (its probe succeeded, or an operator reset it): this replica's own circuit
+    // closes too and its window is forgotten — "its result closes the circuit for all". Only on the
+    // script's word: a verdict that merely vanished (evicted, flushed) is not a recovery.
+    if (int_of(e[9]) == 1 && before != resilience::cluster_verdict::closed)
+        shared.breaker.close_from_outside("cluster: " + view.reason, now);
 }
 
 void cluster_sync::observe_latency(double seconds)
@@ -272,8 +272,9 @@ asio::awaitable<std::string> cluster_sync::apply_operator_action(operator_action
     const auto deadline =
         wall_ms() + static_cast<std::int64_t>(status_.clock_offset_seconds * 1000.0) + cfg_.command_timeout / millis(2);
     const std::vector<std::vector<std::string>> command{
-        {"EVALSHA", operator_sha_, "2", key(action.upstream, "verdict"), key(action.upstream, "lease"), action.state,
-         ms_text(action.lasts), "operator " + action.state + " by " + action.who, std::to_string(deadline)}};
+        {"EVALSHA", operator_sha_, "3", key(action.upstream, "verdict"), key(action.upstream, "lease"),
+         key(action.upstream, "reports"), action.state, ms_text(action.lasts),
+         "operator " + action.state + " by " + action.who, std::to_string(deadline), ms_text(8 * cfg_.sync_interval)}};
     auto result = co_await client_.pipeline(command);
     ++status_.commands;
     if (!result.ok()) {

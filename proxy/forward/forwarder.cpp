@@ -173,8 +173,11 @@ private:
 
     static void record_cluster_probe(upstream_handle& up, const call_result& r)
     {
-        if (r.error == proxy_error::client_closed || (r.error == proxy_error::circuit_open && !r.by_cluster))
-            up.shared.cluster.return_token(); // no outcome: another request probes
+        const bool refused_here = r.error == proxy_error::client_closed || r.error == proxy_error::circuit_open ||
+                                  r.error == proxy_error::bulkhead_full || r.error == proxy_error::queue_timeout ||
+                                  r.error == proxy_error::connection_limit || r.error == proxy_error::no_endpoint;
+        if (refused_here) // no upstream outcome: another request probes
+            up.shared.cluster.return_token();
         else
             up.shared.cluster.record_probe(r.error == proxy_error::ok && !r.failure_status);
     }

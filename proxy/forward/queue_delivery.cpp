@@ -160,8 +160,10 @@ private:
     // circuit letting traffic through.
     bool may_deliver(const runtime::upstream_handle& up, nanos now) const
     {
+        const auto cluster = up.shared.cluster.verdict(now); // scope: cluster — the fleet's verdict too
         return now >= resume_at_ && counters_.depth.load() - counters_.in_flight.load() > 0 &&
-               delivering_state(up.shared.breaker.effective_state(now));
+               delivering_state(up.shared.breaker.effective_state(now)) &&
+               (cluster == resilience::cluster_verdict::closed || cluster == resilience::cluster_verdict::forced_closed);
     }
 
     // What the deliveries that ended since the last look mean: a retryable failure pauses the drain

@@ -353,6 +353,11 @@ bool circuit_breaker::close_from_outside(std::string reason, nanos now)
     for (;;) {
         const std::uint64_t bits = state_word_.load(std::memory_order_acquire);
         const word w = decode(bits);
+        if (w.state == breaker_state::closed) { // closed already: only the failing period's window goes
+            window_.reset();
+            consecutive_trips_.store(0, std::memory_order_relaxed);
+            return false;
+        }
         if (w.state != breaker_state::open && w.state != breaker_state::half_open)
             return false;
         if (transition(bits, breaker_state::closed, to_ms_ceil(now), reason, now)) {

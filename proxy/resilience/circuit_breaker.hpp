@@ -166,8 +166,9 @@ public:
     // the transition; false when the circuit was not closed (or another thread moved it first).
     bool trip_from_outside(std::string reason, nanos now);
     // Closes an open or half-open circuit for a reason found outside the breaker (scope: cluster — the
-    // cluster's probe succeeded, so every replica's circuit closes), with a fresh window. Returns
-    // whether this call won the transition; false when the circuit was neither open nor half-open.
+    // cluster's probe succeeded, so every replica's circuit closes), with a fresh window (a closed one
+    // just forgets its window: its failures belong to the period the cluster has recovered from).
+    // Returns whether this call won the transition; false when the circuit was not open or half-open.
     bool close_from_outside(std::string reason, nanos now);
 
     // Operator control (admin API). `who` is logged with the transition.

@@ -38,16 +38,29 @@ class cluster_gate {
 public:
     // Main thread: the verdict until `expires_at` (the clock's nanoseconds). Entering `probing` hands
     // out one probe token.
-    void set(cluster_verdict v, nanos expires_at) noexcept
+    // `token_until`: while probing, the token is good until then (the lease's end). The token is issued
+    // once per lease: not again while the probe it let through is still running (a Redis hiccup or a
+    // repeated verdict must not let a second probe go).
+    void set(cluster_verdict v, nanos expires_at, nanos token_until = 0) noexcept
     {
         const auto previous = verdict_of(word_.load(std::memory_order_relaxed));
-        if (v == cluster_verdict::probing && previous != cluster_verdict::probing) {
+        const auto token = token_.load(std::memory_order_acquire);
+        if (v == cluster_verdict::probing && previous != cluster_verdict::probing && token != token_taken) {
             probe_outcome_.store(static_cast<std::uint8_t>(probe_outcome::none), std::memory_order_relaxed);
-            token_.store(1, std::memory_order_relaxed);
+            token_.store(token_available, std::memory_order_release);
+        } else if (v != cluster_verdict::probing && token != token_taken) {
+            forget_probe();
         }
+        token_until_.store(token_until, std::memory_order_relaxed);
         word_.store(encode(v, expires_at), std::memory_order_release);
     }
-    void clear() noexcept { word_.store(0, std::memory_order_release); }
+    // Redis out of reach: local-only at once. A probe in flight keeps its token (it is not issued again).
+    void clear() noexcept
+    {
+        if (token_.load(std::memory_order_acquire) != token_taken)
+            forget_probe();
+        word_.store(0, std::memory_order_release);
+    }
 
     // Hot path: what the cluster says about one request now. One load when there is no verdict.
     gate_admission admit(nanos now) noexcept
@@ -60,9 +73,11 @@ public:
         case cluster_verdict::half_open:
         case cluster_verdict::forced_open: return gate_admission::reject;
         case cluster_verdict::probing: {
-            std::uint8_t one = 1;
-            return token_.compare_exchange_strong(one, 0, std::memory_order_acq_rel) ? gate_admission::probe
-                                                                                     : gate_admission::reject;
+            std::uint8_t available = token_available; // a load first: no CAS traffic once it is gone
+            if (token_.load(std::memory_order_relaxed) != token_available || now >= token_until_.load(std::memory_order_relaxed))
+                return gate_admission::reject;
+            return token_.compare_exchange_strong(available, token_taken, std::memory_order_acq_rel) ? gate_admission::probe
+                                                                                                     : gate_admission::reject;
         }
         default: return gate_admission::pass;
         }
@@ -70,13 +85,14 @@ public:
 
     // A request that took the token but was not sent (the local breaker refused it, the client left):
     // the next request probes instead.
-    void return_token() noexcept { token_.store(1, std::memory_order_release); }
+    void return_token() noexcept { token_.store(token_available, std::memory_order_release); }
 
     // The probe's outcome (any worker), for the sync to report at once (the observer nudges it).
     void record_probe(bool success) noexcept
     {
         probe_outcome_.store(static_cast<std::uint8_t>(success ? probe_outcome::success : probe_outcome::failure),
                              std::memory_order_release);
+        token_.store(token_none, std::memory_order_release);
         if (auto* observer = probe_observer())
             (*observer)();
     }
@@ -87,8 +103,7 @@ public:
     // renewed for it; a holder without traffic lets its lease expire, so another replica can probe.
     bool probe_in_flight() const noexcept
     {
-        return verdict_of(word_.load(std::memory_order_acquire)) == cluster_verdict::probing &&
-               token_.load(std::memory_order_acquire) == 0 && pending_probe() == probe_outcome::none;
+        return token_.load(std::memory_order_acquire) == token_taken;
     }
     // Main thread: the outcome waiting to be reported (it stays until the verdict moves on).
     probe_outcome pending_probe() const noexcept
@@ -104,6 +119,14 @@ public:
     }
 
 private:
+    static constexpr std::uint8_t token_none = 0, token_available = 1, token_taken = 2;
+
+    void forget_probe() noexcept
+    {
+        probe_outcome_.store(static_cast<std::uint8_t>(probe_outcome::none), std::memory_order_relaxed);
+        token_.store(token_none, std::memory_order_release);
+    }
+
     static void (*&probe_observer() noexcept)()
     {
         static void (*observer)() = nullptr;
@@ -120,7 +143,8 @@ private:
     static nanos expiry_of(std::uint64_t w) noexcept { return static_cast<nanos>(w >> 3) * 1'000'000; }
 
     std::atomic<std::uint64_t> word_{0};
-    std::atomic<std::uint8_t> token_{0};
+    std::atomic<std::uint8_t> token_{0}; // token_none, token_available, token_taken
+    std::atomic<nanos> token_until_{0};
     std::atomic<std::uint8_t> probe_outcome_{0};
 };
 

@@ -408,7 +408,7 @@ class ProbeTest(ClusterCase):
             while time.monotonic() < deadline:
                 seen = self.up.stats()["requests"]
                 verdict = self.redis.command("GET", key)
-                if verdict is None:
+                if verdict is None or verdict.startswith("recovered "):  # closed (and announced as recovered)
                     break
                 saw_half_open = saw_half_open or verdict.startswith("half_open")
                 before_close = max(before_close, seen)
