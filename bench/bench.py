@@ -30,6 +30,7 @@ import tls_pki  # noqa: E402  (test certificates made at run time with the opens
 import ejection  # noqa: E402  (the endpoint-ejection scenario, bench/ejection.py)
 import events  # noqa: E402  (the event stream's cost, bench/events.py)
 import queue_fallback  # noqa: E402  (the queue fallback: enqueues, drain, bytes on disk; bench/queue_fallback.py)
+import cluster  # noqa: E402  (circuit state shared through Redis, scope: cluster; bench/cluster.py)
 BUILD = os.environ.get("BREAKERBOX_BUILD", os.path.join(ROOT, "build"))
 BREAKERBOX = os.path.join(BUILD, "breakerbox")
 MICRO = os.path.join(BUILD, "bench", "resilience_bench")
@@ -718,12 +719,12 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--seconds", type=int, default=3, help="length of each wrk run")
     ap.add_argument("--reps", type=int, default=3, help="repetitions (median reported)")
-    ap.add_argument("--only", default="throughput,tls,outage,ejection,events,queue,memory,micro",
-                    help="comma-separated parts to run (default: all): throughput, tls, outage, ejection, events, queue, "
+    ap.add_argument("--only", default="throughput,tls,outage,ejection,events,queue,cluster,memory,micro",
+                    help="comma-separated parts to run (default: all): throughput, tls, outage, ejection, events, queue, cluster, "
                          "memory, micro")
     args = ap.parse_args()
     parts = set(args.only.split(","))
-    unknown = parts - {"throughput", "tls", "outage", "ejection", "events", "queue", "memory", "micro"}
+    unknown = parts - {"throughput", "tls", "outage", "ejection", "events", "queue", "cluster", "memory", "micro"}
     if unknown:
         ap.error(f"unknown part(s) for --only: {', '.join(sorted(unknown))}")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -732,6 +733,7 @@ def main():
     try:
         b.start_upstream()
         res, outage, mem, tls_res, tls_mem, ejected, streamed, queued = None, None, None, None, None, None, None, None
+        clustered = None
         if "throughput" in parts:
             print(f"== throughput: {args.reps} interleaved repetitions of {args.seconds}s per cell "
                   f"(proxy on core {PROXY_CORE}, wrk + upstream on core {LOAD_CORE})", file=sys.stderr)
@@ -752,6 +754,10 @@ def main():
         if "queue" in parts:
             print("== the queue fallback: durable enqueues, drain, bytes on disk", file=sys.stderr)
             queued = queue_fallback.run(b, sys.modules[__name__])
+        if "cluster" in parts:
+            print("== circuit state shared through Redis (scope: cluster): cost, spread, wasted calls, Redis commands",
+                  file=sys.stderr)
+            clustered = cluster.run(b, sys.modules[__name__])
         if "memory" in parts:
             print("== memory", file=sys.stderr)
             mem = {n: b.memory(n) for n in ("haproxy", "nginx", "breakerbox")}
@@ -769,6 +775,8 @@ def main():
         events.print_results(streamed)
     if queued:
         queue_fallback.print_results(queued)
+    if clustered:
+        cluster.print_results(clustered)
     if mem:
         print_memory(mem)
     if "micro" in parts:

@@ -55,6 +55,7 @@ public:
             make_cluster(*rt);
             bind_listeners();
             bind_admin();
+            observe_transitions();
         } catch (const std::exception& e) {
             log::error("start-up failed", {{"error", e.what()}});
             return 1;
@@ -355,18 +356,27 @@ private:
             ctx.workers.push_back(&pool_.at(w).context);
         admin_ = std::make_unique<admin::admin_server>(main_, std::move(ctx), a.token, admin::event_limits{a.max_event_viewers});
         // Breaker transitions reach /events from whichever thread wins them (posted to this thread).
-        // A transition of a clustered upstream is reported to Redis at once, not at the next interval.
-        resilience::set_transition_observer(
-            [hub = &admin_->events(), cluster = cluster_.get()](const resilience::transition_event& e) {
-                hub->post_transition(e);
-                if (cluster)
-                    cluster->nudge();
-            });
         admin_->bind(a.address);
         log::info("admin listening",
                   {{"address", a.address.host + ":" + std::to_string(admin_->port())},
                    {"port", admin_->port()},
                    {"mutations", a.token.empty() ? "disabled (no admin.token)" : "enabled with bearer token"}});
+    }
+
+    // Breaker transitions reach /events (posted from the winning thread) and, for clustered upstreams,
+    // Redis at once (a nudge of the sync). Set before any worker runs, with or without an admin listener.
+    void observe_transitions()
+    {
+        event_hub_for_transitions = admin_ ? &admin_->events() : nullptr;
+        if (!event_hub_for_transitions && !cluster_)
+            return;
+        resilience::set_transition_observer(
+            [hub = event_hub_for_transitions, cluster = cluster_.get()](const resilience::transition_event& e) {
+                if (hub)
+                    hub->post_transition(e);
+                if (cluster)
+                    cluster->nudge();
+            });
     }
 
     void wait_for_signals()
@@ -440,6 +450,7 @@ private:
     asio::io_context main_{1};
     // scope: cluster. Its client and timers belong to main_: declared after it, destroyed before it.
     std::unique_ptr<cluster::cluster_sync> cluster_;
+    admin::event_hub* event_hub_for_transitions = nullptr;
     std::vector<std::unique_ptr<server::listener>> listeners_;
     std::unique_ptr<admin::admin_server> admin_;
     asio::signal_set signals_;

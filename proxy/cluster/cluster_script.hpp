@@ -59,10 +59,10 @@ for i = 1, #fields, 2 do
   end
 end
 local function open_for_all(why)
-  state, until_ms, reason = 'open', now + open_ms, why
+  state, until_ms, reason, recovered = 'open', now + open_ms, why, 0
   redis.call('DEL', KEYS[3])
 end
-if state == 'closed' and recovered == 0 then
+if state == 'closed' then -- (the reports of a recovered period were dropped: these are new)
   if open >= quorum then
     open_for_all(open .. ' of ' .. live .. ' replicas open (quorum ' .. quorum .. ')')
   elseif calls >= min_calls and failing >= quorum and fails * 100 >= fthr * calls then

@@ -62,7 +62,10 @@ void cluster_sync::start() { asio::co_spawn(main_, run(), asio::detached); }
 
 void cluster_sync::nudge()
 {
-    asio::post(main_, [this] { wake_.cancel(); });
+    asio::post(main_, [this] {
+        nudged_ = true; // a sync in flight now is followed by another at once
+        wake_.cancel();
+    });
 }
 
 std::string cluster_sync::key(const std::string& upstream, std::string_view what) const
@@ -75,9 +78,12 @@ asio::awaitable<void> cluster_sync::run()
 {
     owner_.bind_to_this_thread();
     while (!state_.draining.load()) {
+        nudged_ = false;
         const bool connected = co_await ensure_connected();
         if (connected)
             co_await sync_once();
+        if (std::exchange(nudged_, false) && client_.connected())
+            continue; // something happened during that sync: report it now, not an interval later
         wake_.expires_after(as_duration(next_wait()));
         co_await wake_.async_wait(nothrow_awaitable);
     }

@@ -98,6 +98,7 @@ private:
     asio::steady_timer wake_;
     std::string sync_sha_, operator_sha_;
     nanos next_connect_ = 0;
+    bool nudged_ = false; // a nudge arrived since the current sync started
     nanos backoff_ = 0;
     std::uint64_t rng_;
     sync_status status_;
