@@ -279,8 +279,8 @@ asio::awaitable<std::string> cluster_sync::apply_operator_action(operator_action
         wall_ms() + static_cast<std::int64_t>(status_.clock_offset_seconds * 1000.0) + cfg_.command_timeout / millis(2);
     const std::vector<std::vector<std::string>> command{
         {"EVALSHA", operator_sha_, "3", key(action.upstream, "verdict"), key(action.upstream, "lease"),
-         key(action.upstream, "reports"), action.state, ms_text(action.lasts),
-         "operator " + action.state + " by " + action.who, std::to_string(deadline), ms_text(8 * cfg_.sync_interval)}};
+         key(action.upstream, "reports"), action.state, ms_text(action.lasts), "operator " + action.state + " by " + action.who,
+         std::to_string(deadline), ms_text(8 * cfg_.sync_interval)}};
     auto result = co_await client_.pipeline(command);
     ++status_.commands;
     if (!result.ok()) {

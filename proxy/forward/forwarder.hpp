@@ -4,11 +4,11 @@
 #pragma once
 #include "core/asio.hpp"
 #include "core/error.hpp"
+#include "http/message.hpp"
 #include "resilience/client_watch.hpp"
 #include "resilience/fallback_response.hpp"
-#include "runtime/worker_context.hpp"
-#include "http/message.hpp"
 #include "routing/router.hpp"
+#include "runtime/worker_context.hpp"
 
 #include <string_view>
 

@@ -101,10 +101,7 @@ public:
     static void set_probe_observer(void (*observer)()) noexcept { probe_observer() = observer; }
     // Whether this replica's probe is being sent now (the token taken, no outcome yet): the lease is
     // renewed for it; a holder without traffic lets its lease expire, so another replica can probe.
-    bool probe_in_flight() const noexcept
-    {
-        return token_.load(std::memory_order_acquire) == token_taken;
-    }
+    bool probe_in_flight() const noexcept { return token_.load(std::memory_order_acquire) == token_taken; }
     // Main thread: the outcome waiting to be reported (it stays until the verdict moves on).
     probe_outcome pending_probe() const noexcept
     {

@@ -42,7 +42,7 @@ public:
     // Only with outlier_detection.enabled; shared with later configurations that keep it.
     const std::shared_ptr<outlier_detector> outliers;
     std::shared_ptr<tls::upstream_tls> tls; // only with tls.enabled (set by the configuration generation)
-    cluster_gate cluster; // the cluster's verdict (scope: cluster; never set otherwise)
+    cluster_gate cluster;                   // the cluster's verdict (scope: cluster; never set otherwise)
     // Active half-open probes by outcome (success, failure, ignored): written by the prober on the main
     // thread, read by /metrics.
     std::array<std::atomic<std::uint64_t>, 3> active_probes{};

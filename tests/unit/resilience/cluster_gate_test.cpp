@@ -81,7 +81,7 @@ TEST(cluster_gate, the_probe_outcome_waits_for_the_sync_and_resets_with_a_new_le
     ASSERT_EQ(g.admit(t0), gate_admission::probe);
     g.record_probe(false);
     EXPECT_EQ(g.pending_probe(), probe_outcome::failure);
-    g.set(cluster_verdict::open, t0 + seconds(1));    // the cluster opened again
+    g.set(cluster_verdict::open, t0 + seconds(1));                     // the cluster opened again
     g.set(cluster_verdict::probing, t0 + seconds(2), t0 + seconds(2)); // a new lease: a new token, no old outcome
     EXPECT_EQ(g.pending_probe(), probe_outcome::none);
     EXPECT_EQ(g.admit(t0), gate_admission::probe);
