@@ -568,19 +568,26 @@ def send_keepalive(port, n):
         s.close()
 
 
-# ---- 2. time until the whole fleet rejects ------------------------------------------------------------------
-def spread_body(test_port, redis, rid, prefix, interval_ms, quorum):
-    # Only the "quorum of open replicas" rule can open the cluster here (the failure-rate rule is off), so
-    # the figure is the propagation of one trip; a long open time so that nothing half-opens in a trial.
-    return cluster_block(redis, rid, prefix, interval_ms, quorum) + f"""upstreams:
+def one_upstream(test_port, breaker):
+    """The upstream `svc` of figures 2 and 3: `breaker` (flow-map entries) plus a long open time without
+    jitter, so that nothing half-opens within a trial."""
+    return f"""upstreams:
   svc:
     endpoints: ["127.0.0.1:{test_port}"]
     routes: {{path_prefix: /}}
     request_timeout: 5s
     retries: {{max_attempts: 1}}
     outlier_detection: {{enabled: false}}
-    circuit_breaker: {{scope: cluster, consecutive_failures: 3, failure_rate: {{enabled: false}}, open_duration: 30s, open_duration_jitter: 0}}
+    circuit_breaker: {{{breaker}, open_duration: 30s, open_duration_jitter: 0}}
 """
+
+
+# ---- 2. time until the whole fleet rejects ------------------------------------------------------------------
+def spread_body(test_port, redis, rid, prefix, interval_ms, quorum):
+    # Only the "quorum of open replicas" rule can open the cluster here (the failure-rate rule is off), so
+    # the figure is the propagation of one trip; a long open time so that nothing half-opens in a trial.
+    return cluster_block(redis, rid, prefix, interval_ms, quorum) + one_upstream(
+        test_port, "scope: cluster, consecutive_failures: 3, failure_rate: {enabled: false}")
 
 
 def trip(port, out, i):
@@ -731,15 +738,7 @@ def summarise_spread(interval_ms, quorum, n, runs, tripper_admin):
 
 # ---- 3. upstream calls wasted before the fleet is open -----------------------------------------------------
 def waste_body(test_port, redis, rid, prefix, scope):
-    return cluster_block(redis, rid, prefix) + f"""upstreams:
-  svc:
-    endpoints: ["127.0.0.1:{test_port}"]
-    routes: {{path_prefix: /}}
-    request_timeout: 5s
-    retries: {{max_attempts: 1}}
-    outlier_detection: {{enabled: false}}
-    circuit_breaker: {{scope: {scope}, consecutive_failures: 5, open_duration: 30s, open_duration_jitter: 0}}
-"""
+    return cluster_block(redis, rid, prefix) + one_upstream(test_port, f"scope: {scope}, consecutive_failures: 5")
 
 
 SHAPES = {"even": lambda n: [20.0] * n, "skewed": lambda n: [100.0, 100.0] + [2.0] * (n - 2)}
