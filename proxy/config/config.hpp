@@ -28,11 +28,25 @@ struct listener_config {
     bool operator==(const listener_config&) const = default;
 };
 
+// A size limit that is not set.
+inline constexpr std::uint64_t unlimited_size = ~std::uint64_t{0};
+
 struct limits_config {
     std::uint32_t max_connections = 10000;
     std::uint64_t max_header_bytes = 16 * 1024;
-    std::uint64_t max_request_body = 1024 * 1024;
-    std::uint64_t max_response_body = 8 * 1024 * 1024;
+    // Hard limits on a whole body, streamed or not (413 / 502 above; `unlimited` by default).
+    std::uint64_t max_request_body = unlimited_size;
+    std::uint64_t max_response_body = unlimited_size;
+    // The replay buffer (docs/streaming.md): a request body known to fit is read whole before the
+    // upstream gets anything, so retries, failover and the queue can send it again; a longer one (or a
+    // chunked one that outgrows it) streams, and is committed once a byte beyond it left.
+    std::uint64_t request_buffer = 1024 * 1024;
+    // A response body of known length up to this is read whole (stale cache, fallbacks on a broken
+    // body, one write); anything longer, of unknown length or of a streaming type streams.
+    std::uint64_t response_buffer = 1024 * 1024;
+    // The relay buffer per direction of a streamed exchange or tunnel: the memory a stream holds,
+    // whatever its length (back-pressure: nothing more is read until it is written).
+    std::uint64_t stream_buffer = 64 * 1024;
     nanos header_timeout = seconds(10);
     nanos body_timeout = seconds(30);
     nanos idle_timeout = seconds(60);
@@ -267,6 +281,18 @@ struct stale_cache_config {
     nanos max_age = seconds(300);
 };
 
+// Streamed exchanges and upgraded connections (docs/streaming.md). Per upstream.
+struct streaming_config {
+    nanos idle_timeout = seconds(300); // no byte either way for this long ends a stream or tunnel
+    nanos total_timeout = 0;           // 0: a streamed answer or tunnel may last as long as it is active
+    std::uint32_t max_streams = 1024;  // streamed exchanges at once (they hold no bulkhead slot)
+    std::uint32_t max_tunnels = 1024;  // upgraded connections at once (WebSocket, ...)
+    // Upgrade protocols (RFC 9110 §7.8) forwarded to this upstream, lower case; others are stripped.
+    std::vector<std::string> upgrades{"websocket"};
+    bool close_tunnels_on_open = false; // a circuit that opens ends this upstream's tunnels
+    bool operator==(const streaming_config&) const = default;
+};
+
 struct routes_config {
     std::vector<std::string> hosts; // Host header / absolute-form authority matches (case-insensitive)
     std::string path_prefix;        // "" = no prefix route
@@ -345,6 +371,7 @@ struct upstream_config {
     stale_cache_config stale_cache;
     tls_config tls;
     outlier_config outliers;
+    streaming_config streaming;
     // The upstream's queue fallback (at most one), or nullptr.
     const fallback_config* queue_fallback() const
     {

@@ -208,6 +208,17 @@ public:
         out = *v;
     }
 
+    // A size, or `unlimited` (config::unlimited_size).
+    void read_size_or_unlimited(const YAML::Node& map, std::string_view key, const std::string& path, std::uint64_t& out,
+                                std::uint64_t min)
+    {
+        if (auto f = field(map, key, path); f && f->text == "unlimited") {
+            out = unlimited_size;
+            return;
+        }
+        read_size(map, key, path, out, min, 1ull << 50);
+    }
+
     // A value named in E's table (core/enum_names.hpp): the one spelling the docs, /health/circuits and
     // /metrics use too.
     template <class E>
@@ -842,10 +853,40 @@ void read_fallbacks(reader& r, const YAML::Node& node, const std::string& path, 
     }
 }
 
+void read_streaming(reader& r, const YAML::Node& node, const std::string& path, streaming_config& c)
+{
+    if (!r.check_map(node, path, {"idle_timeout", "total_timeout", "max_streams", "max_tunnels", "upgrades", "close_tunnels_on_open"}))
+        return;
+    r.read_duration(node, "idle_timeout", path, c.idle_timeout, millis(10), 24 * hour);
+    r.read_duration(node, "total_timeout", path, c.total_timeout, 0, 24 * hour * 7);
+    r.read_uint(node, "max_streams", path, c.max_streams, 0, 1000000);
+    r.read_uint(node, "max_tunnels", path, c.max_tunnels, 0, 1000000);
+    r.read_bool(node, "close_tunnels_on_open", path, c.close_tunnels_on_open);
+    if (auto u = node["upgrades"]) {
+        const auto p = reader::join(path, "upgrades");
+        if (!u.IsSequence()) {
+            r.fail(u, p, "expected a list of protocol names, e.g. [websocket] ([] forwards no upgrade)");
+            return;
+        }
+        c.upgrades.clear();
+        for (std::size_t i = 0; i < u.size(); ++i) {
+            const auto name = u[i].IsScalar() ? lower(u[i].as<std::string>()) : std::string();
+            const bool token = !name.empty() && std::all_of(name.begin(), name.end(), [](unsigned char ch) {
+                return std::isalnum(ch) || std::strchr("!#$%&'*+-.^_`|~/", ch);
+            });
+            if (!token || name.find("h2") == 0)
+                r.fail(u[i], p + "[" + std::to_string(i) + "]",
+                       "expected an Upgrade protocol token such as websocket (h2c cannot be forwarded)");
+            else
+                c.upgrades.push_back(name);
+        }
+    }
+}
+
 // Keys an upstream shares with the defaults block.
 #define BREAKERBOX_POLICY_KEYS                                                                                                \
     "load_balancing", "connect_timeout", "request_timeout", "resolve_interval", "pool", "tls", "circuit_breaker", "bulkhead", \
-        "retries", "stale_cache", "outlier_detection"
+        "retries", "stale_cache", "outlier_detection", "streaming"
 
 void read_policies(reader& r, const YAML::Node& node, const std::string& path, upstream_config& u)
 {
@@ -867,6 +908,8 @@ void read_policies(reader& r, const YAML::Node& node, const std::string& path, u
         read_tls(r, t, reader::join(path, "tls"), u.tls);
     if (auto o = node["outlier_detection"])
         read_outlier_detection(r, o, reader::join(path, "outlier_detection"), u.outliers);
+    if (auto s = node["streaming"])
+        read_streaming(r, s, reader::join(path, "streaming"), u.streaming);
 }
 
 bool valid_name(const std::string& name)
@@ -903,13 +946,17 @@ void validate_breaker(reader& r, const YAML::Node& at, const std::string& path, 
 void read_limits(reader& r, const YAML::Node& l, limits_config& lim)
 {
     if (!r.check_map(l, "limits",
-                     {"max_connections", "max_header_bytes", "max_request_body", "max_response_body", "header_timeout",
-                      "body_timeout", "idle_timeout", "write_timeout", "drain_timeout"}))
+                     {"max_connections", "max_header_bytes", "max_request_body", "max_response_body", "request_buffer",
+                      "response_buffer", "stream_buffer", "header_timeout", "body_timeout", "idle_timeout", "write_timeout",
+                      "drain_timeout"}))
         return;
     r.read_uint(l, "max_connections", "limits", lim.max_connections, 1, 1000000);
     r.read_size(l, "max_header_bytes", "limits", lim.max_header_bytes, 1024, 1024 * 1024);
-    r.read_size(l, "max_request_body", "limits", lim.max_request_body, 0, 1ull << 32);
-    r.read_size(l, "max_response_body", "limits", lim.max_response_body, 1024, 1ull << 32);
+    r.read_size_or_unlimited(l, "max_request_body", "limits", lim.max_request_body, 0);
+    r.read_size_or_unlimited(l, "max_response_body", "limits", lim.max_response_body, 1024);
+    r.read_size(l, "request_buffer", "limits", lim.request_buffer, 0, 1ull << 30);
+    r.read_size(l, "response_buffer", "limits", lim.response_buffer, 0, 1ull << 30);
+    r.read_size(l, "stream_buffer", "limits", lim.stream_buffer, 1024, 16ull << 20);
     r.read_duration(l, "header_timeout", "limits", lim.header_timeout, millis(10), hour);
     r.read_duration(l, "body_timeout", "limits", lim.body_timeout, millis(10), hour);
     r.read_duration(l, "idle_timeout", "limits", lim.idle_timeout, millis(10), 24 * hour);

@@ -3,11 +3,14 @@
 #include "forward/bulkhead_wait.hpp"
 #include "forward/outlier_monitor.hpp"
 #include "forward/retry_policy.hpp"
+#include "forward/stream_relay.hpp"
 #include "forward/upstream_exchange.hpp"
 #include "http/error_response.hpp"
 #include "http/field_scan.hpp"
+#include "http/framing.hpp"
 #include "http/header_rules.hpp"
 #include "http/rewrite.hpp"
+#include "http/streaming_rules.hpp"
 #include "queue/queue_request.hpp"
 #include "queue/queue_store.hpp"
 #include "resilience/breaker_permit.hpp"
@@ -85,7 +88,12 @@ struct call_result {
 std::optional<fallback_trigger> trigger_of(const call_result& r)
 {
     switch (r.error) {
-    case proxy_error::client_closed: return std::nullopt; // nobody to answer
+    case proxy_error::client_closed:   // nobody to answer
+    case proxy_error::request_timeout: // the client's upload stalled or was invalid: its own fault (408, 413, 400)
+    case proxy_error::body_too_large:
+    case proxy_error::bad_request:
+    case proxy_error::upgrade_refused: // draining: no new tunnels
+        return std::nullopt;
     case proxy_error::ok:
         if (r.failure_status)
             return fallback_trigger::upstream_error;
@@ -93,7 +101,9 @@ std::optional<fallback_trigger> trigger_of(const call_result& r)
     case proxy_error::circuit_open: return fallback_trigger::circuit_open;
     case proxy_error::bulkhead_full:
     case proxy_error::queue_timeout:
-    case proxy_error::connection_limit: return fallback_trigger::bulkhead_full; // capacity refusals alike
+    case proxy_error::connection_limit:
+    case proxy_error::stream_limit:
+    case proxy_error::tunnel_limit: return fallback_trigger::bulkhead_full; // capacity refusals alike
     case proxy_error::upstream_timeout:
     case proxy_error::upstream_connect_timeout: return fallback_trigger::timeout;
     default: return fallback_trigger::upstream_error;
@@ -105,7 +115,8 @@ public:
     forwarder(runtime::worker_context& w, runtime::worker_generation& gen, http::request& req, const routing::route_match& route,
               bool head, const client_info& client)
         : worker_(w), clk_(w.clk), gen_(gen), cfg_(gen.config->cfg), req_(req), route_(route), head_(head), client_(client),
-          watch_(client.watch)
+          watch_(client.upload ? nullptr : client.watch), // an upload reads the client's socket itself
+          upgrade_(http::requested_upgrade(req, cfg_.upstreams[route.upstream].streaming.upgrades))
     {
     }
 
@@ -114,11 +125,16 @@ public:
     asio::awaitable<void> to_upstream(upstream_handle& up, int depth, forward_result& out)
     {
         out.upstream = up.cfg.name;
+        body_out_ = &out.body;
         call_result r;
         const nanos now = clk_.now();                   // one clock reading serves the breaker, the deadline and the pool
         const auto gate = up.shared.cluster.admit(now); // scope: cluster — one load when there is no verdict
         if (gate == resilience::gate_admission::reject) {
             r = cluster_refused(up);
+        } else if (auto refused = refused_stream(up)) {
+            r = std::move(*refused);
+            if (gate == resilience::gate_admission::probe)
+                up.shared.cluster.return_token();
         } else if (auto rejected = rejected_outright(up, now)) {
             r = std::move(*rejected);
             if (gate == resilience::gate_admission::probe) // not a probe after all: the next request is
@@ -128,13 +144,16 @@ public:
             if (gate == resilience::gate_admission::probe) // the cluster's probe: its outcome goes with the next sync
                 record_cluster_probe(up, r);
         }
+        if (r.error == proxy_error::ok && out.body && !take_stream_place(up, out.body))
+            r = call_result{proxy_error::stream_limit, "the answer streams and " + up.cfg.name + "'s streaming.max_streams are in use"};
         auto trigger = trigger_of(r);
-        if (r.error == proxy_error::client_closed) {
+        if (trigger || r.error != proxy_error::ok)
+            out.body.reset(); // the upstream's answer is not the one the client gets: its connection closes
+        if (!trigger && r.error != proxy_error::ok) { // the client's side: gone, stalled, or no tunnel now
             out.response = http::make_error_response(r.error, up.cfg.name, r.detail);
             out.error = r.error;
         } else if (!trigger) {
-            http::rewrite_for_client(out.response, head_, cfg_.forwarding.via);
-            out.error = proxy_error::ok;
+            pass_on(up, out);
         } else {
             co_await fallback(up, std::move(r), *trigger, depth, out);
         }
@@ -150,6 +169,73 @@ public:
     }
 
 private:
+    // The upstream's own answer for the client: a buffered one re-framed whole; a streamed one (or a 101)
+    // with its head only, the rest relayed by finish_streamed.
+    void pass_on(upstream_handle& up, forward_result& out)
+    {
+        out.error = proxy_error::ok;
+        if (!out.body) {
+            http::rewrite_for_client(out.response, head_, cfg_.forwarding.via);
+            return;
+        }
+        const std::string protocols(http::value_of(out.response, {bhttp::field::upgrade}));
+        http::strip_hop_by_hop(out.response.base());
+        if (out.body.upgraded)
+            http::restore_upgrade(out.response.base(), protocols.empty() ? std::string_view(upgrade_) : std::string_view(protocols));
+        else
+            http::frame_streamed_response(out.response, out.body.known_length);
+        if (cfg_.forwarding.via)
+            http::append_via(out.response.base());
+        out.streamed_from = &up;
+    }
+
+    // A streamed answer's place among the upstream's streams (or the tunnel's, taken with the request).
+    bool take_stream_place(upstream_handle& up, open_body& body)
+    {
+        if (body.upgraded)
+            body.slot = std::move(tunnel_slot_);
+        else if (upload_slot_)
+            body.slot = std::move(upload_slot_);
+        else
+            body.slot = resilience::concurrency_slot::try_take(up.shared.streams);
+        if (!body.slot)
+            up.stats.count(rejection_reason::stream_limit);
+        return static_cast<bool>(body.slot);
+    }
+
+    // What is refused before the call because it would stream: an upgrade while draining or with
+    // max_tunnels in use, an upload with max_streams in use. Their places are held for the call.
+    std::optional<call_result> refused_stream(upstream_handle& up)
+    {
+        if (!upgrade_.empty() && !tunnel_slot_) {
+            if (worker_.state.draining.load(std::memory_order_relaxed))
+                return call_result{proxy_error::upgrade_refused, "breakerbox is draining: no new upgraded connections"};
+            tunnel_slot_ = resilience::concurrency_slot::try_take(up.shared.tunnels);
+            if (!tunnel_slot_) {
+                up.stats.count(rejection_reason::tunnel_limit);
+                return call_result{proxy_error::tunnel_limit, up.cfg.name + "'s streaming.max_tunnels are in use"};
+            }
+        }
+        if (client_.upload && !upload_slot_) {
+            upload_slot_ = resilience::concurrency_slot::try_take(up.shared.streams);
+            if (!upload_slot_) {
+                up.stats.count(rejection_reason::stream_limit);
+                return call_result{proxy_error::stream_limit, up.cfg.name + "'s streaming.max_streams are in use"};
+            }
+        }
+        return std::nullopt;
+    }
+
+    // Whether an upload can be sent again (a retry, a resend, a failover): only while no byte beyond the
+    // replay buffer was read from the client. Otherwise the retry is abandoned, and counted.
+    bool replayable(const upstream_handle& up)
+    {
+        if (!client_.upload || client_.upload->rewind())
+            return true;
+        up.stats.count(retry_result::abandoned);
+        return false;
+    }
+
     // The open-circuit case without a bulkhead slot or an attempt: what call() would answer and count
     // when the breaker certainly rejects, at a fraction of the cost (fast-fail is the point of a breaker).
     static std::optional<call_result> rejected_outright(upstream_handle& up, nanos now)
@@ -231,6 +317,8 @@ private:
                     up.local, *ep, req_, attempt_limits(up, st, attempt_start, deadline, trips_before, permit), response, watch_);
             }
             maybe_sent_ = maybe_sent_ || result.maybe_sent;
+            if (result.stale_connection && st.resendable && !st.stale_resend && !replayable(up))
+                st.stale_resend = true; // committed: no resend
             if (resend_after_stale_connection(up, st, result)) {
                 --st.attempt; // not counted against max_attempts
                 continue;
@@ -244,6 +332,8 @@ private:
             const auto delay = next_retry_delay(up, st, result, response, deadline);
             if (!delay)
                 co_return std::move(st.last);
+            if (body_out_)
+                body_out_->reset(); // a streamed answer retried: its connection closes
             if (*delay > 0) {
                 asio::steady_timer pause(co_await asio::this_coro::executor, as_duration(*delay));
                 co_await pause.async_wait(nothrow_awaitable);
@@ -330,9 +420,14 @@ private:
         nanos attempt_deadline = deadline;
         if (ucfg.retries.per_try_timeout > 0)
             attempt_deadline = std::min(deadline, attempt_start + ucfg.retries.per_try_timeout);
+        // Without a relay (queue deliveries) every body is read whole: up to the larger of the response
+        // buffer and 8 MiB (the limit before streaming existed), within max_response_body.
+        const auto& lim = cfg_.limits;
+        const std::uint64_t max_body =
+            body_out_ ? lim.max_response_body : std::min(lim.max_response_body, std::max<std::uint64_t>(lim.response_buffer, 8u << 20));
         return {clk_.to_steady(attempt_deadline),
                 ucfg.connect_timeout,
-                cfg_.limits.max_response_body,
+                max_body,
                 attempt_start,
                 ucfg.breaker.cancel_in_flight ? &shared.breaker : nullptr,
                 trips_before,
@@ -340,7 +435,14 @@ private:
                 st.resendable,
                 st.stale_resend,
                 &clk_,
-                up.stats.tls_handshakes};
+                up.stats.tls_handshakes,
+                body_out_,
+                lim.response_buffer,
+                client_.upload,
+                ucfg.streaming.idle_timeout,
+                !upgrade_.empty(),
+                (ucfg.retries.per_try_timeout > 0 ? std::min(ucfg.retries.per_try_timeout, ucfg.request_timeout)
+                                                  : ucfg.request_timeout)};
     }
 
     // A reused pooled connection broke after the request was written: most likely the peer closed the
@@ -373,6 +475,11 @@ private:
         case proxy_error::connection_limit:
             stats.count(rejection_reason::connection_limit);
             return call_result{proxy_error::connection_limit, std::move(result.detail)};
+        case proxy_error::request_timeout: // the client's upload stalled or was invalid: not the upstream's outcome
+        case proxy_error::body_too_large:
+        case proxy_error::bad_request:
+            stats.count(upstream_outcome::client_gone);
+            return call_result{result.error, std::move(result.detail)};
         default: return std::nullopt;
         }
     }
@@ -430,7 +537,7 @@ private:
         const auto delay = retry_delay(result.error, response, rc, st.attempt, worker_.random(), clk_.unix_seconds());
         if (!delay || clk_.now() + *delay >= deadline)
             return std::nullopt;
-        if (!take_retry_slot(up, st.retry_slot))
+        if (!replayable(up) || !take_retry_slot(up, st.retry_slot))
             return std::nullopt;
         st.stale_resend = false;
         return delay;
@@ -524,6 +631,8 @@ private:
         // not get it (refused before sending, or the connection never opened).
         if (maybe_sent_ && !method_retryable(req_, up.cfg.retries)) // req_ is prepared once maybe_sent_
             co_return false;
+        if (!replayable(up))
+            co_return false;
         auto* target = gen_.find(fb.upstream); // the loader checked that it exists
         if (!target)
             co_return false;
@@ -550,7 +659,8 @@ private:
         auto* store = worker_.state.queue;
         // Only what the upstream certainly did not get: an attempt may have reached it before the circuit
         // turned a retry away (or cancel_in_flight ended it), or a failover target may have had it.
-        if (!store || maybe_sent_ || !queue::queueable(q, req_, route_.origin_target))
+        // An upload is not stored: only its replay prefix was ever held.
+        if (!store || maybe_sent_ || client_.upload || !queue::queueable(q, req_, route_.origin_target))
             co_return false;
         auto& counters = store->counters(up.cfg.name);
         if (req_.body().size() > q.max_body_size) {
@@ -669,6 +779,10 @@ private:
             route_.authority.empty() ? std::string_view(endpoint_host) : std::string_view(route_.authority);
         http::rewrite_for_upstream(req_, cfg_.forwarding, {client_.ip, route_.authority}, route_.origin_target, host,
                                    host_if_missing);
+        if (!upgrade_.empty()) // forwarded: the upstream may switch protocols (RFC 9110 §7.8)
+            http::restore_upgrade(req_.base(), upgrade_);
+        if (client_.upload)
+            http::frame_streamed_request(req_, client_.upload->chunked, client_.upload->content_length);
         prepared_ = true;
     }
 
@@ -683,6 +797,10 @@ private:
     client_watch* watch_;
     bool prepared_ = false;
     bool maybe_sent_ = false; // some attempt's request may have reached an upstream
+    std::string upgrade_;     // the Upgrade the request asks for and the upstream allows ("" = none)
+    open_body* body_out_ = nullptr; // where a streamed answer goes (the current to_upstream's result)
+    resilience::concurrency_slot tunnel_slot_; // an upgrade's place, taken before the call
+    resilience::concurrency_slot upload_slot_; // an upload's place, taken before the call
 };
 
 } // namespace
@@ -696,6 +814,66 @@ asio::awaitable<delivery_answer> deliver_queued(runtime::worker_context& worker,
     co_return co_await f.deliver(up, response);
 }
 
+namespace {
+
+// A streamed answer that completed within the stale cache's size: stored as a buffered one would be.
+void store_streamed(runtime::upstream_handle& up, const http::request& req, const http::response& head, std::string body,
+                    nanos now)
+{
+    http::response copy = head;
+    http::erase_all(copy, {bhttp::field::transfer_encoding});
+    copy.body() = std::move(body);
+    http::set_content_length(copy, copy.body().size());
+    up.shared.cache->store(req, copy, now);
+}
+
+// A streamed body that broke after its head was recorded as the call's outcome: one more failure for
+// the breaker, and a retry the policy would have made is abandoned (the client has part of the answer).
+void record_broken_stream(runtime::upstream_handle& up, const http::request& req, nanos now)
+{
+    up.shared.breaker.on_failure_after_answer(now);
+    if (up.cfg.retries.max_attempts > 1 && method_retryable(req, up.cfg.retries))
+        up.stats.count(retry_result::abandoned);
+}
+
+} // namespace
+
+asio::awaitable<streamed_end> finish_streamed(runtime::worker_context& worker, const config::limits_config& limits,
+                                              const http::request& req, forward_result& out, deadline_stream& client,
+                                              beast::flat_buffer& client_buffer, bool chunked_to_client)
+{
+    worker.owner.assert_owned("finish_streamed");
+    auto& up = *out.streamed_from;
+    const auto& sc = up.cfg.streaming;
+    if (out.body.upgraded) {
+        const tunnel_options topt{sc.idle_timeout, sc.total_timeout, limits.stream_buffer,
+                                  sc.close_tunnels_on_open ? &up.shared.breaker : nullptr, up.shared.breaker.trip_count()};
+        const auto end = co_await run_tunnel(client, client_buffer, out.body, topt);
+        up.stats.count_tunnel(end);
+        if (end == runtime::stream_end::upstream_failed)
+            up.shared.breaker.on_failure_after_answer(worker.clk.now());
+        out.body.reset();
+        co_return streamed_end{false};
+    }
+    std::string captured;
+    relay_options opt{sc.idle_timeout, sc.total_timeout, limits.stream_buffer, chunked_to_client};
+    if (up.shared.cache && req.method() == bhttp::verb::get) {
+        opt.capture = &captured;
+        opt.capture_limit = up.cfg.stale_cache.max_bytes;
+    }
+    const auto relayed = co_await relay_response_body(client, out.body, opt);
+    out.body.reset();
+    up.stats.count_stream(relayed.end);
+    const bool completed = relayed.end == runtime::stream_end::completed;
+    // The upstream broke the body or fell silent: its failure. (A client that left or stopped reading,
+    // or the total time, says nothing about the upstream.)
+    if (relayed.end == runtime::stream_end::upstream_failed || relayed.end == runtime::stream_end::idle_timeout)
+        record_broken_stream(up, req, worker.clk.now());
+    if (completed && relayed.captured)
+        store_streamed(up, req, out.response, std::move(captured), worker.clk.now());
+    co_return streamed_end{completed};
+}
+
 asio::awaitable<void> forward_request(runtime::worker_context& worker, runtime::worker_generation& gen, http::request& req,
                                       const routing::route_match& route, const client_info& client, forward_result& out)
 {
@@ -706,7 +884,7 @@ asio::awaitable<void> forward_request(runtime::worker_context& worker, runtime::
     co_await f.to_upstream(up, 0, out);
     // Remember good answers for the stale fallback (opt-in per upstream).
     auto& shared = up.shared;
-    if (shared.cache && out.error == proxy_error::ok && !out.from_fallback)
+    if (shared.cache && out.error == proxy_error::ok && !out.from_fallback && !out.body)
         shared.cache->store(req, out.response, worker.clk.now());
 }
 

@@ -4,6 +4,7 @@
 #pragma once
 #include "core/asio.hpp"
 #include "core/error.hpp"
+#include "forward/stream_types.hpp"
 #include "http/message.hpp"
 #include "resilience/client_watch.hpp"
 #include "resilience/fallback_response.hpp"
@@ -21,6 +22,9 @@ struct client_info {
     std::string_view ip;
     tcp::socket* socket = nullptr; // watched while the request waits in a bulkhead queue
     client_watch* watch = nullptr; // watches the client while the upstream has the request
+    // The request's body when it streams (longer than limits.request_buffer): the rest is read from the
+    // client as the upstream takes it (docs/streaming.md). null: the body is the request's.
+    upload_source* upload = nullptr;
 };
 
 struct forward_result {
@@ -32,6 +36,10 @@ struct forward_result {
     // session writes it with this Retry-After (0: none).
     const prerendered_answer* prerendered = nullptr;
     long retry_after_seconds = 0;
+    // The upstream's answer streams (its body is still on the connection) or switched protocols: the
+    // session writes `response`'s head, then finish_streamed relays the rest. Empty otherwise.
+    open_body body;
+    runtime::upstream_handle* streamed_from = nullptr; // the upstream whose answer streams
 
     unsigned status() const noexcept { return prerendered ? prerendered->status : response.result_int(); }
 };
@@ -42,6 +50,20 @@ struct forward_result {
 // failure becomes a response.
 asio::awaitable<void> forward_request(runtime::worker_context& worker, runtime::worker_generation& gen, http::request& req,
                                       const routing::route_match& route, const client_info& client, forward_result& out);
+
+// After a streamed answer's head went to the client: relays its body, or runs the tunnel of a 101
+// (docs/streaming.md). A body that breaks is one more failure for the upstream's breaker (its call was
+// recorded when the head arrived) and its retries are counted as abandoned; a complete answer to a GET
+// is stored in the stale cache when it fits. `req`: the request as it was sent upstream;
+// `client_buffer`: bytes the client sent beyond the request (the tunnel's first ones). Returns whether
+// the client's connection may carry another request: false after a tunnel, or when the relay failed —
+// then the caller must abort the connection (the client sees the message cut, never silently short).
+struct streamed_end {
+    bool completed = false;
+};
+asio::awaitable<streamed_end> finish_streamed(runtime::worker_context& worker, const config::limits_config& limits,
+                                              const http::request& req, forward_result& out, deadline_stream& client,
+                                              beast::flat_buffer& client_buffer, bool chunked_to_client);
 
 // How a queued request's delivery ended (queue/queue_delivery.hpp): ok when the upstream answered (its
 // answer is in `response`); otherwise why not — circuit_open, bulkhead_full, queue_timeout,

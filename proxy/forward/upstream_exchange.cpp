@@ -5,12 +5,15 @@
 #include "http/message_rules.hpp"
 #include "http/read_message.hpp"
 #include "http/serialize.hpp"
+#include "http/streaming_rules.hpp"
 #include "tls/tls_connection.hpp"
 #include "tls/upstream_tls.hpp"
 
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/parser.hpp>
 
+#include <array>
+#include <cstdio>
 #include <optional>
 
 namespace breakerbox::forward {
@@ -156,6 +159,96 @@ asio::awaitable<error_code> read_through_tls(upstream::upstream_connection& conn
     co_return co_await http::read_message(io, conn.buffer, parser, fence, response_read_size);
 }
 
+asio::awaitable<error_code> read_head_through_tls(upstream::upstream_connection& conn, response_parser& parser)
+{
+    tls::tls_io io{conn.stream, conn.tls->stream};
+    co_return co_await http::read_message_head(io, conn.buffer, parser, response_read_size);
+}
+
+// The response's head, then (unless it streams) its body: the reads of one response.
+asio::awaitable<error_code> read_head(upstream::upstream_connection& conn)
+{
+    if (conn.tls)
+        co_return co_await read_head_through_tls(conn, *conn.parser);
+    co_return co_await http::read_message_head(conn.stream, conn.buffer, *conn.parser, response_read_size);
+}
+
+asio::awaitable<error_code> read_body(upstream::upstream_connection& conn)
+{
+    if (conn.tls)
+        co_return co_await read_through_tls(conn, *conn.parser, *conn.fence);
+    co_return co_await http::read_message(conn.stream, conn.buffer, *conn.parser, *conn.fence, response_read_size);
+}
+
+// Writes `buffers` whole to the upstream, through TLS when the connection has it, under a deadline
+// `idle` from now.
+template <class Buffers>
+asio::awaitable<write_progress> write_to_upstream(upstream::upstream_connection& conn, const Buffers& buffers, nanos idle)
+{
+    conn.stream.expires_after(as_duration(idle));
+    if (conn.tls) {
+        tls::tls_io io{conn.stream, conn.tls->stream};
+        co_return co_await write_rest(io, buffers, write_progress{}, 0);
+    }
+    co_return co_await write_rest(conn.stream, buffers, try_write(conn.stream, buffers), 0);
+}
+
+// An upload's body after its head: piece by piece from the client, each one written before the next
+// is read (back-pressure: a slow upstream slows the client), chunk-framed when the upload is chunked.
+// Errors: the client's (client_closed unless it timed out: request_timeout), or the upstream's write.
+struct upload_progress {
+    write_progress sent;        // towards the upstream
+    error_code client_error;    // reading from the client
+};
+
+asio::awaitable<upload_progress> send_upload(upstream::upstream_connection& conn, upload_source& src, nanos idle)
+{
+    upload_progress p;
+    char size_line[24];
+    for (;;) {
+        std::string_view piece;
+        if (auto ec = co_await src.next(piece)) {
+            p.client_error = ec;
+            co_return p;
+        }
+        if (piece.empty() && !src.chunked)
+            co_return p;
+        write_progress w;
+        if (src.chunked) {
+            const int n = std::snprintf(size_line, sizeof size_line, "%zx\r\n", piece.size());
+            static constexpr std::string_view crlf = "\r\n";
+            const std::array<asio::const_buffer, 3> framed{asio::buffer(size_line, static_cast<std::size_t>(n)), asio::buffer(piece),
+                                                           asio::buffer(crlf)};
+            w = co_await write_to_upstream(conn, framed, idle); // the last chunk (size 0) ends it
+        } else {
+            w = co_await write_to_upstream(conn, asio::buffer(piece), idle);
+        }
+        p.sent.written += w.written;
+        if (w.ec) {
+            p.sent.ec = w.ec;
+            co_return p;
+        }
+        if (piece.empty())
+            co_return p;
+    }
+}
+
+exchange_result upload_failed(const upload_progress& p, const std::string& endpoint)
+{
+    if (p.client_error) {
+        const auto& ec = p.client_error;
+        const auto reason = ec == beast::error::timeout                       ? proxy_error::request_timeout
+                            : ec == bhttp::error::body_limit                  ? proxy_error::body_too_large
+                            : ec.category() == make_error_code(bhttp::error::bad_chunk).category() && ec != bhttp::error::partial_message
+                                ? proxy_error::bad_request
+                                : proxy_error::client_closed;
+        auto r = failure(reason, "the client's request body stopped: " + ec.message());
+        r.maybe_sent = true;
+        return r;
+    }
+    return sent_failure(write_failure(p.sent.ec, 1, endpoint));
+}
+
 // Disarms the client watch however the exchange ends.
 struct watch_guard {
     client_watch* watch;
@@ -225,21 +318,63 @@ exchange_result read_failed(const error_code& ec, const upstream::upstream_conne
     return sent_failure(read_failure(ec, endpoint));
 }
 
-// Whether a final response can be passed on: not a 101 (we never ask to switch protocols), nor a
-// transfer coding the body would need undone (a bodiless answer's Transfer-Encoding describes nothing
-// sent).
-bool usable_response(const http::response& res, bool head)
+// Whether a final response can be passed on: not a 101 unless the request asked to switch protocols
+// (then only to the protocol it asked for, checked by the caller), nor a transfer coding the body would
+// need undone (a bodiless answer's Transfer-Encoding describes nothing sent).
+bool usable_response(const http::response& res, bool head, bool upgrade)
 {
     const unsigned status = res.result_int();
-    return status != 101 && (head || status == 204 || status == 304 || http::response_coding_supported(res));
+    if (status == 101)
+        return upgrade;
+    return head || status == 204 || status == 304 || http::response_coding_supported(res);
 }
 
 exchange_result unusable_response(const http::response& res, const std::string& endpoint)
 {
     if (res.result_int() == 101)
-        return sent_failure(
-            failure(proxy_error::upstream_invalid_response, endpoint + " switched protocols, which is not supported"));
+        return sent_failure(failure(proxy_error::upstream_invalid_response,
+                                    endpoint + " switched protocols, which the request did not ask for"));
     return coding_failure(res, endpoint);
+}
+
+exchange_result too_large(const std::string& endpoint)
+{
+    return sent_failure(failure(proxy_error::upstream_response_too_large,
+                                "the Content-Length of the answer from " + endpoint + " exceeds max_response_body"));
+}
+
+// The answer's head goes to the caller's message and its connection, positioned at the body (or, after
+// a 101, at the tunnel's first byte), to the caller's open_body.
+exchange_result leave_open(upstream::worker_upstream& up, upstream::endpoint_slot& ep,
+                           std::unique_ptr<upstream::upstream_connection> conn, http::response& response, open_body& body,
+                           const clock& clk)
+{
+    const auto& res = conn->parser->get();
+    response.base() = res.base();
+    response.body().clear();
+    body.reset();
+    body.upgraded = res.result_int() == 101;
+    const auto length = conn->parser->content_length();
+    body.known_length = !body.upgraded && length.has_value();
+    body.length = length.value_or(0);
+    body.keep_alive = !body.upgraded && conn->parser->keep_alive();
+    if (body.upgraded || body.known_length) { // relayed as bytes: the parser's part is over
+        conn->fence.reset();
+        conn->parser.reset();
+    }
+    body.conn = std::move(conn);
+    body.up = &up;
+    body.ep = &ep;
+    return answered_at(clk.now());
+}
+
+// Whether the answer whose head is parsed streams rather than being read whole (docs/streaming.md).
+bool leave_body_open(const response_parser& parser, const exchange_limits& limits)
+{
+    if (!limits.body || parser.is_done())
+        return false;
+    const auto length = parser.content_length();
+    return !length || *length > limits.response_buffer || http::streams_response(parser.get());
 }
 
 // The response goes to the caller's message; the connection back to the pool when it may carry another.
@@ -279,7 +414,7 @@ asio::awaitable<exchange_result> exchange(upstream::worker_upstream& up, upstrea
         }
         start_request(*conn, limits, watch, pass == 0);
         http::serialize_head(req, conn->head);
-        const head_and_body message(conn->head, req.body());
+        const head_and_body message(conn->head, limits.upload ? std::string_view{} : std::string_view(req.body()));
         // Through TLS no synchronous first attempt: a TLS write that would block must be retried as it was.
         auto sent = conn->tls ? write_progress{} : message.try_write(conn->stream);
         if (conn->tls)
@@ -291,22 +426,32 @@ asio::awaitable<exchange_result> exchange(upstream::worker_upstream& up, upstrea
                 continue;
             co_return write_failed(*conn, sent, watch, ep.label);
         }
+        if (limits.upload) { // the body streams from the client now; then the response, under the deadline again
+            const auto uploaded = co_await send_upload(*conn, *limits.upload, limits.stream_idle_timeout);
+            if (uploaded.client_error || uploaded.sent.ec)
+                co_return upload_failed(uploaded, ep.label);
+            conn->stream.expires_after(as_duration(limits.head_timeout));
+        }
 
         for (bool answered = false;; answered = true) { // interim 1xx responses are skipped (not 101)
             start_parser(*conn, limits, head);
             auto& parser = conn->parser;
-            error_code rec;
-            if (conn->tls)
-                rec = co_await read_through_tls(*conn, *parser, *conn->fence);
-            else
-                rec = co_await http::read_message(conn->stream, conn->buffer, *parser, *conn->fence, response_read_size);
+            auto rec = co_await read_head(*conn);
             if (rec)
                 co_return read_failed(rec, *conn, *parser, answered, watch, ep.label);
             const unsigned status = parser->get().result_int();
             if (status >= 100 && status < 200 && status != 101)
                 continue;
-            if (!usable_response(parser->get(), head))
+            if (!usable_response(parser->get(), head, limits.upgrade))
                 co_return unusable_response(parser->get(), ep.label);
+            if (parser->content_length().value_or(0) > limits.max_response_body)
+                co_return too_large(ep.label);
+            if (status == 101 || leave_body_open(*parser, limits))
+                co_return leave_open(up, ep, std::move(conn), response, *limits.body, *limits.clk);
+            if (!parser->is_done())
+                rec = co_await read_body(*conn);
+            if (rec)
+                co_return read_failed(rec, *conn, *parser, true, watch, ep.label);
             co_return deliver(up, ep, std::move(conn), *parser, response, *limits.clk);
         }
     }

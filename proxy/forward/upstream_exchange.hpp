@@ -5,6 +5,7 @@
 #include "core/asio.hpp"
 #include "core/error.hpp"
 #include "core/local_counter.hpp"
+#include "forward/stream_types.hpp"
 #include "http/message.hpp"
 #include "resilience/client_watch.hpp"
 #include "upstream/worker_upstream.hpp"
@@ -52,6 +53,22 @@ struct exchange_limits {
     const clock* clk = &steady_clock_source::instance();
     // Where the TLS handshakes of new connections are counted, by tls::handshake_result (empty: nowhere).
     std::span<local_counter> tls_handshakes;
+    // Streaming (docs/streaming.md). With `body`, an answer whose body is longer than `response_buffer`,
+    // of unknown length or of a streaming type (http::streams_response) is left on the connection for
+    // the caller to relay — its head is in `response`, its connection in *body; without, every body is
+    // read whole, up to max_response_body.
+    open_body* body = nullptr;
+    std::uint64_t response_buffer = 0;
+    // The request's body still on the client's connection (null: the body is req.body()); each of its
+    // writes runs under `stream_idle_timeout`.
+    upload_source* upload = nullptr;
+    nanos stream_idle_timeout = 0;
+    // The request asks to switch protocols and may (streaming.upgrades): a 101 is a tunnel, left in
+    // *body with upgraded set. Otherwise a 101 is an invalid response.
+    bool upgrade = false;
+    // After an upload: the time its response head may take (the attempt's deadline counted from the
+    // end of the body, not from its start).
+    nanos head_timeout = 0;
 };
 
 // `response` is assigned only on success: it is the caller's, so that the answer is not moved through

@@ -92,4 +92,38 @@ asio::awaitable<error_code> read_message(Stream& stream, beast::flat_buffer& buf
     }
 }
 
+// Reads only the header of a message into `parser` (bhttp::async_read_header's job, through the same
+// single-buffer reads): the body's bytes that came with it stay in `buffer`, for read_message to go on
+// with or for a relay to pass on as they are. Errors as read_message's; a message without a body (1xx,
+// 204, 304, an answer to HEAD) is complete when this returns.
+template <class Stream, bool IsRequest, class Body>
+asio::awaitable<error_code> read_message_head(Stream& stream, beast::flat_buffer& buffer,
+                                              boost::beast::http::parser<IsRequest, Body>& parser, std::size_t min_read = 512)
+{
+    namespace bhttp = boost::beast::http;
+    parser.eager(false); // put() stops after the header
+    for (;;) {
+        if (buffer.size() != 0) {
+            error_code ec;
+            buffer.consume(parser.put(buffer.data(), ec));
+            if (parser.is_header_done())
+                co_return error_code{};
+            if (ec && ec != bhttp::error::need_more)
+                co_return ec;
+        }
+        const std::size_t room = std::min(std::max(beast::read_size(buffer, 65536), min_read), buffer.max_size() - buffer.size());
+        if (room == 0)
+            co_return bhttp::error::buffer_overflow;
+        if (stream.timed_out())
+            co_return beast::error::timeout;
+        auto [aec, n] = co_await stream.io().async_read_some(buffer.prepare(room), nothrow_awaitable);
+        const error_code ec = stream.io_error(aec);
+        if (ec == asio::error::eof)
+            co_return parser.got_some() ? error_code(bhttp::error::partial_message) : error_code(bhttp::error::end_of_stream);
+        if (ec)
+            co_return ec;
+        buffer.commit(n);
+    }
+}
+
 } // namespace breakerbox::http

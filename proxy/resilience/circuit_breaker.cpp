@@ -201,6 +201,14 @@ void circuit_breaker::on_result(const permit& p, outcome o, nanos now) noexcept
     count_failure_streak(*bits, w, failure, slow, now);
 }
 
+void circuit_breaker::on_failure_after_answer(nanos now) noexcept
+{
+    const word w = decode(state_word_.load(std::memory_order_acquire));
+    if (w.state != breaker_state::closed && w.state != breaker_state::forced_closed)
+        return;
+    on_result(permit{admission::admitted, w.generation, now}, outcome::failure, now);
+}
+
 std::optional<std::uint64_t> circuit_breaker::recording_for(const permit& p) const noexcept
 {
     const std::uint64_t bits = state_word_.load(std::memory_order_acquire);

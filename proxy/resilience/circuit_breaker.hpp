@@ -154,6 +154,10 @@ public:
     // toward consecutive_failures: the call is already in the window.
     void on_slow_in_flight(const permit& p, nanos now) noexcept;
     void on_result_after_slow(const permit& p, outcome o, nanos now) noexcept;
+    // A streamed answer whose call was recorded when its head arrived broke afterwards (docs/streaming.md):
+    // one more failure, recorded as of now in the current state's window (nothing when the circuit is
+    // not closed: a half-open probe was decided by the head, and an open circuit records nothing).
+    void on_failure_after_answer(nanos now) noexcept;
     // The call ended without an upstream outcome (cancelled, client gone, local decision): frees a
     // probe slot if it held one, records nothing.
     void release(const permit& p) noexcept;

@@ -14,7 +14,8 @@ upstream_resilience::upstream_resilience(const config::upstream_config& c, const
       budget(c.retries.budget_ratio, c.retries.budget_min_concurrent),
       outliers(kept_outliers        ? std::move(kept_outliers)
                : c.outliers.enabled ? std::make_shared<outlier_detector>(c.name, c.outliers, seed)
-                                    : nullptr)
+                                    : nullptr),
+      streams(c.streaming.max_streams), tunnels(c.streaming.max_tunnels)
 {
     if (c.has_stale_fallback())
         cache = std::make_unique<stale_cache>(c.stale_cache);

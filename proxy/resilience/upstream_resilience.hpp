@@ -6,6 +6,7 @@
 #include "resilience/bulkhead.hpp"
 #include "resilience/circuit_breaker.hpp"
 #include "resilience/cluster_gate.hpp"
+#include "resilience/concurrency_limit.hpp"
 #include "resilience/outcome.hpp"
 #include "resilience/outlier_detector.hpp"
 #include "resilience/retry_budget.hpp"
@@ -43,6 +44,8 @@ public:
     const std::shared_ptr<outlier_detector> outliers;
     std::shared_ptr<tls::upstream_tls> tls; // only with tls.enabled (set by the configuration generation)
     cluster_gate cluster;                   // the cluster's verdict (scope: cluster; never set otherwise)
+    concurrency_limit streams;              // streamed exchanges in progress (streaming.max_streams)
+    concurrency_limit tunnels;              // upgraded connections open (streaming.max_tunnels)
     // Active half-open probes by outcome (success, failure, ignored): written by the prober on the main
     // thread, read by /metrics.
     std::array<std::atomic<std::uint64_t>, 3> active_probes{};

@@ -43,14 +43,30 @@ namespace breakerbox::runtime {
     X(bulkhead_full)                    \
     X(queue_timeout)                    \
     X(connection_limit)                 \
-    X(no_endpoint)
+    X(no_endpoint)                      \
+    X(stream_limit)                     \
+    X(tunnel_limit)
 
 // What happened to retries (label `result`).
 #define BREAKERBOX_RETRY_RESULTS(X) \
     X(attempted)                    \
     X(succeeded)                    \
     X(budget_exhausted)             \
-    X(stopped_by_breaker)
+    X(stopped_by_breaker)           \
+    X(abandoned)
+
+// How streamed exchanges and tunnels ended (label `end`). upstream_failed: the upstream broke, was
+// invalid or exceeded max_response_body after the answer had begun (the client's connection is aborted;
+// the breaker records a failure); client_closed: the client went away or stopped reading; drained: the
+// drain timeout ended a tunnel; circuit_opened: streaming.close_tunnels_on_open.
+#define BREAKERBOX_STREAM_ENDS(X) \
+    X(completed)                  \
+    X(upstream_failed)            \
+    X(client_closed)              \
+    X(idle_timeout)               \
+    X(total_timeout)              \
+    X(drained)                    \
+    X(circuit_opened)
 
 #define BREAKERBOX_ENUM_ENTRY(name) name,
 #define BREAKERBOX_NAME_ENTRY(name) #name,
@@ -58,6 +74,7 @@ namespace breakerbox::runtime {
 enum class upstream_outcome : std::uint8_t { BREAKERBOX_UPSTREAM_OUTCOMES(BREAKERBOX_ENUM_ENTRY) count };
 enum class rejection_reason : std::uint8_t { BREAKERBOX_REJECTION_REASONS(BREAKERBOX_ENUM_ENTRY) count };
 enum class retry_result : std::uint8_t { BREAKERBOX_RETRY_RESULTS(BREAKERBOX_ENUM_ENTRY) count };
+enum class stream_end : std::uint8_t { BREAKERBOX_STREAM_ENDS(BREAKERBOX_ENUM_ENTRY) count };
 
 inline constexpr std::array<std::string_view, static_cast<std::size_t>(upstream_outcome::count)> upstream_outcome_names{
     BREAKERBOX_UPSTREAM_OUTCOMES(BREAKERBOX_NAME_ENTRY)};
@@ -65,6 +82,8 @@ inline constexpr std::array<std::string_view, static_cast<std::size_t>(rejection
     BREAKERBOX_REJECTION_REASONS(BREAKERBOX_NAME_ENTRY)};
 inline constexpr std::array<std::string_view, static_cast<std::size_t>(retry_result::count)> retry_result_names{
     BREAKERBOX_RETRY_RESULTS(BREAKERBOX_NAME_ENTRY)};
+inline constexpr std::array<std::string_view, static_cast<std::size_t>(stream_end::count)> stream_end_names{
+    BREAKERBOX_STREAM_ENDS(BREAKERBOX_NAME_ENTRY)};
 // TLS handshakes with the upstream (label `result`), by tls::handshake_result.
 inline constexpr std::array<std::string_view, static_cast<std::size_t>(tls::handshake_result::count)> tls_handshake_result_names{
     BREAKERBOX_TLS_HANDSHAKE_RESULTS(BREAKERBOX_NAME_ENTRY)};
@@ -98,6 +117,8 @@ struct upstream_counters {
     std::array<Counter, static_cast<std::size_t>(retry_result::count)> retries{};
     std::array<Counter, fallback_kind_count> fallbacks{};
     std::array<Counter, static_cast<std::size_t>(tls::handshake_result::count)> tls_handshakes{};
+    std::array<Counter, static_cast<std::size_t>(stream_end::count)> streams{}; // streamed exchanges, by how they ended
+    std::array<Counter, static_cast<std::size_t>(stream_end::count)> tunnels{}; // upgraded connections, by how they ended
     Counter slow{};
     std::array<Counter, duration_buckets.size() + 1> duration_bucket{}; // last: +Inf
     Counter duration_sum_ns{};
@@ -117,6 +138,8 @@ void for_each_counter(A& a, B& b, F&& f)
     pairwise(a.retries, b.retries);
     pairwise(a.fallbacks, b.fallbacks);
     pairwise(a.tls_handshakes, b.tls_handshakes);
+    pairwise(a.streams, b.streams);
+    pairwise(a.tunnels, b.tunnels);
     f(a.slow, b.slow);
     pairwise(a.duration_bucket, b.duration_bucket);
     f(a.duration_sum_ns, b.duration_sum_ns);
@@ -136,6 +159,8 @@ struct upstream_stats : upstream_counters<local_counter> {
     void count(rejection_reason r) noexcept { rejections[static_cast<std::size_t>(r)].add(); }
     void count(retry_result r) noexcept { retries[static_cast<std::size_t>(r)].add(); }
     void count(config::fallback_kind f) noexcept { fallbacks[static_cast<std::size_t>(f)].add(); }
+    void count_stream(stream_end e) noexcept { streams[static_cast<std::size_t>(e)].add(); }
+    void count_tunnel(stream_end e) noexcept { tunnels[static_cast<std::size_t>(e)].add(); }
 };
 
 using upstream_totals = upstream_counters<std::uint64_t>;
@@ -169,6 +194,10 @@ inline constexpr labelled_family upstream_families[]{
     {"breakerbox_upstream_tls_handshakes_total",
      "TLS handshakes with the upstream's endpoints, by result (full, resumed, or how it failed).", "result", "tls_handshakes",
      tls_handshake_result_names, [](const upstream_totals& t) { return std::span<const std::uint64_t>(t.tls_handshakes); }},
+    {"breakerbox_streams_total", "Streamed exchanges (bodies relayed piece by piece) by how they ended.", "end", "streams",
+     stream_end_names, [](const upstream_totals& t) { return std::span<const std::uint64_t>(t.streams); }},
+    {"breakerbox_tunnels_total", "Upgraded connections (WebSocket and other Upgrade protocols) by how they ended.", "end",
+     "tunnels", stream_end_names, [](const upstream_totals& t) { return std::span<const std::uint64_t>(t.tunnels); }},
 };
 
 // Proxy-wide figures of one worker (local_counter), or summed over the workers (worker_totals).

@@ -3,6 +3,7 @@
 #include "core/log.hpp"
 #include "core/write_all.hpp"
 #include "forward/forwarder.hpp"
+#include "forward/stream_types.hpp"
 #include "http/error_response.hpp"
 #include "http/field_scan.hpp"
 #include "http/framing.hpp"
@@ -75,6 +76,161 @@ bool expects_continue(const http::request& req)
     return expect.size() == 12 && beast::iequals(expect, "100-continue");
 }
 
+// What the access log line needs from the request as the client sent it (opt-in: copied only then).
+struct access_record {
+    explicit access_record(const http::request& req) : method(req.method_string()), target(req.target()) { }
+    std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+    std::string method, target;
+};
+
+// Reads a request body into its parser until it is complete or `limit` bytes of it are held, whichever
+// comes first (the replay buffer: docs/streaming.md). Errors as read_message's.
+template <class Stream>
+asio::awaitable<error_code> read_body_prefix(Stream& stream, beast::flat_buffer& buffer, request_parser& parser,
+                                             http::trailer_fence& fence, std::uint64_t limit)
+{
+    parser.eager(true);
+    for (;;) {
+        if (buffer.size() != 0) {
+            error_code ec;
+            buffer.consume(parser.put(buffer.data(), ec));
+            if (fence.pending()) {
+                if (!fence.blank(buffer))
+                    co_return bhttp::error::bad_chunk;
+                continue;
+            }
+            if (parser.is_done()) {
+                fence.finish();
+                co_return error_code{};
+            }
+            if (ec && ec != bhttp::error::need_more)
+                co_return ec;
+            if (parser.get().body().size() >= limit)
+                co_return error_code{};
+            if (!ec)
+                continue;
+        }
+        if (parser.is_header_done() && buffer.size() > http::max_unparsed_after_header)
+            co_return bhttp::error::header_limit;
+        if (stream.timed_out())
+            co_return beast::error::timeout;
+        auto [aec, n] = co_await stream.socket().async_read_some(buffer.prepare(8192), nothrow_awaitable);
+        if (aec)
+            co_return aec == asio::error::eof ? error_code(bhttp::error::partial_message) : stream.io_error(aec);
+        buffer.commit(n);
+    }
+}
+
+// The rest of a request body that does not fit the replay buffer, read from the client as the upstream
+// takes it (forward::upload_source). A body of known length passes as bytes, `remaining` of them; a
+// chunked one through its parser, which decodes it (and drops its trailer section) — the upstream gets
+// it chunk-framed again. Each read waits at most `idle`.
+class client_upload final : public forward::upload_source {
+public:
+    client_upload(deadline_stream& stream, beast::flat_buffer& buffer, request_parser* parser, http::trailer_fence* fence,
+                  std::string prefix, std::uint64_t length, std::size_t piece_size, nanos idle)
+        : stream_(stream), buffer_(buffer), parser_(parser), fence_(fence), prefix_(std::move(prefix)), remaining_(length),
+          piece_size_(piece_size), idle_(idle)
+    {
+        chunked = parser != nullptr;
+        content_length = length;
+    }
+
+    asio::awaitable<error_code> next(std::string_view& piece) override
+    {
+        buffer_.consume(std::exchange(handed_out_, 0));
+        if (!prefix_sent_) {
+            prefix_sent_ = true;
+            if (!prefix_.empty()) {
+                piece = prefix_;
+                co_return error_code{};
+            }
+        }
+        committed_ = true;
+        std::string().swap(prefix_);
+        // (if/else, not a conditional expression: GCC 12 miscompiles co_await inside one)
+        if (parser_)
+            co_return co_await next_decoded(piece);
+        co_return co_await next_bytes(piece);
+    }
+
+    bool rewind() override
+    {
+        if (committed_)
+            return false;
+        prefix_sent_ = false;
+        return true;
+    }
+
+    // The whole body was read from the client (the connection may carry another request).
+    bool finished() const noexcept { return parser_ ? parser_->is_done() : remaining_ == 0; }
+
+private:
+    asio::awaitable<error_code> read_more(std::size_t room)
+    {
+        stream_.expires_after(as_duration(idle_));
+        auto [ec, n] = co_await stream_.read_some(buffer_.prepare(room));
+        if (!ec)
+            buffer_.commit(n);
+        co_return ec;
+    }
+
+    asio::awaitable<error_code> next_bytes(std::string_view& piece)
+    {
+        if (remaining_ == 0) {
+            piece = {};
+            co_return error_code{};
+        }
+        if (buffer_.size() == 0)
+            if (auto ec = co_await read_more(static_cast<std::size_t>(std::min<std::uint64_t>(piece_size_, remaining_))))
+                co_return ec;
+        handed_out_ = static_cast<std::size_t>(std::min<std::uint64_t>(buffer_.size(), remaining_));
+        remaining_ -= handed_out_;
+        piece = {static_cast<const char*>(buffer_.data().data()), handed_out_};
+        co_return error_code{};
+    }
+
+    asio::awaitable<error_code> next_decoded(std::string_view& piece)
+    {
+        auto& body = parser_->get().body();
+        body.clear();
+        for (;;) {
+            if (buffer_.size() != 0) {
+                error_code ec;
+                buffer_.consume(parser_->put(buffer_.data(), ec));
+                if (fence_->pending()) {
+                    if (!fence_->blank(buffer_))
+                        co_return bhttp::error::bad_chunk;
+                    continue;
+                }
+                if (ec && ec != bhttp::error::need_more)
+                    co_return ec;
+            }
+            if (!body.empty() || parser_->is_done()) {
+                if (parser_->is_done())
+                    fence_->finish();
+                piece = body; // empty at the end
+                co_return error_code{};
+            }
+            if (buffer_.size() > http::max_unparsed_after_header)
+                co_return bhttp::error::header_limit;
+            if (auto ec = co_await read_more(piece_size_))
+                co_return ec;
+        }
+    }
+
+    deadline_stream& stream_;
+    beast::flat_buffer& buffer_;
+    request_parser* parser_;
+    http::trailer_fence* fence_;
+    std::string prefix_;
+    std::uint64_t remaining_;
+    std::size_t piece_size_;
+    nanos idle_;
+    std::size_t handed_out_ = 0; // bytes of buffer_ the last piece was (consumed at the next call)
+    bool prefix_sent_ = false;
+};
+
 class downstream_session {
 public:
     downstream_session(tcp::socket socket, worker& w, std::size_t listener_index)
@@ -126,10 +282,12 @@ public:
                 break;
         }
         error_code ignored;
-        stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
-        if (refused_unread_)
-            co_await discard_unread_input();
-        stream_.socket().close(ignored);
+        if (stream_.socket().is_open()) { // an aborted connection is closed already
+            stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+            if (refused_unread_)
+                co_await discard_unread_input();
+            stream_.socket().close(ignored);
+        }
     }
 
 private:
@@ -142,6 +300,7 @@ private:
         http::trailer_fence fence; // after the parser: it registers with it
         http::request req;
         forward::forward_result result;
+        std::optional<client_upload> upload; // the body streams (longer than limits.request_buffer)
     };
     struct request_state_release {
         std::optional<request_state>& state;
@@ -222,8 +381,12 @@ private:
         if (!state.parser.is_done()) { // the body: under its own timeout, after a 100 Continue if asked for
             if (expects_continue(state.parser.get()) && !co_await answer_expect_continue(state, route.has_value(), head))
                 co_return false;
+            if (!route && !fits_request_buffer(state.parser)) { // nobody takes it: not worth reading
+                co_await send_refusal_and_close(state.result, head.version, head.head_request);
+                co_return false;
+            }
             stream_.expires_after(as_duration(limits().body_timeout));
-            const auto bec = co_await http::read_message(stream_, buffer_, state.parser, state.fence, 8192);
+            const auto bec = co_await read_body_or_prefix(state, route.has_value());
             stream_.expires_never();
             if (bec) {
                 co_await answer_unreadable_body(bec, head);
@@ -232,20 +395,27 @@ private:
         }
 
         bool keep_alive = state.parser.keep_alive(); // the parser read Connection already
-        auto& req = take_request(state);
+        auto& req = state.parser.is_done() ? take_request(state) : take_streamed_request(state, *route);
         std::optional<access_record> record;
         if (gen_->config->cfg.logging.access_log)
             record.emplace(req); // before forwarding rewrites the request
         if (is_queue_status_request(req)) [[unlikely]]
             co_await answer_queue_status(req, result);
         else if (route)
-            co_await forward::forward_request(worker_.context, *gen_, req, *route, {client_ip_, &stream_.socket(), &watch_},
+            co_await forward::forward_request(worker_.context, *gen_, req, *route,
+                                              {client_ip_, &stream_.socket(), &watch_, state.upload ? &*state.upload : nullptr},
                                               result);
         if (result.error == proxy_error::client_closed)
             co_return false; // nobody left to answer
+        if (state.upload && !state.upload->finished()) { // answered before the whole upload was read
+            keep_alive = false;
+            refused_unread_ = true;
+        }
 
         keep_alive = keep_alive && !state_.draining.load(std::memory_order_relaxed) && !worker_.idle.closing;
         count_response(result.status(), result.error != proxy_error::ok);
+        if (result.body) [[unlikely]]
+            co_return co_await answer_streamed(req, result, head.version, keep_alive, record);
         const auto message = serialize_response(result, head.version, keep_alive, head.head_request);
         auto sent = message.try_write(stream_);
         if (!sent.finished) // the socket is full: only now a coroutine and the write deadline
@@ -253,6 +423,84 @@ private:
         if (record)
             log_access(*record, result);
         co_return !sent.ec && keep_alive;
+    }
+
+    // A body that fits the replay buffer (limits.request_buffer) is read whole, as before streaming; a
+    // longer one — by its Content-Length, or a chunked one that outgrows the buffer — only up to it
+    // (chunked) or not at all (known length), and the rest streams (take_streamed_request). A request
+    // nobody takes was answered before this, unless its body fits the buffer (then read, so that the
+    // connection can carry on).
+    asio::awaitable<error_code> read_body_or_prefix(request_state& state, bool routed)
+    {
+        if (!routed || fits_request_buffer(state.parser))
+            co_return co_await http::read_message(stream_, buffer_, state.parser, state.fence, 8192);
+        if (state.parser.content_length())
+            co_return error_code{}; // streams from its first byte
+        co_return co_await read_body_prefix(stream_, buffer_, state.parser, state.fence, limits().request_buffer);
+    }
+
+    bool fits_request_buffer(const request_parser& parser) const
+    {
+        const auto length = parser.content_length();
+        return length && *length <= limits().request_buffer;
+    }
+
+    // The request whose body streams: its head copied out of the parser (which goes on reading the body
+    // for the upload), its replay prefix as the upload's first piece.
+    http::request& take_streamed_request(request_state& state, const routing::route_match& route)
+    {
+        gen_->stats.worker->requests.add();
+        auto& parsed = state.parser.get();
+        state.req.base() = parsed.base();
+        const auto length = state.parser.content_length();
+        const auto& up = gen_->config->cfg.upstreams[route.upstream];
+        if (length)
+            state.upload.emplace(stream_, buffer_, nullptr, nullptr, std::string(), *length, limits().stream_buffer,
+                                 up.streaming.idle_timeout);
+        else
+            state.upload.emplace(stream_, buffer_, &state.parser, &state.fence, std::move(parsed.body()), 0, limits().stream_buffer,
+                                 up.streaming.idle_timeout);
+        return state.req;
+    }
+
+    // A streamed answer (docs/streaming.md): its head — chunk-framed for an HTTP/1.1 client when its length
+    // is unknown, delimited by the close for HTTP/1.0 —, then its body relayed piece by piece, or after a
+    // 101 the tunnel. A relay that fails aborts the connection: the client sees the message cut.
+    asio::awaitable<bool> answer_streamed(const http::request& req, forward::forward_result& result, unsigned version,
+                                          bool keep_alive, const std::optional<access_record>& record)
+    {
+        auto& res = result.response;
+        res.version(version);
+        const bool tunnel = result.body.upgraded;
+        const bool chunked = !tunnel && !result.body.known_length && version == 11;
+        if (chunked)
+            res.set(bhttp::field::transfer_encoding, "chunked");
+        if (tunnel || (!result.body.known_length && version != 11))
+            keep_alive = false;
+        if (!tunnel)
+            http::set_keep_alive(res, keep_alive);
+        http::serialize_head(res, head_);
+        const auto sent = co_await write_all(stream_, asio::buffer(head_), limits().write_timeout);
+        if (sent.ec) {
+            result.body.reset();
+            co_return false;
+        }
+        const auto end = co_await forward::finish_streamed(worker_.context, limits(), req, result, stream_, buffer_, chunked);
+        if (record)
+            log_access(*record, result);
+        if (!end.completed && !tunnel)
+            abort_connection();
+        co_return keep_alive && end.completed;
+    }
+
+    // Resets the client's connection (RST): a streamed answer broke after its head, and a plain close
+    // could look like a complete message to a client reading to the close.
+    void abort_connection()
+    {
+        error_code ignored;
+        stream_.socket().set_option(asio::socket_base::linger(true, 0), ignored);
+        stream_.socket().close(ignored);
+        refused_unread_ = false;
     }
 
     // GET <queue_store.status_path><id> (docs/queue.md): answered by this sidecar from the queue's store,
@@ -331,12 +579,6 @@ private:
         return state.req = state.parser.release();
     }
 
-    // What the access log line needs from the request as the client sent it (opt-in: copied only then).
-    struct access_record {
-        explicit access_record(const http::request& req) : method(req.method_string()), target(req.target()) { }
-        std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
-        std::string method, target;
-    };
     void log_access(const access_record& r, const forward::forward_result& result) const
     {
         log::info("access", {{"client", client_ip_},

@@ -1,0 +1,409 @@
+#include "forward/stream_relay.hpp"
+
+#include "core/write_all.hpp"
+#include "http/message_rules.hpp"
+#include "http/read_message.hpp"
+#include "resilience/circuit_breaker.hpp"
+#include "tls/tls_connection.hpp"
+#include "upstream/upstream_connection.hpp"
+#include "upstream/worker_upstream.hpp"
+
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/beast/http/error.hpp>
+
+#include <array>
+#include <cstdio>
+
+namespace breakerbox::forward {
+namespace {
+
+namespace bhttp = boost::beast::http;
+using steady = std::chrono::steady_clock;
+using runtime::stream_end;
+
+// The deadlines of one relay: each wait ends at the idle limit or the total one, whichever is first.
+struct relay_clock {
+    steady::time_point total_deadline = steady::time_point::max();
+    steady::duration idle{};
+
+    steady::time_point next() const { return std::min(steady::now() + idle, total_deadline); }
+    stream_end timeout_kind() const { return steady::now() >= total_deadline ? stream_end::total_timeout : stream_end::idle_timeout; }
+};
+
+relay_clock clock_for(nanos idle, nanos total)
+{
+    relay_clock c;
+    c.idle = as_duration(idle);
+    if (total > 0)
+        c.total_deadline = steady::now() + as_duration(total);
+    return c;
+}
+
+// One read from the upstream connection into its buffer (through TLS when it has it).
+asio::awaitable<error_code> read_upstream(upstream::upstream_connection& conn, std::size_t room, const relay_clock& rc)
+{
+    conn.stream.expires_at(rc.next());
+    if (conn.stream.timed_out())
+        co_return beast::error::timeout;
+    std::size_t n = 0;
+    error_code aec;
+    if (conn.tls)
+        std::tie(aec, n) = co_await conn.tls->stream.async_read_some(conn.buffer.prepare(room), nothrow_awaitable);
+    else
+        std::tie(aec, n) = co_await conn.stream.socket().async_read_some(conn.buffer.prepare(room), nothrow_awaitable);
+    conn.buffer.commit(n);
+    co_return n ? error_code{} : conn.stream.io_error(aec);
+}
+
+// Writes `buffers` to the client under the relay's deadline.
+template <class Buffers>
+asio::awaitable<error_code> write_client(deadline_stream& client, const Buffers& buffers, const relay_clock& rc)
+{
+    auto p = try_write(client, buffers);
+    if (!p.finished) {
+        client.expires_at(rc.next());
+        p = co_await write_rest(client, buffers, p, 0);
+    }
+    co_return p.ec;
+}
+
+// A piece of the body for the client, chunk-framed when asked.
+asio::awaitable<error_code> send_piece(deadline_stream& client, std::string_view piece, const relay_options& opt,
+                                       const relay_clock& rc)
+{
+    if (!opt.chunked_to_client)
+        co_return co_await write_client(client, asio::buffer(piece), rc);
+    char size_line[24];
+    const int n = std::snprintf(size_line, sizeof size_line, "%zx\r\n", piece.size());
+    static constexpr std::string_view crlf = "\r\n";
+    const std::array<asio::const_buffer, 3> framed{asio::buffer(size_line, static_cast<std::size_t>(n)), asio::buffer(piece),
+                                                   asio::buffer(crlf)};
+    co_return co_await write_client(client, framed, rc);
+}
+
+void capture(const relay_options& opt, std::string_view piece, bool& within)
+{
+    if (!opt.capture || !within)
+        return;
+    if (opt.capture->size() + piece.size() > opt.capture_limit) {
+        within = false;
+        std::string().swap(*opt.capture);
+        return;
+    }
+    opt.capture->append(piece);
+}
+
+stream_end read_end(const error_code& ec, const relay_clock& rc)
+{
+    return ec == beast::error::timeout ? rc.timeout_kind() : stream_end::upstream_failed;
+}
+
+// A client that stopped reading for the idle timeout is as good as gone (and not the upstream's fault).
+stream_end write_end(const error_code& ec, const relay_clock& rc)
+{
+    return ec == beast::error::timeout && rc.timeout_kind() == stream_end::total_timeout ? stream_end::total_timeout
+                                                                                       : stream_end::client_closed;
+}
+
+// A body of known length: bytes as they are, `remaining` of them.
+asio::awaitable<relay_outcome> relay_length(deadline_stream& client, upstream::upstream_connection& conn, std::uint64_t remaining,
+                                            const relay_options& opt, const relay_clock& rc)
+{
+    relay_outcome out;
+    bool within = true;
+    while (remaining > 0) {
+        if (conn.buffer.size() == 0) {
+            const auto room = static_cast<std::size_t>(std::min<std::uint64_t>(opt.buffer_size, remaining));
+            if (auto ec = co_await read_upstream(conn, room, rc)) {
+                out.end = read_end(ec, rc);
+                co_return out;
+            }
+        }
+        const auto take = static_cast<std::size_t>(std::min<std::uint64_t>(conn.buffer.size(), remaining));
+        const std::string_view piece(static_cast<const char*>(conn.buffer.data().data()), take);
+        capture(opt, piece, within);
+        if (auto ec = co_await send_piece(client, piece, opt, rc)) {
+            out.end = write_end(ec, rc);
+            co_return out;
+        }
+        conn.buffer.consume(take);
+        remaining -= take;
+        out.bytes += take;
+    }
+    out.captured = opt.capture && within;
+    co_return out;
+}
+
+// A chunked or close-delimited body: decoded by the connection's parser (its trailer section dropped
+// by the fence), each decoded piece passed on as it comes.
+asio::awaitable<relay_outcome> relay_parsed(deadline_stream& client, upstream::upstream_connection& conn, const relay_options& opt,
+                                            const relay_clock& rc)
+{
+    relay_outcome out;
+    bool within = true;
+    auto& parser = *conn.parser;
+    auto& fence = *conn.fence;
+    parser.eager(true);
+    for (;;) {
+        if (conn.buffer.size() != 0) {
+            error_code ec;
+            conn.buffer.consume(parser.put(conn.buffer.data(), ec));
+            if (fence.pending()) { // stopped at the last chunk, its trailer section buffered: blank it, put again
+                if (!fence.blank(conn.buffer)) {
+                    out.end = stream_end::upstream_failed;
+                    co_return out;
+                }
+                continue;
+            }
+            if (ec && ec != bhttp::error::need_more) {
+                out.end = stream_end::upstream_failed; // bad chunk, or max_response_body (body_limit)
+                co_return out;
+            }
+        }
+        auto& decoded = parser.get().body();
+        if (!decoded.empty()) {
+            capture(opt, decoded, within);
+            if (auto ec = co_await send_piece(client, decoded, opt, rc)) {
+                out.end = write_end(ec, rc);
+                co_return out;
+            }
+            out.bytes += decoded.size();
+            decoded.clear(); // the body string is the relay's buffer: it never holds more than one read
+        }
+        if (parser.is_done())
+            break;
+        if (fence.pending() || conn.buffer.size() != 0) {
+            if (conn.buffer.size() > http::max_unparsed_after_header) {
+                out.end = stream_end::upstream_failed;
+                co_return out;
+            }
+        }
+        const auto ec = co_await read_upstream(conn, opt.buffer_size, rc);
+        if (ec == asio::error::eof || tls::is_tls_close(ec)) {
+            error_code eof_ec;
+            parser.put_eof(eof_ec); // a close-delimited body is complete now; a chunked one is cut short
+            if (eof_ec || !parser.is_done()) {
+                out.end = stream_end::upstream_failed;
+                co_return out;
+            }
+            break;
+        }
+        if (ec) {
+            out.end = read_end(ec, rc);
+            co_return out;
+        }
+    }
+    fence.finish();
+    if (opt.chunked_to_client) {
+        static constexpr std::string_view last_chunk = "0\r\n\r\n";
+        if (auto ec = co_await write_client(client, asio::buffer(last_chunk), rc)) {
+            out.end = write_end(ec, rc);
+            co_return out;
+        }
+    }
+    out.captured = opt.capture && within;
+    co_return out;
+}
+
+} // namespace
+
+open_body::~open_body() = default;
+
+void open_body::reset() noexcept
+{
+    conn.reset();
+    slot.reset();
+    upgraded = known_length = keep_alive = false;
+    length = 0;
+}
+
+asio::awaitable<relay_outcome> relay_response_body(deadline_stream& client, open_body& body, const relay_options& opt)
+{
+    const auto rc = clock_for(opt.idle_timeout, opt.total_timeout);
+    auto& conn = *body.conn;
+    relay_outcome out;
+    if (body.known_length) // (if/else, not a conditional expression: GCC 12 miscompiles co_await inside one)
+        out = co_await relay_length(client, conn, body.length, opt, rc);
+    else
+        out = co_await relay_parsed(client, conn, opt, rc);
+    client.expires_never();
+    if (out.end != stream_end::completed) {
+        body.conn.reset(); // closed: what is left of the body is not ours to read
+        co_return out;
+    }
+    const bool reusable = body.keep_alive && conn.buffer.size() == 0 && (!conn.tls || tls::nothing_buffered(*conn.tls));
+    conn.fence.reset();
+    conn.parser.reset();
+    if (reusable)
+        body.up->give_back(*body.ep, std::move(body.conn), steady_clock_source::instance().now());
+    body.conn.reset();
+    co_return out;
+}
+
+namespace {
+
+// What both directions of a tunnel share: when a byte last moved, and how it ended.
+struct tunnel_state {
+    steady::time_point last_activity = steady::now();
+    stream_end end = stream_end::completed;
+    bool failed = false;
+};
+
+// Ends every operation on both sides (a failure or timeout in one direction ends the tunnel).
+void abort_tunnel(deadline_stream& client, upstream::upstream_connection& up)
+{
+    error_code ignored;
+    client.socket().cancel(ignored);
+    up.stream.socket().cancel(ignored);
+}
+
+// The half-close of one side's sending direction, after the other side's input ended.
+void shut_send(tcp::socket& s)
+{
+    error_code ignored;
+    s.shutdown(tcp::socket::shutdown_send, ignored);
+}
+
+// Client → upstream.
+asio::awaitable<void> pump_to_upstream(deadline_stream& client, upstream::upstream_connection& up, std::size_t size,
+                                       tunnel_state& t)
+{
+    std::unique_ptr<char[]> buf(new char[size]);
+    for (;;) {
+        auto [rec, n] = co_await client.socket().async_read_some(asio::buffer(buf.get(), size), nothrow_awaitable);
+        if (n == 0) {
+            if (rec != asio::error::eof) {
+                t.failed = true;
+                if (t.end == stream_end::completed && rec != asio::error::operation_aborted)
+                    t.end = stream_end::client_closed;
+                abort_tunnel(client, up);
+            } else {
+                shut_send(up.stream.socket());
+            }
+            co_return;
+        }
+        t.last_activity = steady::now();
+        error_code wec;
+        if (up.tls)
+            std::tie(wec, std::ignore) = co_await asio::async_write(up.tls->stream, asio::buffer(buf.get(), n), nothrow_awaitable);
+        else
+            std::tie(wec, std::ignore) = co_await asio::async_write(up.stream.socket(), asio::buffer(buf.get(), n), nothrow_awaitable);
+        if (wec) {
+            t.failed = true;
+            if (t.end == stream_end::completed && wec != asio::error::operation_aborted)
+                t.end = stream_end::upstream_failed;
+            abort_tunnel(client, up);
+            co_return;
+        }
+        t.last_activity = steady::now();
+    }
+}
+
+// Upstream → client.
+asio::awaitable<void> pump_to_client(deadline_stream& client, upstream::upstream_connection& up, std::size_t size,
+                                     tunnel_state& t)
+{
+    std::unique_ptr<char[]> buf(new char[size]);
+    for (;;) {
+        std::size_t n = 0;
+        error_code rec;
+        if (up.tls)
+            std::tie(rec, n) = co_await up.tls->stream.async_read_some(asio::buffer(buf.get(), size), nothrow_awaitable);
+        else
+            std::tie(rec, n) = co_await up.stream.socket().async_read_some(asio::buffer(buf.get(), size), nothrow_awaitable);
+        if (n == 0) {
+            if (rec != asio::error::eof && !tls::is_tls_close(rec)) {
+                t.failed = true;
+                if (t.end == stream_end::completed && rec != asio::error::operation_aborted)
+                    t.end = stream_end::upstream_failed;
+                abort_tunnel(client, up);
+            } else {
+                shut_send(client.socket());
+            }
+            co_return;
+        }
+        t.last_activity = steady::now();
+        auto [wec, written] = co_await asio::async_write(client.socket(), asio::buffer(buf.get(), n), nothrow_awaitable);
+        if (wec) {
+            t.failed = true;
+            if (t.end == stream_end::completed && wec != asio::error::operation_aborted)
+                t.end = stream_end::client_closed;
+            abort_tunnel(client, up);
+            co_return;
+        }
+        t.last_activity = steady::now();
+    }
+}
+
+// Ends the tunnel when it has been idle, has lasted its total time, or (close_tunnels_on_open) its
+// circuit has opened. Returns only by ending it, or when cancelled (both directions ended first).
+asio::awaitable<void> tunnel_watchdog(deadline_stream& client, upstream::upstream_connection& up, const tunnel_options& opt,
+                                      tunnel_state& t)
+{
+    const auto started = steady::now();
+    const auto idle = as_duration(opt.idle_timeout);
+    const auto period = std::min<steady::duration>(idle / 4 + std::chrono::milliseconds(1), std::chrono::seconds(1));
+    asio::steady_timer timer(co_await asio::this_coro::executor);
+    for (;;) {
+        timer.expires_after(period);
+        auto [ec] = co_await timer.async_wait(nothrow_awaitable);
+        if (ec)
+            co_return; // cancelled: the directions ended by themselves
+        const auto now = steady::now();
+        stream_end why = stream_end::completed;
+        if (now - t.last_activity >= idle)
+            why = stream_end::idle_timeout;
+        else if (opt.total_timeout > 0 && now - started >= as_duration(opt.total_timeout))
+            why = stream_end::total_timeout;
+        else if (opt.breaker && opt.breaker->trip_count() != opt.trips)
+            why = stream_end::circuit_opened;
+        if (why != stream_end::completed) {
+            t.end = why;
+            t.failed = true;
+            abort_tunnel(client, up);
+            co_return;
+        }
+    }
+}
+
+// Bytes one side sent before the tunnel began (they came with the request or the 101) go to the other.
+template <class Stream>
+asio::awaitable<error_code> flush_early_bytes(Stream& to, beast::flat_buffer& from)
+{
+    if (from.size() == 0)
+        co_return error_code{};
+    auto [ec, n] = co_await asio::async_write(to, from.data(), nothrow_awaitable);
+    from.consume(n);
+    co_return ec;
+}
+
+asio::awaitable<error_code> flush_to_upstream(upstream::upstream_connection& up, beast::flat_buffer& from)
+{
+    if (up.tls)
+        co_return co_await flush_early_bytes(up.tls->stream, from);
+    co_return co_await flush_early_bytes(up.stream.socket(), from);
+}
+
+} // namespace
+
+asio::awaitable<stream_end> run_tunnel(deadline_stream& client, beast::flat_buffer& client_buffer, open_body& body,
+                                       const tunnel_options& opt)
+{
+    using namespace asio::experimental::awaitable_operators;
+    auto& up = *body.conn;
+    client.expires_never();
+    up.stream.expires_never();
+    tunnel_state t;
+    if (auto ec = co_await flush_early_bytes(client.socket(), up.buffer))
+        t.end = stream_end::client_closed;
+    else if (auto uec = co_await flush_to_upstream(up, client_buffer))
+        t.end = stream_end::upstream_failed;
+    else
+        co_await ((pump_to_upstream(client, up, opt.buffer_size, t) && pump_to_client(client, up, opt.buffer_size, t)) ||
+                  tunnel_watchdog(client, up, opt, t));
+    body.conn.reset(); // the upstream connection closes; the session closes the client's
+    co_return t.end;
+}
+
+} // namespace breakerbox::forward
