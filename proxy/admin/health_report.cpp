@@ -206,6 +206,13 @@ nlohmann::json policy_json(const config::upstream_config& u)
         {"retries", retries_json(u.retries)},
         {"fallbacks", fallbacks_json(u.fallbacks)},
         {"outlier_detection", outlier_policy_json(u.outliers)},
+        {"streaming",
+         {{"idle_timeout_ms", ms(u.streaming.idle_timeout)},
+          {"total_timeout_ms", ms(u.streaming.total_timeout)},
+          {"max_streams", u.streaming.max_streams},
+          {"max_tunnels", u.streaming.max_tunnels},
+          {"upgrades", u.streaming.upgrades},
+          {"close_tunnels_on_open", u.streaming.close_tunnels_on_open}}},
     };
 }
 
@@ -275,6 +282,9 @@ nlohmann::json upstream_json(const admin_context& ctx, const resilience::upstrea
         {"slow_requests", totals.slow},
         {"rejections", counts["rejections"]},
         {"bulkhead", bulkhead},
+        {"streaming",
+         {{"streams", {{"active", r.streams.active()}, {"limit", r.streams.limit()}, {"ended", counts["streams"]}}},
+          {"tunnels", {{"active", r.tunnels.active()}, {"limit", r.tunnels.limit()}, {"ended", counts["tunnels"]}}}}},
         {"retries", counts["retries"]},
         {"fallbacks", counts["fallbacks"]},
         {"tls", tls_json(r, counts["tls_handshakes"])},

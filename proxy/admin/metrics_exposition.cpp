@@ -40,6 +40,10 @@ using resilience::breaker_state;
     X(bulkhead_queued, Gauge, "breakerbox_bulkhead_queued", "Requests waiting for a bulkhead slot.")                             \
     X(bulkhead_limit, Gauge, "breakerbox_bulkhead_limit", "Bulkhead limit on concurrent requests (0: unlimited).")               \
     X(bulkhead_queue_limit, Gauge, "breakerbox_bulkhead_queue_limit", "Bulkhead wait-queue capacity.")                           \
+    X(streams_active, Gauge, "breakerbox_streams_active", "Streamed exchanges in progress (they hold no bulkhead slot).")        \
+    X(streams_limit, Gauge, "breakerbox_streams_limit", "streaming.max_streams: streamed exchanges allowed at once.")            \
+    X(tunnels_active, Gauge, "breakerbox_tunnels_active", "Upgraded connections (WebSocket, ...) open.")                         \
+    X(tunnels_limit, Gauge, "breakerbox_tunnels_limit", "streaming.max_tunnels: upgraded connections allowed at once.")         \
     X(retry_budget_in_use, Gauge, "breakerbox_retry_budget_in_use", "Retries in flight against the retry budget.")               \
     X(tls_certificate_expiry, Gauge, "breakerbox_upstream_tls_certificate_expiry_seconds",                                       \
       "Seconds until the soonest-expiring certificate the upstream's endpoints presented in a full handshake.")                  \
@@ -234,6 +238,10 @@ void add_capacity(exposition& e, const std::string& name, const resilience::upst
     e.add(metric::bulkhead_limit, {{"upstream", name}}, bulk.limit);
     e.add(metric::bulkhead_queue_limit, {{"upstream", name}}, bulk.max_queue);
     e.add(metric::retry_budget_in_use, {{"upstream", name}}, shared.budget.active());
+    e.add(metric::streams_active, {{"upstream", name}}, shared.streams.active());
+    e.add(metric::streams_limit, {{"upstream", name}}, shared.streams.limit());
+    e.add(metric::tunnels_active, {{"upstream", name}}, shared.tunnels.active());
+    e.add(metric::tunnels_limit, {{"upstream", name}}, shared.tunnels.limit());
     if (shared.tls)
         if (const auto expiry = soonest_expiry(*shared.tls))
             e.add(metric::tls_certificate_expiry, {{"upstream", name}}, double(*expiry - unix_now()));

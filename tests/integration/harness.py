@@ -195,7 +195,7 @@ _readers = weakref.WeakKeyDictionary()
 
 
 def read_response(sock, timeout=10, head=False):
-    """Reads exactly one HTTP/1.x response from a raw socket (Content-Length framing). One buffered
+    """Reads exactly one HTTP/1.x response from a raw socket (Content-Length or chunked framing). One buffered
     reader per socket, so bytes of the next (pipelined) response read ahead are not lost."""
     sock.settimeout(timeout)
     f = _readers.get(sock)
@@ -212,9 +212,24 @@ def read_response(sock, timeout=10, head=False):
             break
         k, v = line.split(":", 1)
         headers[k.strip().lower()] = v.strip()
+    if not head and headers.get("transfer-encoding", "").lower() == "chunked":
+        return Response(int(status), headers, _read_chunked(f), version)
     length = 0 if head else int(headers.get("content-length", "0"))
     body = f.read(length) if length else b""
     return Response(int(status), headers, body, version)
+
+
+def _read_chunked(f):
+    """A chunked body, decoded (a streamed answer of unknown length: docs/streaming.md)."""
+    parts = []
+    while True:
+        size = int(f.readline().split(b";")[0].strip(), 16)
+        if size == 0:
+            while f.readline() not in (b"\r\n", b"\n", b""):
+                pass
+            return b"".join(parts)
+        parts.append(f.read(size))
+        f.readline()
 
 
 def raw_exchange(port, data, timeout=10):
