@@ -152,32 +152,22 @@ asio::awaitable<write_progress> write_through_tls(upstream::upstream_connection&
     co_return co_await message.write_rest(io, write_progress{});
 }
 
+// Whether the answer whose head is parsed streams rather than being read whole (docs/streaming.md):
+// read_message's header check, with the exchange's limits as its context.
+bool leave_body_open(const response_parser& parser, const void* context)
+{
+    const auto& limits = *static_cast<const exchange_limits*>(context);
+    if (!limits.body || parser.get().result_int() / 100 == 1)
+        return false;
+    const auto length = parser.content_length();
+    return !length || *length > limits.response_buffer || http::streams_response(parser.get());
+}
+
 asio::awaitable<error_code> read_through_tls(upstream::upstream_connection& conn, response_parser& parser,
-                                             http::trailer_fence& fence)
+                                             http::trailer_fence& fence, const exchange_limits& limits)
 {
     tls::tls_io io{conn.stream, conn.tls->stream};
-    co_return co_await http::read_message(io, conn.buffer, parser, fence, response_read_size);
-}
-
-asio::awaitable<error_code> read_head_through_tls(upstream::upstream_connection& conn, response_parser& parser)
-{
-    tls::tls_io io{conn.stream, conn.tls->stream};
-    co_return co_await http::read_message_head(io, conn.buffer, parser, response_read_size);
-}
-
-// The response's head, then (unless it streams) its body: the reads of one response.
-asio::awaitable<error_code> read_head(upstream::upstream_connection& conn)
-{
-    if (conn.tls)
-        co_return co_await read_head_through_tls(conn, *conn.parser);
-    co_return co_await http::read_message_head(conn.stream, conn.buffer, *conn.parser, response_read_size);
-}
-
-asio::awaitable<error_code> read_body(upstream::upstream_connection& conn)
-{
-    if (conn.tls)
-        co_return co_await read_through_tls(conn, *conn.parser, *conn.fence);
-    co_return co_await http::read_message(conn.stream, conn.buffer, *conn.parser, *conn.fence, response_read_size);
+    co_return co_await http::read_message(io, conn.buffer, parser, fence, response_read_size, &leave_body_open, &limits);
 }
 
 // Writes `buffers` whole to the upstream, through TLS when the connection has it, under a deadline
@@ -337,11 +327,6 @@ exchange_result unusable_response(const http::response& res, const std::string& 
     return coding_failure(res, endpoint);
 }
 
-exchange_result too_large(const std::string& endpoint)
-{
-    return sent_failure(failure(proxy_error::upstream_response_too_large,
-                                "the Content-Length of the answer from " + endpoint + " exceeds max_response_body"));
-}
 
 // The answer's head goes to the caller's message and its connection, positioned at the body (or, after
 // a 101, at the tunnel's first byte), to the caller's open_body.
@@ -366,15 +351,6 @@ exchange_result leave_open(upstream::worker_upstream& up, upstream::endpoint_slo
     body.up = &up;
     body.ep = &ep;
     return answered_at(clk.now());
-}
-
-// Whether the answer whose head is parsed streams rather than being read whole (docs/streaming.md).
-bool leave_body_open(const response_parser& parser, const exchange_limits& limits)
-{
-    if (!limits.body || parser.is_done())
-        return false;
-    const auto length = parser.content_length();
-    return !length || *length > limits.response_buffer || http::streams_response(parser.get());
 }
 
 // The response goes to the caller's message; the connection back to the pool when it may carry another.
@@ -436,7 +412,12 @@ asio::awaitable<exchange_result> exchange(upstream::worker_upstream& up, upstrea
         for (bool answered = false;; answered = true) { // interim 1xx responses are skipped (not 101)
             start_parser(*conn, limits, head);
             auto& parser = conn->parser;
-            auto rec = co_await read_head(*conn);
+            error_code rec;
+            if (conn->tls)
+                rec = co_await read_through_tls(*conn, *parser, *conn->fence, limits);
+            else
+                rec = co_await http::read_message(conn->stream, conn->buffer, *parser, *conn->fence, response_read_size,
+                                                  &leave_body_open, &limits);
             if (rec)
                 co_return read_failed(rec, *conn, *parser, answered, watch, ep.label);
             const unsigned status = parser->get().result_int();
@@ -444,14 +425,8 @@ asio::awaitable<exchange_result> exchange(upstream::worker_upstream& up, upstrea
                 continue;
             if (!usable_response(parser->get(), head, limits.upgrade))
                 co_return unusable_response(parser->get(), ep.label);
-            if (parser->content_length().value_or(0) > limits.max_response_body)
-                co_return too_large(ep.label);
-            if (status == 101 || leave_body_open(*parser, limits))
+            if (status == 101 || !parser->is_done()) // a tunnel, or a body that streams
                 co_return leave_open(up, ep, std::move(conn), response, *limits.body, *limits.clk);
-            if (!parser->is_done())
-                rec = co_await read_body(*conn);
-            if (rec)
-                co_return read_failed(rec, *conn, *parser, true, watch, ep.label);
             co_return deliver(up, ep, std::move(conn), *parser, response, *limits.clk);
         }
     }

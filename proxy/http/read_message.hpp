@@ -39,19 +39,36 @@ void finish_message(Stream& stream, boost::beast::http::parser<IsRequest, Body>&
 // The longest chunk line or trailer section read_message waits for (bytes).
 inline constexpr std::size_t max_unparsed_after_header = 64 * 1024;
 
+//
+// `stop_after_header` (optional, with its `context`): asked once the header is parsed; true stops there,
+// leaving the body's bytes in `buffer` (a streamed answer's relay takes them: docs/streaming.md) — the
+// call then completes with the header done and the message not. One read loop either way, so that the
+// usual whole message costs one coroutine.
+template <bool IsRequest, class Body>
+using header_check = bool (*)(const boost::beast::http::parser<IsRequest, Body>& parser, const void* context);
+
 template <class Stream, bool IsRequest, class Body>
 asio::awaitable<error_code> read_message(Stream& stream, beast::flat_buffer& buffer,
                                          boost::beast::http::parser<IsRequest, Body>& parser, trailer_fence& fence,
-                                         std::size_t min_read = 512)
+                                         std::size_t min_read = 512, header_check<IsRequest, Body> stop_after_header = nullptr,
+                                         const void* context = nullptr)
 {
     namespace bhttp = boost::beast::http;
-    parser.eager(true);
+    parser.eager(stop_after_header == nullptr); // with a check, the first put() stops after the header
     bool last_read_short = false;
     for (;;) {
         if (buffer.size() != 0) {
             error_code ec;
             const std::size_t used = parser.put(buffer.data(), ec);
             buffer.consume(used);
+            if (stop_after_header && parser.is_header_done()) {
+                if (!parser.is_done() && stop_after_header(parser, context))
+                    co_return error_code{};
+                stop_after_header = nullptr;
+                parser.eager(true);
+                if (!parser.is_done() && buffer.size() != 0)
+                    continue; // the body that came with the header
+            }
             if (fence.pending()) { // stopped at the last chunk, its trailer section buffered: blank it
                 if (!fence.blank(buffer))
                     co_return bhttp::error::bad_chunk;
@@ -89,40 +106,6 @@ asio::awaitable<error_code> read_message(Stream& stream, beast::flat_buffer& buf
             co_return ec;
         buffer.commit(n);
         last_read_short = n < room;
-    }
-}
-
-// Reads only the header of a message into `parser` (bhttp::async_read_header's job, through the same
-// single-buffer reads): the body's bytes that came with it stay in `buffer`, for read_message to go on
-// with or for a relay to pass on as they are. Errors as read_message's; a message without a body (1xx,
-// 204, 304, an answer to HEAD) is complete when this returns.
-template <class Stream, bool IsRequest, class Body>
-asio::awaitable<error_code> read_message_head(Stream& stream, beast::flat_buffer& buffer,
-                                              boost::beast::http::parser<IsRequest, Body>& parser, std::size_t min_read = 512)
-{
-    namespace bhttp = boost::beast::http;
-    parser.eager(false); // put() stops after the header
-    for (;;) {
-        if (buffer.size() != 0) {
-            error_code ec;
-            buffer.consume(parser.put(buffer.data(), ec));
-            if (parser.is_header_done())
-                co_return error_code{};
-            if (ec && ec != bhttp::error::need_more)
-                co_return ec;
-        }
-        const std::size_t room = std::min(std::max(beast::read_size(buffer, 65536), min_read), buffer.max_size() - buffer.size());
-        if (room == 0)
-            co_return bhttp::error::buffer_overflow;
-        if (stream.timed_out())
-            co_return beast::error::timeout;
-        auto [aec, n] = co_await stream.io().async_read_some(buffer.prepare(room), nothrow_awaitable);
-        const error_code ec = stream.io_error(aec);
-        if (ec == asio::error::eof)
-            co_return parser.got_some() ? error_code(bhttp::error::partial_message) : error_code(bhttp::error::end_of_stream);
-        if (ec)
-            co_return ec;
-        buffer.commit(n);
     }
 }
 
