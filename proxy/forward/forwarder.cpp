@@ -846,8 +846,13 @@ asio::awaitable<streamed_end> finish_streamed(runtime::worker_context& worker, c
     auto& up = *out.streamed_from;
     const auto& sc = up.cfg.streaming;
     if (out.body.upgraded) {
-        const tunnel_options topt{sc.idle_timeout, sc.total_timeout, limits.stream_buffer,
-                                  sc.close_tunnels_on_open ? &up.shared.breaker : nullptr, up.shared.breaker.trip_count()};
+        const tunnel_options topt{sc.idle_timeout,
+                                  sc.total_timeout,
+                                  limits.stream_buffer,
+                                  sc.close_tunnels_on_open ? &up.shared.breaker : nullptr,
+                                  up.shared.breaker.trip_count(),
+                                  &worker.state.draining,
+                                  limits.drain_timeout};
         const auto end = co_await run_tunnel(client, client_buffer, out.body, topt);
         up.stats.count_tunnel(end);
         if (end == runtime::stream_end::upstream_failed)

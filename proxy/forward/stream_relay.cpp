@@ -14,6 +14,7 @@
 
 #include <array>
 #include <cstdio>
+#include <optional>
 
 namespace breakerbox::forward {
 namespace {
@@ -344,6 +345,11 @@ asio::awaitable<void> tunnel_watchdog(deadline_stream& client, upstream::upstrea
     const auto started = steady::now();
     const auto idle = as_duration(opt.idle_timeout);
     const auto period = std::min<steady::duration>(idle / 4 + std::chrono::milliseconds(1), std::chrono::seconds(1));
+    // The drain is noticed up to a period late: the tunnel ends that much (and a margin) before the
+    // drain timeout, so that it closes cleanly before the process stops.
+    std::optional<steady::time_point> drain_seen;
+    const auto drain_end = std::max<steady::duration>(steady::duration::zero(),
+                                                      as_duration(opt.drain_timeout) - period - std::chrono::milliseconds(250));
     asio::steady_timer timer(co_await asio::this_coro::executor);
     for (;;) {
         timer.expires_after(period);
@@ -351,6 +357,8 @@ asio::awaitable<void> tunnel_watchdog(deadline_stream& client, upstream::upstrea
         if (ec)
             co_return; // cancelled: the directions ended by themselves
         const auto now = steady::now();
+        if (!drain_seen && opt.draining && opt.draining->load(std::memory_order_relaxed))
+            drain_seen = now;
         stream_end why = stream_end::completed;
         if (now - t.last_activity >= idle)
             why = stream_end::idle_timeout;
@@ -358,6 +366,8 @@ asio::awaitable<void> tunnel_watchdog(deadline_stream& client, upstream::upstrea
             why = stream_end::total_timeout;
         else if (opt.breaker && opt.breaker->trip_count() != opt.trips)
             why = stream_end::circuit_opened;
+        else if (drain_seen && now - *drain_seen >= drain_end)
+            why = stream_end::drained;
         if (why != stream_end::completed) {
             t.end = why;
             t.failed = true;

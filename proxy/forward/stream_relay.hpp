@@ -10,6 +10,7 @@
 #include "forward/stream_types.hpp"
 #include "runtime/request_stats.hpp"
 
+#include <atomic>
 #include <string>
 
 namespace breakerbox::resilience {
@@ -47,6 +48,10 @@ struct tunnel_options {
     // streaming.close_tunnels_on_open: the tunnel ends when this circuit's trip count moves from `trips`.
     const resilience::circuit_breaker* breaker = nullptr;
     std::uint64_t trips = 0;
+    // The process's drain flag: once it is set, the tunnel runs for `drain_timeout` less a margin and is
+    // then ended (`drained`), so that it closes before the process stops at the drain timeout.
+    const std::atomic<bool>* draining = nullptr;
+    nanos drain_timeout = 0;
 };
 
 // Relays both directions of an upgraded connection until both have ended (each side's end of input is

@@ -1,5 +1,5 @@
-// Message framing after hop-by-hop fields are gone: bodies are buffered, so every message is
-// re-framed with Content-Length (never chunked), with the RFC 9110 exceptions for responses.
+// Message framing after hop-by-hop fields are gone: a buffered message is re-framed with Content-Length
+// (never chunked), with the RFC 9110 exceptions for responses. (Streamed messages: http/streaming_rules.)
 #pragma once
 #include "http/message.hpp"
 

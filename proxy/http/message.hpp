@@ -1,5 +1,6 @@
-// The message types the proxy works with. Bodies are buffered strings: that is what makes retries and
-// fallbacks possible (limits.max_request_body / max_response_body bound them).
+// The message types the proxy works with. A buffered body is a string: that is what makes retries and
+// fallbacks possible (limits.request_buffer / response_buffer bound it); a longer one streams, and the
+// string then holds one piece at a time (docs/streaming.md).
 #pragma once
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/string_body.hpp>
