@@ -325,6 +325,7 @@ private:
             }
             if (auto ended = ended_from_outside(up, st, result, permit))
                 co_return std::move(*ended);
+            st.streamed_head = body_out_ && *body_out_;
             const auto classified = record_attempt(up, *ep, result, response, permit, attempt_start, st, clk_);
             // `response` keeps the last answer the upstream gave: an attempt that gets none leaves it.
             st.last = call_result{result.error, std::move(result.detail),
@@ -355,6 +356,7 @@ private:
         bool repeatable = false;
         bool resendable = false;
         bool stale_resend = false; // this attempt resends after a stale pooled connection
+        bool streamed_head = false; // this attempt's answer streams: only its head is in
     };
 
     static call_result bulkhead_refusal(upstream_handle& up, bulkhead_result admitted)
@@ -496,7 +498,10 @@ private:
         const nanos finished = result.finished ? result.finished : clk.now();
         const auto classified = result.error == proxy_error::ok ? shared.classifier.of_status(response.result_int())
                                                                 : shared.classifier.of_error(result.error);
-        permit.complete(classified, finished);
+        if (st.streamed_head) // the body is still to come: see circuit_breaker::on_stream_head
+            permit.complete_head(classified, finished);
+        else
+            permit.complete(classified, finished);
         if (ep.health)
             judge_endpoint(up, *ep.health, result.error, classified, finished);
         stats.count(outcome_label(result.error, classified));
@@ -870,6 +875,8 @@ asio::awaitable<streamed_end> finish_streamed(runtime::worker_context& worker, c
     out.body.reset();
     up.stats.count_stream(relayed.end);
     const bool completed = relayed.end == runtime::stream_end::completed;
+    if (completed)
+        up.shared.breaker.on_stream_completed();
     // The upstream broke the body or fell silent: its failure. (A client that left or stopped reading,
     // or the total time, says nothing about the upstream.)
     if (relayed.end == runtime::stream_end::upstream_failed || relayed.end == runtime::stream_end::idle_timeout)

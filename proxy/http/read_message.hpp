@@ -62,6 +62,8 @@ asio::awaitable<error_code> read_message(Stream& stream, beast::flat_buffer& buf
             const std::size_t used = parser.put(buffer.data(), ec);
             buffer.consume(used);
             if (stop_after_header && parser.is_header_done()) {
+                if (ec && ec != bhttp::error::need_more)
+                    co_return ec; // the header's own verdict (e.g. a Content-Length above the body limit)
                 if (!parser.is_done() && stop_after_header(parser, context))
                     co_return error_code{};
                 stop_after_header = nullptr;

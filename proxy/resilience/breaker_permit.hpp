@@ -28,6 +28,16 @@ public:
             cb_->on_result(permit_, o, now);
         cb_ = nullptr;
     }
+    // A streamed answer's head: complete() for a call whose body is still to come (circuit_breaker::
+    // on_stream_head). After a slow-in-flight record, only what complete() would add.
+    void complete_head(outcome o, nanos now) noexcept
+    {
+        if (cb_ && slow_recorded_)
+            cb_->on_result_after_slow(permit_, o, now);
+        else if (cb_)
+            cb_->on_stream_head(permit_, o, now);
+        cb_ = nullptr;
+    }
     // slow_calls.in_flight: records the call as slow now if it has run that long (once). Called by the
     // worker's sweep, on the thread that owns the request.
     void record_if_slow(nanos now) noexcept

@@ -175,7 +175,13 @@ bool circuit_breaker::ramp_admits(nanos closed_for) noexcept
     return position < share;
 }
 
-void circuit_breaker::on_result(const permit& p, outcome o, nanos now) noexcept
+void circuit_breaker::on_result(const permit& p, outcome o, nanos now) noexcept { record(p, o, now, true); }
+
+void circuit_breaker::on_stream_head(const permit& p, outcome o, nanos now) noexcept { record(p, o, now, false); }
+
+void circuit_breaker::on_stream_completed() noexcept { reset_streak(consecutive_failures_); }
+
+void circuit_breaker::record(const permit& p, outcome o, nanos now, bool success_ends_streak) noexcept
 {
     if (!p.admitted())
         return;
@@ -198,7 +204,7 @@ void circuit_breaker::on_result(const permit& p, outcome o, nanos now) noexcept
         consecutive_slow_.fetch_add(1, std::memory_order_relaxed);
     else
         reset_streak(consecutive_slow_);
-    count_failure_streak(*bits, w, failure, slow, now);
+    count_failure_streak(*bits, w, failure, slow, now, success_ends_streak);
 }
 
 void circuit_breaker::on_failure_after_answer(nanos now) noexcept
@@ -218,11 +224,12 @@ std::optional<std::uint64_t> circuit_breaker::recording_for(const permit& p) con
     return bits;
 }
 
-void circuit_breaker::count_failure_streak(std::uint64_t bits, const word& w, bool failure, bool evaluate, nanos now) noexcept
+void circuit_breaker::count_failure_streak(std::uint64_t bits, const word& w, bool failure, bool evaluate, nanos now,
+                                           bool success_ends_streak) noexcept
 {
     if (failure)
         consecutive_failures_.fetch_add(1, std::memory_order_relaxed);
-    else
+    else if (success_ends_streak)
         reset_streak(consecutive_failures_);
     if ((failure || evaluate) && w.state == breaker_state::closed)
         evaluate_trip(bits, w, now); // forced_closed records but never trips

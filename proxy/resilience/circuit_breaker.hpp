@@ -143,6 +143,12 @@ public:
     // counts as failed when it fails or (with the slow-call rule on) is slow.
     void on_result(const permit& p, outcome o, nanos now) noexcept;
     void on_result(const permit& p, outcome o) noexcept { on_result(p, o, clock_.now()); }
+    // A streamed answer's head (docs/streaming.md): recorded as on_result does, except that a success
+    // does not end a run of consecutive failures yet — the body may still break (on_failure_after_answer
+    // then continues the run) or complete (on_stream_completed ends it). So a run of streams whose heads
+    // are good and whose bodies break trips consecutive_failures as failed calls do.
+    void on_stream_head(const permit& p, outcome o, nanos now) noexcept;
+    void on_stream_completed() noexcept;
     // slow_calls.in_flight: whether a call admitted with `p` has run long enough to be recorded as slow
     // before it ends.
     bool slow_in_flight_due(const permit& p, nanos now) const noexcept
@@ -223,7 +229,9 @@ private:
     void evaluate_trip(std::uint64_t bits, const word& w, nanos now) noexcept;
     // Counts a failure (or a non-failure, which ends the streak) and, after a failure or when
     // `evaluate`, checks the trip rules.
-    void count_failure_streak(std::uint64_t bits, const word& w, bool failure, bool evaluate, nanos now) noexcept;
+    void count_failure_streak(std::uint64_t bits, const word& w, bool failure, bool evaluate, nanos now,
+                              bool success_ends_streak = true) noexcept;
+    void record(const permit& p, outcome o, nanos now, bool success_ends_streak) noexcept;
     static void reset_streak(std::atomic<std::uint32_t>& streak) noexcept
     {
         if (streak.load(std::memory_order_relaxed) != 0) // no write (and no cache-line ping-pong) when already 0

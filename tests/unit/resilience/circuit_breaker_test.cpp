@@ -649,3 +649,58 @@ TEST(breaker_transitions, only_the_state_machine_enters_open_and_half_open)
         for (auto to : {s::closed, s::forced_open, s::forced_closed, s::disabled})
             EXPECT_TRUE(is_legal_transition(from, to)); // operator actions
 }
+
+// A streamed answer recorded at its head that breaks afterwards is one more failure (docs/streaming.md):
+// while closed it counts toward the rules, so a run of broken streams with good heads trips the circuit.
+TEST_F(circuit_breaker_test, a_stream_broken_after_its_head_counts_as_a_failure)
+{
+    auto c = count_cfg();
+    c.consecutive_failures = 3;
+    make(c);
+    for (int i = 0; i < 3; ++i) {
+        EXPECT_EQ(cb->state(), breaker_state::closed) << i;
+        auto head = cb->try_acquire();
+        ASSERT_EQ(head.kind, admission::admitted);
+        cb->on_stream_head(head, outcome::success, clk.now()); // the head: a 200
+        cb->on_failure_after_answer(clk.now());                 // then the body breaks
+    }
+    EXPECT_EQ(cb->state(), breaker_state::open);
+}
+
+// A stream that completes ends the run, as a success does; a plain success (a buffered answer) too.
+TEST_F(circuit_breaker_test, a_completed_stream_ends_a_run_of_failures)
+{
+    auto c = count_cfg();
+    c.consecutive_failures = 3;
+    make(c);
+    fail(2);
+    auto head = cb->try_acquire();
+    cb->on_stream_head(head, outcome::success, clk.now());
+    EXPECT_EQ(cb->snapshot().consecutive_failures, 2u); // not yet: the body may still break
+    cb->on_stream_completed();
+    EXPECT_EQ(cb->snapshot().consecutive_failures, 0u);
+    fail(2);
+    EXPECT_EQ(cb->state(), breaker_state::closed);
+}
+
+// Open or half-open: a late failure changes nothing (the probe was decided by the head; an open circuit
+// records nothing).
+TEST_F(circuit_breaker_test, a_late_failure_is_not_recorded_unless_closed)
+{
+    auto c = count_cfg();
+    c.consecutive_failures = 1;
+    c.half_open_max_probes = 1;
+    c.half_open_successes_to_close = 1;
+    make(c);
+    fail(1);
+    ASSERT_EQ(cb->state(), breaker_state::open);
+    const auto transitions = cb->snapshot().transitions;
+    cb->on_failure_after_answer(clk.now());
+    EXPECT_EQ(cb->snapshot().transitions, transitions);
+    clk.advance(seconds(6));
+    auto probe = cb->try_acquire();
+    ASSERT_EQ(probe.kind, admission::probe);
+    cb->on_failure_after_answer(clk.now()); // another stream of the earlier period breaks meanwhile: not recorded
+    cb->on_result(probe, outcome::success);
+    EXPECT_EQ(cb->state(), breaker_state::closed);
+}
