@@ -4,15 +4,46 @@
 // what clients send). `GET /__stats` reports what it saw (counts, also per path); `POST /__reset` clears counters and defaults.
 //
 //   status=N          response status (default 200)
-//   delay_ms=N        wait before answering
-//   bytes=N           body of N bytes instead of the JSON echo
+//   delay_ms=N        wait before answering (before the head, for the streamed answers too)
+//   bytes=N           body of N bytes ('x') instead of the JSON echo; above 1 MiB it is written in 64 KiB
+//                     pieces from one static buffer (never held in memory), so N may be many GiB
 //   chunked=1         send the body with chunked transfer-encoding
+//   content_type=T    Content-Type of a bytes=, stream=chunks or stream=length body (default
+//                     application/octet-stream)
 //   header=Name:Value extra response header (repeatable)
 //   close=1           answer with "Connection: close" and close
 //   fault=KIND        reset | close | hang | hang_after_headers | garbage | reset_mid_headers |
 //                     reset_mid_body | short_body | long_body | drip | huge_headers | close_after_response
 //
+// Streamed answers, each piece written (flushed to the socket) as soon as it is made:
+//   stream=chunks     chunked body of chunks=N (default 5) chunks of chunk_bytes=B (default 16) bytes of
+//                     'x', interval_ms=M (default 100) before each chunk after the first
+//   stream=length     the same body with Content-Length N*B instead of chunked (a paced fixed-length body)
+//   stream=sse        Content-Type: text/event-stream, Cache-Control: no-cache, chunked; events=N (default 5;
+//                     0: forever, until the client goes away), interval_ms=M (default 100) between events;
+//                     event i (from 0), in its own chunk: id: i\ndata: {"seq":i,"sent_us":T}\n\n where T is
+//                     CLOCK_REALTIME in microseconds when it is sent
+//   die_after=K       with a stream=: reset the connection (SO_LINGER 0, close) right after the K-th
+//                     chunk/event is written, instead of finishing (0: right after the head; beyond the
+//                     count: no effect)
+//   An HTTP/1.0 request gets stream=chunks|sse without chunking, ended by closing the connection.
+//
+// Request bodies of any size: `/__sink` (any method) reads the body (Content-Length or chunked) 64 KiB at a
+// time, counting it without keeping it, and answers {"server", "method", "target", "headers",
+// "body_bytes"}; read_delay_ms=M waits M ms after each 64 KiB read (a slow reader: 64 KiB per M ms).
+// status=, header=, close= and delay_ms= (after the body) apply. Elsewhere bodies are read whole, up to
+// 64 MiB (a longer Content-Length closes the connection unanswered). A request with
+// "Expect: 100-continue" is answered "100 Continue" before its body is read.
+//
+// WebSocket: a request with "Upgrade: websocket" (any path) is accepted, and every message it receives is
+// sent back unchanged (text as text, binary as binary) until the client closes. ws_status=N answers N
+// (with the JSON echo) instead of upgrading; ws_close_after_ms=M closes it (close frame, 1000 normal) after
+// M ms; delay_ms=N waits before the 101; with a fault= the request is not upgraded, the fault applies.
+//
 // The JSON echo: {"server", "method", "target", "headers", "body_bytes"}.
+// /__stats: {"server", "connections", "open_connections", "requests", "in_flight", "max_in_flight",
+// "paths", "websockets" (accepted), "websockets_open", "last_sink_bytes" (body bytes of the last
+// completed /__sink request), "sink_bytes" (all bytes /__sink read, counted as they arrive), "tls"}.
 //
 // TLS mode (--tls-cert and --tls-key): every connection is TLS; --client-ca requires a client
 // certificate signed by that CA; --tls-max-version 1.2 caps the protocol. /__stats then reports the
@@ -24,10 +55,14 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
+#include <boost/beast/websocket.hpp>
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include <array>
 #include <atomic>
+#include <cstdio>
+#include <ctime>
 #include <iostream>
 #include <map>
 #include <mutex>
@@ -37,6 +72,7 @@
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
+namespace websocket = beast::websocket;
 using tcp = asio::ip::tcp;
 using error_code = boost::system::error_code;
 constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
@@ -49,6 +85,8 @@ std::mutex g_defaults_mutex;
 std::map<std::string, std::string> g_defaults; // from POST /__config
 std::mutex g_paths_mutex;
 std::map<std::string, std::uint64_t> g_paths; // requests per path, for /__stats
+std::atomic<std::uint64_t> g_websockets{0}, g_websockets_open{0};
+std::atomic<std::uint64_t> g_last_sink_bytes{0}, g_sink_bytes{0}; // what /__sink read
 
 // TLS mode: what the handshakes of counted connections were (under g_paths_mutex).
 struct tls_seen {
@@ -90,6 +128,13 @@ struct behaviour {
     bool close = false;
     std::string fault;
     std::vector<std::pair<std::string, std::string>> headers;
+    std::string content_type;
+    std::string stream; // chunks | length | sse
+    long chunks = 5, chunk_bytes = 16, events = 5, interval_ms = 100;
+    long die_after = -1;
+    long read_delay_ms = 0; // /__sink
+    unsigned ws_status = 0;
+    long ws_close_after_ms = 0;
 };
 
 behaviour behaviour_for(std::string_view target)
@@ -121,6 +166,26 @@ behaviour behaviour_for(std::string_view target)
                 b.close = v == "1";
             else if (k == "fault")
                 b.fault = v;
+            else if (k == "content_type")
+                b.content_type = v;
+            else if (k == "stream")
+                b.stream = v;
+            else if (k == "chunks")
+                b.chunks = std::max(0L, std::stol(v));
+            else if (k == "chunk_bytes")
+                b.chunk_bytes = std::max(0L, std::stol(v));
+            else if (k == "events")
+                b.events = std::max(0L, std::stol(v));
+            else if (k == "interval_ms")
+                b.interval_ms = std::stol(v);
+            else if (k == "die_after")
+                b.die_after = std::stol(v);
+            else if (k == "read_delay_ms")
+                b.read_delay_ms = std::stol(v);
+            else if (k == "ws_status")
+                b.ws_status = static_cast<unsigned>(std::stoul(v));
+            else if (k == "ws_close_after_ms")
+                b.ws_close_after_ms = std::stol(v);
             else if (k == "header") {
                 auto colon = v.find(':');
                 if (colon != std::string::npos)
@@ -149,6 +214,10 @@ std::string stats_json()
                           {"in_flight", g_in_flight.load()},
                           {"max_in_flight", g_max_in_flight.load()},
                           {"paths", g_paths},
+                          {"websockets", g_websockets.load()},
+                          {"websockets_open", g_websockets_open.load()},
+                          {"last_sink_bytes", g_last_sink_bytes.load()},
+                          {"sink_bytes", g_sink_bytes.load()},
                           {"tls",
                            {{"full", g_tls.full},
                             {"resumed", g_tls.resumed},
@@ -183,13 +252,253 @@ void count_handshake(const handshake_facts& h)
 tcp::socket& socket_of(beast::tcp_stream& s) { return s.socket(); }
 tcp::socket& socket_of(beast::ssl_stream<beast::tcp_stream>& s) { return beast::get_lowest_layer(s).socket(); }
 
+// Connections are counted when they carry a real request, so that the /__ endpoints a test uses to
+// observe the upstream do not disturb what it observes.
+void count_request(const std::string& path, bool& counted, const handshake_facts& handshake)
+{
+    if (!counted) {
+        counted = true;
+        g_connections.fetch_add(1);
+        count_handshake(handshake);
+    }
+    g_requests.fetch_add(1);
+    std::lock_guard lock(g_paths_mutex);
+    ++g_paths[path];
+}
+
+// A request is in flight until its answer starts to go out (release()), not until the write
+// completes: a client that sends its next request only after reading this answer must never be seen
+// overlapping it, however late this thread resumes after the write.
+struct in_flight_guard {
+    bool held = true;
+    in_flight_guard()
+    {
+        auto now_in_flight = g_in_flight.fetch_add(1) + 1;
+        for (auto seen = g_max_in_flight.load();
+             now_in_flight > seen && !g_max_in_flight.compare_exchange_weak(seen, now_in_flight);) { }
+    }
+    in_flight_guard(const in_flight_guard&) = delete;
+    in_flight_guard& operator=(const in_flight_guard&) = delete;
+    void release()
+    {
+        if (std::exchange(held, false))
+            g_in_flight.fetch_sub(1);
+    }
+    ~in_flight_guard() { release(); }
+};
+
+asio::awaitable<void> sleep_ms(long ms)
+{
+    if (ms <= 0)
+        co_return;
+    asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::milliseconds(ms));
+    co_await t.async_wait(nothrow);
+}
+
+std::string path_of(std::string_view target) { return std::string(target.substr(0, target.find('?'))); }
+
+template <class Fields>
+nlohmann::json headers_json(const Fields& fields)
+{
+    nlohmann::json headers = nlohmann::json::object();
+    for (const auto& f : fields)
+        headers[std::string(f.name_string())] = std::string(f.value());
+    return headers;
+}
+
+// Large and streamed bodies are written from this one static buffer of 'x', a piece at a time.
+constexpr std::size_t piece_size = 64 * 1024;
+constexpr long large_body = 1024 * 1024; // bytes=N above this is written piece by piece
+
+const char* filler()
+{
+    static const std::string bytes(piece_size, 'x');
+    return bytes.data();
+}
+
+std::uint64_t realtime_us()
+{
+    timespec ts{};
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return static_cast<std::uint64_t>(ts.tv_sec) * 1000000u + static_cast<std::uint64_t>(ts.tv_nsec) / 1000u;
+}
+
+// The head of a response whose body is written by hand afterwards.
+template <class Stream>
+asio::awaitable<bool> write_head(Stream& stream, http::response<http::empty_body>& head)
+{
+    http::response_serializer<http::empty_body> sr(head);
+    auto [ec, n] = co_await http::async_write_header(stream, sr, nothrow);
+    co_return !ec;
+}
+
+// Writes a body after its head, in chunks (each written to the socket at once) or as it is.
+template <class Stream>
+struct body_writer {
+    Stream& stream;
+    bool chunked;
+
+    // One chunk holding data (nothing for no data: an empty chunk would end the body).
+    asio::awaitable<bool> piece(asio::const_buffer data)
+    {
+        if (data.size() == 0)
+            co_return true;
+        if (!chunked) {
+            auto [ec, n] = co_await asio::async_write(stream, data, nothrow);
+            co_return !ec;
+        }
+        char size[24];
+        int len = std::snprintf(size, sizeof size, "%zx\r\n", data.size());
+        std::array<asio::const_buffer, 3> buffers{asio::buffer(size, static_cast<std::size_t>(len)), data,
+                                                  asio::buffer("\r\n", 2)};
+        auto [ec, n] = co_await asio::async_write(stream, buffers, nothrow);
+        co_return !ec;
+    }
+
+    // One chunk of n bytes of 'x'.
+    asio::awaitable<bool> filler_chunk(std::uint64_t n)
+    {
+        if (n <= piece_size)
+            co_return co_await piece(asio::buffer(filler(), static_cast<std::size_t>(n)));
+        if (chunked) {
+            char size[24];
+            int len = std::snprintf(size, sizeof size, "%llx\r\n", static_cast<unsigned long long>(n));
+            auto [ec, w] = co_await asio::async_write(stream, asio::buffer(size, static_cast<std::size_t>(len)), nothrow);
+            if (ec)
+                co_return false;
+        }
+        body_writer raw{stream, false};
+        for (; n > 0; n -= std::min<std::uint64_t>(n, piece_size))
+            if (!co_await raw.piece(asio::buffer(filler(), static_cast<std::size_t>(std::min<std::uint64_t>(n, piece_size)))))
+                co_return false;
+        co_return !chunked || co_await raw.piece(asio::buffer("\r\n", 2));
+    }
+
+    asio::awaitable<bool> finish()
+    {
+        if (!chunked)
+            co_return true;
+        auto [ec, n] = co_await asio::async_write(stream, asio::buffer("0\r\n\r\n", 5), nothrow);
+        co_return !ec;
+    }
+};
+
+// The head of a bytes= or stream= answer: status, Server, Content-Type, the header= fields.
+http::response<http::empty_body> head_for(const http::request<http::string_body>& req, const behaviour& b,
+                                          std::string_view content_type, bool close_after)
+{
+    http::response<http::empty_body> head{http::status::ok, req.version()};
+    head.result(b.status);
+    head.set(http::field::server, "breakerbox-test-upstream");
+    head.set(http::field::content_type, content_type);
+    for (auto& [k, v] : b.headers)
+        head.set(k, v);
+    head.keep_alive(req.keep_alive() && !close_after);
+    return head;
+}
+
+// After a hand-written body: true to read the next request, or the connection is closed.
+template <class Stream>
+bool keep_or_close(Stream& stream, bool keep_alive)
+{
+    if (keep_alive)
+        return true;
+    error_code ignored;
+    socket_of(stream).shutdown(tcp::socket::shutdown_both, ignored);
+    socket_of(stream).close(ignored);
+    return false;
+}
+
+// bytes=N above 1 MiB: Content-Length N (or chunked), written from the static buffer.
+template <class Stream>
+asio::awaitable<bool> answer_large(Stream& stream, const http::request<http::string_body>& req, const behaviour& b,
+                                   bool close_after, in_flight_guard& guard)
+{
+    auto head = head_for(req, b, b.content_type.empty() ? "application/octet-stream" : b.content_type, close_after);
+    const auto total = static_cast<std::uint64_t>(b.bytes);
+    const bool chunked = b.chunked && req.version() == 11 && req.method() != http::verb::head;
+    if (chunked)
+        head.chunked(true);
+    else
+        head.content_length(total);
+    guard.release();
+    if (!co_await write_head(stream, head))
+        co_return false;
+    if (req.method() == http::verb::head)
+        co_return keep_or_close(stream, head.keep_alive());
+    body_writer<Stream> out{stream, chunked};
+    for (std::uint64_t left = total; left > 0;) {
+        auto n = std::min<std::uint64_t>(left, piece_size);
+        if (!co_await out.piece(asio::buffer(filler(), static_cast<std::size_t>(n))))
+            co_return false;
+        left -= n;
+    }
+    if (!co_await out.finish())
+        co_return false;
+    co_return keep_or_close(stream, head.keep_alive());
+}
+
+// stream=chunks | length | sse: a paced body, each chunk or event written as soon as it is made.
+template <class Stream>
+asio::awaitable<bool> answer_stream(Stream& stream, const http::request<http::string_body>& req, const behaviour& b,
+                                    bool close_after, in_flight_guard& guard)
+{
+    const bool sse = b.stream == "sse", fixed_length = b.stream == "length";
+    std::string_view type = sse ? "text/event-stream"
+                                : (b.content_type.empty() ? std::string_view("application/octet-stream") : b.content_type);
+    auto head = head_for(req, b, type, close_after);
+    if (sse)
+        head.set(http::field::cache_control, "no-cache");
+    bool chunked = false;
+    if (fixed_length)
+        head.content_length(static_cast<std::uint64_t>(b.chunks) * static_cast<std::uint64_t>(b.chunk_bytes));
+    else if (req.version() == 11)
+        chunked = true, head.chunked(true);
+    else
+        head.keep_alive(false); // HTTP/1.0: the body ends with the connection
+    guard.release();
+    if (!co_await write_head(stream, head))
+        co_return false;
+    if (req.method() == http::verb::head)
+        co_return keep_or_close(stream, head.keep_alive());
+    auto& socket = socket_of(stream);
+    if (b.die_after == 0) {
+        reset_hard(socket);
+        co_return false;
+    }
+    body_writer<Stream> out{stream, chunked};
+    const bool forever = sse && b.events == 0;
+    const auto count = static_cast<std::uint64_t>(sse ? b.events : b.chunks);
+    for (std::uint64_t i = 0; forever || i < count; ++i) {
+        if (i > 0)
+            co_await sleep_ms(b.interval_ms);
+        bool written;
+        if (sse) {
+            std::string event = "id: " + std::to_string(i) + "\ndata: {\"seq\":" + std::to_string(i) +
+                                ",\"sent_us\":" + std::to_string(realtime_us()) + "}\n\n";
+            written = co_await out.piece(asio::buffer(event));
+        } else {
+            written = co_await out.filler_chunk(static_cast<std::uint64_t>(b.chunk_bytes));
+        }
+        if (!written)
+            co_return false; // the client went away
+        if (b.die_after > 0 && i + 1 == static_cast<std::uint64_t>(b.die_after)) {
+            reset_hard(socket);
+            co_return false;
+        }
+    }
+    if (!co_await out.finish())
+        co_return false;
+    co_return keep_or_close(stream, head.keep_alive());
+}
+
 // Returns false when the connection must end.
 template <class Stream>
 asio::awaitable<bool> answer(Stream& stream, http::request<http::string_body>& req, bool& counted,
                              const handshake_facts& handshake)
 {
     std::string_view target = req.target();
-    std::string path(target.substr(0, target.find('?')));
+    std::string path = path_of(target);
     http::response<http::string_body> res{http::status::ok, req.version()};
     res.set(http::field::server, "breakerbox-test-upstream");
     res.set(http::field::content_type, "application/json");
@@ -200,6 +509,9 @@ asio::awaitable<bool> answer(Stream& stream, http::request<http::string_body>& r
             g_connections = 0;
             g_requests = 0;
             g_max_in_flight = g_in_flight.load();
+            g_websockets = 0;
+            g_last_sink_bytes = 0;
+            g_sink_bytes = 0;
             {
                 std::lock_guard paths_lock(g_paths_mutex);
                 g_paths.clear();
@@ -219,35 +531,12 @@ asio::awaitable<bool> answer(Stream& stream, http::request<http::string_body>& r
         co_return !ec && res.keep_alive();
     }
 
-    // Connections are counted when they carry a real request, so that the /__ endpoints a test uses
-    // to observe the upstream do not disturb what it observes.
-    if (!counted) {
-        counted = true;
-        g_connections.fetch_add(1);
-        count_handshake(handshake);
-    }
-    g_requests.fetch_add(1);
-    {
-        std::lock_guard lock(g_paths_mutex);
-        ++g_paths[path];
-    }
-    auto now_in_flight = g_in_flight.fetch_add(1) + 1;
-    for (auto seen = g_max_in_flight.load();
-         now_in_flight > seen && !g_max_in_flight.compare_exchange_weak(seen, now_in_flight);) { }
-    // A request is in flight until its answer starts to go out (release() below), not until the write
-    // completes: a client that sends its next request only after reading this answer must never be seen
-    // overlapping it, however late this thread resumes after the write.
-    struct in_flight_guard {
-        bool held = true;
-        void release()
-        {
-            if (std::exchange(held, false))
-                g_in_flight.fetch_sub(1);
-        }
-        ~in_flight_guard() { release(); }
-    } guard;
+    count_request(path, counted, handshake);
+    in_flight_guard guard;
 
     behaviour b = behaviour_for(target);
+    if (b.ws_status > 0 && websocket::is_upgrade(req))
+        b.status = b.ws_status; // a refused upgrade
     auto& socket = socket_of(stream);
     if (b.delay_ms > 0) {
         asio::steady_timer t(stream.get_executor(), std::chrono::milliseconds(b.delay_ms));
@@ -321,24 +610,26 @@ asio::awaitable<bool> answer(Stream& stream, http::request<http::string_body>& r
         co_return false;
     }
 
+    bool close_after = b.fault == "close_after_response" || b.close;
+    if (b.stream == "chunks" || b.stream == "length" || b.stream == "sse")
+        co_return co_await answer_stream(stream, req, b, close_after, guard);
+    if (b.bytes > large_body)
+        co_return co_await answer_large(stream, req, b, close_after, guard);
+
     res.result(b.status);
     for (auto& [k, v] : b.headers)
         res.set(k, v);
     if (b.bytes >= 0) {
-        res.set(http::field::content_type, "application/octet-stream");
+        res.set(http::field::content_type, b.content_type.empty() ? "application/octet-stream" : b.content_type);
         res.body().assign(static_cast<std::size_t>(b.bytes), 'x');
     } else {
-        nlohmann::json headers = nlohmann::json::object();
-        for (const auto& f : req)
-            headers[std::string(f.name_string())] = std::string(f.value());
         res.body() = nlohmann::json{{"server", g_name},
                                     {"method", std::string(req.method_string())},
                                     {"target", std::string(target)},
-                                    {"headers", headers},
+                                    {"headers", headers_json(req)},
                                     {"body_bytes", req.body().size()}}
                          .dump();
     }
-    bool close_after = b.fault == "close_after_response" || b.close;
     if (b.close)
         res.keep_alive(false);
     if (req.method() == http::verb::head) {
@@ -365,26 +656,173 @@ asio::awaitable<bool> answer(Stream& stream, http::request<http::string_body>& r
     co_return !ec && res.keep_alive();
 }
 
+// /__sink: the body is read 64 KiB at a time and only counted, however large it is (Content-Length or
+// chunked). Returns false when the connection must end.
+template <class Stream>
+asio::awaitable<bool> answer_sink(Stream& stream, beast::flat_buffer& buffer,
+                                  http::request_parser<http::empty_body>& head_parser, bool& counted,
+                                  const handshake_facts& handshake)
+{
+    http::request_parser<http::buffer_body> parser(std::move(head_parser));
+    const std::string target(parser.get().target());
+    count_request(path_of(target), counted, handshake);
+    in_flight_guard guard;
+    behaviour b = behaviour_for(target);
+    auto piece = std::make_unique<char[]>(piece_size);
+    // Beast reads only as much as the buffer's free capacity (at least 512 bytes): without room for a
+    // whole piece, each read (and each read_delay_ms) would be for a few hundred bytes.
+    buffer.reserve(piece_size);
+    std::uint64_t body_bytes = 0, unpaced = 0;
+    while (!parser.is_done()) {
+        parser.get().body().data = piece.get();
+        parser.get().body().size = piece_size;
+        auto [ec, n] = co_await http::async_read_some(stream, buffer, parser, nothrow);
+        if (ec == http::error::need_buffer)
+            ec = {};
+        if (ec)
+            co_return false;
+        const auto got = piece_size - parser.get().body().size;
+        body_bytes += got;
+        g_sink_bytes.fetch_add(got);
+        for (unpaced += got; unpaced >= piece_size && !parser.is_done(); unpaced -= piece_size)
+            co_await sleep_ms(b.read_delay_ms); // read_delay_ms per 64 KiB, however the reads fall
+    }
+    g_last_sink_bytes = body_bytes;
+    co_await sleep_ms(b.delay_ms);
+
+    auto& req = parser.get();
+    http::response<http::string_body> res{http::status::ok, req.version()};
+    res.result(b.status);
+    res.set(http::field::server, "breakerbox-test-upstream");
+    res.set(http::field::content_type, "application/json");
+    for (auto& [k, v] : b.headers)
+        res.set(k, v);
+    res.keep_alive(req.keep_alive() && !b.close);
+    res.body() = nlohmann::json{{"server", g_name},
+                                {"method", std::string(req.method_string())},
+                                {"target", target},
+                                {"headers", headers_json(req)},
+                                {"body_bytes", body_bytes}}
+                     .dump();
+    res.prepare_payload();
+    guard.release();
+    auto [ec, n] = co_await http::async_write(stream, res, nothrow);
+    if (ec)
+        co_return false;
+    co_return keep_or_close(stream, res.keep_alive());
+}
+
+// An upgrade to WebSocket: every message is sent back as it came (text or binary) until the client
+// closes; ws_close_after_ms=M closes it from this side after M ms.
+template <class Stream>
+asio::awaitable<void> websocket_echo(Stream& stream, http::request<http::empty_body> req, bool& counted,
+                                     const handshake_facts& handshake)
+{
+    const std::string target(req.target());
+    count_request(path_of(target), counted, handshake);
+    const behaviour b = behaviour_for(target);
+    websocket::stream<Stream&> ws(stream);
+    ws.read_message_max(64 * 1024 * 1024);
+    ws.set_option(websocket::stream_base::decorator(
+        [](websocket::response_type& res) { res.set(http::field::server, "breakerbox-test-upstream"); }));
+    {
+        in_flight_guard guard;
+        co_await sleep_ms(b.delay_ms);
+        guard.release();
+        auto [ec] = co_await ws.async_accept(req, nothrow);
+        if (ec)
+            co_return;
+    }
+    g_websockets.fetch_add(1);
+    g_websockets_open.fetch_add(1);
+    struct open_guard {
+        ~open_guard() { g_websockets_open.fetch_sub(1); }
+    } open;
+
+    // The closer runs beside the echo loop, on the same (single-threaded) executor; the loop waits for it
+    // before the stream goes away.
+    auto executor = co_await asio::this_coro::executor;
+    asio::steady_timer close_timer(executor, std::chrono::milliseconds(std::max(0L, b.ws_close_after_ms)));
+    asio::steady_timer closer_done(executor, asio::steady_timer::time_point::max());
+    bool closer_running = b.ws_close_after_ms > 0;
+    if (closer_running)
+        asio::co_spawn(
+            executor,
+            [&]() -> asio::awaitable<void> {
+                auto [tec] = co_await close_timer.async_wait(nothrow);
+                if (!tec && ws.is_open())
+                    co_await ws.async_close(websocket::close_code::normal, nothrow);
+                closer_running = false;
+                closer_done.cancel();
+            },
+            asio::detached);
+
+    beast::flat_buffer message;
+    for (;;) {
+        auto [rec, n] = co_await ws.async_read(message, nothrow);
+        if (rec)
+            break;
+        ws.text(ws.got_text());
+        auto [wec, w] = co_await ws.async_write(message.data(), nothrow);
+        if (wec)
+            break;
+        message.consume(message.size());
+    }
+    close_timer.cancel();
+    while (closer_running)
+        co_await closer_done.async_wait(nothrow);
+}
+
 std::shared_ptr<asio::ssl::context> g_tls_context; // TLS mode when set
 
 // Reads requests and answers them until the connection ends (with --idle-timeout-ms, also when it was
-// idle that long).
+// idle that long). The head is read first: /__sink reads its body piece by piece, an upgrade becomes a
+// WebSocket, and any other request is read whole.
 template <class Stream>
 asio::awaitable<void> serve(Stream& stream, const handshake_facts& handshake)
 {
     bool counted = false;
     beast::flat_buffer buffer;
     for (;;) {
-        http::request_parser<http::string_body> parser;
-        parser.body_limit(64 * 1024 * 1024);
+        http::request_parser<http::empty_body> head_parser;
+        head_parser.body_limit(boost::none); // each path sets its own once it knows the path
         if (g_idle_timeout_ms > 0)
             beast::get_lowest_layer(stream).expires_after(std::chrono::milliseconds(g_idle_timeout_ms));
         else
             beast::get_lowest_layer(stream).expires_never();
-        auto [ec, n] = co_await http::async_read(stream, buffer, parser, nothrow);
+        auto [ec, n] = co_await http::async_read_header(stream, buffer, head_parser, nothrow);
         if (ec)
             break;
         beast::get_lowest_layer(stream).expires_never();
+        const auto& head = head_parser.get();
+        const std::string path = path_of(head.target());
+        if (websocket::is_upgrade(head) && behaviour_for(head.target()).ws_status == 0 &&
+            behaviour_for(head.target()).fault.empty()) {
+            co_await websocket_echo(stream, head_parser.release(), counted, handshake);
+            break;
+        }
+        constexpr std::uint64_t body_limit = 64 * 1024 * 1024; // of bodies read whole (all but /__sink)
+        if (path != "/__sink" && head_parser.content_length_remaining().value_or(0) > body_limit)
+            break; // as Beast ends it: its limit applies to a Content-Length only while the head is parsed
+        if (!head_parser.is_done() && head.version() == 11 &&
+            beast::iequals(head[http::field::expect], "100-continue")) {
+            auto [cec, cn] = co_await asio::async_write(stream, asio::buffer("HTTP/1.1 100 Continue\r\n\r\n", 25), nothrow);
+            if (cec)
+                break;
+        }
+        if (path == "/__sink") {
+            if (!co_await answer_sink(stream, buffer, head_parser, counted, handshake))
+                break;
+            continue;
+        }
+        http::request_parser<http::string_body> parser(std::move(head_parser));
+        parser.body_limit(body_limit); // a chunked body
+        if (!parser.is_done()) {
+            buffer.reserve(piece_size); // reads of up to 64 KiB, not of the few hundred bytes left after the head
+            auto [bec, bn] = co_await http::async_read(stream, buffer, parser, nothrow);
+            if (bec)
+                break;
+        }
         auto req = parser.release();
         if (!co_await answer(stream, req, counted, handshake))
             break;
