@@ -116,7 +116,7 @@ public:
               bool head, const client_info& client)
         : worker_(w), clk_(w.clk), gen_(gen), cfg_(gen.config->cfg), req_(req), route_(route), head_(head), client_(client),
           watch_(client.upload ? nullptr : client.watch), // an upload reads the client's socket itself
-          upgrade_(http::requested_upgrade(req, cfg_.upstreams[route.upstream].streaming.upgrades))
+          places_(stream_places::for_request(req, cfg_.upstreams[route.upstream].streaming, client.upload))
     {
     }
 
@@ -181,7 +181,7 @@ private:
         const std::string protocols(http::value_of(out.response, {bhttp::field::upgrade}));
         http::strip_hop_by_hop(out.response.base());
         if (out.body.upgraded)
-            http::restore_upgrade(out.response.base(), protocols.empty() ? std::string_view(upgrade_) : std::string_view(protocols));
+            http::restore_upgrade(out.response.base(), protocols.empty() ? std::string_view(places_->upgrade) : std::string_view(protocols));
         else
             http::frame_streamed_response(out.response, out.body.known_length);
         if (cfg_.forwarding.via)
@@ -192,10 +192,10 @@ private:
     // A streamed answer's place among the upstream's streams (or the tunnel's, taken with the request).
     bool take_stream_place(upstream_handle& up, open_body& body)
     {
-        if (body.upgraded)
-            body.slot = std::move(tunnel_slot_);
-        else if (upload_slot_)
-            body.slot = std::move(upload_slot_);
+        if (body.upgraded && places_)
+            body.slot = std::move(places_->tunnel);
+        else if (places_ && places_->upload)
+            body.slot = std::move(places_->upload);
         else
             body.slot = resilience::concurrency_slot::try_take(up.shared.streams);
         if (!body.slot)
@@ -207,18 +207,20 @@ private:
     // max_tunnels in use, an upload with max_streams in use. Their places are held for the call.
     std::optional<call_result> refused_stream(upstream_handle& up)
     {
-        if (!upgrade_.empty() && !tunnel_slot_) {
+        if (!places_) // the usual request: neither an upgrade nor an upload
+            return std::nullopt;
+        if (!places_->upgrade.empty() && !places_->tunnel) {
             if (worker_.state.draining.load(std::memory_order_relaxed))
                 return call_result{proxy_error::upgrade_refused, "breakerbox is draining: no new upgraded connections"};
-            tunnel_slot_ = resilience::concurrency_slot::try_take(up.shared.tunnels);
-            if (!tunnel_slot_) {
+            places_->tunnel = resilience::concurrency_slot::try_take(up.shared.tunnels);
+            if (!places_->tunnel) {
                 up.stats.count(rejection_reason::tunnel_limit);
                 return call_result{proxy_error::tunnel_limit, up.cfg.name + "'s streaming.max_tunnels are in use"};
             }
         }
-        if (client_.upload && !upload_slot_) {
-            upload_slot_ = resilience::concurrency_slot::try_take(up.shared.streams);
-            if (!upload_slot_) {
+        if (client_.upload && !places_->upload) {
+            places_->upload = resilience::concurrency_slot::try_take(up.shared.streams);
+            if (!places_->upload) {
                 up.stats.count(rejection_reason::stream_limit);
                 return call_result{proxy_error::stream_limit, up.cfg.name + "'s streaming.max_streams are in use"};
             }
@@ -442,7 +444,7 @@ private:
                 lim.response_buffer,
                 client_.upload,
                 ucfg.streaming.idle_timeout,
-                !upgrade_.empty(),
+                places_ && !places_->upgrade.empty(),
                 (ucfg.retries.per_try_timeout > 0 ? std::min(ucfg.retries.per_try_timeout, ucfg.request_timeout)
                                                   : ucfg.request_timeout)};
     }
@@ -784,8 +786,8 @@ private:
             route_.authority.empty() ? std::string_view(endpoint_host) : std::string_view(route_.authority);
         http::rewrite_for_upstream(req_, cfg_.forwarding, {client_.ip, route_.authority}, route_.origin_target, host,
                                    host_if_missing);
-        if (!upgrade_.empty()) // forwarded: the upstream may switch protocols (RFC 9110 §7.8)
-            http::restore_upgrade(req_.base(), upgrade_);
+        if (places_ && !places_->upgrade.empty()) // forwarded: the upstream may switch protocols (RFC 9110 §7.8)
+            http::restore_upgrade(req_.base(), places_->upgrade);
         if (client_.upload)
             http::frame_streamed_request(req_, client_.upload->chunked, client_.upload->content_length);
         prepared_ = true;
@@ -802,10 +804,25 @@ private:
     client_watch* watch_;
     bool prepared_ = false;
     bool maybe_sent_ = false; // some attempt's request may have reached an upstream
-    std::string upgrade_;     // the Upgrade the request asks for and the upstream allows ("" = none)
     open_body* body_out_ = nullptr; // where a streamed answer goes (the current to_upstream's result)
-    resilience::concurrency_slot tunnel_slot_; // an upgrade's place, taken before the call
-    resilience::concurrency_slot upload_slot_; // an upload's place, taken before the call
+    // Only for an upgrade or an upload (null for the usual request: the coroutine frame holding the
+    // forwarder stays within Asio's recycling size).
+    struct stream_places {
+        std::string upgrade;                // the Upgrade the request asks for and the upstream allows ("" = none)
+        resilience::concurrency_slot tunnel; // an upgrade's place, taken before the call
+        resilience::concurrency_slot upload; // an upload's place, taken before the call
+        static std::unique_ptr<stream_places> for_request(const http::request& req, const config::streaming_config& sc,
+                                                          const upload_source* upload)
+        {
+            auto upgrade = http::requested_upgrade(req, sc.upgrades);
+            if (upgrade.empty() && !upload)
+                return nullptr;
+            auto p = std::make_unique<stream_places>();
+            p->upgrade = std::move(upgrade);
+            return p;
+        }
+    };
+    std::unique_ptr<stream_places> places_;
 };
 
 } // namespace
@@ -862,6 +879,8 @@ asio::awaitable<streamed_end> finish_streamed(runtime::worker_context& worker, c
         up.stats.count_tunnel(end);
         if (end == runtime::stream_end::upstream_failed)
             up.shared.breaker.on_failure_after_answer(worker.clk.now());
+        else
+            up.shared.breaker.on_stream_completed(); // the 101 was a success
         out.body.reset();
         co_return streamed_end{false};
     }
@@ -875,8 +894,8 @@ asio::awaitable<streamed_end> finish_streamed(runtime::worker_context& worker, c
     out.body.reset();
     up.stats.count_stream(relayed.end);
     const bool completed = relayed.end == runtime::stream_end::completed;
-    if (completed)
-        up.shared.breaker.on_stream_completed();
+    if (completed && up.shared.classifier.of_status(out.response.result_int()) == resilience::outcome::success)
+        up.shared.breaker.on_stream_completed(); // a good head, a whole body: the run of failures ends
     // The upstream broke the body or fell silent: its failure. (A client that left or stopped reading,
     // or the total time, says nothing about the upstream.)
     if (relayed.end == runtime::stream_end::upstream_failed || relayed.end == runtime::stream_end::idle_timeout)
