@@ -5,35 +5,68 @@
 #include <boost/beast/http/rfc7230.hpp>
 
 #include <algorithm>
-#include <array>
 #include <cctype>
 
 namespace breakerbox::http {
 namespace {
 
+// `prefix` in lower case. The exact spelling (what servers send) is one memcmp; only a different case
+// pays for the case-insensitive comparison.
 bool starts_with_nocase(std::string_view s, std::string_view prefix)
 {
-    return s.size() >= prefix.size() && boost::beast::iequals(s.substr(0, prefix.size()), prefix);
+    return s.size() >= prefix.size() &&
+           (s.compare(0, prefix.size(), prefix) == 0 || boost::beast::iequals(s.substr(0, prefix.size()), prefix));
 }
 
 const field_name x_accel_buffering = field_name::of("X-Accel-Buffering");
 
 } // namespace
 
+// Whether a Content-Type value names a streaming media type. Dispatches on the first letter and shares
+// the "application/" prefix, so that the usual application/json costs one short comparison.
+bool streaming_type(std::string_view type)
+{
+    const auto type_is = [](std::string_view rest, std::string_view name) {
+        if (!starts_with_nocase(rest, name))
+            return false;
+        const auto after = rest.substr(name.size()); // application/grpc+proto, text/event-stream; charset=...
+        return after.empty() || after.front() == ';' || after.front() == '+' || after.front() == '-' || after.front() == ' ';
+    };
+    if (type.empty())
+        return false;
+    switch (type.front() | 0x20) {
+    case 't': return type_is(type, "text/event-stream");
+    case 'm': return type_is(type, "multipart/x-mixed-replace");
+    case 'a': {
+        constexpr std::string_view application = "application/";
+        if (type.size() <= application.size() || !starts_with_nocase(type, application))
+            return false;
+        const auto rest = type.substr(application.size());
+        switch (rest.front() | 0x20) {
+        case 'x': return type_is(rest, "x-ndjson");
+        case 'g': return type_is(rest, "grpc");
+        default: return false;
+        }
+    }
+    default: return false;
+    }
+}
+
 bool streams_response(const fields& res)
 {
-    static constexpr std::array<std::string_view, 4> streaming_types{"text/event-stream", "application/x-ndjson",
-                                                                     "multipart/x-mixed-replace", "application/grpc"};
-    const auto type = value_of(res, {bhttp::field::content_type});
-    for (auto t : streaming_types)
-        if (starts_with_nocase(type, t)) {
-            const auto rest = type.substr(t.size());
-            // application/grpc, application/grpc+proto, application/grpc-web...; text/event-stream;charset=...
-            if (rest.empty() || rest.front() == ';' || rest.front() == '+' || rest.front() == '-' || rest.front() == ' ')
+    // One pass over the fields, comparing enums (on every answer whose length fits the buffer).
+    for (const auto& f : res) {
+        if (f.name() == bhttp::field::content_type) {
+            if (streaming_type(f.value()))
+                return true;
+        } else if (f.name() == bhttp::field::unknown && f.name_string().size() == x_accel_buffering.text.size() &&
+                   x_accel_buffering.matches(f)) {
+            const std::string_view v = f.value();
+            if (v.size() == 2 && boost::beast::iequals(v, "no"))
                 return true;
         }
-    const auto buffering = value_of(res, x_accel_buffering);
-    return buffering.size() == 2 && boost::beast::iequals(buffering, "no");
+    }
+    return false;
 }
 
 std::string requested_upgrade(const request& req, const std::vector<std::string>& allowed)

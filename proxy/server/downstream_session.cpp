@@ -386,7 +386,14 @@ private:
                 co_return false;
             }
             stream_.expires_after(as_duration(limits().body_timeout));
-            const auto bec = co_await read_body_or_prefix(state, route.has_value());
+            // A body that fits the replay buffer is read whole; a longer one streams (see
+            // take_streamed_request): by its Content-Length from its first byte, a chunked one after
+            // the buffer's worth. (Inline, not a coroutine of its own: a frame per request.)
+            error_code bec;
+            if (!route || fits_request_buffer(state.parser))
+                bec = co_await http::read_message(stream_, buffer_, state.parser, state.fence, 8192);
+            else if (!state.parser.content_length())
+                bec = co_await read_body_prefix(stream_, buffer_, state.parser, state.fence, limits().request_buffer);
             stream_.expires_never();
             if (bec) {
                 co_await answer_unreadable_body(bec, head);
@@ -425,20 +432,8 @@ private:
         co_return !sent.ec && keep_alive;
     }
 
-    // A body that fits the replay buffer (limits.request_buffer) is read whole, as before streaming; a
-    // longer one — by its Content-Length, or a chunked one that outgrows the buffer — only up to it
-    // (chunked) or not at all (known length), and the rest streams (take_streamed_request). A request
-    // nobody takes was answered before this, unless its body fits the buffer (then read, so that the
-    // connection can carry on).
-    asio::awaitable<error_code> read_body_or_prefix(request_state& state, bool routed)
-    {
-        if (!routed || fits_request_buffer(state.parser))
-            co_return co_await http::read_message(stream_, buffer_, state.parser, state.fence, 8192);
-        if (state.parser.content_length())
-            co_return error_code{}; // streams from its first byte
-        co_return co_await read_body_prefix(stream_, buffer_, state.parser, state.fence, limits().request_buffer);
-    }
-
+    // Whether a request's body is read whole before the upstream is called: its Content-Length fits the
+    // replay buffer (limits.request_buffer). A longer one, or a chunked one, streams (docs/streaming.md).
     bool fits_request_buffer(const request_parser& parser) const
     {
         const auto length = parser.content_length();
