@@ -597,9 +597,8 @@ class SlowClientTest(StreamingCase):
 class BrokenStreamTest(StreamingCase):
     def test_a_broken_stream_is_truncated_for_the_client_and_counts_as_a_failure(self):
         up = self.upstream("svc")
-        # The head of each is recorded as a success, its broken body as one more failure: calls go
-        # success, failure, success, failure. (A consecutive_failures rule is reset by every head, so
-        # the failure-rate rule is the one that sees them: 2 failures in 4 calls is 50%.)
+        # The head of each is recorded as a success, its broken body as one more failure: the window sees
+        # success, failure, success, failure — 2 failures in 4 calls is 50%.
         bb = self.breakerbox(config(one_upstream(up, """    retries: {max_attempts: 1}
     circuit_breaker:
       consecutive_failures: 0
@@ -644,6 +643,54 @@ class BrokenStreamTest(StreamingCase):
         r = request(bb.port(), target="/after")
         self.assertEqual(r.status, 503)
         self.assertEqual(r.headers["x-breakerbox-error"], "circuit_open")
+
+
+    def test_broken_streams_with_good_heads_trip_consecutive_failures(self):
+        # A stream's good head does not end a run of consecutive failures until its body completes
+        # (circuit_breaker::on_stream_head): two broken bodies in a row are two consecutive failures.
+        up = self.upstream("svc")
+        bb = self.breakerbox(config(one_upstream(up, """    retries: {max_attempts: 1}
+    circuit_breaker:
+      consecutive_failures: 2
+      failure_rate: {enabled: false}
+      open_duration: 60s
+""")))
+        for i in range(2):
+            self.assertEqual(health(bb)["state"], "closed")
+            c = Raw(bb.port())
+            try:
+                c.send(b"GET /c%d?stream=chunks&chunks=20&chunk_bytes=16&interval_ms=20&die_after=3 HTTP/1.1\r\n"
+                       b"Host: x\r\n\r\n" % i)
+                self.assertEqual(c.head()[1], 200)
+                with self.assertRaises(ConnectionError):
+                    for _ in c.chunks():
+                        pass
+            finally:
+                c.close()
+            self.assertTrue(wait_until(lambda: metric(bb, "breakerbox_streams_total", upstream="svc",
+                                                      end="upstream_failed") == i + 1, timeout=5))
+        self.assertTrue(wait_until(lambda: health(bb)["state"] == "open", timeout=5), health(bb))
+        # and a stream that completes ends the run: a fresh breakerbox, broken, whole, broken stays closed
+        bb2 = self.breakerbox(config(one_upstream(up, """    retries: {max_attempts: 1}
+    circuit_breaker:
+      consecutive_failures: 2
+      failure_rate: {enabled: false}
+""")))
+        for die in (b"&die_after=3", b"", b"&die_after=3"):
+            c = Raw(bb2.port())
+            try:
+                c.send(b"GET /d?stream=chunks&chunks=5&chunk_bytes=16&interval_ms=10" + die + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+                c.head()
+                try:
+                    for _ in c.chunks():
+                        pass
+                except ConnectionError:
+                    pass
+            finally:
+                c.close()
+        self.assertTrue(wait_until(lambda: metric(bb2, "breakerbox_streams_total", upstream="svc",
+                                                  end="upstream_failed") == 2, timeout=5))
+        self.assertEqual(health(bb2)["state"], "closed")
 
 
 class StreamOutcomeTest(StreamingCase):
