@@ -328,3 +328,53 @@ class TlsUpstreamTest(ProxyTestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class TlsStreamingTest(ProxyTestCase):
+    """Streamed bodies and tunnels over an HTTPS upstream (docs/streaming.md): the relay reads through TLS,
+    an upload writes through it, and a WebSocket's tunnel runs both directions through it."""
+
+    def test_streams_uploads_and_websocket_through_tls(self):
+        from test_streaming import Raw, WebSocket, upload, sse_events, OP_TEXT  # the streaming module's clients
+        cert_path, key_path = PKI["server"]
+        up = self.upstream("pay", tls=dict(cert=cert_path, key=key_path))
+        bb = self.breakerbox(config(up.address, trusted()))
+        # a chunked body of 8 MiB, decoded and re-chunked, every byte
+        c = Raw(bb.port(), timeout=10)
+        try:
+            c.send(b"GET /big?bytes=8388608&chunked=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+            _, status, headers = c.head()
+            self.assertEqual((status, headers.get("transfer-encoding")), (200, "chunked"))
+            self.assertEqual(sum(len(p) for p in c.chunks()), 8 << 20)
+            # the connection carries the next request: a length above the buffer, relayed as bytes
+            c.send(b"GET /big?bytes=3000000 HTTP/1.1\r\nHost: x\r\n\r\n")
+            _, status, headers = c.head()
+            self.assertEqual((status, headers.get("content-length")), (200, "3000000"))
+            got = 0
+            while got < 3000000:
+                d = c.f.read1(65536)
+                self.assertTrue(d, "the body ended early")
+                got += len(d)
+            # and server-sent events, each as it comes
+            c.send(b"GET /sse?stream=sse&events=3&interval_ms=50 HTTP/1.1\r\nHost: x\r\n\r\n")
+            _, status, headers = c.head()
+            self.assertEqual(headers.get("content-type"), "text/event-stream")
+            events, rest = sse_events(b"".join(c.chunks()))
+            self.assertEqual([e["id"] for e in events], ["0", "1", "2"])
+        finally:
+            c.close()
+        # an upload longer than the replay buffer, written through TLS as it arrives
+        r = upload(bb.port(), "/__sink", 5 << 20, chunked=False)
+        self.assertEqual((r.status, r.json()["body_bytes"]), (200, 5 << 20))
+        r = upload(bb.port(), "/__sink", 3 << 20, chunked=True)
+        self.assertEqual((r.status, r.json()["body_bytes"]), (200, 3 << 20))
+        # a WebSocket: the tunnel's upstream side is the TLS session
+        ws = WebSocket(bb.port(), target="/chat", host="x")
+        try:
+            self.assertEqual(ws.status, 101)
+            for text in (b"one", b"two" * 30000):
+                ws.send(text)
+                self.assertEqual(ws.recv(), (OP_TEXT, text))
+        finally:
+            ws.close()
+        self.assertEqual(up.stats()["websockets"], 1)
