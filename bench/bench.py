@@ -31,6 +31,7 @@ import ejection  # noqa: E402  (the endpoint-ejection scenario, bench/ejection.p
 import events  # noqa: E402  (the event stream's cost, bench/events.py)
 import queue_fallback  # noqa: E402  (the queue fallback: enqueues, drain, bytes on disk; bench/queue_fallback.py)
 import cluster  # noqa: E402  (circuit state shared through Redis, scope: cluster; bench/cluster.py)
+import streaming  # noqa: E402  (large bodies both ways and SSE latency through each proxy; bench/streaming.py)
 BUILD = os.environ.get("BREAKERBOX_BUILD", os.path.join(ROOT, "build"))
 BREAKERBOX = os.path.join(BUILD, "breakerbox")
 MICRO = os.path.join(BUILD, "bench", "resilience_bench")
@@ -719,12 +720,14 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--seconds", type=int, default=3, help="length of each wrk run")
     ap.add_argument("--reps", type=int, default=3, help="repetitions (median reported)")
-    ap.add_argument("--only", default="throughput,tls,outage,ejection,events,queue,cluster,memory,micro",
+    ap.add_argument("--only", default="throughput,tls,outage,ejection,events,queue,cluster,streaming,memory,micro",
                     help="comma-separated parts to run (default: all): throughput, tls, outage, ejection, events, queue, cluster, "
-                         "memory, micro")
+                         "streaming, memory, micro")
+    ap.add_argument("--stream-mib", type=int, help="streaming: MiB per download and upload (default 1024; 64 with --seconds 1)")
+    ap.add_argument("--sse-events", type=int, help="streaming: SSE events per stream (default 200; 20 with --seconds 1)")
     args = ap.parse_args()
     parts = set(args.only.split(","))
-    unknown = parts - {"throughput", "tls", "outage", "ejection", "events", "queue", "cluster", "memory", "micro"}
+    unknown = parts - {"throughput", "tls", "outage", "ejection", "events", "queue", "cluster", "streaming", "memory", "micro"}
     if unknown:
         ap.error(f"unknown part(s) for --only: {', '.join(sorted(unknown))}")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -733,7 +736,7 @@ def main():
     try:
         b.start_upstream()
         res, outage, mem, tls_res, tls_mem, ejected, streamed, queued = None, None, None, None, None, None, None, None
-        clustered = None
+        clustered, streamed_large = None, None
         if "throughput" in parts:
             print(f"== throughput: {args.reps} interleaved repetitions of {args.seconds}s per cell "
                   f"(proxy on core {PROXY_CORE}, wrk + upstream on core {LOAD_CORE})", file=sys.stderr)
@@ -758,6 +761,9 @@ def main():
             print("== circuit state shared through Redis (scope: cluster): cost, spread, wasted calls, Redis commands",
                   file=sys.stderr)
             clustered = cluster.run(b, sys.modules[__name__])
+        if "streaming" in parts:
+            print("== streaming: large downloads and uploads, SSE latency", file=sys.stderr)
+            streamed_large = streaming.run(b, sys.modules[__name__])
         if "memory" in parts:
             print("== memory", file=sys.stderr)
             mem = {n: b.memory(n) for n in ("haproxy", "nginx", "breakerbox")}
@@ -777,6 +783,8 @@ def main():
         queue_fallback.print_results(queued)
     if clustered:
         cluster.print_results(clustered)
+    if streamed_large:
+        streaming.print_results(streamed_large)
     if mem:
         print_memory(mem)
     if "micro" in parts:
