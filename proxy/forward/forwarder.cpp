@@ -115,7 +115,7 @@ public:
     forwarder(runtime::worker_context& w, runtime::worker_generation& gen, http::request& req, const routing::route_match& route,
               bool head, const client_info& client)
         : worker_(w), clk_(w.clk), gen_(gen), cfg_(gen.config->cfg), req_(req), route_(route), head_(head), client_(client),
-          watch_(client.upload ? nullptr : client.watch), // an upload reads the client's socket itself
+          watch_(client.watch),
           places_(stream_places::for_request(req, cfg_.upstreams[route.upstream].streaming, client.upload))
     {
     }
@@ -144,17 +144,21 @@ public:
             if (gate == resilience::gate_admission::probe) // the cluster's probe: its outcome goes with the next sync
                 record_cluster_probe(up, r);
         }
-        if (r.error == proxy_error::ok && out.body && !take_stream_place(up, out.body))
-            r = call_result{proxy_error::stream_limit, "the answer streams and " + up.cfg.name + "'s streaming.max_streams are in use"};
+        if (r.error == proxy_error::ok && out.body.upgraded && !switched_as_asked(out.response)) {
+            out.body.reset(); // a 101 to another protocol than the one asked for and allowed
+            r = call_result{proxy_error::upstream_invalid_response, up.cfg.name + " switched to a protocol the request did not ask for"};
+        }
         auto trigger = trigger_of(r);
-        if (trigger || r.error != proxy_error::ok)
-            out.body.reset(); // the upstream's answer is not the one the client gets: its connection closes
+        if (r.error != proxy_error::ok)
+            out.body.reset();
         if (!trigger && r.error != proxy_error::ok) { // the client's side: gone, stalled, or no tunnel now
             out.response = http::make_error_response(r.error, up.cfg.name, r.detail);
             out.error = r.error;
-        } else if (!trigger) {
-            pass_on(up, out);
-        } else {
+        } else if (!trigger && !pass_on(up, out)) {
+            co_await fallback(up, stream_limit_refusal(up), fallback_trigger::bulkhead_full, depth, out);
+        } else if (trigger) {
+            // A streamed failure answer stays open until a fallback replaces it (then its connection
+            // closes); without one it is passed on, body and all.
             co_await fallback(up, std::move(r), *trigger, depth, out);
         }
     }
@@ -171,12 +175,17 @@ public:
 private:
     // The upstream's own answer for the client: a buffered one re-framed whole; a streamed one (or a 101)
     // with its head only, the rest relayed by finish_streamed.
-    void pass_on(upstream_handle& up, forward_result& out)
+    // False when the answer streams and no max_streams place is free (its connection is closed then).
+    bool pass_on(upstream_handle& up, forward_result& out)
     {
         out.error = proxy_error::ok;
         if (!out.body) {
             http::rewrite_for_client(out.response, head_, cfg_.forwarding.via);
-            return;
+            return true;
+        }
+        if (!take_stream_place(up, out.body)) {
+            out.body.reset();
+            return false;
         }
         const std::string protocols(http::value_of(out.response, {bhttp::field::upgrade}));
         http::strip_hop_by_hop(out.response.base());
@@ -187,6 +196,23 @@ private:
         if (cfg_.forwarding.via)
             http::append_via(out.response.base());
         out.streamed_from = &up;
+        return true;
+    }
+
+    static call_result stream_limit_refusal(const upstream_handle& up)
+    {
+        return {proxy_error::stream_limit, "the answer streams and " + up.cfg.name + "'s streaming.max_streams are in use"};
+    }
+
+    // The 101's protocol is the one the request asked for (RFC 9110 §7.8: the server names the protocol
+    // it switched to; only the first one the client offered was forwarded).
+    bool switched_as_asked(const http::response& res) const
+    {
+        if (!places_)
+            return false;
+        const auto to = http::value_of(res, {bhttp::field::upgrade});
+        const auto asked = std::string_view(places_->upgrade);
+        return http::same_protocol(to, asked);
     }
 
     // A streamed answer's place among the upstream's streams (or the tunnel's, taken with the request).
@@ -230,11 +256,12 @@ private:
 
     // Whether an upload can be sent again (a retry, a resend, a failover): only while no byte beyond the
     // replay buffer was read from the client. Otherwise the retry is abandoned, and counted.
-    bool replayable(const upstream_handle& up)
+    bool replayable(const upstream_handle& up, bool count_abandoned = true)
     {
         if (!client_.upload || client_.upload->rewind())
             return true;
-        up.stats.count(retry_result::abandoned);
+        if (count_abandoned)
+            up.stats.count(retry_result::abandoned);
         return false;
     }
 
@@ -263,7 +290,10 @@ private:
     {
         const bool refused_here = r.error == proxy_error::client_closed || r.error == proxy_error::circuit_open ||
                                   r.error == proxy_error::bulkhead_full || r.error == proxy_error::queue_timeout ||
-                                  r.error == proxy_error::connection_limit || r.error == proxy_error::no_endpoint;
+                                  r.error == proxy_error::connection_limit || r.error == proxy_error::no_endpoint ||
+                                  r.error == proxy_error::stream_limit || r.error == proxy_error::tunnel_limit ||
+                                  r.error == proxy_error::upgrade_refused || r.error == proxy_error::request_timeout ||
+                                  r.error == proxy_error::body_too_large || r.error == proxy_error::bad_request;
         if (refused_here) // no upstream outcome: another request probes
             up.shared.cluster.return_token();
         else
@@ -292,8 +322,9 @@ private:
         const nanos deadline = started_ns + ucfg.request_timeout;
         nanos unspent_reading = started_ns; // still the current time: nothing has waited since it was read
 
-        bulkhead_permit slot = try_take_slot(shared.bulk); // the usual case, without a coroutine
-        if (!slot) {
+        // An upload holds a max_streams place instead of a bulkhead slot (docs/streaming.md).
+        bulkhead_permit slot = client_.upload ? bulkhead_permit() : try_take_slot(shared.bulk); // the usual case, without a coroutine
+        if (!slot && !client_.upload) {
             const auto admitted = co_await acquire_bulkhead(shared.bulk, ucfg.bulkhead.queue_timeout, slot, client_.socket);
             if (admitted != bulkhead_result::acquired)
                 co_return bulkhead_refusal(up, admitted);
@@ -500,6 +531,10 @@ private:
         const nanos finished = result.finished ? result.finished : clk.now();
         const auto classified = result.error == proxy_error::ok ? shared.classifier.of_status(response.result_int())
                                                                 : shared.classifier.of_error(result.error);
+        if (result.upload_took) { // the upload's time is not the upstream's: slowness is measured after it
+            attempt_start += result.upload_took;
+            permit.measure_from(permit.get().started + result.upload_took);
+        }
         if (st.streamed_head) // the body is still to come: see circuit_breaker::on_stream_head
             permit.complete_head(classified, finished);
         else
@@ -589,6 +624,10 @@ private:
             }
             if (served) {
                 up.stats.count(fb.kind);
+                if (fb.kind != config::fallback_kind::upstream && fb.kind != config::fallback_kind::error) {
+                    out.body.reset(); // a streamed answer replaced: its connection closes
+                    out.streamed_from = nullptr;
+                }
                 co_return;
             }
         }
@@ -638,7 +677,7 @@ private:
         // not get it (refused before sending, or the connection never opened).
         if (maybe_sent_ && !method_retryable(req_, up.cfg.retries)) // req_ is prepared once maybe_sent_
             co_return false;
-        if (!replayable(up))
+        if (!replayable(up, false)) // (a failover is not a retry: not counted as an abandoned one)
             co_return false;
         auto* target = gen_.find(fb.upstream); // the loader checked that it exists
         if (!target)
@@ -649,6 +688,7 @@ private:
         http::set_field(req_, {bhttp::field::host}, failover_host(target->cfg));
         forward_result other;
         co_await to_upstream(*target, 1, other);
+        body_out_ = &out.body; // (to_upstream pointed it at `other`, a local)
         if (other.error != proxy_error::ok || other.from_fallback || other.response.result_int() >= 500)
             co_return false; // the failover did not help either: next fallback
         mark_fallback(other.response, std::string(name_of(fb.kind)) + ":" + fb.upstream, cause.reason);
@@ -708,7 +748,7 @@ private:
     }
 
     // The default answer, marked as a fallback's.
-    bool serve_error(const upstream_handle& up, const fallback_cause& cause, forward_result& out)
+    bool serve_error(upstream_handle& up, const fallback_cause& cause, forward_result& out)
     {
         default_answer(up, cause.result, cause.retry_after, out);
         mark_fallback(out.response, name_of(config::fallback_kind::error), cause.reason);
@@ -718,13 +758,17 @@ private:
 
     // Without a fallback: an upstream's failure response as it is, or the explicit proxy error.
     // `out.response` holds the upstream's answer when r.error == ok.
-    void default_answer(const upstream_handle& up, const call_result& r, long retry_after, forward_result& out)
+    void default_answer(upstream_handle& up, const call_result& r, long retry_after, forward_result& out)
     {
         const auto& ucfg = up.cfg;
         out.upstream = ucfg.name;
         out.error = r.error;
         if (r.error == proxy_error::ok) {
-            http::rewrite_for_client(out.response, head_, cfg_.forwarding.via);
+            if (!pass_on(up, out)) { // a streamed failure answer without a max_streams place
+                const auto refusal = stream_limit_refusal(up);
+                out.response = http::make_error_response(refusal.error, ucfg.name, refusal.detail);
+                out.error = refusal.error;
+            }
             return;
         }
         if (r.error == proxy_error::circuit_open) {
@@ -838,6 +882,15 @@ asio::awaitable<delivery_answer> deliver_queued(runtime::worker_context& worker,
 
 namespace {
 
+// Whether a streamed answer is collected for the stale cache: a good GET answer of the upstream's own
+// (not a failover's), not an event stream (a replayed feed would be a lie), that the cache may keep.
+bool worth_capturing(const runtime::upstream_handle& up, const http::request& req, const forward_result& out)
+{
+    const unsigned status = out.response.result_int();
+    return up.shared.cache && req.method() == bhttp::verb::get && !out.from_fallback && status >= 200 && status < 300 &&
+           status != 206 && !http::streams_response(out.response);
+}
+
 // A streamed answer that completed within the stale cache's size: stored as a buffered one would be.
 void store_streamed(runtime::upstream_handle& up, const http::request& req, const http::response& head, std::string body,
                     nanos now)
@@ -854,7 +907,8 @@ void store_streamed(runtime::upstream_handle& up, const http::request& req, cons
 void record_broken_stream(runtime::upstream_handle& up, const http::request& req, nanos now)
 {
     up.shared.breaker.on_failure_after_answer(now);
-    if (up.cfg.retries.max_attempts > 1 && method_retryable(req, up.cfg.retries))
+    const auto& rc = up.cfg.retries;
+    if (rc.max_attempts > 1 && rc.on_reset && method_retryable(req, rc))
         up.stats.count(retry_result::abandoned);
 }
 
@@ -868,9 +922,11 @@ asio::awaitable<streamed_end> finish_streamed(runtime::worker_context& worker, c
     auto& up = *out.streamed_from;
     const auto& sc = up.cfg.streaming;
     if (out.body.upgraded) {
+        // A tunnel's buffers live as long as it does, idle or not: at most 16 KiB each way (WebSocket
+        // messages are small; a thousand idle tunnels hold 32 MiB, not 128).
         const tunnel_options topt{sc.idle_timeout,
                                   sc.total_timeout,
-                                  limits.stream_buffer,
+                                  std::min<std::size_t>(limits.stream_buffer, 16 * 1024),
                                   sc.close_tunnels_on_open ? &up.shared.breaker : nullptr,
                                   up.shared.breaker.trip_count(),
                                   &worker.state.draining,
@@ -886,9 +942,11 @@ asio::awaitable<streamed_end> finish_streamed(runtime::worker_context& worker, c
     }
     std::string captured;
     relay_options opt{sc.idle_timeout, sc.total_timeout, limits.stream_buffer, chunked_to_client};
-    if (up.shared.cache && req.method() == bhttp::verb::get) {
+    if (worth_capturing(up, req, out)) {
         opt.capture = &captured;
-        opt.capture_limit = up.cfg.stale_cache.max_bytes;
+        // Within the cache's size, and within the response buffer: a stream's memory stays bounded by
+        // what a buffered answer may hold, however many stream at once.
+        opt.capture_limit = std::min<std::uint64_t>(up.cfg.stale_cache.max_bytes, limits.response_buffer);
     }
     const auto relayed = co_await relay_response_body(client, out.body, opt);
     out.body.reset();

@@ -251,10 +251,18 @@ struct tunnel_state {
     bool failed = false;
 };
 
-// Ends every operation on both sides (a failure or timeout in one direction ends the tunnel).
-void abort_tunnel(deadline_stream& client, upstream::upstream_connection& up)
+// Ends the tunnel from either direction or the watchdog: both sockets shut down both ways (which also
+// ends what the TLS engine may have started, that a cancel would not reach) and their operations
+// cancelled. The first reason recorded is the one counted.
+void abort_tunnel(deadline_stream& client, upstream::upstream_connection& up, tunnel_state& t, stream_end why)
 {
+    if (!t.failed) {
+        t.failed = true;
+        t.end = why;
+    }
     error_code ignored;
+    client.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    up.stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
     client.socket().cancel(ignored);
     up.stream.socket().cancel(ignored);
 }
@@ -266,79 +274,92 @@ void shut_send(tcp::socket& s)
     s.shutdown(tcp::socket::shutdown_send, ignored);
 }
 
-// Client → upstream.
-asio::awaitable<void> pump_to_upstream(deadline_stream& client, upstream::upstream_connection& up, std::size_t size,
-                                       tunnel_state& t)
+// One read from the upstream side of a tunnel (through TLS when it has it).
+asio::awaitable<std::pair<error_code, std::size_t>> read_upstream_some(upstream::upstream_connection& up, asio::mutable_buffer b)
 {
+    if (up.tls) {
+        auto [ec, n] = co_await up.tls->stream.async_read_some(b, nothrow_awaitable);
+        co_return std::pair{ec, n};
+    }
+    auto [ec, n] = co_await up.stream.socket().async_read_some(b, nothrow_awaitable);
+    co_return std::pair{ec, n};
+}
+
+asio::awaitable<error_code> write_upstream_all(upstream::upstream_connection& up, asio::const_buffer b)
+{
+    if (up.tls) {
+        auto [ec, n] = co_await asio::async_write(up.tls->stream, b, nothrow_awaitable);
+        co_return ec;
+    }
+    auto [ec, n] = co_await asio::async_write(up.stream.socket(), b, nothrow_awaitable);
+    co_return ec;
+}
+
+// Client → upstream. Bytes the client sent with the upgrade request (`early`) go first.
+asio::awaitable<void> pump_to_upstream(deadline_stream& client, upstream::upstream_connection& up, beast::flat_buffer& early,
+                                       std::size_t size, tunnel_state& t)
+{
+    if (early.size() != 0) {
+        if (auto ec = co_await write_upstream_all(up, early.data())) {
+            abort_tunnel(client, up, t, stream_end::upstream_failed);
+            co_return;
+        }
+        early.consume(early.size());
+    }
     std::unique_ptr<char[]> buf(new char[size]);
-    for (;;) {
+    while (!t.failed) {
         auto [rec, n] = co_await client.socket().async_read_some(asio::buffer(buf.get(), size), nothrow_awaitable);
         if (n == 0) {
-            if (rec != asio::error::eof) {
-                t.failed = true;
-                if (t.end == stream_end::completed && rec != asio::error::operation_aborted)
-                    t.end = stream_end::client_closed;
-                abort_tunnel(client, up);
-            } else {
+            if (rec == asio::error::eof)
                 shut_send(up.stream.socket());
-            }
+            else
+                abort_tunnel(client, up, t, stream_end::client_closed);
             co_return;
         }
         t.last_activity = steady::now();
-        error_code wec;
-        if (up.tls)
-            std::tie(wec, std::ignore) = co_await asio::async_write(up.tls->stream, asio::buffer(buf.get(), n), nothrow_awaitable);
-        else
-            std::tie(wec, std::ignore) = co_await asio::async_write(up.stream.socket(), asio::buffer(buf.get(), n), nothrow_awaitable);
-        if (wec) {
-            t.failed = true;
-            if (t.end == stream_end::completed && wec != asio::error::operation_aborted)
-                t.end = stream_end::upstream_failed;
-            abort_tunnel(client, up);
+        if (auto wec = co_await write_upstream_all(up, asio::buffer(buf.get(), n))) {
+            abort_tunnel(client, up, t, stream_end::upstream_failed);
             co_return;
         }
         t.last_activity = steady::now();
     }
 }
 
-// Upstream → client.
-asio::awaitable<void> pump_to_client(deadline_stream& client, upstream::upstream_connection& up, std::size_t size,
-                                     tunnel_state& t)
+// Upstream → client. Bytes that came with the 101 (in the connection's buffer) go first.
+asio::awaitable<void> pump_to_client(deadline_stream& client, upstream::upstream_connection& up, std::size_t size, tunnel_state& t)
 {
+    if (up.buffer.size() != 0) {
+        auto [ec, n] = co_await asio::async_write(client.socket(), up.buffer.data(), nothrow_awaitable);
+        if (ec) {
+            abort_tunnel(client, up, t, stream_end::client_closed);
+            co_return;
+        }
+        up.buffer.consume(up.buffer.size());
+    }
     std::unique_ptr<char[]> buf(new char[size]);
-    for (;;) {
-        std::size_t n = 0;
-        error_code rec;
-        if (up.tls)
-            std::tie(rec, n) = co_await up.tls->stream.async_read_some(asio::buffer(buf.get(), size), nothrow_awaitable);
-        else
-            std::tie(rec, n) = co_await up.stream.socket().async_read_some(asio::buffer(buf.get(), size), nothrow_awaitable);
+    while (!t.failed) {
+        auto [rec, n] = co_await read_upstream_some(up, asio::buffer(buf.get(), size));
         if (n == 0) {
-            if (rec != asio::error::eof && !tls::is_tls_close(rec)) {
-                t.failed = true;
-                if (t.end == stream_end::completed && rec != asio::error::operation_aborted)
-                    t.end = stream_end::upstream_failed;
-                abort_tunnel(client, up);
-            } else {
+            if (rec == asio::error::eof || tls::is_tls_close(rec))
                 shut_send(client.socket());
-            }
+            else
+                abort_tunnel(client, up, t, stream_end::upstream_failed);
             co_return;
         }
         t.last_activity = steady::now();
         auto [wec, written] = co_await asio::async_write(client.socket(), asio::buffer(buf.get(), n), nothrow_awaitable);
         if (wec) {
-            t.failed = true;
-            if (t.end == stream_end::completed && wec != asio::error::operation_aborted)
-                t.end = stream_end::client_closed;
-            abort_tunnel(client, up);
+            abort_tunnel(client, up, t, stream_end::client_closed);
             co_return;
         }
         t.last_activity = steady::now();
     }
 }
 
-// Ends the tunnel when it has been idle, has lasted its total time, or (close_tunnels_on_open) its
-// circuit has opened. Returns only by ending it, or when cancelled (both directions ended first).
+// Ends the tunnel when it has been idle (no byte either way: a blocked write counts as idle too, so
+// early bytes a client never reads cannot hold it), has lasted its total time, the process is draining
+// past its time, or (close_tunnels_on_open) its circuit has opened. Returns by ending it, or when
+// cancelled (both directions ended first).
 asio::awaitable<void> tunnel_watchdog(deadline_stream& client, upstream::upstream_connection& up, const tunnel_options& opt,
                                       tunnel_state& t)
 {
@@ -354,7 +375,7 @@ asio::awaitable<void> tunnel_watchdog(deadline_stream& client, upstream::upstrea
     for (;;) {
         timer.expires_after(period);
         auto [ec] = co_await timer.async_wait(nothrow_awaitable);
-        if (ec)
+        if (ec || t.failed)
             co_return; // cancelled: the directions ended by themselves
         const auto now = steady::now();
         if (!drain_seen && opt.draining && opt.draining->load(std::memory_order_relaxed))
@@ -369,30 +390,10 @@ asio::awaitable<void> tunnel_watchdog(deadline_stream& client, upstream::upstrea
         else if (drain_seen && now - *drain_seen >= drain_end)
             why = stream_end::drained;
         if (why != stream_end::completed) {
-            t.end = why;
-            t.failed = true;
-            abort_tunnel(client, up);
+            abort_tunnel(client, up, t, why);
             co_return;
         }
     }
-}
-
-// Bytes one side sent before the tunnel began (they came with the request or the 101) go to the other.
-template <class Stream>
-asio::awaitable<error_code> flush_early_bytes(Stream& to, beast::flat_buffer& from)
-{
-    if (from.size() == 0)
-        co_return error_code{};
-    auto [ec, n] = co_await asio::async_write(to, from.data(), nothrow_awaitable);
-    from.consume(n);
-    co_return ec;
-}
-
-asio::awaitable<error_code> flush_to_upstream(upstream::upstream_connection& up, beast::flat_buffer& from)
-{
-    if (up.tls)
-        co_return co_await flush_early_bytes(up.tls->stream, from);
-    co_return co_await flush_early_bytes(up.stream.socket(), from);
 }
 
 } // namespace
@@ -405,13 +406,8 @@ asio::awaitable<stream_end> run_tunnel(deadline_stream& client, beast::flat_buff
     client.expires_never();
     up.stream.expires_never();
     tunnel_state t;
-    if (auto ec = co_await flush_early_bytes(client.socket(), up.buffer))
-        t.end = stream_end::client_closed;
-    else if (auto uec = co_await flush_to_upstream(up, client_buffer))
-        t.end = stream_end::upstream_failed;
-    else
-        co_await ((pump_to_upstream(client, up, opt.buffer_size, t) && pump_to_client(client, up, opt.buffer_size, t)) ||
-                  tunnel_watchdog(client, up, opt, t));
+    co_await ((pump_to_upstream(client, up, client_buffer, opt.buffer_size, t) && pump_to_client(client, up, opt.buffer_size, t)) ||
+              tunnel_watchdog(client, up, opt, t));
     body.conn.reset(); // the upstream connection closes; the session closes the client's
     co_return t.end;
 }

@@ -223,20 +223,60 @@ asio::awaitable<upload_progress> send_upload(upstream::upstream_connection& conn
     }
 }
 
-exchange_result upload_failed(const upload_progress& p, const std::string& endpoint)
+// How long the exchange waits for the answer an upstream may have sent before it stopped taking an
+// upload's body (a 413, a 401): it is usually in the socket already.
+constexpr auto early_answer_wait = std::chrono::seconds(1);
+
+// Why the client's body stopped, as the client is answered: it stalled (408), outgrew max_request_body
+// (413), sent a bad chunk (400), or went away.
+proxy_error client_reason(const error_code& ec)
 {
+    if (ec == beast::error::timeout)
+        return proxy_error::request_timeout;
+    if (ec == bhttp::error::body_limit)
+        return proxy_error::body_too_large;
+    if (ec.category() == make_error_code(bhttp::error::bad_chunk).category() && ec != bhttp::error::partial_message)
+        return proxy_error::bad_request;
+    return proxy_error::client_closed;
+}
+
+exchange_result client_stopped(proxy_error reason, const upstream::upstream_connection& conn)
+{
+    auto r = failure(reason, "the client's request body stopped: " + conn.upload_error.message());
+    r.maybe_sent = true;
+    return r;
+}
+
+// The upstream stopped taking the body and no answer of its own came: the write's failure.
+exchange_result upload_write_failed(const upstream::upstream_connection& conn, const std::string& endpoint)
+{
+    return sent_failure(write_failure(conn.upload_error, 1, endpoint));
+}
+
+// Sends an upload's body after its head (send_upload), then arms what the response wait needs: the head
+// timeout from now, and the client watch (without the slow-call record: the call's time so far was the
+// client's upload). ok, or the client's failure (the reason; the error in conn.upload_error). When the
+// upstream stopped taking the body, its answer may already be there: the connection is marked
+// request_incomplete and read for a moment (early_answer_wait) before the write's failure stands.
+asio::awaitable<proxy_error> upload_body(upstream::upstream_connection& conn, const exchange_limits& limits, client_watch* watch)
+{
+    const nanos started = limits.clk->now();
+    const auto p = co_await send_upload(conn, *limits.upload, limits.stream_idle_timeout);
+    conn.upload_took = limits.clk->now() - started;
     if (p.client_error) {
-        const auto& ec = p.client_error;
-        const auto reason = ec == beast::error::timeout                       ? proxy_error::request_timeout
-                            : ec == bhttp::error::body_limit                  ? proxy_error::body_too_large
-                            : ec.category() == make_error_code(bhttp::error::bad_chunk).category() && ec != bhttp::error::partial_message
-                                ? proxy_error::bad_request
-                                : proxy_error::client_closed;
-        auto r = failure(reason, "the client's request body stopped: " + ec.message());
-        r.maybe_sent = true;
-        return r;
+        conn.upload_error = p.client_error;
+        co_return client_reason(p.client_error);
     }
-    return sent_failure(write_failure(p.sent.ec, 1, endpoint));
+    if (p.sent.ec) {
+        conn.upload_error = p.sent.ec;
+        conn.request_incomplete = true;
+        conn.stream.expires_after(early_answer_wait);
+        co_return proxy_error::ok;
+    }
+    conn.stream.expires_after(as_duration(limits.head_timeout));
+    if (watch)
+        watch->arm(conn.stream, limits.clk->now(), limits.cancel_on_trip, limits.trips_at_admission, nullptr);
+    co_return proxy_error::ok;
 }
 
 // Disarms the client watch however the exchange ends.
@@ -256,6 +296,7 @@ void start_request(upstream::upstream_connection& conn, const exchange_limits& l
 {
     conn.stream.expires_at(limits.deadline);
     ++conn.requests;
+    conn.upload_took = 0;
     if (watch)
         watch->arm(conn.stream, first_pass ? limits.now : limits.clk->now(), limits.cancel_on_trip, limits.trips_at_admission,
                    limits.slow_permit);
@@ -342,15 +383,17 @@ exchange_result leave_open(upstream::worker_upstream& up, upstream::endpoint_slo
     const auto length = conn->parser->content_length();
     body.known_length = !body.upgraded && length.has_value();
     body.length = length.value_or(0);
-    body.keep_alive = !body.upgraded && conn->parser->keep_alive();
+    body.keep_alive = !body.upgraded && !conn->request_incomplete && conn->parser->keep_alive();
     if (body.upgraded || body.known_length) { // relayed as bytes: the parser's part is over
         conn->fence.reset();
         conn->parser.reset();
     }
+    auto done = answered_at(clk.now());
+    done.upload_took = conn->upload_took;
     body.conn = std::move(conn);
     body.up = &up;
     body.ep = &ep;
-    return answered_at(clk.now());
+    return done;
 }
 
 // The response goes to the caller's message; the connection back to the pool when it may carry another.
@@ -358,14 +401,17 @@ exchange_result deliver(upstream::worker_upstream& up, upstream::endpoint_slot& 
                         std::unique_ptr<upstream::upstream_connection> conn, response_parser& parser, http::response& response,
                         const clock& clk)
 {
-    const bool reusable = parser.keep_alive() && conn->buffer.size() == 0 && (!conn->tls || tls::nothing_buffered(*conn->tls));
+    const bool reusable = parser.keep_alive() && !conn->request_incomplete && conn->buffer.size() == 0 &&
+                          (!conn->tls || tls::nothing_buffered(*conn->tls));
     response = parser.release();
     conn->fence.reset(); // the next exchange starts its own
     conn->parser.reset();
     const nanos finished = clk.now();
+    auto done = answered_at(finished);
+    done.upload_took = conn->upload_took;
     if (reusable)
         up.give_back(ep, std::move(conn), finished);
-    return answered_at(finished);
+    return done;
 }
 
 } // namespace
@@ -388,7 +434,7 @@ asio::awaitable<exchange_result> exchange(upstream::worker_upstream& up, upstrea
             if (auto failed = co_await open_connection(up, *conn, ep, limits))
                 co_return std::move(*failed);
         }
-        start_request(*conn, limits, watch, pass == 0);
+        start_request(*conn, limits, limits.upload ? nullptr : watch, pass == 0); // an upload: watched after its body
         http::serialize_head(req, conn->head);
         const head_and_body message(conn->head, limits.upload ? std::string_view{} : std::string_view(req.body()));
         // Through TLS no synchronous first attempt: a TLS write that would block must be retried as it was.
@@ -402,11 +448,10 @@ asio::awaitable<exchange_result> exchange(upstream::worker_upstream& up, upstrea
                 continue;
             co_return write_failed(*conn, sent, watch, ep.label);
         }
-        if (limits.upload) { // the body streams from the client now; then the response, under the deadline again
-            const auto uploaded = co_await send_upload(*conn, *limits.upload, limits.stream_idle_timeout);
-            if (uploaded.client_error || uploaded.sent.ec)
-                co_return upload_failed(uploaded, ep.label);
-            conn->stream.expires_after(as_duration(limits.head_timeout));
+        if (limits.upload) { // the body streams from the client now (upload_body), then the response
+            const auto client_side = co_await upload_body(*conn, limits, watch);
+            if (client_side != proxy_error::ok)
+                co_return client_stopped(client_side, *conn);
         }
 
         for (bool answered = false;; answered = true) { // interim 1xx responses are skipped (not 101)
@@ -418,6 +463,8 @@ asio::awaitable<exchange_result> exchange(upstream::worker_upstream& up, upstrea
             else
                 rec = co_await http::read_message(conn->stream, conn->buffer, *parser, *conn->fence, response_read_size,
                                                   &leave_body_open, &limits);
+            if (rec && conn->request_incomplete) // no early answer after all: the write's failure stands
+                co_return upload_write_failed(*conn, ep.label);
             if (rec)
                 co_return read_failed(rec, *conn, *parser, answered, watch, ep.label);
             const unsigned status = parser->get().result_int();

@@ -29,6 +29,9 @@ struct exchange_result {
     // Whether any byte of the request may have reached the upstream (false: refused before sending,
     // connect failures): a request that must not be repeated may still go elsewhere when false.
     bool maybe_sent = false;
+    // How long a streamed upload took (0 without one): not the upstream's time to answer, so the
+    // caller measures slowness and duration without it.
+    nanos upload_took = 0;
 };
 
 struct exchange_limits {

@@ -20,6 +20,18 @@ bool starts_with_nocase(std::string_view s, std::string_view prefix)
 
 const field_name x_accel_buffering = field_name::of("X-Accel-Buffering");
 
+// The first element of a comma-separated list, without its surrounding whitespace (RFC 9110 §5.6.1).
+// (Beast's token_list does not do for Upgrade: a protocol is name/version, and '/' is no token char.)
+std::string_view first_element(std::string_view list)
+{
+    const auto not_ows = [](char c) { return c != ' ' && c != '\t'; };
+    auto begin = std::find_if(list.begin(), list.end(), [&](char c) { return not_ows(c) && c != ','; });
+    auto end = std::find(begin, list.end(), ',');
+    while (end != begin && !not_ows(*(end - 1)))
+        --end;
+    return {begin, end};
+}
+
 } // namespace
 
 // Whether a Content-Type value names a streaming media type. Dispatches on the first letter and shares
@@ -85,14 +97,23 @@ std::string requested_upgrade(const request& req, const std::vector<std::string>
         return {};
     // The first protocol the client offers decides (a proxy forwarding several would have to know which
     // the upstream chose: it does, from the 101, but one keeps it simple and is what clients send).
-    for (auto protocol : bhttp::token_list{upgrade}) {
-        const auto name = std::string_view(protocol).substr(0, std::string_view(protocol).find('/'));
-        for (const auto& a : allowed)
-            if (boost::beast::iequals(name, a))
-                return std::string(upgrade);
-        return {};
-    }
+    const auto first = first_element(upgrade);
+    const auto name = first.substr(0, first.find('/'));
+    for (const auto& a : allowed)
+        if (!name.empty() && boost::beast::iequals(name, a))
+            return std::string(first);
     return {};
+}
+
+bool same_protocol(std::string_view switched_to, std::string_view asked)
+{
+    const auto to = first_element(switched_to);
+    const auto to_name = to.substr(0, to.find('/'));
+    const auto asked_name = asked.substr(0, asked.find('/'));
+    if (to_name.empty() || !boost::beast::iequals(to_name, asked_name))
+        return false;
+    const bool both_versioned = to.find('/') != std::string_view::npos && asked.find('/') != std::string_view::npos;
+    return !both_versioned || boost::beast::iequals(to, asked);
 }
 
 void restore_upgrade(fields& f, std::string_view protocols)

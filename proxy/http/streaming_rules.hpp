@@ -15,9 +15,14 @@ bool streams_response(const fields& res);
 
 // The protocol a request asks to switch to (RFC 9110 §7.8: an `Upgrade` field and the `upgrade` token in
 // `Connection`, HTTP/1.1 only) when `allowed` (lower-case protocol names, version suffix ignored) has
-// it: the Upgrade field's value to forward. Empty otherwise (the request then goes on as a plain one,
-// its Upgrade stripped as hop-by-hop).
+// the first one it offers: that protocol, the only one forwarded (so the upstream cannot switch to
+// another). Empty otherwise (the request then goes on as a plain one, its Upgrade stripped as
+// hop-by-hop).
 std::string requested_upgrade(const request& req, const std::vector<std::string>& allowed);
+
+// Whether a 101's `Upgrade` names the protocol that was asked for (`asked`: one protocol, as
+// requested_upgrade returns it); names compared case-insensitively, a version only when both give one.
+bool same_protocol(std::string_view switched_to, std::string_view asked);
 
 // After the hop-by-hop fields are gone: `Connection: upgrade` and `Upgrade: <protocols>` again, for the
 // next hop of an upgrade that is forwarded (the request) or accepted (the 101).

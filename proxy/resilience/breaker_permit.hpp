@@ -48,6 +48,9 @@ public:
         }
     }
     bool slow_recorded() const noexcept { return slow_recorded_; }
+    // The call's time is measured from `t` instead of its admission (a streamed upload's time was the
+    // client's, not the upstream's: docs/streaming.md).
+    void measure_from(nanos t) noexcept { permit_.started = t; }
 
 private:
     circuit_breaker* cb_;

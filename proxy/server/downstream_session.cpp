@@ -162,8 +162,10 @@ public:
         return true;
     }
 
-    // The whole body was read from the client (the connection may carry another request).
-    bool finished() const noexcept { return parser_ ? parser_->is_done() : remaining_ == 0; }
+    // The whole body was read from the client and taken by the upstream (the connection may carry
+    // another request). A last piece handed out but not taken (its write failed) is still in the buffer:
+    // not finished — else those bytes would be read as the next request.
+    bool finished() const noexcept { return parser_ ? parser_->is_done() && handed_out_ == 0 : remaining_ == 0 && handed_out_ == 0; }
 
 private:
     asio::awaitable<error_code> read_more(std::size_t room)

@@ -37,6 +37,12 @@ struct upstream_connection {
     std::uint32_t requests = 0; // requests sent on this connection so far
     nanos idle_since = 0;
     bool reused = false; // taken from the pool: a close before any response byte may be a stale one
+    // The last streamed upload on this connection (docs/streaming.md), here rather than in the exchange's
+    // coroutine frame: why it stopped (the client's read error, or the upstream's write error), how long
+    // it took, and whether the upstream stopped taking the body (then the connection is never reused).
+    error_code upload_error;
+    nanos upload_took = 0;
+    bool request_incomplete = false;
     // TLS over `stream`'s socket for an upstream with tls (null: plain HTTP). Its context is the
     // endpoint's generation's: the pool never hands it to a request under another name or trust.
     std::unique_ptr<tls::tls_connection> tls;

@@ -100,7 +100,9 @@ void worker_upstream::sweep(nanos now)
             if (now - c->idle_since >= buffers_kept_while_idle)
                 c->free_buffers();
     }
-    std::erase_if(retired_, [](const auto& ep) { return ep->outstanding == 0; });
+    // A streamed answer or a tunnel holds its connection (counted in open_connections) long after its
+    // exchange: its slot stays until that connection is gone too.
+    std::erase_if(retired_, [](const auto& ep) { return ep->outstanding == 0 && ep->open_connections == 0; });
 }
 
 void worker_upstream::set_endpoints(const std::vector<tcp::endpoint>& addresses, const health_lookup& health_of)

@@ -693,6 +693,61 @@ class BrokenStreamTest(StreamingCase):
         self.assertEqual(health(bb2)["state"], "closed")
 
 
+class ReviewRegressionTest(StreamingCase):
+    """Faults a review found in the first version of streaming, each as it would show on the wire."""
+
+    def test_a_streamed_failure_answer_keeps_its_body_when_no_fallback_replaces_it(self):
+        # A chunked 500 with a body: before, the body was dropped (the client got the 500 with nothing).
+        up = self.upstream("svc")
+        bb = self.breakerbox(config(one_upstream(up, "    retries: {max_attempts: 1}\n")))
+        c = Raw(bb.port())
+        try:
+            c.send(b"GET /e?status=500&bytes=3000&chunked=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+            _, status, headers = c.head()
+            self.assertEqual(status, 500)
+            self.assertEqual(headers.get("transfer-encoding"), "chunked")
+            self.assertEqual(sum(len(p) for p in c.chunks()), 3000)
+        finally:
+            c.close()
+
+    def test_an_upstream_that_answers_an_upload_early_is_heard(self):
+        # The upstream refuses the upload after its head (413) and closes without reading the body: the
+        # client gets the upstream's 413, not a 502, and the breaker does not count a reset.
+        def refuse_early(upstream, conn, index):
+            f = conn.makefile("rb")
+            while f.readline() not in (b"\r\n", b""):
+                pass
+            conn.sendall(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 8\r\nConnection: close\r\n\r\ntoo big!")
+            conn.shutdown(socket.SHUT_WR)
+            time.sleep(0.3)
+        up = self.scripted(refuse_early)
+        bb = self.breakerbox(config(one_upstream(up, "    retries: {max_attempts: 1}\n")))
+        r = upload(bb.port(), "/up", 8 << 20, chunked=False)
+        self.assertEqual((r.status, r.body), (413, b"too big!"))
+        self.assertEqual(health(bb)["requests"]["reset"], 0)
+
+    def test_a_101_to_another_protocol_is_refused(self):
+        def switch_to_h2c(upstream, conn, index):
+            upstream.read_request(conn)
+            conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n")
+            time.sleep(0.5)
+        up = self.scripted(switch_to_h2c)
+        bb = self.breakerbox(config(one_upstream(up, "    retries: {max_attempts: 1}\n")))
+        c = Raw(bb.port())
+        try:
+            c.send(b"GET /chat HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket, h2c\r\n"
+                   b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+            _, status, headers = c.head()
+            self.assertEqual(status, 502)
+            self.assertEqual(headers.get("x-breakerbox-error"), "upstream_invalid_response")
+        finally:
+            c.close()
+        # only the first protocol the client offered was forwarded
+        self.assertTrue(wait_until(lambda: up.requests, timeout=5))
+        upgrade = [v for k, v in up.requests[0][2] if k.lower() == "upgrade"]
+        self.assertEqual(upgrade, ["websocket"])
+
+
 class StreamOutcomeTest(StreamingCase):
     def test_a_long_stream_is_judged_by_its_head_not_its_length(self):
         # Each stream lasts about 600 ms, far beyond the 100 ms slow-call duration, but its head came at

@@ -47,13 +47,23 @@ TEST(streaming_rules, an_upgrade_needs_both_fields_http_1_1_and_an_allowed_first
     const std::vector<std::string> websocket{"websocket"};
     EXPECT_EQ(requested_upgrade(upgrade_request("Upgrade", "websocket"), websocket), "websocket");
     EXPECT_EQ(requested_upgrade(upgrade_request("keep-alive, upgrade", "WebSocket"), websocket), "WebSocket");
-    EXPECT_EQ(requested_upgrade(upgrade_request("upgrade", "websocket/13, foo"), websocket), "websocket/13, foo");
+    EXPECT_EQ(requested_upgrade(upgrade_request("upgrade", "websocket/13, foo"), websocket), "websocket/13"); // only the first goes on
     EXPECT_EQ(requested_upgrade(upgrade_request("", "websocket"), websocket), "");          // no Connection: upgrade
     EXPECT_EQ(requested_upgrade(upgrade_request("upgrade", ""), websocket), "");            // no Upgrade
     EXPECT_EQ(requested_upgrade(upgrade_request("upgrade", "h2c"), websocket), "");         // not allowed
     EXPECT_EQ(requested_upgrade(upgrade_request("upgrade", "foo, websocket"), websocket), ""); // only the first counts
     EXPECT_EQ(requested_upgrade(upgrade_request("upgrade", "websocket", 10), websocket), ""); // HTTP/1.0
     EXPECT_EQ(requested_upgrade(upgrade_request("upgrade", "websocket"), {}), "");            // upgrades: []
+}
+
+TEST(streaming_rules, a_101_must_name_the_protocol_asked_for)
+{
+    EXPECT_TRUE(same_protocol("websocket", "websocket"));
+    EXPECT_TRUE(same_protocol("WebSocket", "websocket"));
+    EXPECT_TRUE(same_protocol("websocket/13", "websocket"));
+    EXPECT_FALSE(same_protocol("h2c", "websocket"));
+    EXPECT_FALSE(same_protocol("websocket/13", "websocket/14"));
+    EXPECT_FALSE(same_protocol("", "websocket"));
 }
 
 TEST(streaming_rules, restore_upgrade_puts_back_what_hop_by_hop_stripping_removed)

@@ -92,3 +92,20 @@ TEST(worker_upstream_outliers, load_balancing_and_retries_skip_ejected_endpoints
     EXPECT_EQ(up.pick(seconds(5)), nullptr);
     EXPECT_TRUE(up.all_kept_out(seconds(5)));
 }
+
+// A streamed answer or a tunnel keeps its connection long after its exchange (docs/streaming.md): when
+// re-resolution drops its address meanwhile, the retired slot must outlive that connection — the
+// connection's destructor counts down the slot's open_connections, and a clean end gives it back.
+TEST_F(worker_upstream_test, a_retired_endpoint_lives_while_a_stream_holds_its_connection)
+{
+    auto& old = ep();
+    auto held = std::make_unique<upstream_connection>(ioc.get_executor(), old.open_connections); // the stream's
+    up->set_endpoints({tcp::endpoint(asio::ip::make_address("127.0.0.1"), 7002)});
+    ASSERT_TRUE(old.retired);
+    ASSERT_EQ(old.outstanding, 0u); // the exchange is over: only the connection holds the slot
+    up->sweep(seconds(1));
+    EXPECT_EQ(old.open_connections, 1u); // still there (a freed slot would be read here: ASan says so)
+    up->give_back(old, std::move(held), seconds(2)); // the stream ended cleanly: a retired slot keeps nothing
+    EXPECT_EQ(old.open_connections, 0u);
+    up->sweep(seconds(3)); // now it goes
+}
