@@ -6,6 +6,7 @@ Every process started here is bounded: waits have timeouts and everything is kil
 import json
 import os
 import signal
+import re
 import socket
 import ssl
 import subprocess
@@ -192,6 +193,19 @@ def request(port, method="GET", target="/", headers=None, body=None, timeout=10,
 
 
 _readers = weakref.WeakKeyDictionary()
+
+
+def sample(text, name, **labels):
+    """A /metrics text's value of one sample by its labels (all given ones must match), or None."""
+    for line in text.splitlines():
+        if line.startswith(name + " ") and not labels:
+            return float(line.rsplit(" ", 1)[1])
+        if not line.startswith(name + "{"):
+            continue
+        found = dict(re.findall(r'(\w+)="([^"]*)"', line[: line.index("}") + 1]))
+        if all(found.get(k) == v for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    return None
 
 
 def read_response(sock, timeout=10, head=False):

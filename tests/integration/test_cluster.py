@@ -39,7 +39,7 @@ import threading
 import time
 import unittest
 
-from harness import ProxyTestCase, request, wait_until, free_port, PROMTOOL, BREAKERBOX_BIN
+from harness import sample, ProxyTestCase, request, wait_until, free_port, PROMTOOL, BREAKERBOX_BIN
 
 REDIS_SERVER = os.environ.get("REDIS_SERVER_BIN") or shutil.which("redis-server") or "/usr/bin/redis-server"
 FAKETIME = shutil.which("faketime") or "/usr/bin/faketime"
@@ -168,19 +168,6 @@ upstreams:
     routes: {{path_prefix: /plain}}
     retries: {{max_attempts: 1}}
 """
-
-
-def sample(text, name, **labels):
-    """The value of one sample by its labels (all given ones must match), or None."""
-    for line in text.splitlines():
-        if line.startswith(name + " ") and not labels:
-            return float(line.rsplit(" ", 1)[1])
-        if not line.startswith(name + "{"):
-            continue
-        found = dict(re.findall(r'(\w+)="([^"]*)"', line[: line.index("}") + 1]))
-        if all(found.get(k) == v for k, v in labels.items()):
-            return float(line.rsplit(" ", 1)[1])
-    return None
 
 
 def sample_sum(text, name):

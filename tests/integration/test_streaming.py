@@ -23,7 +23,7 @@ import threading
 import time
 import unittest
 
-from harness import ProxyTestCase, request, read_response, raw_exchange, wait_until, PROMTOOL, BREAKERBOX_BIN
+from harness import sample, ProxyTestCase, request, read_response, raw_exchange, wait_until, PROMTOOL, BREAKERBOX_BIN
 
 TOKEN = "t0ken"
 MIB = 1024 * 1024
@@ -78,19 +78,6 @@ def scrape(bb):
     r = request(bb.port("admin"), target="/metrics")
     assert r.status == 200, r.status
     return r.body.decode()
-
-
-def sample(text, name, **labels):
-    """The value of one sample by its labels (all given ones must match), or None."""
-    for line in text.splitlines():
-        if line.startswith(name + " ") and not labels:
-            return float(line.rsplit(" ", 1)[1])
-        if not line.startswith(name + "{"):
-            continue
-        found = dict(re.findall(r'(\w+)="([^"]*)"', line[: line.index("}") + 1]))
-        if all(found.get(k) == v for k, v in labels.items()):
-            return float(line.rsplit(" ", 1)[1])
-    return None
 
 
 def metric(bb, name, **labels):
