@@ -208,6 +208,13 @@ def sample(text, name, **labels):
     return None
 
 
+def sanitized_binary():
+    """Whether BREAKERBOX_BIN carries a sanitizer runtime (the ASan and TSan suites)."""
+    with open(BREAKERBOX_BIN, "rb") as f:
+        data = f.read()
+    return b"__asan_init" in data or b"__tsan_init" in data
+
+
 def read_response(sock, timeout=10, head=False):
     """Reads exactly one HTTP/1.x response from a raw socket (Content-Length or chunked framing). One buffered
     reader per socket, so bytes of the next (pipelined) response read ahead are not lost."""

@@ -39,7 +39,7 @@ import threading
 import time
 import unittest
 
-from harness import sample, ProxyTestCase, request, wait_until, free_port, PROMTOOL, BREAKERBOX_BIN
+from harness import sample, sanitized_binary, ProxyTestCase, request, wait_until, free_port, PROMTOOL, BREAKERBOX_BIN
 
 REDIS_SERVER = os.environ.get("REDIS_SERVER_BIN") or shutil.which("redis-server") or "/usr/bin/redis-server"
 FAKETIME = shutil.which("faketime") or "/usr/bin/faketime"
@@ -529,13 +529,6 @@ class RedisFailureTest(ClusterCase):
         self.wait_live(3, a, b, c)
         for bb in (a, b, c):
             self.assertEqual(self.get(bb, "/%s/back" % bb.name).status, 200)
-
-
-def sanitized_binary():
-    """Whether BREAKERBOX_BIN carries a sanitizer runtime (the ASan and TSan suites)."""
-    with open(BREAKERBOX_BIN, "rb") as f:
-        data = f.read()
-    return b"__asan_init" in data or b"__tsan_init" in data
 
 
 class ReplicaTest(ClusterCase):
