@@ -43,7 +43,7 @@ using resilience::breaker_state;
     X(streams_active, Gauge, "breakerbox_streams_active", "Streamed exchanges in progress (they hold no bulkhead slot).")        \
     X(streams_limit, Gauge, "breakerbox_streams_limit", "streaming.max_streams: streamed exchanges allowed at once.")            \
     X(tunnels_active, Gauge, "breakerbox_tunnels_active", "Upgraded connections (WebSocket, ...) open.")                         \
-    X(tunnels_limit, Gauge, "breakerbox_tunnels_limit", "streaming.max_tunnels: upgraded connections allowed at once.")         \
+    X(tunnels_limit, Gauge, "breakerbox_tunnels_limit", "streaming.max_tunnels: upgraded connections allowed at once.")          \
     X(retry_budget_in_use, Gauge, "breakerbox_retry_budget_in_use", "Retries in flight against the retry budget.")               \
     X(tls_certificate_expiry, Gauge, "breakerbox_upstream_tls_certificate_expiry_seconds",                                       \
       "Seconds until the soonest-expiring certificate the upstream's endpoints presented in a full handshake.")                  \

@@ -855,7 +855,8 @@ void read_fallbacks(reader& r, const YAML::Node& node, const std::string& path, 
 
 void read_streaming(reader& r, const YAML::Node& node, const std::string& path, streaming_config& c)
 {
-    if (!r.check_map(node, path, {"idle_timeout", "total_timeout", "max_streams", "max_tunnels", "upgrades", "close_tunnels_on_open"}))
+    if (!r.check_map(node, path,
+                     {"idle_timeout", "total_timeout", "max_streams", "max_tunnels", "upgrades", "close_tunnels_on_open"}))
         return;
     r.read_duration(node, "idle_timeout", path, c.idle_timeout, millis(10), 24 * hour);
     r.read_duration(node, "total_timeout", path, c.total_timeout, 0, 24 * hour * 7);

@@ -27,16 +27,16 @@ namespace breakerbox {
     X(upstream_timeout, 504, "the upstream did not answer in time")                                                             \
     X(upstream_reset, 502, "the upstream closed the connection before a complete response")                                     \
     X(upstream_invalid_response, 502, "the upstream sent an invalid response")                                                  \
-    X(upstream_response_too_large, 502, "the upstream response exceeds max_response_body")                                   \
-    X(upstream_failure_status, 502, "the upstream answered with a failure status")         /* a fallback replaced it */         \
+    X(upstream_response_too_large, 502, "the upstream response exceeds max_response_body")                                      \
+    X(upstream_failure_status, 502, "the upstream answered with a failure status") /* a fallback replaced it */                 \
     X(no_endpoint, 503, "the upstream has no resolved endpoint")                                                                \
     X(circuit_open, 503, "the circuit breaker is open")                                                                         \
     X(bulkhead_full, 503, "the bulkhead is full")                                                                               \
     X(queue_timeout, 503, "timed out waiting in the bulkhead queue")                                                            \
     X(connection_limit, 503, "every endpoint is at its connection limit") /* pool.max_connections_per_endpoint */               \
-    X(stream_limit, 503, "the upstream's streaming.max_streams streams are in use")                                          \
-    X(tunnel_limit, 503, "the upstream's streaming.max_tunnels tunnels are in use")                                          \
-    X(upgrade_refused, 503, "no new upgraded connections while draining")                                                    \
+    X(stream_limit, 503, "the upstream's streaming.max_streams streams are in use")                                             \
+    X(tunnel_limit, 503, "the upstream's streaming.max_tunnels tunnels are in use")                                             \
+    X(upgrade_refused, 503, "no new upgraded connections while draining")                                                       \
     X(too_many_connections, 503, "connection limit reached")                                                                    \
     X(not_implemented, 501, "a transfer coding other than chunked is not implemented") /* RFC 9112 §6.1 */                     \
     X(client_closed, 499, "the client closed the connection before the answer")

@@ -115,8 +115,7 @@ public:
     forwarder(runtime::worker_context& w, runtime::worker_generation& gen, http::request& req, const routing::route_match& route,
               bool head, const client_info& client)
         : worker_(w), clk_(w.clk), gen_(gen), cfg_(gen.config->cfg), req_(req), route_(route), head_(head), client_(client),
-          watch_(client.watch),
-          places_(stream_places::for_request(req, cfg_.upstreams[route.upstream].streaming, client.upload))
+          watch_(client.watch), places_(stream_places::for_request(req, cfg_.upstreams[route.upstream].streaming, client.upload))
     {
     }
 
@@ -146,7 +145,8 @@ public:
         }
         if (r.error == proxy_error::ok && out.body.upgraded && !switched_as_asked(out.response)) {
             out.body.reset(); // a 101 to another protocol than the one asked for and allowed
-            r = call_result{proxy_error::upstream_invalid_response, up.cfg.name + " switched to a protocol the request did not ask for"};
+            r = call_result{proxy_error::upstream_invalid_response,
+                            up.cfg.name + " switched to a protocol the request did not ask for"};
         }
         auto trigger = trigger_of(r);
         if (r.error != proxy_error::ok)
@@ -190,7 +190,8 @@ private:
         const std::string protocols(http::value_of(out.response, {bhttp::field::upgrade}));
         http::strip_hop_by_hop(out.response.base());
         if (out.body.upgraded)
-            http::restore_upgrade(out.response.base(), protocols.empty() ? std::string_view(places_->upgrade) : std::string_view(protocols));
+            http::restore_upgrade(out.response.base(),
+                                  protocols.empty() ? std::string_view(places_->upgrade) : std::string_view(protocols));
         else
             http::frame_streamed_response(out.response, out.body.known_length);
         if (cfg_.forwarding.via)
@@ -323,7 +324,8 @@ private:
         nanos unspent_reading = started_ns; // still the current time: nothing has waited since it was read
 
         // An upload holds a max_streams place instead of a bulkhead slot (docs/streaming.md).
-        bulkhead_permit slot = client_.upload ? bulkhead_permit() : try_take_slot(shared.bulk); // the usual case, without a coroutine
+        bulkhead_permit slot =
+            client_.upload ? bulkhead_permit() : try_take_slot(shared.bulk); // the usual case, without a coroutine
         if (!slot && !client_.upload) {
             const auto admitted = co_await acquire_bulkhead(shared.bulk, ucfg.bulkhead.queue_timeout, slot, client_.socket);
             if (admitted != bulkhead_result::acquired)
@@ -388,7 +390,7 @@ private:
         // the client named in Connection (say, Idempotency-Key) is gone then.
         bool repeatable = false;
         bool resendable = false;
-        bool stale_resend = false; // this attempt resends after a stale pooled connection
+        bool stale_resend = false;  // this attempt resends after a stale pooled connection
         bool streamed_head = false; // this attempt's answer streams: only its head is in
     };
 
@@ -459,7 +461,8 @@ private:
         // buffer and 8 MiB (the limit before streaming existed), within max_response_body.
         const auto& lim = cfg_.limits;
         const std::uint64_t max_body =
-            body_out_ ? lim.max_response_body : std::min(lim.max_response_body, std::max<std::uint64_t>(lim.response_buffer, 8u << 20));
+            body_out_ ? lim.max_response_body
+                      : std::min(lim.max_response_body, std::max<std::uint64_t>(lim.response_buffer, 8u << 20));
         return {clk_.to_steady(attempt_deadline),
                 ucfg.connect_timeout,
                 max_body,
@@ -847,12 +850,12 @@ private:
     const client_info client_;
     client_watch* watch_;
     bool prepared_ = false;
-    bool maybe_sent_ = false; // some attempt's request may have reached an upstream
+    bool maybe_sent_ = false;       // some attempt's request may have reached an upstream
     open_body* body_out_ = nullptr; // where a streamed answer goes (the current to_upstream's result)
     // Only for an upgrade or an upload (null for the usual request: the coroutine frame holding the
     // forwarder stays within Asio's recycling size).
     struct stream_places {
-        std::string upgrade;                // the Upgrade the request asks for and the upstream allows ("" = none)
+        std::string upgrade;                 // the Upgrade the request asks for and the upstream allows ("" = none)
         resilience::concurrency_slot tunnel; // an upgrade's place, taken before the call
         resilience::concurrency_slot upload; // an upload's place, taken before the call
         static std::unique_ptr<stream_places> for_request(const http::request& req, const config::streaming_config& sc,

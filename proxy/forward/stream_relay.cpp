@@ -29,7 +29,10 @@ struct relay_clock {
     steady::duration idle{};
 
     steady::time_point next() const { return std::min(steady::now() + idle, total_deadline); }
-    stream_end timeout_kind() const { return steady::now() >= total_deadline ? stream_end::total_timeout : stream_end::idle_timeout; }
+    stream_end timeout_kind() const
+    {
+        return steady::now() >= total_deadline ? stream_end::total_timeout : stream_end::idle_timeout;
+    }
 };
 
 relay_clock clock_for(nanos idle, nanos total)
@@ -104,7 +107,7 @@ stream_end read_end(const error_code& ec, const relay_clock& rc)
 stream_end write_end(const error_code& ec, const relay_clock& rc)
 {
     return ec == beast::error::timeout && rc.timeout_kind() == stream_end::total_timeout ? stream_end::total_timeout
-                                                                                       : stream_end::client_closed;
+                                                                                         : stream_end::client_closed;
 }
 
 // A body of known length: bytes as they are, `remaining` of them.
@@ -138,8 +141,8 @@ asio::awaitable<relay_outcome> relay_length(deadline_stream& client, upstream::u
 
 // A chunked or close-delimited body: decoded by the connection's parser (its trailer section dropped
 // by the fence), each decoded piece passed on as it comes.
-asio::awaitable<relay_outcome> relay_parsed(deadline_stream& client, upstream::upstream_connection& conn, const relay_options& opt,
-                                            const relay_clock& rc)
+asio::awaitable<relay_outcome> relay_parsed(deadline_stream& client, upstream::upstream_connection& conn,
+                                            const relay_options& opt, const relay_clock& rc)
 {
     relay_outcome out;
     bool within = true;
@@ -326,7 +329,8 @@ asio::awaitable<void> pump_to_upstream(deadline_stream& client, upstream::upstre
 }
 
 // Upstream → client. Bytes that came with the 101 (in the connection's buffer) go first.
-asio::awaitable<void> pump_to_client(deadline_stream& client, upstream::upstream_connection& up, std::size_t size, tunnel_state& t)
+asio::awaitable<void> pump_to_client(deadline_stream& client, upstream::upstream_connection& up, std::size_t size,
+                                     tunnel_state& t)
 {
     if (up.buffer.size() != 0) {
         auto [ec, n] = co_await asio::async_write(client.socket(), up.buffer.data(), nothrow_awaitable);
@@ -406,8 +410,9 @@ asio::awaitable<stream_end> run_tunnel(deadline_stream& client, beast::flat_buff
     client.expires_never();
     up.stream.expires_never();
     tunnel_state t;
-    co_await ((pump_to_upstream(client, up, client_buffer, opt.buffer_size, t) && pump_to_client(client, up, opt.buffer_size, t)) ||
-              tunnel_watchdog(client, up, opt, t));
+    co_await (
+        (pump_to_upstream(client, up, client_buffer, opt.buffer_size, t) && pump_to_client(client, up, opt.buffer_size, t)) ||
+        tunnel_watchdog(client, up, opt, t));
     body.conn.reset(); // the upstream connection closes; the session closes the client's
     co_return t.end;
 }

@@ -20,9 +20,9 @@ class circuit_breaker;
 namespace breakerbox::forward {
 
 struct relay_options {
-    nanos idle_timeout = 0;        // no byte from the upstream, or no progress writing to the client, this long
-    nanos total_timeout = 0;       // the whole relay (0: none)
-    std::size_t buffer_size = 0;   // bytes read from the upstream at most at once
+    nanos idle_timeout = 0;         // no byte from the upstream, or no progress writing to the client, this long
+    nanos total_timeout = 0;        // the whole relay (0: none)
+    std::size_t buffer_size = 0;    // bytes read from the upstream at most at once
     bool chunked_to_client = false; // the client gets the body chunk-framed (HTTP/1.1, length unknown)
     // The stale cache's copy: the body is collected here while it stays within `capture_limit` bytes
     // (nullptr: not collected). Cleared when it outgrows the limit.

@@ -48,11 +48,11 @@ struct open_body {
     std::unique_ptr<upstream::upstream_connection> conn;
     upstream::worker_upstream* up = nullptr;
     upstream::endpoint_slot* ep = nullptr;
-    bool upgraded = false;                  // a 101: the connection is a tunnel now
-    bool known_length = false;              // Content-Length framing (else chunked or close-delimited)
-    std::uint64_t length = 0;               // the Content-Length, when known
-    bool keep_alive = false;                // the upstream lets the connection carry another request
-    resilience::concurrency_slot slot;      // the stream's or tunnel's place (max_streams / max_tunnels)
+    bool upgraded = false;             // a 101: the connection is a tunnel now
+    bool known_length = false;         // Content-Length framing (else chunked or close-delimited)
+    std::uint64_t length = 0;          // the Content-Length, when known
+    bool keep_alive = false;           // the upstream lets the connection carry another request
+    resilience::concurrency_slot slot; // the stream's or tunnel's place (max_streams / max_tunnels)
 
     open_body() = default;
     open_body(open_body&&) noexcept = default;

@@ -187,8 +187,8 @@ asio::awaitable<write_progress> write_to_upstream(upstream::upstream_connection&
 // is read (back-pressure: a slow upstream slows the client), chunk-framed when the upload is chunked.
 // Errors: the client's (client_closed unless it timed out: request_timeout), or the upstream's write.
 struct upload_progress {
-    write_progress sent;        // towards the upstream
-    error_code client_error;    // reading from the client
+    write_progress sent;     // towards the upstream
+    error_code client_error; // reading from the client
 };
 
 asio::awaitable<upload_progress> send_upload(upstream::upstream_connection& conn, upload_source& src, nanos idle)
@@ -207,8 +207,8 @@ asio::awaitable<upload_progress> send_upload(upstream::upstream_connection& conn
         if (src.chunked) {
             const int n = std::snprintf(size_line, sizeof size_line, "%zx\r\n", piece.size());
             static constexpr std::string_view crlf = "\r\n";
-            const std::array<asio::const_buffer, 3> framed{asio::buffer(size_line, static_cast<std::size_t>(n)), asio::buffer(piece),
-                                                           asio::buffer(crlf)};
+            const std::array<asio::const_buffer, 3> framed{asio::buffer(size_line, static_cast<std::size_t>(n)),
+                                                           asio::buffer(piece), asio::buffer(crlf)};
             w = co_await write_to_upstream(conn, framed, idle); // the last chunk (size 0) ends it
         } else {
             w = co_await write_to_upstream(conn, asio::buffer(piece), idle);
@@ -363,11 +363,10 @@ bool usable_response(const http::response& res, bool head, bool upgrade)
 exchange_result unusable_response(const http::response& res, const std::string& endpoint)
 {
     if (res.result_int() == 101)
-        return sent_failure(failure(proxy_error::upstream_invalid_response,
-                                    endpoint + " switched protocols, which the request did not ask for"));
+        return sent_failure(
+            failure(proxy_error::upstream_invalid_response, endpoint + " switched protocols, which the request did not ask for"));
     return coding_failure(res, endpoint);
 }
-
 
 // The answer's head goes to the caller's message and its connection, positioned at the body (or, after
 // a 101, at the tunnel's first byte), to the caller's open_body.

@@ -10,7 +10,7 @@ namespace breakerbox::resilience {
 
 class breaker_permit {
 public:
-    breaker_permit(circuit_breaker& cb, permit p) noexcept : cb_(&cb), permit_(p) {}
+    breaker_permit(circuit_breaker& cb, permit p) noexcept : cb_(&cb), permit_(p) { }
     breaker_permit(const breaker_permit&) = delete;
     breaker_permit& operator=(const breaker_permit&) = delete;
     ~breaker_permit()

@@ -165,7 +165,10 @@ public:
     // The whole body was read from the client and taken by the upstream (the connection may carry
     // another request). A last piece handed out but not taken (its write failed) is still in the buffer:
     // not finished — else those bytes would be read as the next request.
-    bool finished() const noexcept { return parser_ ? parser_->is_done() && handed_out_ == 0 : remaining_ == 0 && handed_out_ == 0; }
+    bool finished() const noexcept
+    {
+        return parser_ ? parser_->is_done() && handed_out_ == 0 : remaining_ == 0 && handed_out_ == 0;
+    }
 
 private:
     asio::awaitable<error_code> read_more(std::size_t room)
@@ -415,7 +418,7 @@ private:
                                               {client_ip_, &stream_.socket(), &watch_, state.upload ? &*state.upload : nullptr},
                                               result);
         if (result.error == proxy_error::client_closed)
-            co_return false; // nobody left to answer
+            co_return false;                             // nobody left to answer
         if (state.upload && !state.upload->finished()) { // answered before the whole upload was read
             keep_alive = false;
             refused_unread_ = true;
@@ -455,8 +458,8 @@ private:
             state.upload.emplace(stream_, buffer_, nullptr, nullptr, std::string(), *length, limits().stream_buffer,
                                  up.streaming.idle_timeout);
         else
-            state.upload.emplace(stream_, buffer_, &state.parser, &state.fence, std::move(parsed.body()), 0, limits().stream_buffer,
-                                 up.streaming.idle_timeout);
+            state.upload.emplace(stream_, buffer_, &state.parser, &state.fence, std::move(parsed.body()), 0,
+                                 limits().stream_buffer, up.streaming.idle_timeout);
         return state.req;
     }
 
@@ -487,7 +490,7 @@ private:
             log_access(*record, result);
         if (!end.completed && !tunnel)
             abort_connection();
-        co_return keep_alive && end.completed;
+        co_return keep_alive&& end.completed;
     }
 
     // Resets the client's connection (RST): a streamed answer broke after its head, and a plain close

@@ -444,8 +444,8 @@ asio::awaitable<bool> answer_stream(Stream& stream, const http::request<http::st
                                     bool close_after, in_flight_guard& guard)
 {
     const bool sse = b.stream == "sse", fixed_length = b.stream == "length";
-    std::string_view type = sse ? "text/event-stream"
-                                : (b.content_type.empty() ? std::string_view("application/octet-stream") : b.content_type);
+    std::string_view type =
+        sse ? "text/event-stream" : (b.content_type.empty() ? std::string_view("application/octet-stream") : b.content_type);
     auto head = head_for(req, b, type, close_after);
     if (sse)
         head.set(http::field::cache_control, "no-cache");
@@ -659,9 +659,8 @@ asio::awaitable<bool> answer(Stream& stream, http::request<http::string_body>& r
 // /__sink: the body is read 64 KiB at a time and only counted, however large it is (Content-Length or
 // chunked). Returns false when the connection must end.
 template <class Stream>
-asio::awaitable<bool> answer_sink(Stream& stream, beast::flat_buffer& buffer,
-                                  http::request_parser<http::empty_body>& head_parser, bool& counted,
-                                  const handshake_facts& handshake)
+asio::awaitable<bool> answer_sink(Stream& stream, beast::flat_buffer& buffer, http::request_parser<http::empty_body>& head_parser,
+                                  bool& counted, const handshake_facts& handshake)
 {
     http::request_parser<http::buffer_body> parser(std::move(head_parser));
     const std::string target(parser.get().target());
@@ -698,12 +697,13 @@ asio::awaitable<bool> answer_sink(Stream& stream, beast::flat_buffer& buffer,
     for (auto& [k, v] : b.headers)
         res.set(k, v);
     res.keep_alive(req.keep_alive() && !b.close);
-    res.body() = nlohmann::json{{"server", g_name},
-                                {"method", std::string(req.method_string())},
-                                {"target", target},
-                                {"headers", headers_json(req)},
-                                {"body_bytes", body_bytes}}
-                     .dump();
+    res.body() = nlohmann::json{
+        {"server", g_name},
+        {"method", std::string(req.method_string())},
+        {"target", target},
+        {"headers", headers_json(req)},
+        {"body_bytes",
+         body_bytes}}.dump();
     res.prepare_payload();
     guard.release();
     auto [ec, n] = co_await http::async_write(stream, res, nothrow);
@@ -804,8 +804,7 @@ asio::awaitable<void> serve(Stream& stream, const handshake_facts& handshake)
         constexpr std::uint64_t body_limit = 64 * 1024 * 1024; // of bodies read whole (all but /__sink)
         if (path != "/__sink" && head_parser.content_length_remaining().value_or(0) > body_limit)
             break; // as Beast ends it: its limit applies to a Content-Length only while the head is parsed
-        if (!head_parser.is_done() && head.version() == 11 &&
-            beast::iequals(head[http::field::expect], "100-continue")) {
+        if (!head_parser.is_done() && head.version() == 11 && beast::iequals(head[http::field::expect], "100-continue")) {
             auto [cec, cn] = co_await asio::async_write(stream, asio::buffer("HTTP/1.1 100 Continue\r\n\r\n", 25), nothrow);
             if (cec)
                 break;

@@ -47,10 +47,11 @@ TEST(streaming_config, defaults_as_documented)
 
 TEST(streaming_config, every_key_is_read_and_the_defaults_block_applies)
 {
-    auto r = load_with("limits: {request_buffer: 256KiB, response_buffer: 2MiB, stream_buffer: 16KiB, max_request_body: unlimited,"
-                       " max_response_body: 1GiB}\n",
-                       "    streaming: {max_tunnels: 3, upgrades: [WebSocket, foo/2], close_tunnels_on_open: true}\n",
-                       "defaults:\n  streaming: {idle_timeout: 2s, total_timeout: 1h, max_streams: 7}\n");
+    auto r =
+        load_with("limits: {request_buffer: 256KiB, response_buffer: 2MiB, stream_buffer: 16KiB, max_request_body: unlimited,"
+                  " max_response_body: 1GiB}\n",
+                  "    streaming: {max_tunnels: 3, upgrades: [WebSocket, foo/2], close_tunnels_on_open: true}\n",
+                  "defaults:\n  streaming: {idle_timeout: 2s, total_timeout: 1h, max_streams: 7}\n");
     ASSERT_TRUE(r.cfg) << (r.errors.empty() ? "" : r.errors.front().text());
     const auto& l = r.cfg->limits;
     EXPECT_EQ(l.request_buffer, 256u << 10);

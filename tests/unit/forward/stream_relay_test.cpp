@@ -29,7 +29,7 @@ struct relay_fixture : ::testing::Test {
     testing::scripted_upstream upstream{ioc};
     config::upstream_config cfg;
     std::optional<upstream::worker_upstream> up;
-    tcp::socket client_peer{ioc};      // the client's end
+    tcp::socket client_peer{ioc};             // the client's end
     std::optional<deadline_stream> to_client; // breakerbox's end towards the client
     forward::open_body body;
 
@@ -95,8 +95,9 @@ void PrintTo(const streamed_case& c, std::ostream* os) { *os << c.name; }
 const std::string cl2000 = "HTTP/1.1 200 OK\r\nContent-Length: 2000\r\n\r\n" + std::string(2000, 'a');
 
 const streamed_case streamed_cases[] = {
-    {"chunked, trailer dropped", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\nX-T: 1\r\n\r\n",
-     false, stream_end::completed, "b\r\nhello world\r\n0\r\n\r\n", true, true}, // what one read brought, one chunk
+    {"chunked, trailer dropped",
+     "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\nX-T: 1\r\n\r\n", false,
+     stream_end::completed, "b\r\nhello world\r\n0\r\n\r\n", true, true}, // what one read brought, one chunk
     {"chunked, cut by a close", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n", true,
      stream_end::upstream_failed, "5\r\nhello\r\n", true, false},
     {"chunked, a bad chunk line", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n", true,
@@ -111,8 +112,7 @@ const streamed_case streamed_cases[] = {
      stream_end::completed, "data: 1\n\n", false, true},
 };
 
-struct every_way_a_streamed_body_ends : relay_fixture, ::testing::WithParamInterface<streamed_case> {
-};
+struct every_way_a_streamed_body_ends : relay_fixture, ::testing::WithParamInterface<streamed_case> { };
 
 TEST_P(every_way_a_streamed_body_ends, as_the_client_and_the_pool_see_it)
 {
@@ -182,7 +182,8 @@ TEST_F(relay_fixture, a_101_is_a_tunnel_only_when_the_request_asked_for_it)
 
 TEST_F(relay_fixture, a_client_that_leaves_ends_the_relay_as_client_closed)
 {
-    upstream.connections = {{upstream_step{"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + std::string("3\r\nabc\r\n"), false}}};
+    upstream.connections = {
+        {upstream_step{"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + std::string("3\r\nabc\r\n"), false}}};
     forward::relay_outcome out;
     http::response res;
     client_peer.set_option(asio::socket_base::linger(true, 0));

@@ -19,9 +19,9 @@ response with_type(std::string_view type)
 
 TEST(streaming_rules, streaming_media_types_and_x_accel_buffering)
 {
-    for (auto t : {"text/event-stream", "Text/Event-Stream; charset=utf-8", "application/x-ndjson",
-                   "multipart/x-mixed-replace; boundary=frame", "application/grpc", "application/grpc+proto",
-                   "application/grpc-web"})
+    for (auto t :
+         {"text/event-stream", "Text/Event-Stream; charset=utf-8", "application/x-ndjson",
+          "multipart/x-mixed-replace; boundary=frame", "application/grpc", "application/grpc+proto", "application/grpc-web"})
         EXPECT_TRUE(streams_response(with_type(t))) << t;
     for (auto t : {"", "application/json", "text/html", "text/event-streamer", "application/grpcx", "text/plain"})
         EXPECT_FALSE(streams_response(with_type(t))) << t;
@@ -47,13 +47,14 @@ TEST(streaming_rules, an_upgrade_needs_both_fields_http_1_1_and_an_allowed_first
     const std::vector<std::string> websocket{"websocket"};
     EXPECT_EQ(requested_upgrade(upgrade_request("Upgrade", "websocket"), websocket), "websocket");
     EXPECT_EQ(requested_upgrade(upgrade_request("keep-alive, upgrade", "WebSocket"), websocket), "WebSocket");
-    EXPECT_EQ(requested_upgrade(upgrade_request("upgrade", "websocket/13, foo"), websocket), "websocket/13"); // only the first goes on
-    EXPECT_EQ(requested_upgrade(upgrade_request("", "websocket"), websocket), "");          // no Connection: upgrade
-    EXPECT_EQ(requested_upgrade(upgrade_request("upgrade", ""), websocket), "");            // no Upgrade
-    EXPECT_EQ(requested_upgrade(upgrade_request("upgrade", "h2c"), websocket), "");         // not allowed
+    EXPECT_EQ(requested_upgrade(upgrade_request("upgrade", "websocket/13, foo"), websocket),
+              "websocket/13");                                                                 // only the first goes on
+    EXPECT_EQ(requested_upgrade(upgrade_request("", "websocket"), websocket), "");             // no Connection: upgrade
+    EXPECT_EQ(requested_upgrade(upgrade_request("upgrade", ""), websocket), "");               // no Upgrade
+    EXPECT_EQ(requested_upgrade(upgrade_request("upgrade", "h2c"), websocket), "");            // not allowed
     EXPECT_EQ(requested_upgrade(upgrade_request("upgrade", "foo, websocket"), websocket), ""); // only the first counts
-    EXPECT_EQ(requested_upgrade(upgrade_request("upgrade", "websocket", 10), websocket), ""); // HTTP/1.0
-    EXPECT_EQ(requested_upgrade(upgrade_request("upgrade", "websocket"), {}), "");            // upgrades: []
+    EXPECT_EQ(requested_upgrade(upgrade_request("upgrade", "websocket", 10), websocket), "");  // HTTP/1.0
+    EXPECT_EQ(requested_upgrade(upgrade_request("upgrade", "websocket"), {}), "");             // upgrades: []
 }
 
 TEST(streaming_rules, a_101_must_name_the_protocol_asked_for)

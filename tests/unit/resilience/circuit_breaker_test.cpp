@@ -662,7 +662,7 @@ TEST_F(circuit_breaker_test, a_stream_broken_after_its_head_counts_as_a_failure)
         auto head = cb->try_acquire();
         ASSERT_EQ(head.kind, admission::admitted);
         cb->on_stream_head(head, outcome::success, clk.now()); // the head: a 200
-        cb->on_failure_after_answer(clk.now());                 // then the body breaks
+        cb->on_failure_after_answer(clk.now());                // then the body breaks
     }
     EXPECT_EQ(cb->state(), breaker_state::open);
 }

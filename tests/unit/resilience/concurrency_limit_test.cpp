@@ -52,8 +52,7 @@ TEST(concurrency_limit, racing_threads_never_hold_more_than_max)
                 if (!s)
                     continue;
                 const auto now = holding.fetch_add(1) + 1;
-                for (auto seen = most.load(); now > seen && !most.compare_exchange_weak(seen, now);) {
-                }
+                for (auto seen = most.load(); now > seen && !most.compare_exchange_weak(seen, now);) { }
                 holding.fetch_sub(1);
             }
         });

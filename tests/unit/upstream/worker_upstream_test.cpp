@@ -104,7 +104,7 @@ TEST_F(worker_upstream_test, a_retired_endpoint_lives_while_a_stream_holds_its_c
     ASSERT_TRUE(old.retired);
     ASSERT_EQ(old.outstanding, 0u); // the exchange is over: only the connection holds the slot
     up->sweep(seconds(1));
-    EXPECT_EQ(old.open_connections, 1u); // still there (a freed slot would be read here: ASan says so)
+    EXPECT_EQ(old.open_connections, 1u);             // still there (a freed slot would be read here: ASan says so)
     up->give_back(old, std::move(held), seconds(2)); // the stream ended cleanly: a retired slot keeps nothing
     EXPECT_EQ(old.open_connections, 0u);
     up->sweep(seconds(3)); // now it goes
