@@ -538,10 +538,7 @@ private:
             attempt_start += result.upload_took;
             permit.measure_from(permit.get().started + result.upload_took);
         }
-        if (st.streamed_head) // the body is still to come: see circuit_breaker::on_stream_head
-            permit.complete_head(classified, finished);
-        else
-            permit.complete(classified, finished);
+        permit.complete(classified, finished, st.streamed_head); // a streamed head: its body is still to come
         if (ep.health)
             judge_endpoint(up, *ep.health, result.error, classified, finished);
         stats.count(outcome_label(result.error, classified));

@@ -20,22 +20,16 @@ public:
     }
 
     const permit& get() const noexcept { return permit_; }
-    void complete(outcome o, nanos now) noexcept
+    // `body_to_come`: a streamed answer's head, whose body may still break (circuit_breaker::
+    // on_stream_head). After a slow-in-flight record, only what the end adds.
+    void complete(outcome o, nanos now, bool body_to_come = false) noexcept
     {
         if (cb_ && slow_recorded_)
             cb_->on_result_after_slow(permit_, o, now);
+        else if (cb_ && body_to_come)
+            cb_->on_stream_head(permit_, o, now);
         else if (cb_)
             cb_->on_result(permit_, o, now);
-        cb_ = nullptr;
-    }
-    // A streamed answer's head: complete() for a call whose body is still to come (circuit_breaker::
-    // on_stream_head). After a slow-in-flight record, only what complete() would add.
-    void complete_head(outcome o, nanos now) noexcept
-    {
-        if (cb_ && slow_recorded_)
-            cb_->on_result_after_slow(permit_, o, now);
-        else if (cb_)
-            cb_->on_stream_head(permit_, o, now);
         cb_ = nullptr;
     }
     // slow_calls.in_flight: records the call as slow now if it has run that long (once). Called by the

@@ -1,12 +1,11 @@
 """Outlier detection per endpoint, working with the upstream's breaker: the real binary balancing over
 real test upstreams (one process per endpoint) on 127.0.0.1."""
 import os
-import re
 import signal
 import subprocess
 import unittest
 
-from harness import ProxyTestCase, request, wait_until, free_port, PROMTOOL
+from harness import sample, ProxyTestCase, request, wait_until, free_port, PROMTOOL
 
 TOKEN = "outlier-token"
 
@@ -49,16 +48,6 @@ class OutlierCase(ProxyTestCase):
     def metrics(self, bb):
         return request(bb.port("admin"), target="/metrics").body.decode()
 
-    def sample(self, text, name, **labels):
-        """The value of one sample, by its labels (all given ones must match)."""
-        for line in text.splitlines():
-            if not line.startswith(name + "{"):
-                continue
-            found = dict(re.findall(r'(\w+)="([^"]*)"', line[: line.index("}") + 1]))
-            if all(found.get(k) == v for k, v in labels.items()):
-                return float(line.rsplit(" ", 1)[1])
-        return None
-
     def post(self, bb, path, token=TOKEN):
         headers = {"Authorization": "Bearer " + token} if token else {}
         return request(bb.port("admin"), method="POST", target=path, headers=headers)
@@ -88,10 +77,10 @@ class EjectionTest(OutlierCase):
         self.assertEqual(lines[0]["endpoint"], bad.address)
         self.assertEqual(lines[0]["rule"], "consecutive_5xx")
         scrape = self.metrics(bb)
-        self.assertEqual(self.sample(scrape, "breakerbox_outlier_ejections_active", upstream="svc"), 1)
-        self.assertEqual(self.sample(scrape, "breakerbox_outlier_endpoint_ejected", endpoint=bad.address), 1)
-        self.assertEqual(self.sample(scrape, "breakerbox_outlier_ejections_enforced_total", rule="consecutive_5xx"), 1)
-        self.assertEqual(self.sample(scrape, "breakerbox_outlier_endpoints", state="healthy"), 2)
+        self.assertEqual(sample(scrape, "breakerbox_outlier_ejections_active", upstream="svc"), 1)
+        self.assertEqual(sample(scrape, "breakerbox_outlier_endpoint_ejected", endpoint=bad.address), 1)
+        self.assertEqual(sample(scrape, "breakerbox_outlier_ejections_enforced_total", rule="consecutive_5xx"), 1)
+        self.assertEqual(sample(scrape, "breakerbox_outlier_endpoints", state="healthy"), 2)
         check = subprocess.run([PROMTOOL, "check", "metrics"], input=scrape.encode(), capture_output=True, timeout=30)
         self.assertEqual(check.returncode, 0, check.stdout + check.stderr)
 
@@ -161,7 +150,7 @@ class EjectionTest(OutlierCase):
         self.assertEqual(h["outlier_detection"]["circuit_opens"], 1)
         transition = bb.log_entries("circuit transition", at_least=1)[0]
         self.assertIn("min_healthy_percent", transition["reason"])
-        self.assertEqual(self.sample(self.metrics(bb), "breakerbox_outlier_circuit_opens_total", upstream="svc"), 1)
+        self.assertEqual(sample(self.metrics(bb), "breakerbox_outlier_circuit_opens_total", upstream="svc"), 1)
 
     def test_below_min_healthy_percent_opens_the_upstream(self):
         # 2 of 4 failing, both ejected (the cap is 2 of 4): 2 of 4 = 50 % healthy stays closed at
@@ -275,7 +264,7 @@ class OperatorAndReloadTest(OutlierCase):
         actions = [e for e in bb.log_entries("operator action", at_least=2) if e.get("endpoint")]
         self.assertEqual([a["action"] for a in actions], ["eject", "uneject"])
         scrape = self.metrics(bb)
-        self.assertEqual(self.sample(scrape, "breakerbox_outlier_ejections_enforced_total", rule="manual"), 1)
+        self.assertEqual(sample(scrape, "breakerbox_outlier_ejections_enforced_total", rule="manual"), 1)
 
     def test_changed_addresses_keep_the_state_of_those_that_remain(self):
         # A reload with a changed endpoint list goes through the same path as re-resolution: the
