@@ -368,6 +368,14 @@ private:
     void observe_transitions()
     {
         event_hub_for_transitions = admin_ ? &admin_->events() : nullptr;
+        if (cluster_ && event_hub_for_transitions) // the cluster's verdicts change what requests find too
+            cluster_->set_circuit_observer([hub = event_hub_for_transitions](const resilience::circuit_change& c) {
+                hub->publish("transition", {{"upstream", c.upstream},
+                                            {"from", resilience::to_string(c.from.state)},
+                                            {"to", resilience::to_string(c.to.state)},
+                                            {"decided_by", name_of(c.to.decided_by)},
+                                            {"reason", c.reason}});
+            });
         if (!event_hub_for_transitions && !cluster_)
             return;
         resilience::set_transition_observer(

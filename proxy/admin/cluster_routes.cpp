@@ -64,7 +64,7 @@ asio::awaitable<http::response> handle_cluster_action(const admin_context& ctx, 
         co_return json_error_response(503, "cluster_unavailable", error);
     if (ctx.events)
         ctx.events->publish("operator",
-                            {{"action", std::string(action)}, {"scope", "cluster"}, {"upstream", upstream}, {"by", a.who}});
+                            {{"action", std::string(action)}, {"scope", "cluster"}, {"upstream", upstream}, {"who", a.who}});
     co_return json_response(200, {{"action", std::string(action)},
                                   {"scope", "cluster"},
                                   {"upstream", upstream},

@@ -2,6 +2,7 @@
 
 #include "admin/health_report.hpp"
 #include "core/iso8601.hpp"
+#include "resilience/circuit_view.hpp"
 #include "core/log.hpp"
 
 #include <boost/asio/post.hpp>
@@ -96,6 +97,11 @@ void event_hub::post_transition(const resilience::transition_event& e)
                            {"from", resilience::to_string(e.from)},
                            {"to", resilience::to_string(e.to)},
                            {"reason", e.reason},
+                           {"decided_by", e.to == resilience::breaker_state::forced_open ||
+                                                  e.to == resilience::breaker_state::forced_closed ||
+                                                  e.to == resilience::breaker_state::disabled
+                                              ? "operator"
+                                              : "breaker"},
                            // when it happened (the breaker's clock), not when it was posted here
                            {"at", iso8601(std::chrono::time_point_cast<std::chrono::system_clock::duration>(
                                       std::chrono::system_clock::now() - std::chrono::nanoseconds(ctx_.clk.now() - e.at)))}};
@@ -106,6 +112,10 @@ void event_hub::post_transition(const resilience::transition_event& e)
 
 void event_hub::publish(std::string_view kind, nlohmann::json data)
 {
+    // Every event carries the server's time of it (UTC): a transition brings its own (when the breaker
+    // moved), everything else happens now. A page must never stamp an event with its own load time.
+    if (!data.contains("at"))
+        data["at"] = iso8601(std::chrono::system_clock::now());
     const std::uint64_t id = next_id_++;
     std::string frame = sse_frame(id, kind, data);
     send(frame);
@@ -195,14 +205,15 @@ nlohmann::json event_hub::take_sample()
         auto& before = previous_[name]; // zeros the first time: the first sample counts since start
         const auto snap = shared->breaker.snapshot();
         const auto bulk = shared->bulk.snapshot();
-        const auto state = shared->breaker.effective_state(now);
+        const auto circuit = resilience::effective_circuit(shared->breaker, shared->cluster, now); // what requests find
         nlohmann::json s = {
             {"upstream", name},
-            {"state", resilience::to_string(state)},
-            {"reason", snap.last_reason},
+            {"state", resilience::to_string(circuit.state)},
+            {"decided_by", name_of(circuit.decided_by)},
+            {"reason", circuit_reason(ctx_, *shared, circuit, snap.last_reason)},
             {"seconds_in_state", static_cast<double>(now - snap.since) / 1e9},
-            {"next_probe_in_ms", state == resilience::breaker_state::open
-                                     ? nlohmann::json(static_cast<double>(std::max<nanos>(0, snap.open_until - now)) / 1e6)
+            {"next_probe_in_ms", circuit.rejects() && circuit.next_probe_in
+                                     ? nlohmann::json(static_cast<double>(*circuit.next_probe_in) / 1e6)
                                      : nlohmann::json(nullptr)},
             {"latency_ms", latency_json(totals, before)},
             {"failure_rate", snap.window.calls ? double(snap.window.failures) / snap.window.calls : 0.0},

@@ -6,6 +6,7 @@
 #include "tls/upstream_tls.hpp"
 
 #include "core/iso8601.hpp"
+#include "resilience/circuit_view.hpp"
 #include "resilience/fallback_response.hpp"
 
 #include <build_info.hpp>
@@ -242,8 +243,10 @@ nlohmann::json upstream_json(const admin_context& ctx, const resilience::upstrea
 {
     const std::string& name = r.cfg.name;
     const auto snap = r.breaker.snapshot();
-    state_out = snap.state;
     const nanos now = ctx.clk.now();
+    // What the next request finds, and who decides it (the local breaker, an operator, the cluster).
+    const auto circuit = resilience::effective_circuit(r.breaker, r.cluster, now);
+    state_out = circuit.state;
     const auto wall_now = std::chrono::system_clock::now();
     const auto since_wall = wall_now - std::chrono::nanoseconds(now - snap.since);
 
@@ -266,7 +269,9 @@ nlohmann::json upstream_json(const admin_context& ctx, const resilience::upstrea
         {"in_flight", bulk.in_flight}, {"queued", bulk.queued}, {"limit", bulk.limit}, {"max_queue", bulk.max_queue}};
 
     nlohmann::json j = {
-        {"state", resilience::to_string(snap.state)},
+        {"state", resilience::to_string(circuit.state)},
+        {"decided_by", name_of(circuit.decided_by)},
+        {"breaker_state", resilience::to_string(snap.state)},
         {"since", iso8601(std::chrono::time_point_cast<std::chrono::system_clock::duration>(since_wall))},
         {"seconds_in_state", static_cast<double>(now - snap.since) / 1e9},
         {"reason", snap.last_reason},
@@ -291,12 +296,13 @@ nlohmann::json upstream_json(const admin_context& ctx, const resilience::upstrea
         {"outlier_detection", outliers_json(r, now)},
         {"policy", policy_json(r.cfg)},
     };
-    if (snap.state == breaker_state::open)
-        j["next_probe_in_ms"] = ms(std::max<nanos>(0, snap.open_until - now));
-    if (r.cache)
-        j["stale_cache"] = {{"entries", r.cache->entries()}, {"bytes", r.cache->bytes()}};
     if (r.cfg.breaker.scope == config::breaker_scope::cluster)
         j["cluster"] = cluster_upstream_json(ctx, name);
+    if (circuit.rejects() && circuit.next_probe_in)
+        j["next_probe_in_ms"] = ms(*circuit.next_probe_in);
+    j["reason"] = circuit_reason(ctx, r, circuit, snap.last_reason);
+    if (r.cache)
+        j["stale_cache"] = {{"entries", r.cache->entries()}, {"bytes", r.cache->bytes()}};
     if (ctx.state.queue && r.cfg.queue_fallback())
         j["queue"] = queue_summary(ctx.state.queue->counters(name),
                                    std::chrono::duration_cast<std::chrono::milliseconds>(wall_now.time_since_epoch()).count());
@@ -304,6 +310,17 @@ nlohmann::json upstream_json(const admin_context& ctx, const resilience::upstrea
 }
 
 } // namespace
+
+std::string circuit_reason(const admin_context& ctx, const resilience::upstream_resilience& r,
+                           const resilience::circuit_view& circuit, const std::string& breaker_reason)
+{
+    if (circuit.decided_by != resilience::circuit_decider::cluster && circuit.decided_by != resilience::circuit_decider::cluster_operator)
+        return breaker_reason;
+    if (ctx.cluster)
+        if (const auto it = ctx.cluster->status().upstreams.find(r.cfg.name); it != ctx.cluster->status().upstreams.end())
+            return "cluster: " + it->second.reason;
+    return "cluster: the replicas' shared verdict";
+}
 
 std::optional<health_report> build_health_report(const admin_context& ctx, std::optional<std::string_view> only)
 {

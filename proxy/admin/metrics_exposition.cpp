@@ -4,6 +4,7 @@
 #include "queue/queue_store.hpp"
 
 #include "admin/event_hub.hpp"
+#include "resilience/circuit_view.hpp"
 #include "tls/upstream_tls.hpp"
 
 #include <build_info.hpp>
@@ -34,7 +35,9 @@ using resilience::breaker_state;
     X(failure_ratio, Gauge, "breakerbox_circuit_failure_ratio", "Failure ratio over the sliding window (0-1).")                  \
     X(slow_call_ratio, Gauge, "breakerbox_circuit_slow_call_ratio", "Slow-call ratio over the sliding window (0-1).")            \
     X(consecutive_failures, Gauge, "breakerbox_circuit_consecutive_failures", "Current run of consecutive failures.")            \
-    X(next_probe, Gauge, "breakerbox_circuit_next_probe_seconds", "Seconds until the next half-open probe (0 unless open).")     \
+    X(circuit_decided_by, Gauge, "breakerbox_circuit_decided_by",                                                               \
+      "1 for who decides what the next request finds (breaker, operator, cluster, cluster_operator), 0 for the others.")         \
+    X(next_probe, Gauge, "breakerbox_circuit_next_probe_seconds", "Seconds until a request may pass again, whoever decides (0 unless open; 0 when forced open).")     \
     X(slow_requests, Counter, "breakerbox_upstream_slow_requests_total", "Upstream calls slower than the slow-call duration.")   \
     X(bulkhead_in_flight, Gauge, "breakerbox_bulkhead_in_flight", "Requests holding a bulkhead slot.")                           \
     X(bulkhead_queued, Gauge, "breakerbox_bulkhead_queued", "Requests waiting for a bulkhead slot.")                             \
@@ -168,12 +171,19 @@ double state_code(breaker_state s)
 
 double ratio(std::uint64_t part, std::uint64_t whole) { return whole ? double(part) / double(whole) : 0.0; }
 
-void add_breaker(exposition& e, const std::string& name, const resilience::circuit_breaker& cb, nanos now)
+// The state gauges follow what the next request finds (the local breaker, an operator, the cluster's
+// verdict: resilience/circuit_view.hpp), so an alert on them fires whoever turns requests away.
+void add_breaker(exposition& e, const std::string& name, const resilience::upstream_resilience& shared, nanos now)
 {
+    const auto& cb = shared.breaker;
     const auto snap = cb.snapshot();
+    const auto circuit = resilience::effective_circuit(cb, shared.cluster, now);
     for (const auto& [s, state_name] : resilience::breaker_state_names)
-        e.add(metric::circuit_state, {{"upstream", name}, {"state", std::string(state_name)}}, snap.state == s ? 1 : 0);
-    e.add(metric::circuit_state_code, {{"upstream", name}}, state_code(snap.state));
+        e.add(metric::circuit_state, {{"upstream", name}, {"state", std::string(state_name)}}, circuit.state == s ? 1 : 0);
+    e.add(metric::circuit_state_code, {{"upstream", name}}, state_code(circuit.state));
+    for (const auto& [d, decider_name] : resilience::circuit_decider_names)
+        e.add(metric::circuit_decided_by, {{"upstream", name}, {"decided_by", std::string(decider_name)}},
+              circuit.decided_by == d ? 1 : 0);
     for (const auto& [from, from_name] : resilience::breaker_state_names)
         for (const auto& [to, to_name] : resilience::breaker_state_names) {
             const auto n = cb.transition_count(from, to);
@@ -187,7 +197,7 @@ void add_breaker(exposition& e, const std::string& name, const resilience::circu
     e.add(metric::slow_call_ratio, {{"upstream", name}}, ratio(snap.window.slow, snap.window.calls));
     e.add(metric::consecutive_failures, {{"upstream", name}}, snap.consecutive_failures);
     e.add(metric::next_probe, {{"upstream", name}},
-          snap.state == breaker_state::open ? double(std::max<nanos>(0, snap.open_until - now)) / 1e9 : 0);
+          circuit.rejects() && circuit.next_probe_in ? double(*circuit.next_probe_in) / 1e9 : 0);
 }
 
 void add_counters(exposition& e, const std::string& name, const runtime::upstream_totals& totals)
@@ -371,7 +381,7 @@ std::string render_metrics(const admin_context& ctx)
     e.add(metric::build_info, {{"version", build::version}, {"instance", ctx.state.instance_id}}, 1);
     for (const auto& shared : rt->upstreams) {
         const std::string& name = shared->cfg.name;
-        add_breaker(e, name, shared->breaker, now);
+        add_breaker(e, name, *shared, now);
         add_counters(e, name, ctx.upstream_totals(name));
         add_capacity(e, name, *shared);
         if (shared->outliers)

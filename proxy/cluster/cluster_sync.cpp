@@ -134,6 +134,34 @@ asio::awaitable<bool> cluster_sync::ensure_connected()
 }
 
 // Redis is out of reach: every clustered upstream is back to local-only breaking at once.
+template <class Change>
+void cluster_sync::announcing(resilience::upstream_resilience& shared, nanos now, const std::string& reason, Change&& change)
+{
+    const auto before = resilience::effective_circuit(shared.breaker, shared.cluster, now);
+    change();
+    const auto after = resilience::effective_circuit(shared.breaker, shared.cluster, now);
+    if (circuit_observer_ && !resilience::same_decision(before, after))
+        circuit_observer_({shared.cfg.name, before, after, reason});
+}
+
+void cluster_sync::set_gate(resilience::upstream_resilience& shared, resilience::cluster_verdict verdict, std::int64_t ms_left,
+                            nanos now) const
+{
+    if (verdict == resilience::cluster_verdict::closed) {
+        shared.cluster.clear();
+        return;
+    }
+    // The verdict expires by itself a few intervals ahead (stale data never keeps a circuit open). An
+    // open verdict is not dropped when its open time ends: until this replica's next sync says who
+    // probes, it keeps rejecting (else every replica would let traffic through at that moment). A
+    // forced state that ends is dropped at its end; a probe token lasts no longer than the lease.
+    const bool forced =
+        verdict == resilience::cluster_verdict::forced_open || verdict == resilience::cluster_verdict::forced_closed;
+    const nanos left = ms_left * 1'000'000;
+    const nanos lasts = forced ? std::min<nanos>(left + millis(1), 3 * cfg_.sync_interval) : 3 * cfg_.sync_interval;
+    shared.cluster.set(verdict, now + std::max<nanos>(lasts, millis(1)), now + left);
+}
+
 void cluster_sync::fail(redis_failure why, const std::string& detail)
 {
     ++status_.failures[static_cast<std::size_t>(why)];
@@ -143,8 +171,9 @@ void cluster_sync::fail(redis_failure why, const std::string& detail)
     status_.redis_up = false;
     status_.last_error = detail;
     const auto rt = state_.current();
+    const nanos now = steady_clock_source::instance().now();
     for (auto& shared : rt->upstreams)
-        shared->cluster.clear();
+        announcing(*shared, now, "cluster: Redis out of reach, local-only", [&] { shared->cluster.clear(); });
     for (auto& [name, view] : status_.upstreams)
         view = upstream_view{};
 }
@@ -231,19 +260,7 @@ void cluster_sync::apply(resilience::upstream_resilience& shared, const redis_va
     if (verdict == resilience::cluster_verdict::half_open && view.probing)
         verdict = resilience::cluster_verdict::probing;
     view.verdict = verdict;
-    if (verdict == resilience::cluster_verdict::closed) {
-        shared.cluster.clear();
-    } else {
-        // The verdict expires by itself a few intervals ahead (stale data never keeps a circuit open). An
-        // open verdict is not dropped when its open time ends: until this replica's next sync says who
-        // probes, it keeps rejecting (else every replica would let traffic through at that moment). A
-        // forced state that ends is dropped at its end; a probe token lasts no longer than the lease.
-        const bool forced =
-            verdict == resilience::cluster_verdict::forced_open || verdict == resilience::cluster_verdict::forced_closed;
-        const nanos left = view.ms_left * 1'000'000;
-        const nanos lasts = forced ? std::min<nanos>(left + millis(1), 3 * cfg_.sync_interval) : 3 * cfg_.sync_interval;
-        shared.cluster.set(verdict, now + std::max<nanos>(lasts, millis(1)), now + left);
-    }
+    announcing(shared, now, "cluster: " + view.reason, [&] { set_gate(shared, verdict, view.ms_left, now); });
     if (before != verdict)
         log::info("cluster verdict", {{"upstream", shared.cfg.name},
                                       {"from", name_of(before)},

@@ -14,6 +14,9 @@
 // Main-thread-owned: the loop, the client and the status the admin listener (also on the main thread)
 // reads; nudge() may be called from any thread.
 #pragma once
+#include "resilience/circuit_view.hpp"
+
+#include <functional>
 #include "cluster/redis_client.hpp"
 #include "config/config.hpp"
 #include "core/asio.hpp"
@@ -78,6 +81,12 @@ public:
     // The action in Redis, then a sync so this replica applies it at once. An error text, or "".
     asio::awaitable<std::string> apply_operator_action(operator_action action);
 
+    // Main thread, before start(): told when a verdict changes what this replica's requests find.
+    void set_circuit_observer(std::function<void(const resilience::circuit_change&)> observer)
+    {
+        circuit_observer_ = std::move(observer);
+    }
+
     // The replica id: the configured one, or host name + "-" + pid.
     static std::string default_replica_id();
 
@@ -89,6 +98,11 @@ private:
     void fail(redis_failure why, const std::string& detail);
     void apply(resilience::upstream_resilience& shared, const redis_value& reply, nanos now);
     void observe_latency(double seconds);
+    // Runs `change` on one upstream's gate and tells the observer when what requests find changed.
+    void set_gate(resilience::upstream_resilience& shared, resilience::cluster_verdict verdict, std::int64_t ms_left,
+                  nanos now) const;
+    template <class Change>
+    void announcing(resilience::upstream_resilience& shared, nanos now, const std::string& reason, Change&& change);
     std::string key(const std::string& upstream, std::string_view what) const;
 
     asio::io_context& main_;
@@ -103,6 +117,7 @@ private:
     std::uint64_t rng_;
     sync_status status_;
     thread_owner owner_;
+    std::function<void(const resilience::circuit_change&)> circuit_observer_;
 };
 
 } // namespace breakerbox::cluster

@@ -24,6 +24,12 @@ inline bool enabled(level l) noexcept { return l >= current_level(); }
 
 // `fields` must be a JSON object (or null); "ts", "level" and "msg" are added.
 void write(level l, std::string_view msg, const nlohmann::json& fields);
+
+// One log line (with its newline): {"ts": `ts`, "level": …, "msg": `msg`, then `fields` in key order}.
+// "ts", "level" and "msg" are the line's own keys, always first and never overwritten: a field of the
+// same name is written as "field.<name>" (a severity filter on "level" must see the severity, and a log
+// store must see one type per key). Pure, for tests.
+std::string format_line(level l, std::string_view ts, std::string_view msg, const nlohmann::json& fields);
 void write(level l, std::string_view msg);
 
 inline void debug(std::string_view m, const nlohmann::json& f)

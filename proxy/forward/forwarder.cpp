@@ -13,6 +13,7 @@
 #include "http/streaming_rules.hpp"
 #include "queue/queue_request.hpp"
 #include "queue/queue_store.hpp"
+#include "resilience/circuit_view.hpp"
 #include "resilience/breaker_permit.hpp"
 #include "resilience/fallback_response.hpp"
 
@@ -601,7 +602,8 @@ private:
         call_result result; // `out.response` holds the upstream's answer when result.error == ok
         fallback_trigger trigger;
         std::string_view reason; // the trigger's name (X-Breakerbox-Fallback-Reason)
-        long retry_after;        // whole seconds until the next probe
+        resilience::circuit_view circuit; // what the next request finds (Retry-After, the 503's state)
+        long retry_after;                 // whole seconds until the next probe; 0: none scheduled
     };
 
     // The upstream's fallbacks in order: the first one that applies to the trigger and can answer does;
@@ -609,7 +611,8 @@ private:
     // one, the default answer.
     asio::awaitable<void> fallback(upstream_handle& up, call_result r, fallback_trigger trigger, int depth, forward_result& out)
     {
-        const fallback_cause cause{std::move(r), trigger, name_of(trigger), retry_after_seconds(up.shared.breaker)};
+        const auto circuit = resilience::effective_circuit(up.shared.breaker, up.shared.cluster, clk_.now());
+        const fallback_cause cause{std::move(r), trigger, name_of(trigger), circuit, resilience::retry_after_seconds(circuit)};
         for (std::size_t f = 0; f < up.cfg.fallbacks.size(); ++f) {
             const auto& fb = up.cfg.fallbacks[f];
             if (!(fb.triggers & static_cast<std::uint8_t>(trigger)))
@@ -631,7 +634,7 @@ private:
                 co_return;
             }
         }
-        default_answer(up, cause.result, cause.retry_after, out);
+        default_answer(up, cause, out);
     }
 
     // A static answer: rendered once per generation when it has no per-answer placeholders.
@@ -750,7 +753,7 @@ private:
     // The default answer, marked as a fallback's.
     bool serve_error(upstream_handle& up, const fallback_cause& cause, forward_result& out)
     {
-        default_answer(up, cause.result, cause.retry_after, out);
+        default_answer(up, cause, out);
         mark_fallback(out.response, name_of(config::fallback_kind::error), cause.reason);
         out.from_fallback = true;
         return true;
@@ -758,8 +761,9 @@ private:
 
     // Without a fallback: an upstream's failure response as it is, or the explicit proxy error.
     // `out.response` holds the upstream's answer when r.error == ok.
-    void default_answer(upstream_handle& up, const call_result& r, long retry_after, forward_result& out)
+    void default_answer(upstream_handle& up, const fallback_cause& cause, forward_result& out)
     {
+        const call_result& r = cause.result;
         const auto& ucfg = up.cfg;
         out.upstream = ucfg.name;
         out.error = r.error;
@@ -777,9 +781,8 @@ private:
                 : r.rejection == resilience::admission::rejected_probes ? "half-open: the allowed probes are already in flight"
                 : r.rejection == resilience::admission::rejected_ramp   ? "recovering: admitting a growing share of traffic"
                                                                         : "the circuit is open";
-            const auto& cb = up.shared.breaker;
-            const auto state = r.by_cluster ? std::string_view("open") : resilience::to_string(cb.state());
-            out.response = http::make_circuit_open_response(ucfg.name, state, retry_after, why);
+            out.response = http::make_circuit_open_response(ucfg.name, resilience::to_string(cause.circuit.state),
+                                                            name_of(cause.circuit.decided_by), cause.retry_after, why);
             return;
         }
         out.response = http::make_error_response(r.error, ucfg.name, r.detail);
@@ -789,14 +792,6 @@ private:
     static proxy_error error_or_status(const call_result& r)
     {
         return r.error == proxy_error::ok ? proxy_error::upstream_failure_status : r.error;
-    }
-
-    // Whole seconds until the next probe, rounded up, at least 1. The breaker stores times at
-    // millisecond resolution, so up to 1 ms of its rounding is not allowed to add a second.
-    static long retry_after_seconds(const resilience::circuit_breaker& cb)
-    {
-        const nanos wait = cb.time_until_probe();
-        return std::max<long>(1, static_cast<long>((wait - millis(1) + seconds(1) - 1) / seconds(1)));
     }
 
     // The Host a failover target gets: its own host_rewrite, else the client's Host (or the absolute-form
@@ -916,7 +911,8 @@ void record_broken_stream(runtime::upstream_handle& up, const http::request& req
 
 asio::awaitable<streamed_end> finish_streamed(runtime::worker_context& worker, const config::limits_config& limits,
                                               const http::request& req, forward_result& out, deadline_stream& client,
-                                              beast::flat_buffer& client_buffer, bool chunked_to_client)
+                                              beast::flat_buffer& client_buffer, bool chunked_to_client,
+                                              resilience::client_watch* watch)
 {
     worker.owner.assert_owned("finish_streamed");
     auto& up = *out.streamed_from;
@@ -942,6 +938,8 @@ asio::awaitable<streamed_end> finish_streamed(runtime::worker_context& worker, c
     }
     std::string captured;
     relay_options opt{sc.idle_timeout, sc.total_timeout, limits.stream_buffer, chunked_to_client};
+    opt.watch = watch;
+    opt.now = worker.clk.now();
     if (worth_capturing(up, req, out)) {
         opt.capture = &captured;
         // Within the cache's size, and within the response buffer: a stream's memory stays bounded by

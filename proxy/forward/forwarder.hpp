@@ -58,12 +58,14 @@ asio::awaitable<void> forward_request(runtime::worker_context& worker, runtime::
 // `client_buffer`: bytes the client sent beyond the request (the tunnel's first ones). Returns whether
 // the client's connection may carry another request: false after a tunnel, or when the relay failed —
 // then the caller must abort the connection (the client sees the message cut, never silently short).
+// `watch`: the client's (nullptr: none), so that a client leaving a quiet stream is noticed at once.
 struct streamed_end {
     bool completed = false;
 };
 asio::awaitable<streamed_end> finish_streamed(runtime::worker_context& worker, const config::limits_config& limits,
                                               const http::request& req, forward_result& out, deadline_stream& client,
-                                              beast::flat_buffer& client_buffer, bool chunked_to_client);
+                                              beast::flat_buffer& client_buffer, bool chunked_to_client,
+                                              resilience::client_watch* watch);
 
 // How a queued request's delivery ended (queue/queue_delivery.hpp): ok when the upstream answered (its
 // answer is in `response`); otherwise why not — circuit_open, bulkhead_full, queue_timeout,

@@ -227,10 +227,17 @@ asio::awaitable<relay_outcome> relay_response_body(deadline_stream& client, open
     const auto rc = clock_for(opt.idle_timeout, opt.total_timeout);
     auto& conn = *body.conn;
     relay_outcome out;
+    if (opt.watch)
+        opt.watch->arm(conn.stream, opt.now);
     if (body.known_length) // (if/else, not a conditional expression: GCC 12 miscompiles co_await inside one)
         out = co_await relay_length(client, conn, body.length, opt, rc);
     else
         out = co_await relay_parsed(client, conn, opt, rc);
+    if (opt.watch) {
+        if (out.end != stream_end::completed && opt.watch->client_gone())
+            out.end = stream_end::client_closed; // the watch aborted the upstream read: the client left
+        opt.watch->disarm();
+    }
     client.expires_never();
     if (out.end != stream_end::completed) {
         body.conn.reset(); // closed: what is left of the body is not ours to read

@@ -4,6 +4,7 @@
 // more is read from one side until the other has taken what was read (back-pressure both ways).
 // Worker-owned: runs in the session's coroutine, on its worker.
 #pragma once
+#include "resilience/client_watch.hpp"
 #include "core/asio.hpp"
 #include "core/clock.hpp"
 #include "core/deadline_stream.hpp"
@@ -28,6 +29,12 @@ struct relay_options {
     // (nullptr: not collected). Cleared when it outgrows the limit.
     std::string* capture = nullptr;
     std::size_t capture_limit = 0;
+    // The client's watch (nullptr: none): armed on the upstream connection while the relay runs, so a
+    // client that leaves while the relay waits on a quiet upstream (an SSE feed, a long poll) ends it at
+    // once, as client_closed — the upstream connection closed, nothing recorded for the breaker — instead
+    // of holding both until the idle timeout and then counting as the upstream's failure.
+    resilience::client_watch* watch = nullptr;
+    nanos now = 0; // when the relay starts (the watch's age counts from here)
 };
 
 struct relay_outcome {

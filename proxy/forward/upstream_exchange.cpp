@@ -320,6 +320,30 @@ exchange_result write_failed(const upstream::upstream_connection& conn, const wr
     return write_failure(sent.ec, sent.written, endpoint);
 }
 
+// TLS 1.3 (RFC 8446 §4.4.2): the server judges our certificate (or its absence) after our side has
+// finished the handshake, and says no with an alert. A server that closes the socket right after it makes
+// our first write fail with a reset before the alert is read. So on a fresh TLS connection whose first
+// write failed, what the server sent is read (it is already queued: the socket is closed, so no wait):
+// an alert makes the failure the handshake's, never a reset.
+bool refused_after_handshake(const upstream::upstream_connection& conn, const error_code& ec, const client_watch* watch)
+{
+    return conn.tls && !conn.reused && !cancelled_from_outside(watch) && tls::is_received_alert(ec);
+}
+
+asio::awaitable<error_code> read_pending_alert(upstream::upstream_connection& conn, const write_progress& sent)
+{
+    if (!conn.tls || conn.reused || sent.ec == beast::error::timeout || sent.ec == asio::error::operation_aborted)
+        co_return sent.ec;
+    auto [ec, n] = co_await conn.tls->stream.async_read_some(conn.buffer.prepare(512), nothrow_awaitable);
+    co_return n ? sent.ec : conn.stream.io_error(ec);
+}
+
+exchange_result tls_refused(const error_code& ec, const std::string& endpoint)
+{
+    return sent_failure(failure(proxy_error::upstream_tls_handshake_failed,
+                                endpoint + " refused the TLS session after the handshake: " + ec.message()));
+}
+
 // A fresh parser for the next response on `conn` (after an interim one, the final one).
 void start_parser(upstream::upstream_connection& conn, const exchange_limits& limits, bool head)
 {
@@ -342,10 +366,8 @@ exchange_result read_failed(const error_code& ec, const upstream::upstream_conne
         return cancellation(*watch, endpoint, true);
     if (conn.reused && !answered && !parser.got_some() && is_connection_closed(ec))
         return stale_failure(endpoint + " closed the pooled connection before responding: " + ec.message());
-    if (conn.tls && !conn.reused && !parser.got_some() && tls::is_received_alert(ec))
-        // TLS 1.3: the server's verdict on our certificate comes after our side finished the handshake.
-        return sent_failure(failure(proxy_error::upstream_tls_handshake_failed,
-                                    endpoint + " refused the TLS session after the handshake: " + ec.message()));
+    if (!parser.got_some() && refused_after_handshake(conn, ec, watch))
+        return tls_refused(ec, endpoint);
     return sent_failure(read_failure(ec, endpoint));
 }
 
@@ -445,6 +467,8 @@ asio::awaitable<exchange_result> exchange(upstream::worker_upstream& up, upstrea
         if (sent.ec) {
             if (rewrite_on_fresh_connection(*conn, sent, watch))
                 continue;
+            if (const auto alert = co_await read_pending_alert(*conn, sent); refused_after_handshake(*conn, alert, watch))
+                co_return tls_refused(alert, ep.label);
             co_return write_failed(*conn, sent, watch, ep.label);
         }
         if (limits.upload) { // the body streams from the client now (upload_body), then the response
@@ -462,6 +486,8 @@ asio::awaitable<exchange_result> exchange(upstream::worker_upstream& up, upstrea
             else
                 rec = co_await http::read_message(conn->stream, conn->buffer, *parser, *conn->fence, response_read_size,
                                                   &leave_body_open, &limits);
+            if (rec && !parser->got_some() && refused_after_handshake(*conn, rec, watch))
+                co_return tls_refused(rec, ep.label);
             if (rec && conn->request_incomplete) // no early answer after all: the write's failure stands
                 co_return upload_write_failed(*conn, ep.label);
             if (rec)

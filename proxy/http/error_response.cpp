@@ -23,14 +23,16 @@ void finish(response& res, const nlohmann::json& body)
 }
 } // namespace
 
-response make_circuit_open_response(std::string_view upstream, std::string_view state, long retry_after_seconds,
-                                    std::string_view detail)
+response make_circuit_open_response(std::string_view upstream, std::string_view state, std::string_view decided_by,
+                                    long retry_after_seconds, std::string_view detail)
 {
     response res = make_error_response(proxy_error::circuit_open, upstream, detail);
-    res.set(bhttp::field::retry_after, std::to_string(retry_after_seconds));
+    if (retry_after_seconds > 0)
+        res.set(bhttp::field::retry_after, std::to_string(retry_after_seconds));
     auto body = error_body(proxy_error::circuit_open, upstream, detail);
     body["state"] = state;
-    body["retry_after_seconds"] = retry_after_seconds;
+    body["decided_by"] = decided_by;
+    body["retry_after_seconds"] = retry_after_seconds > 0 ? nlohmann::json(retry_after_seconds) : nlohmann::json(nullptr);
     finish(res, body);
     return res;
 }

@@ -15,8 +15,11 @@ response make_error_response(proxy_error reason, std::string_view upstream, std:
                              unsigned version = 11);
 
 // 503 for a request the circuit breaker rejected: Retry-After (whole seconds, at least 1) is the time
-// until the next probe may go, and the JSON body adds "state" and "retry_after_seconds".
-response make_circuit_open_response(std::string_view upstream, std::string_view state, long retry_after_seconds,
-                                    std::string_view detail);
+// until the next request may pass, and the JSON body adds "state", "decided_by" (breaker, operator,
+// cluster, cluster_operator: resilience/circuit_view.hpp) and "retry_after_seconds". When nothing is
+// scheduled (`retry_after_seconds` 0: an operator holds the circuit open), no Retry-After is sent and
+// retry_after_seconds is null.
+response make_circuit_open_response(std::string_view upstream, std::string_view state, std::string_view decided_by,
+                                    long retry_after_seconds, std::string_view detail);
 
 } // namespace breakerbox::http

@@ -161,7 +161,8 @@ http::response accepted_response(const enqueue_result& r, std::string_view upstr
                             {"duplicate", r.status == enqueue_status::duplicate}},
                            version);
     res.set(bhttp::field::location, location);
-    res.set(bhttp::field::retry_after, std::to_string(std::max(1L, retry_after_seconds)));
+    if (retry_after_seconds > 0) // none when nothing is scheduled (an operator holds the circuit open)
+        res.set(bhttp::field::retry_after, std::to_string(retry_after_seconds));
     if (respond_async_asked)
         res.set("Preference-Applied", "respond-async");
     return res;

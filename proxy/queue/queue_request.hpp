@@ -39,7 +39,8 @@ std::string fingerprint(const stored_request& r, std::string_view principal = {}
 // and the configured delivery headers (replacing fields of the same name).
 http::request to_delivery(const entry& e, const config::queue_delivery_config& d);
 
-// 202 Accepted for a stored (or already stored) request: Location, Retry-After (whole seconds),
+// 202 Accepted for a stored (or already stored) request: Location, Retry-After (whole seconds; none when
+// `retry_after_seconds` is 0, which means no probe is scheduled: an operator holds the circuit open),
 // Preference-Applied when asked, and the JSON body of docs/queue.md.
 http::response accepted_response(const enqueue_result& r, std::string_view upstream, std::string_view status_path,
                                  long retry_after_seconds, bool respond_async_asked, unsigned version);

@@ -14,6 +14,7 @@
 #include "core/clock.hpp"
 #include "core/enum_names.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <span>
@@ -32,6 +33,14 @@ inline constexpr enum_name<cluster_verdict> cluster_verdict_names[]{
 constexpr std::span<const enum_name<cluster_verdict>> names_of(cluster_verdict) noexcept { return cluster_verdict_names; }
 
 enum class gate_admission : std::uint8_t { pass, reject, probe };
+
+// The verdict in force and how long it has left (ns): for open, the cluster's open time (until it says
+// who probes); for half_open, until this replica's verdict expires (the next syncs tell the probe's
+// outcome); for forced_open, the operator's time; for probing, the lease. 0 when closed.
+struct cluster_reading {
+    cluster_verdict verdict = cluster_verdict::closed;
+    nanos left = 0;
+};
 enum class probe_outcome : std::uint8_t { none, success, failure };
 
 class cluster_gate {
@@ -113,6 +122,17 @@ public:
     {
         const auto w = word_.load(std::memory_order_acquire);
         return w == 0 || now >= expiry_of(w) ? cluster_verdict::closed : verdict_of(w);
+    }
+
+    cluster_reading reading(nanos now) const noexcept
+    {
+        const auto w = word_.load(std::memory_order_acquire);
+        if (w == 0 || now >= expiry_of(w))
+            return {};
+        const auto v = verdict_of(w);
+        // open, forced_open and probing carry their end as token_until; half_open ends with the verdict.
+        const nanos until = v == cluster_verdict::half_open ? expiry_of(w) : token_until_.load(std::memory_order_relaxed);
+        return {v, std::max<nanos>(0, until - now)};
     }
 
 private:

@@ -278,7 +278,7 @@ bool outlier_detector::try_eject(endpoint_health& ep, std::uint64_t bits, outlie
                {"rule", name_of(rule)},
                {"figures", figures},
                {"ejected_for_seconds", manual ? nlohmann::json(nullptr) : nlohmann::json(seconds_of(for_time))},
-               {"level", level},
+               {"ejection_level", level},
                {"ejected", ejected_count()},
                {"endpoints", n}});
     return true;
@@ -341,12 +341,6 @@ outlier_verdict outlier_detector::evaluate(nanos now)
         const std::uint64_t bits = e->word.load(std::memory_order_acquire);
         if (state_of(bits) == endpoint_state::ejected)
             return_if_due(*e, now); // ends it when its time is over, traffic or not
-        else if (state_of(bits) == endpoint_state::healthy) {
-            // A healthy interval lowers the level: a re-ejection long after the last one starts short.
-            std::uint32_t level = e->level.load(std::memory_order_relaxed);
-            if (level > 0)
-                e->level.compare_exchange_strong(level, level - 1, std::memory_order_relaxed);
-        }
     }
     // A verdict only when a rule of this evaluation changed something: the verdict is given when
     // endpoints turn unhealthy, not repeated each interval (which would re-open a circuit its
@@ -356,7 +350,26 @@ outlier_verdict outlier_detector::evaluate(nanos now)
         apply_failure_percentage(eps, figures, now, out);
     if (cfg_.success_rate.enabled)
         apply_success_rate(eps, figures, now, out);
+    for (const auto& e : eps)
+        decay_level_if_healthy(*e);
     return out;
+}
+
+void outlier_detector::decay_level_if_healthy(endpoint_health& ep) noexcept
+{
+    // A whole interval of health lowers the level (a re-ejection long after the last one starts short):
+    // healthy at the previous interval's end and at this one's, after this interval's rules were applied,
+    // with no ejection in between. An endpoint that has just returned from its ejection has not been
+    // healthy for an interval yet: decaying it then would re-eject it at the same level for ever.
+    const bool healthy_now = state_of(ep.word.load(std::memory_order_acquire)) == endpoint_state::healthy;
+    const auto ejections = ep.ejections.load(std::memory_order_relaxed);
+    if (healthy_now && ep.healthy_at_last_evaluation && ejections == ep.ejections_at_last_evaluation) {
+        std::uint32_t level = ep.level.load(std::memory_order_relaxed);
+        if (level > 0)
+            ep.level.compare_exchange_strong(level, level - 1, std::memory_order_relaxed);
+    }
+    ep.healthy_at_last_evaluation = healthy_now;
+    ep.ejections_at_last_evaluation = ejections;
 }
 
 void outlier_detector::apply_failure_percentage(const std::vector<std::shared_ptr<endpoint_health>>& eps,

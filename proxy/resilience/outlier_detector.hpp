@@ -17,7 +17,8 @@
 //   always_eject_one_host, without the flip-flop). A rule that fires when the cap is reached marks the
 //   endpoint `detected`: it stays in load balancing and counts as unhealthy.
 // - Ejection time: base_ejection_time × the endpoint's ejection level (1 on the first ejection, +1 on each
-//   re-ejection up to where the time reaches its cap, −1 at each interval's end that finds it healthy),
+//   re-ejection up to where the time reaches its cap, under every rule; −1 at each interval's end that closes a
+//   whole interval of health: healthy at its start and end, with no ejection or detection in it),
 //   capped at max_ejection_time, plus 0..jitter (per endpoint and ejection).
 // - Return: the first outcome recorded after the time is over (load balancing uses the endpoint again as
 //   soon as its time is over, without a timer), or the main thread's once-a-second look, or early by a successful health probe
@@ -187,6 +188,8 @@ private:
     bool take_ejection_place(std::uint32_t limit) noexcept;
     nanos ejection_time(const endpoint_health& ep, std::uint32_t level, std::uint64_t nth) const noexcept;
     std::uint32_t max_level() const noexcept;
+    // Main thread, at an interval's end: one level down after a whole interval of health.
+    static void decay_level_if_healthy(endpoint_health& ep) noexcept;
     outlier_verdict upstream_verdict() const;
     void apply_failure_percentage(const std::vector<std::shared_ptr<endpoint_health>>& eps,
                                   const std::vector<std::pair<std::uint64_t, std::uint64_t>>& figures, nanos now,

@@ -61,6 +61,10 @@ struct endpoint_health {
     std::atomic<std::uint32_t> level{0}; // drives the ejection time
     std::atomic<std::uint64_t> ejections{0};
     std::atomic<std::uint8_t> last_rule{0};
+    // Main thread only (outlier_detector::evaluate): what the previous interval's end saw, so that the
+    // level decays only after a whole interval of real health (no ejection, no detection in it).
+    bool healthy_at_last_evaluation = false;
+    std::uint64_t ejections_at_last_evaluation = 0;
 };
 
 } // namespace breakerbox::upstream

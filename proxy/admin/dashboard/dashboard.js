@@ -47,7 +47,7 @@ function addSample(sample) {
     if (list.length > SAMPLE_WINDOW) list.shift();
     const h = model.health && model.health.upstreams[u.upstream];
     if (h) { // the live figures; the policy (thresholds) comes with the snapshot
-      Object.assign(h, { state: u.state, reason: u.reason, seconds_in_state: u.seconds_in_state,
+      Object.assign(h, { state: u.state, decided_by: u.decided_by, reason: u.reason, seconds_in_state: u.seconds_in_state,
                          next_probe_in_ms: u.next_probe_in_ms, bulkhead: { ...h.bulkhead, ...u.bulkhead } });
       h.window.failure_rate = u.failure_rate;
       h.window.slow_call_rate = u.slow_call_rate;
@@ -63,11 +63,11 @@ function addEvent(kind, id, data, live) {
     if (model.seen.has(id)) return;
     model.seen.add(id);
   }
-  model.events.unshift({ kind, id, data, at: data.at || new Date().toISOString() });
+  model.events.unshift({ kind, id, data, at: data.at }); // the server's time (every event has one)
   if (model.events.length > 200) model.seen.delete(model.events.pop().id);
   if (live && kind === "transition" && model.health) {
     const h = model.health.upstreams[data.upstream];
-    if (h) { h.state = data.to; h.reason = data.reason; h.seconds_in_state = 0; }
+    if (h) { h.state = data.to; h.reason = data.reason; h.seconds_in_state = 0; if (data.decided_by) h.decided_by = data.decided_by; }
   }
 }
 
@@ -160,7 +160,9 @@ function tile(name, h) {
   t.append(el("h3", {}, name, el("span", { class: `state ${h.state}`, "data-role": "state" }, h.state.replace("_", " "))));
   let timing = `for ${duration(h.seconds_in_state)}`;
   if (h.next_probe_in_ms != null) timing += ` · next probe in ${duration(h.next_probe_in_ms / 1000)}`;
-  t.append(el("div", { class: "row muted" }, el("span", {}, timing)));
+  else if (h.state === "forced_open") timing += " · no probe until an operator releases it";
+  t.append(el("div", { class: "row muted" }, el("span", {}, timing),
+              el("span", { "data-role": "decided-by" }, `decided by ${(h.decided_by || "breaker").replace("_", " ")}`)));
   t.append(el("div", { class: "reason", title: h.reason }, h.reason));
   t.append(rateBar("errors", h.window.failure_rate,
                    policy.failure_rate && policy.failure_rate.enabled ? policy.failure_rate.threshold_percent : null));
@@ -220,8 +222,15 @@ function render() {
   $("timeline").replaceChildren(...model.events.map(timelineItem));
 }
 
+// "2026-12-07 19:48:35 UTC": the server's time of the event, with its date, in UTC (a fleet's operators
+// share one zone; the page says which).
+function utcText(at) {
+  const t = new Date(at);
+  return Number.isNaN(t.getTime()) ? "(no time)" : t.toISOString().replace("T", " ").slice(0, 19) + " UTC";
+}
+
 function timelineItem(e) {
-  const when = new Date(e.at).toLocaleTimeString();
+  const when = utcText(e.at);
   const d = e.data;
   if (e.kind === "transition")
     return el("li", { "data-kind": "transition" }, `${when} ${d.upstream}: ${d.from} → `, el("span", { class: "to" }, d.to), ` — ${d.reason}`);

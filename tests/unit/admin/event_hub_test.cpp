@@ -7,6 +7,7 @@
 #include "runtime/worker_context.hpp"
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include <thread>
 
@@ -63,12 +64,30 @@ TEST_F(hub_fixture, a_new_viewer_gets_the_snapshot_with_the_kept_events)
     // The snapshot carries the last id, so a client that saw only it resumes from there.
     EXPECT_TRUE(v->pending.starts_with("retry: 2000\n\nid: " + std::to_string(first) + "\nevent: snapshot\ndata: {"));
     EXPECT_NE(v->pending.find("\"health\":{"), std::string::npos);
-    EXPECT_NE(v->pending.find("\"events\":[{\"data\":{\"action\":\"force-open\"},\"event\":\"operator\",\"id\":" +
-                              std::to_string(first) + "}]"),
-              std::string::npos);
+    EXPECT_NE(v->pending.find("\"events\":[{\"data\":{\"action\":\"force-open\",\"at\":\""), std::string::npos);
+    EXPECT_NE(v->pending.find("Z\"},\"event\":\"operator\",\"id\":" + std::to_string(first) + "}]"), std::string::npos);
     EXPECT_TRUE(v->pending.ends_with(",\"samples\":[]}\n\n"));
     hub.publish("reload", {{"applied", true}});
-    EXPECT_TRUE(v->pending.ends_with("id: " + std::to_string(first + 1) + "\nevent: reload\ndata: {\"applied\":true}\n\n"));
+    const auto frame = "id: " + std::to_string(first + 1) + "\nevent: reload\ndata: {\"applied\":true,\"at\":\"";
+    EXPECT_NE(v->pending.find(frame), std::string::npos);
+}
+
+// Issue 30 §7: every event carries the server's time of it (a page must never stamp it with its own),
+// and an event that brings its own time keeps it.
+TEST_F(hub_fixture, every_event_carries_its_server_time)
+{
+    event_hub hub(ioc.get_executor(), *ctx);
+    auto v = hub.subscribe(std::nullopt);
+    v->pending.clear();
+    hub.publish("operator", {{"action", "reset"}, {"who", "ops"}});
+    const auto data = nlohmann::json::parse(v->pending.substr(v->pending.find("data: ") + 6));
+    ASSERT_TRUE(data.contains("at"));
+    const auto at = data["at"].get<std::string>();
+    EXPECT_EQ(at.size(), std::string("2026-12-07T19:48:35.000Z").size());
+    EXPECT_EQ(at.back(), 'Z');
+    v->pending.clear();
+    hub.publish("operator", {{"action", "reset"}, {"at", "2020-01-01T00:00:00.000Z"}});
+    EXPECT_NE(v->pending.find("\"at\":\"2020-01-01T00:00:00.000Z\""), std::string::npos);
 }
 
 TEST_F(hub_fixture, a_transition_from_any_thread_becomes_an_event_on_the_hubs_thread)

@@ -166,6 +166,8 @@ TEST_F(detector_fixture, ejection_time_grows_caps_and_decays_per_healthy_interva
         EXPECT_EQ(state(0), endpoint_state::healthy);
     }
     EXPECT_EQ(eps[0]->level.load(), 3u); // capped where the time is: ceil(25 s / 10 s)
+    d->evaluate(now += seconds(10));     // the first interval's end since it returned: not yet a whole one
+    EXPECT_EQ(eps[0]->level.load(), 3u);
     for (int i = 0; i < 2; ++i)
         d->evaluate(now += seconds(10));
     EXPECT_EQ(eps[0]->level.load(), 1u);
@@ -280,6 +282,48 @@ TEST_F(detector_fixture, failure_percentage_enforces_only_with_enough_endpoints_
     d->evaluate(now += seconds(10));
     EXPECT_EQ(state(0), endpoint_state::ejected);
     EXPECT_EQ(d->enforced_total(outlier_rule::failure_percentage), 1u);
+}
+
+// Issue 30 §3: with an interval shorter than the ejection time, an endpoint that failed through every
+// interval it was in rotation came back at level 1 each time (its return was taken for a healthy
+// interval). One more level per re-ejection, under each rate rule: 2 s, 4 s, 6 s.
+void rate_rule_reejections_grow(detector_fixture& f, config::outlier_config c)
+{
+    c.consecutive_5xx = 0;
+    c.consecutive_local_origin_failure = 0;
+    c.base_ejection_time = seconds(2);
+    c.max_ejection_time = seconds(300);
+    f.make(3, c);
+    std::vector<nanos> ejected_for;
+    for (int second = 0; second < 20; ++second) {
+        for (int i = 0; i < 3; ++i) // 10 requests each second to each endpoint in rotation; e0 fails them all
+            for (int k = 0; k < 10 && f.in_rotation(i); ++k)
+                f.d->record(*f.eps[i], i == 0 ? endpoint_outcome::failure_status : endpoint_outcome::success, f.now);
+        const auto before = f.eps[0]->ejections.load();
+        f.d->evaluate(f.now += seconds(1));
+        if (f.eps[0]->ejections.load() != before)
+            for (const auto& v : f.d->view(f.now))
+                if (v.address == f.eps[0]->label)
+                    ejected_for.push_back(v.ejected_for);
+    }
+    ASSERT_GE(ejected_for.size(), 3u);
+    EXPECT_EQ(ejected_for[0], seconds(2));
+    EXPECT_EQ(ejected_for[1], seconds(4));
+    EXPECT_EQ(ejected_for[2], seconds(6));
+}
+
+TEST_F(detector_fixture, failure_percentage_reejections_get_longer)
+{
+    auto c = policy();
+    c.failure_percentage = {true, 50.0, 2, 5};
+    rate_rule_reejections_grow(*this, c);
+}
+
+TEST_F(detector_fixture, success_rate_reejections_get_longer)
+{
+    auto c = policy();
+    c.success_rate = {true, 1.0, 2, 5};
+    rate_rule_reejections_grow(*this, c);
 }
 
 TEST_F(detector_fixture, success_rate_ejects_the_endpoint_far_below_its_peers)
