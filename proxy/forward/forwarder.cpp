@@ -481,7 +481,8 @@ private:
                 ucfg.streaming.idle_timeout,
                 places_ && !places_->upgrade.empty(),
                 (ucfg.retries.per_try_timeout > 0 ? std::min(ucfg.retries.per_try_timeout, ucfg.request_timeout)
-                                                  : ucfg.request_timeout)};
+                                                  : ucfg.request_timeout),
+                client_.interim};
     }
 
     // A reused pooled connection broke after the request was written: most likely the peer closed the

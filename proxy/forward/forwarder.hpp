@@ -25,6 +25,8 @@ struct client_info {
     // The request's body when it streams (longer than limits.request_buffer): the rest is read from the
     // client as the upstream takes it (docs/streaming.md). null: the body is the request's.
     upload_source* upload = nullptr;
+    // Where the upstream's interim (1xx) responses go (forward/upstream_exchange.hpp); null: dropped.
+    interim_sink* interim = nullptr;
 };
 
 struct forward_result {

@@ -5,6 +5,7 @@
 #pragma once
 #include "core/asio.hpp"
 #include "core/error.hpp"
+#include "http/message.hpp"
 #include "resilience/concurrency_limit.hpp"
 
 #include <cstdint>
@@ -61,6 +62,21 @@ struct open_body {
     explicit operator bool() const noexcept { return conn != nullptr; }
     // Drops the answer: the connection closes (its body is not read to keep it).
     void reset() noexcept;
+};
+
+// Where an interim (1xx) response goes: RFC 9110 §15.2 — an intermediary MUST forward the 1xx responses
+// it did not ask for (never to an HTTP/1.0 client). The downstream session writes them to its client,
+// on gateway routes and proxy (absolute-form) requests alike: 103 Early Hints is exactly what a browser
+// behind either wants. 100 Continue is breakerbox's own business (it answers the client's Expect
+// itself and never forwards Expect), and 101 ends the exchange, so neither comes here.
+class interim_sink {
+public:
+    // `res` is the upstream's interim head as parsed (its hop-by-hop fields still in it). Errors are the
+    // sink's to swallow: a client that left is noticed by its watch, and the exchange goes on.
+    virtual asio::awaitable<void> forward_interim(const http::response& res) = 0;
+
+protected:
+    ~interim_sink() = default;
 };
 
 } // namespace breakerbox::forward

@@ -493,8 +493,11 @@ asio::awaitable<exchange_result> exchange(upstream::worker_upstream& up, upstrea
             if (rec)
                 co_return read_failed(rec, *conn, *parser, answered, watch, ep.label);
             const unsigned status = parser->get().result_int();
-            if (status >= 100 && status < 200 && status != 101)
+            if (status >= 100 && status < 200 && status != 101) {
+                if (status != 100 && limits.interim) // RFC 9110 §15.2 (interim_sink)
+                    co_await limits.interim->forward_interim(parser->get());
                 continue;
+            }
             if (!usable_response(parser->get(), head, limits.upgrade))
                 co_return unusable_response(parser->get(), ep.label);
             if (status == 101 || !parser->is_done()) // a tunnel, or a body that streams

@@ -72,6 +72,9 @@ struct exchange_limits {
     // After an upload: the time its response head may take (the attempt's deadline counted from the
     // end of the body, not from its start).
     nanos head_timeout = 0;
+    // The client's interim responses go here (nullptr: they are dropped — queue deliveries, probes,
+    // HTTP/1.0 clients).
+    interim_sink* interim = nullptr;
 };
 
 // `response` is assigned only on success: it is the caller's, so that the answer is not moved through

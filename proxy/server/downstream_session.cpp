@@ -7,6 +7,7 @@
 #include "http/error_response.hpp"
 #include "http/field_scan.hpp"
 #include "http/framing.hpp"
+#include "http/header_rules.hpp"
 #include "http/message_rules.hpp"
 #include "http/read_message.hpp"
 #include "http/serialize.hpp"
@@ -236,7 +237,7 @@ private:
     bool prefix_sent_ = false;
 };
 
-class downstream_session {
+class downstream_session final : public forward::interim_sink {
 public:
     downstream_session(tcp::socket socket, worker& w, std::size_t listener_index)
         : stream_(std::move(socket)), watch_(stream_.socket(), w.context.watches), worker_(w), state_(w.context.state),
@@ -415,7 +416,8 @@ private:
             co_await answer_queue_status(req, result);
         else if (route)
             co_await forward::forward_request(worker_.context, *gen_, req, *route,
-                                              {client_ip_, &stream_.socket(), &watch_, state.upload ? &*state.upload : nullptr},
+                                              {client_ip_, &stream_.socket(), &watch_, state.upload ? &*state.upload : nullptr,
+                                               req.version() >= 11 ? this : nullptr}, // 1xx never to HTTP/1.0
                                               result);
         if (result.error == proxy_error::client_closed)
             co_return false;                             // nobody left to answer
@@ -551,6 +553,22 @@ private:
     // The client waits for our go-ahead before it sends the body (RFC 9110 §10.1.1). A request nobody
     // will take is answered now, and the connection closes, since the unread body would otherwise be
     // taken for the next request. False: the connection is over.
+    // forward::interim_sink: the upstream's 1xx (103 Early Hints, …) to this HTTP/1.1 client as it came,
+    // without its hop-by-hop fields, under the write timeout. A failed write is left to the client watch.
+    asio::awaitable<void> forward_interim(const http::response& res) override
+    {
+        http::response interim;
+        interim.version(11);
+        interim.result(res.result_int()); // by number: Beast 1.81 has no name for 103
+        interim.reason(res.reason());
+        for (const auto& f : res)
+            interim.insert(f.name_string(), f.value());
+        http::strip_hop_by_hop(interim);
+        std::string head;
+        http::serialize_head(interim, head);
+        co_await write_all(stream_, asio::buffer(head), limits().write_timeout);
+    }
+
     asio::awaitable<bool> answer_expect_continue(request_state& state, bool routed, const parsed_head& head)
     {
         if (!routed) {

@@ -222,7 +222,8 @@ class ClusterCase(ProxyTestCase):
         return self.health(bb)["upstreams"]["svc"].get("cluster")
 
     def local_state(self, bb):
-        return self.health(bb)["upstreams"]["svc"]["state"]
+        """The replica's own breaker (`state` is what the next request finds, whoever decides it)."""
+        return self.health(bb)["upstreams"]["svc"]["breaker_state"]
 
     def metrics(self, bb):
         return request(bb.port("admin"), target="/metrics", timeout=CLIENT_TIMEOUT).body.decode()
@@ -270,6 +271,24 @@ class SharedOpenTest(ClusterCase):
         self.assertEqual(self.local_state(c), "closed")  # C's own breaker saw nothing
         r = self.get(c, "/c/first")
         self.assert_cluster_rejection(r, "c")
+        # Issue 30 §1: every report says what C's requests find — open, decided by the cluster — and when
+        # the next one may pass (the cluster's open time, ~30 s), not C's own closed breaker.
+        self.assertGreaterEqual(int(r.headers["retry-after"]), 20, r.headers)
+        self.assertEqual(r.json()["state"], "open")
+        self.assertEqual(r.json()["decided_by"], "cluster")
+        self.assertEqual(r.json()["retry_after_seconds"], int(r.headers["retry-after"]))
+        report = request(c.port("admin"), target="/health/circuits", timeout=CLIENT_TIMEOUT)
+        self.assertEqual(report.status, 503)
+        self.assertEqual(report.json()["status"], "open")
+        mine = report.json()["upstreams"]["svc"]
+        self.assertEqual((mine["state"], mine["decided_by"], mine["breaker_state"]), ("open", "cluster", "closed"))
+        self.assertGreater(mine["next_probe_in_ms"], 20000)
+        self.assertTrue(mine["reason"].startswith("cluster: "), mine["reason"])
+        scrape_now = self.metrics(c)
+        self.assertEqual(sample(scrape_now, "breakerbox_circuit_state_code", upstream="svc"), 2.0)
+        self.assertEqual(sample(scrape_now, "breakerbox_circuit_state", upstream="svc", state="open"), 1.0)
+        self.assertEqual(sample(scrape_now, "breakerbox_circuit_decided_by", upstream="svc", decided_by="cluster"), 1.0)
+        self.assertGreater(sample(scrape_now, "breakerbox_circuit_next_probe_seconds", upstream="svc"), 20.0)
         self.assertNotIn("/c/first", self.up.stats()["paths"])
         self.assertEqual(self.hits("/c/"), 0)
         scrape = self.metrics(c)

@@ -6,7 +6,7 @@ import threading
 import time
 import unittest
 
-from harness import ProxyTestCase, request, read_response, raw_exchange, wait_until
+from harness import ProxyTestCase, request, read_response, raw_exchange, wait_until, ok_response
 
 
 def config(upstreams, limits="", extra_listeners="", workers=1, upstream_defaults=""):
@@ -249,6 +249,54 @@ class ForwardingTest(ProxyTestCase):
             r = request(self.bb.port(), target=f"/y{i}")
             self.assertEqual(r.status, 200)
         self.assertEqual(self.up.stats()["requests"], 10)
+
+
+class InterimResponseTest(ProxyTestCase):
+    """Issue 30 §5, RFC 9110 §15.2: an intermediary forwards the 1xx responses it did not ask for (never
+    to an HTTP/1.0 client) — as the client's proxy (absolute form) and on gateway routes alike."""
+
+    def setUp(self):
+        super().setUp()
+
+        def hints(up, conn, index):
+            while up.read_request(conn):
+                conn.sendall(b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\nConnection: keep-alive\r\n\r\n"
+                             + ok_response(extra="Connection: close\r\n"))
+                return
+
+        self.up = self.scripted(hints)
+        self.bb = self.breakerbox(config(f"""
+  hints:
+    endpoints: [{self.up.address}]
+    routes:
+      hosts: [hints.test]
+  gateway:
+    endpoints: [{self.up.address}]
+    routes:
+      path_prefix: /eh
+"""))
+
+    def interim_then_final(self, raw):
+        out = raw_exchange(self.bb.port(), raw, timeout=5)
+        self.assertTrue(out.endswith(b"ok"), out)
+        return out
+
+    def test_a_103_reaches_a_client_that_uses_breakerbox_as_its_proxy(self):
+        out = self.interim_then_final(b"GET http://hints.test/eh HTTP/1.1\r\nHost: hints.test\r\nConnection: close\r\n\r\n")
+        self.assertTrue(out.startswith(b"HTTP/1.1 103 Early Hints\r\n"), out)
+        interim = out.split(b"\r\n\r\n", 1)[0]
+        self.assertIn(b"Link: </style.css>; rel=preload", interim)
+        self.assertNotIn(b"keep-alive", interim.lower())  # hop-by-hop fields never leak
+        self.assertIn(b"HTTP/1.1 200 OK", out.split(b"\r\n\r\n", 1)[1])
+
+    def test_a_103_reaches_a_client_of_a_gateway_route(self):
+        out = self.interim_then_final(b"GET /eh HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        self.assertTrue(out.startswith(b"HTTP/1.1 103 Early Hints\r\n"), out)
+
+    def test_never_to_an_http10_client(self):
+        out = self.interim_then_final(b"GET /eh HTTP/1.0\r\n\r\n")
+        self.assertNotIn(b" 103 ", out)
+        self.assertTrue(out.startswith(b"HTTP/1.0 200") or out.startswith(b"HTTP/1.1 200"), out)
 
 
 class IdleAndResolutionTest(ProxyTestCase):

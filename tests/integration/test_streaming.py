@@ -1315,6 +1315,35 @@ class StreamTimeoutTest(StreamingCase):
         h = health(bb)
         self.assertEqual((h["window"]["calls"], h["window"]["failures"]), (2, 1))  # head success, then the silence
 
+    def test_a_client_leaving_a_quiet_stream_is_noticed_at_once_and_is_not_a_failure(self):
+        # Issue 30 §2: one event, then a quiet upstream; two clients in turn read the event and leave.
+        # Their departure must end the relay while it waits on the upstream (client_closed), long before
+        # the idle timeout, and nothing may be recorded for the breaker (two failures would open it).
+        up = self.upstream("svc", threads=4)
+        bb = self.breakerbox(config(one_upstream(up, """    retries: {max_attempts: 1}
+    streaming: {idle_timeout: 20s}
+    circuit_breaker: {consecutive_failures: 2, failure_rate: {enabled: false}}
+""")))
+        for n in (1, 2):
+            c = Raw(bb.port(), timeout=5)
+            try:
+                c.send(b"GET /events?stream=sse&events=2&interval_ms=60000 HTTP/1.1\r\nHost: x\r\n\r\n")
+                self.assertEqual(c.head()[1], 200)
+                first = next(c.chunks())
+                self.assertIn(b"id: 0", first)
+                time.sleep(0.3)
+            finally:
+                c.close()
+            # A bound far below the idle timeout: only a relay that watches the client ends this soon.
+            self.assertTrue(wait_until(lambda: metric(bb, "breakerbox_streams_total", upstream="svc", end="client_closed") == n,
+                                       timeout=10), scrape(bb))
+        self.assertEqual(metric(bb, "breakerbox_streams_total", upstream="svc", end="idle_timeout"), 0)
+        h = health(bb)
+        self.assertEqual(h["state"], "closed")
+        self.assertEqual(h["consecutive_failures"], 0)
+        self.assertEqual(h["window"]["failures"], 0)
+        self.assertEqual(request(bb.port(), target="/after").status, 200)  # the upstream never failed
+
     def test_a_tunnel_ends_at_its_total_timeout_however_active(self):
         up = self.upstream("svc")
         bb = self.breakerbox(config(one_upstream(up, "    streaming: {total_timeout: 1s}\n")))

@@ -8,7 +8,9 @@ import shutil
 import signal
 import ssl
 import subprocess
+import socket
 import tempfile
+import threading
 import time
 import unittest
 
@@ -165,6 +167,52 @@ class TlsUpstreamTest(ProxyTestCase):
                 self.assertEqual(up.stats()["tls"]["client_subjects"], {"breakerbox client": 1})
                 for p in (without, with_cert, up):
                     p.stop()
+
+    def test_a_tls13_refusal_of_our_certificate_is_a_handshake_failure_not_a_reset(self):
+        # Issue 30 §4: in TLS 1.3 the server judges the client's certificate after the client's side of
+        # the handshake is done; a server that then closes the socket made the first write fail with a
+        # reset (2–26 of 40 answers were upstream_reset). Every answer must read the alert.
+        server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        server_ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+        server_ctx.load_cert_chain(*PKI["server"])
+        server_ctx.load_verify_locations(PKI["ca"])
+        server_ctx.verify_mode = ssl.CERT_REQUIRED
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)
+        listener.settimeout(0.2)
+        stop = threading.Event()
+
+        def serve():
+            while not stop.is_set():
+                try:
+                    conn, _ = listener.accept()
+                except OSError:
+                    continue
+                conn.settimeout(5)
+                try:
+                    server_ctx.wrap_socket(conn, server_side=True).close()
+                except (ssl.SSLError, OSError):
+                    pass
+                finally:
+                    conn.close()  # closed at once after the failed handshake
+
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        self.addCleanup(lambda: (stop.set(), thread.join(5), listener.close()))
+        bb = self.breakerbox(f"""
+workers: 1
+listeners: [{{name: main, address: "127.0.0.1:0"}}]
+upstreams:
+  pay:
+    endpoints: ["127.0.0.1:{listener.getsockname()[1]}"]
+    routes: {{path_prefix: /}}
+    retries: {{max_attempts: 1}}
+    circuit_breaker: {{consecutive_failures: 1000, failure_rate: {{enabled: false}}}}
+    tls:
+{trusted()}""")
+        errors = [request(bb.port(), target="/x%d" % i).headers.get("x-breakerbox-error") for i in range(40)]
+        self.assertEqual(errors, ["upstream_tls_handshake_failed"] * 40)
 
     def test_new_connections_resume_the_session(self):
         up = self.tls_upstream()
