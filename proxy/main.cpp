@@ -21,7 +21,13 @@ int main(int argc, char** argv)
     cli.add_option("-c,--config", config_path, "configuration file (YAML)")->capture_default_str();
     cli.add_option("--check-config", check_path, "validate FILE, print every error, exit 0 when valid and 1 otherwise");
     cli.add_flag("--version", version, "print the version and exit");
-    CLI11_PARSE(cli, argc, argv);
+    try {
+        cli.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        // --help prints and exits 0; a usage error prints its message and exits 1, like every other
+        // failure (the README's contract: 0 or 1), not CLI11's own codes (106, 109, 114 …).
+        return cli.exit(e) == 0 ? 0 : 1;
+    }
 
     if (version) {
         std::cout << "breakerbox " << breakerbox::build::version << "\n";

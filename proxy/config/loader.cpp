@@ -27,6 +27,38 @@ std::string config_error::text() const
 namespace {
 
 // Walks the YAML tree, collecting errors. One instance per load.
+// Levenshtein distance (insertions, deletions, substitutions), for "did you mean".
+std::size_t edit_distance(std::string_view a, std::string_view b)
+{
+    std::vector<std::size_t> row(b.size() + 1);
+    for (std::size_t j = 0; j <= b.size(); ++j)
+        row[j] = j;
+    for (std::size_t i = 1; i <= a.size(); ++i) {
+        std::size_t diagonal = row[0];
+        row[0] = i;
+        for (std::size_t j = 1; j <= b.size(); ++j) {
+            const std::size_t above = row[j];
+            row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+            diagonal = above;
+        }
+    }
+    return row[b.size()];
+}
+
+// The allowed key closest to a misspelt one, when it is close enough to be a typo (at most a third of
+// its length, and at least 2, edits away); "" otherwise.
+std::string nearest_key(std::string_view key, std::initializer_list<std::string_view> allowed)
+{
+    std::string best;
+    std::size_t best_distance = std::max<std::size_t>(2, key.size() / 3) + 1;
+    for (auto k : allowed)
+        if (const auto d = edit_distance(key, k); d < best_distance) {
+            best_distance = d;
+            best = std::string(k);
+        }
+    return best;
+}
+
 class reader {
 public:
     reader(std::string file, const env_lookup& env) : file_(std::move(file)), env_(env) { }
@@ -50,6 +82,15 @@ public:
         errors.push_back(std::move(e));
     }
 
+    // A required key that is absent: reported at the mapping that should hold it, by name.
+    bool require(const YAML::Node& map, std::string_view key, const std::string& path)
+    {
+        if (map.IsMap() && map[std::string(key)])
+            return true;
+        fail(map, join(path, key), "missing required key \"" + std::string(key) + "\"");
+        return false;
+    }
+
     // Reports keys of `map` that are not in `allowed`. Returns false if `map` is not a mapping.
     bool check_map(const YAML::Node& map, const std::string& path, std::initializer_list<std::string_view> allowed)
     {
@@ -63,7 +104,10 @@ public:
                 std::string known;
                 for (auto k : allowed)
                     known += (known.empty() ? "" : ", ") + std::string(k);
-                fail(it->first, join(path, key), "unknown key \"" + key + "\" (known keys: " + known + ")");
+                const auto nearest = nearest_key(key, allowed);
+                fail(it->first, join(path, key),
+                     "unknown key \"" + key + "\"" + (nearest.empty() ? "" : " (did you mean \"" + nearest + "\"?)") +
+                         " (known keys: " + known + ")");
             }
         }
         return true;
@@ -146,9 +190,33 @@ public:
         out = static_cast<Int>(v);
     }
 
-    void read_percent(const YAML::Node& map, std::string_view key, const std::string& path, double& out)
+    // A percentage, 0–100. A bare number strictly between 0 and 1 is refused as ambiguous: it is almost
+    // always a ratio written where a percentage is meant (0.5 for 50 %), which would otherwise be taken
+    // silently as half a percent. "0.5%" (with the sign) says half a percent on purpose.
+    void read_percent(const YAML::Node& map, std::string_view key, const std::string& path, double& out,
+                      bool zero_allowed = false)
     {
-        read_double(map, key, path, out, 0.0, 100.0, "a percentage in (0, 100]", true);
+        auto f = field(map, key, path);
+        if (!f)
+            return;
+        const auto& [node, p, s] = *f;
+        char* end = nullptr;
+        const double v = std::strtod(s.c_str(), &end);
+        if (!s.empty() && end == s.c_str() + s.size() && v > 0.0 && v < 1.0) {
+            fail(node, p,
+                 "expected a percentage (0-100), got \"" + s + "\", which looks like a ratio: write " + number_text(v * 100) +
+                     " for " + number_text(v * 100) + " %, or \"" + s + "%\" if you mean " + s + " %");
+            return;
+        }
+        read_double(map, key, path, out, 0.0, 100.0, zero_allowed ? "a percentage in [0, 100]" : "a percentage in (0, 100]",
+                    !zero_allowed);
+    }
+
+    static std::string number_text(double v)
+    {
+        std::ostringstream os;
+        os << v;
+        return os.str();
     }
 
     void read_double(const YAML::Node& map, std::string_view key, const std::string& path, double& out, double min, double max,
@@ -439,7 +507,10 @@ void read_rate_rule(reader& r, const YAML::Node& node, const std::string& path, 
         return;
     rule.enabled = true;
     r.read_bool(node, "enabled", path, rule.enabled);
-    r.read_double(node, threshold_key, path, rule.threshold, 0.0, max, expected, true);
+    if (std::string_view(threshold_key) == "threshold") // failure_percentage: a percentage
+        r.read_percent(node, threshold_key, path, rule.threshold);
+    else
+        r.read_double(node, threshold_key, path, rule.threshold, 0.0, max, expected, true);
     r.read_uint(node, "minimum_hosts", path, rule.minimum_hosts, 1, 100000);
     r.read_uint(node, "request_volume", path, rule.request_volume, 1, 100000000);
 }
@@ -469,8 +540,8 @@ void read_outlier_detection(reader& r, const YAML::Node& node, const std::string
     r.read_duration(node, "base_ejection_time", path, o.base_ejection_time, millis(1), 24 * hour);
     r.read_duration(node, "max_ejection_time", path, o.max_ejection_time, millis(1), 24 * hour);
     r.read_duration(node, "max_ejection_time_jitter", path, o.max_ejection_time_jitter, 0, hour);
-    r.read_double(node, "max_ejection_percent", path, o.max_ejection_percent, 0.0, 100.0, "a percentage in [0, 100]");
-    r.read_double(node, "min_healthy_percent", path, o.min_healthy_percent, 0.0, 100.0, "a percentage in [0, 100]");
+    r.read_percent(node, "max_ejection_percent", path, o.max_ejection_percent, true);
+    r.read_percent(node, "min_healthy_percent", path, o.min_healthy_percent, true);
     if (auto fp = node["failure_percentage"])
         read_rate_rule(r, fp, reader::join(path, "failure_percentage"), "threshold", 100.0, "a percentage in (0, 100]",
                        o.failure_percentage);
@@ -1006,8 +1077,10 @@ void read_admin(reader& r, const YAML::Node& root, admin_config& admin)
 
 void read_endpoints(reader& r, const YAML::Node& node, const std::string& path, upstream_config& u)
 {
+    if (!r.require(node, "endpoints", path))
+        return;
     auto eps = node["endpoints"];
-    if (!eps || !eps.IsSequence() || eps.size() == 0) {
+    if (!eps.IsSequence() || eps.size() == 0) {
         r.fail(eps ? eps : node, path + ".endpoints", "expected a non-empty list of host:port");
         return;
     }
@@ -1112,8 +1185,10 @@ void read_listener(reader& r, const YAML::Node& node, std::size_t i, config& cfg
 
 void read_listeners(reader& r, const YAML::Node& root, config& cfg)
 {
+    if (!r.require(root, "listeners", ""))
+        return;
     auto ls = root["listeners"];
-    if (!ls || !ls.IsSequence() || ls.size() == 0) {
+    if (!ls.IsSequence() || ls.size() == 0) {
         r.fail(ls ? ls : root, "listeners", "expected a non-empty list of listeners");
         return;
     }
@@ -1330,10 +1405,13 @@ load_result load_string(const std::string& yaml, const std::string& file_name, c
 
 load_result load_file(const std::string& path, const env_lookup& env)
 {
+    errno = 0;
     std::ifstream in(path, std::ios::binary);
     if (!in) {
+        const int why = errno;
         load_result result;
-        result.errors.push_back({path, 0, 0, "", "cannot read the file"});
+        result.errors.push_back(
+            {path, 0, 0, "", std::string("cannot read the file: ") + (why ? std::strerror(why) : "unknown reason")});
         return result;
     }
     std::stringstream ss;

@@ -35,6 +35,18 @@ class DeploymentFilesTest(unittest.TestCase):
                 r = check_config(f.read())
             self.assertEqual(r.returncode, 0, rel + ": " + r.stderr)
 
+    def test_the_command_line_exits_0_or_1_as_the_readme_says(self):
+        # Issue 30 §8: usage errors exited with CLI11's own codes (109, 114); the README promises 0 or 1.
+        cases = [(["--help"], 0), (["--version"], 0), (["--no-such-flag"], 1), (["--check-config"], 1),
+                 (["--check-config", "/nonexistent/nope.yaml"], 1), (["extra", "positional"], 1)]
+        for args, code in cases:
+            with self.subTest(args=args):
+                r = subprocess.run([BREAKERBOX_BIN] + args, capture_output=True, text=True, timeout=10)
+                self.assertEqual(r.returncode, code, r.stdout + r.stderr)
+        missing = subprocess.run([BREAKERBOX_BIN, "--check-config", "/nonexistent/nope.yaml"], capture_output=True,
+                                 text=True, timeout=10)
+        self.assertIn("cannot read the file: No such file or directory", missing.stderr)
+
     def test_cluster_config_needs_its_redis_password(self):
         with open(os.path.join(ROOT, "docker/breakerbox-cluster.yaml")) as f:
             text = f.read()

@@ -499,3 +499,75 @@ TEST(loader_outliers, every_error_names_its_key)
           "failure_percentage.minimum_hosts", "success_rate.request_volume", "probe.path", "probe.timeout", "panic_threshold"})
         error_at(r, std::string("upstreams.svc.outlier_detection.") + key);
 }
+
+// Issue 30 §8: configuration errors say what is wrong, where, and what was probably meant.
+TEST(loader_errors, a_missing_required_key_is_named_at_its_mapping)
+{
+    auto r = load(R"(
+listeners: [{name: main, address: "127.0.0.1:8080"}]
+upstreams:
+  svc:
+    routes: {hosts: [x]}
+    connect_timeout: 1s
+)");
+    ASSERT_FALSE(r.cfg);
+    const auto* e = error_at(r, "upstreams.svc.endpoints");
+    ASSERT_TRUE(e);
+    EXPECT_EQ(e->message, "missing required key \"endpoints\"");
+    EXPECT_EQ(e->line, 5); // the upstream's own mapping, not the key after it
+    const auto no_listeners = load("upstreams: {svc: {endpoints: [\"127.0.0.1:1\"], routes: {hosts: [x]}}}\n");
+    const auto* l = error_at(no_listeners, "listeners");
+    ASSERT_TRUE(l);
+    EXPECT_EQ(l->message, "missing required key \"listeners\"");
+}
+
+TEST(loader_errors, a_ratio_where_a_percentage_is_meant_is_refused_everywhere)
+{
+    struct row {
+        std::string breaker_or_outliers;
+        std::string path;
+    } rows[] = {
+        {"circuit_breaker: {failure_rate: {threshold: 0.5}}", "upstreams.svc.circuit_breaker.failure_rate.threshold"},
+        {"circuit_breaker: {slow_calls: {rate_threshold: 0.25}}", "upstreams.svc.circuit_breaker.slow_calls.rate_threshold"},
+        {"outlier_detection: {failure_percentage: {threshold: 0.5}}",
+         "upstreams.svc.outlier_detection.failure_percentage.threshold"},
+        {"outlier_detection: {max_ejection_percent: 0.3}", "upstreams.svc.outlier_detection.max_ejection_percent"},
+        {"outlier_detection: {min_healthy_percent: 0.5}", "upstreams.svc.outlier_detection.min_healthy_percent"},
+    };
+    for (const auto& [block, path] : rows) {
+        SCOPED_TRACE(block);
+        auto r = load("listeners: [{name: main, address: \"127.0.0.1:8080\"}]\nupstreams:\n  svc:\n"
+                      "    endpoints: [\"127.0.0.1:1\"]\n    routes: {hosts: [x]}\n    " +
+                      block + "\n");
+        ASSERT_FALSE(r.cfg);
+        const auto* e = error_at(r, path);
+        ASSERT_TRUE(e);
+        EXPECT_NE(e->message.find("looks like a ratio"), std::string::npos) << e->message;
+    }
+    auto explicit_percent = load_with_breaker("{failure_rate: {threshold: \"0.5%\"}}");
+    ASSERT_TRUE(explicit_percent.cfg) << explicit_percent.errors.front().text();
+    EXPECT_DOUBLE_EQ(explicit_percent.cfg->upstreams[0].breaker.failure_rate_threshold, 0.5);
+    auto fifty = load_with_breaker("{failure_rate: {threshold: 50}}");
+    ASSERT_TRUE(fifty.cfg);
+    EXPECT_DOUBLE_EQ(fifty.cfg->upstreams[0].breaker.failure_rate_threshold, 50.0);
+}
+
+TEST(loader_errors, a_file_that_cannot_be_read_says_why)
+{
+    auto r = load_file("/nonexistent/breakerbox.yaml", no_env());
+    ASSERT_FALSE(r.cfg);
+    EXPECT_NE(r.errors.at(0).text().find("cannot read the file: No such file or directory"), std::string::npos)
+        << r.errors.at(0).text();
+}
+
+TEST(loader_errors, an_unknown_key_suggests_the_nearest_known_one)
+{
+    auto r = load_with_breaker("{consecutive_failure: 3}");
+    const auto* e = error_at(r, "upstreams.svc.circuit_breaker.consecutive_failure");
+    ASSERT_TRUE(e);
+    EXPECT_NE(e->message.find("did you mean \"consecutive_failures\"?"), std::string::npos) << e->message;
+    auto far = load_with_breaker("{banana: 3}");
+    const auto* f = error_at(far, "upstreams.svc.circuit_breaker.banana");
+    ASSERT_TRUE(f);
+    EXPECT_EQ(f->message.find("did you mean"), std::string::npos) << f->message;
+}
