@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <type_traits>
 
 namespace breakerbox::forward {
 namespace {
@@ -31,6 +32,29 @@ probe_result read_failure(const error_code& rec)
     return probe_result{proxy_error::upstream_reset, 0, rec.message()};
 }
 
+// TLS 1.3 (RFC 8446 §4.4.2): the server's refusal of our certificate is an alert that comes after our
+// side of the handshake; a server that closes at once makes our write fail with a reset before it is
+// read. After a failed write on TLS, what the server sent is read (already queued: no wait) — the same
+// rule as for requests (upstream_exchange.cpp), so probes classify it alike.
+template <class Stream>
+asio::awaitable<error_code> pending_alert(Stream& stream, error_code ec)
+{
+    if constexpr (std::is_same_v<Stream, tls::tls_io>) {
+        if (ec != beast::error::timeout) {
+            char scratch[512];
+            auto [rec, n] = co_await stream.ssl.async_read_some(asio::buffer(scratch), nothrow_awaitable);
+            if (n == 0)
+                co_return stream.io_error(rec);
+        }
+    }
+    co_return ec;
+}
+
+probe_result refused_after_handshake(const error_code& ec)
+{
+    return probe_result{proxy_error::upstream_tls_handshake_failed, 0, "refused the TLS session after the handshake: " + ec.message()};
+}
+
 // The request and its answer over `stream` (a deadline_stream, or a tls::tls_io over one).
 template <class Stream>
 asio::awaitable<probe_result> request_health(Stream& stream, const std::string& path, const std::string& host)
@@ -38,15 +62,18 @@ asio::awaitable<probe_result> request_health(Stream& stream, const std::string& 
     const std::string request =
         "GET " + path + " HTTP/1.1\r\nHost: " + host + "\r\nUser-Agent: breakerbox-probe\r\nConnection: close\r\n\r\n";
     const auto sent = co_await write_rest(stream, asio::buffer(request), write_progress{}, 0);
-    if (const auto wec = sent.ec)
+    if (const auto wec = sent.ec) {
+        if (const auto alert = co_await pending_alert(stream, wec); tls::is_received_alert(alert))
+            co_return refused_after_handshake(alert);
         co_return probe_result{wec == beast::error::timeout ? proxy_error::upstream_timeout : proxy_error::upstream_reset, 0,
                                wec.message()};
+    }
     beast::flat_buffer buffer;
     bhttp::response_parser<bhttp::string_body> parser;
     http::trailer_fence fence{parser}; // only the status is judged, but trailers never join the header
     parser.body_limit(64 * 1024);      // a health answer; anything bigger is not one
     if (auto rec = co_await http::read_message(stream, buffer, parser, fence))
-        co_return read_failure(rec);
+        co_return tls::is_received_alert(rec) && !parser.got_some() ? refused_after_handshake(rec) : read_failure(rec);
     if (!http::response_coding_supported(parser.get()))
         co_return probe_result{proxy_error::upstream_invalid_response, 0, "a transfer coding other than chunked (RFC 9112 §6.1)"};
     co_return probe_result{proxy_error::ok, parser.get().result_int(), {}};
