@@ -66,6 +66,11 @@ try {
   await state.filter({ hasText: /^forced open$/ }).waitFor();
   result.forced_open = true;
   result.timeline_mentions_operator = (await page.locator("#timeline").textContent()).includes("(dashboard): force-open svc");
+  // Issue 30 §7: every item shows the server's time with its date in UTC, and no "undefined" anywhere.
+  const items = await page.locator("#timeline li").allTextContents();
+  result.timeline_items = items;
+  result.timeline_items_in_utc = items.length > 0 && items.every((t) => /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} UTC /.test(t));
+  result.decided_by_text = await page.locator('[data-upstream="svc"] [data-role="decided-by"]').textContent();
 } catch (e) {
   result.error = String(e && e.stack || e);
 } finally {

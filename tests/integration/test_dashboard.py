@@ -239,6 +239,9 @@ class DashboardTest(ProxyTestCase):
         self.assertEqual(result["direct_post_without_token"], 401)
         self.assertTrue(result["forced_open"])
         self.assertTrue(result["timeline_mentions_operator"])
+        self.assertTrue(result["timeline_items_in_utc"], result["timeline_items"])
+        self.assertFalse(any("undefined" in t for t in result["timeline_items"]), result["timeline_items"])
+        self.assertEqual(result["decided_by_text"], "decided by operator")
         self.assertEqual(request(bb.port("admin"), target="/health/circuits/svc").json()["upstreams"]["svc"]["state"],
                          "forced_open")
         for name in ("dashboard-closed.png", "dashboard-open.png"):
