@@ -23,6 +23,12 @@ PROMETHEUS_DIR = os.environ.get("PROMETHEUS_BIN_DIR", os.path.join(os.path.dirna
 PROMTOOL = os.path.join(PROMETHEUS_DIR, "promtool")
 PROMETHEUS = os.path.join(PROMETHEUS_DIR, "prometheus")
 START_TIMEOUT = 10.0
+# stop() sends SIGTERM and waits this long for the drain and a clean exit (a test's own requests are over
+# by then, and its upstreams are stopped first, so a drain has nothing to wait for).
+STOP_TIMEOUT = float(os.environ.get("BREAKERBOX_STOP_TIMEOUT", "30"))
+# What a sanitizer (ASan, LSan, UBSan, TSan) writes to stderr when it finds something.
+SANITIZER_REPORTS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "WARNING: ThreadSanitizer",
+                     "ThreadSanitizer:", "runtime error:", "SUMMARY: AddressSanitizer", "SUMMARY: UndefinedBehaviorSanitizer")
 
 
 class Upstream:
@@ -106,12 +112,14 @@ class Breakerbox:
                                      start_new_session=bool(self.command_prefix))
         self.logs = []
         self.ports = {}
+        self.signalled = False  # the test sent a signal itself (then its exit status is the test's business)
+        self._stopped = False
         self._ready = threading.Event()
         self._lock = threading.Lock()
         self._reader = threading.Thread(target=self._read_logs, daemon=True)
         self._reader.start()
         if not self._ready.wait(START_TIMEOUT):
-            self.stop()
+            self.stop(graceful=False)
             raise RuntimeError("breakerbox did not become ready:\n" + "\n".join(map(str, self.logs)))
 
     def _read_logs(self):
@@ -144,23 +152,63 @@ class Breakerbox:
         return self.ports[listener]
 
     def signal(self, signo):
+        self.signalled = True
         self.proc.send_signal(signo)
 
     def wait(self, timeout=20):
         return self.proc.wait(timeout=timeout)
 
-    def stop(self):
-        if self.command_prefix:
+    def _kill(self, signo):
+        try:
+            if self.command_prefix:
+                os.killpg(self.proc.pid, signo)  # the wrapper and what it started
+            elif self.proc.poll() is None:
+                self.proc.send_signal(signo)
+        except ProcessLookupError:
+            pass
+
+    def stop(self, graceful=True):
+        """Ends the process as an operator would: SIGTERM, the drain, a clean exit — and fails (raises
+        AssertionError, after everything is cleaned up) on a nonzero exit, no exit within STOP_TIMEOUT, a
+        process that died by itself, or any sanitizer report, which is printed. So LeakSanitizer runs for
+        every sidecar of the sanitizer suites, and a report cannot pass unseen. A process the test
+        signalled itself is only checked for sanitizer reports. graceful=False: SIGKILL, nothing checked."""
+        if self._stopped:
+            return
+        self._stopped = True
+        problems = []
+        running = self.proc.poll() is None
+        if not running and not self.signalled and graceful:
+            problems.append("breakerbox exited by itself during the test, with status %s" % self.proc.returncode)
+        if running and graceful:
+            self._kill(signal.SIGTERM)
             try:
-                os.killpg(self.proc.pid, signal.SIGKILL)  # the wrapper and what it started
-            except ProcessLookupError:
-                pass
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
+                code = self.proc.wait(timeout=STOP_TIMEOUT)
+                # Under a wrapper (faketime forks) the status is the wrapper's, not breakerbox's.
+                if code != 0 and not self.signalled and not self.command_prefix:
+                    problems.append("breakerbox exited with status %d after SIGTERM (0 expected)" % code)
+            except subprocess.TimeoutExpired:
+                problems.append("breakerbox did not exit within %.0f s of SIGTERM" % STOP_TIMEOUT)
+        self._kill(signal.SIGKILL)
         self.proc.wait(timeout=10)
         self._reader.join(timeout=5)
         self.proc.stderr.close()
         self.dir.cleanup()
+        reports = self.sanitizer_reports()
+        if reports:
+            problems.append("sanitizer report:\n" + "\n".join(reports))
+        if problems and graceful:
+            tail = "\n".join(json.dumps(e) for e in self.logs[-15:] if "raw" not in e)
+            raise AssertionError("\n".join(problems) + "\n-- the last log lines:\n" + tail)
+
+    def sanitizer_reports(self):
+        """The lines of stderr that are not log lines, from the first sanitizer report on (capped)."""
+        with self._lock:
+            raw = [e["raw"] for e in self.logs if "raw" in e]
+        for i, line in enumerate(raw):
+            if any(mark in line for mark in SANITIZER_REPORTS):
+                return raw[i:i + 200]
+        return []
 
 
 class Response:
@@ -297,11 +345,19 @@ class ProxyTestCase(unittest.TestCase):
         self._processes = []
 
     def tearDown(self):
-        for p in reversed(self._processes):
+        # Upstreams first: a request still waiting on one then ends at once, so breakerbox's drain (its
+        # stop is SIGTERM) has nothing to wait for. Every process is stopped before a failure is raised.
+        problems = []
+        ordered = sorted(reversed(self._processes), key=lambda p: isinstance(p, Breakerbox))
+        for p in ordered:
             try:
                 p.stop()
+            except AssertionError as e:
+                problems.append(str(e))
             except Exception:
                 pass
+        if problems:
+            self.fail("\n\n".join(problems))
 
     def upstream(self, name="upstream", defaults="", threads=1, tls=None):
         u = Upstream(name, defaults, threads, tls)
@@ -337,6 +393,7 @@ class ScriptedUpstream:
         self.port = self.sock.getsockname()[1]
         self.address = "127.0.0.1:%d" % self.port
         self._threads = []
+        self._conns = []
         self._stopped = False
         self._acceptor = threading.Thread(target=self._accept, daemon=True)
         self._acceptor.start()
@@ -350,6 +407,7 @@ class ScriptedUpstream:
             with self._lock:
                 index = self.connections
                 self.connections += 1
+                self._conns.append(conn)
             t = threading.Thread(target=self._serve, args=(conn, index), daemon=True)
             t.start()
             self._threads.append(t)
@@ -405,6 +463,13 @@ class ScriptedUpstream:
             self.sock.close()
         except OSError:
             pass
+        with self._lock:
+            conns = list(self._conns)
+        for c in conns:  # a handler waiting on its connection ends now, as when a real server dies
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
         for t in self._threads:
             t.join(timeout=5)
 
