@@ -10,6 +10,7 @@
 #include <fstream>
 #include <initializer_list>
 #include <set>
+#include <source_location>
 #include <sstream>
 
 namespace breakerbox::config {
@@ -59,6 +60,10 @@ std::string nearest_key(std::string_view key, std::initializer_list<std::string_
     return best;
 }
 
+// checked_keys(): where the keys the loader accepts are recorded while it runs (null: not recorded).
+// One load at a time per thread.
+thread_local std::vector<checked_key>* t_checked_keys = nullptr;
+
 class reader {
 public:
     reader(std::string file, const env_lookup& env) : file_(std::move(file)), env_(env) { }
@@ -92,8 +97,12 @@ public:
     }
 
     // Reports keys of `map` that are not in `allowed`. Returns false if `map` is not a mapping.
-    bool check_map(const YAML::Node& map, const std::string& path, std::initializer_list<std::string_view> allowed)
+    bool check_map(const YAML::Node& map, const std::string& path, std::initializer_list<std::string_view> allowed,
+                   std::source_location where = std::source_location::current())
     {
+        if (t_checked_keys)
+            for (auto k : allowed)
+                t_checked_keys->push_back({static_cast<int>(where.line()), path, std::string(k)});
         if (!map.IsMap()) {
             fail(map, path, "expected a mapping");
             return false;
@@ -1401,6 +1410,15 @@ load_result load_string(const std::string& yaml, const std::string& file_name, c
     if (result.errors.empty())
         result.cfg = std::move(cfg);
     return result;
+}
+
+std::vector<checked_key> checked_keys(const std::string& yaml, const std::string& file_name)
+{
+    std::vector<checked_key> out;
+    t_checked_keys = &out;
+    load_string(yaml, file_name, [](const std::string&) -> std::optional<std::string> { return std::nullopt; });
+    t_checked_keys = nullptr;
+    return out;
 }
 
 load_result load_file(const std::string& path, const env_lookup& env)
