@@ -2,8 +2,8 @@
 
 #include "admin/health_report.hpp"
 #include "core/iso8601.hpp"
-#include "resilience/circuit_view.hpp"
 #include "core/log.hpp"
+#include "resilience/circuit_view.hpp"
 
 #include <boost/asio/post.hpp>
 

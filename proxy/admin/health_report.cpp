@@ -314,7 +314,8 @@ nlohmann::json upstream_json(const admin_context& ctx, const resilience::upstrea
 std::string circuit_reason(const admin_context& ctx, const resilience::upstream_resilience& r,
                            const resilience::circuit_view& circuit, const std::string& breaker_reason)
 {
-    if (circuit.decided_by != resilience::circuit_decider::cluster && circuit.decided_by != resilience::circuit_decider::cluster_operator)
+    if (circuit.decided_by != resilience::circuit_decider::cluster &&
+        circuit.decided_by != resilience::circuit_decider::cluster_operator)
         return breaker_reason;
     if (ctx.cluster)
         if (const auto it = ctx.cluster->status().upstreams.find(r.cfg.name); it != ctx.cluster->status().upstreams.end())

@@ -35,9 +35,10 @@ using resilience::breaker_state;
     X(failure_ratio, Gauge, "breakerbox_circuit_failure_ratio", "Failure ratio over the sliding window (0-1).")                  \
     X(slow_call_ratio, Gauge, "breakerbox_circuit_slow_call_ratio", "Slow-call ratio over the sliding window (0-1).")            \
     X(consecutive_failures, Gauge, "breakerbox_circuit_consecutive_failures", "Current run of consecutive failures.")            \
-    X(circuit_decided_by, Gauge, "breakerbox_circuit_decided_by",                                                               \
+    X(circuit_decided_by, Gauge, "breakerbox_circuit_decided_by",                                                                \
       "1 for who decides what the next request finds (breaker, operator, cluster, cluster_operator), 0 for the others.")         \
-    X(next_probe, Gauge, "breakerbox_circuit_next_probe_seconds", "Seconds until a request may pass again, whoever decides (0 unless open; 0 when forced open).")     \
+    X(next_probe, Gauge, "breakerbox_circuit_next_probe_seconds",                                                                \
+      "Seconds until a request may pass again, whoever decides (0 unless open; 0 when forced open).")                            \
     X(slow_requests, Counter, "breakerbox_upstream_slow_requests_total", "Upstream calls slower than the slow-call duration.")   \
     X(bulkhead_in_flight, Gauge, "breakerbox_bulkhead_in_flight", "Requests holding a bulkhead slot.")                           \
     X(bulkhead_queued, Gauge, "breakerbox_bulkhead_queued", "Requests waiting for a bulkhead slot.")                             \

@@ -94,7 +94,8 @@ void publish(const admin_context& ctx, const admin_request_info& info, std::stri
     const std::string by(info.remote_ip);
     log::warn("queue operator action", {{"action", action}, {"upstream", p.upstream}, {"id", p.id}, {"who", by}});
     if (ctx.events)
-        ctx.events->publish("operator", {{"action", "queue-" + std::string(action)}, {"upstream", p.upstream}, {"id", p.id}, {"who", by}});
+        ctx.events->publish("operator",
+                            {{"action", "queue-" + std::string(action)}, {"upstream", p.upstream}, {"id", p.id}, {"who", by}});
 }
 
 } // namespace

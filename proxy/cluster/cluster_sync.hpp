@@ -16,13 +16,13 @@
 #pragma once
 #include "resilience/circuit_view.hpp"
 
-#include <functional>
 #include "cluster/redis_client.hpp"
 #include "config/config.hpp"
 #include "core/asio.hpp"
 #include "core/thread_owner.hpp"
 #include "resilience/cluster_gate.hpp"
 #include "runtime/proxy_state.hpp"
+#include <functional>
 
 #include <array>
 #include <map>

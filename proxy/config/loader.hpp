@@ -26,8 +26,7 @@ struct load_result {
 };
 
 load_result load_file(const std::string& path, const env_lookup& env = process_environment());
-load_result load_string(const std::string& yaml, const std::string& file_name,
-                        const env_lookup& env = process_environment());
+load_result load_string(const std::string& yaml, const std::string& file_name, const env_lookup& env = process_environment());
 
 // Test support (tests/integration/test_reference_docs.py, through tests/tools/config_keys.cpp): every key
 // the loader accepts at each mapping it checked while loading `yaml` — the loader's line of the check,

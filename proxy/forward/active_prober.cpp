@@ -52,7 +52,8 @@ asio::awaitable<error_code> pending_alert(Stream& stream, error_code ec)
 
 probe_result refused_after_handshake(const error_code& ec)
 {
-    return probe_result{proxy_error::upstream_tls_handshake_failed, 0, "refused the TLS session after the handshake: " + ec.message()};
+    return probe_result{proxy_error::upstream_tls_handshake_failed, 0,
+                        "refused the TLS session after the handshake: " + ec.message()};
 }
 
 // The request and its answer over `stream` (a deadline_stream, or a tls::tls_io over one).

@@ -13,8 +13,8 @@
 #include "http/streaming_rules.hpp"
 #include "queue/queue_request.hpp"
 #include "queue/queue_store.hpp"
-#include "resilience/circuit_view.hpp"
 #include "resilience/breaker_permit.hpp"
+#include "resilience/circuit_view.hpp"
 #include "resilience/fallback_response.hpp"
 
 #include <boost/beast/http/rfc7230.hpp>
@@ -602,7 +602,7 @@ private:
     struct fallback_cause {
         call_result result; // `out.response` holds the upstream's answer when result.error == ok
         fallback_trigger trigger;
-        std::string_view reason; // the trigger's name (X-Breakerbox-Fallback-Reason)
+        std::string_view reason;          // the trigger's name (X-Breakerbox-Fallback-Reason)
         resilience::circuit_view circuit; // what the next request finds (Retry-After, the 503's state)
         long retry_after;                 // whole seconds until the next probe; 0: none scheduled
     };

@@ -4,11 +4,11 @@
 // more is read from one side until the other has taken what was read (back-pressure both ways).
 // Worker-owned: runs in the session's coroutine, on its worker.
 #pragma once
-#include "resilience/client_watch.hpp"
 #include "core/asio.hpp"
 #include "core/clock.hpp"
 #include "core/deadline_stream.hpp"
 #include "forward/stream_types.hpp"
+#include "resilience/client_watch.hpp"
 #include "runtime/request_stats.hpp"
 
 #include <atomic>

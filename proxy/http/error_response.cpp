@@ -7,7 +7,8 @@ namespace breakerbox::http {
 namespace {
 nlohmann::json error_body(proxy_error reason, std::string_view upstream, std::string_view detail)
 {
-    nlohmann::json body = {{"error", token(reason)}, {"detail", detail.empty() ? make_error_code(reason).message() : std::string(detail)}};
+    nlohmann::json body = {{"error", token(reason)},
+                           {"detail", detail.empty() ? make_error_code(reason).message() : std::string(detail)}};
     if (!upstream.empty())
         body["upstream"] = upstream;
     else
@@ -37,8 +38,7 @@ response make_circuit_open_response(std::string_view upstream, std::string_view 
     return res;
 }
 
-response make_error_response(proxy_error reason, std::string_view upstream, std::string_view detail,
-                             unsigned version)
+response make_error_response(proxy_error reason, std::string_view upstream, std::string_view detail, unsigned version)
 {
     response res{static_cast<bhttp::status>(http_status(reason)), version};
     res.set(bhttp::field::server, "breakerbox");

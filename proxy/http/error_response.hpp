@@ -11,8 +11,7 @@ namespace breakerbox::http {
 inline constexpr std::string_view error_header = "X-Breakerbox-Error";
 inline constexpr std::string_view upstream_header = "X-Breakerbox-Upstream";
 
-response make_error_response(proxy_error reason, std::string_view upstream, std::string_view detail,
-                             unsigned version = 11);
+response make_error_response(proxy_error reason, std::string_view upstream, std::string_view detail, unsigned version = 11);
 
 // 503 for a request the circuit breaker rejected: Retry-After (whole seconds, at least 1) is the time
 // until the next request may pass, and the JSON body adds "state", "decided_by" (breaker, operator,

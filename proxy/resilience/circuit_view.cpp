@@ -33,8 +33,7 @@ circuit_view effective_circuit(const local_breaker_reading& local, const cluster
     // The local breaker's own wait, where it would reject too once the cluster lets requests through.
     const nanos local_wait = mine.next_probe_in.value_or(0);
     switch (cluster.verdict) {
-    case cluster_verdict::open:
-        return {breaker_state::open, circuit_decider::cluster, std::max(cluster.left, local_wait)};
+    case cluster_verdict::open: return {breaker_state::open, circuit_decider::cluster, std::max(cluster.left, local_wait)};
     case cluster_verdict::half_open: // another replica holds the probe: its outcome comes with a sync
         return {breaker_state::open, circuit_decider::cluster, std::max(cluster.left, local_wait)};
     case cluster_verdict::forced_open:

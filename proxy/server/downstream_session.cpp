@@ -487,7 +487,8 @@ private:
             result.body.reset();
             co_return false;
         }
-        const auto end = co_await forward::finish_streamed(worker_.context, limits(), req, result, stream_, buffer_, chunked, &watch_);
+        const auto end =
+            co_await forward::finish_streamed(worker_.context, limits(), req, result, stream_, buffer_, chunked, &watch_);
         if (record)
             log_access(*record, result);
         if (!end.completed && !tunnel)

@@ -340,7 +340,7 @@ struct body_writer {
 
 // The head of a bytes= or stream= answer: status, Server, Content-Type, the header= fields.
 inline http::response<http::empty_body> head_for(const http::request<http::string_body>& req, const behaviour& b,
-                                          std::string_view content_type, bool close_after)
+                                                 std::string_view content_type, bool close_after)
 {
     http::response<http::empty_body> head{http::status::ok, req.version()};
     head.result(b.status);

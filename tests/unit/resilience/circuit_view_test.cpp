@@ -48,7 +48,7 @@ TEST_F(circuit_view_test, the_clusters_open_verdict_is_what_requests_find)
 {
     const nanos now = clk.now();
     gate.set(cluster_verdict::open, now + seconds(3), now + seconds(10)); // valid for 3 s (a few syncs)
-    ASSERT_EQ(gate.admit(now), gate_admission::reject);                    // what the forwarder does
+    ASSERT_EQ(gate.admit(now), gate_admission::reject);                   // what the forwarder does
     const auto v = view();
     EXPECT_EQ(v.state, breaker_state::open);
     EXPECT_EQ(v.decided_by, circuit_decider::cluster);
