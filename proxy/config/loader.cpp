@@ -10,7 +10,6 @@
 #include <fstream>
 #include <initializer_list>
 #include <set>
-#include <source_location>
 #include <sstream>
 
 namespace breakerbox::config {
@@ -98,11 +97,11 @@ public:
 
     // Reports keys of `map` that are not in `allowed`. Returns false if `map` is not a mapping.
     bool check_map(const YAML::Node& map, const std::string& path, std::initializer_list<std::string_view> allowed,
-                   std::source_location where = std::source_location::current())
+                   int line = __builtin_LINE()) // the caller's line (gcc and clang; std::source_location is not in clang 14)
     {
         if (t_checked_keys)
             for (auto k : allowed)
-                t_checked_keys->push_back({static_cast<int>(where.line()), path, std::string(k)});
+                t_checked_keys->push_back({line, path, std::string(k)});
         if (!map.IsMap()) {
             fail(map, path, "expected a mapping");
             return false;

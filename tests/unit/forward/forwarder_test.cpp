@@ -254,8 +254,9 @@ TEST_F(forwarder_fixture, retry_after_dates_are_read_against_the_injected_wall_c
     // retry_after_max: the 503 stands. Neither depends on the machine's date.
     const std::string policies = "    retries: {max_attempts: 2, retry_on: [503], retry_after_max: 1s}\n";
     const std::pair<std::int64_t, int> cases[] = {{0, 2}, {3600, 1}};
-    for (const auto& [ahead, requests] : cases) {
+    for (const auto& [ahead, expected] : cases) {
         SCOPED_TRACE(ahead);
+        const int requests = expected; // a structured binding cannot be captured by clang 14's lambdas
         upstream.connections = {{{reply_503(http_date(clk.unix_seconds() + ahead)), false}, {std::string(ok_reply)}}};
         upstream.accepted = upstream.requests_read = 0;
         configure(policies);
