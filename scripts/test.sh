@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds and runs the whole test suite: unit tests and the integration tests
 # that start the real binary against real upstreams on 127.0.0.1 — in the Release build (then the
-# container image is built and checked end to end), again with AddressSanitizer (clang, whose build
-# also makes the libFuzzer targets, run for a bounded time each from the seed corpus in tests/fuzz),
-# and with ThreadSanitizer+UndefinedBehaviorSanitizer (g++); sanitizer builds at -O1, no -g. Each
+# container image is built and checked end to end), again with AddressSanitizer+UBSan (clang, whose
+# build also makes the libFuzzer targets, run for a bounded time each from the seed corpus in
+# tests/fuzz), and with ThreadSanitizer (g++); sanitizer builds at -O1, no -g. Each
 # stage's time is printed; docs/ci.md says what each costs and what the next addition may spend.
 #   SANITIZERS=0 bash scripts/test.sh    # Release only (quicker, for local iteration)
 #   FUZZ_SECONDS=300 bash scripts/test.sh
@@ -66,9 +66,8 @@ if [ "${SANITIZERS:-1}" != 0 ]; then
   # The sanitizers watch breakerbox (its unit tests and the integration suites against the binary); the
   # controllable upstream is a test tool: both suites use the Release build's instead of compiling it again.
   upstream_bin=$(pwd)/build/breakerbox-test-upstream
-  # One clang build serves AddressSanitizer and the fuzzers (libFuzzer is clang's): the ASan suites, then
-  # the fuzz targets from the same objects. UBSan rides with TSan in the g++ build (clang 14 cannot
-  # assemble coroutines compiled with UBSan).
+  # One clang build serves AddressSanitizer+UBSan and the fuzzers (libFuzzer is clang's): the suites,
+  # then the fuzz targets from the same objects. Then ThreadSanitizer (g++).
   CXX=clang++-14 run_suite build-asan -DBREAKERBOX_SANITIZE=address -DBREAKERBOX_FUZZ=ON -DBREAKERBOX_BUILD_BENCH=OFF \
     -DCMAKE_CXX_FLAGS_RELEASE=-O1 -DBREAKERBOX_TEST_UPSTREAM="$upstream_bin"
   for target in config_loader request_path; do
