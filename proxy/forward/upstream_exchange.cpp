@@ -320,6 +320,10 @@ exchange_result write_failed(const upstream::upstream_connection& conn, const wr
     return write_failure(sent.ec, sent.written, endpoint);
 }
 
+// Interim (1xx) responses passed on to the client per exchange; more are read and dropped (an upstream
+// that floods 1xx cannot make breakerbox write without bound; the request deadline ends the exchange).
+constexpr int max_forwarded_interims = 16;
+
 // TLS 1.3 (RFC 8446 §4.4.2): the server judges our certificate (or its absence) after our side has
 // finished the handshake, and says no with an alert. A server that closes the socket right after it makes
 // our first write fail with a reset before the alert is read. So on a fresh TLS connection whose first
@@ -477,6 +481,7 @@ asio::awaitable<exchange_result> exchange(upstream::worker_upstream& up, upstrea
                 co_return client_stopped(client_side, *conn);
         }
 
+        int interims = 0; // forwarded to the client so far: at most max_forwarded_interims (an abuse bound)
         for (bool answered = false;; answered = true) { // interim 1xx responses are skipped (not 101)
             start_parser(*conn, limits, head);
             auto& parser = conn->parser;
@@ -494,7 +499,7 @@ asio::awaitable<exchange_result> exchange(upstream::worker_upstream& up, upstrea
                 co_return read_failed(rec, *conn, *parser, answered, watch, ep.label);
             const unsigned status = parser->get().result_int();
             if (status >= 100 && status < 200 && status != 101) {
-                if (status != 100 && limits.interim) // RFC 9110 §15.2 (interim_sink)
+                if (status != 100 && limits.interim && ++interims <= max_forwarded_interims) // RFC 9110 §15.2
                     co_await limits.interim->forward_interim(parser->get());
                 continue;
             }

@@ -293,6 +293,22 @@ class InterimResponseTest(ProxyTestCase):
         out = self.interim_then_final(b"GET /eh HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         self.assertTrue(out.startswith(b"HTTP/1.1 103 Early Hints\r\n"), out)
 
+    def test_at_most_16_are_passed_on(self):
+        def flood(up, conn, index):
+            if up.read_request(conn):
+                conn.sendall(b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n" * 40
+                             + ok_response(extra="Connection: close\r\n"))
+
+        up = self.scripted(flood)
+        bb = self.breakerbox(config(f"""
+  flood:
+    endpoints: [{up.address}]
+    routes: {{path_prefix: /}}
+"""))
+        out = raw_exchange(bb.port(), b"GET /x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", timeout=5)
+        self.assertEqual(out.count(b"HTTP/1.1 103 "), 16)
+        self.assertTrue(out.endswith(b"ok"), out[-200:])
+
     def test_never_to_an_http10_client(self):
         out = self.interim_then_final(b"GET /eh HTTP/1.0\r\n\r\n")
         self.assertNotIn(b" 103 ", out)
