@@ -5,9 +5,9 @@
 #include "config/loader.hpp"
 #include "core/asio.hpp"
 #include "core/log.hpp"
-#include "forward/active_prober.hpp"
-#include "forward/outlier_monitor.hpp"
-#include "forward/queue_delivery.hpp"
+#include "background/active_prober.hpp"
+#include "background/outlier_monitor.hpp"
+#include "background/queue_delivery.hpp"
 #include "queue/queue_store.hpp"
 #include "runtime/proxy_state.hpp"
 #include "server/listener.hpp"
@@ -131,7 +131,7 @@ private:
     static void give_detector(resilience::upstream_resilience& shared, const std::vector<tcp::endpoint>& addresses)
     {
         if (shared.outliers)
-            forward::apply_outlier_verdict(shared, shared.outliers->set_endpoints(addresses),
+            resilience::apply_outlier_verdict(shared, shared.outliers->set_endpoints(addresses),
                                            steady_clock_source::instance().now());
     }
 
@@ -147,11 +147,11 @@ private:
             auto probe_endpoints = std::make_shared<std::vector<tcp::endpoint>>(addresses[i]);
             const std::string probe_host = up.host_rewrite.empty() ? up.endpoints.front().text() : up.host_rewrite;
             if (shared->breaker.probes_actively()) {
-                forward::probe_target target{shared, probe_endpoints, probe_host};
-                asio::co_spawn(main_, forward::run_active_prober(std::move(target), active), asio::detached);
+                background::probe_target target{shared, probe_endpoints, probe_host};
+                asio::co_spawn(main_, background::run_active_prober(std::move(target), active), asio::detached);
             }
             if (shared->outliers)
-                asio::co_spawn(main_, forward::run_outlier_monitor(shared, probe_host, active), asio::detached);
+                asio::co_spawn(main_, background::run_outlier_monitor(shared, probe_host, active), asio::detached);
             if (upstream::all_literal(up))
                 continue;
             auto publish = [this, rt, i, probe_endpoints](std::vector<tcp::endpoint> found) {
@@ -314,7 +314,7 @@ private:
             if (!(u.queue_fallback() || has_entries) || !delivering_.insert(u.name).second)
                 continue;
             auto& wk = pool_.at(delivering_.size() % pool_.size());
-            asio::co_spawn(wk.ioc, forward::run_queue_delivery(wk.context, *queue_, u.name), asio::detached);
+            asio::co_spawn(wk.ioc, background::run_queue_delivery(wk.context, *queue_, u.name), asio::detached);
         }
     }
 

@@ -4,7 +4,7 @@
 #include "admin/health_report.hpp"
 #include "admin/metrics_exposition.hpp"
 #include "core/log.hpp"
-#include "forward/outlier_monitor.hpp"
+#include "background/outlier_monitor.hpp"
 
 #include <boost/asio/ip/address_v4.hpp>
 #include <dashboard_assets.hpp>
@@ -244,7 +244,7 @@ http::response endpoint_action(const admin_context& ctx, const http::request& re
     if (!refused.empty())
         return error(refused.starts_with("no endpoint") ? 404 : 409,
                      refused.starts_with("no endpoint") ? "unknown_endpoint" : "refused", refused);
-    forward::apply_outlier_verdict(shared, std::move(verdict), now);
+    resilience::apply_outlier_verdict(shared, std::move(verdict), now);
     const nlohmann::json fields = {{"action", action}, {"upstream", upstream}, {"endpoint", address}, {"who", actor}};
     log::warn("operator action", fields);
     publish_operator(ctx, fields);

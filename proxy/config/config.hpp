@@ -189,12 +189,16 @@ struct retry_config {
 };
 
 // Bit values: a fallback's `when` is a set of them.
-enum class fallback_trigger : std::uint8_t { circuit_open = 1, bulkhead_full = 2, upstream_error = 4, timeout = 8 };
-constexpr std::uint8_t all_fallback_triggers = 1 | 2 | 4 | 8;
+// limit_reached: a limit other than the bulkhead turned the request away (pool.max_connections_per_endpoint,
+// streaming.max_streams, streaming.max_tunnels).
+enum class fallback_trigger : std::uint8_t { circuit_open = 1, bulkhead_full = 2, upstream_error = 4, timeout = 8, limit_reached = 16 };
+constexpr std::uint8_t all_fallback_triggers = 1 | 2 | 4 | 8 | 16;
+constexpr unsigned fallback_trigger_count = 5;
 inline constexpr enum_name<fallback_trigger> fallback_trigger_names[]{{fallback_trigger::circuit_open, "circuit_open"},
                                                                       {fallback_trigger::bulkhead_full, "bulkhead_full"},
                                                                       {fallback_trigger::upstream_error, "upstream_error"},
-                                                                      {fallback_trigger::timeout, "timeout"}};
+                                                                      {fallback_trigger::timeout, "timeout"},
+                                                                      {fallback_trigger::limit_reached, "limit_reached"}};
 constexpr std::span<const enum_name<fallback_trigger>> names_of(fallback_trigger) noexcept { return fallback_trigger_names; }
 
 // The names are the YAML keys of a fallback entry, the X-Breakerbox-Fallback values and the `kind` label.

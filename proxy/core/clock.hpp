@@ -21,6 +21,8 @@ public:
     virtual nanos now() const noexcept = 0;
     // Wall-clock time, in whole seconds since the Unix epoch (HTTP-dates: Retry-After, RFC 9110 §10.2.3).
     virtual std::int64_t unix_seconds() const noexcept = 0;
+    // Wall-clock time in milliseconds since the Unix epoch (event times, Redis's clock against ours).
+    virtual std::int64_t unix_millis() const noexcept { return unix_seconds() * 1000; }
     // The steady_clock time point at which now() reads `t`: what Asio's timers (deadlines) wait for.
     virtual std::chrono::steady_clock::time_point to_steady(nanos t) const noexcept = 0;
 };
@@ -34,6 +36,10 @@ public:
     std::int64_t unix_seconds() const noexcept override
     {
         return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+    }
+    std::int64_t unix_millis() const noexcept override
+    {
+        return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
     }
     // now() is steady_clock's own reading: the same time base, no conversion.
     std::chrono::steady_clock::time_point to_steady(nanos t) const noexcept override

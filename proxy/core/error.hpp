@@ -30,6 +30,7 @@ namespace breakerbox {
     X(upstream_response_too_large, 502, "the upstream response exceeds max_response_body")                                      \
     X(upstream_failure_status, 502, "the upstream answered with a failure status") /* a fallback replaced it */                 \
     X(no_endpoint, 503, "the upstream has no resolved endpoint")                                                                \
+    X(no_healthy_endpoint, 503, "every endpoint is ejected by outlier detection")                                               \
     X(circuit_open, 503, "the circuit breaker is open")                                                                         \
     X(bulkhead_full, 503, "the bulkhead is full")                                                                               \
     X(queue_timeout, 503, "timed out waiting in the bulkhead queue")                                                            \

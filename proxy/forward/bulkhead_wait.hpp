@@ -11,35 +11,8 @@
 
 namespace breakerbox::forward {
 
-class bulkhead_permit {
-public:
-    bulkhead_permit() = default;
-    explicit bulkhead_permit(resilience::bulkhead& b) : b_(&b) {}
-    bulkhead_permit(bulkhead_permit&& o) noexcept : b_(std::exchange(o.b_, nullptr)) {}
-    bulkhead_permit& operator=(bulkhead_permit&& o) noexcept
-    {
-        reset();
-        b_ = std::exchange(o.b_, nullptr);
-        return *this;
-    }
-    ~bulkhead_permit() { reset(); }
-    explicit operator bool() const noexcept { return b_ != nullptr; }
-    void reset() noexcept
-    {
-        if (b_)
-            b_->release();
-        b_ = nullptr;
-    }
-
-private:
-    resilience::bulkhead* b_ = nullptr;
-};
-
-// A free slot, without waiting; an empty permit when there is none.
-inline bulkhead_permit try_take_slot(resilience::bulkhead& b)
-{
-    return b.try_acquire() ? bulkhead_permit(b) : bulkhead_permit();
-}
+using resilience::bulkhead_permit;
+using resilience::try_take_slot;
 
 enum class bulkhead_result { acquired, full, queue_timeout, client_gone };
 

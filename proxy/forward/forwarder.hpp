@@ -53,22 +53,6 @@ struct forward_result {
 asio::awaitable<void> forward_request(runtime::worker_context& worker, runtime::worker_generation& gen, http::request& req,
                                       const routing::route_match& route, const client_info& client, forward_result& out);
 
-// After a streamed answer's head went to the client: relays its body, or runs the tunnel of a 101
-// (docs/streaming.md). A body that breaks is one more failure for the upstream's breaker (its call was
-// recorded when the head arrived) and its retries are counted as abandoned; a complete answer to a GET
-// is stored in the stale cache when it fits. `req`: the request as it was sent upstream;
-// `client_buffer`: bytes the client sent beyond the request (the tunnel's first ones). Returns whether
-// the client's connection may carry another request: false after a tunnel, or when the relay failed —
-// then the caller must abort the connection (the client sees the message cut, never silently short).
-// `watch`: the client's (nullptr: none), so that a client leaving a quiet stream is noticed at once.
-struct streamed_end {
-    bool completed = false;
-};
-asio::awaitable<streamed_end> finish_streamed(runtime::worker_context& worker, const config::limits_config& limits,
-                                              const http::request& req, forward_result& out, deadline_stream& client,
-                                              beast::flat_buffer& client_buffer, bool chunked_to_client,
-                                              resilience::client_watch* watch);
-
 // How a queued request's delivery ended (queue/queue_delivery.hpp): ok when the upstream answered (its
 // answer is in `response`); otherwise why not — circuit_open, bulkhead_full, queue_timeout,
 // connection_limit and no_endpoint mean it was not sent.

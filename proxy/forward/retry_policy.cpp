@@ -1,5 +1,6 @@
 #include "forward/retry_policy.hpp"
 
+#include "forward/outcome_table.hpp"
 #include "http/field_scan.hpp"
 #include "http/http_date.hpp"
 
@@ -23,20 +24,17 @@ bool method_retryable(const http::request& req, const config::retry_config& rc)
 
 bool outcome_retryable(proxy_error error, const http::response& response, const config::retry_config& rc)
 {
-    switch (error) {
-    case proxy_error::ok: {
+    if (error == proxy_error::ok) {
         const unsigned s = response.result_int();
         return std::find(rc.on_statuses.begin(), rc.on_statuses.end(), s) != rc.on_statuses.end();
     }
-    case proxy_error::upstream_connect_failed:
-    case proxy_error::upstream_connect_timeout:
-    case proxy_error::upstream_tls_handshake_failed:
-    case proxy_error::upstream_tls_reset: return rc.on_connect_failure;
-    case proxy_error::upstream_tls_verify_failed: return false; // deterministic: the same certificate again
-    case proxy_error::upstream_reset: return rc.on_reset;
-    case proxy_error::upstream_timeout: return rc.on_timeout;
-    default: return false;
+    switch (rule_of(error).retry) {
+    case retry_on::connect_failure: return rc.on_connect_failure;
+    case retry_on::reset: return rc.on_reset;
+    case retry_on::timeout: return rc.on_timeout;
+    case retry_on::never: break;
     }
+    return false;
 }
 
 std::optional<nanos> retry_delay(proxy_error error, const http::response& response, const config::retry_config& rc,

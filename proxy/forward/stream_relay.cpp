@@ -13,6 +13,7 @@
 #include <boost/beast/http/error.hpp>
 
 #include <array>
+#include <limits>
 #include <cstdio>
 #include <optional>
 
@@ -24,23 +25,22 @@ using steady = std::chrono::steady_clock;
 using runtime::stream_end;
 
 // The deadlines of one relay: each wait ends at the idle limit or the total one, whichever is first.
+// Read from the injected clock; Asio's timers get its steady time points.
 struct relay_clock {
-    steady::time_point total_deadline = steady::time_point::max();
-    steady::duration idle{};
+    const clock& clk;
+    nanos total_deadline = std::numeric_limits<nanos>::max();
+    nanos idle = 0;
 
-    steady::time_point next() const { return std::min(steady::now() + idle, total_deadline); }
-    stream_end timeout_kind() const
-    {
-        return steady::now() >= total_deadline ? stream_end::total_timeout : stream_end::idle_timeout;
-    }
+    steady::time_point next() const { return clk.to_steady(std::min(clk.now() + idle, total_deadline)); }
+    stream_end timeout_kind() const { return clk.now() >= total_deadline ? stream_end::total_timeout : stream_end::idle_timeout; }
 };
 
-relay_clock clock_for(nanos idle, nanos total)
+relay_clock clock_for(const clock& clk, nanos idle, nanos total)
 {
-    relay_clock c;
-    c.idle = as_duration(idle);
+    relay_clock c{clk};
+    c.idle = idle;
     if (total > 0)
-        c.total_deadline = steady::now() + as_duration(total);
+        c.total_deadline = clk.now() + total;
     return c;
 }
 
@@ -224,7 +224,7 @@ void open_body::reset() noexcept
 
 asio::awaitable<relay_outcome> relay_response_body(deadline_stream& client, open_body& body, const relay_options& opt)
 {
-    const auto rc = clock_for(opt.idle_timeout, opt.total_timeout);
+    const auto rc = clock_for(*opt.clk, opt.idle_timeout, opt.total_timeout);
     auto& conn = *body.conn;
     relay_outcome out;
     if (opt.watch)
@@ -247,7 +247,7 @@ asio::awaitable<relay_outcome> relay_response_body(deadline_stream& client, open
     conn.fence.reset();
     conn.parser.reset();
     if (reusable)
-        body.up->give_back(*body.ep, std::move(body.conn), steady_clock_source::instance().now());
+        body.up->give_back(*body.ep, std::move(body.conn), opt.clk->now());
     body.conn.reset();
     co_return out;
 }
@@ -256,7 +256,10 @@ namespace {
 
 // What both directions of a tunnel share: when a byte last moved, and how it ended.
 struct tunnel_state {
-    steady::time_point last_activity = steady::now();
+    explicit tunnel_state(const clock& c) : clk(c), last_activity(c.now()) {}
+    void moved() noexcept { last_activity = clk.now(); }
+    const clock& clk;
+    nanos last_activity;
     stream_end end = stream_end::completed;
     bool failed = false;
 };
@@ -326,12 +329,12 @@ asio::awaitable<void> pump_to_upstream(deadline_stream& client, upstream::upstre
                 abort_tunnel(client, up, t, stream_end::client_closed);
             co_return;
         }
-        t.last_activity = steady::now();
+        t.moved();
         if (auto wec = co_await write_upstream_all(up, asio::buffer(buf.get(), n))) {
             abort_tunnel(client, up, t, stream_end::upstream_failed);
             co_return;
         }
-        t.last_activity = steady::now();
+        t.moved();
     }
 }
 
@@ -357,13 +360,13 @@ asio::awaitable<void> pump_to_client(deadline_stream& client, upstream::upstream
                 abort_tunnel(client, up, t, stream_end::upstream_failed);
             co_return;
         }
-        t.last_activity = steady::now();
+        t.moved();
         auto [wec, written] = co_await asio::async_write(client.socket(), asio::buffer(buf.get(), n), nothrow_awaitable);
         if (wec) {
             abort_tunnel(client, up, t, stream_end::client_closed);
             co_return;
         }
-        t.last_activity = steady::now();
+        t.moved();
     }
 }
 
@@ -374,27 +377,27 @@ asio::awaitable<void> pump_to_client(deadline_stream& client, upstream::upstream
 asio::awaitable<void> tunnel_watchdog(deadline_stream& client, upstream::upstream_connection& up, const tunnel_options& opt,
                                       tunnel_state& t)
 {
-    const auto started = steady::now();
-    const auto idle = as_duration(opt.idle_timeout);
-    const auto period = std::min<steady::duration>(idle / 4 + std::chrono::milliseconds(1), std::chrono::seconds(1));
+    const auto& clk = *opt.clk;
+    const nanos started = clk.now();
+    const nanos idle = opt.idle_timeout;
+    const nanos period = std::min<nanos>(idle / 4 + millis(1), seconds(1));
     // The drain is noticed up to a period late: the tunnel ends that much (and a margin) before the
     // drain timeout, so that it closes cleanly before the process stops.
-    std::optional<steady::time_point> drain_seen;
-    const auto drain_end = std::max<steady::duration>(steady::duration::zero(),
-                                                      as_duration(opt.drain_timeout) - period - std::chrono::milliseconds(250));
+    std::optional<nanos> drain_seen;
+    const nanos drain_end = std::max<nanos>(0, opt.drain_timeout - period - millis(250));
     asio::steady_timer timer(co_await asio::this_coro::executor);
     for (;;) {
-        timer.expires_after(period);
+        timer.expires_after(as_duration(period));
         auto [ec] = co_await timer.async_wait(nothrow_awaitable);
         if (ec || t.failed)
             co_return; // cancelled: the directions ended by themselves
-        const auto now = steady::now();
+        const nanos now = clk.now();
         if (!drain_seen && opt.draining && opt.draining->load(std::memory_order_relaxed))
             drain_seen = now;
         stream_end why = stream_end::completed;
         if (now - t.last_activity >= idle)
             why = stream_end::idle_timeout;
-        else if (opt.total_timeout > 0 && now - started >= as_duration(opt.total_timeout))
+        else if (opt.total_timeout > 0 && now - started >= opt.total_timeout)
             why = stream_end::total_timeout;
         else if (opt.breaker && opt.breaker->trip_count() != opt.trips)
             why = stream_end::circuit_opened;
@@ -416,7 +419,7 @@ asio::awaitable<stream_end> run_tunnel(deadline_stream& client, beast::flat_buff
     auto& up = *body.conn;
     client.expires_never();
     up.stream.expires_never();
-    tunnel_state t;
+    tunnel_state t(*opt.clk);
     co_await (
         (pump_to_upstream(client, up, client_buffer, opt.buffer_size, t) && pump_to_client(client, up, opt.buffer_size, t)) ||
         tunnel_watchdog(client, up, opt, t));

@@ -35,6 +35,8 @@ struct relay_options {
     // of holding both until the idle timeout and then counting as the upstream's failure.
     resilience::client_watch* watch = nullptr;
     nanos now = 0; // when the relay starts (the watch's age counts from here)
+    // The clock the idle and total limits are read from (injected: the worker's).
+    const clock* clk = &steady_clock_source::instance();
 };
 
 struct relay_outcome {
@@ -59,6 +61,7 @@ struct tunnel_options {
     // then ended (`drained`), so that it closes before the process stops at the drain timeout.
     const std::atomic<bool>* draining = nullptr;
     nanos drain_timeout = 0;
+    const clock* clk = &steady_clock_source::instance(); // the limits' clock (injected: the worker's)
 };
 
 // Relays both directions of an upgraded connection until both have ended (each side's end of input is

@@ -107,7 +107,7 @@ exchange_result read_failure(const error_code& ec, const std::string& endpoint)
 // The result of a failed TLS handshake: connect-class, nothing of the request was sent.
 exchange_result handshake_failure(tls::handshake_outcome& h) { return failure(h.error, std::move(h.detail)); }
 
-void count_handshake(const exchange_limits& limits, tls::handshake_result r)
+void count_handshake(const attempt_spec& limits, tls::handshake_result r)
 {
     if (static_cast<std::size_t>(r) < limits.tls_handshakes.size())
         limits.tls_handshakes[static_cast<std::size_t>(r)].add();
@@ -117,7 +117,7 @@ void count_handshake(const exchange_limits& limits, tls::handshake_result r)
 // connect_timeout (and the request's deadline). nullopt: ready for the request.
 asio::awaitable<std::optional<exchange_result>> open_connection(upstream::worker_upstream& up,
                                                                 upstream::upstream_connection& conn, upstream::endpoint_slot& ep,
-                                                                const exchange_limits& limits)
+                                                                const attempt_spec& limits)
 {
     auto connect_deadline = std::min(limits.deadline, limits.clk->to_steady(limits.clk->now() + limits.connect_timeout));
     conn.stream.expires_at(connect_deadline);
@@ -156,7 +156,7 @@ asio::awaitable<write_progress> write_through_tls(upstream::upstream_connection&
 // read_message's header check, with the exchange's limits as its context.
 bool leave_body_open(const response_parser& parser, const void* context)
 {
-    const auto& limits = *static_cast<const exchange_limits*>(context);
+    const auto& limits = *static_cast<const attempt_spec*>(context);
     if (!limits.body || parser.get().result_int() / 100 == 1)
         return false;
     const auto length = parser.content_length();
@@ -164,7 +164,7 @@ bool leave_body_open(const response_parser& parser, const void* context)
 }
 
 asio::awaitable<error_code> read_through_tls(upstream::upstream_connection& conn, response_parser& parser,
-                                             http::trailer_fence& fence, const exchange_limits& limits)
+                                             http::trailer_fence& fence, const attempt_spec& limits)
 {
     tls::tls_io io{conn.stream, conn.tls->stream};
     co_return co_await http::read_message(io, conn.buffer, parser, fence, response_read_size, &leave_body_open, &limits);
@@ -258,7 +258,7 @@ exchange_result upload_write_failed(const upstream::upstream_connection& conn, c
 // client's upload). ok, or the client's failure (the reason; the error in conn.upload_error). When the
 // upstream stopped taking the body, its answer may already be there: the connection is marked
 // request_incomplete and read for a moment (early_answer_wait) before the write's failure stands.
-asio::awaitable<proxy_error> upload_body(upstream::upstream_connection& conn, const exchange_limits& limits, client_watch* watch)
+asio::awaitable<proxy_error> upload_body(upstream::upstream_connection& conn, const attempt_spec& limits, client_watch* watch)
 {
     const nanos started = limits.clk->now();
     const auto p = co_await send_upload(conn, *limits.upload, limits.stream_idle_timeout);
@@ -292,7 +292,7 @@ struct watch_guard {
 // The connection takes the request: its deadline, its count, and the client watch armed on it. The
 // caller's clock reading is recent enough, except on the second pass (after a stale pooled connection
 // and a connect).
-void start_request(upstream::upstream_connection& conn, const exchange_limits& limits, client_watch* watch, bool first_pass)
+void start_request(upstream::upstream_connection& conn, const attempt_spec& limits, client_watch* watch, bool first_pass)
 {
     conn.stream.expires_at(limits.deadline);
     ++conn.requests;
@@ -349,7 +349,7 @@ exchange_result tls_refused(const error_code& ec, const std::string& endpoint)
 }
 
 // A fresh parser for the next response on `conn` (after an interim one, the final one).
-void start_parser(upstream::upstream_connection& conn, const exchange_limits& limits, bool head)
+void start_parser(upstream::upstream_connection& conn, const attempt_spec& limits, bool head)
 {
     auto& parser = conn.parser;
     auto& fence = conn.fence;
@@ -442,7 +442,7 @@ exchange_result deliver(upstream::worker_upstream& up, upstream::endpoint_slot& 
 } // namespace
 
 asio::awaitable<exchange_result> exchange(upstream::worker_upstream& up, upstream::endpoint_slot& ep, const http::request& req,
-                                          const exchange_limits& limits, http::response& response, client_watch* watch)
+                                          const attempt_spec& limits, http::response& response, client_watch* watch)
 {
     const bool head = req.method() == bhttp::verb::head;
     watch_guard disarm_at_end{watch};

@@ -34,7 +34,9 @@ struct exchange_result {
     nanos upload_took = 0;
 };
 
-struct exchange_limits {
+// What one attempt may do and where it reports: its deadline and limits, the watches that may end it,
+// streaming. Built by the forwarder with designated initialisers (every field named), per attempt.
+struct attempt_spec {
     std::chrono::steady_clock::time_point deadline;
     nanos connect_timeout;
     std::uint64_t max_response_body;
@@ -82,6 +84,6 @@ struct exchange_limits {
 // meanwhile; if the client goes away the exchange is cancelled and ends with proxy_error::client_closed
 // (and with limits.cancel_on_trip, if that circuit opens, with proxy_error::circuit_open).
 asio::awaitable<exchange_result> exchange(upstream::worker_upstream& up, upstream::endpoint_slot& ep, const http::request& req,
-                                          const exchange_limits& limits, http::response& response, client_watch* watch = nullptr);
+                                          const attempt_spec& limits, http::response& response, client_watch* watch = nullptr);
 
 } // namespace breakerbox::forward

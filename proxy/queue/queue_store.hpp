@@ -70,6 +70,8 @@ struct queue_counters {
     std::atomic<std::uint64_t> enqueued{0}, delivered{0}, dead_lettered{0}, expired{0};
     std::array<std::atomic<std::uint64_t>, std::size(rejection_names)> rejected{};
     std::array<std::atomic<std::uint64_t>, std::size(delivery_result_names)> attempts{};
+
+    void count(rejection r) noexcept { rejected[static_cast<std::size_t>(r)].fetch_add(1, std::memory_order_relaxed); }
 };
 
 // A request as stored: as it would be sent upstream (already rewritten), with its head fields as

@@ -15,6 +15,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <utility>
 
 namespace breakerbox::resilience {
 
@@ -60,5 +61,36 @@ private:
     mutable std::mutex mutex_;
     std::deque<std::shared_ptr<bulkhead_waiter>> queue_;
 };
+
+// A slot held: given back when the permit goes (RAII, beside breaker_permit and retry_permit).
+class bulkhead_permit {
+public:
+    bulkhead_permit() = default;
+    explicit bulkhead_permit(bulkhead& b) : b_(&b) {}
+    bulkhead_permit(bulkhead_permit&& o) noexcept : b_(std::exchange(o.b_, nullptr)) {}
+    bulkhead_permit& operator=(bulkhead_permit&& o) noexcept
+    {
+        reset();
+        b_ = std::exchange(o.b_, nullptr);
+        return *this;
+    }
+    ~bulkhead_permit() { reset(); }
+    explicit operator bool() const noexcept { return b_ != nullptr; }
+    void reset() noexcept
+    {
+        if (b_)
+            b_->release();
+        b_ = nullptr;
+    }
+
+private:
+    bulkhead* b_ = nullptr;
+};
+
+// A free slot, without waiting; an empty permit when there is none.
+inline bulkhead_permit try_take_slot(bulkhead& b)
+{
+    return b.try_acquire() ? bulkhead_permit(b) : bulkhead_permit();
+}
 
 } // namespace breakerbox::resilience

@@ -14,21 +14,18 @@ outcome_classifier::outcome_classifier(const config::classification_config& cfg)
             table_[s] = outcome::ignored;
 }
 
-outcome outcome_classifier::of_error(proxy_error e) const noexcept
+outcome outcome_classifier::of_failure(failure_class c) const noexcept
 {
     auto as = [](bool failure) { return failure ? outcome::failure : outcome::ignored; };
-    switch (e) {
-    case proxy_error::upstream_connect_failed:
-    case proxy_error::upstream_tls_handshake_failed: // TLS failures are connect-class: no request was sent
-    case proxy_error::upstream_tls_verify_failed:
-    case proxy_error::upstream_tls_reset: return as(cfg_.connect_failure);
-    case proxy_error::upstream_connect_timeout: return as(cfg_.connect_timeout);
-    case proxy_error::upstream_timeout: return as(cfg_.request_timeout);
-    case proxy_error::upstream_reset: return as(cfg_.connection_reset);
-    case proxy_error::upstream_invalid_response:
-    case proxy_error::upstream_response_too_large: return as(cfg_.invalid_response);
-    default: return outcome::ignored; // local decisions are never upstream failures
+    switch (c) {
+    case failure_class::connect_failure: return as(cfg_.connect_failure);
+    case failure_class::connect_timeout: return as(cfg_.connect_timeout);
+    case failure_class::request_timeout: return as(cfg_.request_timeout);
+    case failure_class::connection_reset: return as(cfg_.connection_reset);
+    case failure_class::invalid_response: return as(cfg_.invalid_response);
+    case failure_class::none: break;
     }
+    return outcome::ignored; // local decisions are never upstream failures
 }
 
 } // namespace breakerbox::resilience

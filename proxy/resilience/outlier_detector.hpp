@@ -213,13 +213,13 @@ private:
     std::atomic<std::uint64_t> upstream_opens_{0};
 };
 
-// The endpoint's view of an attempt's result: `error` is the attempt's proxy error (ok: the upstream
-// answered), `classified_*` the classification's verdict on it.
-constexpr endpoint_outcome endpoint_outcome_of(proxy_error error, bool classified_failure, bool classified_ignored) noexcept
+// The endpoint's view of an attempt's result: `answered`, whether the upstream answered (else the way
+// to it failed: a local-origin failure in Envoy's terms), `classified_*` the classification's verdict.
+constexpr endpoint_outcome endpoint_outcome_of(bool answered, bool classified_failure, bool classified_ignored) noexcept
 {
     if (classified_ignored)
         return endpoint_outcome::ignored;
-    if (error == proxy_error::ok)
+    if (answered)
         return classified_failure ? endpoint_outcome::failure_status : endpoint_outcome::success;
     return classified_failure ? endpoint_outcome::local_origin_failure : endpoint_outcome::ignored;
 }

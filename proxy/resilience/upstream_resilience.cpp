@@ -47,4 +47,20 @@ void log_transition(const transition_event& e)
         observer(e);
 }
 
+void apply_outlier_verdict(upstream_resilience& shared, outlier_verdict verdict, nanos now)
+{
+    if (!verdict.open_upstream || !shared.outliers)
+        return;
+    const auto state = shared.breaker.state();
+    if (shared.breaker.trip_from_outside(verdict.reason, now)) {
+        shared.outliers->count_upstream_open();
+        return;
+    }
+    // Not closed: open already, or half-open (its probes decide), or an operator's state or a disabled
+    // breaker, which outlier detection does not override. Said, so it is not silent.
+    if (state != breaker_state::open)
+        log::warn("too few healthy endpoints, but the circuit is not closed: left as it is",
+                  {{"upstream", shared.cfg.name}, {"state", to_string(state)}, {"reason", verdict.reason}});
+}
+
 } // namespace breakerbox::resilience

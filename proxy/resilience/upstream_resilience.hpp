@@ -60,4 +60,8 @@ void log_transition(const transition_event& e);
 // won the transition, so it must only copy and hand over (post), never block.
 void set_transition_observer(std::function<void(const transition_event&)> observer);
 
+// Opens the upstream's breaker when outlier detection's `verdict` says too few endpoints are healthy
+// (counted once, by the winner of the transition). Any thread.
+void apply_outlier_verdict(upstream_resilience& shared, outlier_verdict verdict, nanos now);
+
 } // namespace breakerbox::resilience

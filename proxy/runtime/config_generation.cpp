@@ -44,7 +44,7 @@ config_generation::config_generation(config::config c, const clock& clk, const c
             const auto& fb = u.fallbacks[f];
             if (fb.kind != config::fallback_kind::static_response)
                 continue;
-            for (unsigned bit = 0; bit < 4; ++bit)
+            for (unsigned bit = 0; bit < config::fallback_trigger_count; ++bit)
                 if (fb.triggers & (1u << bit))
                     answers[f][bit] =
                         resilience::prerender_static_fallback(fb, u.name, static_cast<config::fallback_trigger>(1u << bit));

@@ -44,6 +44,7 @@ namespace breakerbox::runtime {
     X(queue_timeout)                    \
     X(connection_limit)                 \
     X(no_endpoint)                      \
+    X(no_healthy_endpoint)              \
     X(stream_limit)                     \
     X(tunnel_limit)
 

@@ -4,6 +4,7 @@
 #include "core/write_all.hpp"
 #include "forward/forwarder.hpp"
 #include "forward/stream_types.hpp"
+#include "forward/streamed_completion.hpp"
 #include "http/error_response.hpp"
 #include "http/field_scan.hpp"
 #include "http/framing.hpp"

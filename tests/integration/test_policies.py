@@ -101,7 +101,8 @@ class BulkheadTest(ProxyTestCase):
         self.assertEqual(up.stats()["requests"], 2)
         self.assertEqual(health()["bulkhead"]["in_flight"], 0)
 
-    def test_connections_per_endpoint_are_limited(self):
+    def hold_the_only_connection(self, fallbacks=""):
+        """One endpoint allowed one connection, held by a slow request: the next request finds it taken."""
         up = self.upstream("svc", threads=4)
         bb = self.breakerbox(config(f"""
   svc:
@@ -109,10 +110,14 @@ class BulkheadTest(ProxyTestCase):
     routes: {{path_prefix: /}}
     pool: {{max_connections_per_endpoint: 1}}
     retries: {{max_attempts: 1}}
-""", workers=1))
+{fallbacks}""", workers=1))
         slow = threading.Thread(target=lambda: request(bb.port(), target="/slow?delay_ms=1000"))
         slow.start()
         self.assertTrue(wait_until(lambda: up.stats()["in_flight"] == 1))
+        return up, bb, slow
+
+    def test_connections_per_endpoint_are_limited(self):
+        up, bb, slow = self.hold_the_only_connection()
         r = request(bb.port(), target="/second")
         self.assertEqual(r.status, 503)
         self.assertEqual(r.headers["x-breakerbox-error"], "connection_limit")  # not the bulkhead: its own reason
@@ -122,6 +127,20 @@ class BulkheadTest(ProxyTestCase):
         slow.join(timeout=10)
         self.assertEqual(request(bb.port(), target="/third").status, 200)  # the connection is free again
         self.assertEqual(up.stats()["connections"], 1)
+
+    def test_a_connection_limit_fires_limit_reached_not_bulkhead_full(self):
+        # Issue 32: every capacity refusal fired the bulkhead_full trigger; a fallback for a full bulkhead
+        # answered for a connection limit too, with X-Breakerbox-Fallback-Reason: bulkhead_full.
+        _, bb, slow = self.hold_the_only_connection("""    fallbacks:
+      - when: [bulkhead_full]
+        static: {status: 503, body: "bulkhead"}
+      - when: [limit_reached]
+        static: {status: 503, body: "limit: {{reason}}"}
+""")
+        r = request(bb.port(), target="/second")
+        self.assertEqual((r.status, r.body), (503, b"limit: limit_reached"))
+        self.assertEqual(r.headers["x-breakerbox-fallback-reason"], "limit_reached")
+        slow.join(timeout=10)
 
 
 class RetryTest(ProxyTestCase):

@@ -9,6 +9,7 @@
 #include "forward/forwarder.hpp"
 
 #include "config/loader.hpp"
+#include "upstream/endpoint_health.hpp"
 #include "runtime/config_generation.hpp"
 
 #include <gtest/gtest.h>
@@ -298,6 +299,50 @@ TEST_F(forwarder_fixture, an_open_circuit_answers_without_the_upstream_until_the
         EXPECT_EQ(probe.status(), 200u);
         EXPECT_EQ(upstream.requests_read, 2);
         EXPECT_EQ(breaker().state(), resilience::breaker_state::closed);
+    });
+}
+
+// Every endpoint out of load balancing: the upstream is unavailable as a whole. Its own reason
+// (no_healthy_endpoint, counted so), which the fallbacks take as an open circuit — where it used to be
+// answered "the circuit is open" while the circuit was closed, and documented as upstream_error.
+struct ejected_fixture : forwarder_fixture {
+    void configure_all_ejected(const std::string& fallback_when)
+    {
+        configure("    outlier_detection: {consecutive_5xx: 3}\n"
+                  "    fallbacks:\n"
+                  "      - when: [" + fallback_when + "]\n"
+                  "        static: {status: 503, body: fallback}\n" + no_retries);
+        auto& up = worker->current->upstreams[0];
+        (void)up.shared.outliers->set_endpoints({upstream.endpoint()});
+        up.set_endpoints({upstream.endpoint()});
+        up.shared.outliers->find(upstream.endpoint())
+            ->word.store(upstream::endpoint_word{upstream::endpoint_state::ejected, true, false, 0}.encode());
+    }
+};
+
+TEST_F(ejected_fixture, every_endpoint_ejected_is_no_healthy_endpoint_not_an_upstream_error)
+{
+    configure_all_ejected("upstream_error");
+    run([&]() -> asio::awaitable<void> {
+        auto r = co_await send(bhttp::verb::get);
+        EXPECT_EQ(r.error, proxy_error::no_healthy_endpoint);
+        EXPECT_EQ(r.status(), 503u);
+        EXPECT_FALSE(r.from_fallback); // an upstream_error fallback is not for this
+        EXPECT_EQ(r.response[boost::beast::http::field::retry_after], ""); // no circuit's wait is claimed
+        EXPECT_EQ(stats().rejections[static_cast<std::size_t>(runtime::rejection_reason::no_healthy_endpoint)].value(), 1u);
+        EXPECT_EQ(stats().rejections[static_cast<std::size_t>(runtime::rejection_reason::no_endpoint)].value(), 0u);
+        EXPECT_EQ(breaker().state(), resilience::breaker_state::closed);
+        EXPECT_EQ(upstream.requests_read, 0);
+    });
+}
+
+TEST_F(ejected_fixture, every_endpoint_ejected_fires_the_circuit_open_fallback)
+{
+    configure_all_ejected("circuit_open");
+    run([&]() -> asio::awaitable<void> {
+        auto r = co_await send(bhttp::verb::get);
+        EXPECT_TRUE(r.from_fallback);
+        EXPECT_EQ(r.error, proxy_error::no_healthy_endpoint);
     });
 }
 

@@ -43,9 +43,9 @@ struct relay_fixture : ::testing::Test {
         to_client.emplace(acceptor.accept());
     }
 
-    forward::exchange_limits limits(bool upgrade = false)
+    forward::attempt_spec limits(bool upgrade = false)
     {
-        forward::exchange_limits l{steady::now() + 2s, seconds(1), 1 << 20};
+        forward::attempt_spec l{.deadline = steady::now() + 2s, .connect_timeout = seconds(1), .max_response_body = 1 << 20};
         l.now = steady::now().time_since_epoch().count();
         l.body = &body;
         l.response_buffer = 1024;
@@ -59,7 +59,7 @@ struct relay_fixture : ::testing::Test {
         testing::run_bounded(ioc, std::move(f));
     }
 
-    asio::awaitable<forward::exchange_result> exchange(http::response& res, forward::exchange_limits l)
+    asio::awaitable<forward::exchange_result> exchange(http::response& res, forward::attempt_spec l)
     {
         http::request req{bhttp::verb::get, "/feed", 11};
         req.set(bhttp::field::host, "svc");

@@ -1,14 +1,14 @@
-#include "forward/outlier_monitor.hpp"
+#include "background/outlier_monitor.hpp"
 
+#include "background/active_prober.hpp"
 #include "core/log.hpp"
-#include "forward/active_prober.hpp"
 #include "tls/session_cache.hpp"
 
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
 
-namespace breakerbox::forward {
+namespace breakerbox::background {
 namespace {
 
 // Health requests to the ejected (not manually ejected) endpoints; a success returns one at once.
@@ -24,8 +24,7 @@ asio::awaitable<void> probe_ejected(resilience::upstream_resilience& shared, con
             continue;
         const probe_result r =
             co_await probe_once(ep->address, cfg.probe_path, host, cfg.probe_timeout, shared.tls.get(), sessions);
-        const auto outcome =
-            r.error == proxy_error::ok ? shared.classifier.of_status(r.status) : shared.classifier.of_error(r.error);
+        const auto outcome = classify_probe(r, shared.classifier);
         log::debug("outlier probe", {{"upstream", shared.cfg.name},
                                      {"endpoint", ep->label},
                                      {"status", r.status},
@@ -37,22 +36,6 @@ asio::awaitable<void> probe_ejected(resilience::upstream_resilience& shared, con
 }
 
 } // namespace
-
-void apply_outlier_verdict(resilience::upstream_resilience& shared, resilience::outlier_verdict verdict, nanos now)
-{
-    if (!verdict.open_upstream || !shared.outliers)
-        return;
-    const auto state = shared.breaker.state();
-    if (shared.breaker.trip_from_outside(verdict.reason, now)) {
-        shared.outliers->count_upstream_open();
-        return;
-    }
-    // Not closed: open already, or half-open (its probes decide), or an operator's state or a disabled
-    // breaker, which outlier detection does not override. Said, so it is not silent.
-    if (state != resilience::breaker_state::open)
-        log::warn("too few healthy endpoints, but the circuit is not closed: left as it is",
-                  {{"upstream", shared.cfg.name}, {"state", resilience::to_string(state)}, {"reason", verdict.reason}});
-}
 
 asio::awaitable<void> run_outlier_monitor(std::shared_ptr<resilience::upstream_resilience> shared, std::string probe_host,
                                           std::function<bool()> active)
@@ -70,7 +53,7 @@ asio::awaitable<void> run_outlier_monitor(std::shared_ptr<resilience::upstream_r
         const nanos now = clk.now();
         detector.expire(now);
         if (now >= next_evaluation) {
-            apply_outlier_verdict(*shared, detector.evaluate(now), now);
+            resilience::apply_outlier_verdict(*shared, detector.evaluate(now), now);
             next_evaluation = now + cfg.interval;
         }
         if (probes && now >= next_probe && detector.ejected_count() > 0) {
@@ -84,4 +67,4 @@ asio::awaitable<void> run_outlier_monitor(std::shared_ptr<resilience::upstream_r
     }
 }
 
-} // namespace breakerbox::forward
+} // namespace breakerbox::background

@@ -23,7 +23,7 @@
 
 #include <string>
 
-namespace breakerbox::forward {
+namespace breakerbox::background {
 
 // Runs until the process drains. `worker`: the worker whose io_context runs it (asserted).
 asio::awaitable<void> run_queue_delivery(runtime::worker_context& worker, queue::queue_store& store, std::string upstream);
@@ -31,4 +31,4 @@ asio::awaitable<void> run_queue_delivery(runtime::worker_context& worker, queue:
 // The pause after `failures` retryable failures in a row (failures >= 1), in nanoseconds.
 nanos delivery_backoff(const config::queue_delivery_config& d, unsigned failures) noexcept;
 
-} // namespace breakerbox::forward
+} // namespace breakerbox::background

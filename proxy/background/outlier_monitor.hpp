@@ -15,12 +15,9 @@
 #include <memory>
 #include <string>
 
-namespace breakerbox::forward {
+namespace breakerbox::background {
 
 asio::awaitable<void> run_outlier_monitor(std::shared_ptr<resilience::upstream_resilience> shared, std::string probe_host,
                                           std::function<bool()> active);
 
-// Opens the upstream's breaker when `verdict` says so (counted once, by the winner).
-void apply_outlier_verdict(resilience::upstream_resilience& shared, resilience::outlier_verdict verdict, nanos now);
-
-} // namespace breakerbox::forward
+} // namespace breakerbox::background

@@ -20,7 +20,7 @@
 #include <memory>
 #include <vector>
 
-namespace breakerbox::forward {
+namespace breakerbox::background {
 
 struct probe_target {
     std::shared_ptr<resilience::upstream_resilience> shared; // the breaker and the classifier
@@ -43,4 +43,8 @@ struct probe_result {
 asio::awaitable<probe_result> probe_once(const tcp::endpoint& endpoint, const std::string& path, const std::string& host,
                                          nanos timeout, tls::upstream_tls* tls, tls::session_cache& sessions);
 
-} // namespace breakerbox::forward
+// A probe's result as the breaker sees it: the status classified, or the failure by its class
+// (forward/outcome_table.hpp), as for a client request's attempt.
+resilience::outcome classify_probe(const probe_result& r, const resilience::outcome_classifier& classifier);
+
+} // namespace breakerbox::background

@@ -1,4 +1,4 @@
-#include "forward/queue_delivery.hpp"
+#include "background/queue_delivery.hpp"
 
 #include "core/log.hpp"
 #include "forward/forwarder.hpp"
@@ -6,7 +6,7 @@
 
 #include <algorithm>
 
-namespace breakerbox::forward {
+namespace breakerbox::background {
 namespace {
 
 constexpr auto poll_interval = std::chrono::milliseconds(200);
@@ -34,7 +34,7 @@ const config::queue_fallback_config& queue_settings(const runtime::upstream_hand
     return fb ? fb->queue : default_queue;
 }
 
-queue::delivery_outcome outcome_of(const delivery_answer& a, const http::response& res, const config::queue_fallback_config& q)
+queue::delivery_outcome outcome_of(const forward::delivery_answer& a, const http::response& res, const config::queue_fallback_config& q)
 {
     queue::delivery_outcome o;
     o.max_attempts = q.max_attempts;
@@ -90,7 +90,7 @@ asio::awaitable<queue::delivery_result> deliver_one(runtime::worker_context& wor
     try {
         auto req = queue::to_delivery(e, q.delivery);
         http::response res;
-        const auto answer = co_await deliver_queued(worker, *gen, up, req, res);
+        const auto answer = co_await forward::deliver_queued(worker, *gen, up, req, res);
         outcome = outcome_of(answer, res, q);
     } catch (const std::exception& ex) {
         outcome = {
@@ -249,4 +249,4 @@ asio::awaitable<void> run_queue_delivery(runtime::worker_context& worker, queue:
     }
 }
 
-} // namespace breakerbox::forward
+} // namespace breakerbox::background

@@ -1,8 +1,9 @@
-#include "forward/active_prober.hpp"
+#include "background/active_prober.hpp"
 
 #include "core/deadline_stream.hpp"
 #include "core/log.hpp"
 #include "core/write_all.hpp"
+#include "forward/outcome_table.hpp"
 #include "http/message_rules.hpp"
 #include "http/read_message.hpp"
 #include "tls/session_cache.hpp"
@@ -16,7 +17,7 @@
 #include <algorithm>
 #include <type_traits>
 
-namespace breakerbox::forward {
+namespace breakerbox::background {
 namespace {
 
 namespace bhttp = boost::beast::http;
@@ -151,8 +152,7 @@ asio::awaitable<void> run_active_prober(probe_target target, std::function<bool(
                         next_probe_endpoint(endpoints, next_endpoint, target.shared->outliers.get(), clk.now());
                     const probe_result r = co_await probe_once(endpoint, cfg.breaker.probe_path, target.host,
                                                                cfg.breaker.probe_timeout, target.shared->tls.get(), sessions);
-                    const auto outcome = r.error == proxy_error::ok ? target.shared->classifier.of_status(r.status)
-                                                                    : target.shared->classifier.of_error(r.error);
+                    const auto outcome = classify_probe(r, target.shared->classifier);
                     breaker.on_result(permit, outcome, clk.now());
                     target.shared->active_probes[static_cast<std::size_t>(outcome)].fetch_add(1, std::memory_order_relaxed);
                     log::debug("active probe", {{"upstream", cfg.name},
@@ -172,4 +172,9 @@ asio::awaitable<void> run_active_prober(probe_target target, std::function<bool(
     }
 }
 
-} // namespace breakerbox::forward
+resilience::outcome classify_probe(const probe_result& r, const resilience::outcome_classifier& classifier)
+{
+    return r.error == proxy_error::ok ? classifier.of_status(r.status) : classifier.of_failure(forward::rule_of(r.error).breaker);
+}
+
+} // namespace breakerbox::background
