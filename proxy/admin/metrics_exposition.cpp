@@ -348,8 +348,9 @@ void add_cluster(exposition& e, const cluster::sync_status& c)
     e.add(metric::cluster_redis_up, {}, c.redis_up ? 1 : 0);
     e.add_histogram(metric::cluster_sync_duration,
                     histogram_of(c.latency_cumulative, cluster::sync_status::sync_buckets, c.latency_count, c.latency_sum));
-    for (std::size_t r = 1; r < cluster::sync_failure_names.size(); ++r)
-        e.add(metric::cluster_sync_failures, {{"reason", std::string(cluster::sync_failure_names[r])}}, double(c.failures[r]));
+    for (const auto& [failure, name] : cluster::redis_failure_names)
+        if (failure != cluster::redis_failure::none)
+            e.add(metric::cluster_sync_failures, {{"reason", std::string(name)}}, double(c.failures[static_cast<std::size_t>(failure)]));
     e.add(metric::cluster_commands, {}, double(c.commands));
     e.add(metric::cluster_clock_offset, {}, c.clock_offset_seconds);
 }

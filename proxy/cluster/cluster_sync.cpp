@@ -15,11 +15,6 @@ namespace {
 constexpr nanos min_backoff = millis(100);
 constexpr nanos max_backoff = seconds(5);
 
-std::int64_t wall_ms()
-{
-    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
 std::string text_of(const redis_value& v) { return v.type == redis_value::kind::integer ? std::to_string(v.integer) : v.text; }
 
 std::int64_t int_of(const redis_value& v)
@@ -49,10 +44,11 @@ std::string cluster_sync::default_replica_id()
     return std::string(host) + "-" + std::to_string(::getpid());
 }
 
-cluster_sync::cluster_sync(asio::io_context& main, runtime::proxy_state& state, const config::cluster_config& cfg)
-    : main_(main), state_(state), cfg_(cfg),
+cluster_sync::cluster_sync(asio::io_context& main, runtime::proxy_state& state, const config::cluster_config& cfg,
+                           const clock& clk)
+    : main_(main), state_(state), cfg_(cfg), clk_(clk),
       client_(main.get_executor(), cfg.redis, cfg.password, cfg.connect_timeout, cfg.command_timeout), wake_(main),
-      rng_(static_cast<std::uint64_t>(::getpid()) * 0x9E3779B97F4A7C15ull ^ static_cast<std::uint64_t>(wall_ms()))
+      rng_(static_cast<std::uint64_t>(::getpid()) * 0x9E3779B97F4A7C15ull ^ static_cast<std::uint64_t>(clk.unix_millis()))
 {
     status_.replica_id = cfg.replica_id.empty() ? default_replica_id() : cfg.replica_id;
     status_.address = cfg.redis;
@@ -94,7 +90,7 @@ nanos cluster_sync::next_wait() const
 {
     if (client_.connected())
         return cfg_.sync_interval;
-    return std::clamp<nanos>(next_connect_ - steady_clock_source::instance().now(), millis(10), cfg_.sync_interval);
+    return std::clamp<nanos>(next_connect_ - clk_.now(), millis(10), cfg_.sync_interval);
 }
 
 // Connected with its scripts loaded, or false (and the next attempt scheduled with jittered back-off).
@@ -102,7 +98,7 @@ asio::awaitable<bool> cluster_sync::ensure_connected()
 {
     if (client_.connected())
         co_return true;
-    const nanos now = steady_clock_source::instance().now();
+    const nanos now = clk_.now();
     if (now < next_connect_)
         co_return false;
     auto connected = co_await client_.connect();
@@ -167,55 +163,40 @@ void cluster_sync::fail(redis_failure why, const std::string& detail)
     ++status_.failures[static_cast<std::size_t>(why)];
     if (status_.redis_up || status_.last_error != detail)
         log::warn("cluster: Redis unavailable; circuits are decided locally until it is back",
-                  {{"redis", cfg_.redis}, {"reason", sync_failure_names[static_cast<std::size_t>(why)]}, {"error", detail}});
+                  {{"redis", cfg_.redis}, {"reason", name_of(why)}, {"error", detail}});
     status_.redis_up = false;
     status_.last_error = detail;
     const auto rt = state_.current();
-    const nanos now = steady_clock_source::instance().now();
+    const nanos now = clk_.now();
     for (auto& shared : rt->upstreams)
         announcing(*shared, now, "cluster: Redis out of reach, local-only", [&] { shared->cluster.clear(); });
     for (auto& [name, view] : status_.upstreams)
         view = upstream_view{};
 }
 
-asio::awaitable<void> cluster_sync::sync_once()
+// One upstream's report and request for the verdict: the sync script's EVALSHA with its keys and
+// arguments (cluster_script.hpp).
+std::vector<std::string> cluster_sync::sync_command(const resilience::upstream_resilience& shared, nanos now) const
 {
-    const auto rt = state_.current(); // kept for the call: its upstreams get the verdicts
-    std::vector<resilience::upstream_resilience*> clustered;
-    std::vector<std::vector<std::string>> commands;
-    const nanos now = steady_clock_source::instance().now();
-    for (const auto& shared : rt->upstreams) {
-        const auto& b = shared->cfg.breaker;
-        if (b.scope != config::breaker_scope::cluster)
-            continue;
-        const auto snap = shared->breaker.snapshot();
-        const auto probe = shared->cluster.pending_probe();
-        commands.push_back({"EVALSHA", sync_sha_, "3", key(shared->cfg.name, "reports"), key(shared->cfg.name, "verdict"),
-                            key(shared->cfg.name, "lease"), status_.replica_id,
-                            std::string(resilience::to_string(shared->breaker.effective_state(now))),
-                            std::to_string(snap.window.calls), std::to_string(snap.window.failures),
-                            std::to_string(snap.window.slow),
-                            probe == resilience::probe_outcome::success   ? "success"
-                            : probe == resilience::probe_outcome::failure ? "failure"
-                            : shared->cluster.probe_in_flight()           ? "pending"
-                                                                          : "none",
-                            ms_text(cfg_.replica_timeout), std::to_string(cfg_.quorum),
-                            std::to_string(b.failure_rate_enabled ? b.failure_rate_threshold : 0.0),
-                            std::to_string(b.slow_call_enabled ? b.slow_call_rate_threshold : 0.0),
-                            std::to_string(b.minimum_calls), ms_text(b.open_duration), ms_text(4 * cfg_.sync_interval)});
-        clustered.push_back(shared.get());
-    }
-    if (commands.empty())
-        co_return;
-    const auto sent_wall = wall_ms();
-    const auto started = std::chrono::steady_clock::now();
-    auto result = co_await client_.pipeline(commands);
-    const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-    status_.commands += commands.size();
-    if (!result.ok()) {
-        fail(result.failure, result.detail);
-        co_return;
-    }
+    const auto& b = shared.cfg.breaker;
+    const auto snap = shared.breaker.snapshot();
+    const auto probe = shared.cluster.pending_probe();
+    const std::string_view probe_text = probe == resilience::probe_outcome::success   ? "success"
+                                        : probe == resilience::probe_outcome::failure ? "failure"
+                                        : shared.cluster.probe_in_flight()           ? "pending"
+                                                                                      : "none";
+    return {"EVALSHA", sync_sha_, "3", key(shared.cfg.name, "reports"), key(shared.cfg.name, "verdict"),
+            key(shared.cfg.name, "lease"), status_.replica_id, std::string(resilience::to_string(shared.breaker.effective_state(now))),
+            std::to_string(snap.window.calls), std::to_string(snap.window.failures), std::to_string(snap.window.slow),
+            std::string(probe_text), ms_text(cfg_.replica_timeout), std::to_string(cfg_.quorum),
+            std::to_string(b.failure_rate_enabled ? b.failure_rate_threshold : 0.0),
+            std::to_string(b.slow_call_enabled ? b.slow_call_rate_threshold : 0.0), std::to_string(b.minimum_calls),
+            ms_text(b.open_duration), ms_text(4 * cfg_.sync_interval)};
+}
+
+// The first error reply of a sync, when there is one (then the sync failed as a whole).
+bool cluster_sync::failed_reply(const redis_result& result)
+{
     for (const auto& reply : result.replies)
         if (reply.is_error()) {
             // NOSCRIPT (Redis restarted, or its script cache flushed): reconnect and load again. Anything
@@ -223,22 +204,56 @@ asio::awaitable<void> cluster_sync::sync_once()
             if (reply.text.rfind("NOSCRIPT", 0) == 0)
                 client_.disconnect();
             fail(redis_failure::reply, reply.text);
-            co_return;
+            return true;
         }
-    backoff_ = 0; // a whole sync worked: the next loss starts the back-off again from its base
+    return false;
+}
+
+// A whole sync worked: the status, the latency and Redis's clock against ours (at the middle of the
+// call, sent at `sent_ms` on the wall clock, `took` seconds long).
+void cluster_sync::record_success(const redis_result& result, double took, std::int64_t sent_ms)
+{
+    backoff_ = 0; // the next loss starts the back-off again from its base
     observe_latency(took);
     ++status_.syncs;
     if (!status_.redis_up)
         log::info("cluster: in sync with Redis", {{"redis", cfg_.redis}, {"replica", status_.replica_id}});
     status_.redis_up = true;
     status_.last_error.clear();
-    const nanos applied_at = steady_clock_source::instance().now();
-    for (std::size_t i = 0; i < clustered.size(); ++i)
-        apply(*clustered[i], result.replies[i], applied_at);
     const auto& first = result.replies.front();
-    if (first.elements.size() > 6) // Redis's clock against ours, at the middle of the call
+    if (first.elements.size() > 6)
         status_.clock_offset_seconds =
-            static_cast<double>(int_of(first.elements[6]) - (sent_wall + static_cast<std::int64_t>(took * 500))) / 1000.0;
+            static_cast<double>(int_of(first.elements[6]) - (sent_ms + static_cast<std::int64_t>(took * 500))) / 1000.0;
+}
+
+asio::awaitable<void> cluster_sync::sync_once()
+{
+    owner_.assert_owned("cluster_sync::sync_once");
+    const auto rt = state_.current(); // kept for the call: its upstreams get the verdicts
+    std::vector<resilience::upstream_resilience*> clustered;
+    std::vector<std::vector<std::string>> commands;
+    const nanos now = clk_.now();
+    for (const auto& shared : rt->upstreams)
+        if (shared->cfg.breaker.scope == config::breaker_scope::cluster) {
+            commands.push_back(sync_command(*shared, now));
+            clustered.push_back(shared.get());
+        }
+    if (commands.empty())
+        co_return;
+    const auto sent_ms = clk_.unix_millis();
+    const nanos started = clk_.now();
+    auto result = co_await client_.pipeline(commands);
+    const nanos finished = clk_.now();
+    status_.commands += commands.size();
+    if (!result.ok()) {
+        fail(result.failure, result.detail);
+        co_return;
+    }
+    if (failed_reply(result))
+        co_return;
+    record_success(result, static_cast<double>(finished - started) / 1e9, sent_ms);
+    for (std::size_t i = 0; i < clustered.size(); ++i)
+        apply(*clustered[i], result.replies[i], finished);
 }
 
 void cluster_sync::apply(resilience::upstream_resilience& shared, const redis_value& reply, nanos now)
@@ -293,7 +308,7 @@ asio::awaitable<std::string> cluster_sync::apply_operator_action(operator_action
     // 503 must not be applied then — "503: nothing changed". Half the command timeout: a command run in
     // time leaves the other half for its answer, so one run after the deadline is one we gave up on.
     const auto deadline =
-        wall_ms() + static_cast<std::int64_t>(status_.clock_offset_seconds * 1000.0) + cfg_.command_timeout / millis(2);
+        clk_.unix_millis() + static_cast<std::int64_t>(status_.clock_offset_seconds * 1000.0) + cfg_.command_timeout / millis(2);
     const std::vector<std::vector<std::string>> command{
         {"EVALSHA", operator_sha_, "3", key(action.upstream, "verdict"), key(action.upstream, "lease"),
          key(action.upstream, "reports"), action.state, ms_text(action.lasts), "operator " + action.state + " by " + action.who,

@@ -40,8 +40,6 @@ struct upstream_view {
     bool probing = false; // this replica holds the probe lease
 };
 
-inline constexpr std::array<std::string_view, 7> sync_failure_names{"none", "connect", "timeout", "disconnected",
-                                                                    "auth", "script",  "reply"};
 
 struct sync_status {
     std::string replica_id;
@@ -50,7 +48,7 @@ struct sync_status {
     std::string last_error;
     std::uint64_t syncs = 0;
     std::uint64_t commands = 0; // sent to Redis
-    std::array<std::uint64_t, sync_failure_names.size()> failures{};
+    std::array<std::uint64_t, std::size(redis_failure_names)> failures{}; // by redis_failure
     double clock_offset_seconds = 0; // Redis TIME minus this host's clock, at the last sync
     // Sync latency, seconds: cumulative counts for sync_buckets, count and sum.
     static constexpr std::array<double, 9> sync_buckets{0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25};
@@ -70,7 +68,9 @@ struct operator_action {
 
 class cluster_sync {
 public:
-    cluster_sync(asio::io_context& main, runtime::proxy_state& state, const config::cluster_config& cfg);
+    // `clk`: the clock the sync reads (its latency, the verdicts' times, the wall clock sent to Redis).
+    cluster_sync(asio::io_context& main, runtime::proxy_state& state, const config::cluster_config& cfg,
+                 const clock& clk = steady_clock_source::instance());
 
     void start();
     // Syncs now (a local transition, a reload). Any thread.
@@ -95,6 +95,9 @@ private:
     asio::awaitable<bool> ensure_connected();
     nanos next_wait() const;
     asio::awaitable<void> sync_once();
+    std::vector<std::string> sync_command(const resilience::upstream_resilience& shared, nanos now) const;
+    bool failed_reply(const redis_result& result);
+    void record_success(const redis_result& result, double took, std::int64_t sent_ms);
     void fail(redis_failure why, const std::string& detail);
     void apply(resilience::upstream_resilience& shared, const redis_value& reply, nanos now);
     void observe_latency(double seconds);
@@ -108,6 +111,7 @@ private:
     asio::io_context& main_;
     runtime::proxy_state& state_;
     const config::cluster_config cfg_;
+    const clock& clk_;
     redis_client client_;
     asio::steady_timer wake_;
     std::string sync_sha_, operator_sha_;

@@ -193,41 +193,39 @@ tcp_target split_address(const std::string& address)
 
 } // namespace
 
-asio::awaitable<redis_result> redis_client::connect()
+// A connection context for the configured address. hiredis 0.14 would resolve a name with a blocking
+// getaddrinfo on this thread: Asio resolves it instead (on its own thread), under the connect deadline,
+// and hiredis gets the address. nullptr with `failed` set when the name does not resolve.
+asio::awaitable<redisAsyncContext*> redis_client::open_context(redis_result& failed)
 {
-    disconnect();
-    redisAsyncContext* ac = nullptr;
-    if (address_.rfind("unix:", 0) == 0) {
-        ac = redisAsyncConnectUnix(address_.substr(5).c_str());
-    } else {
-        // hiredis 0.14 would resolve a name with a blocking getaddrinfo on this thread: Asio resolves it
-        // instead (on its own thread), under the connect deadline, and hiredis gets the address.
-        const auto target = split_address(address_);
-        error_code ec;
-        auto ip = asio::ip::make_address(target.host, ec);
-        if (ec) {
-            auto resolver = std::make_shared<tcp::resolver>(ex_); // shared with the deadline's handler
-            asio::steady_timer deadline(ex_, as_duration(connect_timeout_));
-            deadline.async_wait([resolver](const error_code& e) {
-                if (!e)
-                    resolver->cancel();
-            });
-            auto [rec, found] = co_await resolver->async_resolve(target.host, target.port, nothrow_awaitable);
-            deadline.cancel();
-            if (rec || found.empty())
-                co_return redis_result{redis_failure::connect, "cannot resolve " + target.host + ": " + rec.message()};
-            ip = found.begin()->endpoint().address();
+    if (address_.rfind("unix:", 0) == 0)
+        co_return redisAsyncConnectUnix(address_.substr(5).c_str());
+    const auto target = split_address(address_);
+    error_code ec;
+    auto ip = asio::ip::make_address(target.host, ec);
+    if (ec) {
+        auto resolver = std::make_shared<tcp::resolver>(ex_); // shared with the deadline's handler
+        asio::steady_timer deadline(ex_, as_duration(connect_timeout_));
+        deadline.async_wait([resolver](const error_code& e) {
+            if (!e)
+                resolver->cancel();
+        });
+        auto [rec, found] = co_await resolver->async_resolve(target.host, target.port, nothrow_awaitable);
+        deadline.cancel();
+        if (rec || found.empty()) {
+            failed = redis_result{redis_failure::connect, "cannot resolve " + target.host + ": " + rec.message()};
+            co_return nullptr;
         }
-        int port = 0;
-        std::from_chars(target.port.data(), target.port.data() + target.port.size(), port);
-        ac = redisAsyncConnect(ip.to_string().c_str(), port);
+        ip = found.begin()->endpoint().address();
     }
-    if (!ac || ac->err) {
-        redis_result failed{redis_failure::connect, ac ? ac->errstr : "out of memory"};
-        if (ac)
-            redisAsyncFree(ac);
-        co_return failed;
-    }
+    int port = 0;
+    std::from_chars(target.port.data(), target.port.data() + target.port.size(), port);
+    co_return redisAsyncConnect(ip.to_string().c_str(), port);
+}
+
+// Our I/O hooks on the context: hiredis asks for reads and writes, Asio waits for them.
+std::shared_ptr<redis_client::io> redis_client::attach(redisAsyncContext* ac)
+{
     auto conn = std::make_shared<io>(ex_);
     conn->ac = ac;
     ac->data = conn.get();
@@ -238,9 +236,27 @@ asio::awaitable<redis_result> redis_client::connect()
     ac->ev.delWrite = io::del_write;
     ac->ev.cleanup = io::on_cleanup;
     conn->socket.assign(ac->c.fd);
-    io_ = conn;
     redisAsyncSetDisconnectCallback(ac, io::on_disconnect);
     redisAsyncSetConnectCallback(ac, io::on_connect); // waits for the first write event: the connection made
+    return conn;
+}
+
+asio::awaitable<redis_result> redis_client::connect()
+{
+    owner_.claim("redis_client::connect");
+    disconnect();
+    redis_result failed;
+    redisAsyncContext* ac = co_await open_context(failed);
+    if (!failed.ok())
+        co_return failed;
+    if (!ac || ac->err) {
+        failed = redis_result{redis_failure::connect, ac ? ac->errstr : "out of memory"};
+        if (ac)
+            redisAsyncFree(ac);
+        co_return failed;
+    }
+    auto conn = attach(ac);
+    io_ = conn;
     conn->wake.expires_after(as_duration(connect_timeout_));
     co_await conn->wake.async_wait(nothrow_awaitable);
     if (!conn->ac || !conn->connected) {
@@ -262,6 +278,7 @@ asio::awaitable<redis_result> redis_client::connect()
 
 asio::awaitable<redis_result> redis_client::pipeline(const std::vector<std::vector<std::string>>& commands)
 {
+    owner_.assert_owned("redis_client::pipeline");
     if (!connected())
         co_return redis_result{redis_failure::disconnected, "not connected"};
     auto conn = io_;

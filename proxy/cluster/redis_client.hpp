@@ -10,9 +10,12 @@
 #pragma once
 #include "core/asio.hpp"
 #include "core/clock.hpp"
+#include "core/enum_names.hpp"
+#include "core/thread_owner.hpp"
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -33,6 +36,11 @@ struct redis_value {
 
 // Why a call failed (label `reason` of breakerbox_cluster_sync_failures_total).
 enum class redis_failure : std::uint8_t { none, connect, timeout, disconnected, auth, script, reply };
+inline constexpr enum_name<redis_failure> redis_failure_names[]{
+    {redis_failure::none, "none"}, {redis_failure::connect, "connect"}, {redis_failure::timeout, "timeout"},
+    {redis_failure::disconnected, "disconnected"}, {redis_failure::auth, "auth"}, {redis_failure::script, "script"},
+    {redis_failure::reply, "reply"}};
+constexpr std::span<const enum_name<redis_failure>> names_of(redis_failure) noexcept { return redis_failure_names; }
 
 struct redis_result {
     redis_failure failure = redis_failure::none;
@@ -70,6 +78,7 @@ private:
     const std::string address_, password_;
     const nanos connect_timeout_, command_timeout_;
     std::shared_ptr<io> io_; // null when disconnected
+    thread_owner owner_;     // the thread of the sync's loop: claimed by the first connect
 };
 
 } // namespace breakerbox::cluster

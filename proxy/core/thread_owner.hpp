@@ -34,6 +34,17 @@ public:
 #endif
     }
 
+    // For an object first used on its owning thread (a cache, a client): the first call binds, every
+    // later one asserts.
+    void claim([[maybe_unused]] const char* what) noexcept
+    {
+#if defined(BREAKERBOX_DEBUG_CHECKS)
+        std::thread::id unbound{};
+        if (!owner_.compare_exchange_strong(unbound, std::this_thread::get_id(), std::memory_order_relaxed))
+            assert_owned(what);
+#endif
+    }
+
 private:
 #if defined(BREAKERBOX_DEBUG_CHECKS)
     std::atomic<std::thread::id> owner_{};

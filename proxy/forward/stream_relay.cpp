@@ -2,6 +2,7 @@
 
 #include "core/write_all.hpp"
 #include "http/message_rules.hpp"
+#include "http/parse_step.hpp"
 #include "http/read_message.hpp"
 #include "resilience/circuit_breaker.hpp"
 #include "tls/tls_connection.hpp"
@@ -147,23 +148,12 @@ asio::awaitable<relay_outcome> relay_parsed(deadline_stream& client, upstream::u
     relay_outcome out;
     bool within = true;
     auto& parser = *conn.parser;
-    auto& fence = *conn.fence;
     parser.eager(true);
     for (;;) {
-        if (conn.buffer.size() != 0) {
-            error_code ec;
-            conn.buffer.consume(parser.put(conn.buffer.data(), ec));
-            if (fence.pending()) { // stopped at the last chunk, its trailer section buffered: blank it, put again
-                if (!fence.blank(conn.buffer)) {
-                    out.end = stream_end::upstream_failed;
-                    co_return out;
-                }
-                continue;
-            }
-            if (ec && ec != bhttp::error::need_more) {
-                out.end = stream_end::upstream_failed; // bad chunk, or max_response_body (body_limit)
-                co_return out;
-            }
+        const auto step = http::parse_buffered(parser, *conn.fence, conn.buffer);
+        if (step.next == http::parse_next::failed) {
+            out.end = stream_end::upstream_failed; // bad chunk or trailer, max_response_body (body_limit), too long unparsed
+            co_return out;
         }
         auto& decoded = parser.get().body();
         if (!decoded.empty()) {
@@ -175,14 +165,10 @@ asio::awaitable<relay_outcome> relay_parsed(deadline_stream& client, upstream::u
             out.bytes += decoded.size();
             decoded.clear(); // the body string is the relay's buffer: it never holds more than one read
         }
-        if (parser.is_done())
+        if (step.next == http::parse_next::done)
             break;
-        if (fence.pending() || conn.buffer.size() != 0) {
-            if (conn.buffer.size() > http::max_unparsed_after_header) {
-                out.end = stream_end::upstream_failed;
-                co_return out;
-            }
-        }
+        if (step.next == http::parse_next::again)
+            continue;
         const auto ec = co_await read_upstream(conn, opt.buffer_size, rc);
         if (ec == asio::error::eof || tls::is_tls_close(ec)) {
             error_code eof_ec;
@@ -198,7 +184,7 @@ asio::awaitable<relay_outcome> relay_parsed(deadline_stream& client, upstream::u
             co_return out;
         }
     }
-    fence.finish();
+    conn.fence->finish(); // (after a close-delimited end; once)
     if (opt.chunked_to_client) {
         static constexpr std::string_view last_chunk = "0\r\n\r\n";
         if (auto ec = co_await write_client(client, asio::buffer(last_chunk), rc)) {

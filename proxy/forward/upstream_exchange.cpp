@@ -439,6 +439,19 @@ exchange_result deliver(upstream::worker_upstream& up, upstream::endpoint_slot& 
     return done;
 }
 
+// A response read that failed: a TLS 1.3 refusal that arrived instead of an answer, an upload whose
+// write had failed and no early answer came after all (the write's failure stands), or the read's own
+// failure.
+exchange_result read_error(const error_code& rec, upstream::upstream_connection& conn, bool answered, client_watch* watch,
+                           const std::string& label)
+{
+    if (!conn.parser->got_some() && refused_after_handshake(conn, rec, watch))
+        return tls_refused(rec, label);
+    if (conn.request_incomplete)
+        return upload_write_failed(conn, label);
+    return read_failed(rec, conn, *conn.parser, answered, watch, label);
+}
+
 } // namespace
 
 asio::awaitable<exchange_result> exchange(upstream::worker_upstream& up, upstream::endpoint_slot& ep, const http::request& req,
@@ -446,11 +459,7 @@ asio::awaitable<exchange_result> exchange(upstream::worker_upstream& up, upstrea
 {
     const bool head = req.method() == bhttp::verb::head;
     watch_guard disarm_at_end{watch};
-    // A pooled connection the peer closed meanwhile: when the write fails before a byte of the request
-    // left, the request goes on a fresh connection here (nothing reached the upstream); when the
-    // connection breaks after that and before any response byte, the result says stale_connection and
-    // the caller decides whether the request may be sent again.
-    for (int pass = 0; pass < 2; ++pass) {
+    for (int pass = 0; pass < 2; ++pass) { // pass 1: the write on a pooled connection failed before a byte left
         auto conn = pass == 0 && !limits.fresh_connection ? up.take_idle(ep, limits.now, !limits.resendable) : nullptr;
         if (!conn) {
             if (!up.has_capacity(ep))
@@ -480,7 +489,6 @@ asio::awaitable<exchange_result> exchange(upstream::worker_upstream& up, upstrea
             if (client_side != proxy_error::ok)
                 co_return client_stopped(client_side, *conn);
         }
-
         int interims = 0; // forwarded to the client so far: at most max_forwarded_interims (an abuse bound)
         for (bool answered = false;; answered = true) { // interim 1xx responses are skipped (not 101)
             start_parser(*conn, limits, head);
@@ -491,12 +499,8 @@ asio::awaitable<exchange_result> exchange(upstream::worker_upstream& up, upstrea
             else
                 rec = co_await http::read_message(conn->stream, conn->buffer, *parser, *conn->fence, response_read_size,
                                                   &leave_body_open, &limits);
-            if (rec && !parser->got_some() && refused_after_handshake(*conn, rec, watch))
-                co_return tls_refused(rec, ep.label);
-            if (rec && conn->request_incomplete) // no early answer after all: the write's failure stands
-                co_return upload_write_failed(*conn, ep.label);
             if (rec)
-                co_return read_failed(rec, *conn, *parser, answered, watch, ep.label);
+                co_return read_error(rec, *conn, answered, watch, ep.label);
             const unsigned status = parser->get().result_int();
             if (status >= 100 && status < 200 && status != 101) {
                 if (status != 100 && limits.interim && ++interims <= max_forwarded_interims) // RFC 9110 §15.2

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <utility>
 
 namespace breakerbox::http {
 namespace {
@@ -187,7 +188,8 @@ bool trailer_fence::blank(boost::beast::flat_buffer& buffer) noexcept
 
 void trailer_fence::finish() noexcept
 {
-    if (!had_trailers_ || fields_.begin() == fields_.end())
+    // Once: a second call must not take a client's own last field for the placeholder.
+    if (!had_trailers_ || std::exchange(finished_, true) || fields_.begin() == fields_.end())
         return;
     auto last = fields_.end();
     --last; // the placeholder: trailer fields are appended after every header field

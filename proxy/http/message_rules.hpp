@@ -83,7 +83,8 @@ public:
     // chunk's line, or the CRLF that ends the chunk before it). False when the bytes are not a last
     // chunk with a complete trailer section (Beast checked both before the callback; never trusted).
     bool blank(boost::beast::flat_buffer& buffer) noexcept;
-    // Once the message is complete, before it is released: erases the placeholder field.
+    // Once the message is complete, before it is released: erases the placeholder field (once; later
+    // calls do nothing).
     void finish() noexcept;
     // Whether a non-empty trailer section was dropped.
     bool had_trailers() const noexcept { return had_trailers_; }
@@ -93,6 +94,7 @@ private:
     bool pending_ = false;
     bool blanked_ = false;
     bool had_trailers_ = false;
+    bool finished_ = false;
 };
 
 } // namespace breakerbox::http

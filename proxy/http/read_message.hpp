@@ -3,7 +3,7 @@
 // The stream's current deadline bounds the whole message.
 #pragma once
 #include "core/deadline_stream.hpp"
-#include "http/message_rules.hpp"
+#include "http/parse_step.hpp"
 
 #include <boost/beast/core/read_size.hpp>
 #include <boost/beast/http/error.hpp>
@@ -20,24 +20,20 @@ namespace breakerbox::http {
 // a path that reads bodies has one. `min_read`: each read asks for at least this much (Beast's own sizing starts at 512 bytes,
 // which took nine recv calls for a 4 KiB response).
 namespace detail {
-// A complete message: the trailer placeholder goes, and when it ended with the data queued (`drained`),
-// the socket is marked drained — the next one is not there yet. Not after an interim 1xx response,
-// after which the final one (or the upstream's close, whose FIN may have come with the 1xx's edge) is
-// expected at once (core/drained_hint.hpp). A function of its own, not code in the coroutine: GCC
-// keeps every local of a coroutine in its frame, and read_message's must stay within Asio's recycling.
+// A complete message: when it ended with the data queued (`drained`), the socket is marked drained — the
+// next one is not there yet. Not after an interim 1xx response, after which the final one (or the
+// upstream's close, whose FIN may have come with the 1xx's edge) is expected at once
+// (core/drained_hint.hpp). A function of its own, not code in the coroutine: GCC keeps every local of
+// a coroutine in its frame, and read_message's must stay within Asio's recycling.
 template <class Stream, bool IsRequest, class Body>
-void finish_message(Stream& stream, boost::beast::http::parser<IsRequest, Body>& parser, trailer_fence& fence, bool drained)
+void finish_message(Stream& stream, boost::beast::http::parser<IsRequest, Body>& parser, bool drained)
 {
-    fence.finish();
     if constexpr (!IsRequest)
         drained = drained && parser.get().result_int() / 100 != 1;
     if (drained)
         stream.mark_drained();
 }
 } // namespace detail
-
-// The longest chunk line or trailer section read_message waits for (bytes).
-inline constexpr std::size_t max_unparsed_after_header = 64 * 1024;
 
 //
 // `stop_after_header` (optional, with its `context`): asked once the header is parsed; true stops there,
@@ -57,39 +53,25 @@ asio::awaitable<error_code> read_message(Stream& stream, beast::flat_buffer& buf
     parser.eager(stop_after_header == nullptr); // with a check, the first put() stops after the header
     bool last_read_short = false;
     for (;;) {
-        if (buffer.size() != 0) {
-            error_code ec;
-            const std::size_t used = parser.put(buffer.data(), ec);
-            buffer.consume(used);
-            if (stop_after_header && parser.is_header_done()) {
-                if (ec && ec != bhttp::error::need_more)
-                    co_return ec; // the header's own verdict (e.g. a Content-Length above the body limit)
-                if (!parser.is_done() && stop_after_header(parser, context))
-                    co_return error_code{};
-                stop_after_header = nullptr;
-                parser.eager(true);
-                if (!parser.is_done() && buffer.size() != 0)
-                    continue; // the body that came with the header
-            }
-            if (fence.pending()) { // stopped at the last chunk, its trailer section buffered: blank it
-                if (!fence.blank(buffer))
-                    co_return bhttp::error::bad_chunk;
-                continue;
-            }
-            if (parser.is_done()) {
-                detail::finish_message(stream, parser, fence, last_read_short && buffer.size() == 0);
+        const parse_step step = parse_buffered(parser, fence, buffer);
+        if (stop_after_header && parser.is_header_done()) {
+            if (step.next == parse_next::failed)
+                co_return step.error; // the header's own verdict (e.g. a Content-Length above the body limit)
+            if (!parser.is_done() && stop_after_header(parser, context))
                 co_return error_code{};
-            }
-            if (ec && ec != bhttp::error::need_more)
-                co_return ec;
-            if (!ec && used != 0)
-                continue; // progress without completion: parse what is left before reading more
+            stop_after_header = nullptr;
+            parser.eager(true);
+            if (step.next != parse_next::done)
+                continue; // the body that came with the header
         }
-        // After the header, body bytes are taken out of the buffer as they arrive: what stays is a chunk
-        // line or a trailer section, which Beast waits for whole. Bounded, so a peer cannot grow it for
-        // as long as the deadline lasts.
-        if (parser.is_header_done() && buffer.size() > max_unparsed_after_header)
-            co_return bhttp::error::header_limit;
+        if (step.next == parse_next::again)
+            continue;
+        if (step.next == parse_next::failed)
+            co_return step.error;
+        if (step.next == parse_next::done) {
+            detail::finish_message(stream, parser, last_read_short && buffer.size() == 0);
+            co_return error_code{};
+        }
         const std::size_t room = std::min(std::max(beast::read_size(buffer, 65536), min_read), buffer.max_size() - buffer.size());
         if (room == 0)
             co_return bhttp::error::buffer_overflow;

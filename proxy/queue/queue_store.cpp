@@ -1,57 +1,19 @@
 #include "queue/queue_store.hpp"
 
 #include "core/log.hpp"
+#include "queue/queue_file.hpp"
 #include "queue/sqlite_db.hpp"
 
 #include <fcntl.h>
 #include <openssl/rand.h>
 #include <sqlite3.h>
-#include <sys/file.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <cstring>
-#include <filesystem>
 
 namespace breakerbox::queue {
 namespace {
-
-constexpr const char* schema = R"sql(
-CREATE TABLE IF NOT EXISTS queue_entries(
-  seq INTEGER PRIMARY KEY AUTOINCREMENT,
-  id TEXT NOT NULL UNIQUE,
-  upstream TEXT NOT NULL,
-  state TEXT NOT NULL,
-  attempts INTEGER NOT NULL DEFAULT 0,
-  idempotency_key TEXT,
-  key_from_client INTEGER NOT NULL,
-  fingerprint TEXT NOT NULL,
-  method TEXT NOT NULL,
-  target TEXT NOT NULL,
-  fields BLOB NOT NULL,
-  body BLOB,
-  size INTEGER NOT NULL,
-  body_size INTEGER NOT NULL,
-  enqueued_ms INTEGER NOT NULL,
-  age_from_ms INTEGER NOT NULL,
-  updated_ms INTEGER NOT NULL,
-  response_status INTEGER NOT NULL DEFAULT 0,
-  response_headers TEXT NOT NULL DEFAULT '{}',
-  response_body BLOB,
-  response_truncated INTEGER NOT NULL DEFAULT 0,
-  last_error TEXT NOT NULL DEFAULT '');
-CREATE UNIQUE INDEX IF NOT EXISTS queue_entries_key ON queue_entries(upstream, idempotency_key)
-  WHERE idempotency_key IS NOT NULL;
-CREATE INDEX IF NOT EXISTS queue_entries_state ON queue_entries(upstream, state, seq);
-CREATE INDEX IF NOT EXISTS queue_entries_updated ON queue_entries(upstream, state, updated_ms);
-PRAGMA user_version=1;
-)sql";
-
-// The schema this build writes (PRAGMA user_version). A file of another version is refused, never
-// guessed at: queued requests are data.
-constexpr std::int64_t schema_version = 1;
 
 // The columns an entry is read with, in this order (read_entry).
 #define BREAKERBOX_ENTRY_COLUMNS                                                                                        \
@@ -110,106 +72,6 @@ std::int64_t system_wall_ms()
     return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-// The folder is created 0700; an existing one others can read is allowed but said. The file is created
-// 0600 before SQLite opens it (SQLite gives its -wal and -shm files the database file's mode).
-bool prepare_files(const std::string& path, std::string& error)
-{
-    namespace fs = std::filesystem;
-    const fs::path file(path);
-    const fs::path dir = file.parent_path().empty() ? fs::path(".") : file.parent_path();
-    std::error_code ec;
-    if (!fs::exists(dir, ec)) {
-        fs::create_directories(dir, ec);
-        if (ec) {
-            error = "cannot create " + dir.string() + ": " + ec.message();
-            return false;
-        }
-        fs::permissions(dir, fs::perms::owner_all, ec);
-    } else if ((fs::status(dir, ec).permissions() & (fs::perms::group_read | fs::perms::others_read)) != fs::perms::none) {
-        log::warn("the queue's folder is readable by other users: queued requests are data; make it 0700",
-                  {{"folder", dir.string()}});
-    }
-    const bool existed = fs::exists(file, ec);
-    const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        error = "cannot open " + path + ": " + std::strerror(errno);
-        return false;
-    }
-    struct stat st { };
-    if (::fstat(fd, &st) == 0 && (st.st_mode & 077) != 0) {
-        log::warn("the queue's database was readable by other users: its mode is set to 0600", {{"database", path}});
-        ::fchmod(fd, 0600);
-    }
-    ::close(fd);
-    if (!existed) { // the new file's directory entry, durable before the first 202 relies on it
-        const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd >= 0) {
-            ::fsync(dfd);
-            ::close(dfd);
-        }
-    }
-    return true;
-}
-
-// One process owns a queue: a second one (two sidecars on one volume, an old and a new pod overlapping)
-// would take the first's deliveries in flight for crashed ones. An flock on <path>.lock, held for the
-// store's life (the kernel drops it when the process dies). -1 with `error` when another holds it.
-int lock_queue(const std::string& path, std::string& error)
-{
-    const std::string lock_path = path + ".lock";
-    const int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        error = "cannot open " + lock_path + ": " + std::strerror(errno);
-        return -1;
-    }
-    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
-        error = errno == EWOULDBLOCK ? "another process holds " + lock_path + " (one breakerbox per queue database)"
-                                     : "cannot lock " + lock_path + ": " + std::strerror(errno);
-        ::close(fd);
-        return -1;
-    }
-    return fd;
-}
-
-// The schema, created in a new file or checked in an existing one.
-bool ensure_schema(sqlite_db& db, std::string& error)
-{
-    auto version_query = db.prepare("PRAGMA user_version");
-    auto tables = db.prepare("SELECT count(*) FROM sqlite_master WHERE type='table' AND name='queue_entries'");
-    if (!version_query || !tables || version_query.step() != SQLITE_ROW || tables.step() != SQLITE_ROW) {
-        error = db.last_error();
-        return false;
-    }
-    const auto version = version_query.int64(0);
-    const bool has_table = tables.int64(0) > 0;
-    if (version == schema_version)
-        return true;
-    if (version == 0 && !has_table) {
-        if (db.exec(schema))
-            return true;
-        error = db.last_error();
-        return false;
-    }
-    error = "the queue's schema version is " + std::to_string(version) + ", this breakerbox reads version " +
-            std::to_string(schema_version) + " only (written by another version?): move the file away to start empty";
-    return false;
-}
-
-// WAL is what lets a commit be one sequential write; a file system without it is refused.
-bool enable_wal(sqlite_db& db, std::string& error)
-{
-    auto q = db.prepare("PRAGMA journal_mode=WAL");
-    if (!q || q.step() != SQLITE_ROW) {
-        error = db.last_error();
-        return false;
-    }
-    if (q.text(0) != "wal") {
-        error = "the file system does not support SQLite's WAL mode (journal_mode is " + q.text(0) + ")";
-        return false;
-    }
-    return true;
-}
-
 std::string_view state_name(entry_state s) { return name_of(s); }
 
 } // namespace
@@ -229,24 +91,10 @@ queue_store::queue_store(std::unique_ptr<sqlite_db> db, std::function<std::int64
 std::unique_ptr<queue_store> queue_store::open(const config::queue_store_config& cfg, std::string& error,
                                                std::function<std::int64_t()> wall_ms)
 {
-    if (!prepare_files(cfg.path, error))
-        return nullptr;
-    const int lock_fd = lock_queue(cfg.path, error);
-    if (lock_fd < 0)
-        return nullptr;
-    auto fail = [&](std::string why) {
-        error = cfg.path + ": " + std::move(why);
-        ::close(lock_fd);
-        return nullptr;
-    };
-    auto db = sqlite_db::open(cfg.path, error);
+    int lock_fd = -1;
+    auto db = open_queue_file(cfg, lock_fd, error);
     if (!db)
-        return fail(error);
-    const char* sync = cfg.synchronous == config::queue_sync::full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL";
-    if (!enable_wal(*db, error) || !ensure_schema(*db, error))
-        return fail(error);
-    if (!db->exec(sync))
-        return fail(db->last_error());
+        return nullptr;
     std::unique_ptr<queue_store> store(new queue_store(std::move(db), std::move(wall_ms)));
     store->lock_fd_ = lock_fd;
     if (!store->prepare_statements()) {
@@ -467,6 +315,7 @@ void queue_store::push(std::unique_ptr<command> c)
 
 void queue_store::writer_loop()
 {
+    writer_owner_.bind_to_this_thread();
     std::vector<std::unique_ptr<command>> group;
     auto last_maintenance = std::chrono::steady_clock::now();
     for (;;) {
@@ -574,6 +423,7 @@ void queue_store::refresh_oldest(const std::string& upstream)
 
 enqueue_result queue_store::do_enqueue(enqueue_request& req)
 {
+    writer_owner_.assert_owned("queue_store::do_enqueue");
     auto& s = *st_;
     auto& c = counters(req.upstream);
     if (auto minted = minted_id(req.idempotency_key)) { // a key from one of our 202s: found by its id
@@ -618,6 +468,7 @@ enqueue_result queue_store::do_enqueue(enqueue_request& req)
 
 std::optional<entry> queue_store::do_find(const std::string& id, bool with_body)
 {
+    writer_owner_.assert_owned("queue_store::do_find");
     auto& q = st_->find_id;
     q.bind(1, id);
     std::optional<entry> e;
@@ -629,6 +480,7 @@ std::optional<entry> queue_store::do_find(const std::string& id, bool with_body)
 
 std::vector<entry> queue_store::do_claim(const std::string& upstream, unsigned n, std::uint32_t max_attempts)
 {
+    writer_owner_.assert_owned("queue_store::do_claim");
     auto& s = *st_;
     std::vector<entry> claimed;
     const auto now = wall_ms_();
@@ -684,6 +536,7 @@ void queue_store::dead_letter_poison(const entry& e, std::uint32_t max_attempts)
 
 finish_status queue_store::do_finish(const std::string& id, const delivery_outcome& o)
 {
+    writer_owner_.assert_owned("queue_store::do_finish");
     auto& s = *st_;
     auto found = do_find(id, false);
     if (!found || found->state != entry_state::in_flight)
@@ -729,6 +582,7 @@ finish_status queue_store::do_finish(const std::string& id, const delivery_outco
 
 std::vector<entry> queue_store::do_list(const std::string& upstream, std::optional<entry_state> state, unsigned limit)
 {
+    writer_owner_.assert_owned("queue_store::do_list");
     auto& q = state ? st_->list_state : st_->list_all;
     q.bind(1, upstream).bind(2, static_cast<std::int64_t>(limit));
     if (state)
@@ -742,6 +596,7 @@ std::vector<entry> queue_store::do_list(const std::string& upstream, std::option
 
 admin_status queue_store::do_requeue(const std::string& upstream, const std::string& id)
 {
+    writer_owner_.assert_owned("queue_store::do_requeue");
     auto e = do_find(id, false);
     if (!e || e->upstream != upstream)
         return admin_status::not_found;
@@ -773,6 +628,7 @@ admin_status queue_store::do_requeue(const std::string& upstream, const std::str
 
 admin_status queue_store::do_remove(const std::string& upstream, const std::string& id)
 {
+    writer_owner_.assert_owned("queue_store::do_remove");
     auto e = do_find(id, false);
     if (!e || e->upstream != upstream)
         return admin_status::not_found;
@@ -797,6 +653,7 @@ admin_status queue_store::do_remove(const std::string& upstream, const std::stri
 
 std::int64_t queue_store::do_purge(const std::string& upstream)
 {
+    writer_owner_.assert_owned("queue_store::do_purge");
     st_->purge.bind(1, upstream);
     if (!run(st_->purge)) {
         op_failed_ = true;
@@ -828,6 +685,7 @@ void queue_store::maintain()
 
 std::int64_t queue_store::do_maintain()
 {
+    writer_owner_.assert_owned("queue_store::do_maintain");
     std::map<std::string, queue_policy> policies;
     {
         std::lock_guard lock(mutex_);

@@ -12,6 +12,7 @@
 #include "config/config.hpp"
 #include "core/asio.hpp"
 #include "core/enum_names.hpp"
+#include "core/thread_owner.hpp"
 
 #include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/async_result.hpp>
@@ -318,6 +319,7 @@ private:
     mutable std::mutex histogram_mutex_; // taken once per commit and per scrape
     commit_histogram histogram_;
     std::thread writer_;
+    thread_owner writer_owner_; // the writer thread: every do_* (the database) runs there only
 };
 
 // --- implementation of the template parts ---

@@ -10,6 +10,7 @@
 #include "http/framing.hpp"
 #include "http/header_rules.hpp"
 #include "http/message_rules.hpp"
+#include "http/parse_step.hpp"
 #include "http/read_message.hpp"
 #include "http/serialize.hpp"
 #include "queue/queue_request.hpp"
@@ -93,27 +94,15 @@ asio::awaitable<error_code> read_body_prefix(Stream& stream, beast::flat_buffer&
 {
     parser.eager(true);
     for (;;) {
-        if (buffer.size() != 0) {
-            error_code ec;
-            buffer.consume(parser.put(buffer.data(), ec));
-            if (fence.pending()) {
-                if (!fence.blank(buffer))
-                    co_return bhttp::error::bad_chunk;
-                continue;
-            }
-            if (parser.is_done()) {
-                fence.finish();
-                co_return error_code{};
-            }
-            if (ec && ec != bhttp::error::need_more)
-                co_return ec;
-            if (parser.get().body().size() >= limit)
-                co_return error_code{};
-            if (!ec)
-                continue;
-        }
-        if (parser.is_header_done() && buffer.size() > http::max_unparsed_after_header)
-            co_return bhttp::error::header_limit;
+        const auto step = http::parse_buffered(parser, fence, buffer);
+        if (step.next == http::parse_next::done)
+            co_return error_code{};
+        if (step.next == http::parse_next::failed)
+            co_return step.error;
+        if (parser.get().body().size() >= limit)
+            co_return error_code{};
+        if (step.next == http::parse_next::again)
+            continue;
         if (stream.timed_out())
             co_return beast::error::timeout;
         auto [aec, n] = co_await stream.socket().async_read_some(buffer.prepare(8192), nothrow_awaitable);
@@ -202,25 +191,15 @@ private:
         auto& body = parser_->get().body();
         body.clear();
         for (;;) {
-            if (buffer_.size() != 0) {
-                error_code ec;
-                buffer_.consume(parser_->put(buffer_.data(), ec));
-                if (fence_->pending()) {
-                    if (!fence_->blank(buffer_))
-                        co_return bhttp::error::bad_chunk;
-                    continue;
-                }
-                if (ec && ec != bhttp::error::need_more)
-                    co_return ec;
-            }
+            const auto step = http::parse_buffered(*parser_, *fence_, buffer_);
+            if (step.next == http::parse_next::failed)
+                co_return step.error;
             if (!body.empty() || parser_->is_done()) {
-                if (parser_->is_done())
-                    fence_->finish();
                 piece = body; // empty at the end
                 co_return error_code{};
             }
-            if (buffer_.size() > http::max_unparsed_after_header)
-                co_return bhttp::error::header_limit;
+            if (step.next == http::parse_next::again)
+                continue;
             if (auto ec = co_await read_more(piece_size_))
                 co_return ec;
         }
@@ -360,17 +339,16 @@ private:
     }
 
     // Reads, handles and answers one request: the head (usually buffered already), its checks, the
-    // route, the body if any, the forwarder, the answer. Returns whether the connection stays open.
-    // Only the waits are coroutine code here; each step that does not wait is a plain function (a
-    // coroutine per step would cost a frame per request).
+    // route — before the body is read: a request nobody will take is answered at once, without a 100
+    // Continue and without waiting for its body (as a 413 is) —, the body if any, the forwarder, the
+    // answer. Returns whether the connection stays open. Only the waits are coroutine code here; each
+    // step that does not wait is a plain function (a coroutine per step would cost a frame per request).
+    // A body that fits the replay buffer is read whole; a longer one streams (take_streamed_request): by
+    // its Content-Length from its first byte, a chunked one after the buffer's worth.
     asio::awaitable<bool> serve_one()
     {
-        gen_ = worker_.context.current;
-        auto& state = current_.emplace();
+        auto& state = begin_request();
         const request_state_release release_at_end{current_};
-        state.parser.header_limit(static_cast<std::uint32_t>(limits().max_header_bytes));
-        state.parser.body_limit(limits().max_request_body);
-
         auto checked = check_buffered_head(); // the usual case: the whole head came with the first read
         auto head = checked ? parsed_head{*checked} : parsed_head{co_await read_rest_of_head()};
         stream_.expires_never(); // the exchange runs under its own deadlines
@@ -381,8 +359,6 @@ private:
                 co_await send_and_close(head.error, head.version, head.head_request);
             co_return false;
         }
-        // Routed before the body is read: a request nobody will take is answered at once, without a
-        // 100 Continue and without waiting for its body (as a 413 is).
         auto& result = state.result;
         const auto route = route_request(state.parser.get(), result);
         if (!state.parser.is_done()) { // the body: under its own timeout, after a 100 Continue if asked for
@@ -393,10 +369,7 @@ private:
                 co_return false;
             }
             stream_.expires_after(as_duration(limits().body_timeout));
-            // A body that fits the replay buffer is read whole; a longer one streams (see
-            // take_streamed_request): by its Content-Length from its first byte, a chunked one after
-            // the buffer's worth. (Inline, not a coroutine of its own: a frame per request.)
-            error_code bec;
+            error_code bec; // (inline, not a coroutine of its own: a frame per request)
             if (!route || fits_request_buffer(state.parser))
                 bec = co_await http::read_message(stream_, buffer_, state.parser, state.fence, 8192);
             else if (!state.parser.content_length())
@@ -416,18 +389,10 @@ private:
         if (is_queue_status_request(req)) [[unlikely]]
             co_await answer_queue_status(req, result);
         else if (route)
-            co_await forward::forward_request(worker_.context, *gen_, req, *route,
-                                              {client_ip_, &stream_.socket(), &watch_, state.upload ? &*state.upload : nullptr,
-                                               req.version() >= 11 ? this : nullptr}, // 1xx never to HTTP/1.0
-                                              result);
+            co_await forward::forward_request(worker_.context, *gen_, req, *route, client_of(state, req), result);
         if (result.error == proxy_error::client_closed)
-            co_return false;                             // nobody left to answer
-        if (state.upload && !state.upload->finished()) { // answered before the whole upload was read
-            keep_alive = false;
-            refused_unread_ = true;
-        }
-
-        keep_alive = keep_alive && !state_.draining.load(std::memory_order_relaxed) && !worker_.idle.closing;
+            co_return false; // nobody left to answer
+        keep_alive = keeps_alive_after(state, keep_alive);
         count_response(result.status(), result.error != proxy_error::ok);
         if (result.body) [[unlikely]]
             co_return co_await answer_streamed(req, result, head.version, keep_alive, record);
@@ -438,6 +403,35 @@ private:
         if (record)
             log_access(*record, result);
         co_return !sent.ec && keep_alive;
+    }
+
+    // A request's state, fresh, on the worker's current generation, its parser under the limits.
+    request_state& begin_request()
+    {
+        gen_ = worker_.context.current;
+        auto& state = current_.emplace();
+        state.parser.header_limit(static_cast<std::uint32_t>(limits().max_header_bytes));
+        state.parser.body_limit(limits().max_request_body);
+        return state;
+    }
+
+    // What the forwarder knows of the client: its address, its socket and watch, its streamed upload,
+    // and (HTTP/1.1 only: never to HTTP/1.0) where the upstream's interim 1xx go.
+    forward::client_info client_of(request_state& state, const http::request& req)
+    {
+        return {client_ip_, &stream_.socket(), &watch_, state.upload ? &*state.upload : nullptr,
+                req.version() >= 11 ? this : nullptr};
+    }
+
+    // Whether the connection may carry another request after this answer: not when the answer came
+    // before the whole upload was read (the rest is refused unread), nor while draining or closing.
+    bool keeps_alive_after(const request_state& state, bool keep_alive)
+    {
+        if (state.upload && !state.upload->finished()) {
+            keep_alive = false;
+            refused_unread_ = true;
+        }
+        return keep_alive && !state_.draining.load(std::memory_order_relaxed) && !worker_.idle.closing;
     }
 
     // Whether a request's body is read whole before the upstream is called: its Content-Length fits the

@@ -24,6 +24,7 @@ session_cache::~session_cache()
 
 void session_cache::put(ssl_session_st* session) noexcept
 {
+    owner_.claim("session_cache::put");
     sessions_.push_back(session);
     if (sessions_.size() > max_sessions) {
         SSL_SESSION_free(sessions_.front());
@@ -33,6 +34,7 @@ void session_cache::put(ssl_session_st* session) noexcept
 
 void session_cache::offer(ssl_st* ssl) noexcept
 {
+    owner_.claim("session_cache::offer");
     const std::time_t now = std::time(nullptr);
     while (!sessions_.empty() && !still_valid(sessions_.back(), now)) {
         SSL_SESSION_free(sessions_.back());

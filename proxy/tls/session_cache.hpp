@@ -5,6 +5,8 @@
 // one generation: resumption skips certificate verification, so a session must not outlive the trust,
 // name and verify settings it was verified under.
 #pragma once
+#include "core/thread_owner.hpp"
+
 #include <vector>
 
 struct ssl_st;
@@ -30,6 +32,7 @@ public:
 
 private:
     std::vector<ssl_session_st*> sessions_; // newest last
+    thread_owner owner_;                    // the worker (or the prober's main thread) that uses it: claimed by the first use
 };
 
 } // namespace breakerbox::tls
