@@ -73,6 +73,8 @@ private:
     struct io; // the Asio side of one hiredis context (descriptor, waits), shared with its handlers
     struct call_state;
     static void call_state_reply(redisAsyncContext* ac, void* reply, void* privdata);
+    asio::awaitable<redisAsyncContext*> open_context(redis_result& failed);
+    std::shared_ptr<io> attach(redisAsyncContext* ac);
 
     asio::any_io_executor ex_;
     const std::string address_, password_;
