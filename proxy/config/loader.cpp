@@ -63,6 +63,14 @@ std::string nearest_key(std::string_view key, std::initializer_list<std::string_
 // One load at a time per thread.
 thread_local std::vector<checked_key>* t_checked_keys = nullptr;
 
+// The check's file as checked_keys() names it: its name in proxy/config/, without the folders the
+// compiler was given (they differ between checkouts and build directories).
+std::string file_name(const char* path)
+{
+    const std::string_view p(path);
+    return std::string(p.substr(p.rfind('/') + 1));
+}
+
 class reader {
 public:
     reader(std::string file, const env_lookup& env) : file_(std::move(file)), env_(env) { }
@@ -95,13 +103,15 @@ public:
         return false;
     }
 
-    // Reports keys of `map` that are not in `allowed`. Returns false if `map` is not a mapping.
+    // Reports keys of `map` that are not in `allowed`. Returns false if `map` is not a mapping. The
+    // defaults are the caller's file and line (gcc and clang; std::source_location is not in clang 14):
+    // checked_keys() names each check by both, so that checks in different files never share a name.
     bool check_map(const YAML::Node& map, const std::string& path, std::initializer_list<std::string_view> allowed,
-                   int line = __builtin_LINE()) // the caller's line (gcc and clang; std::source_location is not in clang 14)
+                   int line = __builtin_LINE(), const char* file = __builtin_FILE())
     {
         if (t_checked_keys)
             for (auto k : allowed)
-                t_checked_keys->push_back({line, path, std::string(k)});
+                t_checked_keys->push_back({file_name(file), line, path, std::string(k)});
         if (!map.IsMap()) {
             fail(map, path, "expected a mapping");
             return false;
