@@ -29,10 +29,12 @@ load_result load_file(const std::string& path, const env_lookup& env = process_e
 load_result load_string(const std::string& yaml, const std::string& file_name, const env_lookup& env = process_environment());
 
 // Test support (tests/integration/test_reference_docs.py, through tests/tools/config_keys.cpp): every key
-// the loader accepts at each mapping it checked while loading `yaml` — the loader's line of the check,
-// the mapping's path as errors give it ("upstreams.svc.circuit_breaker", "listeners[0]", "" for the
-// top level), the key. Errors in `yaml` do not matter; only the mappings present are checked.
+// the loader accepts at each mapping it checked while loading `yaml` — the check's place in the loader
+// (its file in proxy/config/, "policies.cpp", and line there), the mapping's path as errors give it
+// ("upstreams.svc.circuit_breaker", "listeners[0]", "" for the top level), the key. Errors in `yaml` do
+// not matter; only the mappings present are checked.
 struct checked_key {
+    std::string file;
     int line;
     std::string path;
     std::string key;
