@@ -195,4 +195,6 @@ asio::awaitable<http::response> handle_queue_admin(const admin_context& ctx, con
     co_return json_response(200, entry_json(*e, true));
 }
 
+nlohmann::json queue_summary(const queue::queue_counters& c) { return queue_summary(c, wall_ms_now()); }
+
 } // namespace breakerbox::admin

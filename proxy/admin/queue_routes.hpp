@@ -25,5 +25,7 @@ asio::awaitable<http::response> handle_queue_admin(const admin_context& ctx, con
 
 // One queue's figures, as /health/circuits, /admin/queues and the dashboard show them. `now_ms`: Unix ms.
 nlohmann::json queue_summary(const queue::queue_counters& c, std::int64_t now_ms);
+// The same as of now.
+nlohmann::json queue_summary(const queue::queue_counters& c);
 
 } // namespace breakerbox::admin
