@@ -3,6 +3,7 @@
 #include "admin/admin_routes.hpp"
 #include "admin/cluster_routes.hpp"
 #include "admin/queue_routes.hpp"
+#include "core/listen_on.hpp"
 #include "core/log.hpp"
 #include "core/write_all.hpp"
 #include "http/error_response.hpp"
@@ -10,7 +11,6 @@
 #include "http/read_message.hpp"
 #include "http/serialize.hpp"
 #include "resilience/upstream_resilience.hpp"
-#include "server/listener.hpp"
 
 #include <boost/beast/http/parser.hpp>
 #include <nlohmann/json.hpp>
@@ -29,7 +29,7 @@ admin_server::admin_server(asio::io_context& ioc, admin_context ctx, std::string
 
 admin_server::~admin_server() { resilience::set_transition_observer({}); }
 
-void admin_server::bind(const config::host_port& address) { server::listen_on(acceptor_, address, "the admin listener"); }
+void admin_server::bind(const config::host_port& address) { listen_on(acceptor_, address.host, address.port, "the admin listener"); }
 
 std::uint16_t admin_server::port() const
 {
