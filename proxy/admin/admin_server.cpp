@@ -77,6 +77,7 @@ asio::awaitable<void> watch_for_close(tcp::socket& socket, std::shared_ptr<event
 
 asio::awaitable<void> admin_server::stream_events(deadline_stream& stream, const http::request& req)
 {
+    owner_.assert_owned("admin_server::stream_events");
     auto viewer = hub_.subscribe(last_event_id(req));
     if (!viewer) {
         auto res = json_error_response(503, "too_many_viewers",
@@ -127,6 +128,7 @@ asio::awaitable<void> admin_server::stream_events(deadline_stream& stream, const
 
 asio::awaitable<void> admin_server::accept_loop()
 {
+    owner_.bind_to_this_thread(); // the thread that runs the main io_context: every session runs there too
     asio::steady_timer backoff(acceptor_.get_executor());
     for (;;) {
         auto [ec, socket] = co_await acceptor_.async_accept(nothrow_awaitable);
@@ -144,6 +146,7 @@ asio::awaitable<void> admin_server::accept_loop()
 asio::awaitable<std::optional<http::response>> admin_server::answer(deadline_stream& stream, const http::request& req,
                                                                      bool pipelined, const admin_request_info& info)
 {
+    owner_.assert_owned("admin_server::answer");
     const admin_route* route = find_route(req);
     if (!route)
         co_return not_found_response();
@@ -162,6 +165,7 @@ asio::awaitable<std::optional<http::response>> admin_server::answer(deadline_str
 
 asio::awaitable<void> admin_server::session(tcp::socket socket)
 {
+    owner_.assert_owned("admin_server::session");
     error_code ec;
     const std::string remote = socket.remote_endpoint(ec).address().to_string();
     deadline_stream stream(std::move(socket));

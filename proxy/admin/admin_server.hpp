@@ -1,6 +1,7 @@
 // The admin listener (default 127.0.0.1:9901), never on a data-path port: probes, /health/circuits,
 // /metrics and token-protected operator control of circuits (the routes: admin_routes.hpp). Runs on the
-// main io_context; owned by the main thread. Reads snapshots of shared state only.
+// main io_context; owned by the main thread, which its entry points assert (owner_). Reads snapshots of
+// shared state only.
 #pragma once
 #include "admin/admin_context.hpp"
 #include "admin/admin_routes.hpp"
@@ -8,6 +9,7 @@
 #include "config/config.hpp"
 #include "core/asio.hpp"
 #include "core/deadline_stream.hpp"
+#include "core/thread_owner.hpp"
 #include "http/message.hpp"
 
 #include <optional>
@@ -42,7 +44,8 @@ private:
     tcp::acceptor acceptor_;
     admin_context ctx_;
     std::string token_;
-    event_hub hub_; // after ctx_, which it reads
+    event_hub hub_;      // after ctx_, which it reads
+    thread_owner owner_; // the main thread, once the accept loop runs
 };
 
 } // namespace breakerbox::admin
