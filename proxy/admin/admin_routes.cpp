@@ -399,7 +399,8 @@ bool answers(std::uint8_t methods, bhttp::verb v)
 // "GET", "POST", "GET|POST|DELETE".
 std::string methods_text(std::uint8_t methods)
 {
-    constexpr std::pair<admin_method, std::string_view> names[]{{method_get, "GET"}, {method_post, "POST"}, {method_delete, "DELETE"}};
+    constexpr std::pair<admin_method, std::string_view> names[]{
+        {method_get, "GET"}, {method_post, "POST"}, {method_delete, "DELETE"}};
     std::string out;
     for (const auto& [bit, name] : names)
         if (methods & bit)
@@ -425,7 +426,9 @@ std::string_view route_rest(const admin_route& route, const http::request& req)
 {
     const std::string_view target = req.target();
     const auto fixed = fixed_prefix(route);
-    return fixed.size() == route_path(route).size() ? std::string_view{} : target.substr(0, target.find('?')).substr(fixed.size());
+    if (fixed.size() == route_path(route).size())
+        return {};
+    return target.substr(0, target.find('?')).substr(fixed.size());
 }
 
 std::optional<http::response> refusal(const admin_route& route, const http::request& req, const admin_request_info& info)

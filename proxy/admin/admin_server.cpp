@@ -27,7 +27,10 @@ admin_server::admin_server(asio::io_context& ioc, admin_context ctx, std::string
 
 admin_server::~admin_server() { resilience::set_transition_observer({}); }
 
-void admin_server::bind(const config::host_port& address) { listen_on(acceptor_, address.host, address.port, "the admin listener"); }
+void admin_server::bind(const config::host_port& address)
+{
+    listen_on(acceptor_, address.host, address.port, "the admin listener");
+}
 
 std::uint16_t admin_server::port() const
 {

@@ -287,7 +287,8 @@ void add_traffic(nlohmann::json& j, const upstream_snapshot& u)
     j["requests"] = counts["requests"];
     j["slow_requests"] = u.totals.slow;
     j["rejections"] = counts["rejections"];
-    j["bulkhead"] = {{"in_flight", bulk.in_flight}, {"queued", bulk.queued}, {"limit", bulk.limit}, {"max_queue", bulk.max_queue}};
+    j["bulkhead"] = {
+        {"in_flight", bulk.in_flight}, {"queued", bulk.queued}, {"limit", bulk.limit}, {"max_queue", bulk.max_queue}};
     j["streaming"] = {
         {"streams", {{"active", u.streams.active}, {"limit", u.streams.limit}, {"ended", counts["streams"]}}},
         {"tunnels", {{"active", u.tunnels.active}, {"limit", u.tunnels.limit}, {"ended", counts["tunnels"]}}}};

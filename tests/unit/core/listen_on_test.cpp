@@ -33,8 +33,8 @@ TEST(listen_on, binds_port_zero_and_names_what_failed)
         listen_on(second, "127.0.0.1", port, "the admin listener");
         FAIL() << "a port in use was bound twice";
     } catch (const std::runtime_error& e) {
-        EXPECT_TRUE(std::string(e.what()).starts_with("the admin listener cannot listen on 127.0.0.1:" + std::to_string(port) + ": "))
-            << e.what();
+        const std::string expected = "the admin listener cannot listen on 127.0.0.1:" + std::to_string(port) + ": ";
+        EXPECT_TRUE(std::string(e.what()).starts_with(expected)) << e.what();
     }
 }
 
