@@ -1,8 +1,10 @@
 #include "admin/admin_routes.hpp"
 
+#include "admin/cluster_routes.hpp"
 #include "admin/event_hub.hpp"
 #include "admin/health_report.hpp"
 #include "admin/metrics_exposition.hpp"
+#include "admin/queue_routes.hpp"
 #include "core/log.hpp"
 #include "background/outlier_monitor.hpp"
 
@@ -42,12 +44,6 @@ bool host_is_address_or_localhost(const http::request& req)
     error_code ec;
     boost::asio::ip::make_address_v4(host, ec);
     return !ec;
-}
-
-bool is_event_stream_request(const http::request& req)
-{
-    std::string_view target = req.target();
-    return req.method() == bhttp::verb::get && target.substr(0, target.find('?')) == "/events";
 }
 
 namespace {
@@ -311,34 +307,159 @@ http::response token_check(const admin_context&, const http::request& req, const
     return json_response(200, {{"token", "accepted"}, {"by", who(req, info.remote_ip)}});
 }
 
-// The admin API: a path (or a path prefix, whose remainder goes to the handler), its one method (GET
-// also answers HEAD), and whether it changes anything (then only with the admin token).
-struct admin_route {
-    std::string_view path;
-    bool prefix;
-    bool mutation; // POST with the admin token; otherwise GET
-    http::response (*handle)(const admin_context&, const http::request&, const admin_request_info&, std::string_view rest);
-    bool browser_facing = false; // the dashboard's files: Host must be an address or localhost
+constexpr auto get = method_get, post = method_post;
+constexpr auto token = admin_access::token;
+
+// The admin API (docs/admin-api.md), in its order.
+constexpr admin_route routes[]{
+    {.methods = get, .path = "/live", .now = live, .description = "200 while the process runs (liveness)"},
+    {.methods = get,
+     .path = "/ready",
+     .now = ready,
+     .description = "200 once every listener is bound and the config loaded; 503 while starting or draining"},
+    {.methods = get,
+     .path = "/health/circuits",
+     .now = health,
+     .description = "every upstream's circuit; 503 if any circuit is open or forced open"},
+    {.methods = get, .path = "/health/circuits/{upstream}", .now = health, .description = "one upstream's circuit"},
+    {.methods = get, .path = "/metrics", .now = metrics, .description = "Prometheus text format (0.0.4)"},
+    {.methods = get,
+     .path = "/events",
+     .now = events_head,
+     .description = "a Server-Sent Events stream: transitions, operator actions, reloads, a sample each second",
+     .browser_facing = true,
+     .streams = true},
+    {.methods = get, .path = "/dashboard", .now = dashboard_page, .description = "the live dashboard", .browser_facing = true},
+    {.methods = get, .path = "/dashboard.js", .now = dashboard_script, .description = "its script", .browser_facing = true},
+    {.methods = get, .path = "/dashboard.css", .now = dashboard_style, .description = "its style sheet", .browser_facing = true},
+    {.methods = get, .path = "/favicon.svg", .now = dashboard_icon, .description = "its icon", .browser_facing = true},
+    {.methods = post,
+     .path = "/admin/token",
+     .access = token,
+     .now = token_check,
+     .description = "changes nothing: 200 when the bearer token is right"},
+    {.methods = post,
+     .path = "/admin/circuits/{upstream}/{action}?scope=cluster",
+     .access = token,
+     .later = handle_cluster_action,
+     .description = "force-open, force-closed or reset for every replica, through Redis (scope: cluster)"},
+    {.methods = post,
+     .path = "/admin/circuits/{upstream}/{action}",
+     .access = token,
+     .now = circuits,
+     .description = "force-open, force-closed, disable or reset a circuit (/admin/circuits/reset: every circuit)"},
+    {.methods = post,
+     .path = "/admin/endpoints/{upstream}/{address}/{action}",
+     .access = token,
+     .now = endpoint_action,
+     .description = "eject or uneject an endpoint (outlier detection)"},
+    {.methods = get,
+     .path = "/admin/queues",
+     .access = token,
+     .later = handle_queue_admin,
+     .description = "each queue's figures (the queue fallback)",
+     .handler_checks_method = true},
+    {.methods = get | post | method_delete,
+     .path = "/admin/queues/{upstream}[/{id}[/requeue]|/purge]",
+     .access = token,
+     .later = handle_queue_admin,
+     .description = "a queue's entries; one entry; requeue, delete, purge",
+     .handler_checks_method = true},
+    {.methods = post,
+     .path = "/admin/reload",
+     .access = token,
+     .now = reload,
+     .description = "re-read the configuration file, as SIGHUP does"},
 };
 
-constexpr admin_route admin_routes[]{
-    {"/live", false, false, live},
-    {"/events", false, false, events_head, true},
-    {"/dashboard", false, false, dashboard_page, true},
-    {"/dashboard.js", false, false, dashboard_script, true},
-    {"/dashboard.css", false, false, dashboard_style, true},
-    {"/favicon.svg", false, false, dashboard_icon, true},
-    {"/admin/token", false, true, token_check},
-    {"/ready", false, false, ready},
-    {"/metrics", false, false, metrics},
-    {"/health/circuits", false, false, health},
-    {"/health/circuits/", true, false, health},
-    {"/admin/reload", false, true, reload},
-    {"/admin/circuits/", true, true, circuits},
-    {"/admin/endpoints/", true, true, endpoint_action},
-};
+// A route's path without its query condition, and the fixed part a request's path must start with.
+std::string_view route_path(const admin_route& r) { return r.path.substr(0, r.path.find('?')); }
+std::string_view fixed_prefix(const admin_route& r) { return r.path.substr(0, r.path.find_first_of("{?")); }
+
+bool matches(const admin_route& r, std::string_view path, std::string_view target)
+{
+    const auto fixed = fixed_prefix(r);
+    const bool exact = fixed.size() == route_path(r).size();
+    if (exact ? path != fixed : !path.starts_with(fixed))
+        return false;
+    const auto q = r.path.find('?');
+    if (q == std::string_view::npos)
+        return true;
+    const auto condition = r.path.substr(q + 1);
+    const auto eq = condition.find('=');
+    return query_value(target, condition.substr(0, eq)) == condition.substr(eq + 1);
+}
+
+bool answers(std::uint8_t methods, bhttp::verb v)
+{
+    return ((methods & method_get) && (v == bhttp::verb::get || v == bhttp::verb::head)) ||
+           ((methods & method_post) && v == bhttp::verb::post) || ((methods & method_delete) && v == bhttp::verb::delete_);
+}
+
+// "GET", "POST", "GET|POST|DELETE".
+std::string methods_text(std::uint8_t methods)
+{
+    constexpr std::pair<admin_method, std::string_view> names[]{
+        {method_get, "GET"}, {method_post, "POST"}, {method_delete, "DELETE"}};
+    std::string out;
+    for (const auto& [bit, name] : names)
+        if (methods & bit)
+            out += (out.empty() ? "" : "|") + std::string(name);
+    return out;
+}
 
 } // namespace
+
+std::span<const admin_route> admin_api() { return routes; }
+
+const admin_route* find_route(const http::request& req)
+{
+    const std::string_view target = req.target();
+    const std::string_view path = target.substr(0, target.find('?'));
+    for (const auto& route : routes)
+        if (matches(route, path, target))
+            return &route;
+    return nullptr;
+}
+
+std::string_view route_rest(const admin_route& route, const http::request& req)
+{
+    const std::string_view target = req.target();
+    const auto fixed = fixed_prefix(route);
+    if (fixed.size() == route_path(route).size())
+        return {};
+    return target.substr(0, target.find('?')).substr(fixed.size());
+}
+
+std::optional<http::response> refusal(const admin_route& route, const http::request& req, const admin_request_info& info)
+{
+    if (!route.handler_checks_method && !answers(route.methods, req.method()))
+        return error(405, "method_not_allowed", methods_text(route.methods) + " only");
+    if (route.access == admin_access::token)
+        if (auto denied = authorize(req, info.token)) {
+            const std::string_view target = req.target();
+            log::warn("admin request refused: no valid token",
+                      {{"path", target.substr(0, target.find('?'))}, {"remote", info.remote_ip}});
+            return denied;
+        }
+    if (route.browser_facing && !host_is_address_or_localhost(req))
+        return error(421, "misdirected_request",
+                     "open the dashboard by IP address or localhost (a DNS name in Host is refused: DNS rebinding)");
+    return std::nullopt;
+}
+
+http::response not_found_response()
+{
+    std::string listed;
+    nlohmann::json endpoints = nlohmann::json::array();
+    for (const auto& route : routes) {
+        const auto usage = methods_text(route.methods) + " " + std::string(route.path);
+        listed += (listed.empty() ? "" : ", ") + usage;
+        endpoints.push_back(
+            {{"endpoint", usage}, {"token", route.access == admin_access::token}, {"description", route.description}});
+    }
+    return json_response(404, {{"error", "not_found"}, {"detail", "endpoints: " + listed}, {"endpoints", endpoints}});
+}
 
 std::string_view query_value(std::string_view target, std::string_view key)
 {
@@ -357,39 +478,6 @@ std::string_view query_value(std::string_view target, std::string_view key)
         rest.remove_prefix(amp + 1);
     }
     return {};
-}
-
-std::optional<http::response> refuse_without_token(const http::request& req, std::string_view token)
-{
-    return authorize(req, token);
-}
-
-http::response handle_admin_request(const admin_context& ctx, const http::request& req, const admin_request_info& info)
-{
-    std::string_view target = req.target();
-    std::string_view path = target.substr(0, target.find('?'));
-    const bool get = req.method() == bhttp::verb::get || req.method() == bhttp::verb::head;
-    const bool post = req.method() == bhttp::verb::post;
-    for (const auto& route : admin_routes) {
-        if (route.prefix ? !path.starts_with(route.path) : path != route.path)
-            continue;
-        if (route.mutation ? !post : !get)
-            return error(405, "method_not_allowed", route.mutation ? "POST only" : "GET only");
-        if (route.mutation)
-            if (auto denied = authorize(req, info.token)) {
-                log::warn("admin request refused: no valid token", {{"path", path}, {"remote", info.remote_ip}});
-                return *denied;
-            }
-        if (route.browser_facing && !host_is_address_or_localhost(req))
-            return error(421, "misdirected_request",
-                         "open the dashboard by IP address or localhost (a DNS name in Host is refused: DNS rebinding)");
-        const auto rest = route.prefix ? path.substr(route.path.size()) : std::string_view{};
-        return route.handle(ctx, req, info, rest);
-    }
-    return error(
-        404, "not_found",
-        "endpoints: /live, /ready, /health/circuits[/{upstream}], /metrics, /events, /dashboard, POST /admin/circuits/..., "
-        "POST /admin/endpoints/..., /admin/queues[/...]");
 }
 
 } // namespace breakerbox::admin

@@ -1,8 +1,7 @@
 #include "admin/admin_server.hpp"
 
 #include "admin/admin_routes.hpp"
-#include "admin/cluster_routes.hpp"
-#include "admin/queue_routes.hpp"
+#include "core/listen_on.hpp"
 #include "core/log.hpp"
 #include "core/write_all.hpp"
 #include "http/error_response.hpp"
@@ -10,7 +9,6 @@
 #include "http/read_message.hpp"
 #include "http/serialize.hpp"
 #include "resilience/upstream_resilience.hpp"
-#include "server/listener.hpp"
 
 #include <boost/beast/http/parser.hpp>
 #include <nlohmann/json.hpp>
@@ -29,7 +27,10 @@ admin_server::admin_server(asio::io_context& ioc, admin_context ctx, std::string
 
 admin_server::~admin_server() { resilience::set_transition_observer({}); }
 
-void admin_server::bind(const config::host_port& address) { server::listen_on(acceptor_, address, "the admin listener"); }
+void admin_server::bind(const config::host_port& address)
+{
+    listen_on(acceptor_, address.host, address.port, "the admin listener");
+}
 
 std::uint16_t admin_server::port() const
 {
@@ -79,6 +80,7 @@ asio::awaitable<void> watch_for_close(tcp::socket& socket, std::shared_ptr<event
 
 asio::awaitable<void> admin_server::stream_events(deadline_stream& stream, const http::request& req)
 {
+    owner_.assert_owned("admin_server::stream_events");
     auto viewer = hub_.subscribe(last_event_id(req));
     if (!viewer) {
         auto res = json_error_response(503, "too_many_viewers",
@@ -129,6 +131,7 @@ asio::awaitable<void> admin_server::stream_events(deadline_stream& stream, const
 
 asio::awaitable<void> admin_server::accept_loop()
 {
+    owner_.bind_to_this_thread(); // the thread that runs the main io_context: every session runs there too
     asio::steady_timer backoff(acceptor_.get_executor());
     for (;;) {
         auto [ec, socket] = co_await acceptor_.async_accept(nothrow_awaitable);
@@ -143,8 +146,29 @@ asio::awaitable<void> admin_server::accept_loop()
     }
 }
 
+asio::awaitable<std::optional<http::response>> admin_server::answer(deadline_stream& stream, const http::request& req,
+                                                                     bool pipelined, const admin_request_info& info)
+{
+    owner_.assert_owned("admin_server::answer");
+    const admin_route* route = find_route(req);
+    if (!route)
+        co_return not_found_response();
+    if (auto refused = refusal(*route, req, info))
+        co_return std::move(*refused);
+    // A stream is one-way: with more requests pipelined behind this one, the stream's head only.
+    if (route->streams && req.method() == bhttp::verb::get && !pipelined) {
+        co_await stream_events(stream, req);
+        co_return std::nullopt;
+    }
+    const auto rest = route_rest(*route, req);
+    if (route->later) // waits for the queue's writer thread, or for Redis (bounded by cluster.command_timeout)
+        co_return co_await route->later(ctx_, req, info, rest);
+    co_return route->now(ctx_, req, info, rest);
+}
+
 asio::awaitable<void> admin_server::session(tcp::socket socket)
 {
+    owner_.assert_owned("admin_server::session");
     error_code ec;
     const std::string remote = socket.remote_endpoint(ec).address().to_string();
     deadline_stream stream(std::move(socket));
@@ -160,19 +184,13 @@ asio::awaitable<void> admin_server::session(tcp::socket socket)
         auto req = parser.release();
         // The same message rules as the data listener (http/message_rules.hpp); a refused request closes.
         const auto refused = http::request_head_refusal(req);
-        if (refused == proxy_error::ok && is_event_stream_request(req) && !buffer.size() && host_is_address_or_localhost(req)) {
-            co_await stream_events(stream, req);
-            co_return;
-        }
         http::response res;
         if (refused != proxy_error::ok)
             res = http::make_error_response(refused, {}, "refused by RFC 9112 §3.2 / §6.1", 11);
-        else if (is_queue_admin_request(req)) // waits for the queue's writer thread
-            res = co_await handle_queue_admin(ctx_, req, {remote, token_});
-        else if (is_cluster_action(req)) // waits for Redis (bounded by cluster.command_timeout)
-            res = co_await handle_cluster_action(ctx_, req, {remote, token_});
+        else if (auto answered = co_await answer(stream, req, buffer.size() > 0, {remote, token_}))
+            res = std::move(*answered);
         else
-            res = handle_admin_request(ctx_, req, {remote, token_});
+            co_return; // it was the event stream, which ends with the connection
         const bool keep_alive = refused == proxy_error::ok && req.keep_alive();
         if (!co_await write_response(stream, res, keep_alive, req.method() == bhttp::verb::head) || !keep_alive)
             break;

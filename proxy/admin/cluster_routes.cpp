@@ -6,32 +6,11 @@
 #include "core/log.hpp"
 
 namespace breakerbox::admin {
-namespace {
-
-namespace bhttp = boost::beast::http;
-
-constexpr std::string_view prefix = "/admin/circuits/";
-
-} // namespace
-
-bool is_cluster_action(const http::request& req)
-{
-    const std::string_view target = req.target();
-    return target.starts_with(prefix) && query_value(target, "scope") == "cluster";
-}
 
 asio::awaitable<http::response> handle_cluster_action(const admin_context& ctx, const http::request& req,
-                                                      const admin_request_info& info)
+                                                      const admin_request_info& info, std::string_view rest)
 {
     const std::string_view target = req.target();
-    const std::string_view path = target.substr(0, target.find('?'));
-    if (req.method() != bhttp::verb::post)
-        co_return json_error_response(405, "method_not_allowed", "POST only");
-    if (auto denied = refuse_without_token(req, info.token)) {
-        log::warn("admin request refused: no valid token", {{"path", path}, {"remote", info.remote_ip}});
-        co_return *denied;
-    }
-    const auto rest = path.substr(prefix.size());
     const auto slash = rest.find('/');
     if (slash == std::string_view::npos)
         co_return json_error_response(404, "not_found",

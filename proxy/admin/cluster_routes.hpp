@@ -14,9 +14,9 @@
 
 namespace breakerbox::admin {
 
-bool is_cluster_action(const http::request& req);
-
+// `rest`: the path after /admin/circuits/. Its route (admin_routes.cpp) has checked the method (POST)
+// and the token.
 asio::awaitable<http::response> handle_cluster_action(const admin_context& ctx, const http::request& req,
-                                                      const admin_request_info& info);
+                                                      const admin_request_info& info, std::string_view rest);
 
 } // namespace breakerbox::admin

@@ -1,6 +1,7 @@
 #include "admin/event_hub.hpp"
 
 #include "admin/health_report.hpp"
+#include "admin/upstream_snapshot.hpp"
 #include "core/iso8601.hpp"
 #include "core/log.hpp"
 #include "resilience/circuit_view.hpp"
@@ -42,6 +43,30 @@ nlohmann::json latency_json(const runtime::upstream_totals& now, const runtime::
         return nullptr;
     const auto p99 = bucket_quantile(delta, runtime::duration_buckets, 0.99);
     return {{"p50", *p50 * 1000.0}, {"p99", *p99 * 1000.0}};
+}
+
+// One upstream's second: what requests find now, and what moved since the previous sample (`before`).
+nlohmann::json sample_json(const upstream_snapshot& u, const runtime::upstream_totals& before)
+{
+    const auto& bulk = u.bulkhead;
+    nlohmann::json s = {
+        {"upstream", u.name()},
+        {"state", resilience::to_string(u.circuit.state)},
+        {"decided_by", name_of(u.circuit.decided_by)},
+        {"reason", u.reason},
+        {"seconds_in_state", u.seconds_in_state},
+        {"next_probe_in_ms",
+         u.next_probe_in ? nlohmann::json(static_cast<double>(*u.next_probe_in) / 1e6) : nlohmann::json(nullptr)},
+        {"latency_ms", latency_json(u.totals, before)},
+        {"failure_rate", u.failure_rate},
+        {"slow_call_rate", u.slow_call_rate},
+        {"bulkhead", {{"in_flight", bulk.in_flight}, {"queued", bulk.queued}, {"limit", bulk.limit}}},
+        {"retry_budget_in_use", u.retry_budget_in_use},
+        {"ejected", u.ejected ? nlohmann::json(*u.ejected) : nlohmann::json(nullptr)},
+    };
+    for (std::size_t f = 0; f < 4; ++f) // requests, rejections, retries, fallbacks
+        s[std::string(runtime::upstream_families[f].json_key)] = family_delta(runtime::upstream_families[f], u.totals, before);
+    return s;
 }
 
 } // namespace
@@ -200,32 +225,10 @@ nlohmann::json event_hub::take_sample()
     nlohmann::json list = nlohmann::json::array();
     std::erase_if(previous_, [&](const auto& kv) { return !rt->index_of(kv.first); }); // removed upstreams
     for (const auto& shared : rt->upstreams) {
-        const std::string& name = shared->cfg.name;
-        const auto totals = ctx_.upstream_totals(name);
-        auto& before = previous_[name]; // zeros the first time: the first sample counts since start
-        const auto snap = shared->breaker.snapshot();
-        const auto bulk = shared->bulk.snapshot();
-        const auto circuit = resilience::effective_circuit(shared->breaker, shared->cluster, now); // what requests find
-        nlohmann::json s = {
-            {"upstream", name},
-            {"state", resilience::to_string(circuit.state)},
-            {"decided_by", name_of(circuit.decided_by)},
-            {"reason", circuit_reason(ctx_, *shared, circuit, snap.last_reason)},
-            {"seconds_in_state", static_cast<double>(now - snap.since) / 1e9},
-            {"next_probe_in_ms", circuit.rejects() && circuit.next_probe_in
-                                     ? nlohmann::json(static_cast<double>(*circuit.next_probe_in) / 1e6)
-                                     : nlohmann::json(nullptr)},
-            {"latency_ms", latency_json(totals, before)},
-            {"failure_rate", snap.window.calls ? double(snap.window.failures) / snap.window.calls : 0.0},
-            {"slow_call_rate", snap.window.calls ? double(snap.window.slow) / snap.window.calls : 0.0},
-            {"bulkhead", {{"in_flight", bulk.in_flight}, {"queued", bulk.queued}, {"limit", bulk.limit}}},
-            {"retry_budget_in_use", shared->budget.active()},
-            {"ejected", shared->outliers ? nlohmann::json(shared->outliers->ejected_count()) : nlohmann::json(nullptr)},
-        };
-        for (std::size_t f = 0; f < 4; ++f) // requests, rejections, retries, fallbacks
-            s[std::string(runtime::upstream_families[f].json_key)] = family_delta(runtime::upstream_families[f], totals, before);
-        before = totals;
-        list.push_back(std::move(s));
+        const auto u = take_upstream_snapshot(ctx_, *shared, now);
+        auto& before = previous_[u.name()]; // zeros the first time: the first sample counts since start
+        list.push_back(sample_json(u, before));
+        before = u.totals;
     }
     return {{"t", unix_ms()}, {"upstreams", std::move(list)}};
 }

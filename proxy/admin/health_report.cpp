@@ -1,6 +1,7 @@
 #include "admin/health_report.hpp"
 
 #include "admin/queue_routes.hpp"
+#include "admin/upstream_snapshot.hpp"
 #include "cluster/cluster_sync.hpp"
 
 #include "tls/upstream_tls.hpp"
@@ -239,89 +240,81 @@ nlohmann::json cluster_upstream_json(const admin_context& ctx, const std::string
             {"probing", v.probing}};
 }
 
-nlohmann::json upstream_json(const admin_context& ctx, const resilience::upstream_resilience& r, breaker_state& state_out)
+// The circuit as the next request finds it, and the local breaker's figures behind it.
+void add_circuit(nlohmann::json& j, const upstream_snapshot& u)
 {
-    const std::string& name = r.cfg.name;
-    const auto snap = r.breaker.snapshot();
-    const nanos now = ctx.clk.now();
-    // What the next request finds, and who decides it (the local breaker, an operator, the cluster).
-    const auto circuit = resilience::effective_circuit(r.breaker, r.cluster, now);
-    state_out = circuit.state;
-    const auto wall_now = std::chrono::system_clock::now();
-    const auto since_wall = wall_now - std::chrono::nanoseconds(now - snap.since);
+    const auto& b = u.breaker;
+    const auto since_wall = std::chrono::system_clock::now() - std::chrono::nanoseconds(u.taken_at - b.since);
+    j["state"] = resilience::to_string(u.circuit.state);
+    j["decided_by"] = name_of(u.circuit.decided_by);
+    j["breaker_state"] = resilience::to_string(b.state);
+    j["since"] = iso8601(std::chrono::time_point_cast<std::chrono::system_clock::duration>(since_wall));
+    j["seconds_in_state"] = u.seconds_in_state;
+    j["reason"] = u.reason;
+    j["transitions"] = b.transitions;
+    j["trips"] = b.trips;
+    j["open_duration_ms"] = ms(b.current_open_duration);
+    j["next_probe_in_ms"] = u.next_probe_in ? nlohmann::json(ms(*u.next_probe_in)) : nlohmann::json(nullptr);
+    j["consecutive_failures"] = b.consecutive_failures;
+    j["consecutive_slow_calls"] = b.consecutive_slow_calls;
+    j["window"] = {{"calls", b.window.calls},
+                   {"failures", b.window.failures},
+                   {"slow", b.window.slow},
+                   {"failure_rate", u.failure_rate},
+                   {"slow_call_rate", u.slow_call_rate}};
+    j["half_open"] = {{"probes_in_flight", b.probes_in_flight}, {"successes", b.probe_successes}};
+}
 
-    nlohmann::json window = {{"calls", snap.window.calls},
-                             {"failures", snap.window.failures},
-                             {"slow", snap.window.slow},
-                             {"failure_rate", snap.window.calls ? double(snap.window.failures) / snap.window.calls : 0.0},
-                             {"slow_call_rate", snap.window.calls ? double(snap.window.slow) / snap.window.calls : 0.0}};
-    const auto totals = ctx.upstream_totals(name);
-    nlohmann::json counts = nlohmann::json::object(); // requests, rejections, retries, fallbacks: by label value
+// The labelled counters (requests, rejections, retries, fallbacks, ...): by family, by label value.
+nlohmann::json counts_json(const runtime::upstream_totals& totals)
+{
+    nlohmann::json counts = nlohmann::json::object();
     for (const auto& family : runtime::upstream_families) {
         auto& by_value = counts[std::string(family.json_key)] = nlohmann::json::object();
         const auto values = family.counts(totals);
         for (std::size_t k = 0; k < values.size(); ++k)
             by_value[std::string(family.values[k])] = values[k];
     }
-    counts["retries"]["budget_in_use"] = r.budget.active();
-    const auto bulk = r.bulk.snapshot();
-    nlohmann::json bulkhead = {
-        {"in_flight", bulk.in_flight}, {"queued", bulk.queued}, {"limit", bulk.limit}, {"max_queue", bulk.max_queue}};
+    return counts;
+}
 
-    nlohmann::json j = {
-        {"state", resilience::to_string(circuit.state)},
-        {"decided_by", name_of(circuit.decided_by)},
-        {"breaker_state", resilience::to_string(snap.state)},
-        {"since", iso8601(std::chrono::time_point_cast<std::chrono::system_clock::duration>(since_wall))},
-        {"seconds_in_state", static_cast<double>(now - snap.since) / 1e9},
-        {"reason", snap.last_reason},
-        {"transitions", snap.transitions},
-        {"trips", snap.trips},
-        {"open_duration_ms", ms(snap.current_open_duration)},
-        {"next_probe_in_ms", nullptr},
-        {"consecutive_failures", snap.consecutive_failures},
-        {"consecutive_slow_calls", snap.consecutive_slow_calls},
-        {"window", window},
-        {"half_open", {{"probes_in_flight", snap.probes_in_flight}, {"successes", snap.probe_successes}}},
-        {"requests", counts["requests"]},
-        {"slow_requests", totals.slow},
-        {"rejections", counts["rejections"]},
-        {"bulkhead", bulkhead},
-        {"streaming",
-         {{"streams", {{"active", r.streams.active()}, {"limit", r.streams.limit()}, {"ended", counts["streams"]}}},
-          {"tunnels", {{"active", r.tunnels.active()}, {"limit", r.tunnels.limit()}, {"ended", counts["tunnels"]}}}}},
-        {"retries", counts["retries"]},
-        {"fallbacks", counts["fallbacks"]},
-        {"tls", tls_json(r, counts["tls_handshakes"])},
-        {"outlier_detection", outliers_json(r, now)},
-        {"policy", policy_json(r.cfg)},
-    };
+// The counters, and what holds capacity now (bulkhead, streams, tunnels, retry budget).
+void add_traffic(nlohmann::json& j, const upstream_snapshot& u)
+{
+    auto counts = counts_json(u.totals);
+    counts["retries"]["budget_in_use"] = u.retry_budget_in_use;
+    const auto& bulk = u.bulkhead;
+    j["requests"] = counts["requests"];
+    j["slow_requests"] = u.totals.slow;
+    j["rejections"] = counts["rejections"];
+    j["bulkhead"] = {
+        {"in_flight", bulk.in_flight}, {"queued", bulk.queued}, {"limit", bulk.limit}, {"max_queue", bulk.max_queue}};
+    j["streaming"] = {
+        {"streams", {{"active", u.streams.active}, {"limit", u.streams.limit}, {"ended", counts["streams"]}}},
+        {"tunnels", {{"active", u.tunnels.active}, {"limit", u.tunnels.limit}, {"ended", counts["tunnels"]}}}};
+    j["retries"] = counts["retries"];
+    j["fallbacks"] = counts["fallbacks"];
+    j["tls"] = tls_json(u.shared, counts["tls_handshakes"]);
+}
+
+nlohmann::json upstream_json(const admin_context& ctx, const upstream_snapshot& u)
+{
+    const auto& r = u.shared;
+    nlohmann::json j = nlohmann::json::object();
+    add_circuit(j, u);
+    add_traffic(j, u);
+    j["outlier_detection"] = outliers_json(r, u.taken_at);
+    j["policy"] = policy_json(r.cfg);
     if (r.cfg.breaker.scope == config::breaker_scope::cluster)
-        j["cluster"] = cluster_upstream_json(ctx, name);
-    if (circuit.rejects() && circuit.next_probe_in)
-        j["next_probe_in_ms"] = ms(*circuit.next_probe_in);
-    j["reason"] = circuit_reason(ctx, r, circuit, snap.last_reason);
+        j["cluster"] = cluster_upstream_json(ctx, u.name());
     if (r.cache)
         j["stale_cache"] = {{"entries", r.cache->entries()}, {"bytes", r.cache->bytes()}};
     if (ctx.state.queue && r.cfg.queue_fallback())
-        j["queue"] = queue_summary(ctx.state.queue->counters(name),
-                                   std::chrono::duration_cast<std::chrono::milliseconds>(wall_now.time_since_epoch()).count());
+        j["queue"] = queue_summary(ctx.state.queue->counters(u.name()));
     return j;
 }
 
 } // namespace
-
-std::string circuit_reason(const admin_context& ctx, const resilience::upstream_resilience& r,
-                           const resilience::circuit_view& circuit, const std::string& breaker_reason)
-{
-    if (circuit.decided_by != resilience::circuit_decider::cluster &&
-        circuit.decided_by != resilience::circuit_decider::cluster_operator)
-        return breaker_reason;
-    if (ctx.cluster)
-        if (const auto it = ctx.cluster->status().upstreams.find(r.cfg.name); it != ctx.cluster->status().upstreams.end())
-            return "cluster: " + it->second.reason;
-    return "cluster: the replicas' shared verdict";
-}
 
 std::optional<health_report> build_health_report(const admin_context& ctx, std::optional<std::string_view> only)
 {
@@ -333,10 +326,10 @@ std::optional<health_report> build_health_report(const admin_context& ctx, std::
         if (only && name != *only)
             continue;
         found = true;
-        breaker_state st;
-        upstreams[name] = upstream_json(ctx, *shared, st);
-        any_open = any_open || st == breaker_state::open || st == breaker_state::forced_open;
-        any_half_open = any_half_open || st == breaker_state::half_open;
+        const auto u = take_upstream_snapshot(ctx, *shared, ctx.clk.now());
+        upstreams[name] = upstream_json(ctx, u);
+        any_open = any_open || u.circuit.rejects();
+        any_half_open = any_half_open || u.circuit.state == breaker_state::half_open;
     }
     if (only && !found)
         return std::nullopt;

@@ -17,11 +17,6 @@ struct health_report {
     unsigned status; // 200 or 503
 };
 
-// Why the circuit is as the next request finds it: the breaker's last reason, or the cluster's when
-// its verdict (or a cluster-wide operator action) decides.
-std::string circuit_reason(const admin_context& ctx, const resilience::upstream_resilience& r,
-                           const resilience::circuit_view& circuit, const std::string& breaker_reason);
-
 // All upstreams, or just `upstream` (nullopt when no such upstream).
 std::optional<health_report> build_health_report(const admin_context& ctx, std::optional<std::string_view> upstream);
 

@@ -4,6 +4,7 @@
 #include "queue/queue_store.hpp"
 
 #include "admin/event_hub.hpp"
+#include "admin/upstream_snapshot.hpp"
 #include "resilience/circuit_view.hpp"
 #include "tls/upstream_tls.hpp"
 
@@ -170,21 +171,18 @@ double state_code(breaker_state s)
     }
 }
 
-double ratio(std::uint64_t part, std::uint64_t whole) { return whole ? double(part) / double(whole) : 0.0; }
-
 // The state gauges follow what the next request finds (the local breaker, an operator, the cluster's
 // verdict: resilience/circuit_view.hpp), so an alert on them fires whoever turns requests away.
-void add_breaker(exposition& e, const std::string& name, const resilience::upstream_resilience& shared, nanos now)
+void add_breaker(exposition& e, const upstream_snapshot& u)
 {
-    const auto& cb = shared.breaker;
-    const auto snap = cb.snapshot();
-    const auto circuit = resilience::effective_circuit(cb, shared.cluster, now);
+    const std::string& name = u.name();
+    const auto& cb = u.shared.breaker;
     for (const auto& [s, state_name] : resilience::breaker_state_names)
-        e.add(metric::circuit_state, {{"upstream", name}, {"state", std::string(state_name)}}, circuit.state == s ? 1 : 0);
-    e.add(metric::circuit_state_code, {{"upstream", name}}, state_code(circuit.state));
+        e.add(metric::circuit_state, {{"upstream", name}, {"state", std::string(state_name)}}, u.circuit.state == s ? 1 : 0);
+    e.add(metric::circuit_state_code, {{"upstream", name}}, state_code(u.circuit.state));
     for (const auto& [d, decider_name] : resilience::circuit_decider_names)
         e.add(metric::circuit_decided_by, {{"upstream", name}, {"decided_by", std::string(decider_name)}},
-              circuit.decided_by == d ? 1 : 0);
+              u.circuit.decided_by == d ? 1 : 0);
     for (const auto& [from, from_name] : resilience::breaker_state_names)
         for (const auto& [to, to_name] : resilience::breaker_state_names) {
             const auto n = cb.transition_count(from, to);
@@ -192,13 +190,12 @@ void add_breaker(exposition& e, const std::string& name, const resilience::upstr
                 e.add(metric::transitions, {{"upstream", name}, {"from", std::string(from_name)}, {"to", std::string(to_name)}},
                       double(n));
         }
-    e.add(metric::trips, {{"upstream", name}}, double(snap.trips));
-    e.add(metric::window_calls, {{"upstream", name}}, snap.window.calls);
-    e.add(metric::failure_ratio, {{"upstream", name}}, ratio(snap.window.failures, snap.window.calls));
-    e.add(metric::slow_call_ratio, {{"upstream", name}}, ratio(snap.window.slow, snap.window.calls));
-    e.add(metric::consecutive_failures, {{"upstream", name}}, snap.consecutive_failures);
-    e.add(metric::next_probe, {{"upstream", name}},
-          circuit.rejects() && circuit.next_probe_in ? double(*circuit.next_probe_in) / 1e9 : 0);
+    e.add(metric::trips, {{"upstream", name}}, double(u.breaker.trips));
+    e.add(metric::window_calls, {{"upstream", name}}, u.breaker.window.calls);
+    e.add(metric::failure_ratio, {{"upstream", name}}, u.failure_rate);
+    e.add(metric::slow_call_ratio, {{"upstream", name}}, u.slow_call_rate);
+    e.add(metric::consecutive_failures, {{"upstream", name}}, u.breaker.consecutive_failures);
+    e.add(metric::next_probe, {{"upstream", name}}, u.next_probe_in ? double(*u.next_probe_in) / 1e9 : 0);
 }
 
 void add_counters(exposition& e, const std::string& name, const runtime::upstream_totals& totals)
@@ -241,18 +238,19 @@ std::optional<std::int64_t> soonest_expiry(const tls::upstream_tls& t)
     return soonest;
 }
 
-void add_capacity(exposition& e, const std::string& name, const resilience::upstream_resilience& shared)
+void add_capacity(exposition& e, const upstream_snapshot& u)
 {
-    const auto bulk = shared.bulk.snapshot();
-    e.add(metric::bulkhead_in_flight, {{"upstream", name}}, bulk.in_flight);
-    e.add(metric::bulkhead_queued, {{"upstream", name}}, bulk.queued);
-    e.add(metric::bulkhead_limit, {{"upstream", name}}, bulk.limit);
-    e.add(metric::bulkhead_queue_limit, {{"upstream", name}}, bulk.max_queue);
-    e.add(metric::retry_budget_in_use, {{"upstream", name}}, shared.budget.active());
-    e.add(metric::streams_active, {{"upstream", name}}, shared.streams.active());
-    e.add(metric::streams_limit, {{"upstream", name}}, shared.streams.limit());
-    e.add(metric::tunnels_active, {{"upstream", name}}, shared.tunnels.active());
-    e.add(metric::tunnels_limit, {{"upstream", name}}, shared.tunnels.limit());
+    const std::string& name = u.name();
+    const auto& shared = u.shared;
+    e.add(metric::bulkhead_in_flight, {{"upstream", name}}, u.bulkhead.in_flight);
+    e.add(metric::bulkhead_queued, {{"upstream", name}}, u.bulkhead.queued);
+    e.add(metric::bulkhead_limit, {{"upstream", name}}, u.bulkhead.limit);
+    e.add(metric::bulkhead_queue_limit, {{"upstream", name}}, u.bulkhead.max_queue);
+    e.add(metric::retry_budget_in_use, {{"upstream", name}}, u.retry_budget_in_use);
+    e.add(metric::streams_active, {{"upstream", name}}, u.streams.active);
+    e.add(metric::streams_limit, {{"upstream", name}}, u.streams.limit);
+    e.add(metric::tunnels_active, {{"upstream", name}}, u.tunnels.active);
+    e.add(metric::tunnels_limit, {{"upstream", name}}, u.tunnels.limit);
     if (shared.tls)
         if (const auto expiry = soonest_expiry(*shared.tls))
             e.add(metric::tls_certificate_expiry, {{"upstream", name}}, double(*expiry - unix_now()));
@@ -382,12 +380,12 @@ std::string render_metrics(const admin_context& ctx)
     exposition e;
     e.add(metric::build_info, {{"version", build::version}, {"instance", ctx.state.instance_id}}, 1);
     for (const auto& shared : rt->upstreams) {
-        const std::string& name = shared->cfg.name;
-        add_breaker(e, name, *shared, now);
-        add_counters(e, name, ctx.upstream_totals(name));
-        add_capacity(e, name, *shared);
+        const auto u = take_upstream_snapshot(ctx, *shared, now);
+        add_breaker(e, u);
+        add_counters(e, u.name(), u.totals);
+        add_capacity(e, u);
         if (shared->outliers)
-            add_outliers(e, name, *shared->outliers, now);
+            add_outliers(e, u.name(), *shared->outliers, now);
     }
     if (ctx.state.queue)
         add_queues(e, *ctx.state.queue);

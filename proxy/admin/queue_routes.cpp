@@ -11,8 +11,6 @@ namespace {
 
 namespace bhttp = boost::beast::http;
 
-constexpr std::string_view prefix = "/admin/queues";
-
 std::int64_t wall_ms_now()
 {
     return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
@@ -44,12 +42,11 @@ struct queue_path {
     std::string action; // "", "requeue", "purge"
 };
 
-std::optional<queue_path> parse_path(std::string_view path)
+std::optional<queue_path> parse_path(std::string_view rest)
 {
     queue_path p;
-    if (path == prefix || path == "/admin/queues/")
+    if (rest.empty())
         return p;
-    std::string_view rest = path.substr(prefix.size() + 1);
     std::vector<std::string_view> parts;
     while (!rest.empty()) {
         const auto slash = rest.find('/');
@@ -98,14 +95,71 @@ void publish(const admin_context& ctx, const admin_request_info& info, std::stri
                             {{"action", "queue-" + std::string(action)}, {"upstream", p.upstream}, {"id", p.id}, {"who", by}});
 }
 
-} // namespace
-
-bool is_queue_admin_request(const http::request& req)
+// GET /admin/queues: every queue the store knows.
+http::response all_queues(const queue::queue_store& store)
 {
-    std::string_view target = req.target();
-    std::string_view path = target.substr(0, target.find('?'));
-    return path == prefix || path.starts_with("/admin/queues/");
+    nlohmann::json queues = nlohmann::json::object();
+    for (const auto& name : store.upstreams())
+        queues[name] = queue_summary(store.counters(name));
+    return json_response(200, {{"queues", queues}});
 }
+
+// POST /admin/queues/{upstream}/purge and /admin/queues/{upstream}/{id}/requeue.
+asio::awaitable<http::response> queue_action(const admin_context& ctx, const http::request& req,
+                                             const admin_request_info& info, queue::queue_store& store, const queue_path& p)
+{
+    if (req.method() != bhttp::verb::post)
+        co_return json_error_response(405, "method_not_allowed", "POST only");
+    publish(ctx, info, p.action, p);
+    if (p.action == "purge") {
+        const auto n = co_await store.async_purge(p.upstream, asio::use_awaitable);
+        if (n < 0)
+            co_return admin_status_answer(queue::admin_status::store_error, "purge");
+        co_return json_response(200, {{"result", "done"}, {"action", "purge"}, {"purged", n}});
+    }
+    co_return admin_status_answer(co_await store.async_requeue(p.upstream, p.id, asio::use_awaitable), "requeue");
+}
+
+// GET /admin/queues/{upstream}?state=S&limit=N: the entries, oldest first, without bodies.
+asio::awaitable<http::response> entries(queue::queue_store& store, const std::string& upstream, std::string_view target)
+{
+    std::optional<queue::entry_state> state;
+    if (auto s = query_value(target, "state"); !s.empty()) {
+        state = parse_name<queue::entry_state>(s);
+        if (!state)
+            co_return json_error_response(400, "bad_state", "state is one of " + names_list<queue::entry_state>());
+    }
+    unsigned limit = 100;
+    if (auto l = query_value(target, "limit"); !l.empty()) {
+        auto [ptr, ec] = std::from_chars(l.data(), l.data() + l.size(), limit);
+        if (ec != std::errc{} || ptr != l.data() + l.size() || limit == 0 || limit > 1000)
+            co_return json_error_response(400, "bad_limit", "limit is an integer in [1, 1000]");
+    }
+    const auto found = co_await store.async_list(upstream, state, limit, asio::use_awaitable);
+    nlohmann::json list = nlohmann::json::array();
+    for (const auto& e : found)
+        list.push_back(entry_json(e, false));
+    co_return json_response(200, {{"upstream", upstream}, {"queue", queue_summary(store.counters(upstream))}, {"entries", list}});
+}
+
+// GET or DELETE /admin/queues/{upstream}/{id}.
+asio::awaitable<http::response> one_entry(const admin_context& ctx, const http::request& req, const admin_request_info& info,
+                                          queue::queue_store& store, const queue_path& p)
+{
+    const auto method = req.method();
+    if (method == bhttp::verb::delete_) {
+        publish(ctx, info, "delete", p);
+        co_return admin_status_answer(co_await store.async_remove(p.upstream, p.id, asio::use_awaitable), "delete");
+    }
+    if (method != bhttp::verb::get && method != bhttp::verb::head)
+        co_return json_error_response(405, "method_not_allowed", "GET or DELETE");
+    const auto e = co_await store.async_inspect(p.upstream, p.id, asio::use_awaitable);
+    if (!e)
+        co_return json_error_response(404, "not_found", "no such entry in this queue");
+    co_return json_response(200, entry_json(*e, true));
+}
+
+} // namespace
 
 nlohmann::json queue_summary(const queue::queue_counters& c, std::int64_t now_ms)
 {
@@ -122,77 +176,28 @@ nlohmann::json queue_summary(const queue::queue_counters& c, std::int64_t now_ms
 }
 
 asio::awaitable<http::response> handle_queue_admin(const admin_context& ctx, const http::request& req,
-                                                   const admin_request_info& info)
+                                                   const admin_request_info& info, std::string_view rest)
 {
-    std::string_view target = req.target();
-    const std::string_view path = target.substr(0, target.find('?'));
-    if (auto denied = refuse_without_token(req, info.token)) {
-        log::warn("admin request refused: no valid token", {{"path", path}, {"remote", info.remote_ip}});
-        co_return *denied;
-    }
     auto* store = ctx.state.queue;
     if (!store)
         co_return json_error_response(404, "no_queue", "no queue_store is configured");
-    const auto p = parse_path(path);
+    const auto p = parse_path(rest);
     if (!p)
         co_return json_error_response(404, "not_found", "see docs/queue.md for the queue admin API");
-    const auto method = req.method();
-    const bool get = method == bhttp::verb::get || method == bhttp::verb::head;
-    if (p->upstream.empty()) { // GET /admin/queues
-        if (!get)
-            co_return json_error_response(405, "method_not_allowed", "GET only");
-        nlohmann::json queues = nlohmann::json::object();
-        for (const auto& name : store->upstreams())
-            queues[name] = queue_summary(store->counters(name), wall_ms_now());
-        co_return json_response(200, {{"queues", queues}});
-    }
+    const bool get = req.method() == bhttp::verb::get || req.method() == bhttp::verb::head;
+    if (p->upstream.empty()) // GET /admin/queues
+        co_return get ? all_queues(*store) : json_error_response(405, "method_not_allowed", "GET only");
     if (!store->has_queue(p->upstream))
         co_return json_error_response(404, "not_found", "no queue for upstream \"" + p->upstream + "\"");
-    if (p->action == "purge" || p->action == "requeue") {
-        if (method != bhttp::verb::post)
-            co_return json_error_response(405, "method_not_allowed", "POST only");
-        publish(ctx, info, p->action, *p);
-        if (p->action == "purge") {
-            const auto n = co_await store->async_purge(p->upstream, asio::use_awaitable);
-            if (n < 0)
-                co_return admin_status_answer(queue::admin_status::store_error, "purge");
-            co_return json_response(200, {{"result", "done"}, {"action", "purge"}, {"purged", n}});
-        }
-        co_return admin_status_answer(co_await store->async_requeue(p->upstream, p->id, asio::use_awaitable), "requeue");
-    }
-    if (p->id.empty()) { // GET /admin/queues/{upstream}
-        if (!get)
-            co_return json_error_response(405, "method_not_allowed", "GET only");
-        std::optional<queue::entry_state> state;
-        if (auto s = query_value(target, "state"); !s.empty()) {
-            state = parse_name<queue::entry_state>(s);
-            if (!state)
-                co_return json_error_response(400, "bad_state", "state is one of " + names_list<queue::entry_state>());
-        }
-        unsigned limit = 100;
-        if (auto l = query_value(target, "limit"); !l.empty()) {
-            auto [ptr, ec] = std::from_chars(l.data(), l.data() + l.size(), limit);
-            if (ec != std::errc{} || ptr != l.data() + l.size() || limit == 0 || limit > 1000)
-                co_return json_error_response(400, "bad_limit", "limit is an integer in [1, 1000]");
-        }
-        const auto entries = co_await store->async_list(p->upstream, state, limit, asio::use_awaitable);
-        nlohmann::json list = nlohmann::json::array();
-        for (const auto& e : entries)
-            list.push_back(entry_json(e, false));
-        co_return json_response(200, {{"upstream", p->upstream},
-                                      {"queue", queue_summary(store->counters(p->upstream), wall_ms_now())},
-                                      {"entries", list}});
-    }
-    if (method == bhttp::verb::delete_) {
-        publish(ctx, info, "delete", *p);
-        co_return admin_status_answer(co_await store->async_remove(p->upstream, p->id, asio::use_awaitable), "delete");
-    }
-    if (!get)
-        co_return json_error_response(405, "method_not_allowed", "GET or DELETE");
-    const auto e = co_await store->async_inspect(p->upstream, p->id, asio::use_awaitable);
-    if (!e)
-        co_return json_error_response(404, "not_found", "no such entry in this queue");
-    co_return json_response(200, entry_json(*e, true));
+    if (p->action == "purge" || p->action == "requeue")
+        co_return co_await queue_action(ctx, req, info, *store, *p);
+    if (p->id.empty() && !get) // GET /admin/queues/{upstream}
+        co_return json_error_response(405, "method_not_allowed", "GET only");
+    if (p->id.empty()) // not as ?: with co_await in it: built by GCC 12, that closed the connection unanswered
+        co_return co_await entries(*store, p->upstream, req.target());
+    co_return co_await one_entry(ctx, req, info, *store, *p);
 }
+
+nlohmann::json queue_summary(const queue::queue_counters& c) { return queue_summary(c, wall_ms_now()); }
 
 } // namespace breakerbox::admin

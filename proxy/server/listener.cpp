@@ -1,25 +1,15 @@
 #include "server/listener.hpp"
 
+#include "core/listen_on.hpp"
 #include "core/log.hpp"
 #include "http/error_response.hpp"
 #include "server/downstream_session.hpp"
 
-#include <boost/asio/ip/address.hpp>
 #include <boost/beast/http/write.hpp>
 #include <nlohmann/json.hpp>
 
-#include <stdexcept>
 
 namespace breakerbox::server {
-
-tcp::endpoint resolve_listen_address(const config::host_port& hp)
-{
-    error_code ec;
-    auto address = asio::ip::make_address(hp.host == "localhost" ? "127.0.0.1" : hp.host, ec);
-    if (ec)
-        throw std::runtime_error("cannot listen on " + hp.text() + ": the host must be an IP address or localhost");
-    return {address, hp.port};
-}
 
 listener::listener(asio::io_context& accept_context, const config::listener_config& cfg, std::size_t index, worker_pool& pool,
                    runtime::proxy_state& state)
@@ -27,22 +17,7 @@ listener::listener(asio::io_context& accept_context, const config::listener_conf
 {
 }
 
-void listen_on(tcp::acceptor& acceptor, const config::host_port& address, const std::string& what)
-{
-    const auto endpoint = resolve_listen_address(address);
-    error_code ec;
-    acceptor.open(endpoint.protocol(), ec);
-    if (!ec)
-        acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
-    if (!ec)
-        acceptor.bind(endpoint, ec);
-    if (!ec)
-        acceptor.listen(asio::socket_base::max_listen_connections, ec);
-    if (ec)
-        throw std::runtime_error(what + " cannot listen on " + address.text() + ": " + ec.message());
-}
-
-void listener::bind() { listen_on(acceptor_, cfg_.address, "listener \"" + cfg_.name + "\""); }
+void listener::bind() { listen_on(acceptor_, cfg_.address.host, cfg_.address.port, "listener \"" + cfg_.name + "\""); }
 
 tcp::endpoint listener::local_endpoint() const
 {

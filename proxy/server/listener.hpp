@@ -32,10 +32,4 @@ private:
     runtime::proxy_state& state_;
 };
 
-// Resolves a configured host:port to a bindable endpoint (start-up only; throws on failure).
-tcp::endpoint resolve_listen_address(const config::host_port& hp);
-
-// Opens, binds and listens (start-up only). Throws std::runtime_error "<what> cannot listen on <address>: <why>".
-void listen_on(tcp::acceptor& acceptor, const config::host_port& address, const std::string& what);
-
 } // namespace breakerbox::server
