@@ -139,18 +139,20 @@ void read_queue_fallback(reader& r, const YAML::Node& q, const std::string& path
         read_delivery(r, d, path + ".delivery", c.delivery);
 }
 
-// A queue answers only for requests the upstream certainly did not process: refused by the circuit or
-// the bulkhead. After upstream_error or timeout the upstream may have acted on it already.
+// A queue answers only for requests the upstream certainly did not process: refused by the circuit, the
+// bulkhead or another limit before any byte was sent. After upstream_error or timeout the upstream may
+// have acted on it already.
 void check_queue_triggers(reader& r, const YAML::Node& f, const std::string& p, fallback_config& fb)
 {
-    constexpr auto allowed =
-        static_cast<std::uint8_t>(fallback_trigger::circuit_open) | static_cast<std::uint8_t>(fallback_trigger::bulkhead_full);
+    constexpr auto allowed = static_cast<std::uint8_t>(fallback_trigger::circuit_open) |
+                             static_cast<std::uint8_t>(fallback_trigger::bulkhead_full) |
+                             static_cast<std::uint8_t>(fallback_trigger::limit_reached);
     if (!f["when"])
         fb.triggers = static_cast<std::uint8_t>(fallback_trigger::circuit_open);
     else if (fb.triggers & ~allowed)
         r.fail(f["when"], p + ".when",
-               "a queue fallback takes circuit_open and bulkhead_full only: after upstream_error or timeout the upstream "
-               "may already have acted on the request");
+               "a queue fallback takes circuit_open, bulkhead_full and limit_reached only: after upstream_error or timeout "
+               "the upstream may already have acted on the request");
 }
 
 // One entry of a fallbacks list: `when`, and exactly one kind (its key is the kind's name).

@@ -54,7 +54,7 @@ TEST(queue_config, defaults_as_documented)
 
 TEST(queue_config, every_setting_is_read)
 {
-    auto r = load_queue("      - when: [circuit_open, bulkhead_full]\n"
+    auto r = load_queue("      - when: [circuit_open, bulkhead_full, limit_reached]\n"
                         "        queue:\n"
                         "          methods: [POST]\n"
                         "          path_prefixes: [/orders]\n"
@@ -71,6 +71,11 @@ TEST(queue_config, every_setting_is_read)
                         "headers: {Authorization: Bearer x}}\n",
                         "queue_store: {path: /var/lib/bb/q.db, synchronous: normal, status_path: /q/}\n");
     ASSERT_TRUE(r.cfg) << (r.errors.empty() ? "" : r.errors.front().text());
+    // Every refusal before a byte was sent may be queued: a connection, stream or tunnel limit too.
+    EXPECT_EQ(r.cfg->upstreams[0].fallbacks[0].triggers,
+              static_cast<std::uint8_t>(fallback_trigger::circuit_open) |
+                  static_cast<std::uint8_t>(fallback_trigger::bulkhead_full) |
+                  static_cast<std::uint8_t>(fallback_trigger::limit_reached));
     EXPECT_EQ(r.cfg->queue_store.synchronous, queue_sync::normal);
     EXPECT_EQ(r.cfg->queue_store.status_path, "/q/");
     const auto& q = r.cfg->upstreams[0].queue_fallback()->queue;
