@@ -3,6 +3,7 @@
 #include "admin/event_hub.hpp"
 #include "core/log.hpp"
 #include "queue/queue_request.hpp"
+#include "queue/queue_wait.hpp"
 
 #include <charconv>
 
@@ -104,6 +105,21 @@ http::response all_queues(const queue::queue_store& store)
     return json_response(200, {{"queues", queues}});
 }
 
+// The store's answer within queue_store.commit_timeout (nullopt: none in time — a stalled disk).
+template <class R, class Start>
+asio::awaitable<std::optional<R>> ask(const admin_context& ctx, Start start)
+{
+    auto reply = co_await queue::within<R>(ctx.state.current()->cfg.queue_store.commit_timeout, std::move(start));
+    if (!reply.in_time)
+        co_return std::nullopt;
+    co_return std::move(reply.value);
+}
+
+http::response store_timeout()
+{
+    return json_error_response(503, "queue_timeout", "the queue's store did not answer within queue_store.commit_timeout");
+}
+
 // POST /admin/queues/{upstream}/purge and /admin/queues/{upstream}/{id}/requeue.
 asio::awaitable<http::response> queue_action(const admin_context& ctx, const http::request& req,
                                              const admin_request_info& info, queue::queue_store& store, const queue_path& p)
@@ -112,16 +128,22 @@ asio::awaitable<http::response> queue_action(const admin_context& ctx, const htt
         co_return json_error_response(405, "method_not_allowed", "POST only");
     publish(ctx, info, p.action, p);
     if (p.action == "purge") {
-        const auto n = co_await store.async_purge(p.upstream, asio::use_awaitable);
-        if (n < 0)
+        const auto n = co_await ask<std::int64_t>(ctx, [&](auto h) { store.async_purge(p.upstream, std::move(h)); });
+        if (!n)
+            co_return store_timeout();
+        if (*n < 0)
             co_return admin_status_answer(queue::admin_status::store_error, "purge");
-        co_return json_response(200, {{"result", "done"}, {"action", "purge"}, {"purged", n}});
+        co_return json_response(200, {{"result", "done"}, {"action", "purge"}, {"purged", *n}});
     }
-    co_return admin_status_answer(co_await store.async_requeue(p.upstream, p.id, asio::use_awaitable), "requeue");
+    const auto done = co_await ask<queue::admin_status>(ctx, [&](auto h) { store.async_requeue(p.upstream, p.id, std::move(h)); });
+    if (!done)
+        co_return store_timeout();
+    co_return admin_status_answer(*done, "requeue");
 }
 
 // GET /admin/queues/{upstream}?state=S&limit=N: the entries, oldest first, without bodies.
-asio::awaitable<http::response> entries(queue::queue_store& store, const std::string& upstream, std::string_view target)
+asio::awaitable<http::response> entries(const admin_context& ctx, queue::queue_store& store, const std::string& upstream,
+                                        std::string_view target)
 {
     std::optional<queue::entry_state> state;
     if (auto s = query_value(target, "state"); !s.empty()) {
@@ -135,9 +157,12 @@ asio::awaitable<http::response> entries(queue::queue_store& store, const std::st
         if (ec != std::errc{} || ptr != l.data() + l.size() || limit == 0 || limit > 1000)
             co_return json_error_response(400, "bad_limit", "limit is an integer in [1, 1000]");
     }
-    const auto found = co_await store.async_list(upstream, state, limit, asio::use_awaitable);
+    const auto found =
+        co_await ask<std::vector<queue::entry>>(ctx, [&](auto h) { store.async_list(upstream, state, limit, std::move(h)); });
+    if (!found)
+        co_return store_timeout();
     nlohmann::json list = nlohmann::json::array();
-    for (const auto& e : found)
+    for (const auto& e : *found)
         list.push_back(entry_json(e, false));
     co_return json_response(200, {{"upstream", upstream}, {"queue", queue_summary(store.counters(upstream))}, {"entries", list}});
 }
@@ -149,11 +174,18 @@ asio::awaitable<http::response> one_entry(const admin_context& ctx, const http::
     const auto method = req.method();
     if (method == bhttp::verb::delete_) {
         publish(ctx, info, "delete", p);
-        co_return admin_status_answer(co_await store.async_remove(p.upstream, p.id, asio::use_awaitable), "delete");
+        const auto done = co_await ask<queue::admin_status>(ctx, [&](auto h) { store.async_remove(p.upstream, p.id, std::move(h)); });
+        if (!done)
+            co_return store_timeout();
+        co_return admin_status_answer(*done, "delete");
     }
     if (method != bhttp::verb::get && method != bhttp::verb::head)
         co_return json_error_response(405, "method_not_allowed", "GET or DELETE");
-    const auto e = co_await store.async_inspect(p.upstream, p.id, asio::use_awaitable);
+    const auto found =
+        co_await ask<std::optional<queue::entry>>(ctx, [&](auto h) { store.async_inspect(p.upstream, p.id, std::move(h)); });
+    if (!found)
+        co_return store_timeout();
+    const auto& e = *found;
     if (!e)
         co_return json_error_response(404, "not_found", "no such entry in this queue");
     co_return json_response(200, entry_json(*e, true));
@@ -194,7 +226,7 @@ asio::awaitable<http::response> handle_queue_admin(const admin_context& ctx, con
     if (p->id.empty() && !get) // GET /admin/queues/{upstream}
         co_return json_error_response(405, "method_not_allowed", "GET only");
     if (p->id.empty()) // not as ?: with co_await in it: built by GCC 12, that closed the connection unanswered
-        co_return co_await entries(*store, p->upstream, req.target());
+        co_return co_await entries(ctx, *store, p->upstream, req.target());
     co_return co_await one_entry(ctx, req, info, *store, *p);
 }
 

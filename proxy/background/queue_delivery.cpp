@@ -145,6 +145,8 @@ public:
                 co_await sleep_until(next_start_);
                 continue; // everything is looked at again after a wait
             }
+            // No deadline here (unlike the request path's queue waits): a claim given up while it commits
+            // would leave its entry in flight with nobody delivering it. Nothing waits on this loop.
             auto claimed = co_await store_.async_claim(upstream_, 1, q.max_attempts, asio::use_awaitable);
             if (claimed.empty()) {
                 co_await sleep_for(poll_interval);

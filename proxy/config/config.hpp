@@ -263,6 +263,10 @@ struct queue_store_config {
     std::string path;     // absolute (the loader resolves it against the configuration file's folder)
     queue_sync synchronous = queue_sync::full;
     std::string status_path = "/_breakerbox/queue/"; // GET <status_path><id> on the data listeners
+    // The longest wait for the store's answer (its group commit) on any awaited operation: past it the
+    // queue fallback passes to the next one, a status or admin request is answered 503, a delivery
+    // tries again later — a stalled disk never stalls a request.
+    nanos commit_timeout = seconds(1);
     bool operator==(const queue_store_config&) const = default;
 };
 

@@ -133,7 +133,7 @@ void read_queue_store(reader& r, const YAML::Node& root, config& cfg, const std:
 {
     auto& qs = cfg.queue_store;
     const auto node = root["queue_store"];
-    if (node && r.check_map(node, "queue_store", {"path", "synchronous", "status_path"})) {
+    if (node && r.check_map(node, "queue_store", {"path", "synchronous", "status_path", "commit_timeout"})) {
         qs.enabled = true;
         r.read_string(node, "path", "queue_store", qs.path);
         if (qs.path.empty())
@@ -142,6 +142,7 @@ void read_queue_store(reader& r, const YAML::Node& root, config& cfg, const std:
             qs.path = config_path(qs.path, config_dir);
         r.read_enum(node, "synchronous", "queue_store", qs.synchronous);
         r.read_string(node, "status_path", "queue_store", qs.status_path);
+        r.read_duration(node, "commit_timeout", "queue_store", qs.commit_timeout, millis(10), seconds(60));
         if (qs.status_path.size() < 2 || qs.status_path.front() != '/' || qs.status_path.back() != '/')
             r.fail(node["status_path"], "queue_store.status_path",
                    "expected a path that starts and ends with /, such as /_breakerbox/queue/");

@@ -5,6 +5,7 @@
 #include "http/field_scan.hpp"
 #include "queue/queue_request.hpp"
 #include "queue/queue_store.hpp"
+#include "queue/queue_wait.hpp"
 #include "resilience/fallback_response.hpp"
 
 namespace breakerbox::forward {
@@ -150,7 +151,16 @@ asio::awaitable<bool> serve_queue(fallback_call& call, queue::queue_store* store
         co_return false;
     // Stored as it will be sent: Host, target and forwarding fields as for a live attempt.
     const http::request& req = call.prepared_request();
-    const auto stored = co_await store->async_enqueue(stored_form(up, q, req), asio::use_awaitable);
+    auto er = stored_form(up, q, req);
+    auto abandoned = er.abandoned = std::make_shared<std::atomic<bool>>(false);
+    const auto reply = co_await queue::within<queue::enqueue_result>(
+        cfg.queue_store.commit_timeout, [&](auto handler) { store->async_enqueue(std::move(er), std::move(handler)); });
+    if (!reply.in_time) { // a stalled disk: the next fallback answers (an enqueue not yet begun is dropped)
+        abandoned->store(true, std::memory_order_release);
+        store->counters(up.cfg.name).count(queue::rejection::timeout);
+        co_return false;
+    }
+    const auto& stored = reply.value;
     const unsigned version = req.version();
     const auto kind = name_of(fallback_kind::queue);
     switch (stored.status) {

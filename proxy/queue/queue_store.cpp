@@ -424,6 +424,8 @@ void queue_store::refresh_oldest(const std::string& upstream)
 enqueue_result queue_store::do_enqueue(enqueue_request& req)
 {
     writer_owner_.assert_owned("queue_store::do_enqueue");
+    if (req.abandoned && req.abandoned->load(std::memory_order_acquire))
+        return enqueue_result{}; // the caller stopped waiting: not stored (store_error, never seen)
     auto& s = *st_;
     auto& c = counters(req.upstream);
     if (auto minted = minted_id(req.idempotency_key)) { // a key from one of our 202s: found by its id

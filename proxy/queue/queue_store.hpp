@@ -47,10 +47,12 @@ inline constexpr enum_name<entry_state> entry_state_names[]{{entry_state::queued
 constexpr std::span<const enum_name<entry_state>> names_of(entry_state) noexcept { return entry_state_names; }
 
 // Why a request was not queued (label `reason` of breakerbox_queue_rejected_total).
-enum class rejection : std::uint8_t { full, body_too_large, store_error };
+// timeout: the store did not answer within queue_store.commit_timeout (the next fallback answered).
+enum class rejection : std::uint8_t { full, body_too_large, store_error, timeout };
 inline constexpr enum_name<rejection> rejection_names[]{{rejection::full, "full"},
                                                         {rejection::body_too_large, "body_too_large"},
-                                                        {rejection::store_error, "store_error"}};
+                                                        {rejection::store_error, "store_error"},
+                                                        {rejection::timeout, "timeout"}};
 constexpr std::span<const enum_name<rejection>> names_of(rejection) noexcept { return rejection_names; }
 
 // What a delivery attempt came to (label `result` of breakerbox_queue_delivery_attempts_total).
@@ -96,6 +98,9 @@ struct enqueue_request {
     std::string fingerprint; // of method, target and body: the same key with another payload is refused
     stored_request request;
     queue_limits limits;
+    // Set by the caller when it stopped waiting (commit_timeout): an enqueue the writer has not started
+    // yet is dropped then, so that a request answered by another fallback is not stored after all.
+    std::shared_ptr<std::atomic<bool>> abandoned;
 };
 
 enum class enqueue_status : std::uint8_t { stored, duplicate, key_reused, full, store_error };

@@ -14,6 +14,7 @@
 #include "http/read_message.hpp"
 #include "http/serialize.hpp"
 #include "queue/queue_request.hpp"
+#include "queue/queue_wait.hpp"
 
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/parser.hpp>
@@ -517,8 +518,12 @@ private:
             co_return;
         }
         queue::lookup found{true, std::nullopt}; // an id of the wrong form is an unknown id
-        if (auto id = queue::status_id(req.target(), gen_->config->cfg.queue_store.status_path))
-            found = co_await state_.queue->async_find(std::move(*id), asio::use_awaitable);
+        const auto& qs = gen_->config->cfg.queue_store;
+        if (auto id = queue::status_id(req.target(), qs.status_path)) {
+            auto reply = co_await queue::within<queue::lookup>(
+                qs.commit_timeout, [&](auto handler) { state_.queue->async_find(std::move(*id), std::move(handler)); });
+            found = reply.in_time ? std::move(reply.value) : queue::lookup{}; // no answer in time: 503, as a store error
+        }
         out = {queue::status_response(found, version), proxy_error::ok};
     }
 

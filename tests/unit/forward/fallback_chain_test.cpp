@@ -9,6 +9,7 @@
 #include "runtime/config_generation.hpp"
 
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 
 #include <filesystem>
 #include <thread>
@@ -73,7 +74,7 @@ struct fallback_chain_fixture : ::testing::Test {
     }
 
     // Upstream `svc` with `fallbacks` (YAML lines indented by six spaces) and a failover target `other`.
-    void configure(const std::string& fallbacks, bool with_queue = false)
+    void configure(const std::string& fallbacks, bool with_queue = false, const std::string& queue_settings = "")
     {
         std::string yaml = "listeners: [{name: main, address: \"127.0.0.1:8080\"}]\n";
         if (with_queue) {
@@ -81,7 +82,7 @@ struct fallback_chain_fixture : ::testing::Test {
                   ("bbx-fallback-" + std::to_string(::getpid()) + "-" +
                    ::testing::UnitTest::GetInstance()->current_test_info()->name());
             std::filesystem::remove_all(dir);
-            yaml += "queue_store: {path: \"" + (dir / "q.db").string() + "\"}\n";
+            yaml += "queue_store: {path: \"" + (dir / "q.db").string() + "\"" + queue_settings + "}\n";
         }
         yaml += "upstreams:\n"
                 "  svc:\n"
@@ -308,6 +309,37 @@ TEST_F(fallback_chain_fixture, a_streamed_failure_answer_without_a_place_is_the_
     const auto out = chain(failed_status, fallback_trigger::upstream_error);
     EXPECT_EQ(out.error, proxy_error::stream_limit);
     EXPECT_EQ(out.status(), 503u);
+}
+
+// A stalled disk (another connection holds the database's write lock, so the store's group commit
+// waits): past queue_store.commit_timeout the next fallback answers, the wait is counted, and the
+// enqueue, dropped before it ran, is never stored — the client's answer stays the truth.
+TEST_F(fallback_chain_fixture, a_stalled_store_passes_to_the_next_fallback_and_stores_nothing)
+{
+    configure("      - when: [circuit_open]\n"
+              "        queue: {}\n"
+              "      - static: {status: 503, body: next}\n",
+              true, ", commit_timeout: 50ms");
+    sqlite3* blocker = nullptr;
+    ASSERT_EQ(sqlite3_open((dir / "q.db").string().c_str(), &blocker), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(blocker, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), SQLITE_OK);
+    call.req.method(bhttp::verb::post);
+    call.req.body() = "{}";
+    call.req.prepare_payload();
+    const auto out = chain(refused_open, fallback_trigger::circuit_open);
+    EXPECT_EQ(out.status(), 503u);
+    EXPECT_EQ(fallback_of(out), "static(prerendered)");
+    EXPECT_EQ(store->counters("svc").rejected[static_cast<std::size_t>(queue::rejection::timeout)].load(), 1u);
+    sqlite3_exec(blocker, "ROLLBACK", nullptr, nullptr, nullptr);
+    sqlite3_close(blocker);
+    // The writer is FIFO: once an operation submitted now is answered, the abandoned one has been run.
+    std::atomic<bool> after{false};
+    store->async_maintain([&](std::int64_t) { after = true; });
+    for (int i = 0; i < 10000 && !after; ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(1)); // waits for the writer thread, not for time
+    ASSERT_TRUE(after.load());
+    EXPECT_EQ(store->counters("svc").enqueued.load(), 0u);
+    EXPECT_EQ(store->counters("svc").depth.load(), 0);
 }
 
 } // namespace
