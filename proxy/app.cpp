@@ -198,26 +198,15 @@ private:
             if (!(c.cluster == old->cfg.cluster))
                 out.errors.push_back(config_path_ + ": cluster: changing the cluster block needs a restart");
         }
-        if (!out.errors.empty()) {
-            log::error("configuration reload rejected", {{"config", config_path_},
-                                                         {"errors", out.errors},
-                                                         {"generation", old->generation},
-                                                         {"detail", "the previous configuration keeps serving"}});
-            publish_reload(false, old->generation, out.errors);
-            return out;
-        }
+        if (!out.errors.empty())
+            return rejected_reload(std::move(out), old->generation);
         std::shared_ptr<const runtime::config_generation> rt;
         try {
             rt = std::make_shared<const runtime::config_generation>(std::move(*loaded.cfg), steady_clock_source::instance(),
                                                                     old.get());
         } catch (const std::exception& e) { // OpenSSL refused TLS material the loader accepted
             out.errors.push_back(config_path_ + ": " + e.what());
-            log::error("configuration reload rejected", {{"config", config_path_},
-                                                         {"errors", out.errors},
-                                                         {"generation", old->generation},
-                                                         {"detail", "the previous configuration keeps serving"}});
-            publish_reload(false, old->generation, out.errors);
-            return out;
+            return rejected_reload(std::move(out), old->generation);
         }
         warn_if_unverified(*rt);
         const auto addresses = resolve_all(*rt);
@@ -238,6 +227,17 @@ private:
                                              {"breakers_kept", rt->kept_breakers},
                                              {"breakers_reset", rt->fresh_breakers}});
         return {true, {}, rt->generation, rt->kept_breakers, rt->fresh_breakers};
+    }
+
+    // A rejected reload: logged with its errors and published; the previous configuration keeps serving.
+    admin::reload_outcome rejected_reload(admin::reload_outcome out, std::uint64_t generation)
+    {
+        log::error("configuration reload rejected", {{"config", config_path_},
+                                                     {"errors", out.errors},
+                                                     {"generation", generation},
+                                                     {"detail", "the previous configuration keeps serving"}});
+        publish_reload(false, generation, out.errors);
+        return out;
     }
 
     // A reload, accepted or not, on the admin listener's event stream.

@@ -72,12 +72,8 @@ public:
         const nanos now = clk_.now();                   // one clock reading serves the breaker, the deadline and the pool
         const auto gate = up.shared.cluster.admit(now); // scope: cluster — one load when there is no verdict
         call_result r;
-        if (auto local = gate == resilience::gate_admission::reject ? cluster_refused(up) : refused_locally(up, now)) {
-            r = std::move(*local);
-            if (gate == resilience::gate_admission::probe) // not a probe after all: the next request is
-                up.shared.cluster.return_token();
-        } else {
-            r = co_await call(up, out.response, now); // (never co_await inside ?: — GCC 12 miscompiles it)
+        if (!refused_locally(up, gate, now, r)) {
+            r = co_await call(up, out.response, now);
             if (gate == resilience::gate_admission::probe) // the cluster's probe: its outcome goes with the next sync
                 record_cluster_probe(up, r);
         }
@@ -85,7 +81,9 @@ public:
             out.body.reset(); // a 101 to another protocol than the one asked for and allowed
             r = call_result{proxy_error::upstream_invalid_response, up.cfg.name + " switched to a protocol the request did not ask for"};
         }
-        co_await answer(up, std::move(r), depth, out);
+        if (r.error == proxy_error::ok && !r.failure_status && pass_on(up, out))
+            co_return; // the usual case: the upstream's answer, without another coroutine
+        co_await answer_otherwise(up, std::move(r), depth, out);
     }
 
     // A queued request's delivery: the upstream's bulkhead, breaker and retries as for live traffic, never
@@ -116,8 +114,9 @@ private:
         body_out_ = own;
     }
 
-    // The answer for the call's result: the upstream's own, the client's side ended, or a fallback.
-    asio::awaitable<void> answer(upstream_handle& up, call_result r, int depth, forward_result& out)
+    // The answer when the upstream's own cannot simply pass on: the client's side ended, a trigger for
+    // the fallbacks, or a streamed answer without a max_streams place.
+    asio::awaitable<void> answer_otherwise(upstream_handle& up, call_result r, int depth, forward_result& out)
     {
         const auto trigger = trigger_of(r.error, r.failure_status);
         if (r.error != proxy_error::ok)
@@ -125,21 +124,33 @@ private:
         if (!trigger && r.error != proxy_error::ok) { // the client's side: gone, stalled, or no tunnel now
             out.response = http::make_error_response(r.error, up.cfg.name, r.detail);
             out.error = r.error;
-        } else if (!trigger && !pass_on(up, out)) {
+        } else if (!trigger) { // an answer that streams, and no max_streams place (pass_on closed it)
             co_await run_fallbacks(*this, worker_, gen_, up, stream_limit_refusal(up), fallback_trigger::limit_reached, depth, out);
-        } else if (trigger) {
+        } else {
             // A streamed failure answer stays open until a fallback replaces it (then its connection
             // closes); without one it is passed on, body and all.
             co_await run_fallbacks(*this, worker_, gen_, up, std::move(r), *trigger, depth, out);
         }
     }
 
-    // What is refused before the call without the network: a stream that has no place, the circuit.
-    std::optional<call_result> refused_locally(upstream_handle& up, nanos now)
+    // What is refused before the call without the network — the cluster's verdict, a stream that has
+    // no place, the circuit — into `r`; false when the call goes ahead. A cluster probe that turns out
+    // not to be one gives its token back for the next request.
+    bool refused_locally(upstream_handle& up, resilience::gate_admission gate, nanos now, call_result& r)
     {
-        if (auto refused = refused_stream(up))
-            return refused;
-        return rejected_outright(up, now);
+        if (gate == resilience::gate_admission::reject) {
+            r = cluster_refused(up);
+            return true;
+        }
+        auto refused = refused_stream(up);
+        if (!refused)
+            refused = rejected_outright(up, now);
+        if (!refused)
+            return false;
+        r = std::move(*refused);
+        if (gate == resilience::gate_admission::probe)
+            up.shared.cluster.return_token();
+        return true;
     }
 
     // The upstream's own answer for the client: a buffered one re-framed whole; a streamed one (or a 101)
