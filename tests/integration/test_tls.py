@@ -168,10 +168,9 @@ class TlsUpstreamTest(ProxyTestCase):
                 for p in (without, with_cert, up):
                     p.stop()
 
-    def test_a_tls13_refusal_of_our_certificate_is_a_handshake_failure_not_a_reset(self):
-        # Issue 30 §4: in TLS 1.3 the server judges the client's certificate after the client's side of
-        # the handshake is done; a server that then closes the socket made the first write fail with a
-        # reset (2–26 of 40 answers were upstream_reset). Every answer must read the alert.
+    def tls13_refusing_server(self):
+        """A TLS 1.3 server that requires a client certificate we do not send and closes at once after the
+        failed handshake; its port."""
         server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         server_ctx.minimum_version = ssl.TLSVersion.TLSv1_3
         server_ctx.load_cert_chain(*PKI["server"])
@@ -200,12 +199,19 @@ class TlsUpstreamTest(ProxyTestCase):
         thread = threading.Thread(target=serve, daemon=True)
         thread.start()
         self.addCleanup(lambda: (stop.set(), thread.join(5), listener.close()))
+        return listener.getsockname()[1]
+
+    def test_a_tls13_refusal_of_our_certificate_is_a_handshake_failure_not_a_reset(self):
+        # Issue 30 §4: in TLS 1.3 the server judges the client's certificate after the client's side of
+        # the handshake is done; a server that then closes the socket made the first write fail with a
+        # reset (2–26 of 40 answers were upstream_reset). Every answer must read the alert.
+        port = self.tls13_refusing_server()
         bb = self.breakerbox(f"""
 workers: 1
 listeners: [{{name: main, address: "127.0.0.1:0"}}]
 upstreams:
   pay:
-    endpoints: ["127.0.0.1:{listener.getsockname()[1]}"]
+    endpoints: ["127.0.0.1:{port}"]
     routes: {{path_prefix: /}}
     retries: {{max_attempts: 1}}
     circuit_breaker: {{consecutive_failures: 1000, failure_rate: {{enabled: false}}}}
@@ -218,6 +224,30 @@ upstreams:
                   for i in range(20)]
         errors += [request(bb.port(), target="/y%d" % i).headers.get("x-breakerbox-error") for i in range(20)]
         self.assertEqual(errors, ["upstream_tls_handshake_failed"] * 40)
+
+    def test_the_active_prober_reads_a_tls13_refusal_as_a_handshake_failure(self):
+        # The prober's own exchange (background/active_prober) meets the same TLS 1.3 refusal: each probe
+        # is classified as the request path classifies it, upstream_tls_handshake_failed, never a reset.
+        port = self.tls13_refusing_server()
+        bb = self.breakerbox(f"""
+workers: 1
+logging: {{level: debug}}
+listeners: [{{name: main, address: "127.0.0.1:0"}}]
+upstreams:
+  pay:
+    endpoints: ["127.0.0.1:{port}"]
+    routes: {{path_prefix: /}}
+    retries: {{max_attempts: 1}}
+    circuit_breaker: {{consecutive_failures: 1, open_duration: 50ms, open_duration_multiplier: 1, open_duration_jitter: 0,
+                      half_open: {{probe: {{path: /healthz}}}}}}
+    tls:
+{trusted()}""")
+        self.assertEqual(request(bb.port(), target="/").headers.get("x-breakerbox-error"), "upstream_tls_handshake_failed")
+        # Many probes: the reset that hid the alert came by chance (the server's close racing our read).
+        probes = bb.log_entries("active probe", at_least=30, timeout=20)
+        self.assertGreaterEqual(len(probes), 30)
+        self.assertEqual({p["error"] for p in probes}, {"upstream_tls_handshake_failed"}, probes)
+        self.assertEqual({p["outcome"] for p in probes}, {"failure"})
 
     def test_new_connections_resume_the_session(self):
         up = self.tls_upstream()
