@@ -2,6 +2,7 @@
 
 #include "core/log.hpp"
 #include "forward/forwarder.hpp"
+#include "forward/outcome_table.hpp"
 #include "queue/queue_request.hpp"
 
 #include <algorithm>
@@ -11,13 +12,6 @@ namespace {
 
 constexpr auto poll_interval = std::chrono::milliseconds(200);
 const config::queue_fallback_config default_queue{};
-
-// Refusals before any attempt: the request certainly did not reach the upstream.
-bool refused_before_sending(proxy_error e)
-{
-    return e == proxy_error::circuit_open || e == proxy_error::bulkhead_full || e == proxy_error::queue_timeout ||
-           e == proxy_error::connection_limit || e == proxy_error::no_endpoint;
-}
 
 // Deliveries run while the circuit lets traffic through: closed, or kept closed (or off) by an operator.
 bool delivering_state(resilience::breaker_state s)
@@ -48,7 +42,7 @@ queue::delivery_outcome outcome_of(const forward::delivery_answer& a, const http
     // A refusal after an attempt that may have reached the upstream (a retry the circuit turned away)
     // counts as that attempt: its number is never sent twice, and max_attempts still ends a flapping one.
     o.result =
-        refused_before_sending(a.error) && !a.maybe_sent ? queue::delivery_result::not_sent : queue::delivery_result::retryable;
+        not_sent(a.error) && !a.maybe_sent ? queue::delivery_result::not_sent : queue::delivery_result::retryable;
     o.error = std::string(token(a.error)) + (a.detail.empty() ? "" : ": " + a.detail);
     return o;
 }
@@ -225,6 +219,11 @@ private:
 };
 
 } // namespace
+
+bool not_sent(proxy_error e) noexcept
+{
+    return forward::rule_of(e).origin == forward::reason_origin::local;
+}
 
 nanos delivery_backoff(const config::queue_delivery_config& d, unsigned failures) noexcept
 {

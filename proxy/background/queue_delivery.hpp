@@ -29,6 +29,11 @@ namespace breakerbox::background {
 asio::awaitable<void> run_queue_delivery(runtime::worker_context& worker, queue::queue_store& store, std::string upstream);
 
 // The pause after `failures` retryable failures in a row (failures >= 1), in nanoseconds.
+// Whether a delivery that ended with `e` certainly did not reach the upstream: a local refusal (the
+// outcome table's origin `local` — circuit, bulkhead, limits, no endpoint, none healthy), recorded as
+// not sent, no attempt used.
+bool not_sent(proxy_error e) noexcept;
+
 nanos delivery_backoff(const config::queue_delivery_config& d, unsigned failures) noexcept;
 
 } // namespace breakerbox::background

@@ -223,7 +223,7 @@ asio::awaitable<void> run_fallbacks(fallback_call& call, runtime::worker_context
         bool served = false;
         switch (fb.kind) {
         case fallback_kind::static_response: served = serve_static(gen, up, f, cause, out); break;
-        case fallback_kind::stale: served = serve_stale(call, up, cause, now, out); break;
+        case fallback_kind::stale: served = serve_stale(call, up, cause, worker.clk.now(), out); break; // (after a failover's time)
         case fallback_kind::upstream: served = depth == 0 && co_await serve_failover(call, gen, up, fb, cause, out); break;
         case fallback_kind::error: served = serve_error(call, up, cause, out); break;
         case fallback_kind::queue:
