@@ -1,6 +1,7 @@
 #include "forward/stream_relay.hpp"
 
 #include "core/write_all.hpp"
+#include "http/framing.hpp"
 #include "http/message_rules.hpp"
 #include "http/parse_step.hpp"
 #include "http/read_message.hpp"
@@ -79,11 +80,8 @@ asio::awaitable<error_code> send_piece(deadline_stream& client, std::string_view
 {
     if (!opt.chunked_to_client)
         co_return co_await write_client(client, asio::buffer(piece), rc);
-    char size_line[24];
-    const int n = std::snprintf(size_line, sizeof size_line, "%zx\r\n", piece.size());
-    static constexpr std::string_view crlf = "\r\n";
-    const std::array<asio::const_buffer, 3> framed{asio::buffer(size_line, static_cast<std::size_t>(n)), asio::buffer(piece),
-                                                   asio::buffer(crlf)};
+    http::chunk_frame chunk;
+    const auto framed = chunk.frame(piece); // (named: no temporary across the suspension)
     co_return co_await write_client(client, framed, rc);
 }
 
@@ -186,8 +184,9 @@ asio::awaitable<relay_outcome> relay_parsed(deadline_stream& client, upstream::u
     }
     conn.fence->finish(); // (after a close-delimited end; once)
     if (opt.chunked_to_client) {
-        static constexpr std::string_view last_chunk = "0\r\n\r\n";
-        if (auto ec = co_await write_client(client, asio::buffer(last_chunk), rc)) {
+        http::chunk_frame chunk;
+        const auto last_chunk = chunk.frame({});
+        if (auto ec = co_await write_client(client, last_chunk, rc)) {
             out.end = write_end(ec, rc);
             co_return out;
         }

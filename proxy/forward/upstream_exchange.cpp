@@ -2,6 +2,7 @@
 
 #include "core/write_all.hpp"
 #include "http/field_scan.hpp"
+#include "http/framing.hpp"
 #include "http/message_rules.hpp"
 #include "http/read_message.hpp"
 #include "http/serialize.hpp"
@@ -194,7 +195,7 @@ struct upload_progress {
 asio::awaitable<upload_progress> send_upload(upstream::upstream_connection& conn, upload_source& src, nanos idle)
 {
     upload_progress p;
-    char size_line[24];
+    http::chunk_frame chunk;
     for (;;) {
         std::string_view piece;
         if (auto ec = co_await src.next(piece)) {
@@ -205,11 +206,8 @@ asio::awaitable<upload_progress> send_upload(upstream::upstream_connection& conn
             co_return p;
         write_progress w;
         if (src.chunked) {
-            const int n = std::snprintf(size_line, sizeof size_line, "%zx\r\n", piece.size());
-            static constexpr std::string_view crlf = "\r\n";
-            const std::array<asio::const_buffer, 3> framed{asio::buffer(size_line, static_cast<std::size_t>(n)),
-                                                           asio::buffer(piece), asio::buffer(crlf)};
-            w = co_await write_to_upstream(conn, framed, idle); // the last chunk (size 0) ends it
+            const auto framed = chunk.frame(piece);             // the last chunk (size 0) ends it
+            w = co_await write_to_upstream(conn, framed, idle); // (named: no temporary across the suspension)
         } else {
             w = co_await write_to_upstream(conn, asio::buffer(piece), idle);
         }

@@ -3,6 +3,7 @@
 #include "http/field_scan.hpp"
 
 #include <charconv>
+#include <cstdio>
 
 namespace breakerbox::http {
 
@@ -55,6 +56,13 @@ std::string_view connection_token(unsigned version, bool keep_alive) noexcept
     if (version >= 11 ? keep_alive : !keep_alive)
         return {};
     return keep_alive ? "keep-alive" : "close";
+}
+
+std::array<asio::const_buffer, 3> chunk_frame::frame(std::string_view piece) noexcept
+{
+    static constexpr std::string_view crlf = "\r\n";
+    const int n = std::snprintf(size_line_, sizeof size_line_, "%zx\r\n", piece.size());
+    return {asio::buffer(size_line_, static_cast<std::size_t>(n)), asio::buffer(piece.data(), piece.size()), asio::buffer(crlf)};
 }
 
 } // namespace breakerbox::http

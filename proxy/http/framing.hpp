@@ -1,7 +1,10 @@
 // Message framing after hop-by-hop fields are gone: a buffered message is re-framed with Content-Length
 // (never chunked), with the RFC 9110 exceptions for responses. (Streamed messages: http/streaming_rules.)
 #pragma once
+#include "core/asio.hpp"
 #include "http/message.hpp"
+
+#include <array>
 
 #include <string_view>
 
@@ -21,5 +24,17 @@ void set_keep_alive(response& res, bool keep_alive);
 // The Connection value a response without one needs for `keep_alive` in HTTP/`version` (10 or 11):
 // "close", "keep-alive", or empty when the version's default already says it.
 std::string_view connection_token(unsigned version, bool keep_alive) noexcept;
+
+// One chunk of a chunked body (RFC 9112 §7.1) as three buffers to write at once: the size line (hex,
+// CRLF), the data, CRLF. An empty piece is the last chunk without trailers ("0\r\n\r\n"). The
+// size line lives in the frame: keep it until the write completed. The one place both streamed
+// directions (the relay to the client, an upload to the upstream) frame chunks.
+class chunk_frame {
+public:
+    std::array<asio::const_buffer, 3> frame(std::string_view piece) noexcept;
+
+private:
+    char size_line_[20]{};
+};
 
 } // namespace breakerbox::http

@@ -71,3 +71,18 @@ TEST(connection_token, names_only_what_the_version_does_not_say_by_default)
     EXPECT_EQ(http::connection_token(10, true), "keep-alive");
     EXPECT_EQ(http::connection_token(10, false), "");
 }
+
+// RFC 9112 §7.1: size in hex, CRLF, data, CRLF; the empty piece is the last chunk.
+TEST(chunk_frame, size_line_data_and_crlf_and_the_last_chunk)
+{
+    const auto text = [](const std::array<asio::const_buffer, 3>& b) {
+        std::string s;
+        for (const auto& part : b)
+            s.append(static_cast<const char*>(part.data()), part.size());
+        return s;
+    };
+    http::chunk_frame chunk;
+    EXPECT_EQ(text(chunk.frame("hello")), "5\r\nhello\r\n");
+    EXPECT_EQ(text(chunk.frame(std::string(4096, 'x'))).substr(0, 6), "1000\r\n");
+    EXPECT_EQ(text(chunk.frame({})), "0\r\n\r\n");
+}
