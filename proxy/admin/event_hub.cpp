@@ -14,10 +14,6 @@
 namespace breakerbox::admin {
 namespace {
 
-std::int64_t unix_ms()
-{
-    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
 
 // The counts of one labelled family that changed during the second, by label value.
 nlohmann::json family_delta(const runtime::labelled_family& family, const runtime::upstream_totals& now,
@@ -110,7 +106,7 @@ event_hub::event_hub(asio::any_io_executor main, const admin_context& ctx, event
     : main_(std::move(main)), ctx_(ctx), limits_(limits),
       // Unique across restarts: a browser reconnecting to a new process with an old Last-Event-ID is
       // told (events_lost) and given everything, instead of skipping the new process's first events.
-      first_id_(static_cast<std::uint64_t>(unix_ms()) * 1000), next_id_(first_id_)
+      first_id_(static_cast<std::uint64_t>(ctx.clk.unix_millis()) * 1000), next_id_(first_id_)
 {
 }
 
@@ -129,7 +125,7 @@ void event_hub::post_transition(const resilience::transition_event& e)
                                               : "breaker"},
                            // when it happened (the breaker's clock), not when it was posted here
                            {"at", iso8601(std::chrono::time_point_cast<std::chrono::system_clock::duration>(
-                                      std::chrono::system_clock::now() - std::chrono::nanoseconds(ctx_.clk.now() - e.at)))}};
+                                      wall_time(ctx_.clk) - std::chrono::nanoseconds(ctx_.clk.now() - e.at)))}};
     if (e.to == resilience::breaker_state::open)
         data["open_for_ms"] = static_cast<double>(e.open_for) / 1e6;
     asio::post(main_, [this, data = std::move(data)]() mutable { publish("transition", std::move(data)); });
@@ -140,7 +136,7 @@ void event_hub::publish(std::string_view kind, nlohmann::json data)
     // Every event carries the server's time of it (UTC): a transition brings its own (when the breaker
     // moved), everything else happens now. A page must never stamp an event with its own load time.
     if (!data.contains("at"))
-        data["at"] = iso8601(std::chrono::system_clock::now());
+        data["at"] = iso8601(wall_time(ctx_.clk));
     const std::uint64_t id = next_id_++;
     std::string frame = sse_frame(id, kind, data);
     send(frame);
@@ -230,13 +226,13 @@ nlohmann::json event_hub::take_sample()
         list.push_back(sample_json(u, before));
         before = u.totals;
     }
-    return {{"t", unix_ms()}, {"upstreams", std::move(list)}};
+    return {{"t", ctx_.clk.unix_millis()}, {"upstreams", std::move(list)}};
 }
 
 asio::awaitable<void> event_hub::sample_loop()
 {
     asio::steady_timer timer(main_);
-    auto next = std::chrono::steady_clock::now();
+    auto next = ctx_.clk.to_steady(ctx_.clk.now());
     take_sample(); // the baseline: the first sample sent counts one second
     for (;;) {
         next += std::chrono::seconds(1);
@@ -244,7 +240,7 @@ asio::awaitable<void> event_hub::sample_loop()
         if (auto [ec] = co_await timer.async_wait(nothrow_awaitable); ec)
             co_return;
         // After a stall of the main thread (a blocking reload), one sample for the gap, not a burst.
-        next = std::max(next, std::chrono::steady_clock::now());
+        next = std::max(next, ctx_.clk.to_steady(ctx_.clk.now()));
         const std::string sample = take_sample().dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
         if (!viewers_.empty())
             send("event: sample\ndata: " + sample + "\n\n");

@@ -53,4 +53,10 @@ public:
     }
 };
 
+// The wall clock's reading of `c` as a system_clock time point (for ISO 8601 times in reports).
+inline std::chrono::system_clock::time_point wall_time(const clock& c) noexcept
+{
+    return std::chrono::system_clock::time_point(std::chrono::milliseconds(c.unix_millis()));
+}
+
 } // namespace breakerbox

@@ -18,6 +18,7 @@ public:
     }
     nanos now() const noexcept override { return now_.load(std::memory_order_relaxed); }
     std::int64_t unix_seconds() const noexcept override { return wall_start_ + (now() - start_) / seconds(1); }
+    std::int64_t unix_millis() const noexcept override { return wall_start_ * 1000 + (now() - start_) / millis(1); }
     std::chrono::steady_clock::time_point to_steady(nanos t) const noexcept override
     {
         return std::chrono::steady_clock::now() + std::chrono::nanoseconds(t - now());
