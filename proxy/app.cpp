@@ -221,6 +221,9 @@ private:
         start_queue_deliveries(*rt);
         if (cluster_)
             cluster_->nudge(); // the new generation's gates get the cluster's verdicts at once
+        state_.reloads_applied.fetch_add(1, std::memory_order_relaxed);
+        state_.last_reload_successful.store(true, std::memory_order_relaxed);
+        state_.last_reload_success_unix.store(steady_clock_source::instance().unix_seconds(), std::memory_order_relaxed);
         publish_reload(true, rt->generation, {});
         log::info("configuration reloaded", {{"config", config_path_},
                                              {"generation", rt->generation},
@@ -236,6 +239,8 @@ private:
                                                      {"errors", out.errors},
                                                      {"generation", generation},
                                                      {"detail", "the previous configuration keeps serving"}});
+        state_.reloads_rejected.fetch_add(1, std::memory_order_relaxed);
+        state_.last_reload_successful.store(false, std::memory_order_relaxed);
         publish_reload(false, generation, out.errors);
         return out;
     }

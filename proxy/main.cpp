@@ -2,9 +2,9 @@
 #include "app.hpp"
 #include "config/loader.hpp"
 #include "core/memory_release.hpp"
+#include "version_report.hpp"
 
 #include <CLI/CLI.hpp>
-#include <build_info.hpp>
 
 #include <iostream>
 
@@ -20,7 +20,16 @@ int main(int argc, char** argv)
     bool version = false;
     cli.add_option("-c,--config", config_path, "configuration file (YAML)")->capture_default_str();
     cli.add_option("--check-config", check_path, "validate FILE, print every error, exit 0 when valid and 1 otherwise");
-    cli.add_flag("--version", version, "print the version and exit");
+    cli.add_flag("--version", version, "print the version, commit, build type and library versions, and exit");
+    cli.footer("\nSignals:\n"
+               "  SIGHUP           reload the configuration file (a file with errors is rejected; the old one keeps serving)\n"
+               "  SIGTERM, SIGINT  drain: stop accepting, finish requests in flight within limits.drain_timeout, exit 0\n"
+               "\nEnvironment:\n"
+               "  BREAKERBOX_ADMIN_TOKEN  the admin API's bearer token when the file sets none (admin.token)\n"
+               "  ${NAME} in the file     replaced by that environment variable (an unset one is an error)\n"
+               "\nExit status: 0 on success (and after a drain), 1 on any error.\n"
+               "Docs: README.md, config/reference.md (every key), docs/admin-api.md; on the admin listener,\n"
+               "/dashboard is the live view and an unknown path lists the endpoints.");
     try {
         cli.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
@@ -30,7 +39,14 @@ int main(int argc, char** argv)
     }
 
     if (version) {
-        std::cout << "breakerbox " << breakerbox::build::version << "\n";
+#if defined(BREAKERBOX_WITH_MIMALLOC)
+        const int mi = mi_version(); // e.g. 206 for 2.0.6
+        const std::string allocator =
+            "mimalloc " + std::to_string(mi / 100) + "." + std::to_string(mi / 10 % 10) + "." + std::to_string(mi % 10);
+#else
+        const std::string allocator = "the C library's malloc";
+#endif
+        std::cout << breakerbox::version_report(allocator);
         return 0;
     }
     const std::string& path = check_path.empty() ? config_path : check_path;

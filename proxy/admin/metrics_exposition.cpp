@@ -28,6 +28,13 @@ using resilience::breaker_state;
 // label values from runtime::upstream_families): name, type and help, declared once, in output order.
 #define BREAKERBOX_METRIC_FAMILIES(X)                                                                                            \
     X(build_info, Gauge, "breakerbox_build_info", "Build information; always 1.")                                                \
+    X(config_generation, Gauge, "breakerbox_config_generation", "The configuration generation serving new requests (1 at start).") \
+    X(config_info, Gauge, "breakerbox_config_info", "The loaded configuration file and its SHA-256; always 1.")                  \
+    X(config_reloads, Counter, "breakerbox_config_reloads_total", "Reloads (SIGHUP, POST /admin/reload), by result.")            \
+    X(config_last_reload_success, Gauge, "breakerbox_config_last_reload_success_timestamp_seconds",                              \
+      "Unix time of the last applied reload (0: none since start).")                                                             \
+    X(config_last_reload_successful, Gauge, "breakerbox_config_last_reload_successful",                                          \
+      "1 when the last reload was applied (or none was tried), 0 when it was rejected.")                                         \
     X(circuit_state, Gauge, "breakerbox_circuit_state", "1 for the circuit's current state, 0 for the others.")                  \
     X(circuit_state_code, Gauge, "breakerbox_circuit_state_code", "Circuit state as a number: 0 closed, 1 half-open, 2 open.")   \
     X(transitions, Counter, "breakerbox_circuit_transitions_total", "Circuit state transitions.")                                \
@@ -353,6 +360,18 @@ void add_cluster(exposition& e, const cluster::sync_status& c)
     e.add(metric::cluster_clock_offset, {}, c.clock_offset_seconds);
 }
 
+// The configuration serving now and how reloads went: a replica that rejected its last file keeps an
+// older generation and hash than its peers (config/alerts.yaml: BreakerboxConfigReloadRejected).
+void add_configuration(exposition& e, const admin_context& ctx, const runtime::config_generation& rt)
+{
+    e.add(metric::config_generation, {}, double(rt.generation));
+    e.add(metric::config_info, {{"file", rt.cfg.source_file}, {"sha256", rt.cfg.source_sha256}}, 1);
+    e.add(metric::config_reloads, {{"result", "applied"}}, double(ctx.state.reloads_applied.load()));
+    e.add(metric::config_reloads, {{"result", "rejected"}}, double(ctx.state.reloads_rejected.load()));
+    e.add(metric::config_last_reload_success, {}, double(ctx.state.last_reload_success_unix.load()));
+    e.add(metric::config_last_reload_successful, {}, ctx.state.last_reload_successful.load() ? 1 : 0);
+}
+
 void add_proxy_wide(exposition& e, const admin_context& ctx)
 {
     const auto w = ctx.worker_totals();
@@ -378,7 +397,8 @@ std::string render_metrics(const admin_context& ctx)
     const auto rt = ctx.state.current();
     const nanos now = ctx.clk.now();
     exposition e;
-    e.add(metric::build_info, {{"version", build::version}, {"instance", ctx.state.instance_id}}, 1);
+    e.add(metric::build_info, {{"version", build::version}, {"commit", build::commit}, {"instance", ctx.state.instance_id}}, 1);
+    add_configuration(e, ctx, *rt);
     for (const auto& shared : rt->upstreams) {
         const auto u = take_upstream_snapshot(ctx, *shared, now);
         add_breaker(e, u);

@@ -399,6 +399,7 @@ struct upstream_config {
 
 struct config {
     std::string source_file;
+    std::string source_sha256; // of the bytes loaded (load_file; empty for load_string): the reports' config hash
     std::uint32_t workers = 0; // 0 = number of cores
     std::vector<listener_config> listeners;
     admin_config admin;

@@ -3,6 +3,8 @@
 #include "config/loader.hpp"
 #include "config/sections.hpp"
 
+#include <openssl/evp.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
@@ -227,6 +229,24 @@ std::vector<checked_key> checked_keys(const std::string& yaml, const std::string
     return out;
 }
 
+namespace {
+
+// The file's SHA-256 in hex (OpenSSL's EVP digest): which file each replica serves, in /metrics.
+std::string sha256_hex(std::string_view text)
+{
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int size = 0;
+    if (EVP_Digest(text.data(), text.size(), digest, &size, EVP_sha256(), nullptr) != 1)
+        return {};
+    static constexpr char hex[] = "0123456789abcdef";
+    std::string out;
+    for (unsigned int i = 0; i < size; ++i)
+        out.append({hex[digest[i] >> 4], hex[digest[i] & 0xf]});
+    return out;
+}
+
+} // namespace
+
 load_result load_file(const std::string& path, const env_lookup& env)
 {
     errno = 0;
@@ -240,7 +260,11 @@ load_result load_file(const std::string& path, const env_lookup& env)
     }
     std::stringstream ss;
     ss << in.rdbuf();
-    return load_string(ss.str(), path, env);
+    const std::string text = ss.str();
+    auto result = load_string(text, path, env);
+    if (result.cfg)
+        result.cfg->source_sha256 = sha256_hex(text);
+    return result;
 }
 
 } // namespace breakerbox::config

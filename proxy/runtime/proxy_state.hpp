@@ -42,6 +42,12 @@ public:
     std::atomic<std::int64_t> active_connections{0};
     std::atomic<std::uint64_t> accept_errors{0};
     std::atomic<std::uint64_t> rejected_connections{0}; // above limits.max_connections or while draining
+    // Reloads (SIGHUP, POST /admin/reload), by result; the Unix time of the last applied one (0: none
+    // since start). Written by the main thread, read by /metrics.
+    std::atomic<std::uint64_t> reloads_applied{0};
+    std::atomic<std::uint64_t> reloads_rejected{0};
+    std::atomic<std::int64_t> last_reload_success_unix{0};
+    std::atomic<bool> last_reload_successful{true}; // as Prometheus's own: true at start, false after a rejection
 
     // Identity of this sidecar instance: breaker state is per instance, and /health/circuits says so.
     std::string instance_id;

@@ -47,6 +47,22 @@ class DeploymentFilesTest(unittest.TestCase):
                                  text=True, timeout=10)
         self.assertIn("cannot read the file: No such file or directory", missing.stderr)
 
+    def test_version_says_what_was_built_from_what(self):
+        # Issue 33: --version printed the version alone; an operator comparing replicas needs the commit,
+        # the build type and the libraries as loaded (like haproxy -vv).
+        out = subprocess.run([BREAKERBOX_BIN, "--version"], capture_output=True, text=True, timeout=10).stdout
+        lines = dict(line.split(": ", 1) for line in out.splitlines()[1:])
+        self.assertRegex(out.splitlines()[0], r"^breakerbox \d+\.\d+\.\d+$")
+        self.assertRegex(lines["commit"], r"^([0-9a-f]{12}|unknown)$")
+        self.assertRegex(lines["build"], r"^(Release|Debug|RelWithDebInfo|MinSizeRel), C\+\+20")
+        self.assertRegex(lines["openssl"], r"^built OpenSSL 3\.\S+ .*; loaded OpenSSL 3\.")
+        self.assertRegex(lines["sqlite"], r"^built 3\.\d+\.\d+; loaded 3\.\d+\.\d+$")
+        for key in ("boost", "hiredis", "nlohmann_json", "allocator"):
+            self.assertIn(key, lines)
+        helptext = subprocess.run([BREAKERBOX_BIN, "--help"], capture_output=True, text=True, timeout=10).stdout
+        for word in ("SIGHUP", "SIGTERM", "BREAKERBOX_ADMIN_TOKEN", "config/reference.md"):
+            self.assertIn(word, helptext)
+
     def test_cluster_config_needs_its_redis_password(self):
         with open(os.path.join(ROOT, "docker/breakerbox-cluster.yaml")) as f:
             text = f.read()

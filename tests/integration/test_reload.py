@@ -1,11 +1,13 @@
 """Hot reload: SIGHUP and POST /admin/reload install a new configuration atomically; requests in
 flight finish on the old one; breaker state survives when its policy did not change; an invalid file
 is rejected with its errors logged while the old configuration keeps serving."""
+import hashlib
 import signal
+import subprocess
 import threading
 import unittest
 
-from harness import ProxyTestCase, request, wait_until
+from harness import ProxyTestCase, request, sample, wait_until, PROMTOOL
 
 TOKEN = "reload-token"
 
@@ -139,6 +141,43 @@ class ReloadTest(ProxyTestCase):
         entry = self.sighup_and_wait("configuration reload rejected")
         self.assertTrue(any("restart" in e for e in entry["errors"]), entry["errors"])
         self.assertEqual(request(self.bb.port(), target="/a/x").json()["server"], "A")
+
+    def test_reload_metrics_say_which_file_serves_and_how_the_last_reload_went(self):
+        # Issue 33: a replica that rejected its file kept serving an older one with nothing in /metrics
+        # to say so. Generation, file hash, reloads by result, the last success and whether the last
+        # reload was applied — checked by promtool, and the alert rule on them by promtool test rules.
+        def metrics():
+            body = request(self.bb.port("admin"), target="/metrics").body
+            check = subprocess.run([PROMTOOL, "check", "metrics"], input=body, capture_output=True, timeout=30)
+            self.assertEqual(check.returncode, 0, check.stdout + check.stderr)
+            return body.decode()
+
+        def file_hash():
+            with open(self.bb.config_path, "rb") as f:
+                return hashlib.sha256(f.read()).hexdigest()
+
+        m = metrics()
+        self.assertEqual(sample(m, "breakerbox_config_generation"), 1)
+        self.assertEqual(sample(m, "breakerbox_config_info", sha256=file_hash()), 1)
+        self.assertEqual(sample(m, "breakerbox_config_last_reload_successful"), 1)
+        self.assertEqual(sample(m, "breakerbox_config_last_reload_success_timestamp_seconds"), 0)
+        served = file_hash()
+        self.rewrite(config(self.a, self.b, extra="    conect_timeout: 1s\n"))
+        self.sighup_and_wait("configuration reload rejected")
+        m = metrics()
+        self.assertEqual(sample(m, "breakerbox_config_reloads_total", result="rejected"), 1)
+        self.assertEqual(sample(m, "breakerbox_config_reloads_total", result="applied"), 0)
+        self.assertEqual(sample(m, "breakerbox_config_last_reload_successful"), 0)
+        self.assertEqual(sample(m, "breakerbox_config_generation"), 1)
+        self.assertEqual(sample(m, "breakerbox_config_info", sha256=served), 1)  # the file still serving, not the one on disk
+        self.rewrite(config(self.a, self.b, route_a_to="b"))
+        self.sighup_and_wait("configuration reloaded")
+        m = metrics()
+        self.assertEqual(sample(m, "breakerbox_config_reloads_total", result="applied"), 1)
+        self.assertEqual(sample(m, "breakerbox_config_last_reload_successful"), 1)
+        self.assertEqual(sample(m, "breakerbox_config_generation"), 2)
+        self.assertEqual(sample(m, "breakerbox_config_info", sha256=file_hash()), 1)
+        self.assertGreater(sample(m, "breakerbox_config_last_reload_success_timestamp_seconds"), 1.7e9)
 
     def test_admin_reload_needs_the_token_and_reports(self):
         admin = self.bb.port("admin")
