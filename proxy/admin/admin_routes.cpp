@@ -6,7 +6,7 @@
 #include "admin/metrics_exposition.hpp"
 #include "admin/queue_routes.hpp"
 #include "core/log.hpp"
-#include "background/outlier_monitor.hpp"
+#include "resilience/circuit_view.hpp"
 
 #include <boost/asio/ip/address_v4.hpp>
 #include <dashboard_assets.hpp>
@@ -94,6 +94,18 @@ std::optional<http::response> authorize(const http::request& req, std::string_vi
     return std::nullopt;
 }
 
+// An operator action's answer: the action, who, the breaker's state before and after, and what the next
+// request finds now and who decides it (/health/circuits/{upstream} has the rest).
+nlohmann::json operator_result(nlohmann::json fields, const resilience::upstream_resilience& shared, nanos now)
+{
+    const auto circuit = resilience::effective_circuit(shared.breaker, shared.cluster, now);
+    fields["result"] = "done";
+    fields["by"] = fields["who"];
+    fields["state"] = resilience::to_string(circuit.state);
+    fields["decided_by"] = name_of(circuit.decided_by);
+    return fields;
+}
+
 http::response circuit_action(const admin_context& ctx, std::string_view upstream, std::string_view action,
                               const std::string& actor)
 {
@@ -121,11 +133,8 @@ http::response circuit_action(const admin_context& ctx, std::string_view upstrea
                                        {"to", resilience::to_string(cb.state())}};
         log::warn("operator action", fields);
         publish_operator(ctx, fields);
-        if (upstream != "*") {
-            auto report = build_health_report(ctx, name);
-            return json_response(
-                200, {{"action", action}, {"upstream", name}, {"by", actor}, {"circuit", report->body["upstreams"][name]}});
-        }
+        if (upstream != "*") // a short result: what changed, and what the next request finds now (the cluster may still decide)
+            return json_response(200, operator_result(fields, *shared, ctx.clk.now()));
     }
     if (upstream == "*")
         return json_response(200, {{"action", action}, {"upstream", "*"}, {"by", actor}, {"count", rt->upstreams.size()}});

@@ -211,7 +211,11 @@ class AdminTest(ProxyTestCase):
         base = self.up.stats()["requests"]
         r = self.post("/admin/circuits/svc/force-open", actor="alice")
         self.assertEqual(r.status, 200)
-        self.assertEqual(r.json()["circuit"]["state"], "forced_open")
+        # Issue 33: a short result, not the whole circuits document: what changed and what requests find.
+        self.assertEqual({k: r.json()[k] for k in ("result", "action", "upstream", "from", "to", "state", "decided_by")},
+                         {"result": "done", "action": "force-open", "upstream": "svc", "from": "closed", "to": "forced_open",
+                          "state": "forced_open", "decided_by": "operator"})
+        self.assertNotIn("circuit", r.json())
         for _ in range(5):
             res = request(self.bb.port(), target="/x")
             self.assertEqual(res.status, 503)
