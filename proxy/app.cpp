@@ -70,6 +70,7 @@ public:
             admin_->start();
         state_.ready.store(true);
         wait_for_signals();
+        log_upstreams(*state_.current());
         log::info("breakerbox ready", {{"version", build::version}, {"workers", pool_.size()}, {"config", config_path_}});
         main_.run();
         if (queue_) // its last results go to the workers, still running
@@ -334,6 +335,22 @@ private:
                                     {"port", ep.port()},
                                     {"upstream", l->cfg().upstream}});
             listeners_.push_back(std::move(l));
+        }
+    }
+
+    // One line per upstream at start: where it goes, how (TLS, verified or not), and how its circuit is
+    // shared — what a newcomer checks first when a request does not go where they meant.
+    static void log_upstreams(const runtime::config_generation& rt)
+    {
+        for (const auto& u : rt.cfg.upstreams) {
+            std::vector<std::string> endpoints;
+            for (const auto& e : u.endpoints)
+                endpoints.push_back(e.text());
+            log::info("upstream", {{"upstream", u.name},
+                                   {"endpoints", endpoints},
+                                   {"tls", !u.tls.enabled ? "off" : u.tls.verify ? "verified" : "unverified"},
+                                   {"scope", name_of(u.breaker.scope)},
+                                   {"fallbacks", u.fallbacks.size()}});
         }
     }
 

@@ -300,6 +300,14 @@ http::response dashboard_icon(const admin_context&, const http::request&, const 
     return asset(assets::favicon_svg, "image/svg+xml");
 }
 
+// GET /: a newcomer who opens the admin address lands on the dashboard (a 302), with the endpoints said.
+http::response root(const admin_context&, const http::request&, const admin_request_info&, std::string_view)
+{
+    auto res = json_response(302, {{"dashboard", "/dashboard"}, {"endpoints", "any other path lists them (404)"}});
+    res.set(bhttp::field::location, "/dashboard");
+    return res;
+}
+
 // HEAD /events (GET is streamed by the admin server itself): the stream's header, no body.
 http::response events_head(const admin_context&, const http::request&, const admin_request_info&, std::string_view)
 {
@@ -321,6 +329,7 @@ constexpr auto token = admin_access::token;
 
 // The admin API (docs/admin-api.md), in its order.
 constexpr admin_route routes[]{
+    {.methods = get, .path = "/", .now = root, .description = "302 to /dashboard"},
     {.methods = get, .path = "/live", .now = live, .description = "200 while the process runs (liveness)"},
     {.methods = get,
      .path = "/ready",

@@ -66,6 +66,12 @@ class AdminTest(ProxyTestCase):
         self.assertEqual(r.json()["status"], "ready")
         self.assertEqual(request(self.admin, method="POST", target="/live").status, 405)
         self.assertEqual(request(self.admin, target="/nope").status, 404)
+        root = request(self.admin, target="/")  # issue 33: the admin address leads to the dashboard
+        self.assertEqual((root.status, root.headers["location"]), (302, "/dashboard"))
+        # and the start-up log says, per upstream, where it goes, TLS and scope (one line each)
+        line = self.bb.log_entries("upstream", at_least=1)[0]
+        self.assertEqual((line["upstream"], line["endpoints"], line["tls"], line["scope"]),
+                         ("svc", [self.up.address], "off", "local"))
 
     def test_not_ready_while_draining(self):
         done = {}

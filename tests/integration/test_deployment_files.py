@@ -10,7 +10,7 @@ import unittest
 
 import yaml
 
-from harness import BREAKERBOX_BIN, PROMTOOL, ProxyTestCase, request
+from harness import BREAKERBOX_BIN, PROMTOOL, UPSTREAM_BIN, ProxyTestCase, request
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../..")
 
@@ -62,6 +62,10 @@ class DeploymentFilesTest(unittest.TestCase):
         helptext = subprocess.run([BREAKERBOX_BIN, "--help"], capture_output=True, text=True, timeout=10).stdout
         for word in ("SIGHUP", "SIGTERM", "BREAKERBOX_ADMIN_TOKEN", "config/reference.md"):
             self.assertIn(word, helptext)
+        # The demo sends newcomers to the test upstream: its --help documents every query knob.
+        knobs = subprocess.run([UPSTREAM_BIN, "--help"], capture_output=True, text=True, timeout=10).stdout
+        for knob in ("status=N", "delay_ms=N", "fault=KIND", "hang", "die_after=K", "stream=sse", "/__sink", "WebSocket"):
+            self.assertIn(knob, knobs)
 
     def test_cluster_config_needs_its_redis_password(self):
         with open(os.path.join(ROOT, "docker/breakerbox-cluster.yaml")) as f:

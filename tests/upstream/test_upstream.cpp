@@ -3,47 +3,8 @@
 // sets the defaults for requests that do not (so a test can make an upstream fail without changing
 // what clients send). `GET /__stats` reports what it saw (counts, also per path); `POST /__reset` clears counters and defaults.
 //
-//   status=N          response status (default 200)
-//   delay_ms=N        wait before answering (before the head, for the streamed answers too)
-//   bytes=N           body of N bytes ('x') instead of the JSON echo; above 1 MiB it is written in 64 KiB
-//                     pieces from one static buffer (never held in memory), so N may be many GiB
-//   chunked=1         send the body with chunked transfer-encoding
-//   content_type=T    Content-Type of a bytes=, stream=chunks or stream=length body (default
-//                     application/octet-stream)
-//   header=Name:Value extra response header (repeatable)
-//   close=1           answer with "Connection: close" and close
-//   fault=KIND        reset | close | hang | hang_after_headers | garbage | reset_mid_headers |
-//                     reset_mid_body | short_body | long_body | drip | huge_headers | close_after_response
-//
-// Streamed answers, each piece written (flushed to the socket) as soon as it is made:
-//   stream=chunks     chunked body of chunks=N (default 5) chunks of chunk_bytes=B (default 16) bytes of
-//                     'x', interval_ms=M (default 100) before each chunk after the first
-//   stream=length     the same body with Content-Length N*B instead of chunked (a paced fixed-length body)
-//   stream=sse        Content-Type: text/event-stream, Cache-Control: no-cache, chunked; events=N (default 5;
-//                     0: forever, until the client goes away), interval_ms=M (default 100) between events;
-//                     event i (from 0), in its own chunk: id: i\ndata: {"seq":i,"sent_us":T}\n\n where T is
-//                     CLOCK_REALTIME in microseconds when it is sent
-//   die_after=K       with a stream=: reset the connection (SO_LINGER 0, close) right after the K-th
-//                     chunk/event is written, instead of finishing (0: right after the head; beyond the
-//                     count: no effect)
-//   An HTTP/1.0 request gets stream=chunks|sse without chunking, ended by closing the connection.
-//
-// Request bodies of any size: `/__sink` (any method) reads the body (Content-Length or chunked) 64 KiB at a
-// time, counting it without keeping it, and answers {"server", "method", "target", "headers",
-// "body_bytes"}; read_delay_ms=M waits M ms after each 64 KiB read (a slow reader: 64 KiB per M ms).
-// status=, header=, close= and delay_ms= (after the body) apply. Elsewhere bodies are read whole, up to
-// 64 MiB (a longer Content-Length closes the connection unanswered). A request with
-// "Expect: 100-continue" is answered "100 Continue" before its body is read.
-//
-// WebSocket: a request with "Upgrade: websocket" (any path) is accepted, and every message it receives is
-// sent back unchanged (text as text, binary as binary) until the client closes. ws_status=N answers N
-// (with the JSON echo) instead of upgrading; ws_close_after_ms=M closes it (close frame, 1000 normal) after
-// M ms; delay_ms=N waits before the 101; with a fault= the request is not upgraded, the fault applies.
-//
-// The JSON echo: {"server", "method", "target", "headers", "body_bytes"}.
-// /__stats: {"server", "connections", "open_connections", "requests", "in_flight", "max_in_flight",
-// "paths", "websockets" (accepted), "websockets_open", "last_sink_bytes" (body bytes of the last
-// completed /__sink request), "sink_bytes" (all bytes /__sink read, counted as they arrive), "tls"}.
+//   The query knobs (status=, delay_ms=, bytes=, fault=, stream=, die_after=, /__sink, WebSocket echo …)
+//   are listed once, in knobs_help below: `breakerbox-test-upstream --help` prints them.
 //
 // TLS mode (--tls-cert and --tls-key): every connection is TLS; --client-ca requires a client
 // certificate signed by that CA; --tls-max-version 1.2 caps the protocol. /__stats then reports the
@@ -159,6 +120,55 @@ asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, std::vector<std::uniq
     }
 }
 
+
+// What --help prints after the options: every query knob a request may use (the demo sends newcomers
+// here, so the binary itself documents them).
+constexpr const char* knobs_help = R"knobs(
+Query knobs (per request; POST /__config?... sets the defaults for requests without them):
+  status=N          response status (default 200)
+  delay_ms=N        wait before answering (before the head, for the streamed answers too)
+  bytes=N           body of N bytes ('x') instead of the JSON echo; above 1 MiB it is written in 64 KiB
+                    pieces from one static buffer (never held in memory), so N may be many GiB
+  chunked=1         send the body with chunked transfer-encoding
+  content_type=T    Content-Type of a bytes=, stream=chunks or stream=length body (default
+                    application/octet-stream)
+  header=Name:Value extra response header (repeatable)
+  close=1           answer with "Connection: close" and close
+  fault=KIND        reset | close | hang | hang_after_headers | garbage | reset_mid_headers |
+                    reset_mid_body | short_body | long_body | drip | huge_headers | close_after_response
+
+Streamed answers, each piece written (flushed to the socket) as soon as it is made:
+  stream=chunks     chunked body of chunks=N (default 5) chunks of chunk_bytes=B (default 16) bytes of
+                    'x', interval_ms=M (default 100) before each chunk after the first
+  stream=length     the same body with Content-Length N*B instead of chunked (a paced fixed-length body)
+  stream=sse        Content-Type: text/event-stream, Cache-Control: no-cache, chunked; events=N (default 5;
+                    0: forever, until the client goes away), interval_ms=M (default 100) between events;
+                    event i (from 0), in its own chunk: id: i\ndata: {"seq":i,"sent_us":T}\n\n where T is
+                    CLOCK_REALTIME in microseconds when it is sent
+  die_after=K       with a stream=: reset the connection (SO_LINGER 0, close) right after the K-th
+                    chunk/event is written, instead of finishing (0: right after the head; beyond the
+                    count: no effect)
+  An HTTP/1.0 request gets stream=chunks|sse without chunking, ended by closing the connection.
+
+Request bodies of any size: `/__sink` (any method) reads the body (Content-Length or chunked) 64 KiB at a
+time, counting it without keeping it, and answers {"server", "method", "target", "headers",
+"body_bytes"}; read_delay_ms=M waits M ms after each 64 KiB read (a slow reader: 64 KiB per M ms).
+status=, header=, close= and delay_ms= (after the body) apply. Elsewhere bodies are read whole, up to
+64 MiB (a longer Content-Length closes the connection unanswered). A request with
+"Expect: 100-continue" is answered "100 Continue" before its body is read.
+
+WebSocket: a request with "Upgrade: websocket" (any path) is accepted, and every message it receives is
+sent back unchanged (text as text, binary as binary) until the client closes. ws_status=N answers N
+(with the JSON echo) instead of upgrading; ws_close_after_ms=M closes it (close frame, 1000 normal) after
+M ms; delay_ms=N waits before the 101; with a fault= the request is not upgraded, the fault applies.
+
+The JSON echo: {"server", "method", "target", "headers", "body_bytes"}.
+/__stats: {"server", "connections", "open_connections", "requests", "in_flight", "max_in_flight",
+"paths", "websockets" (accepted), "websockets_open", "last_sink_bytes" (body bytes of the last
+completed /__sink request), "sink_bytes" (all bytes /__sink read, counted as they arrive), "tls"}.
+
+)knobs";
+
 } // namespace breakerbox_test_upstream
 
 using namespace breakerbox_test_upstream;
@@ -179,6 +189,7 @@ int main(int argc, char** argv)
     cli.add_option("--client-ca", client_ca, "require a client certificate signed by this CA (PEM)");
     cli.add_option("--tls-max-version", tls_max_version, "1.2 to refuse TLS 1.3");
     cli.add_option("--idle-timeout-ms", g_idle_timeout_ms, "close keep-alive connections idle this long");
+    cli.footer(knobs_help);
     CLI11_PARSE(cli, argc, argv);
     if (!tls_cert.empty()) {
         try {
