@@ -35,6 +35,15 @@ class DeploymentFilesTest(unittest.TestCase):
                 r = check_config(f.read())
             self.assertEqual(r.returncode, 0, rel + ": " + r.stderr)
 
+    def test_the_readmes_own_upstream_example_is_valid(self):
+        # The README opens with a configuration a newcomer copies: it must load as it stands.
+        with open(os.path.join(ROOT, "README.md")) as f:
+            readme = f.read()
+        section = readme[readme.index("## Your own upstream"):]
+        example = re.search(r"```yaml\n(.*?)```", section, re.S).group(1)
+        r = check_config(example)
+        self.assertEqual(r.returncode, 0, r.stderr)
+
     def test_the_command_line_exits_0_or_1_as_the_readme_says(self):
         # Issue 30 §8: usage errors exited with CLI11's own codes (109, 114); the README promises 0 or 1.
         cases = [(["--help"], 0), (["--version"], 0), (["--no-such-flag"], 1), (["--check-config"], 1),
