@@ -431,16 +431,35 @@ private:
 
     // Stop accepting, let in-flight requests finish (bounded by drain_timeout), close idle
     // keep-alive connections, then stop.
+    // With limits.drain_period, new connections are accepted for that long first (every answer with
+    // Connection: close), then the listeners close and drain_timeout starts.
     void start_drain(int signo)
     {
+        const auto& lim = state_.current()->cfg.limits;
         log::info("draining", {{"signal", signo},
                                {"active_connections", state_.active_connections.load()},
-                               {"drain_timeout_ms", state_.current()->cfg.limits.drain_timeout / millis(1)}});
+                               {"drain_period_ms", lim.drain_period / millis(1)},
+                               {"drain_timeout_ms", lim.drain_timeout / millis(1)}});
+        state_.drain_accepting.store(lim.drain_period > 0);
         state_.draining.store(true);
         state_.ready.store(false);
+        pool_.close_idle_connections();
+        if (lim.drain_period == 0) {
+            close_listeners();
+            return;
+        }
+        auto period = std::make_shared<asio::steady_timer>(main_, as_duration(lim.drain_period));
+        period->async_wait([this, period](const error_code&) { close_listeners(); });
+    }
+
+    // The end of the drain period: no new connections; in-flight work gets drain_timeout.
+    void close_listeners()
+    {
+        state_.drain_accepting.store(false);
         for (auto& l : listeners_)
             l->close();
         pool_.close_idle_connections();
+        log::info("listeners closed", {{"active_connections", state_.active_connections.load()}});
         drain_deadline_ = std::chrono::steady_clock::now() + as_duration(state_.current()->cfg.limits.drain_timeout);
         asio::co_spawn(main_, wait_drained(), asio::detached);
     }

@@ -52,6 +52,11 @@ struct limits_config {
     nanos idle_timeout = seconds(60);
     nanos write_timeout = seconds(30);
     nanos drain_timeout = seconds(15);
+    // After SIGTERM, how long new connections are still accepted — each answer with Connection: close —
+    // before the listeners close (Envoy's drain listeners, Istio's terminationDrainDuration): in a pod,
+    // the application gets SIGTERM with its sidecar and its own calls during its graceful shutdown must
+    // still go out. 0: close at once. drain_timeout counts after it.
+    nanos drain_period = 0;
 };
 
 struct forwarding_config {

@@ -33,7 +33,7 @@ void read_limits(reader& r, const YAML::Node& l, limits_config& lim)
     if (!r.check_map(l, "limits",
                      {"max_connections", "max_header_bytes", "max_request_body", "max_response_body", "request_buffer",
                       "response_buffer", "stream_buffer", "header_timeout", "body_timeout", "idle_timeout", "write_timeout",
-                      "drain_timeout"}))
+                      "drain_timeout", "drain_period"}))
         return;
     r.read_uint(l, "max_connections", "limits", lim.max_connections, 1, 1000000);
     r.read_size(l, "max_header_bytes", "limits", lim.max_header_bytes, 1024, 1024 * 1024);
@@ -47,6 +47,7 @@ void read_limits(reader& r, const YAML::Node& l, limits_config& lim)
     r.read_duration(l, "idle_timeout", "limits", lim.idle_timeout, millis(10), 24 * hour);
     r.read_duration(l, "write_timeout", "limits", lim.write_timeout, millis(10), hour);
     r.read_duration(l, "drain_timeout", "limits", lim.drain_timeout, 0, hour);
+    r.read_duration(l, "drain_period", "limits", lim.drain_period, 0, hour);
 }
 
 void read_forwarding(reader& r, const YAML::Node& f, forwarding_config& fwd)

@@ -39,6 +39,7 @@ public:
     const std::size_t worker_count;
     std::atomic<bool> ready{false}; // every listener bound and serving; false again while draining
     std::atomic<bool> draining{false};
+    std::atomic<bool> drain_accepting{false}; // draining, within limits.drain_period: new connections still accepted
     std::atomic<std::int64_t> active_connections{0};
     std::atomic<std::uint64_t> accept_errors{0};
     std::atomic<std::uint64_t> rejected_connections{0}; // above limits.max_connections or while draining

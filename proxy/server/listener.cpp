@@ -73,7 +73,7 @@ asio::awaitable<void> listener::accept_loop()
         tcp::socket client(std::move(socket));
         auto active = state_.active_connections.fetch_add(1, std::memory_order_relaxed);
         if (active >= static_cast<std::int64_t>(state_.current()->cfg.limits.max_connections) ||
-            state_.draining.load(std::memory_order_relaxed)) {
+            (state_.draining.load(std::memory_order_relaxed) && !state_.drain_accepting.load(std::memory_order_relaxed))) {
             state_.active_connections.fetch_sub(1, std::memory_order_relaxed);
             state_.rejected_connections.fetch_add(1, std::memory_order_relaxed);
             reject(client);

@@ -86,6 +86,29 @@ class AdminTest(ProxyTestCase):
         self.assertEqual(done["r"].status, 200)
         self.assertEqual(self.bb.wait(timeout=10), 0)
 
+    def test_the_drain_period_accepts_with_connection_close_then_refuses(self):
+        # Issue 33 (Kubernetes): the app and its sidecar get SIGTERM together; the app's own calls during
+        # its graceful shutdown must still go out. With limits.drain_period new connections are accepted
+        # (each answer says Connection: close), then the listeners close and the process exits 0.
+        bb = self.breakerbox(config(self.up).replace("upstreams:", "limits: {drain_period: 1s, drain_timeout: 5s}\nupstreams:", 1))
+        bb.signal(signal.SIGTERM)
+        self.assertTrue(wait_until(lambda: request(bb.port("admin"), target="/ready").status == 503))
+        r = request(bb.port(), target="/during")  # a new connection, inside the drain period
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.headers.get("connection"), "close")
+        self.assertGreaterEqual(self.up.stats()["paths"].get("/during", 0), 1)
+
+        def refused():
+            try:
+                request(bb.port(), target="/after")
+                return False
+            except OSError:
+                return True
+
+        self.assertTrue(wait_until(refused, timeout=10))  # then the listeners close (answered until then)
+        self.assertEqual(bb.wait(timeout=15), 0)
+        self.assertEqual(len(bb.log_entries("listeners closed", at_least=1)), 1)
+
     def test_admin_is_not_on_the_data_port(self):
         r = request(self.bb.port(), target="/health/circuits", headers={"Host": "unrouted"})
         self.assertNotIn("instance", r.body.decode())  # forwarded to the upstream (prefix /), not the admin API
