@@ -82,9 +82,16 @@ http::response admin_status_answer(queue::admin_status s, std::string_view what)
         return json_error_response(409, "conflict",
                                    what == "requeue" ? "only failed or expired entries can be requeued"
                                                      : "the entry is being delivered; try again when it is not");
-    case queue::admin_status::store_error:
-    default: return json_error_response(503, "store_error", "the queue's database refused the change (see the log)");
     }
+    return json_error_response(500, "internal", "unknown result");
+}
+
+// The store could not answer: it failed (503 store_error), or not within commit_timeout (503 queue_timeout).
+http::response store_failure(queue::queue_error e)
+{
+    if (e == queue::queue_error::timeout)
+        return json_error_response(503, "queue_timeout", "the queue's store did not answer within queue_store.commit_timeout");
+    return json_error_response(503, "store_error", "the queue's database refused the operation (see the log)");
 }
 
 void publish(const admin_context& ctx, const admin_request_info& info, std::string_view action, const queue_path& p)
@@ -105,19 +112,11 @@ http::response all_queues(const queue::queue_store& store)
     return json_response(200, {{"queues", queues}});
 }
 
-// The store's answer within queue_store.commit_timeout (nullopt: none in time — a stalled disk).
+// The store's answer within queue_store.commit_timeout.
 template <class R, class Start>
-asio::awaitable<std::optional<R>> ask(const admin_context& ctx, Start start)
+asio::awaitable<queue::queue_result<R>> ask(const admin_context& ctx, Start start)
 {
-    auto reply = co_await queue::within<R>(ctx.state.current()->cfg.queue_store.commit_timeout, std::move(start));
-    if (!reply.in_time)
-        co_return std::nullopt;
-    co_return std::move(reply.value);
-}
-
-http::response store_timeout()
-{
-    return json_error_response(503, "queue_timeout", "the queue's store did not answer within queue_store.commit_timeout");
+    co_return co_await queue::within<R>(ctx.state.current()->cfg.queue_store.commit_timeout, std::move(start));
 }
 
 // POST /admin/queues/{upstream}/purge and /admin/queues/{upstream}/{id}/requeue.
@@ -129,16 +128,14 @@ asio::awaitable<http::response> queue_action(const admin_context& ctx, const htt
     publish(ctx, info, p.action, p);
     if (p.action == "purge") {
         const auto n = co_await ask<std::int64_t>(ctx, [&](auto h) { store.async_purge(p.upstream, std::move(h)); });
-        if (!n)
-            co_return store_timeout();
-        if (*n < 0)
-            co_return admin_status_answer(queue::admin_status::store_error, "purge");
-        co_return json_response(200, {{"result", "done"}, {"action", "purge"}, {"purged", *n}});
+        if (!n.ok())
+            co_return store_failure(n.error);
+        co_return json_response(200, {{"result", "done"}, {"action", "purge"}, {"purged", n.value}});
     }
     const auto done = co_await ask<queue::admin_status>(ctx, [&](auto h) { store.async_requeue(p.upstream, p.id, std::move(h)); });
-    if (!done)
-        co_return store_timeout();
-    co_return admin_status_answer(*done, "requeue");
+    if (!done.ok())
+        co_return store_failure(done.error);
+    co_return admin_status_answer(done.value, "requeue");
 }
 
 // GET /admin/queues/{upstream}?state=S&limit=N: the entries, oldest first, without bodies.
@@ -159,10 +156,10 @@ asio::awaitable<http::response> entries(const admin_context& ctx, queue::queue_s
     }
     const auto found =
         co_await ask<std::vector<queue::entry>>(ctx, [&](auto h) { store.async_list(upstream, state, limit, std::move(h)); });
-    if (!found)
-        co_return store_timeout();
+    if (!found.ok())
+        co_return store_failure(found.error);
     nlohmann::json list = nlohmann::json::array();
-    for (const auto& e : *found)
+    for (const auto& e : found.value)
         list.push_back(entry_json(e, false));
     co_return json_response(200, {{"upstream", upstream}, {"queue", queue_summary(store.counters(upstream))}, {"entries", list}});
 }
@@ -175,17 +172,17 @@ asio::awaitable<http::response> one_entry(const admin_context& ctx, const http::
     if (method == bhttp::verb::delete_) {
         publish(ctx, info, "delete", p);
         const auto done = co_await ask<queue::admin_status>(ctx, [&](auto h) { store.async_remove(p.upstream, p.id, std::move(h)); });
-        if (!done)
-            co_return store_timeout();
-        co_return admin_status_answer(*done, "delete");
+        if (!done.ok())
+            co_return store_failure(done.error);
+        co_return admin_status_answer(done.value, "delete");
     }
     if (method != bhttp::verb::get && method != bhttp::verb::head)
         co_return json_error_response(405, "method_not_allowed", "GET or DELETE");
     const auto found =
         co_await ask<std::optional<queue::entry>>(ctx, [&](auto h) { store.async_inspect(p.upstream, p.id, std::move(h)); });
-    if (!found)
-        co_return store_timeout();
-    const auto& e = *found;
+    if (!found.ok())
+        co_return store_failure(found.error);
+    const auto& e = found.value;
     if (!e)
         co_return json_error_response(404, "not_found", "no such entry in this queue");
     co_return json_response(200, entry_json(*e, true));

@@ -55,7 +55,7 @@ asio::awaitable<void> record_outcome(runtime::worker_context& worker, queue::que
     asio::steady_timer wait(co_await asio::this_coro::executor);
     for (;;) {
         const auto recorded = co_await store.async_finish(id, outcome, asio::use_awaitable);
-        if (recorded != queue::finish_status::store_error || worker.state.draining.load())
+        if (recorded.ok() || worker.state.draining.load())
             co_return;
         log::error("queue delivery outcome not recorded; trying again", {{"id", id}});
         wait.expires_after(std::chrono::seconds(1));
@@ -142,12 +142,12 @@ public:
             // No deadline here (unlike the request path's queue waits): a claim given up while it commits
             // would leave its entry in flight with nobody delivering it. Nothing waits on this loop.
             auto claimed = co_await store_.async_claim(upstream_, 1, q.max_attempts, asio::use_awaitable);
-            if (claimed.empty()) {
+            if (!claimed.ok() || claimed.value.empty()) { // nothing queued, or the store failed: look again later
                 co_await sleep_for(poll_interval);
                 continue;
             }
             next_start_ = std::max(next_start_, worker_.clk.now()) + static_cast<nanos>(1e9 / q.delivery.rate);
-            start(gen, *up, std::move(claimed.front()));
+            start(gen, *up, std::move(claimed.value.front()));
         }
     }
 

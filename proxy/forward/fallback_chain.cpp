@@ -155,9 +155,11 @@ asio::awaitable<bool> serve_queue(fallback_call& call, queue::queue_store* store
     auto abandoned = er.abandoned = std::make_shared<std::atomic<bool>>(false);
     const auto reply = co_await queue::within<queue::enqueue_result>(
         cfg.queue_store.commit_timeout, [&](auto handler) { store->async_enqueue(std::move(er), std::move(handler)); });
-    if (!reply.in_time) { // a stalled disk: the next fallback answers (an enqueue not yet begun is dropped)
-        abandoned->store(true, std::memory_order_release);
-        store->counters(up.cfg.name).count(queue::rejection::timeout);
+    if (!reply.ok()) { // the next fallback answers
+        if (reply.error == queue::queue_error::timeout) // a stalled disk: an enqueue not yet begun is dropped
+            abandoned->store(true, std::memory_order_release);
+        store->counters(up.cfg.name).count(reply.error == queue::queue_error::timeout ? queue::rejection::timeout
+                                                                                      : queue::rejection::store_error);
         co_return false;
     }
     const auto& stored = reply.value;
@@ -174,9 +176,8 @@ asio::awaitable<bool> serve_queue(fallback_call& call, queue::queue_store* store
     case queue::enqueue_status::key_reused:
         answer_with(out, queue::key_reused_response(up.cfg.name, version), kind, up, cause);
         co_return true;
-    case queue::enqueue_status::full: store->counters(up.cfg.name).count(queue::rejection::full); co_return false;
-    case queue::enqueue_status::store_error:
-    default: store->counters(up.cfg.name).count(queue::rejection::store_error); co_return false;
+    case queue::enqueue_status::full:
+    default: store->counters(up.cfg.name).count(queue::rejection::full); co_return false;
     }
 }
 

@@ -214,15 +214,15 @@ std::optional<std::string> status_id(std::string_view target, std::string_view s
     return well_formed ? std::optional<std::string>(id) : std::nullopt;
 }
 
-http::response status_response(const lookup& found, unsigned version)
+http::response status_response(const queue_result<std::optional<entry>>& found, unsigned version)
 {
-    if (!found.ok) {
+    if (!found.ok()) { // a store error, or no answer within commit_timeout
         auto res = json_answer(bhttp::status::service_unavailable,
                                {{"error", "store_error"}, {"detail", "the queue's store could not answer; try again"}}, version);
         res.set(bhttp::field::retry_after, "1");
         return res;
     }
-    const auto& e = found.found;
+    const auto& e = found.value;
     if (!e)
         return json_answer(bhttp::status::not_found,
                            {{"error", "not_found"}, {"detail", "no queued request with this id (or its record was purged)"}},

@@ -58,7 +58,7 @@ std::optional<std::string> status_id(std::string_view target, std::string_view s
 // The status resource's answers: 200 with status_json, 404 for an unknown id, 503 when the store could
 // not answer (never a 404: the request may well be queued), 405 for a method other than GET and HEAD.
 // JSON bodies, Cache-Control: no-store.
-http::response status_response(const lookup& found, unsigned version);
+http::response status_response(const queue_result<std::optional<entry>>& found, unsigned version);
 http::response status_method_not_allowed(unsigned version);
 
 // The upstream's answer as the status resource keeps it: the fields that describe it (Content-Type,

@@ -397,6 +397,8 @@ bool queue_store::run_in_savepoint(command& c)
         op_failed_ = true;
         c.fail();
     }
+    if (op_failed_)
+        c.fail(); // its result is discarded: the caller gets queue_error::store_error
     if (!db_->in_transaction())
         return false;
     if (op_failed_ && !run(s.rollback_to))
@@ -425,7 +427,7 @@ enqueue_result queue_store::do_enqueue(enqueue_request& req)
 {
     writer_owner_.assert_owned("queue_store::do_enqueue");
     if (req.abandoned && req.abandoned->load(std::memory_order_acquire))
-        return enqueue_result{}; // the caller stopped waiting: not stored (store_error, never seen)
+        return failed<enqueue_result>(); // the caller stopped waiting: not stored (and nobody reads the answer)
     auto& s = *st_;
     auto& c = counters(req.upstream);
     if (auto minted = minted_id(req.idempotency_key)) { // a key from one of our 202s: found by its id
@@ -444,8 +446,7 @@ enqueue_result queue_store::do_enqueue(enqueue_request& req)
         return {enqueue_status::full, {}, {}, entry_state::queued};
     std::string id = random_id();
     if (id.empty()) {
-        op_failed_ = true;
-        return {};
+        return failed<enqueue_result>();
     }
     const auto now = wall_ms_();
     s.insert.bind(1, id).bind(2, req.upstream).bind(4, std::int64_t{req.key_from_client});
@@ -456,8 +457,7 @@ enqueue_result queue_store::do_enqueue(enqueue_request& req)
     s.insert.bind(5, req.fingerprint).bind(6, rq.method).bind(7, rq.target).bind_blob(8, rq.fields).bind_blob(9, rq.body);
     s.insert.bind(10, size).bind(11, static_cast<std::int64_t>(rq.body.size())).bind(12, now);
     if (!run(s.insert)) {
-        op_failed_ = true;
-        return {};
+        return failed<enqueue_result>();
     }
     c.depth += 1;
     c.bytes += size;
@@ -474,9 +474,12 @@ std::optional<entry> queue_store::do_find(const std::string& id, bool with_body)
     auto& q = st_->find_id;
     q.bind(1, id);
     std::optional<entry> e;
-    if (q.step() == SQLITE_ROW)
+    const int rc = q.step();
+    if (rc == SQLITE_ROW)
         e = read_entry(q, with_body);
     q.reset();
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return failed<std::optional<entry>>(); // an error, not "unknown id"
     return e;
 }
 
@@ -501,8 +504,7 @@ std::vector<entry> queue_store::do_claim(const std::string& upstream, unsigned n
             }
             s.mark_in_flight.bind(1, e.seq).bind(2, now);
             if (!run(s.mark_in_flight)) {
-                op_failed_ = true;
-                return {};
+                return failed<std::vector<entry>>();
             }
             ++e.attempts;
             e.state = entry_state::in_flight;
@@ -550,8 +552,7 @@ finish_status queue_store::do_finish(const std::string& id, const delivery_outco
         s.requeue_attempt.bind(1, id).bind(2, std::int64_t{o.result == delivery_result::not_sent ? 1 : 0}).bind(3, now);
         s.requeue_attempt.bind(4, o.error);
         if (!run(s.requeue_attempt)) {
-            op_failed_ = true;
-            return finish_status::store_error;
+            return failed<finish_status>();
         }
         c.in_flight -= 1;
         c.attempts[static_cast<std::size_t>(o.result)].fetch_add(1, std::memory_order_relaxed);
@@ -565,8 +566,7 @@ finish_status queue_store::do_finish(const std::string& id, const delivery_outco
     s.set_state_result.bind(4, std::int64_t{o.status}).bind(5, o.response_headers.empty() ? "{}" : o.response_headers);
     s.set_state_result.bind_blob(6, o.response_body).bind(7, std::int64_t{o.response_truncated}).bind(8, error);
     if (!run(s.set_state_result)) {
-        op_failed_ = true;
-        return finish_status::store_error;
+        return failed<finish_status>();
     }
     c.depth -= 1;
     c.in_flight -= 1;
@@ -590,9 +590,12 @@ std::vector<entry> queue_store::do_list(const std::string& upstream, std::option
     if (state)
         q.bind(3, state_name(*state));
     std::vector<entry> out;
-    while (q.step() == SQLITE_ROW)
+    int rc = SQLITE_DONE;
+    while ((rc = q.step()) == SQLITE_ROW)
         out.push_back(read_entry(q, false));
     q.reset();
+    if (rc != SQLITE_DONE)
+        return failed<std::vector<entry>>();
     return out;
 }
 
@@ -609,16 +612,14 @@ admin_status queue_store::do_requeue(const std::string& upstream, const std::str
                           "response_status=0, response_headers='{}', response_body=NULL, response_truncated=0, "
                           "last_error='requeued by an operator' WHERE id=?1 RETURNING size");
     if (!q) {
-        op_failed_ = true;
-        return admin_status::store_error;
+        return failed<admin_status>();
     }
     q.bind(1, id).bind(2, wall_ms_());
     std::int64_t size = 0;
     if (q.step() == SQLITE_ROW)
         size = q.int64(0);
     if (q.step() != SQLITE_DONE) {
-        op_failed_ = true;
-        return admin_status::store_error;
+        return failed<admin_status>();
     }
     auto& c = counters(upstream);
     c.depth += 1;
@@ -639,8 +640,7 @@ admin_status queue_store::do_remove(const std::string& upstream, const std::stri
     const auto size = e->size;
     st_->remove.bind(1, id);
     if (!run(st_->remove)) {
-        op_failed_ = true;
-        return admin_status::store_error;
+        return failed<admin_status>();
     }
     auto& c = counters(upstream);
     if (e->state == entry_state::queued) {
@@ -657,10 +657,8 @@ std::int64_t queue_store::do_purge(const std::string& upstream)
 {
     writer_owner_.assert_owned("queue_store::do_purge");
     st_->purge.bind(1, upstream);
-    if (!run(st_->purge)) {
-        op_failed_ = true;
-        return -1;
-    }
+    if (!run(st_->purge))
+        return failed<std::int64_t>();
     const auto n = db_->changes();
     counters(upstream).dead_letters -= n;
     return n;

@@ -103,10 +103,10 @@ struct enqueue_request {
     std::shared_ptr<std::atomic<bool>> abandoned;
 };
 
-enum class enqueue_status : std::uint8_t { stored, duplicate, key_reused, full, store_error };
+enum class enqueue_status : std::uint8_t { stored, duplicate, key_reused, full };
 
 struct enqueue_result {
-    enqueue_status status = enqueue_status::store_error;
+    enqueue_status status = enqueue_status::stored;
     std::string id;              // 32 hex digits (stored, duplicate)
     std::string idempotency_key; // as stored
     entry_state state = entry_state::queued;
@@ -148,16 +148,23 @@ struct queue_policy {
     nanos retention = 0;
 };
 
-enum class admin_status : std::uint8_t { done, not_found, conflict, store_error };
+enum class admin_status : std::uint8_t { done, not_found, conflict };
 
-// What finish() did: recorded the outcome, found the entry no longer in flight (nothing changed), or
-// could not record it (the commit failed, the store stopped: the caller tries again).
-enum class finish_status : std::uint8_t { recorded, not_in_flight, store_error };
+// What finish() did: recorded the outcome, or found the entry no longer in flight (nothing changed).
+// Not recorded at all (the commit failed, the store stopped) is queue_error::store_error: the caller
+// tries again.
+enum class finish_status : std::uint8_t { recorded, not_in_flight };
 
-// A lookup: `ok` false when the store could not answer (an error, not "unknown id").
-struct lookup {
-    bool ok = false;
-    std::optional<entry> found;
+// What every operation of the store answers, one shape for all: its value, or why there is none —
+// the store could not do it (a failed statement or commit: nothing of it happened), or the caller
+// stopped waiting (queue_wait.hpp's `within`, past queue_store.commit_timeout).
+enum class queue_error : std::uint8_t { none, store_error, timeout };
+
+template <class T>
+struct queue_result {
+    queue_error error = queue_error::store_error;
+    T value{}; // meaningful only when ok()
+    bool ok() const noexcept { return error == queue_error::none; }
 };
 
 class queue_store {
@@ -206,11 +213,8 @@ public:
     template <class Token>
     auto async_find(std::string id, Token&& token)
     {
-        return submit<lookup>(
-            [this, id = std::move(id)] {
-                return lookup{true, do_find(id, false)};
-            },
-            std::forward<Token>(token));
+        return submit<std::optional<entry>>([this, id = std::move(id)] { return do_find(id, false); },
+                                            std::forward<Token>(token));
     }
     // Up to `n` of `upstream`'s oldest queued entries, with their bodies, marked in flight with their
     // attempt counted (in the same commit, so a crash after it counts the attempt). An entry whose
@@ -305,6 +309,14 @@ private:
     admin_status do_requeue(const std::string& upstream, const std::string& id);
     admin_status do_remove(const std::string& upstream, const std::string& id);
     std::int64_t do_purge(const std::string& upstream);
+    // An operation that failed: its writes are rolled back with its savepoint and its caller gets
+    // queue_error::store_error (the value returned here is never read).
+    template <class R>
+    R failed()
+    {
+        op_failed_ = true;
+        return R{};
+    }
 
     std::unique_ptr<sqlite_db> db_;
     int lock_fd_ = -1;       // the flock that makes this process the queue's only owner
@@ -336,26 +348,17 @@ struct queue_store::typed_command final : command {
     {
     }
     void run() override { result_ = op_(); }
-    void fail() override { result_ = failed_result(); }
+    void fail() override { result_.reset(); } // nothing of it happened: the caller gets store_error
     void complete() override
     {
         auto ex = asio::get_associated_executor(handler_);
-        R r = result_ ? std::move(*result_) : failed_result();
+        queue_result<R> r;
+        if (result_) {
+            r.error = queue_error::none;
+            r.value = std::move(*result_);
+        }
         asio::post(ex, [h = std::move(handler_), r = std::move(r)]() mutable { std::move(h)(std::move(r)); });
         work_.reset();
-    }
-    static R failed_result()
-    {
-        if constexpr (std::is_same_v<R, enqueue_result>)
-            return enqueue_result{enqueue_status::store_error, {}, {}, entry_state::queued};
-        else if constexpr (std::is_same_v<R, admin_status>)
-            return admin_status::store_error;
-        else if constexpr (std::is_same_v<R, finish_status>)
-            return finish_status::store_error;
-        else if constexpr (std::is_same_v<R, std::int64_t>)
-            return -1;
-        else
-            return R{};
     }
 
     std::function<R()> op_;
@@ -367,7 +370,7 @@ struct queue_store::typed_command final : command {
 template <class R, class Op, class Token>
 auto queue_store::submit(Op op, Token&& token)
 {
-    return asio::async_initiate<Token, void(R)>(
+    return asio::async_initiate<Token, void(queue_result<R>)>(
         [this](auto handler, Op op) {
             using handler_type = decltype(handler);
             push(std::make_unique<typed_command<R, handler_type>>(std::function<R()>(std::move(op)), std::move(handler)));

@@ -517,13 +517,11 @@ private:
             out = {queue::status_method_not_allowed(version), proxy_error::ok};
             co_return;
         }
-        queue::lookup found{true, std::nullopt}; // an id of the wrong form is an unknown id
+        queue::queue_result<std::optional<queue::entry>> found{queue::queue_error::none, {}}; // a malformed id: unknown
         const auto& qs = gen_->config->cfg.queue_store;
-        if (auto id = queue::status_id(req.target(), qs.status_path)) {
-            auto reply = co_await queue::within<queue::lookup>(
+        if (auto id = queue::status_id(req.target(), qs.status_path))
+            found = co_await queue::within<std::optional<queue::entry>>(
                 qs.commit_timeout, [&](auto handler) { state_.queue->async_find(std::move(*id), std::move(handler)); });
-            found = reply.in_time ? std::move(reply.value) : queue::lookup{}; // no answer in time: 503, as a store error
-        }
         out = {queue::status_response(found, version), proxy_error::ok};
     }
 

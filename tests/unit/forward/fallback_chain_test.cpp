@@ -334,7 +334,7 @@ TEST_F(fallback_chain_fixture, a_stalled_store_passes_to_the_next_fallback_and_s
     sqlite3_close(blocker);
     // The writer is FIFO: once an operation submitted now is answered, the abandoned one has been run.
     std::atomic<bool> after{false};
-    store->async_maintain([&](std::int64_t) { after = true; });
+    store->async_maintain([&](queue::queue_result<std::int64_t>) { after = true; });
     for (int i = 0; i < 10000 && !after; ++i)
         std::this_thread::sleep_for(std::chrono::milliseconds(1)); // waits for the writer thread, not for time
     ASSERT_TRUE(after.load());

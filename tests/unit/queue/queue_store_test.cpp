@@ -41,21 +41,29 @@ protected:
         store_->set_policies({{"orders", {seconds(60), seconds(600)}}});
     }
 
-    // Runs one operation of the store to completion. Its handler has the system executor: the result
-    // arrives on another thread, after the writer thread's commit.
+    // Runs one operation of the store to completion: its one result shape. Its handler has the system
+    // executor: the result arrives on another thread, after the writer thread's commit.
     template <class R, class Start>
-    R await(Start start)
+    queue_result<R> result(Start start)
     {
         std::atomic<bool> done{false};
-        std::optional<R> result;
-        start([&](R r) {
-            result = std::move(r);
+        queue_result<R> out{queue_error::timeout, {}};
+        start([&](queue_result<R> r) {
+            out = std::move(r);
             done = true;
         });
         for (int i = 0; i < 5000 && !done; ++i)
             std::this_thread::sleep_for(std::chrono::milliseconds(1)); // waits for the writer thread, not for time
         EXPECT_TRUE(done.load());
-        return done && result ? std::move(*result) : R{};
+        return out;
+    }
+    // The same for an operation that must succeed: its value.
+    template <class R, class Start>
+    R await(Start start)
+    {
+        auto r = result<R>(std::move(start));
+        EXPECT_TRUE(r.ok());
+        return std::move(r.value);
     }
 
     enqueue_result enqueue(std::string body, std::string key = {}, queue_limits limits = {100, 1 << 20})
@@ -79,9 +87,7 @@ protected:
     }
     std::optional<entry> find(const std::string& id)
     {
-        const auto l = await<lookup>([&](auto h) { store_->async_find(id, h); });
-        EXPECT_TRUE(l.ok);
-        return l.found;
+        return await<std::optional<entry>>([&](auto h) { store_->async_find(id, h); });
     }
     queue_counters& counters() { return store_->counters("orders"); }
 
@@ -117,8 +123,8 @@ TEST_F(queue_store_test, concurrent_enqueues_share_commits)
     std::atomic<int> done{0};
     for (int i = 0; i < n; ++i) {
         enqueue_request req{"orders", {}, false, "fp", {"POST", "/o", "", std::to_string(i)}, {100000, 1 << 30}};
-        store_->async_enqueue(req, [&](enqueue_result r) {
-            stored += r.status == enqueue_status::stored;
+        store_->async_enqueue(req, [&](queue_result<enqueue_result> r) {
+            stored += r.ok() && r.value.status == enqueue_status::stored;
             ++done;
         });
     }
@@ -362,7 +368,9 @@ TEST_F(queue_store_test, operators_requeue_remove_and_purge)
 TEST_F(queue_store_test, after_stop_every_operation_fails_at_once)
 {
     store_->stop();
-    EXPECT_EQ(enqueue("a").status, enqueue_status::store_error);
+    enqueue_request req{"orders", {}, false, "fp", {"POST", "/orders", "", "a"}, {100, 1 << 20}};
+    const auto r = result<enqueue_result>([&](auto h) { store_->async_enqueue(req, h); });
+    EXPECT_EQ(r.error, queue_error::store_error);
 }
 
 TEST_F(queue_store_test, the_file_and_a_created_folder_are_private)
