@@ -36,6 +36,8 @@ parse_step parse_buffered(boost::beast::http::parser<IsRequest, Body>& parser, t
                           boost::beast::flat_buffer& buffer)
 {
     namespace bhttp = boost::beast::http;
+    if (parser.is_done()) // (Beast asserts a done parser is never put to: the next message waits in the buffer)
+        return {parse_next::done, {}};
     if (buffer.size() != 0) {
         error_code ec;
         const std::size_t used = parser.put(buffer.data(), ec);

@@ -47,9 +47,11 @@ outcome drive(const std::string& message, std::size_t cut, std::uint64_t body_li
             if (next_part == 2)
                 break; // nothing more to read: the message is cut short
             const auto& p = parts[next_part++];
-            auto dst = buffer.prepare(p.size());
-            std::memcpy(dst.data(), p.data(), p.size());
-            buffer.commit(p.size());
+            if (!p.empty()) { // (an empty part: memcpy may not be given a null buffer)
+                auto dst = buffer.prepare(p.size());
+                std::memcpy(dst.data(), p.data(), p.size());
+                buffer.commit(p.size());
+            }
         }
     }
     o.body = parser.get().body();
