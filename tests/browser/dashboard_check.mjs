@@ -71,6 +71,19 @@ try {
   result.timeline_items = items;
   result.timeline_items_in_utc = items.length > 0 && items.every((t) => /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} UTC /.test(t));
   result.decided_by_text = await page.locator('[data-upstream="svc"] [data-role="decided-by"]').textContent();
+  // Issue 33: keyboard focus survives the once-a-second redraw.
+  await page.locator('[data-upstream="svc"] button[data-action="reset"]').focus();
+  await page.waitForTimeout(2200); // two samples: two redraws
+  result.focus_after_redraws = await page.evaluate(() => {
+    const b = document.activeElement;
+    const t = b && b.closest("[data-upstream]");
+    return b && t ? `${t.dataset.upstream}/${b.dataset.action}` : String(b && b.tagName);
+  });
+  // Issue 33: usable at phone width — nothing wider than the screen, the tiles in one column.
+  await page.setViewportSize({ width: 375, height: 740 });
+  await page.waitForTimeout(1100);
+  result.phone_scroll_width = await page.evaluate(() => document.documentElement.scrollWidth);
+  await page.screenshot({ path: `${shots}/dashboard-phone.png`, fullPage: true });
 } catch (e) {
   result.error = String(e && e.stack || e);
 } finally {

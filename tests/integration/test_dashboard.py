@@ -242,6 +242,8 @@ class DashboardTest(ProxyTestCase):
         self.assertTrue(result["timeline_items_in_utc"], result["timeline_items"])
         self.assertFalse(any("undefined" in t for t in result["timeline_items"]), result["timeline_items"])
         self.assertEqual(result["decided_by_text"], "decided by operator")
+        self.assertEqual(result["focus_after_redraws"], "svc/reset")  # keyboard focus kept across updates
+        self.assertLessEqual(result["phone_scroll_width"], 375)      # no horizontal scroll at phone width
         self.assertEqual(request(bb.port("admin"), target="/health/circuits/svc").json()["upstreams"]["svc"]["state"],
                          "forced_open")
         for name in ("dashboard-closed.png", "dashboard-open.png"):

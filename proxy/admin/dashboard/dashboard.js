@@ -218,8 +218,22 @@ function render() {
       return a.localeCompare(b);
     });
   } else names.sort();
+  const focused = focusedButton(); // a keyboard user's place survives the redraw
   $("tiles").replaceChildren(...names.map((n) => tile(n, model.health.upstreams[n])));
   $("timeline").replaceChildren(...model.events.map(timelineItem));
+  if (focused) {
+    const again = document.querySelector(`[data-upstream="${CSS.escape(focused.upstream)}"] button[data-action="${CSS.escape(focused.action)}"]`);
+    if (again) again.focus();
+  }
+}
+
+// The operator button that has the keyboard focus, by its tile and action (the tiles are redrawn each
+// second: without this the focus would fall back to the page at every sample).
+function focusedButton() {
+  const b = document.activeElement;
+  if (!b || b.tagName !== "BUTTON" || !b.dataset.action) return null;
+  const t = b.closest("[data-upstream]");
+  return t ? { upstream: t.dataset.upstream, action: b.dataset.action } : null;
 }
 
 // "2026-12-07 19:48:35 UTC": the server's time of the event, with its date, in UTC (a fleet's operators
