@@ -47,6 +47,8 @@ try {
   await state.filter({ hasText: /^open$/ }).waitFor({ timeout: 5000 });
   result.open_shown_after_ms = Date.now() - failedAt;
   result.timeline_mentions_trip = (await page.locator("#timeline").textContent()).includes("consecutive failures");
+  // Issue 33: the failures' kinds stay in the tile whatever the latest transition says.
+  result.failure_kinds = await page.locator('[data-upstream="svc"] [data-role="failure-kinds"]').textContent();
   await page.screenshot({ path: `${shots}/dashboard-open.png`, fullPage: true });
 
   // Operator buttons: only after the admin token is accepted.

@@ -235,6 +235,7 @@ class DashboardTest(ProxyTestCase):
         self.assertGreaterEqual(result["threshold_marks"], 1)  # the failure-rate threshold on its bar
         self.assertLess(result["open_shown_after_ms"], 2000)
         self.assertTrue(result["timeline_mentions_trip"])
+        self.assertIn("5xx 3", result["failure_kinds"])
         self.assertFalse(result["buttons_visible_with_wrong_token"])
         self.assertEqual(result["direct_post_without_token"], 401)
         self.assertTrue(result["forced_open"])

@@ -37,7 +37,8 @@ function duration(seconds) {
 }
 
 // ---- data in ------------------------------------------------------------------------------------
-function addSample(sample) {
+// `live`: a sample sent after the snapshot (the snapshot's totals already hold its history's counts).
+function addSample(sample, live) {
   for (const u of sample.upstreams) {
     const list = model.samples[u.upstream] || (model.samples[u.upstream] = []);
     const failures = sum(u.requests) - (u.requests.success || 0) - (u.requests.ignored || 0) - (u.requests.client_gone || 0);
@@ -53,8 +54,17 @@ function addSample(sample) {
       h.window.slow_call_rate = u.slow_call_rate;
       h.retries.budget_in_use = u.retry_budget_in_use;
       if (h.outlier_detection && u.ejected != null) h.outlier_detection.ejected = u.ejected;
+      if (live) { // the snapshot's totals, kept current by each second's changes
+        addCounts(h, "requests", u.requests);
+        addCounts(h, "fallbacks", u.fallbacks);
+      }
     }
   }
+}
+
+function addCounts(h, key, changes) {
+  const totals = h[key] || (h[key] = {});
+  for (const [k, n] of Object.entries(changes || {})) totals[k] = (totals[k] || 0) + n;
 }
 
 // `live`: it happened just now (a kept event from the snapshot is history: the snapshot's own state is newer).
@@ -85,11 +95,11 @@ function connect() {
     if (instance !== model.instance) { model.seen.clear(); model.events = []; model.instance = instance; }
     model.health = s.health;
     model.samples = Object.create(null);
-    for (const sample of s.samples) addSample(sample);
+    for (const sample of s.samples) addSample(sample, false);
     for (const e of s.events) addEvent(e.event, e.id, e.data, false);
     render();
   });
-  source.addEventListener("sample", (m) => { addSample(JSON.parse(m.data)); render(); });
+  source.addEventListener("sample", (m) => { addSample(JSON.parse(m.data), true); render(); });
   for (const kind of ["transition", "operator", "reload"])
     source.addEventListener(kind, (m) => { addEvent(kind, Number(m.lastEventId), JSON.parse(m.data), true); render(); });
   // A reload may change upstreams and thresholds: a new connection brings a new snapshot.
@@ -177,14 +187,31 @@ function tile(name, h) {
   t.append(usageBar("bulkhead", h.bulkhead.in_flight, h.bulkhead.limit));
   t.append(el("div", { class: "row muted" }, el("span", {}, `queued ${h.bulkhead.queued}`),
               el("span", {}, `retry budget in use ${h.retries.budget_in_use}`)));
-  if (h.outlier_detection)
+  const kinds = failureKinds(h.requests);
+  if (kinds) t.append(el("div", { class: "row muted", "data-role": "failure-kinds" }, el("span", {}, `failures since start: ${kinds}`)));
+  const served = Object.entries(h.fallbacks || {}).filter(([, n]) => n > 0).map(([k, n]) => `${k} ${n}`).join(" · ");
+  if (served) t.append(el("div", { class: "row muted", "data-role": "fallbacks" }, el("span", {}, `fallbacks served: ${served}`)));
+  if (h.outlier_detection) {
+    const out = h.outlier_detection.endpoints.filter((e) => e.state === "ejected").map((e) => e.address);
     t.append(el("div", { class: "row muted" }, el("span", {},
-      `endpoints ejected ${h.outlier_detection.ejected} of ${h.outlier_detection.endpoints.length}`)));
+      `endpoints ejected ${h.outlier_detection.ejected} of ${h.outlier_detection.endpoints.length}` +
+      (out.length ? `: ${out.join(", ")}` : ""))));
+  }
   const ops = el("div", { class: "ops" + (model.token ? "" : " hidden") });
   for (const [action, label] of [["force-open", "force open"], ["force-closed", "force closed"], ["reset", "reset"]])
     ops.append(el("button", { type: "button", "data-action": action, onclick: () => act(name, action) }, label));
   t.append(ops);
   return t;
+}
+
+// What the upstream's failures were, by kind, since start ("refused 5 · 5xx 2"), or "" when none: the
+// cause stays in view when a later transition (a failed probe) replaces the reason above.
+function failureKinds(r) {
+  if (!r) return "";
+  const kinds = [["refused", r.connect_failed], ["timeout", (r.timeout || 0) + (r.connect_timeout || 0)],
+                 ["5xx", r.status_failure], ["TLS", (r.tls_handshake_failed || 0) + (r.tls_verify_failed || 0) + (r.tls_reset || 0)],
+                 ["reset", r.reset], ["invalid", r.invalid_response]];
+  return kinds.filter(([, n]) => n > 0).map(([k, n]) => `${k} ${n}`).join(" · ");
 }
 
 function badness(h) {
