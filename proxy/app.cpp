@@ -1,13 +1,13 @@
 #include "app.hpp"
 
 #include "admin/admin_server.hpp"
+#include "background/active_prober.hpp"
+#include "background/outlier_monitor.hpp"
+#include "background/queue_delivery.hpp"
 #include "cluster/cluster_sync.hpp"
 #include "config/loader.hpp"
 #include "core/asio.hpp"
 #include "core/log.hpp"
-#include "background/active_prober.hpp"
-#include "background/outlier_monitor.hpp"
-#include "background/queue_delivery.hpp"
 #include "queue/queue_store.hpp"
 #include "runtime/proxy_state.hpp"
 #include "server/listener.hpp"
@@ -133,7 +133,7 @@ private:
     {
         if (shared.outliers)
             resilience::apply_outlier_verdict(shared, shared.outliers->set_endpoints(addresses),
-                                           steady_clock_source::instance().now());
+                                              steady_clock_source::instance().now());
     }
 
     // Periodic re-resolution for the upstreams of `rt` that use names, the active probers of those
@@ -348,7 +348,9 @@ private:
                 endpoints.push_back(e.text());
             log::info("upstream", {{"upstream", u.name},
                                    {"endpoints", endpoints},
-                                   {"tls", !u.tls.enabled ? "off" : u.tls.verify ? "verified" : "unverified"},
+                                   {"tls", !u.tls.enabled ? "off"
+                                           : u.tls.verify ? "verified"
+                                                          : "unverified"},
                                    {"scope", name_of(u.breaker.scope)},
                                    {"fallbacks", u.fallbacks.size()}});
         }

@@ -10,7 +10,6 @@
 
 #include <string>
 
-
 namespace breakerbox {
 
 std::string version_report(std::string_view allocator)
@@ -26,9 +25,10 @@ std::string version_report(std::string_view allocator)
          std::to_string(BOOST_VERSION % 100) + " (Asio, Beast)\n";
     r += std::string("openssl: built ") + OPENSSL_VERSION_TEXT + "; loaded " + OpenSSL_version(OPENSSL_VERSION) + "\n";
     r += std::string("sqlite: built ") + SQLITE_VERSION + "; loaded " + sqlite3_libversion() + "\n";
-    r += "hiredis: " + std::to_string(HIREDIS_MAJOR) + "." + std::to_string(HIREDIS_MINOR) + "." + std::to_string(HIREDIS_PATCH) + "\n";
-    r += "nlohmann_json: " + std::to_string(NLOHMANN_JSON_VERSION_MAJOR) + "." + std::to_string(NLOHMANN_JSON_VERSION_MINOR) + "." +
-         std::to_string(NLOHMANN_JSON_VERSION_PATCH) + "\n";
+    r += "hiredis: " + std::to_string(HIREDIS_MAJOR) + "." + std::to_string(HIREDIS_MINOR) + "." + std::to_string(HIREDIS_PATCH) +
+         "\n";
+    r += "nlohmann_json: " + std::to_string(NLOHMANN_JSON_VERSION_MAJOR) + "." + std::to_string(NLOHMANN_JSON_VERSION_MINOR) +
+         "." + std::to_string(NLOHMANN_JSON_VERSION_PATCH) + "\n";
     r += "allocator: " + std::string(allocator) + "\n";
     return r;
 }

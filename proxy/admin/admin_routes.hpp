@@ -33,8 +33,8 @@ enum class admin_access : std::uint8_t { open, token };
 using answer_now = http::response (*)(const admin_context&, const http::request&, const admin_request_info&,
                                       std::string_view rest);
 // For routes that wait for another thread or Redis (the queue's writer thread, the cluster sync).
-using answer_later = asio::awaitable<http::response> (*)(const admin_context&, const http::request&,
-                                                         const admin_request_info&, std::string_view rest);
+using answer_later = asio::awaitable<http::response> (*)(const admin_context&, const http::request&, const admin_request_info&,
+                                                         std::string_view rest);
 
 struct admin_route {
     std::uint8_t methods; // admin_method bits
@@ -43,7 +43,7 @@ struct admin_route {
     // one comes before the same path without).
     std::string_view path;
     admin_access access = admin_access::open;
-    answer_now now = nullptr;     // exactly one of `now` and `later`
+    answer_now now = nullptr; // exactly one of `now` and `later`
     answer_later later = nullptr;
     std::string_view description; // one line
     // Its resources differ in methods: the handler checks the method, after the token (so a request

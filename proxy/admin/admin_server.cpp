@@ -147,7 +147,7 @@ asio::awaitable<void> admin_server::accept_loop()
 }
 
 asio::awaitable<std::optional<http::response>> admin_server::answer(deadline_stream& stream, const http::request& req,
-                                                                     bool pipelined, const admin_request_info& info)
+                                                                    bool pipelined, const admin_request_info& info)
 {
     owner_.assert_owned("admin_server::answer");
     const admin_route* route = find_route(req);

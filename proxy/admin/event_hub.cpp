@@ -14,7 +14,6 @@
 namespace breakerbox::admin {
 namespace {
 
-
 // The counts of one labelled family that changed during the second, by label value.
 nlohmann::json family_delta(const runtime::labelled_family& family, const runtime::upstream_totals& now,
                             const runtime::upstream_totals& before)

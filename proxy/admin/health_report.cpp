@@ -289,9 +289,8 @@ void add_traffic(nlohmann::json& j, const upstream_snapshot& u)
     j["rejections"] = counts["rejections"];
     j["bulkhead"] = {
         {"in_flight", bulk.in_flight}, {"queued", bulk.queued}, {"limit", bulk.limit}, {"max_queue", bulk.max_queue}};
-    j["streaming"] = {
-        {"streams", {{"active", u.streams.active}, {"limit", u.streams.limit}, {"ended", counts["streams"]}}},
-        {"tunnels", {{"active", u.tunnels.active}, {"limit", u.tunnels.limit}, {"ended", counts["tunnels"]}}}};
+    j["streaming"] = {{"streams", {{"active", u.streams.active}, {"limit", u.streams.limit}, {"ended", counts["streams"]}}},
+                      {"tunnels", {{"active", u.tunnels.active}, {"limit", u.tunnels.limit}, {"ended", counts["tunnels"]}}}};
     j["retries"] = counts["retries"];
     j["fallbacks"] = counts["fallbacks"];
     j["tls"] = tls_json(u.shared, counts["tls_handshakes"]);

@@ -28,7 +28,8 @@ using resilience::breaker_state;
 // label values from runtime::upstream_families): name, type and help, declared once, in output order.
 #define BREAKERBOX_METRIC_FAMILIES(X)                                                                                            \
     X(build_info, Gauge, "breakerbox_build_info", "Build information; always 1.")                                                \
-    X(config_generation, Gauge, "breakerbox_config_generation", "The configuration generation serving new requests (1 at start).") \
+    X(config_generation, Gauge, "breakerbox_config_generation",                                                                  \
+      "The configuration generation serving new requests (1 at start).")                                                         \
     X(config_info, Gauge, "breakerbox_config_info", "The loaded configuration file and its SHA-256; always 1.")                  \
     X(config_reloads, Counter, "breakerbox_config_reloads_total", "Reloads (SIGHUP, POST /admin/reload), by result.")            \
     X(config_last_reload_success, Gauge, "breakerbox_config_last_reload_success_timestamp_seconds",                              \
@@ -355,7 +356,8 @@ void add_cluster(exposition& e, const cluster::sync_status& c)
                     histogram_of(c.latency_cumulative, cluster::sync_status::sync_buckets, c.latency_count, c.latency_sum));
     for (const auto& [failure, name] : cluster::redis_failure_names)
         if (failure != cluster::redis_failure::none)
-            e.add(metric::cluster_sync_failures, {{"reason", std::string(name)}}, double(c.failures[static_cast<std::size_t>(failure)]));
+            e.add(metric::cluster_sync_failures, {{"reason", std::string(name)}},
+                  double(c.failures[static_cast<std::size_t>(failure)]));
     e.add(metric::cluster_commands, {}, double(c.commands));
     e.add(metric::cluster_clock_offset, {}, c.clock_offset_seconds);
 }

@@ -120,8 +120,8 @@ asio::awaitable<queue::queue_result<R>> ask(const admin_context& ctx, Start star
 }
 
 // POST /admin/queues/{upstream}/purge and /admin/queues/{upstream}/{id}/requeue.
-asio::awaitable<http::response> queue_action(const admin_context& ctx, const http::request& req,
-                                             const admin_request_info& info, queue::queue_store& store, const queue_path& p)
+asio::awaitable<http::response> queue_action(const admin_context& ctx, const http::request& req, const admin_request_info& info,
+                                             queue::queue_store& store, const queue_path& p)
 {
     if (req.method() != bhttp::verb::post)
         co_return json_error_response(405, "method_not_allowed", "POST only");
@@ -132,7 +132,8 @@ asio::awaitable<http::response> queue_action(const admin_context& ctx, const htt
             co_return store_failure(n.error);
         co_return json_response(200, {{"result", "done"}, {"action", "purge"}, {"purged", n.value}});
     }
-    const auto done = co_await ask<queue::admin_status>(ctx, [&](auto h) { store.async_requeue(p.upstream, p.id, std::move(h)); });
+    const auto done =
+        co_await ask<queue::admin_status>(ctx, [&](auto h) { store.async_requeue(p.upstream, p.id, std::move(h)); });
     if (!done.ok())
         co_return store_failure(done.error);
     co_return admin_status_answer(done.value, "requeue");
@@ -171,7 +172,8 @@ asio::awaitable<http::response> one_entry(const admin_context& ctx, const http::
     const auto method = req.method();
     if (method == bhttp::verb::delete_) {
         publish(ctx, info, "delete", p);
-        const auto done = co_await ask<queue::admin_status>(ctx, [&](auto h) { store.async_remove(p.upstream, p.id, std::move(h)); });
+        const auto done =
+            co_await ask<queue::admin_status>(ctx, [&](auto h) { store.async_remove(p.upstream, p.id, std::move(h)); });
         if (!done.ok())
             co_return store_failure(done.error);
         co_return admin_status_answer(done.value, "delete");

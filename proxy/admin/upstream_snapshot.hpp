@@ -25,11 +25,11 @@ struct upstream_snapshot {
     // The upstream itself: its policy, TLS, stale cache and outlier detector, for the reports that
     // show them in detail.
     const resilience::upstream_resilience& shared;
-    nanos taken_at;                     // the clock's now() when it was read
+    nanos taken_at;                       // the clock's now() when it was read
     resilience::breaker_snapshot breaker; // the local breaker's own figures
-    resilience::circuit_view circuit;   // what the next request finds, and who decides it
-    std::string reason;                 // why: the breaker's last reason, or the cluster's (circuit_reason)
-    double seconds_in_state;            // in the local breaker's state
+    resilience::circuit_view circuit;     // what the next request finds, and who decides it
+    std::string reason;                   // why: the breaker's last reason, or the cluster's (circuit_reason)
+    double seconds_in_state;              // in the local breaker's state
     // The time until a request may pass again: only while requests are turned away and a time is
     // scheduled (a local forced_open has none).
     std::optional<nanos> next_probe_in;

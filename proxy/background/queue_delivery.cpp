@@ -28,7 +28,8 @@ const config::queue_fallback_config& queue_settings(const runtime::upstream_hand
     return fb ? fb->queue : default_queue;
 }
 
-queue::delivery_outcome outcome_of(const forward::delivery_answer& a, const http::response& res, const config::queue_fallback_config& q)
+queue::delivery_outcome outcome_of(const forward::delivery_answer& a, const http::response& res,
+                                   const config::queue_fallback_config& q)
 {
     queue::delivery_outcome o;
     o.max_attempts = q.max_attempts;
@@ -41,8 +42,7 @@ queue::delivery_outcome outcome_of(const forward::delivery_answer& a, const http
     }
     // A refusal after an attempt that may have reached the upstream (a retry the circuit turned away)
     // counts as that attempt: its number is never sent twice, and max_attempts still ends a flapping one.
-    o.result =
-        not_sent(a.error) && !a.maybe_sent ? queue::delivery_result::not_sent : queue::delivery_result::retryable;
+    o.result = not_sent(a.error) && !a.maybe_sent ? queue::delivery_result::not_sent : queue::delivery_result::retryable;
     o.error = std::string(token(a.error)) + (a.detail.empty() ? "" : ": " + a.detail);
     return o;
 }
@@ -220,10 +220,7 @@ private:
 
 } // namespace
 
-bool not_sent(proxy_error e) noexcept
-{
-    return forward::rule_of(e).origin == forward::reason_origin::local;
-}
+bool not_sent(proxy_error e) noexcept { return forward::rule_of(e).origin == forward::reason_origin::local; }
 
 nanos delivery_backoff(const config::queue_delivery_config& d, unsigned failures) noexcept
 {

@@ -183,15 +183,27 @@ std::vector<std::string> cluster_sync::sync_command(const resilience::upstream_r
     const auto probe = shared.cluster.pending_probe();
     const std::string_view probe_text = probe == resilience::probe_outcome::success   ? "success"
                                         : probe == resilience::probe_outcome::failure ? "failure"
-                                        : shared.cluster.probe_in_flight()           ? "pending"
+                                        : shared.cluster.probe_in_flight()            ? "pending"
                                                                                       : "none";
-    return {"EVALSHA", sync_sha_, "3", key(shared.cfg.name, "reports"), key(shared.cfg.name, "verdict"),
-            key(shared.cfg.name, "lease"), status_.replica_id, std::string(resilience::to_string(shared.breaker.effective_state(now))),
-            std::to_string(snap.window.calls), std::to_string(snap.window.failures), std::to_string(snap.window.slow),
-            std::string(probe_text), ms_text(cfg_.replica_timeout), std::to_string(cfg_.quorum),
+    return {"EVALSHA",
+            sync_sha_,
+            "3",
+            key(shared.cfg.name, "reports"),
+            key(shared.cfg.name, "verdict"),
+            key(shared.cfg.name, "lease"),
+            status_.replica_id,
+            std::string(resilience::to_string(shared.breaker.effective_state(now))),
+            std::to_string(snap.window.calls),
+            std::to_string(snap.window.failures),
+            std::to_string(snap.window.slow),
+            std::string(probe_text),
+            ms_text(cfg_.replica_timeout),
+            std::to_string(cfg_.quorum),
             std::to_string(b.failure_rate_enabled ? b.failure_rate_threshold : 0.0),
-            std::to_string(b.slow_call_enabled ? b.slow_call_rate_threshold : 0.0), std::to_string(b.minimum_calls),
-            ms_text(b.open_duration), ms_text(4 * cfg_.sync_interval)};
+            std::to_string(b.slow_call_enabled ? b.slow_call_rate_threshold : 0.0),
+            std::to_string(b.minimum_calls),
+            ms_text(b.open_duration),
+            ms_text(4 * cfg_.sync_interval)};
 }
 
 // The first error reply of a sync, when there is one (then the sync failed as a whole).

@@ -40,16 +40,15 @@ struct upstream_view {
     bool probing = false; // this replica holds the probe lease
 };
 
-
 struct sync_status {
     std::string replica_id;
     std::string address;
     bool redis_up = false;
     std::string last_error;
     std::uint64_t syncs = 0;
-    std::uint64_t commands = 0; // sent to Redis
+    std::uint64_t commands = 0;                                           // sent to Redis
     std::array<std::uint64_t, std::size(redis_failure_names)> failures{}; // by redis_failure
-    double clock_offset_seconds = 0; // Redis TIME minus this host's clock, at the last sync
+    double clock_offset_seconds = 0;                                      // Redis TIME minus this host's clock, at the last sync
     // Sync latency, seconds: cumulative counts for sync_buckets, count and sum.
     static constexpr std::array<double, 9> sync_buckets{0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25};
     std::array<std::uint64_t, sync_buckets.size()> latency_cumulative{};

@@ -37,8 +37,9 @@ struct redis_value {
 // Why a call failed (label `reason` of breakerbox_cluster_sync_failures_total).
 enum class redis_failure : std::uint8_t { none, connect, timeout, disconnected, auth, script, reply };
 inline constexpr enum_name<redis_failure> redis_failure_names[]{
-    {redis_failure::none, "none"}, {redis_failure::connect, "connect"}, {redis_failure::timeout, "timeout"},
-    {redis_failure::disconnected, "disconnected"}, {redis_failure::auth, "auth"}, {redis_failure::script, "script"},
+    {redis_failure::none, "none"},       {redis_failure::connect, "connect"},
+    {redis_failure::timeout, "timeout"}, {redis_failure::disconnected, "disconnected"},
+    {redis_failure::auth, "auth"},       {redis_failure::script, "script"},
     {redis_failure::reply, "reply"}};
 constexpr std::span<const enum_name<redis_failure>> names_of(redis_failure) noexcept { return redis_failure_names; }
 

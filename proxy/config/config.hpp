@@ -196,7 +196,13 @@ struct retry_config {
 // Bit values: a fallback's `when` is a set of them.
 // limit_reached: a limit other than the bulkhead turned the request away (pool.max_connections_per_endpoint,
 // streaming.max_streams, streaming.max_tunnels).
-enum class fallback_trigger : std::uint8_t { circuit_open = 1, bulkhead_full = 2, upstream_error = 4, timeout = 8, limit_reached = 16 };
+enum class fallback_trigger : std::uint8_t {
+    circuit_open = 1,
+    bulkhead_full = 2,
+    upstream_error = 4,
+    timeout = 8,
+    limit_reached = 16
+};
 constexpr std::uint8_t all_fallback_triggers = 1 | 2 | 4 | 8 | 16;
 constexpr unsigned fallback_trigger_count = 5;
 inline constexpr enum_name<fallback_trigger> fallback_trigger_names[]{{fallback_trigger::circuit_open, "circuit_open"},

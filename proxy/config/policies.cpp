@@ -318,7 +318,6 @@ void read_policies(reader& r, const YAML::Node& node, const std::string& path, u
     read_block(r, node, path, "streaming", read_streaming, u.streaming);
 }
 
-
 // Checked on the upstream's final values, so that a limit from defaults and one from the upstream are
 // checked together; reported at the upstream.
 void validate_policies(reader& r, const YAML::Node& node, const std::string& path, upstream_config& u)

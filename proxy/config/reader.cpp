@@ -107,8 +107,8 @@ bool reader::require(const YAML::Node& map, std::string_view key, const std::str
     return false;
 }
 
-bool reader::check_map(const YAML::Node& map, const std::string& path, std::initializer_list<std::string_view> allowed,
-                       int line, const char* file)
+bool reader::check_map(const YAML::Node& map, const std::string& path, std::initializer_list<std::string_view> allowed, int line,
+                       const char* file)
 {
     if (t_checked_keys)
         for (auto k : allowed)
@@ -225,8 +225,7 @@ void reader::read_double(const YAML::Node& map, std::string_view key, const std:
     out = v;
 }
 
-void reader::read_duration(const YAML::Node& map, std::string_view key, const std::string& path, nanos& out, nanos min,
-                           nanos max)
+void reader::read_duration(const YAML::Node& map, std::string_view key, const std::string& path, nanos& out, nanos min, nanos max)
 {
     auto f = field(map, key, path);
     if (!f)

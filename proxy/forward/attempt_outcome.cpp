@@ -26,11 +26,11 @@ void judge_endpoint(upstream_handle& up, upstream::endpoint_health& health, prox
                     nanos now)
 {
     auto& detector = *up.shared.outliers; // a record exists only with a detector
-    auto verdict = detector.record(health,
-                                   resilience::endpoint_outcome_of(error == proxy_error::ok,
-                                                                   classified == resilience::outcome::failure,
-                                                                   classified == resilience::outcome::ignored),
-                                   now);
+    auto verdict =
+        detector.record(health,
+                        resilience::endpoint_outcome_of(error == proxy_error::ok, classified == resilience::outcome::failure,
+                                                        classified == resilience::outcome::ignored),
+                        now);
     if (verdict.open_upstream) // rare: endpoints just turned unhealthy
         resilience::apply_outlier_verdict(up.shared, std::move(verdict), now);
 }

@@ -142,8 +142,8 @@ asio::awaitable<bool> serve_failover(fallback_call& call, runtime::worker_genera
 // request the queue does not take (method, path, Prefer, size, full, store error) passes to the next
 // fallback.
 asio::awaitable<bool> serve_queue(fallback_call& call, queue::queue_store* store, const config::config& cfg,
-                                  const upstream_handle& up, const config::queue_fallback_config& q,
-                                  const fallback_cause& cause, forward_result& out)
+                                  const upstream_handle& up, const config::queue_fallback_config& q, const fallback_cause& cause,
+                                  forward_result& out)
 {
     if (!store)
         co_return false;
@@ -155,11 +155,11 @@ asio::awaitable<bool> serve_queue(fallback_call& call, queue::queue_store* store
     auto abandoned = er.abandoned = std::make_shared<std::atomic<bool>>(false);
     const auto reply = co_await queue::within<queue::enqueue_result>(
         cfg.queue_store.commit_timeout, [&](auto handler) { store->async_enqueue(std::move(er), std::move(handler)); });
-    if (!reply.ok()) { // the next fallback answers
+    if (!reply.ok()) {                                  // the next fallback answers
         if (reply.error == queue::queue_error::timeout) // a stalled disk: an enqueue not yet begun is dropped
             abandoned->store(true, std::memory_order_release);
-        store->counters(up.cfg.name).count(reply.error == queue::queue_error::timeout ? queue::rejection::timeout
-                                                                                      : queue::rejection::store_error);
+        store->counters(up.cfg.name)
+            .count(reply.error == queue::queue_error::timeout ? queue::rejection::timeout : queue::rejection::store_error);
         co_return false;
     }
     const auto& stored = reply.value;
@@ -204,8 +204,9 @@ void default_answer(fallback_call& call, upstream_handle& up, const fallback_cau
         return;
     }
     if (r.error == proxy_error::circuit_open) {
-        out.response = http::make_circuit_open_response(name, resilience::to_string(cause.circuit.state),
-                                                        name_of(cause.circuit.decided_by), cause.retry_after, circuit_open_why(r));
+        out.response =
+            http::make_circuit_open_response(name, resilience::to_string(cause.circuit.state), name_of(cause.circuit.decided_by),
+                                             cause.retry_after, circuit_open_why(r));
         return;
     }
     out.response = http::make_error_response(r.error, name, r.detail);
@@ -224,7 +225,9 @@ asio::awaitable<void> run_fallbacks(fallback_call& call, runtime::worker_context
         bool served = false;
         switch (fb.kind) {
         case fallback_kind::static_response: served = serve_static(gen, up, f, cause, out); break;
-        case fallback_kind::stale: served = serve_stale(call, up, cause, worker.clk.now(), out); break; // (after a failover's time)
+        case fallback_kind::stale:
+            served = serve_stale(call, up, cause, worker.clk.now(), out);
+            break; // (after a failover's time)
         case fallback_kind::upstream: served = depth == 0 && co_await serve_failover(call, gen, up, fb, cause, out); break;
         case fallback_kind::error: served = serve_error(call, up, cause, out); break;
         case fallback_kind::queue:

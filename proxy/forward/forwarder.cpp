@@ -79,7 +79,8 @@ public:
         }
         if (r.error == proxy_error::ok && out.body.upgraded && !switched_as_asked(out.response)) {
             out.body.reset(); // a 101 to another protocol than the one asked for and allowed
-            r = call_result{proxy_error::upstream_invalid_response, up.cfg.name + " switched to a protocol the request did not ask for"};
+            r = call_result{proxy_error::upstream_invalid_response,
+                            up.cfg.name + " switched to a protocol the request did not ask for"};
         }
         if (r.error == proxy_error::ok && !r.failure_status && pass_on(up, out))
             co_return; // the usual case: the upstream's answer, without another coroutine
@@ -125,7 +126,8 @@ private:
             out.response = http::make_error_response(r.error, up.cfg.name, r.detail);
             out.error = r.error;
         } else if (!trigger) { // an answer that streams, and no max_streams place (pass_on closed it)
-            co_await run_fallbacks(*this, worker_, gen_, up, stream_limit_refusal(up), fallback_trigger::limit_reached, depth, out);
+            co_await run_fallbacks(*this, worker_, gen_, up, stream_limit_refusal(up), fallback_trigger::limit_reached, depth,
+                                   out);
         } else {
             // A streamed failure answer stays open until a fallback replaces it (then its connection
             // closes); without one it is passed on, body and all.
@@ -250,7 +252,8 @@ private:
         const nanos deadline = started_ns + up.cfg.request_timeout;
         nanos unspent_reading = started_ns; // still the current time: nothing has waited since it was read
         // An upload holds a max_streams place instead of a bulkhead slot (docs/streaming.md).
-        bulkhead_permit slot = client_.upload ? bulkhead_permit() : try_take_slot(shared.bulk); // the usual case, without a coroutine
+        bulkhead_permit slot =
+            client_.upload ? bulkhead_permit() : try_take_slot(shared.bulk); // the usual case, without a coroutine
         if (!slot && !client_.upload) {
             const auto admitted = co_await acquire_bulkhead(shared.bulk, up.cfg.bulkhead.queue_timeout, slot, client_.socket);
             if (admitted != bulkhead_result::acquired)
@@ -272,8 +275,9 @@ private:
             exchange_result result;
             {
                 outstanding_guard counted{*ep};
-                result = co_await exchange(up.local, *ep, req_, attempt_spec_for(up, st, attempt_start, deadline, trips_before, permit),
-                                           response, watch_);
+                result =
+                    co_await exchange(up.local, *ep, req_,
+                                      attempt_spec_for(up, st, attempt_start, deadline, trips_before, permit), response, watch_);
             }
             bool resend = false;
             if (auto done = after_attempt(up, *ep, result, response, permit, attempt_start, st, resend))
@@ -333,8 +337,9 @@ private:
         const auto& lim = cfg_.limits;
         return {.deadline = clk_.to_steady(per_try > 0 ? std::min(deadline, attempt_start + per_try) : deadline),
                 .connect_timeout = ucfg.connect_timeout,
-                .max_response_body = body_out_ ? lim.max_response_body
-                                               : std::min(lim.max_response_body, std::max<std::uint64_t>(lim.response_buffer, 8u << 20)),
+                .max_response_body =
+                    body_out_ ? lim.max_response_body
+                              : std::min(lim.max_response_body, std::max<std::uint64_t>(lim.response_buffer, 8u << 20)),
                 .now = attempt_start,
                 .cancel_on_trip = ucfg.breaker.cancel_in_flight ? &up.shared.breaker : nullptr,
                 .trips_at_admission = trips_before,

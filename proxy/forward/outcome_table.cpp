@@ -80,12 +80,10 @@ std::string counted_cell(const reason_rule& r)
 {
     const auto& c = r.counted;
     switch (c.kind) {
-    case counted_family::outcome:
-        return code("requests.", runtime::upstream_outcome_names[static_cast<std::size_t>(c.outcome)]);
+    case counted_family::outcome: return code("requests.", runtime::upstream_outcome_names[static_cast<std::size_t>(c.outcome)]);
     case counted_family::rejection:
         return code("rejections.", runtime::rejection_reason_names[static_cast<std::size_t>(c.rejection)]);
-    case counted_family::by_admission:
-        return "`rejections.circuit_open` / `half_open_full` / `recovery_ramp` / `cluster_open`";
+    case counted_family::by_admission: return "`rejections.circuit_open` / `half_open_full` / `recovery_ramp` / `cluster_open`";
     case counted_family::none: break;
     }
     return r.reason == proxy_error::ok ? "`requests.success` / `status_failure` / `ignored`" : "—";
@@ -95,8 +93,9 @@ std::string counted_cell(const reason_rule& r)
 
 std::string render_outcome_table_markdown()
 {
-    std::string out = "| reason | origin | answer (no fallback) | breaker records | retried when | fallback trigger | counted as |\n"
-                      "|---|---|---|---|---|---|---|\n";
+    std::string out =
+        "| reason | origin | answer (no fallback) | breaker records | retried when | fallback trigger | counted as |\n"
+        "|---|---|---|---|---|---|---|\n";
     for (const auto& r : outcome_table) {
         for (const std::string& cell : {code("", token(r.reason)), std::string(origin_name(r.origin)), answer_cell(r.reason),
                                         breaker_cell(r), retry_cell(r), trigger_cell(r), counted_cell(r)})

@@ -15,8 +15,8 @@
 #include <boost/beast/http/error.hpp>
 
 #include <array>
-#include <limits>
 #include <cstdio>
+#include <limits>
 #include <optional>
 
 namespace breakerbox::forward {

@@ -469,8 +469,7 @@ asio::awaitable<exchange_result> exchange(upstream::worker_upstream& up, upstrea
         start_request(*conn, limits, limits.upload ? nullptr : watch, pass == 0); // an upload: watched after its body
         http::serialize_head(req, conn->head);
         const head_and_body message(conn->head, limits.upload ? std::string_view{} : std::string_view(req.body()));
-        // Through TLS no synchronous first attempt: a TLS write that would block must be retried as it was.
-        auto sent = conn->tls ? write_progress{} : message.try_write(conn->stream);
+        auto sent = conn->tls ? write_progress{} : message.try_write(conn->stream); // (TLS: a blocked write is retried as it was)
         if (conn->tls)
             sent = co_await write_through_tls(*conn, message);
         else if (!sent.finished)
@@ -482,11 +481,9 @@ asio::awaitable<exchange_result> exchange(upstream::worker_upstream& up, upstrea
                 co_return tls_refused(alert, ep.label);
             co_return write_failed(*conn, sent, watch, ep.label);
         }
-        if (limits.upload) { // the body streams from the client now (upload_body), then the response
-            const auto client_side = co_await upload_body(*conn, limits, watch);
-            if (client_side != proxy_error::ok)
+        if (limits.upload) // the body streams from the client now (upload_body), then the response
+            if (const auto client_side = co_await upload_body(*conn, limits, watch); client_side != proxy_error::ok)
                 co_return client_stopped(client_side, *conn);
-        }
         int interims = 0; // forwarded to the client so far: at most max_forwarded_interims (an abuse bound)
         for (bool answered = false;; answered = true) { // interim 1xx responses are skipped (not 101)
             start_parser(*conn, limits, head);

@@ -15,9 +15,21 @@ bool is_unreserved_or_sub_delim(char c) noexcept
     if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
         return true;
     switch (c) {
-    case '-': case '.': case '_': case '~':                                         // unreserved
-    case '!': case '$': case '&': case '\'': case '(': case ')': case '*': case '+': // sub-delims
-    case ',': case ';': case '=': return true;
+    case '-':
+    case '.':
+    case '_':
+    case '~': // unreserved
+    case '!':
+    case '$':
+    case '&':
+    case '\'':
+    case '(':
+    case ')':
+    case '*':
+    case '+': // sub-delims
+    case ',':
+    case ';':
+    case '=': return true;
     default: return false;
     }
 }

@@ -43,7 +43,8 @@ parse_step parse_buffered(boost::beast::http::parser<IsRequest, Body>& parser, t
         const std::size_t used = parser.put(buffer.data(), ec);
         buffer.consume(used);
         if (fence.pending()) // stopped at the last chunk, its trailer section buffered: blank it, put again
-            return fence.blank(buffer) ? parse_step{parse_next::again, {}} : parse_step{parse_next::failed, bhttp::error::bad_chunk};
+            return fence.blank(buffer) ? parse_step{parse_next::again, {}}
+                                       : parse_step{parse_next::failed, bhttp::error::bad_chunk};
         if (parser.is_done()) {
             fence.finish();
             return {parse_next::done, {}};

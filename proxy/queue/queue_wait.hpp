@@ -22,7 +22,7 @@ template <class T, class Start>
 asio::awaitable<queue_result<T>> within(nanos timeout, Start start)
 {
     struct pending {
-        explicit pending(const asio::any_io_executor& ex) : wake(ex) {}
+        explicit pending(const asio::any_io_executor& ex) : wake(ex) { }
         asio::steady_timer wake;
         std::optional<queue_result<T>> result;
     };

@@ -27,7 +27,7 @@ struct bulkhead_waiter {
 struct bulkhead_snapshot {
     std::uint32_t in_flight;
     std::uint32_t queued;
-    std::uint32_t limit;     // 0 = unlimited
+    std::uint32_t limit; // 0 = unlimited
     std::uint32_t max_queue;
 };
 
@@ -66,8 +66,8 @@ private:
 class bulkhead_permit {
 public:
     bulkhead_permit() = default;
-    explicit bulkhead_permit(bulkhead& b) : b_(&b) {}
-    bulkhead_permit(bulkhead_permit&& o) noexcept : b_(std::exchange(o.b_, nullptr)) {}
+    explicit bulkhead_permit(bulkhead& b) : b_(&b) { }
+    bulkhead_permit(bulkhead_permit&& o) noexcept : b_(std::exchange(o.b_, nullptr)) { }
     bulkhead_permit& operator=(bulkhead_permit&& o) noexcept
     {
         reset();
@@ -88,9 +88,6 @@ private:
 };
 
 // A free slot, without waiting; an empty permit when there is none.
-inline bulkhead_permit try_take_slot(bulkhead& b)
-{
-    return b.try_acquire() ? bulkhead_permit(b) : bulkhead_permit();
-}
+inline bulkhead_permit try_take_slot(bulkhead& b) { return b.try_acquire() ? bulkhead_permit(b) : bulkhead_permit(); }
 
 } // namespace breakerbox::resilience

@@ -20,7 +20,14 @@ constexpr std::span<const enum_name<outcome>> names_of(outcome) noexcept { retur
 
 // Which `classify` switch decides whether a failure the proxy saw itself counts for the breaker
 // (forward/outcome_table.hpp says which reason is of which class). none: never a failure.
-enum class failure_class : std::uint8_t { none, connect_failure, connect_timeout, request_timeout, connection_reset, invalid_response };
+enum class failure_class : std::uint8_t {
+    none,
+    connect_failure,
+    connect_timeout,
+    request_timeout,
+    connection_reset,
+    invalid_response
+};
 
 // Shared, immutable after construction: a lookup table per status plus the error classes.
 class outcome_classifier {

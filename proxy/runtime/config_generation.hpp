@@ -36,7 +36,8 @@ struct config_generation {
 
 private:
     // [upstream][fallback][trigger bit]
-    std::vector<std::vector<std::array<std::optional<resilience::prerendered_answer>, config::fallback_trigger_count>>> static_answers_;
+    std::vector<std::vector<std::array<std::optional<resilience::prerendered_answer>, config::fallback_trigger_count>>>
+        static_answers_;
 };
 
 } // namespace breakerbox::runtime

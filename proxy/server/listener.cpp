@@ -8,7 +8,6 @@
 #include <boost/beast/http/write.hpp>
 #include <nlohmann/json.hpp>
 
-
 namespace breakerbox::server {
 
 listener::listener(asio::io_context& accept_context, const config::listener_config& cfg, std::size_t index, worker_pool& pool,

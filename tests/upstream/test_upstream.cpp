@@ -120,7 +120,6 @@ asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, std::vector<std::uniq
     }
 }
 
-
 // What --help prints after the options: every query knob a request may use (the demo sends newcomers
 // here, so the binary itself documents them).
 constexpr const char* knobs_help = R"knobs(

@@ -72,10 +72,9 @@ TEST(queue_config, every_setting_is_read)
                         "queue_store: {path: /var/lib/bb/q.db, synchronous: normal, status_path: /q/}\n");
     ASSERT_TRUE(r.cfg) << (r.errors.empty() ? "" : r.errors.front().text());
     // Every refusal before a byte was sent may be queued: a connection, stream or tunnel limit too.
-    EXPECT_EQ(r.cfg->upstreams[0].fallbacks[0].triggers,
-              static_cast<std::uint8_t>(fallback_trigger::circuit_open) |
-                  static_cast<std::uint8_t>(fallback_trigger::bulkhead_full) |
-                  static_cast<std::uint8_t>(fallback_trigger::limit_reached));
+    EXPECT_EQ(r.cfg->upstreams[0].fallbacks[0].triggers, static_cast<std::uint8_t>(fallback_trigger::circuit_open) |
+                                                             static_cast<std::uint8_t>(fallback_trigger::bulkhead_full) |
+                                                             static_cast<std::uint8_t>(fallback_trigger::limit_reached));
     EXPECT_EQ(r.cfg->queue_store.synchronous, queue_sync::normal);
     EXPECT_EQ(r.cfg->queue_store.status_path, "/q/");
     const auto& q = r.cfg->upstreams[0].queue_fallback()->queue;

@@ -78,9 +78,8 @@ struct fallback_chain_fixture : ::testing::Test {
     {
         std::string yaml = "listeners: [{name: main, address: \"127.0.0.1:8080\"}]\n";
         if (with_queue) {
-            dir = std::filesystem::temp_directory_path() /
-                  ("bbx-fallback-" + std::to_string(::getpid()) + "-" +
-                   ::testing::UnitTest::GetInstance()->current_test_info()->name());
+            dir = std::filesystem::temp_directory_path() / ("bbx-fallback-" + std::to_string(::getpid()) + "-" +
+                                                            ::testing::UnitTest::GetInstance()->current_test_info()->name());
             std::filesystem::remove_all(dir);
             yaml += "queue_store: {path: \"" + (dir / "q.db").string() + "\"" + queue_settings + "}\n";
         }
@@ -94,7 +93,8 @@ struct fallback_chain_fixture : ::testing::Test {
                 "  other:\n"
                 "    endpoints: [\"127.0.0.1:2\"]\n"
                 "    routes: {hosts: [other]}\n";
-        auto loaded = config::load_string(yaml, "fallback_chain_test.yaml", [](const std::string&) { return std::optional<std::string>(); });
+        auto loaded = config::load_string(yaml, "fallback_chain_test.yaml",
+                                          [](const std::string&) { return std::optional<std::string>(); });
         ASSERT_TRUE(loaded.cfg) << (loaded.errors.empty() ? "" : loaded.errors.front().text());
         if (with_queue) {
             std::string error;

@@ -9,8 +9,8 @@
 #include "forward/forwarder.hpp"
 
 #include "config/loader.hpp"
-#include "upstream/endpoint_health.hpp"
 #include "runtime/config_generation.hpp"
+#include "upstream/endpoint_health.hpp"
 
 #include <gtest/gtest.h>
 
@@ -310,8 +310,11 @@ struct ejected_fixture : forwarder_fixture {
     {
         configure("    outlier_detection: {consecutive_5xx: 3}\n"
                   "    fallbacks:\n"
-                  "      - when: [" + fallback_when + "]\n"
-                  "        static: {status: 503, body: fallback}\n" + no_retries);
+                  "      - when: [" +
+                  fallback_when +
+                  "]\n"
+                  "        static: {status: 503, body: fallback}\n" +
+                  no_retries);
         auto& up = worker->current->upstreams[0];
         (void)up.shared.outliers->set_endpoints({upstream.endpoint()});
         up.set_endpoints({upstream.endpoint()});
@@ -327,7 +330,7 @@ TEST_F(ejected_fixture, every_endpoint_ejected_is_no_healthy_endpoint_not_an_ups
         auto r = co_await send(bhttp::verb::get);
         EXPECT_EQ(r.error, proxy_error::no_healthy_endpoint);
         EXPECT_EQ(r.status(), 503u);
-        EXPECT_FALSE(r.from_fallback); // an upstream_error fallback is not for this
+        EXPECT_FALSE(r.from_fallback);                                     // an upstream_error fallback is not for this
         EXPECT_EQ(r.response[boost::beast::http::field::retry_after], ""); // no circuit's wait is claimed
         EXPECT_EQ(stats().rejections[static_cast<std::size_t>(runtime::rejection_reason::no_healthy_endpoint)].value(), 1u);
         EXPECT_EQ(stats().rejections[static_cast<std::size_t>(runtime::rejection_reason::no_endpoint)].value(), 0u);

@@ -37,7 +37,8 @@ struct exchange_fixture : ::testing::Test {
 
     forward::attempt_spec limits(std::chrono::milliseconds deadline = 2000ms, bool resendable = true)
     {
-        forward::attempt_spec l{.deadline = steady::now() + deadline, .connect_timeout = seconds(1), .max_response_body = 1 << 20};
+        forward::attempt_spec l{
+            .deadline = steady::now() + deadline, .connect_timeout = seconds(1), .max_response_body = 1 << 20};
         l.now = steady::now().time_since_epoch().count();
         l.resendable = resendable;
         return l;
@@ -50,8 +51,7 @@ struct exchange_fixture : ::testing::Test {
         testing::run_bounded(ioc, std::move(body));
     }
 
-    asio::awaitable<forward::exchange_result> exchange_once(http::response& res, forward::attempt_spec l,
-                                                            std::string body = {})
+    asio::awaitable<forward::exchange_result> exchange_once(http::response& res, forward::attempt_spec l, std::string body = {})
     {
         http::request req{body.empty() ? bhttp::verb::get : bhttp::verb::post, "/item", 11};
         req.set(bhttp::field::host, "svc");

@@ -111,7 +111,8 @@ TEST(parse_step, a_parser_stopped_after_its_header_on_purpose_leaves_the_body_wa
 {
     // Not eager: the header alone is parsed, and body bytes beyond the unparsed bound are not a failure.
     const std::string body(max_unparsed_after_header + 100, 'b');
-    const std::string message = "POST /u HTTP/1.1\r\nHost: h\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+    const std::string message =
+        "POST /u HTTP/1.1\r\nHost: h\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
     request_parser parser;
     trailer_fence fence(parser);
     parser.eager(false);
